@@ -1,0 +1,234 @@
+// Package bolt is the embedded storage backend: one bbolt file, no other
+// process. It is Tether's default store.
+//
+// Records are JSON values in one bucket per kind; every secondary index
+// (IMEI to device, username to user, key hash to API key) is a bucket of its
+// own, written in the same transaction as the record it points at.
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"tether/storage"
+)
+
+var _ storage.Store = (*Store)(nil)
+
+// ErrLocked is returned by Open when another process holds the file.
+var ErrLocked = errors.New("store is in use by another process")
+
+// ErrSchemaTooNew is returned by Open for a file written by a newer Tether.
+var ErrSchemaTooNew = errors.New("store was written by a newer version")
+
+// Bucket names. Each index bucket maps a unique value to a record ID.
+var (
+	bucketMeta       = []byte("meta")
+	bucketDevices    = []byte("devices")
+	bucketDeviceIMEI = []byte("devices_by_imei")
+	bucketUsers      = []byte("users")
+	bucketUserName   = []byte("users_by_name")
+	bucketAPIKeys    = []byte("api_keys")
+	bucketAPIKeyHash = []byte("api_keys_by_hash")
+
+	keySchemaVersion = []byte("schema_version")
+)
+
+var (
+	errIDChanged  = errors.New("update must not change the record id")
+	errKeyChanged = errors.New("update must not change the user key")
+)
+
+const (
+	defaultLockWait = time.Second
+	fileMode        = fs.FileMode(0o600)
+)
+
+var currentSchemaVers = uint64(len(migrations))
+
+// migrations[i] takes a store from schema version i to i+1. They run at
+// Open, all in one transaction, so a store is never left half-migrated.
+// Append only: a published migration never changes.
+var migrations = []func(tx *bolt.Tx) error{
+	// 0 → 1: the first schema.
+	func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{
+			bucketDevices, bucketDeviceIMEI,
+			bucketUsers, bucketUserName,
+			bucketAPIKeys, bucketAPIKeyHash,
+		} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+// Store is a storage.Store on one bbolt file.
+type Store struct {
+	db *bolt.DB
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	lockWait time.Duration
+}
+
+// WithLockWait sets how long Open waits for another process to release the
+// file before it fails with ErrLocked. The default is one second.
+func WithLockWait(d time.Duration) Option {
+	return func(o *options) { o.lockWait = d }
+}
+
+// Open opens or creates the store at path (file mode 0600) and brings its
+// schema up to date.
+func Open(path string, opts ...Option) (*Store, error) {
+	o := options{lockWait: defaultLockWait}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: o.lockWait})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// bbolt sets the mode only when it creates the file: tighten one that an
+	// operator copied in with looser permissions.
+	if err := os.Chmod(path, fileMode); err != nil {
+		return nil, errors.Join(fmt.Errorf("chmod %s: %w", path, err), db.Close())
+	}
+	if err := db.Update(migrate); err != nil {
+		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), db.Close())
+	}
+	return &Store{db: db}, nil
+}
+
+// SchemaVersion is the schema version this build writes.
+func SchemaVersion() uint64 { return currentSchemaVers }
+
+func migrate(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	var version uint64
+	if v := meta.Get(keySchemaVersion); v != nil {
+		if len(v) != 8 {
+			return fmt.Errorf("corrupt schema version %x", v)
+		}
+		version = binary.BigEndian.Uint64(v)
+	}
+	if version > currentSchemaVers {
+		return fmt.Errorf("schema version %d, this build knows up to %d: %w",
+			version, currentSchemaVers, ErrSchemaTooNew)
+	}
+	for ; version < currentSchemaVers; version++ {
+		if err := migrations[version](tx); err != nil {
+			return fmt.Errorf("migrate schema %d to %d: %w", version, version+1, err)
+		}
+	}
+	return meta.Put(keySchemaVersion, binary.BigEndian.AppendUint64(nil, version))
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping runs an empty read transaction.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(*bolt.Tx) error { return nil })
+}
+
+// Path returns the file the store lives in.
+func (s *Store) Path() string { return s.db.Path() }
+
+// view and update run fn in a transaction unless ctx is already done. bbolt
+// transactions are short and cannot be interrupted, so the context is only
+// checked before starting.
+func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(fn)
+}
+
+// get decodes the record under key in bucket into v, or returns ErrNotFound.
+func get(b *bolt.Bucket, kind string, key []byte, v any) error {
+	data := b.Get(key)
+	if data == nil {
+		return fmt.Errorf("%s %q: %w", kind, key, storage.ErrNotFound)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s %q: %w", kind, key, err)
+	}
+	return nil
+}
+
+func put(b *bolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, data)
+}
+
+// claim points index entry key at id, unless another record holds it.
+func claim(idx *bolt.Bucket, key []byte, id string, conflict *storage.ConflictError) error {
+	if cur := idx.Get(key); cur != nil && string(cur) != id {
+		return conflict
+	}
+	return idx.Put(key, []byte(id))
+}
+
+// list walks bucket b in key order from just after the cursor, decoding each
+// record into a T and keeping those match accepts, up to limit. It looks one
+// match further to tell whether there is a next page.
+func list[T any](b *bolt.Bucket, after string, limit int, match func(T) bool, id func(T) string) (storage.Page[T], error) {
+	limit = storage.PageLimit(limit)
+	page := storage.Page[T]{Items: []T{}}
+	c := b.Cursor()
+	k, v := c.First()
+	if after != "" {
+		k, v = c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil; k, v = c.Next() {
+		var rec T
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return storage.Page[T]{}, fmt.Errorf("decode %q: %w", k, err)
+		}
+		if !match(rec) {
+			continue
+		}
+		if len(page.Items) == limit {
+			page.Next = id(page.Items[limit-1])
+			break
+		}
+		page.Items = append(page.Items, rec)
+	}
+	return page, nil
+}

@@ -1,0 +1,155 @@
+package bolt_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"tether/storage"
+	"tether/storage/bolt"
+	"tether/storage/storagetest"
+)
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return s
+	})
+}
+
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tether.db")
+	// A file an operator copied in with loose permissions is tightened.
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Fatalf("store file mode %o; want 600", got)
+	}
+}
+
+func TestSecondOpenFailsFast(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tether.db")
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	start := time.Now()
+	_, err = bolt.Open(path, bolt.WithLockWait(50*time.Millisecond))
+	if !errors.Is(err, bolt.ErrLocked) {
+		t.Fatalf("second Open: %v; want ErrLocked", err)
+	}
+	// Generous bound: this guards against a hang, not a slow machine.
+	if waited := time.Since(start); waited > 30*time.Second {
+		t.Fatalf("second Open took %v", waited)
+	}
+}
+
+func TestPersistsAcrossReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tether.db")
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := storage.Device{ID: storage.NewID(storage.PrefixDevice), IMEI: "490154203237518", Status: storage.DeviceEnrolled}
+	if err := s.CreateDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "alice", Role: storage.RoleWorker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.GetDeviceByIMEI(ctx, d.IMEI); err != nil || got.ID != d.ID {
+		t.Fatalf("device after reopen: %v, %v", got.ID, err)
+	}
+	if got, err := s.GetUserByUsername(ctx, "ALICE"); err != nil || got.Key != u.Key {
+		t.Fatalf("user after reopen: %+v, %v", got, err)
+	}
+	// The key sequence goes on where it stopped.
+	u2, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "bob", Role: storage.RoleWorker})
+	if err != nil || u2.Key != u.Key+1 {
+		t.Fatalf("key after reopen = %d, %v; want %d", u2.Key, err, u.Key+1)
+	}
+}
+
+func TestSchemaVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tether.db")
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	read := func() uint64 {
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var v uint64
+		if err := db.View(func(tx *bbolt.Tx) error {
+			v = binary.BigEndian.Uint64(tx.Bucket([]byte("meta")).Get([]byte("schema_version")))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if got := read(); got != bolt.SchemaVersion() {
+		t.Fatalf("schema version on disk %d; want %d", got, bolt.SchemaVersion())
+	}
+
+	// A store from a newer build is refused, not silently misread.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), binary.BigEndian.AppendUint64(nil, bolt.SchemaVersion()+1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bolt.Open(path); !errors.Is(err, bolt.ErrSchemaTooNew) {
+		t.Fatalf("Open of a newer store: %v; want ErrSchemaTooNew", err)
+	}
+}

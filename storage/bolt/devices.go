@@ -1,0 +1,93 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"tether/storage"
+)
+
+func imeiConflict(imei string) *storage.ConflictError {
+	return &storage.ConflictError{Entity: "device", Field: "imei", Value: imei}
+}
+
+// CreateDevice implements storage.Devices.
+func (s *Store) CreateDevice(ctx context.Context, d storage.Device) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		devices := tx.Bucket(bucketDevices)
+		if devices.Get([]byte(d.ID)) != nil {
+			return &storage.ConflictError{Entity: "device", Field: "id", Value: d.ID}
+		}
+		if err := claim(tx.Bucket(bucketDeviceIMEI), []byte(d.IMEI), d.ID, imeiConflict(d.IMEI)); err != nil {
+			return err
+		}
+		return put(devices, []byte(d.ID), d)
+	})
+}
+
+// GetDevice implements storage.Devices.
+func (s *Store) GetDevice(ctx context.Context, id string) (storage.Device, error) {
+	var d storage.Device
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return get(tx.Bucket(bucketDevices), "device", []byte(id), &d)
+	})
+	return d, err
+}
+
+// GetDeviceByIMEI implements storage.Devices.
+func (s *Store) GetDeviceByIMEI(ctx context.Context, imei string) (storage.Device, error) {
+	var d storage.Device
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketDeviceIMEI).Get([]byte(imei))
+		if id == nil {
+			return fmt.Errorf("device with imei %q: %w", imei, storage.ErrNotFound)
+		}
+		return get(tx.Bucket(bucketDevices), "device", id, &d)
+	})
+	return d, err
+}
+
+// ListDevices implements storage.Devices.
+func (s *Store) ListDevices(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
+	var page storage.Page[storage.Device]
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		page, err = list(tx.Bucket(bucketDevices), f.After, f.Limit, f.Match,
+			func(d storage.Device) string { return d.ID })
+		return err
+	})
+	return page, err
+}
+
+// UpdateDevice implements storage.Devices.
+func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Device) (storage.Device, error)) (storage.Device, error) {
+	var updated storage.Device
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		devices := tx.Bucket(bucketDevices)
+		var old storage.Device
+		if err := get(devices, "device", []byte(id), &old); err != nil {
+			return err
+		}
+		next, err := fn(old.Clone())
+		if err != nil {
+			return err
+		}
+		if next.ID != old.ID {
+			return errIDChanged
+		}
+		if next.IMEI != old.IMEI {
+			idx := tx.Bucket(bucketDeviceIMEI)
+			if err := claim(idx, []byte(next.IMEI), id, imeiConflict(next.IMEI)); err != nil {
+				return err
+			}
+			if err := idx.Delete([]byte(old.IMEI)); err != nil {
+				return err
+			}
+		}
+		updated = next.Clone()
+		return put(devices, []byte(id), next)
+	})
+	return updated, err
+}

@@ -1,0 +1,107 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"tether/storage"
+)
+
+func usernameConflict(name string) *storage.ConflictError {
+	return &storage.ConflictError{Entity: "user", Field: "username", Value: name}
+}
+
+// CreateUser implements storage.Users.
+func (s *Store) CreateUser(ctx context.Context, u storage.User) (storage.User, error) {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		users := tx.Bucket(bucketUsers)
+		if users.Get([]byte(u.ID)) != nil {
+			return &storage.ConflictError{Entity: "user", Field: "id", Value: u.ID}
+		}
+		key := []byte(storage.UsernameKey(u.Username))
+		if err := claim(tx.Bucket(bucketUserName), key, u.ID, usernameConflict(u.Username)); err != nil {
+			return err
+		}
+		seq, err := users.NextSequence()
+		if err != nil {
+			return err
+		}
+		u.Key = seq
+		return put(users, []byte(u.ID), u)
+	})
+	if err != nil {
+		return storage.User{}, err
+	}
+	return u.Clone(), nil
+}
+
+// GetUser implements storage.Users.
+func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
+	var u storage.User
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return get(tx.Bucket(bucketUsers), "user", []byte(id), &u)
+	})
+	return u, err
+}
+
+// GetUserByUsername implements storage.Users.
+func (s *Store) GetUserByUsername(ctx context.Context, name string) (storage.User, error) {
+	var u storage.User
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketUserName).Get([]byte(storage.UsernameKey(name)))
+		if id == nil {
+			return fmt.Errorf("user %q: %w", name, storage.ErrNotFound)
+		}
+		return get(tx.Bucket(bucketUsers), "user", id, &u)
+	})
+	return u, err
+}
+
+// ListUsers implements storage.Users.
+func (s *Store) ListUsers(ctx context.Context, f storage.UserFilter) (storage.Page[storage.User], error) {
+	var page storage.Page[storage.User]
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		page, err = list(tx.Bucket(bucketUsers), f.After, f.Limit, f.Match,
+			func(u storage.User) string { return u.ID })
+		return err
+	})
+	return page, err
+}
+
+// UpdateUser implements storage.Users.
+func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User) (storage.User, error)) (storage.User, error) {
+	var updated storage.User
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		users := tx.Bucket(bucketUsers)
+		var old storage.User
+		if err := get(users, "user", []byte(id), &old); err != nil {
+			return err
+		}
+		next, err := fn(old.Clone())
+		if err != nil {
+			return err
+		}
+		if next.ID != old.ID {
+			return errIDChanged
+		}
+		if next.Key != old.Key {
+			return errKeyChanged
+		}
+		oldKey, newKey := storage.UsernameKey(old.Username), storage.UsernameKey(next.Username)
+		if oldKey != newKey {
+			idx := tx.Bucket(bucketUserName)
+			if err := claim(idx, []byte(newKey), id, usernameConflict(next.Username)); err != nil {
+				return err
+			}
+			if err := idx.Delete([]byte(oldKey)); err != nil {
+				return err
+			}
+		}
+		updated = next.Clone()
+		return put(users, []byte(id), next)
+	})
+	return updated, err
+}

@@ -1,0 +1,211 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/text/secure/precis"
+)
+
+// DeviceStatus is where a handset is in its lifecycle.
+type DeviceStatus string
+
+// The device statuses. Only an enrolled handset may log in.
+const (
+	DeviceEnrolled  DeviceStatus = "enrolled"
+	DeviceSuspended DeviceStatus = "suspended"
+	DeviceRetired   DeviceStatus = "retired"
+)
+
+// Valid reports whether s is one of the known statuses.
+func (s DeviceStatus) Valid() bool {
+	return s == DeviceEnrolled || s == DeviceSuspended || s == DeviceRetired
+}
+
+// Device is an enrolled handset. A manager may register one by IMEI alone;
+// the rest is recorded at its first login.
+type Device struct {
+	ID   string `json:"id"`
+	IMEI string `json:"imei"`
+	// HasIccCard is nil until the handset has said.
+	HasIccCard   *bool    `json:"hasIccCard,omitempty"`
+	IccIDs       []string `json:"iccIds,omitempty"`
+	OSAPI        int      `json:"osApi,omitempty"`
+	OSName       string   `json:"osName,omitempty"`
+	Manufacturer string   `json:"manufacturer,omitempty"`
+	Model        string   `json:"model,omitempty"`
+	AppVersion   string   `json:"appVersion,omitempty"`
+
+	Status DeviceStatus `json:"status"`
+	// StatusReason is what the manager gave when suspending or retiring.
+	StatusReason    string    `json:"statusReason,omitempty"`
+	StatusChangedAt time.Time `json:"statusChangedAt,omitzero"`
+	StatusChangedBy string    `json:"statusChangedBy,omitempty"`
+
+	Label string `json:"label,omitempty"`
+	Group string `json:"group,omitempty"`
+	// AssignedUsers holds user IDs. Empty means any worker may use it.
+	AssignedUsers []string `json:"assignedUsers,omitempty"`
+
+	EnrolledAt time.Time `json:"enrolledAt"`
+	// EnrolledBy names the actor that registered it, such as "apikey:ak_…".
+	EnrolledBy string    `json:"enrolledBy,omitempty"`
+	LastSeenAt time.Time `json:"lastSeenAt,omitzero"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+}
+
+// Clone returns a deep copy of d, so that a backend never shares slices with
+// its callers.
+func (d Device) Clone() Device {
+	if d.HasIccCard != nil {
+		v := *d.HasIccCard
+		d.HasIccCard = &v
+	}
+	d.IccIDs = slices.Clone(d.IccIDs)
+	d.AssignedUsers = slices.Clone(d.AssignedUsers)
+	return d
+}
+
+// DeviceFilter selects devices for ListDevices. Zero fields match all.
+type DeviceFilter struct {
+	Status DeviceStatus
+	Group  string
+	// Text matches, case-insensitively, a substring of the ID, IMEI, label,
+	// group, manufacturer or model.
+	Text string
+	// After is the cursor from the previous page; Limit the page size (see
+	// PageLimit).
+	After string
+	Limit int
+}
+
+// Match reports whether d passes the filter's Status, Group and Text. It is
+// the definition backends implement, and what scanning backends call.
+func (f DeviceFilter) Match(d Device) bool {
+	if f.Status != "" && d.Status != f.Status {
+		return false
+	}
+	if f.Group != "" && d.Group != f.Group {
+		return false
+	}
+	if f.Text == "" {
+		return true
+	}
+	return containsFold(f.Text, d.ID, d.IMEI, d.Label, d.Group, d.Manufacturer, d.Model)
+}
+
+// Role is what an account or API key may do.
+type Role string
+
+// The roles. Workers log in from handsets; managers run the fleet; admins
+// also manage keys and backups. Introspect is for API keys of resource
+// servers that only check tokens.
+const (
+	RoleWorker     Role = "worker"
+	RoleManager    Role = "manager"
+	RoleAdmin      Role = "admin"
+	RoleIntrospect Role = "introspect"
+)
+
+// User is an account.
+type User struct {
+	ID string `json:"id"`
+	// Key is a small integer id, assigned by CreateUser, for the clients that
+	// expect integer user ids.
+	Key       uint64 `json:"key"`
+	Username  string `json:"username"`
+	Role      Role   `json:"role"`
+	FirstName string `json:"firstName,omitempty"`
+	LastName  string `json:"lastName,omitempty"`
+	Email     string `json:"email,omitempty"`
+	ImageURL  string `json:"imageUrl,omitempty"`
+	// Features are free strings the field apps switch on.
+	Features []string `json:"features,omitempty"`
+	// Profile is a free-form JSON object, or nil.
+	Profile json.RawMessage `json:"profile,omitempty"`
+	// PasswordHash is a PHC-format argon2id hash, or empty when the account
+	// cannot log in with a password.
+	PasswordHash      string    `json:"passwordHash,omitempty"`
+	PasswordChangedAt time.Time `json:"passwordChangedAt,omitzero"`
+	Disabled          bool      `json:"disabled,omitempty"`
+	CreatedAt         time.Time `json:"createdAt"`
+	UpdatedAt         time.Time `json:"updatedAt"`
+}
+
+// Clone returns a deep copy of u.
+func (u User) Clone() User {
+	u.Features = slices.Clone(u.Features)
+	u.Profile = bytes.Clone(u.Profile)
+	return u
+}
+
+// UserFilter selects users for ListUsers. Zero fields match all.
+type UserFilter struct {
+	Role Role
+	// Disabled, when set, keeps only users whose Disabled equals it.
+	Disabled *bool
+	// Text matches, case-insensitively, a substring of the ID, username,
+	// first name, last name or email.
+	Text  string
+	After string
+	Limit int
+}
+
+// Match reports whether u passes the filter's Role, Disabled and Text.
+func (f UserFilter) Match(u User) bool {
+	if f.Role != "" && u.Role != f.Role {
+		return false
+	}
+	if f.Disabled != nil && u.Disabled != *f.Disabled {
+		return false
+	}
+	if f.Text == "" {
+		return true
+	}
+	return containsFold(f.Text, u.ID, u.Username, u.FirstName, u.LastName, u.Email)
+}
+
+// UsernameKey is the form in which usernames are unique: case-folded and
+// Unicode-normalised, so "Alice", "ALICE" and "ａｌｉｃｅ" are one account.
+// Every backend indexes usernames by it.
+func UsernameKey(name string) string {
+	if k, err := precis.UsernameCaseMapped.String(name); err == nil {
+		return k
+	}
+	// Names the profile refuses never pass auth's validation, but a backend
+	// still needs a key for them: fall back to plain lower-casing.
+	return strings.ToLower(name)
+}
+
+// APIKey is a key for scripts and resource servers. The secret itself is
+// shown once at creation and never stored.
+type APIKey struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	Role Role   `json:"role"`
+	// Hash is the SHA-256 of the secret.
+	Hash []byte `json:"hash"`
+	// Hint is the first characters of the secret, to tell keys apart.
+	Hint      string    `json:"hint"`
+	CreatedAt time.Time `json:"createdAt"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+}
+
+// Clone returns a deep copy of k.
+func (k APIKey) Clone() APIKey {
+	k.Hash = bytes.Clone(k.Hash)
+	return k
+}
+
+func containsFold(needle string, fields ...string) bool {
+	needle = strings.ToLower(needle)
+	for _, f := range fields {
+		if strings.Contains(strings.ToLower(f), needle) {
+			return true
+		}
+	}
+	return false
+}
