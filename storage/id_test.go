@@ -39,7 +39,7 @@ func TestUsernameKey(t *testing.T) {
 	for _, tc := range []struct{ a, b string }{
 		{"Alice", "alice"},
 		{"ALICE", "alice"},
-		{"ａｌｉｃｅ", "alice"},    // full-width forms
+		{"ａｌｉｃｅ", "alice"},         // full-width forms
 		{"Ame\u0301lie", "amélie"}, // combining accent vs precomposed
 	} {
 		if UsernameKey(tc.a) != UsernameKey(tc.b) {

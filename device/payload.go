@@ -1,0 +1,102 @@
+package device
+
+import (
+	"strings"
+)
+
+// Payload is what a handset says about itself on login and self-enrollment
+// (API.md section 2), and what a manager gives when registering one. Pointer
+// fields tell "absent" from "present but empty": an empty string is a bad
+// value, not a missing one.
+type Payload struct {
+	IMEI       string      `json:"imei" xml:"IMEI" validate:"required,imei_digits,imei_len,imei_nonzero,imei_luhn"`
+	HasIccCard *bool       `json:"hasIccCard,omitempty" xml:"HasIccCard,omitempty"`
+	IccIDs     []string    `json:"iccIds,omitempty" xml:"IccIds>string,omitempty" validate:"iccid_max,iccid_unique,dive,iccid_digits,iccid_prefix,iccid_len,iccid_luhn"`
+	OSVersion  *OSVersion  `json:"osVersion,omitempty" xml:"OsVersion,omitempty" validate:"omitnil"`
+	DeviceInfo *Info       `json:"deviceInfo,omitempty" xml:"DeviceInfo,omitempty" validate:"omitnil"`
+	AppVersion *string     `json:"appVersion,omitempty" xml:"AppVersion,omitempty" validate:"omitnil,app_version"`
+}
+
+// OSVersion is the Android release: its API level and version name, which
+// must agree.
+type OSVersion struct {
+	API  int    `json:"api" xml:"Api" validate:"android_api"`
+	Name string `json:"name" xml:"Name" validate:"required,os_name"`
+}
+
+// Info is the handset's make and model.
+type Info struct {
+	Manufacturer string `json:"manufacturer" xml:"Manufacturer" validate:"text_len,text_printable"`
+	Model        string `json:"model" xml:"Model" validate:"text_len,text_printable"`
+}
+
+// MaxSIMs is the most ICC IDs one payload may carry.
+const MaxSIMs = 4
+
+// Normalize puts every field in its canonical form: separators out of the
+// IMEI and ICC IDs, the "F" filler off ICC IDs, "Android" off the version
+// name, surrounding space off the rest. Validation runs on what it leaves.
+func (p *Payload) Normalize() {
+	p.IMEI = stripSeparators(p.IMEI)
+	for i, id := range p.IccIDs {
+		id = stripSeparators(id)
+		if n := len(id); n > 0 && (id[n-1] == 'F' || id[n-1] == 'f') {
+			id = id[:n-1]
+		}
+		p.IccIDs[i] = id
+	}
+	if p.OSVersion != nil {
+		p.OSVersion.Name = normalizeOSName(p.OSVersion.Name)
+	}
+	if p.DeviceInfo != nil {
+		p.DeviceInfo.Manufacturer = strings.TrimSpace(p.DeviceInfo.Manufacturer)
+		p.DeviceInfo.Model = strings.TrimSpace(p.DeviceInfo.Model)
+	}
+	if p.AppVersion != nil {
+		v := strings.TrimSpace(*p.AppVersion)
+		p.AppVersion = &v
+	}
+}
+
+// stripSeparators drops the spaces, hyphens and slashes people and
+// spreadsheets put in long numbers.
+func stripSeparators(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '-', '/', '\t':
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(s))
+}
+
+// luhnValid reports whether a string of ASCII digits ends in a valid Luhn
+// check digit. The caller has checked that it is all digits.
+func luhnValid(digits string) bool {
+	sum := 0
+	double := false
+	for i := len(digits) - 1; i >= 0; i-- {
+		d := int(digits[i] - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,333 @@
+// Package device holds the rules about handsets: the payload a handset sends
+// and how it is validated and normalised, the Android release table, and the
+// lifecycle a manager drives (register, edit, suspend, retire, reinstate).
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-playground/validator/v10"
+
+	"tether"
+	"tether/storage"
+)
+
+// Store is the persistence the device service needs.
+type Store interface {
+	storage.Devices
+	// GetUser and GetUserByUsername resolve assigned users.
+	GetUser(ctx context.Context, id string) (storage.User, error)
+	GetUserByUsername(ctx context.Context, name string) (storage.User, error)
+}
+
+// ErrInvalidTransition is returned for a lifecycle change the device's
+// status does not allow, such as suspending a retired handset.
+var ErrInvalidTransition = tether.NewError(tether.CodeConflict,
+	"the device's status does not allow this change: a retired device must be reinstated first")
+
+// Limits on what managers write about a device.
+const (
+	MaxLabel         = 64
+	MaxGroup         = 64
+	MaxReason        = 256
+	MaxAssignedUsers = 100
+)
+
+// Service applies the device rules on top of a Store.
+type Service struct {
+	store    Store
+	validate *validator.Validate
+	now      func() time.Time
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock sets the clock; tests use it to pin time.
+func WithClock(now func() time.Time) Option {
+	return func(s *Service) { s.now = now }
+}
+
+// NewService returns a Service. v must have the device rules registered
+// (RegisterValidations).
+func NewService(store Store, v *validator.Validate, opts ...Option) *Service {
+	s := &Service{store: store, validate: v, now: time.Now}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
+}
+
+// Registration is a manager's request to register a handset. Only the IMEI
+// is required; whatever else of the payload is given must be valid.
+type Registration struct {
+	Payload
+	Label string
+	Group string
+	// AssignedUsers are usernames or user IDs; empty lets any worker use
+	// the handset.
+	AssignedUsers []string
+}
+
+// Register validates and stores a new handset. It returns a
+// *tether.ValidationError naming every bad field, or a *storage.ConflictError
+// when the IMEI is already registered.
+func (s *Service) Register(ctx context.Context, actor string, r Registration) (storage.Device, error) {
+	r.Payload.Normalize()
+	r.Label = strings.TrimSpace(r.Label)
+	r.Group = strings.TrimSpace(r.Group)
+
+	var verr *tether.ValidationError
+	if err := Validate(s.validate, r.Payload, "", false); err != nil {
+		if !errors.As(err, &verr) {
+			return storage.Device{}, err
+		}
+	}
+	ids, uerr, err := s.resolveUsers(ctx, r.AssignedUsers)
+	if err != nil {
+		return storage.Device{}, err
+	}
+	if all := tether.Join(verr, checkText("label", r.Label, MaxLabel), checkText("group", r.Group, MaxGroup), uerr); all != nil {
+		return storage.Device{}, all
+	}
+
+	now := s.now().UTC()
+	d := storage.Device{
+		ID:            storage.NewID(storage.PrefixDevice),
+		Status:        storage.DeviceEnrolled,
+		Label:         r.Label,
+		Group:         r.Group,
+		AssignedUsers: ids,
+		EnrolledAt:    now,
+		EnrolledBy:    actor,
+		UpdatedAt:     now,
+	}
+	apply(&d, r.Payload)
+	if err := s.store.CreateDevice(ctx, d); err != nil {
+		return storage.Device{}, fmt.Errorf("register device: %w", err)
+	}
+	return d, nil
+}
+
+// apply copies what a validated payload says onto a device record.
+func apply(d *storage.Device, p Payload) {
+	d.IMEI = p.IMEI
+	if p.HasIccCard != nil {
+		v := *p.HasIccCard
+		d.HasIccCard = &v
+	}
+	if p.IccIDs != nil {
+		d.IccIDs = append([]string(nil), p.IccIDs...)
+	}
+	if p.OSVersion != nil {
+		d.OSAPI, d.OSName = p.OSVersion.API, p.OSVersion.Name
+	}
+	if p.DeviceInfo != nil {
+		d.Manufacturer, d.Model = p.DeviceInfo.Manufacturer, p.DeviceInfo.Model
+	}
+	if p.AppVersion != nil {
+		d.AppVersion = *p.AppVersion
+	}
+}
+
+// Find returns the device a reference names: a device ID ("dev_…") or an
+// IMEI, with or without separators. It returns an error wrapping
+// storage.ErrNotFound when there is none.
+func (s *Service) Find(ctx context.Context, ref string) (storage.Device, error) {
+	if strings.HasPrefix(ref, storage.PrefixDevice) {
+		return s.store.GetDevice(ctx, ref)
+	}
+	return s.store.GetDeviceByIMEI(ctx, stripSeparators(ref))
+}
+
+// List returns one page of devices.
+func (s *Service) List(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return storage.Page[storage.Device]{}, tether.Invalid("status", "status_invalid",
+			"status must be enrolled, suspended or retired")
+	}
+	return s.store.ListDevices(ctx, f)
+}
+
+// Patch is a manager's edit of a device. Nil fields are left as they are; an
+// empty label or group clears it.
+type Patch struct {
+	Label         *string
+	Group         *string
+	AssignedUsers *[]string
+}
+
+// Update applies a Patch.
+func (s *Service) Update(ctx context.Context, actor, id string, p Patch) (storage.Device, error) {
+	var errs []*tether.ValidationError
+	if p.Label != nil {
+		v := strings.TrimSpace(*p.Label)
+		p.Label = &v
+		errs = append(errs, checkText("label", v, MaxLabel))
+	}
+	if p.Group != nil {
+		v := strings.TrimSpace(*p.Group)
+		p.Group = &v
+		errs = append(errs, checkText("group", v, MaxGroup))
+	}
+	var ids []string
+	if p.AssignedUsers != nil {
+		var uerr *tether.ValidationError
+		var err error
+		ids, uerr, err = s.resolveUsers(ctx, *p.AssignedUsers)
+		if err != nil {
+			return storage.Device{}, err
+		}
+		errs = append(errs, uerr)
+	}
+	if all := tether.Join(errs...); all != nil {
+		return storage.Device{}, all
+	}
+	return s.store.UpdateDevice(ctx, id, func(d storage.Device) (storage.Device, error) {
+		if p.Label != nil {
+			d.Label = *p.Label
+		}
+		if p.Group != nil {
+			d.Group = *p.Group
+		}
+		if p.AssignedUsers != nil {
+			d.AssignedUsers = ids
+		}
+		d.UpdatedAt = s.now().UTC()
+		return d, nil
+	})
+}
+
+// Suspend stops a handset from logging in, as when it is lost. Suspending a
+// suspended handset changes nothing; a retired one cannot be suspended.
+func (s *Service) Suspend(ctx context.Context, actor, id, reason string) (storage.Device, error) {
+	return s.transition(ctx, actor, id, storage.DeviceSuspended, reason)
+}
+
+// Retire takes a handset out of service for good (it can still be
+// reinstated, as when it was retired by mistake).
+func (s *Service) Retire(ctx context.Context, actor, id, reason string) (storage.Device, error) {
+	return s.transition(ctx, actor, id, storage.DeviceRetired, reason)
+}
+
+// Reinstate returns a suspended or retired handset to service.
+func (s *Service) Reinstate(ctx context.Context, actor, id, reason string) (storage.Device, error) {
+	return s.transition(ctx, actor, id, storage.DeviceEnrolled, reason)
+}
+
+// CanTransition reports whether a device in status from may be moved to
+// status to. Moving to the status it has is allowed and changes nothing.
+func CanTransition(from, to storage.DeviceStatus) bool {
+	if from == to {
+		return true
+	}
+	switch to {
+	case storage.DeviceSuspended:
+		return from == storage.DeviceEnrolled
+	case storage.DeviceRetired:
+		return from == storage.DeviceEnrolled || from == storage.DeviceSuspended
+	case storage.DeviceEnrolled:
+		return from == storage.DeviceSuspended || from == storage.DeviceRetired
+	}
+	return false
+}
+
+func (s *Service) transition(ctx context.Context, actor, id string, to storage.DeviceStatus, reason string) (storage.Device, error) {
+	reason = strings.TrimSpace(reason)
+	if verr := checkText("reason", reason, MaxReason); verr != nil {
+		return storage.Device{}, verr
+	}
+	return s.store.UpdateDevice(ctx, id, func(d storage.Device) (storage.Device, error) {
+		if !CanTransition(d.Status, to) {
+			return d, fmt.Errorf("device %s is %s, cannot become %s: %w", d.ID, d.Status, to, ErrInvalidTransition)
+		}
+		if d.Status == to {
+			return d, nil
+		}
+		now := s.now().UTC()
+		d.Status = to
+		d.StatusReason = reason
+		d.StatusChangedAt = now
+		d.StatusChangedBy = actor
+		d.UpdatedAt = now
+		return d, nil
+	})
+}
+
+// AssignedUsernames returns the usernames of a device's assigned users, in
+// order. A user that no longer exists shows as its ID.
+func (s *Service) AssignedUsernames(ctx context.Context, d storage.Device) ([]string, error) {
+	names := make([]string, 0, len(d.AssignedUsers))
+	for _, id := range d.AssignedUsers {
+		u, err := s.store.GetUser(ctx, id)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			names = append(names, id)
+		case err != nil:
+			return nil, err
+		default:
+			names = append(names, u.Username)
+		}
+	}
+	return names, nil
+}
+
+// resolveUsers turns usernames or user IDs into user IDs, with a field error
+// for each that names no user. Duplicates are dropped.
+func (s *Service) resolveUsers(ctx context.Context, refs []string) ([]string, *tether.ValidationError, error) {
+	if len(refs) > MaxAssignedUsers {
+		return nil, tether.Invalid("assignedUsers", "assigned_users_too_many",
+			fmt.Sprintf("at most %d assigned users", MaxAssignedUsers)), nil
+	}
+	var ids []string
+	verr := &tether.ValidationError{}
+	seen := map[string]bool{}
+	for i, ref := range refs {
+		ref = strings.TrimSpace(ref)
+		field := fmt.Sprintf("assignedUsers[%d]", i)
+		if ref == "" || len(ref) > 256 {
+			verr.Fields = append(verr.Fields, tether.FieldError{Field: field, Code: "user_unknown", Message: "no such user"})
+			continue
+		}
+		var u storage.User
+		var err error
+		if strings.HasPrefix(ref, storage.PrefixUser) {
+			u, err = s.store.GetUser(ctx, ref)
+		} else {
+			u, err = s.store.GetUserByUsername(ctx, ref)
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			verr.Fields = append(verr.Fields, tether.FieldError{Field: field, Code: "user_unknown",
+				Message: fmt.Sprintf("no user %q", ref)})
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if !seen[u.ID] {
+			seen[u.ID] = true
+			ids = append(ids, u.ID)
+		}
+	}
+	if len(verr.Fields) > 0 {
+		return nil, verr, nil
+	}
+	return ids, nil, nil
+}
+
+// checkText checks a free-text field a manager sets: at most max printable
+// characters, and empty is allowed.
+func checkText(field, v string, max int) *tether.ValidationError {
+	if utf8.RuneCountInString(v) > max {
+		return tether.Invalid(field, field+"_length", fmt.Sprintf("%s must be at most %d characters", field, max))
+	}
+	if !printable(v) {
+		return tether.Invalid(field, field+"_chars", field+" must be printable text")
+	}
+	return nil
+}
