@@ -19,7 +19,6 @@ type Code string
 const (
 	CodeInvalidRequest       Code = "invalid_request"
 	CodeValidationFailed     Code = "validation_failed"
-	CodeUnauthorized         Code = "unauthorized"
 	CodeInvalidCredentials   Code = "invalid_credentials"
 	CodeTokenInvalid         Code = "token_invalid"
 	CodeTokenExpired         Code = "token_expired"
@@ -42,7 +41,6 @@ const (
 	CodePayloadTooLarge      Code = "payload_too_large"
 	CodeUnsupportedMediaType Code = "unsupported_media_type"
 	CodeNotAcceptable        Code = "not_acceptable"
-	CodeMethodNotAllowed     Code = "method_not_allowed"
 	CodeAppVersionOld        Code = "app_version_unsupported"
 	CodeOSVersionOld         Code = "os_version_unsupported"
 	CodeTooManyAttempts      Code = "too_many_attempts"

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
 )
@@ -66,4 +68,18 @@ func Join(errs ...*ValidationError) *ValidationError {
 		out.Fields = append(out.Fields, e.Fields...)
 	}
 	return out
+}
+
+// Printable reports whether s is valid UTF-8 made only of printable
+// characters: spaces count, control and format characters do not.
+func Printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -326,7 +326,7 @@ func checkText(field, v string, max int) *tether.ValidationError {
 	if utf8.RuneCountInString(v) > max {
 		return tether.Invalid(field, field+"_length", fmt.Sprintf("%s must be at most %d characters", field, max))
 	}
-	if !printable(v) {
+	if !tether.Printable(v) {
 		return tether.Invalid(field, field+"_chars", field+" must be printable text")
 	}
 	return nil

@@ -3,7 +3,6 @@ package device
 import (
 	"context"
 	"fmt"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
@@ -51,7 +50,7 @@ func RegisterValidations(v *validator.Validate) error {
 			n := utf8.RuneCountInString(s)
 			return n >= 1 && n <= 64
 		}),
-		"text_printable": str(printable),
+		"text_printable": str(tether.Printable),
 	}
 	for tag, fn := range tags {
 		if err := v.RegisterValidation(tag, fn); err != nil {
@@ -61,20 +60,6 @@ func RegisterValidations(v *validator.Validate) error {
 	v.RegisterStructValidationCtx(payloadRules, Payload{})
 	v.RegisterStructValidation(osVersionRules, OSVersion{})
 	return nil
-}
-
-// printable reports whether s is valid UTF-8 made of printable characters
-// (spaces included, control characters not).
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
 }
 
 type completeKey struct{}

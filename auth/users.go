@@ -1,0 +1,335 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-playground/validator/v10"
+	"golang.org/x/text/secure/precis"
+
+	"tether"
+	"tether/storage"
+)
+
+// Limits on account fields.
+const (
+	MaxUsername   = 64
+	MaxName       = 64
+	MaxFeatures   = 64
+	MaxFeature    = 64
+	MaxProfileLen = 16 << 10
+)
+
+// Users manages accounts: who they are, their role, their password.
+type Users struct {
+	store    storage.Users
+	hasher   *Hasher
+	validate *validator.Validate
+	now      func() time.Time
+}
+
+// UsersOption configures Users.
+type UsersOption func(*Users)
+
+// WithUsersClock sets the clock.
+func WithUsersClock(now func() time.Time) UsersOption {
+	return func(u *Users) { u.now = now }
+}
+
+// NewUsers returns a Users service. v must have the auth rules registered
+// (RegisterValidations).
+func NewUsers(store storage.Users, hasher *Hasher, v *validator.Validate, opts ...UsersOption) *Users {
+	u := &Users{store: store, hasher: hasher, validate: v, now: time.Now}
+	for _, opt := range opts {
+		opt(u)
+	}
+	return u
+}
+
+// RegisterValidations adds the account rules to v.
+func RegisterValidations(v *validator.Validate) error {
+	rules := map[string]validator.Func{
+		"username": func(fl validator.FieldLevel) bool {
+			_, err := precis.UsernameCasePreserved.String(fl.Field().String())
+			return err == nil
+		},
+		"printable": func(fl validator.FieldLevel) bool { return tether.Printable(fl.Field().String()) },
+		"role": func(fl validator.FieldLevel) bool {
+			switch storage.Role(fl.Field().String()) {
+			case storage.RoleWorker, storage.RoleManager, storage.RoleAdmin:
+				return true
+			}
+			return false
+		},
+		"json_object": func(fl validator.FieldLevel) bool {
+			raw, ok := fl.Field().Interface().(json.RawMessage)
+			if !ok {
+				return false
+			}
+			return raw == nil || isJSONObject(raw)
+		},
+	}
+	for tag, fn := range rules {
+		if err := v.RegisterValidation(tag, fn); err != nil {
+			return fmt.Errorf("register %s: %w", tag, err)
+		}
+	}
+	return nil
+}
+
+func isJSONObject(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && t[0] == '{' && json.Valid(t)
+}
+
+// profile is what a user's record says about them, with its rules. It is
+// checked whole on create and after every patch.
+type profile struct {
+	Username  string          `json:"username" validate:"required,max=64,username"`
+	Role      string          `json:"role" validate:"role"`
+	FirstName string          `json:"firstName" validate:"max=64,printable"`
+	LastName  string          `json:"lastName" validate:"max=64,printable"`
+	Email     string          `json:"email" validate:"omitempty,max=254,email"`
+	ImageURL  string          `json:"imageUrl" validate:"omitempty,max=2048,http_url"`
+	Features  []string        `json:"features" validate:"max=64,unique,dive,min=1,max=64,printable"`
+	Profile   json.RawMessage `json:"profile" validate:"max=16384,json_object"`
+}
+
+func describeUser(field, tag, param string) (string, string) {
+	switch tag {
+	case "required":
+		return field + "_required", field + " is required"
+	case "max":
+		return field + "_length", fmt.Sprintf("%s must be at most %s long", field, param)
+	case "min":
+		return field + "_length", fmt.Sprintf("%s must be at least %s long", field, param)
+	case "username":
+		return "username_invalid", "username may hold letters, digits and symbols such as . _ - @, but no spaces"
+	case "printable":
+		return field + "_chars", field + " must be printable text"
+	case "role":
+		return "role_invalid", "role must be worker, manager or admin"
+	case "email":
+		return "email_invalid", "email is not a valid address"
+	case "http_url":
+		return "image_url_invalid", "imageUrl must be an http or https URL"
+	case "unique":
+		return field + "_duplicate", field + " must not repeat"
+	case "json_object":
+		return "profile_invalid", "profile must be a JSON object"
+	}
+	return field + "_invalid", field + " is invalid"
+}
+
+func (s *Users) check(p *profile) error {
+	p.Username = strings.TrimSpace(p.Username)
+	if name, err := precis.UsernameCasePreserved.String(p.Username); err == nil {
+		p.Username = name
+	}
+	p.FirstName = strings.TrimSpace(p.FirstName)
+	p.LastName = strings.TrimSpace(p.LastName)
+	p.Email = strings.TrimSpace(p.Email)
+	p.ImageURL = strings.TrimSpace(p.ImageURL)
+	if err := s.validate.Struct(p); err != nil {
+		return tether.FromValidator(err, "", describeUser)
+	}
+	if p.Profile != nil {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, p.Profile); err != nil {
+			return tether.Invalid("profile", "profile_invalid", "profile must be a JSON object")
+		}
+		p.Profile = buf.Bytes()
+	}
+	return nil
+}
+
+// checkPassword applies the password policy.
+func checkPassword(pw string) *tether.ValidationError {
+	switch {
+	case !utf8.ValidString(pw):
+		return tether.Invalid("password", "password_chars", "password must be valid UTF-8")
+	case utf8.RuneCountInString(pw) < MinPasswordLen:
+		return tether.Invalid("password", "password_length", fmt.Sprintf("password must be at least %d characters", MinPasswordLen))
+	case len(pw) > MaxPasswordLen:
+		return tether.Invalid("password", "password_length", fmt.Sprintf("password must be at most %d bytes", MaxPasswordLen))
+	}
+	return nil
+}
+
+// NewUser is a request to create an account.
+type NewUser struct {
+	Username  string
+	Password  string
+	Role      storage.Role
+	FirstName string
+	LastName  string
+	Email     string
+	ImageURL  string
+	Features  []string
+	Profile   json.RawMessage
+}
+
+// Create validates and stores a new account with a hashed password. It
+// returns a *tether.ValidationError naming every bad field, ErrForbidden when
+// by may not grant the role, or a *storage.ConflictError when the username
+// is taken (case-insensitively).
+func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.User, error) {
+	if nu.Role == "" {
+		nu.Role = storage.RoleWorker
+	}
+	p := profile{
+		Username: nu.Username, Role: string(nu.Role), FirstName: nu.FirstName, LastName: nu.LastName,
+		Email: nu.Email, ImageURL: nu.ImageURL, Features: nu.Features, Profile: nu.Profile,
+	}
+	var verr *tether.ValidationError
+	if err := s.check(&p); err != nil {
+		if !errors.As(err, &verr) {
+			return storage.User{}, err
+		}
+	}
+	if all := tether.Join(verr, checkPassword(nu.Password)); all != nil {
+		return storage.User{}, all
+	}
+	if !by.CanGrant(nu.Role) {
+		return storage.User{}, fmt.Errorf("%s creating a %s: %w", by, nu.Role, ErrForbidden)
+	}
+	hash, err := s.hasher.Hash(nu.Password)
+	if err != nil {
+		return storage.User{}, err
+	}
+	now := s.now().UTC()
+	u := storage.User{
+		ID:                storage.NewID(storage.PrefixUser),
+		Username:          p.Username,
+		Role:              nu.Role,
+		FirstName:         p.FirstName,
+		LastName:          p.LastName,
+		Email:             p.Email,
+		ImageURL:          p.ImageURL,
+		Features:          p.Features,
+		Profile:           p.Profile,
+		PasswordHash:      hash,
+		PasswordChangedAt: now,
+		CreatedAt:         now,
+		UpdatedAt:         now,
+	}
+	created, err := s.store.CreateUser(ctx, u)
+	if err != nil {
+		return storage.User{}, fmt.Errorf("create user: %w", err)
+	}
+	return created, nil
+}
+
+// Get returns a user by ID.
+func (s *Users) Get(ctx context.Context, id string) (storage.User, error) {
+	return s.store.GetUser(ctx, id)
+}
+
+// List returns one page of users.
+func (s *Users) List(ctx context.Context, f storage.UserFilter) (storage.Page[storage.User], error) {
+	if f.Role != "" && f.Role != storage.RoleWorker && f.Role != storage.RoleManager && f.Role != storage.RoleAdmin {
+		return storage.Page[storage.User]{}, tether.Invalid("role", "role_invalid", "role must be worker, manager or admin")
+	}
+	return s.store.ListUsers(ctx, f)
+}
+
+// UserPatch is an edit of an account. Nil fields are left as they are.
+// Usernames do not change: handsets and logs know people by them.
+type UserPatch struct {
+	Role      *storage.Role
+	FirstName *string
+	LastName  *string
+	Email     *string
+	ImageURL  *string
+	Features  *[]string
+	// Profile replaces the whole profile object; JSON null clears it.
+	Profile  *json.RawMessage
+	Disabled *bool
+}
+
+// Update applies a patch. by may not touch an account of a role it could not
+// grant, nor grant one.
+func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch) (storage.User, error) {
+	if p.Role != nil && !by.CanGrant(*p.Role) {
+		return storage.User{}, fmt.Errorf("%s granting %s: %w", by, *p.Role, ErrForbidden)
+	}
+	return s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
+		if !by.CanGrant(u.Role) {
+			return u, fmt.Errorf("%s editing a %s: %w", by, u.Role, ErrForbidden)
+		}
+		if by.Kind == KindUser && by.ID == u.ID && ((p.Disabled != nil && *p.Disabled) || (p.Role != nil && *p.Role != u.Role)) {
+			return u, fmt.Errorf("%s disabling or demoting itself: %w", by, ErrForbidden)
+		}
+		pr := profile{
+			Username: u.Username, Role: string(u.Role), FirstName: u.FirstName, LastName: u.LastName,
+			Email: u.Email, ImageURL: u.ImageURL, Features: u.Features, Profile: u.Profile,
+		}
+		if p.Role != nil {
+			pr.Role = string(*p.Role)
+		}
+		setIf(&pr.FirstName, p.FirstName)
+		setIf(&pr.LastName, p.LastName)
+		setIf(&pr.Email, p.Email)
+		setIf(&pr.ImageURL, p.ImageURL)
+		setIf(&pr.Features, p.Features)
+		if p.Profile != nil {
+			pr.Profile = *p.Profile
+			if bytes.Equal(bytes.TrimSpace(pr.Profile), []byte("null")) {
+				pr.Profile = nil
+			}
+		}
+		if err := s.check(&pr); err != nil {
+			return u, err
+		}
+		u.Role = storage.Role(pr.Role)
+		u.FirstName, u.LastName, u.Email, u.ImageURL = pr.FirstName, pr.LastName, pr.Email, pr.ImageURL
+		u.Features, u.Profile = pr.Features, pr.Profile
+		if p.Disabled != nil {
+			u.Disabled = *p.Disabled
+		}
+		u.UpdatedAt = s.now().UTC()
+		return u, nil
+	})
+}
+
+// SetPassword replaces an account's password.
+func (s *Users) SetPassword(ctx context.Context, by Principal, id, password string) error {
+	if verr := checkPassword(password); verr != nil {
+		return verr
+	}
+	target, err := s.store.GetUser(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !by.CanGrant(target.Role) {
+		return fmt.Errorf("%s setting the password of a %s: %w", by, target.Role, ErrForbidden)
+	}
+	// Hash outside the store's transaction: it is slow on purpose.
+	hash, err := s.hasher.Hash(password)
+	if err != nil {
+		return err
+	}
+	_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
+		if !by.CanGrant(u.Role) {
+			return u, fmt.Errorf("%s setting the password of a %s: %w", by, u.Role, ErrForbidden)
+		}
+		now := s.now().UTC()
+		u.PasswordHash = hash
+		u.PasswordChangedAt = now
+		u.UpdatedAt = now
+		return u, nil
+	})
+	return err
+}
+
+func setIf[T any](dst *T, src *T) {
+	if src != nil {
+		*dst = *src
+	}
+}
