@@ -9,12 +9,12 @@ import (
 // fields tell "absent" from "present but empty": an empty string is a bad
 // value, not a missing one.
 type Payload struct {
-	IMEI       string      `json:"imei" xml:"IMEI" validate:"required,imei_digits,imei_len,imei_nonzero,imei_luhn"`
-	HasIccCard *bool       `json:"hasIccCard,omitempty" xml:"HasIccCard,omitempty"`
-	IccIDs     []string    `json:"iccIds,omitempty" xml:"IccIds>string,omitempty" validate:"iccid_max,iccid_unique,dive,iccid_digits,iccid_prefix,iccid_len,iccid_luhn"`
-	OSVersion  *OSVersion  `json:"osVersion,omitempty" xml:"OsVersion,omitempty" validate:"omitnil"`
-	DeviceInfo *Info       `json:"deviceInfo,omitempty" xml:"DeviceInfo,omitempty" validate:"omitnil"`
-	AppVersion *string     `json:"appVersion,omitempty" xml:"AppVersion,omitempty" validate:"omitnil,app_version"`
+	IMEI       string     `json:"imei" xml:"IMEI" validate:"required,imei_digits,imei_len,imei_nonzero,imei_luhn"`
+	HasIccCard *bool      `json:"hasIccCard,omitempty" xml:"HasIccCard,omitempty"`
+	IccIDs     []string   `json:"iccIds,omitempty" xml:"IccIds>string,omitempty" validate:"iccid_max,iccid_unique,dive,iccid_digits,iccid_prefix,iccid_len,iccid_luhn"`
+	OSVersion  *OSVersion `json:"osVersion,omitempty" xml:"OsVersion,omitempty" validate:"omitnil"`
+	DeviceInfo *Info      `json:"deviceInfo,omitempty" xml:"DeviceInfo,omitempty" validate:"omitnil"`
+	AppVersion *string    `json:"appVersion,omitempty" xml:"AppVersion,omitempty" validate:"omitnil,app_version"`
 }
 
 // OSVersion is the Android release: its API level and version name, which

@@ -1,7 +1,10 @@
 package device
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -245,5 +248,30 @@ func TestReleaseTable(t *testing.T) {
 		if got := ReleaseName(api); got != want {
 			t.Errorf("ReleaseName(%d) = %q; want %q", api, got, want)
 		}
+	}
+}
+
+// The payloads under testdata/ are the ones the README walks through: the
+// good one passes whole, the bad one fails on exactly its four fields.
+func TestSamplePayloads(t *testing.T) {
+	validate := newValidator(t)
+	read := func(name string) Payload {
+		data, err := os.ReadFile(filepath.Join("..", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p Payload
+		if err := json.Unmarshal(data, &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if got := validate(read("payload.json"), true); got != nil {
+		t.Fatalf("payload.json: %v", got)
+	}
+	got := codes(validate(read("payload-bad.json"), false))
+	want := []string{"device.deviceInfo.model=model_length", "device.iccIds[0]=iccid_prefix", "device.imei=imei_checksum", "device.osVersion.name=os_name_mismatch"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("payload-bad.json: %v; want %v", got, want)
 	}
 }

@@ -286,7 +286,7 @@ func testDeviceList(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	imeis := []string{
 		"490154203237518", "356938035643809", "352099001761481",
-		"867584030000005", "359881234567890", "012345678901237",
+		"867584030000009", "359881234567899", "012345678901237",
 	}
 	var all []storage.Device
 	for i, imei := range imeis {

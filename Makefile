@@ -1,0 +1,44 @@
+# Tether's build. `make help` lists the targets.
+
+BIN      := bin/tether
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+ADDR     ?= :8080
+DATA     ?= ./data
+FUZZTIME ?= 30s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help run test build bench fuzz lint clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## serve on :8080 with the store in ./data (ADDR=, DATA= to change)
+	go run -ldflags "$(LDFLAGS)" ./cmd/tether serve --addr $(ADDR) --data $(DATA)
+
+test: ## go vet, then every test with the race detector
+	go vet ./...
+	go test -race ./...
+
+build: ## one static binary: bin/tether
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tether
+
+bench: ## run the Go benchmarks with allocation counts
+	go test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (30s)
+	@for pkg in $$(go list ./...); do \
+	  for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$target"; \
+	    go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+lint: ## check formatting and vet
+	@test -z "$$(gofmt -l .)" || { echo "not gofmt'ed:"; gofmt -l .; exit 1; }
+	go vet ./...
+
+clean: ## remove the binary and test caches (never ./data)
+	rm -rf bin
+	go clean -testcache

@@ -1,0 +1,312 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tether"
+	"tether/api"
+	"tether/auth"
+	"tether/device"
+	"tether/storage"
+	"tether/storage/bolt"
+)
+
+const bodyLimit = 64 << 10
+
+// env is a whole server on a real bbolt file, with one API key per role.
+type env struct {
+	t          *testing.T
+	app        *fiber.App
+	store      *bolt.Store
+	admin      string
+	manager    string
+	introspect string
+	logs       *bytes.Buffer
+	addr       string
+}
+
+// withT returns a copy of e that reports to t, for subtests.
+func (e *env) withT(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
+// real rewrites req to go to the app on a real loopback listener, started
+// on first use and stopped when the test ends.
+func (e *env) real(req *http.Request) *http.Request {
+	e.t.Helper()
+	if e.addr == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		go func() { _ = e.app.Listener(ln) }()
+		e.t.Cleanup(func() { _ = e.app.Shutdown() })
+		e.addr = ln.Addr().String()
+	}
+	out := req.Clone(req.Context())
+	out.RequestURI = ""
+	out.URL.Scheme, out.URL.Host = "http", e.addr
+	return out
+}
+
+func (e *env) client() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+
+	v := tether.NewValidator()
+	if err := device.RegisterValidations(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.RegisterValidations(v); err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	logger := slog.New(api.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	keys := auth.NewAPIKeys(store)
+	e := &env{t: t, store: store, logs: logs}
+	e.app = api.New(api.Deps{
+		Store:   store,
+		Devices: device.NewService(store, v),
+		Users:   auth.NewUsers(store, auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}), v),
+		APIKeys: keys,
+		Logger:  logger,
+	}, api.Options{BodyLimit: bodyLimit})
+	for _, k := range []struct {
+		dst  *string
+		role storage.Role
+	}{{&e.admin, storage.RoleAdmin}, {&e.manager, storage.RoleManager}, {&e.introspect, storage.RoleIntrospect}} {
+		secret, _, err := keys.Create(context.Background(), auth.CLI, k.role, string(k.role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		*k.dst = secret
+	}
+	return e
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("answer is not a JSON object: %v\n%s", err, r.body)
+	}
+	return m
+}
+
+// do sends a request. body may be a string (sent as is) or any value
+// (encoded as JSON); key goes in Authorization: Bearer.
+func (e *env) do(method, path, key string, body any, headers ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	var resp *http.Response
+	var err error
+	if req.ContentLength > int64(bodyLimit) {
+		// app.Test cannot carry a body over the limit: fasthttp refuses it
+		// before Fiber answers. Send it over a real connection instead.
+		resp, err = e.client().Do(e.real(req))
+	} else {
+		resp, err = e.app.Test(req, -1)
+	}
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// wantProblem checks a problem+json answer's status and code, and returns it.
+func wantProblem(t *testing.T, r response, status int, code string) map[string]any {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d; want %d\n%s", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q; want application/problem+json\n%s", ct, r.body)
+	}
+	p := r.json(t)
+	if p["code"] != code {
+		t.Fatalf("code %v; want %s\n%s", p["code"], code, r.body)
+	}
+	if p["status"] != float64(status) || p["type"] != "urn:tether:problem:"+code || p["title"] == "" {
+		t.Fatalf("malformed problem: %s", r.body)
+	}
+	if id, _ := p["requestId"].(string); id == "" || id != r.header.Get("X-Request-ID") {
+		t.Fatalf("problem requestId %q, header %q; want the same, non-empty", id, r.header.Get("X-Request-ID"))
+	}
+	return p
+}
+
+// fieldCodes returns field -> code of a validation problem.
+func fieldCodes(t *testing.T, p map[string]any) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	errs, _ := p["errors"].([]any)
+	for _, e := range errs {
+		m := e.(map[string]any)
+		out[m["field"].(string)] = m["code"].(string)
+		if m["message"] == "" {
+			t.Errorf("field %v has no message", m["field"])
+		}
+	}
+	return out
+}
+
+func (e *env) deviceCount() int {
+	e.t.Helper()
+	page, err := e.store.ListDevices(context.Background(), storage.DeviceFilter{Limit: storage.MaxPageSize})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(page.Items)
+}
+
+func (e *env) userCount() int {
+	e.t.Helper()
+	page, err := e.store.ListUsers(context.Background(), storage.UserFilter{Limit: storage.MaxPageSize})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(page.Items)
+}
+
+func TestHealth(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		r := e.do("GET", path, "", nil)
+		if r.status != 200 {
+			t.Fatalf("%s: %d", path, r.status)
+		}
+	}
+	e.store.Close()
+	if r := e.do("GET", "/readyz", "", nil); r.status != 503 {
+		t.Fatalf("/readyz with the store closed: %d; want 503", r.status)
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("GET", "/v1/devices", "", nil)
+	wantProblem(t, r, 401, "token_invalid")
+	if r.header.Get("WWW-Authenticate") == "" {
+		t.Fatal("401 without WWW-Authenticate")
+	}
+	wantProblem(t, e.do("GET", "/v1/devices", "tak_wrong", nil), 401, "token_invalid")
+	wantProblem(t, e.do("GET", "/v1/devices", e.manager+"x", nil), 401, "token_invalid")
+	wantProblem(t, e.do("GET", "/v1/devices", "", nil, "Authorization", "Basic "+e.manager), 401, "token_invalid")
+
+	// The same key through X-API-Key.
+	if r := e.do("GET", "/v1/devices", "", nil, "X-API-Key", e.manager); r.status != 200 {
+		t.Fatalf("X-API-Key: %d %s", r.status, r.body)
+	}
+
+	// Roles: an introspection key opens no manager route, a manager no admin route.
+	for _, path := range []string{"/v1/devices", "/v1/users", "/v1/api-keys"} {
+		wantProblem(t, e.do("GET", path, e.introspect, nil), 403, "forbidden")
+	}
+	wantProblem(t, e.do("GET", "/v1/api-keys", e.manager, nil), 403, "forbidden")
+	wantProblem(t, e.do("POST", "/v1/devices", e.introspect, map[string]any{"imei": "490154203237518"}), 403, "forbidden")
+	if n := e.deviceCount(); n != 0 {
+		t.Fatalf("a forbidden register wrote %d devices", n)
+	}
+	if r := e.do("GET", "/v1/api-keys", e.admin, nil); r.status != 200 {
+		t.Fatalf("admin listing keys: %d", r.status)
+	}
+
+	// Keys never reach the log.
+	if strings.Contains(e.logs.String(), e.manager) || strings.Contains(e.logs.String(), "tak_") {
+		t.Fatal("an API key was logged")
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("GET", "/healthz", "", nil)
+	id := r.header.Get("X-Request-ID")
+	if len(id) != 20 {
+		t.Fatalf("request id %q; want 20 characters", id)
+	}
+	if again := e.do("GET", "/healthz", "", nil).header.Get("X-Request-ID"); again == id {
+		t.Fatal("two requests got the same id")
+	}
+	if got := e.do("GET", "/healthz", "", nil, "X-Request-ID", "trace-42.a_b").header.Get("X-Request-ID"); got != "trace-42.a_b" {
+		t.Fatalf("client id not kept: %q", got)
+	}
+	if got := e.do("GET", "/healthz", "", nil, "X-Request-ID", "bad id\"{}").header.Get("X-Request-ID"); got == "bad id\"{}" {
+		t.Fatal("a hostile request id was adopted")
+	}
+	// Every log line of a request carries its id.
+	p := wantProblem(t, e.do("GET", "/v1/devices/dev_missing", e.manager, nil), 404, "not_found")
+	lines := 0
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %s", line)
+		}
+		if rec["request_id"] == p["requestId"] {
+			lines++
+		}
+	}
+	if lines < 2 {
+		t.Fatalf("%d log lines carry the request id; want the refusal and the access line", lines)
+	}
+}
+
+func TestUnknownRoute(t *testing.T) {
+	e := newEnv(t)
+	wantProblem(t, e.do("GET", "/nope", "", nil), 404, "not_found")
+	wantProblem(t, e.do("DELETE", "/v1/devices", e.manager, nil), 404, "not_found")
+}

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tether/storage"
+)
+
+type apiKeyView struct {
+	ID        string       `json:"id"`
+	Name      string       `json:"name"`
+	Role      storage.Role `json:"role"`
+	Hint      string       `json:"hint"`
+	CreatedAt time.Time    `json:"createdAt"`
+	CreatedBy string       `json:"createdBy,omitempty"`
+	// Key is the secret, present only in the answer that creates it.
+	Key string `json:"key,omitempty"`
+}
+
+func newAPIKeyView(k storage.APIKey) apiKeyView {
+	return apiKeyView{ID: k.ID, Name: k.Name, Role: k.Role, Hint: k.Hint, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy}
+}
+
+type createAPIKeyRequest struct {
+	Role storage.Role `json:"role"`
+	Name string       `json:"name"`
+}
+
+func (s *server) createAPIKey(c *fiber.Ctx) error {
+	var req createAPIKeyRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	secret, k, err := s.APIKeys.Create(c.UserContext(), principal(c), req.Role, req.Name)
+	if err != nil {
+		return err
+	}
+	v := newAPIKeyView(k)
+	v.Key = secret
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Status(fiber.StatusCreated).JSON(v)
+}
+
+func (s *server) listAPIKeys(c *fiber.Ctx) error {
+	keys, err := s.APIKeys.List(c.UserContext())
+	if err != nil {
+		return err
+	}
+	out := listView[apiKeyView]{Items: make([]apiKeyView, 0, len(keys))}
+	for _, k := range keys {
+		out.Items = append(out.Items, newAPIKeyView(k))
+	}
+	return c.JSON(out)
+}
+
+func (s *server) deleteAPIKey(c *fiber.Ctx) error {
+	if err := s.APIKeys.Revoke(c.UserContext(), param(c, "id")); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}

@@ -1,0 +1,170 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tether/device"
+	"tether/storage"
+)
+
+// deviceView is a device as the API shows it.
+type deviceView struct {
+	ID              string            `json:"id"`
+	IMEI            string            `json:"imei"`
+	HasIccCard      *bool             `json:"hasIccCard,omitempty"`
+	IccIDs          []string          `json:"iccIds"`
+	OSVersion       *device.OSVersion `json:"osVersion,omitempty"`
+	DeviceInfo      *device.Info      `json:"deviceInfo,omitempty"`
+	AppVersion      string            `json:"appVersion,omitempty"`
+	Status          string            `json:"status"`
+	StatusReason    string            `json:"statusReason,omitempty"`
+	StatusChangedAt time.Time         `json:"statusChangedAt,omitzero"`
+	StatusChangedBy string            `json:"statusChangedBy,omitempty"`
+	Label           string            `json:"label"`
+	Group           string            `json:"group"`
+	AssignedUsers   []string          `json:"assignedUsers"`
+	EnrolledAt      time.Time         `json:"enrolledAt"`
+	EnrolledBy      string            `json:"enrolledBy,omitempty"`
+	LastSeenAt      time.Time         `json:"lastSeenAt,omitzero"`
+	UpdatedAt       time.Time         `json:"updatedAt"`
+}
+
+func (s *server) deviceView(ctx context.Context, d storage.Device) (deviceView, error) {
+	users, err := s.Devices.AssignedUsernames(ctx, d)
+	if err != nil {
+		return deviceView{}, err
+	}
+	v := deviceView{
+		ID: d.ID, IMEI: d.IMEI, HasIccCard: d.HasIccCard, IccIDs: d.IccIDs, AppVersion: d.AppVersion,
+		Status: string(d.Status), StatusReason: d.StatusReason, StatusChangedAt: d.StatusChangedAt,
+		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users,
+		EnrolledAt: d.EnrolledAt, EnrolledBy: d.EnrolledBy, LastSeenAt: d.LastSeenAt, UpdatedAt: d.UpdatedAt,
+	}
+	if v.IccIDs == nil {
+		v.IccIDs = []string{}
+	}
+	if d.OSAPI != 0 {
+		v.OSVersion = &device.OSVersion{API: d.OSAPI, Name: d.OSName}
+	}
+	if d.Manufacturer != "" || d.Model != "" {
+		v.DeviceInfo = &device.Info{Manufacturer: d.Manufacturer, Model: d.Model}
+	}
+	return v, nil
+}
+
+// sendDevice answers with a device, in the status already set on c.
+func (s *server) sendDevice(c *fiber.Ctx, d storage.Device) error {
+	v, err := s.deviceView(c.UserContext(), d)
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
+}
+
+// listView is one page of a list.
+type listView[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+type registerDeviceRequest struct {
+	device.Payload
+	Label         string   `json:"label"`
+	Group         string   `json:"group"`
+	AssignedUsers []string `json:"assignedUsers"`
+}
+
+func (s *server) registerDevice(c *fiber.Ctx) error {
+	var req registerDeviceRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	d, err := s.Devices.Register(c.UserContext(), principal(c).String(), device.Registration{
+		Payload: req.Payload, Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers,
+	})
+	if err != nil {
+		return err
+	}
+	c.Location("/v1/devices/" + d.ID)
+	return s.sendDevice(c.Status(fiber.StatusCreated), d)
+}
+
+func (s *server) listDevices(c *fiber.Ctx) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	page, err := s.Devices.List(c.UserContext(), storage.DeviceFilter{
+		Status: storage.DeviceStatus(query(c, "status")),
+		Group:  query(c, "group"),
+		Text:   query(c, "q"),
+		After:  query(c, "cursor"),
+		Limit:  limit,
+	})
+	if err != nil {
+		return err
+	}
+	out := listView[deviceView]{Items: make([]deviceView, 0, len(page.Items)), NextCursor: page.Next}
+	for _, d := range page.Items {
+		v, err := s.deviceView(c.UserContext(), d)
+		if err != nil {
+			return err
+		}
+		out.Items = append(out.Items, v)
+	}
+	return c.JSON(out)
+}
+
+// getDevice answers GET /v1/devices/{id}; the id may also be an IMEI.
+func (s *server) getDevice(c *fiber.Ctx) error {
+	d, err := s.Devices.Find(c.UserContext(), param(c, "id"))
+	if err != nil {
+		return err
+	}
+	return s.sendDevice(c, d)
+}
+
+type patchDeviceRequest struct {
+	Label         *string   `json:"label"`
+	Group         *string   `json:"group"`
+	AssignedUsers *[]string `json:"assignedUsers"`
+}
+
+func (s *server) patchDevice(c *fiber.Ctx) error {
+	var req patchDeviceRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	d, err := s.Devices.Update(c.UserContext(), principal(c).String(), param(c, "id"), device.Patch{
+		Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers,
+	})
+	if err != nil {
+		return err
+	}
+	return s.sendDevice(c, d)
+}
+
+type transitionRequest struct {
+	Reason string `json:"reason"`
+}
+
+// deviceTransition serves suspend, retire and reinstate. The body, with an
+// optional reason, may be left out.
+func (s *server) deviceTransition(op func(*device.Service, context.Context, string, string, string) (storage.Device, error)) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		var req transitionRequest
+		if len(c.Body()) > 0 {
+			if err := decodeJSON(c, &req); err != nil {
+				return err
+			}
+		}
+		d, err := op(s.Devices, c.UserContext(), principal(c).String(), param(c, "id"), req.Reason)
+		if err != nil {
+			return err
+		}
+		return s.sendDevice(c, d)
+	}
+}

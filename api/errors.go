@@ -1,0 +1,147 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tether"
+	"tether/storage"
+)
+
+// problem is an RFC 9457 problem document.
+type problem struct {
+	Type      string              `json:"type"`
+	Title     string              `json:"title"`
+	Status    int                 `json:"status"`
+	Code      tether.Code         `json:"code"`
+	Detail    string              `json:"detail,omitempty"`
+	RequestID string              `json:"requestId,omitempty"`
+	Errors    []tether.FieldError `json:"errors,omitempty"`
+}
+
+// statusOf is the one place codes meet HTTP statuses.
+var statusOf = map[tether.Code]int{
+	tether.CodeInvalidRequest:       fiber.StatusBadRequest,
+	tether.CodeValidationFailed:     fiber.StatusBadRequest,
+	tether.CodeInvalidCredentials:   fiber.StatusUnauthorized,
+	tether.CodeTokenInvalid:         fiber.StatusUnauthorized,
+	tether.CodeTokenExpired:         fiber.StatusUnauthorized,
+	tether.CodeRenewalWindowPassed:  fiber.StatusUnauthorized,
+	tether.CodeTokenAlreadyUsed:     fiber.StatusUnauthorized,
+	tether.CodeSessionRevoked:       fiber.StatusUnauthorized,
+	tether.CodeRefreshTokenReused:   fiber.StatusUnauthorized,
+	tether.CodeProofRequired:        fiber.StatusUnauthorized,
+	tether.CodeProofInvalid:         fiber.StatusUnauthorized,
+	tether.CodeForbidden:            fiber.StatusForbidden,
+	tether.CodeAccountDisabled:      fiber.StatusForbidden,
+	tether.CodeDeviceNotEnrolled:    fiber.StatusForbidden,
+	tether.CodeDeviceSuspended:      fiber.StatusForbidden,
+	tether.CodeDeviceRetired:        fiber.StatusForbidden,
+	tether.CodeDeviceNotAssigned:    fiber.StatusForbidden,
+	tether.CodeDeviceMismatch:       fiber.StatusForbidden,
+	tether.CodeSimChanged:           fiber.StatusForbidden,
+	tether.CodeNotFound:             fiber.StatusNotFound,
+	tether.CodeConflict:             fiber.StatusConflict,
+	tether.CodePayloadTooLarge:      fiber.StatusRequestEntityTooLarge,
+	tether.CodeUnsupportedMediaType: fiber.StatusUnsupportedMediaType,
+	tether.CodeNotAcceptable:        fiber.StatusNotAcceptable,
+	tether.CodeAppVersionOld:        fiber.StatusUpgradeRequired,
+	tether.CodeOSVersionOld:         fiber.StatusUpgradeRequired,
+	tether.CodeTooManyAttempts:      fiber.StatusTooManyRequests,
+	tether.CodeInternal:             fiber.StatusInternalServerError,
+}
+
+// fiberCodes maps the statuses Fiber and fasthttp produce on their own.
+var fiberCodes = map[int]tether.Code{
+	fiber.StatusBadRequest:                  tether.CodeInvalidRequest,
+	fiber.StatusNotFound:                    tether.CodeNotFound,
+	fiber.StatusMethodNotAllowed:            tether.CodeNotFound,
+	fiber.StatusRequestEntityTooLarge:       tether.CodePayloadTooLarge,
+	fiber.StatusUnsupportedMediaType:        tether.CodeUnsupportedMediaType,
+	fiber.StatusNotAcceptable:               tether.CodeNotAcceptable,
+	fiber.StatusRequestHeaderFieldsTooLarge: tether.CodeInvalidRequest,
+	fiber.StatusRequestTimeout:              tether.CodeInvalidRequest,
+}
+
+// toProblem classifies err. The detail is always safe for the client: a
+// fixed message or the client's own input, never an internal error's text.
+func toProblem(err error) problem {
+	var (
+		verr  *tether.ValidationError
+		terr  *tether.Error
+		cerr  *storage.ConflictError
+		ferr  *fiber.Error
+		code  tether.Code
+		p     problem
+		title string
+	)
+	switch {
+	case errors.As(err, &verr):
+		code, p.Detail, p.Errors = tether.CodeValidationFailed, "the request has invalid fields", verr.Fields
+	case errors.As(err, &terr):
+		code, p.Detail = terr.Code, terr.Message
+	case errors.As(err, &cerr):
+		code, p.Detail = tether.CodeConflict, cerr.Error()
+	case errors.Is(err, storage.ErrNotFound):
+		code, p.Detail = tether.CodeNotFound, "the resource does not exist"
+	case errors.As(err, &ferr):
+		c, ok := fiberCodes[ferr.Code]
+		if !ok {
+			c = tether.CodeInternal
+		}
+		code = c
+		if ferr.Code < 500 {
+			p.Detail = ferr.Message
+		}
+	default:
+		code = tether.CodeInternal
+	}
+	p.Status = statusOf[code]
+	if p.Status == 0 {
+		p.Status = fiber.StatusInternalServerError
+	}
+	title = strings.ReplaceAll(string(code), "_", " ")
+	p.Title = strings.ToUpper(title[:1]) + title[1:]
+	p.Code = code
+	p.Type = "urn:tether:problem:" + string(code)
+	if code == tether.CodeInternal {
+		p.Detail = "the server failed; the request id is in its log"
+	}
+	return p
+}
+
+// handleError is Fiber's error handler: every error from every route and
+// from the HTTP server itself becomes a problem+json answer here.
+func (s *server) handleError(c *fiber.Ctx, err error) error {
+	p := toProblem(err)
+	ctx := c.UserContext()
+	p.RequestID = RequestID(ctx)
+	if p.RequestID == "" {
+		// Errors the HTTP server raises before routing (a body over the
+		// limit, headers too large) skip the middleware.
+		p.RequestID = newRequestID()
+		ctx = context.WithValue(ctx, requestIDKey{}, p.RequestID)
+		c.Set(fiber.HeaderXRequestID, p.RequestID)
+	}
+	if p.Status >= 500 {
+		s.log.ErrorContext(ctx, "request failed", "error", err.Error(), "path", c.Path())
+	} else {
+		s.log.DebugContext(ctx, "request refused", "code", p.Code, "error", err.Error())
+	}
+	if p.Status == fiber.StatusUnauthorized {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="tether"`)
+	}
+	body, merr := json.Marshal(p)
+	if merr != nil {
+		slog.Error("encode problem", "error", merr)
+		return c.SendStatus(fiber.StatusInternalServerError)
+	}
+	c.Status(p.Status)
+	c.Set(fiber.HeaderContentType, "application/problem+json")
+	return c.Send(body)
+}

@@ -1,0 +1,183 @@
+// Package api is Tether's HTTP transport: routes, request decoding, the one
+// error handler that turns errors into problem+json, and authentication of
+// callers. The rules it applies live in device/ and auth/.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+
+	"tether/auth"
+	"tether/device"
+	"tether/storage"
+)
+
+// Deps are the services the API serves.
+type Deps struct {
+	// Store is pinged by /readyz.
+	Store   interface{ Ping(context.Context) error }
+	Devices *device.Service
+	Users   *auth.Users
+	APIKeys *auth.APIKeys
+	Logger  *slog.Logger
+}
+
+// Options tune the HTTP server. Zero fields take the defaults.
+type Options struct {
+	// BodyLimit is the largest request body accepted, in bytes (1 MiB).
+	BodyLimit int
+	// ReadTimeout bounds reading a whole request (10s), WriteTimeout
+	// writing a response (30s), IdleTimeout a keep-alive connection
+	// waiting for its next request (120s).
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+}
+
+// Defaults for Options.
+const (
+	DefaultBodyLimit    = 1 << 20
+	DefaultReadTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	DefaultIdleTimeout  = 120 * time.Second
+)
+
+type server struct {
+	Deps
+	log *slog.Logger
+}
+
+// New returns the Fiber app serving the whole API.
+func New(d Deps, o Options) *fiber.App {
+	if o.BodyLimit <= 0 {
+		o.BodyLimit = DefaultBodyLimit
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	s := &server{Deps: d, log: d.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+
+	app := fiber.New(fiber.Config{
+		AppName:               "tether",
+		BodyLimit:             o.BodyLimit,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		IdleTimeout:           o.IdleTimeout,
+		ErrorHandler:          s.handleError,
+		DisableStartupMessage: true,
+		// Header and body buffers are bounded: 8 KiB of headers is plenty
+		// for any client, and more is a 431.
+		ReadBufferSize: 8 << 10,
+	})
+
+	// Recover first, so a panic anywhere becomes a 500 with a request id;
+	// then the id; then the access log, which calls the error handler
+	// itself to log each request's final status.
+	app.Use(recover.New())
+	app.Use(requestID)
+	app.Use(s.accessLog)
+
+	app.Get("/healthz", s.healthz)
+	app.Get("/readyz", s.readyz)
+
+	// Every manager route authenticates and then checks the role, in its
+	// own group, so handset routes under /v1 can stay open.
+	v1 := app.Group("/v1")
+	managers := []fiber.Handler{s.authenticate, s.require(storage.RoleManager, storage.RoleAdmin)}
+	admins := []fiber.Handler{s.authenticate, s.require(storage.RoleAdmin)}
+
+	devices := v1.Group("/devices", managers...)
+	devices.Post("/", s.registerDevice)
+	devices.Get("/", s.listDevices)
+	devices.Get("/:id", s.getDevice)
+	devices.Patch("/:id", s.patchDevice)
+	devices.Post("/:id/suspend", s.deviceTransition((*device.Service).Suspend))
+	devices.Post("/:id/retire", s.deviceTransition((*device.Service).Retire))
+	devices.Post("/:id/reinstate", s.deviceTransition((*device.Service).Reinstate))
+
+	users := v1.Group("/users", managers...)
+	users.Post("/", s.createUser)
+	users.Get("/", s.listUsers)
+	users.Get("/:id", s.getUser)
+	users.Patch("/:id", s.patchUser)
+	users.Post("/:id/password", s.setPassword)
+
+	keys := v1.Group("/api-keys", admins...)
+	keys.Post("/", s.createAPIKey)
+	keys.Get("/", s.listAPIKeys)
+	keys.Delete("/:id", s.deleteAPIKey)
+
+	return app
+}
+
+func (s *server) healthz(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+func (s *server) readyz(c *fiber.Ctx) error {
+	if err := s.Store.Ping(c.UserContext()); err != nil {
+		s.log.ErrorContext(c.UserContext(), "store not ready", "error", err)
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable"})
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+type principalKey struct{}
+
+// principal returns the authenticated caller of a request.
+func principal(c *fiber.Ctx) auth.Principal {
+	p, _ := c.Locals(principalKey{}).(auth.Principal)
+	return p
+}
+
+// credential returns the secret a request presents: an X-API-Key header or
+// an Authorization: Bearer header.
+func credential(c *fiber.Ctx) string {
+	if k := c.Get("X-API-Key"); k != "" {
+		return strings.TrimSpace(k)
+	}
+	scheme, rest, ok := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(rest)
+	}
+	return ""
+}
+
+// authenticate admits a request that presents a valid API key and records
+// its principal. Without one the answer is 401.
+func (s *server) authenticate(c *fiber.Ctx) error {
+	secret := credential(c)
+	if secret == "" {
+		return auth.ErrUnauthenticated
+	}
+	p, err := s.APIKeys.Authenticate(c.UserContext(), secret)
+	if err != nil {
+		return err
+	}
+	c.Locals(principalKey{}, p)
+	return c.Next()
+}
+
+// require admits principals holding one of roles; others get 403.
+func (s *server) require(roles ...storage.Role) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if err := principal(c).Require(roles...); err != nil {
+			return err
+		}
+		return c.Next()
+	}
+}

@@ -1,0 +1,155 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tether/auth"
+	"tether/storage"
+)
+
+// userView is an account as the API shows it: never its password hash.
+type userView struct {
+	ID                string          `json:"id"`
+	Key               uint64          `json:"key"`
+	Username          string          `json:"username"`
+	Role              storage.Role    `json:"role"`
+	FirstName         string          `json:"firstName"`
+	LastName          string          `json:"lastName"`
+	Email             string          `json:"email"`
+	ImageURL          string          `json:"imageUrl"`
+	Features          []string        `json:"features"`
+	Profile           json.RawMessage `json:"profile,omitempty"`
+	Disabled          bool            `json:"disabled"`
+	PasswordChangedAt time.Time       `json:"passwordChangedAt,omitzero"`
+	CreatedAt         time.Time       `json:"createdAt"`
+	UpdatedAt         time.Time       `json:"updatedAt"`
+}
+
+func newUserView(u storage.User) userView {
+	v := userView{
+		ID: u.ID, Key: u.Key, Username: u.Username, Role: u.Role, FirstName: u.FirstName,
+		LastName: u.LastName, Email: u.Email, ImageURL: u.ImageURL, Features: u.Features,
+		Profile: u.Profile, Disabled: u.Disabled, PasswordChangedAt: u.PasswordChangedAt,
+		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+	}
+	if v.Features == nil {
+		v.Features = []string{}
+	}
+	return v
+}
+
+type createUserRequest struct {
+	Username  string          `json:"username"`
+	Password  string          `json:"password"`
+	Role      storage.Role    `json:"role"`
+	FirstName string          `json:"firstName"`
+	LastName  string          `json:"lastName"`
+	Email     string          `json:"email"`
+	ImageURL  string          `json:"imageUrl"`
+	Features  []string        `json:"features"`
+	Profile   json.RawMessage `json:"profile"`
+}
+
+func (s *server) createUser(c *fiber.Ctx) error {
+	var req createUserRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if string(req.Profile) == "null" {
+		req.Profile = nil
+	}
+	u, err := s.Users.Create(c.UserContext(), principal(c), auth.NewUser{
+		Username: req.Username, Password: req.Password, Role: req.Role, FirstName: req.FirstName,
+		LastName: req.LastName, Email: req.Email, ImageURL: req.ImageURL, Features: req.Features,
+		Profile: req.Profile,
+	})
+	if err != nil {
+		return err
+	}
+	c.Location("/v1/users/" + u.ID)
+	return c.Status(fiber.StatusCreated).JSON(newUserView(u))
+}
+
+func (s *server) listUsers(c *fiber.Ctx) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	f := storage.UserFilter{
+		Role:  storage.Role(query(c, "role")),
+		Text:  query(c, "q"),
+		After: query(c, "cursor"),
+		Limit: limit,
+	}
+	switch c.Query("disabled") {
+	case "":
+	case "true":
+		f.Disabled = new(bool)
+		*f.Disabled = true
+	case "false":
+		f.Disabled = new(bool)
+	default:
+		return invalidRequest("disabled must be true or false")
+	}
+	page, err := s.Users.List(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	out := listView[userView]{Items: make([]userView, 0, len(page.Items)), NextCursor: page.Next}
+	for _, u := range page.Items {
+		out.Items = append(out.Items, newUserView(u))
+	}
+	return c.JSON(out)
+}
+
+func (s *server) getUser(c *fiber.Ctx) error {
+	u, err := s.Users.Get(c.UserContext(), param(c, "id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(newUserView(u))
+}
+
+type patchUserRequest struct {
+	Role      *storage.Role    `json:"role"`
+	FirstName *string          `json:"firstName"`
+	LastName  *string          `json:"lastName"`
+	Email     *string          `json:"email"`
+	ImageURL  *string          `json:"imageUrl"`
+	Features  *[]string        `json:"features"`
+	Profile   *json.RawMessage `json:"profile"`
+	Disabled  *bool            `json:"disabled"`
+}
+
+func (s *server) patchUser(c *fiber.Ctx) error {
+	var req patchUserRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	u, err := s.Users.Update(c.UserContext(), principal(c), param(c, "id"), auth.UserPatch{
+		Role: req.Role, FirstName: req.FirstName, LastName: req.LastName, Email: req.Email,
+		ImageURL: req.ImageURL, Features: req.Features, Profile: req.Profile, Disabled: req.Disabled,
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(newUserView(u))
+}
+
+type passwordRequest struct {
+	Password string `json:"password"`
+}
+
+func (s *server) setPassword(c *fiber.Ctx) error {
+	var req passwordRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.Users.SetPassword(c.UserContext(), principal(c), param(c, "id"), req.Password); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}

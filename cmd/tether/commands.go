@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"tether"
+	"tether/auth"
+	"tether/device"
+	"tether/storage"
+)
+
+// listFlag is a flag that takes a comma-separated list and may be repeated.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// report prints a validation error field by field, so an operator sees
+// every bad flag at once.
+func (c *cli) report(err error) error {
+	if err == nil {
+		return nil
+	}
+	var verr *tether.ValidationError
+	if !errors.As(err, &verr) {
+		return err
+	}
+	for _, f := range verr.Fields {
+		fmt.Fprintf(c.stderr, "  %s: %s (%s)\n", f.Field, f.Message, f.Code)
+	}
+	return errors.New("invalid input")
+}
+
+func (c *cli) userAdd(ctx context.Context, args []string) error {
+	var (
+		data, username, role, first, last, email string
+		passwordStdin                            bool
+	)
+	fs := c.flagSet("user add")
+	fs.StringVar(&data, "data", "./data", "data directory")
+	fs.StringVar(&username, "username", "", "username (unique, case-insensitively)")
+	fs.StringVar(&role, "role", "worker", "role: worker, manager or admin")
+	fs.StringVar(&first, "first-name", "", "first name")
+	fs.StringVar(&last, "last-name", "", "last name")
+	fs.StringVar(&email, "email", "", "email address")
+	fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input (else it is prompted for)")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if username == "" {
+		fmt.Fprintln(c.stderr, "tether user add: --username is required")
+		return errUsage
+	}
+	password, err := c.password(passwordStdin)
+	if err != nil {
+		return err
+	}
+	return c.withStore(data, func(svc *services) error {
+		u, err := svc.users.Create(ctx, auth.CLI, auth.NewUser{
+			Username: username, Password: password, Role: storage.Role(role),
+			FirstName: first, LastName: last, Email: email,
+		})
+		if err != nil {
+			return c.report(err)
+		}
+		fmt.Fprintf(c.stderr, "created %s %s (%s)\n", u.Role, u.Username, u.ID)
+		return nil
+	})
+}
+
+// password reads a new password: the first line of stdin with
+// --password-stdin, else twice from a terminal prompt. It is never a flag:
+// flags show in the process list and shell history.
+func (c *cli) password(fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(io.LimitReader(c.stdin, auth.MaxPasswordLen+2)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	if !c.isTerminal() {
+		return "", errors.New("no terminal to prompt for the password: pass --password-stdin and send it on standard input")
+	}
+	fmt.Fprint(c.stderr, "Password: ")
+	first, err := c.readPassword()
+	fmt.Fprintln(c.stderr)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	fmt.Fprint(c.stderr, "Again: ")
+	second, err := c.readPassword()
+	fmt.Fprintln(c.stderr)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if string(first) != string(second) {
+		return "", errors.New("the passwords do not match")
+	}
+	return string(first), nil
+}
+
+func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+
+func readTerminalPassword() ([]byte, error) { return term.ReadPassword(int(os.Stdin.Fd())) }
+
+func (c *cli) deviceAdd(ctx context.Context, args []string) error {
+	var (
+		data, imei, label, group string
+		iccids, assign           listFlag
+	)
+	fs := c.flagSet("device add")
+	fs.StringVar(&data, "data", "./data", "data directory")
+	fs.StringVar(&imei, "imei", "", "the handset's IMEI (15 digits)")
+	fs.StringVar(&label, "label", "", "a label, such as the van it rides in")
+	fs.StringVar(&group, "group", "", "a group, such as a depot")
+	fs.Var(&iccids, "iccid", "ICC ID of a SIM in the handset (comma-separated or repeated)")
+	fs.Var(&assign, "assign", "username allowed to use the handset (comma-separated or repeated; none: any worker)")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if imei == "" {
+		fmt.Fprintln(c.stderr, "tether device add: --imei is required")
+		return errUsage
+	}
+	p := device.Payload{IMEI: imei}
+	if len(iccids) > 0 {
+		p.IccIDs = iccids
+	}
+	return c.withStore(data, func(svc *services) error {
+		d, err := svc.devices.Register(ctx, auth.CLI.String(), device.Registration{
+			Payload: p, Label: label, Group: group, AssignedUsers: assign,
+		})
+		if err != nil {
+			return c.report(err)
+		}
+		fmt.Fprintf(c.stderr, "registered device %s (IMEI %s)\n", d.ID, d.IMEI)
+		return nil
+	})
+}
+
+func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
+	var data, role, name string
+	fs := c.flagSet("apikey create")
+	fs.StringVar(&data, "data", "./data", "data directory")
+	fs.StringVar(&role, "role", "", "role: manager, admin or introspect")
+	fs.StringVar(&name, "name", "", "a name to tell the key apart")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if role == "" {
+		fmt.Fprintln(c.stderr, "tether apikey create: --role is required (manager, admin or introspect)")
+		return errUsage
+	}
+	var secret string
+	var key storage.APIKey
+	err := c.withStore(data, func(svc *services) error {
+		var err error
+		secret, key, err = svc.apiKeys.Create(ctx, auth.CLI, storage.Role(role), name)
+		return c.report(err)
+	})
+	if err != nil {
+		return err
+	}
+	// Printed only once the store is closed and the key is surely kept: the
+	// secret alone on stdout, so a script can capture it.
+	fmt.Fprintln(c.stdout, secret)
+	fmt.Fprintf(c.stderr, "created %s key %s; it is shown once: keep it now\n", key.Role, key.ID)
+	return nil
+}
+
+// withStore opens the store in data, runs fn with the services on it, and
+// closes the store, reporting the first error.
+func (c *cli) withStore(data string, fn func(*services) error) error {
+	store, err := openStore(data)
+	if err != nil {
+		return err
+	}
+	svc, err := newServices(store, c.hashParams)
+	if err == nil {
+		err = fn(svc)
+	}
+	return errors.Join(err, store.Close())
+}

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"tether/auth"
+	"tether/storage"
+	"tether/storage/bolt"
+)
+
+// TestMain lets the test binary stand in for the tether binary: with
+// TETHER_TEST_MAIN=1 it runs main, so the end-to-end tests exercise the real
+// process (signals, file locks, exit codes) without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("TETHER_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs a command in-process with the given stdin and environment.
+func runCLI(t *testing.T, stdin string, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c := &cli{
+		stdin:        strings.NewReader(stdin),
+		stdout:       &out,
+		stderr:       &errb,
+		getenv:       func(k string) string { return env[k] },
+		isTerminal:   func() bool { return false },
+		readPassword: func() ([]byte, error) { return nil, errors.New("no terminal") },
+		hashParams:   auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16},
+	}
+	code := c.run(context.Background(), args)
+	return result{code, out.String(), errb.String()}
+}
+
+func openTestStore(t *testing.T, dir string) *bolt.Store {
+	t.Helper()
+	s, err := bolt.Open(filepath.Join(dir, dbFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestAPIKeyCreatePrintsSecretAlone(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	r := runCLI(t, "", nil, "apikey", "create", "--data", dir, "--role", "manager", "--name", "ci")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	secret := strings.TrimSuffix(r.stdout, "\n")
+	if !regexp.MustCompile(`^tak_[A-Za-z0-9_-]{43}$`).MatchString(secret) {
+		t.Fatalf("stdout %q; want the secret alone", r.stdout)
+	}
+	if strings.Contains(r.stderr, secret) {
+		t.Fatal("the secret is on stderr too")
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir mode %v, %v; want 0700", fi.Mode().Perm(), err)
+	}
+	fi, err = os.Stat(filepath.Join(dir, dbFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+
+	s := openTestStore(t, dir)
+	defer s.Close()
+	keys := auth.NewAPIKeys(s)
+	p, err := keys.Authenticate(context.Background(), secret)
+	if err != nil || p.Role != storage.RoleManager {
+		t.Fatalf("printed key does not authenticate: %+v, %v", p, err)
+	}
+}
+
+func TestUserAdd(t *testing.T) {
+	dir := t.TempDir()
+	r := runCLI(t, "s3cret-password\n", nil, "user", "add", "--data", dir, "--username", "Admin", "--role", "admin", "--password-stdin")
+	if r.code != 0 || r.stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
+	s := openTestStore(t, dir)
+	u, err := s.GetUserByUsername(context.Background(), "admin")
+	s.Close()
+	if err != nil || u.Role != storage.RoleAdmin {
+		t.Fatalf("user: %+v, %v", u, err)
+	}
+	ok, err := auth.NewHasher(auth.DefaultParams).Verify("s3cret-password", u.PasswordHash)
+	if !ok || err != nil {
+		t.Fatalf("the password from stdin does not verify: %v %v", ok, err)
+	}
+
+	// Without --password-stdin and no terminal, it refuses rather than hangs.
+	r = runCLI(t, "", nil, "user", "add", "--data", dir, "--username", "bob")
+	if r.code != 1 || !strings.Contains(r.stderr, "--password-stdin") {
+		t.Fatalf("no terminal: exit %d, %s", r.code, r.stderr)
+	}
+	// Bad input names every bad field.
+	r = runCLI(t, "short\n", nil, "user", "add", "--data", dir, "--username", "has space", "--role", "boss", "--password-stdin")
+	for _, want := range []string{"username_invalid", "role_invalid", "password_length"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %s: %s", want, r.stderr)
+		}
+	}
+	r = runCLI(t, "another-password\n", nil, "user", "add", "--data", dir, "--username", "ADMIN", "--password-stdin")
+	if r.code != 1 || !strings.Contains(r.stderr, "already exists") {
+		t.Fatalf("duplicate: exit %d, %s", r.code, r.stderr)
+	}
+	// The password is never a flag.
+	r = runCLI(t, "", nil, "user", "add", "--data", dir, "--username", "carol", "--password", "x")
+	if r.code != 2 {
+		t.Fatalf("--password flag: exit %d; want 2", r.code)
+	}
+}
+
+func TestDeviceAdd(t *testing.T) {
+	dir := t.TempDir()
+	r := runCLI(t, "", nil, "device", "add", "--data", dir, "--imei", "490154203237518", "--label", "van 7", "--iccid", "89445001021983048261")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	r = runCLI(t, "", nil, "device", "add", "--data", dir, "--imei", "490154203237519", "--iccid", "79445001021983048261", "--assign", "ghost")
+	if r.code != 1 {
+		t.Fatalf("bad device: exit %d", r.code)
+	}
+	for _, want := range []string{"imei_checksum", "iccid_prefix", "user_unknown"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %s: %s", want, r.stderr)
+		}
+	}
+	s := openTestStore(t, dir)
+	defer s.Close()
+	page, err := s.ListDevices(context.Background(), storage.DeviceFilter{})
+	if err != nil || len(page.Items) != 1 || page.Items[0].Label != "van 7" || len(page.Items[0].IccIDs) != 1 {
+		t.Fatalf("devices: %+v, %v", page.Items, err)
+	}
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	// TETHER_DATA stands in for --data; a flag on the command line wins.
+	r := runCLI(t, "", map[string]string{"TETHER_DATA": dir, "TETHER_ROLE": "admin"}, "apikey", "create", "--role", "introspect")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	s := openTestStore(t, dir)
+	defer s.Close()
+	keys, err := s.ListAPIKeys(context.Background())
+	if err != nil || len(keys) != 1 || keys[0].Role != storage.RoleIntrospect {
+		t.Fatalf("keys in TETHER_DATA: %+v, %v", keys, err)
+	}
+	if got := envName("min-os-api"); got != "TETHER_MIN_OS_API" {
+		t.Fatalf("envName = %s", got)
+	}
+	r = runCLI(t, "", map[string]string{"TETHER_READ_TIMEOUT": "soon"}, "serve", "--data", t.TempDir())
+	if r.code != 1 || !strings.Contains(r.stderr, "TETHER_READ_TIMEOUT") {
+		t.Fatalf("bad env value: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"user"}, {"user", "delete"}, {"serve", "--no-such-flag"}, {"device", "add"}, {"apikey", "create"}, {"serve", "extra"}} {
+		if r := runCLI(t, "", nil, args...); r.code != 2 {
+			t.Errorf("%v: exit %d; want 2 (%s)", args, r.code, r.stderr)
+		}
+	}
+	if r := runCLI(t, "", nil, "version"); r.code != 0 || r.stdout != "dev\n" {
+		t.Fatalf("version: %d %q", r.code, r.stdout)
+	}
+	if r := runCLI(t, "", nil, "serve", "--help"); r.code != 0 || !strings.Contains(r.stderr, "-addr") {
+		t.Fatalf("serve --help: %d %s", r.code, r.stderr)
+	}
+}
+
+// server is a tether serve process.
+type server struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+// startServer runs the real binary's serve on a free loopback port and
+// waits until it listens.
+func startServer(t *testing.T, dir string, extra ...string) *server {
+	t.Helper()
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-format", "json"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "TETHER_TEST_MAIN=1")
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	lines := bufio.NewScanner(pipe)
+	addr := make(chan string, 1)
+	go func() {
+		for lines.Scan() {
+			line := lines.Text()
+			s.stderr.WriteString(line + "\n")
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
+				addr <- rec["addr"].(string)
+			}
+		}
+		s.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	select {
+	case s.addr = <-addr:
+		return s
+	case err := <-s.done:
+		t.Fatalf("server exited before listening: %v\n%s", err, s.stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not listen\n%s", s.stderr)
+	}
+	return nil
+}
+
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("server exit after SIGTERM: %v\n%s", err, s.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not stop on SIGTERM")
+	}
+}
+
+func request(t *testing.T, method, url, key, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal(data, &m)
+	return resp.StatusCode, m
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server process")
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	r := runCLI(t, "", nil, "apikey", "create", "--data", dir, "--role", "manager")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	key := strings.TrimSpace(r.stdout)
+
+	srv := startServer(t, dir)
+	base := "http://" + srv.addr
+	if code, _ := request(t, "GET", base+"/healthz", "", ""); code != 200 {
+		t.Fatalf("healthz: %d", code)
+	}
+	if code, _ := request(t, "GET", base+"/readyz", "", ""); code != 200 {
+		t.Fatalf("readyz: %d", code)
+	}
+	code, dev := request(t, "POST", base+"/v1/devices", key, `{"imei":"490154203237518","label":"van 7"}`)
+	if code != 201 {
+		t.Fatalf("register: %d %v", code, dev)
+	}
+	if code, _ := request(t, "POST", base+"/v1/devices/"+dev["id"].(string)+"/suspend", key, ""); code != 200 {
+		t.Fatalf("suspend: %d", code)
+	}
+
+	// A second server on the same data fails at once, and says why.
+	start := time.Now()
+	second := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--data", dir)
+	second.Env = append(os.Environ(), "TETHER_TEST_MAIN=1")
+	out, err := second.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "in use by another tether process") {
+		t.Fatalf("second serve: %v\n%s", err, out)
+	}
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Fatalf("second serve took %v to fail", waited)
+	}
+
+	// Every log line about a request carries a request id; no key is logged.
+	srv.stop(t)
+	for _, line := range strings.Split(strings.TrimSpace(srv.stderr.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if rec["msg"] == "request" && rec["request_id"] == nil {
+			t.Fatalf("request line without request_id: %s", line)
+		}
+	}
+	if strings.Contains(srv.stderr.String(), key) {
+		t.Fatal("the API key was logged")
+	}
+
+	// Everything is still there after a restart.
+	srv = startServer(t, dir)
+	code, got := request(t, "GET", "http://"+srv.addr+"/v1/devices/490154203237518", key, "")
+	if code != 200 || got["status"] != "suspended" || got["label"] != "van 7" {
+		t.Fatalf("after restart: %d %v", code, got)
+	}
+	srv.stop(t)
+}

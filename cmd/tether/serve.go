@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"tether/api"
+)
+
+type serveConfig struct {
+	addr            string
+	data            string
+	logLevel        string
+	logFormat       string
+	bodyLimit       int
+	readTimeout     time.Duration
+	writeTimeout    time.Duration
+	idleTimeout     time.Duration
+	shutdownTimeout time.Duration
+}
+
+func (c *cli) serve(ctx context.Context, args []string) error {
+	var cfg serveConfig
+	fs := c.flagSet("serve")
+	fs.StringVar(&cfg.addr, "addr", ":8080", "address to listen on")
+	fs.StringVar(&cfg.data, "data", "./data", "data directory (created 0700; the store is DATA/tether.db, 0600)")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
+	fs.IntVar(&cfg.bodyLimit, "body-limit", api.DefaultBodyLimit, "largest request body, in bytes")
+	fs.DurationVar(&cfg.readTimeout, "read-timeout", api.DefaultReadTimeout, "time allowed to read a whole request")
+	fs.DurationVar(&cfg.writeTimeout, "write-timeout", api.DefaultWriteTimeout, "time allowed to write a response")
+	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", api.DefaultIdleTimeout, "time a keep-alive connection may wait for its next request")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGINT or SIGTERM")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(c.stderr, cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		return err
+	}
+
+	store, err := openStore(cfg.data)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Error("close store", "error", err)
+		}
+	}()
+	if fi, err := os.Stat(cfg.data); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		logger.Warn("data directory is readable by other users; chmod 700 it", "data", cfg.data, "mode", fi.Mode().Perm().String())
+	}
+
+	svc, err := newServices(store, c.hashParams)
+	if err != nil {
+		return err
+	}
+	app := api.New(api.Deps{
+		Store:   store,
+		Devices: svc.devices,
+		Users:   svc.users,
+		APIKeys: svc.apiKeys,
+		Logger:  logger,
+	}, api.Options{
+		BodyLimit:    cfg.bodyLimit,
+		ReadTimeout:  cfg.readTimeout,
+		WriteTimeout: cfg.writeTimeout,
+		IdleTimeout:  cfg.idleTimeout,
+	})
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- app.Listener(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "data", cfg.data, "version", version)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing requests in flight", "timeout", cfg.shutdownTimeout)
+	if err := app.ShutdownWithTimeout(cfg.shutdownTimeout); err != nil {
+		logger.Error("shutdown", "error", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// newLogger returns a structured logger writing to w, which adds the request
+// id to every line logged for a request.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch strings.ToLower(format) {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	return slog.New(api.LogHandler(h)), nil
+}
