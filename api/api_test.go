@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +38,11 @@ type env struct {
 	manager    string
 	introspect string
 	logs       *bytes.Buffer
-	addr       string
+	// root is the test that made the env, which outlives its subtests.
+	root *testing.T
+	// listen starts the app on a real loopback port, once, for sendRaw.
+	listen *sync.Once
+	addr   *string
 }
 
 // withT returns a copy of e that reports to t, for subtests.
@@ -45,26 +52,40 @@ func (e *env) withT(t *testing.T) *env {
 	return &c
 }
 
-// real rewrites req to go to the app on a real loopback listener, started
-// on first use and stopped when the test ends.
-func (e *env) real(req *http.Request) *http.Request {
+// sendRaw sends req's head over a real loopback connection without its body
+// and reads the answer. It shows a server that refuses an oversized body from
+// its Content-Length alone, before reading it; a client that insists on
+// writing the body first would only see the connection close under it.
+func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 	e.t.Helper()
-	if e.addr == "" {
+	e.listen.Do(func() {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		go func() { _ = e.app.Listener(ln) }()
-		e.t.Cleanup(func() { _ = e.app.Shutdown() })
-		e.addr = ln.Addr().String()
+		go e.app.Listener(ln)
+		e.root.Cleanup(func() { e.app.Shutdown() })
+		*e.addr = ln.Addr().String()
+	})
+	conn, err := net.DialTimeout("tcp", *e.addr, 10*time.Second)
+	if err != nil {
+		return nil, err
 	}
-	out := req.Clone(req.Context())
-	out.RequestURI = ""
-	out.URL.Scheme, out.URL.Host = "http", e.addr
-	return out
+	e.t.Cleanup(func() { conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return nil, err
+	}
+	head := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: tether\r\nContent-Length: %d\r\n", req.Method, req.URL.RequestURI(), req.ContentLength)
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			head += k + ": " + v + "\r\n"
+		}
+	}
+	if _, err := io.WriteString(conn, head+"\r\n"); err != nil {
+		return nil, err
+	}
+	return http.ReadResponse(bufio.NewReader(conn), req)
 }
-
-func (e *env) client() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -84,7 +105,7 @@ func newEnv(t *testing.T) *env {
 	logs := &bytes.Buffer{}
 	logger := slog.New(api.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	keys := auth.NewAPIKeys(store)
-	e := &env{t: t, store: store, logs: logs}
+	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string)}
 	e.app = api.New(api.Deps{
 		Store:   store,
 		Devices: device.NewService(store, v),
@@ -153,7 +174,7 @@ func (e *env) do(method, path, key string, body any, headers ...string) response
 	if req.ContentLength > int64(bodyLimit) {
 		// app.Test cannot carry a body over the limit: fasthttp refuses it
 		// before Fiber answers. Send it over a real connection instead.
-		resp, err = e.client().Do(e.real(req))
+		resp, err = e.sendRaw(req)
 	} else {
 		resp, err = e.app.Test(req, -1)
 	}

@@ -18,6 +18,23 @@ func TestNewIDSortsByTime(t *testing.T) {
 	}
 }
 
+func TestNewIDMonotonic(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	prev := newIDAt("dev_", at)
+	for i := range 1000 {
+		// Most in the same millisecond, some with the clock stepping back.
+		when := at
+		if i%100 == 99 {
+			when = at.Add(-time.Second)
+		}
+		id := newIDAt("dev_", when)
+		if id <= prev {
+			t.Fatalf("id %d: %s does not sort after %s", i, id, prev)
+		}
+		prev = id
+	}
+}
+
 func TestNewIDFormat(t *testing.T) {
 	seen := map[string]bool{}
 	for range 10000 {
