@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -347,5 +349,45 @@ func TestServeEndToEnd(t *testing.T) {
 	if code != 200 || got["status"] != "suspended" || got["label"] != "van 7" {
 		t.Fatalf("after restart: %d %v", code, got)
 	}
-	srv.stop(t)
+
+	// A request in flight when SIGTERM arrives is finished, and what it
+	// wrote is kept: send half a body, signal, then the rest.
+	body := `{"imei":"356938035643809","label":"in flight"}`
+	conn, err := net.Dial("tcp", srv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(conn, "POST /v1/devices HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		key, len(body), body[:10])
+	time.Sleep(200 * time.Millisecond) // the server is now reading the body
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := io.WriteString(conn, body[10:]); err != nil {
+		t.Fatalf("finishing the body after SIGTERM: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to the request in flight: %v\n%s", err, srv.stderr)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("request in flight: %d; want 201", resp.StatusCode)
+	}
+	select {
+	case err := <-srv.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not stop after finishing the request in flight")
+	}
+	s := openTestStore(t, dir)
+	defer s.Close()
+	if d, err := s.GetDeviceByIMEI(context.Background(), "356938035643809"); err != nil || d.Label != "in flight" {
+		t.Fatalf("the acknowledged write is missing after shutdown: %+v, %v", d, err)
+	}
 }
