@@ -13,6 +13,8 @@
 //     a crash or power loss.
 //   - Records are values. What a method returns is the caller's own copy, and
 //     changing it changes nothing stored.
+//   - Write methods take WriteOptions: audit events to append and sessions
+//     to revoke in the same transaction as the write itself.
 //   - UpdateX(ctx, id, fn) reads the record, calls fn, and writes what fn
 //     returns, atomically with respect to every other write of that record.
 //     fn may be called more than once and must have no side effects; if it
@@ -71,7 +73,7 @@ func PageLimit(limit int) int {
 type Devices interface {
 	// CreateDevice stores a new device. It returns a *ConflictError if the
 	// ID or the IMEI is taken.
-	CreateDevice(ctx context.Context, d Device) error
+	CreateDevice(ctx context.Context, d Device, opts ...WriteOption) error
 	// GetDevice returns the device with the given ID, or ErrNotFound.
 	GetDevice(ctx context.Context, id string) (Device, error)
 	// GetDeviceByIMEI returns the device with the given IMEI, or ErrNotFound.
@@ -81,7 +83,7 @@ type Devices interface {
 	// UpdateDevice replaces the device with what fn returns (see the package
 	// contract). Changing the ID is an error; changing the IMEI to one that
 	// is taken is a *ConflictError.
-	UpdateDevice(ctx context.Context, id string, fn func(Device) (Device, error)) (Device, error)
+	UpdateDevice(ctx context.Context, id string, fn func(Device) (Device, error), opts ...WriteOption) (Device, error)
 }
 
 // Users persists accounts. IDs, integer keys and usernames (compared by
@@ -89,7 +91,7 @@ type Devices interface {
 type Users interface {
 	// CreateUser stores a new user and returns it with Key set to a new
 	// integer key. It returns a *ConflictError if the ID or username is taken.
-	CreateUser(ctx context.Context, u User) (User, error)
+	CreateUser(ctx context.Context, u User, opts ...WriteOption) (User, error)
 	// GetUser returns the user with the given ID, or ErrNotFound.
 	GetUser(ctx context.Context, id string) (User, error)
 	// GetUserByUsername returns the user whose username has the same
@@ -100,21 +102,21 @@ type Users interface {
 	// UpdateUser replaces the user with what fn returns (see the package
 	// contract). Changing the ID or Key is an error; changing the username to
 	// a taken one is a *ConflictError.
-	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
+	UpdateUser(ctx context.Context, id string, fn func(User) (User, error), opts ...WriteOption) (User, error)
 }
 
 // APIKeys persists API keys. Only a hash of each key's secret is stored.
 type APIKeys interface {
 	// CreateAPIKey stores a new key. It returns a *ConflictError if the ID
 	// or the hash is taken.
-	CreateAPIKey(ctx context.Context, k APIKey) error
+	CreateAPIKey(ctx context.Context, k APIKey, opts ...WriteOption) error
 	// GetAPIKeyByHash returns the key whose secret hashes to hash, or
 	// ErrNotFound.
 	GetAPIKeyByHash(ctx context.Context, hash []byte) (APIKey, error)
 	// ListAPIKeys returns every key, in ID order.
 	ListAPIKeys(ctx context.Context) ([]APIKey, error)
 	// DeleteAPIKey removes a key, or returns ErrNotFound.
-	DeleteAPIKey(ctx context.Context, id string) error
+	DeleteAPIKey(ctx context.Context, id string, opts ...WriteOption) error
 }
 
 // Store is every interface a backend implements, plus its lifecycle.
@@ -122,6 +124,10 @@ type Store interface {
 	Devices
 	Users
 	APIKeys
+	Sessions
+	Audit
+	SigningKeys
+	EnrollmentCodes
 	// Ping reports whether the store can serve reads.
 	Ping(ctx context.Context) error
 	// Close releases the store. Nothing may be called after it.

@@ -11,8 +11,8 @@ import (
 )
 
 // CreateAPIKey implements storage.APIKeys.
-func (s *Store) CreateAPIKey(ctx context.Context, k storage.APIKey) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+func (s *Store) CreateAPIKey(ctx context.Context, k storage.APIKey, opts ...storage.WriteOption) error {
+	return s.write(ctx, opts, func(tx *bolt.Tx) error {
 		keys := tx.Bucket(bucketAPIKeys)
 		if keys.Get([]byte(k.ID)) != nil {
 			return &storage.ConflictError{Entity: "api key", Field: "id", Value: k.ID}
@@ -55,8 +55,8 @@ func (s *Store) ListAPIKeys(ctx context.Context) ([]storage.APIKey, error) {
 }
 
 // DeleteAPIKey implements storage.APIKeys.
-func (s *Store) DeleteAPIKey(ctx context.Context, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+func (s *Store) DeleteAPIKey(ctx context.Context, id string, opts ...storage.WriteOption) error {
+	return s.write(ctx, opts, func(tx *bolt.Tx) error {
 		keys := tx.Bucket(bucketAPIKeys)
 		var k storage.APIKey
 		if err := get(keys, "api key", []byte(id), &k); err != nil {

@@ -39,6 +39,16 @@ var (
 	bucketAPIKeys    = []byte("api_keys")
 	bucketAPIKeyHash = []byte("api_keys_by_hash")
 
+	bucketSessions       = []byte("sessions")
+	bucketSessionFamily  = []byte("sessions_by_family")
+	bucketSessionUser    = []byte("sessions_by_user")   // userID \x00 sessionID
+	bucketSessionDevice  = []byte("sessions_by_device") // deviceID \x00 sessionID
+	bucketSessionPair    = []byte("sessions_by_pair")   // userID \x00 deviceID → live session
+	bucketEvents         = []byte("events")
+	bucketSigningKeys    = []byte("signing_keys")
+	bucketEnrollCodes    = []byte("enrollment_codes")
+	bucketEnrollCodeHash = []byte("enrollment_codes_by_hash")
+
 	keySchemaVersion = []byte("schema_version")
 )
 
@@ -58,19 +68,26 @@ var currentSchemaVers = uint64(len(migrations))
 // Open, all in one transaction, so a store is never left half-migrated.
 // Append only: a published migration never changes.
 var migrations = []func(tx *bolt.Tx) error{
-	// 0 → 1: the first schema.
+	// 0 → 1: devices, users, API keys.
 	func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{
-			bucketDevices, bucketDeviceIMEI,
-			bucketUsers, bucketUserName,
-			bucketAPIKeys, bucketAPIKeyHash,
-		} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		return createBuckets(tx, bucketDevices, bucketDeviceIMEI, bucketUsers, bucketUserName,
+			bucketAPIKeys, bucketAPIKeyHash)
 	},
+	// 1 → 2: sessions, the audit trail, signing keys, enrollment codes.
+	func(tx *bolt.Tx) error {
+		return createBuckets(tx, bucketSessions, bucketSessionFamily, bucketSessionUser,
+			bucketSessionDevice, bucketSessionPair, bucketEvents, bucketSigningKeys,
+			bucketEnrollCodes, bucketEnrollCodeHash)
+	},
+}
+
+func createBuckets(tx *bolt.Tx, names ...[]byte) error {
+	for _, b := range names {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Store is a storage.Store on one bbolt file.
@@ -172,6 +189,33 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return err
 	}
 	return s.db.Update(fn)
+}
+
+// write runs fn and then the write options in one transaction.
+func (s *Store) write(ctx context.Context, opts []storage.WriteOption, fn func(*bolt.Tx) error) error {
+	o := storage.ApplyOptions(opts)
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return applyOptions(tx, o)
+	})
+}
+
+// applyOptions makes the extra writes a write method was asked for.
+func applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
+	n := 0
+	for _, r := range o.Revoke {
+		revoked, err := revokeSessions(tx, r)
+		if err != nil {
+			return err
+		}
+		n += revoked
+	}
+	if o.Revoked != nil {
+		*o.Revoked = n
+	}
+	return appendEvents(tx, o.Events)
 }
 
 // get decodes the record under key in bucket into v, or returns ErrNotFound.

@@ -3,6 +3,7 @@ package bolt_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -151,5 +152,58 @@ func TestSchemaVersion(t *testing.T) {
 	}
 	if _, err := bolt.Open(path); !errors.Is(err, bolt.ErrSchemaTooNew) {
 		t.Fatalf("Open of a newer store: %v; want ErrSchemaTooNew", err)
+	}
+}
+
+// TestMigratesFromSchema1 opens a store as the first schema left it (only
+// devices, users and API keys) and checks it comes up whole on the current
+// schema, with its data.
+func TestMigratesFromSchema1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tether.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := storage.Device{ID: storage.NewID(storage.PrefixDevice), IMEI: "490154203237518", Status: storage.DeviceEnrolled}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range []string{"meta", "devices", "devices_by_imei", "users", "users_by_name", "api_keys", "api_keys_by_hash"} {
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		data, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket([]byte("devices")).Put([]byte(d.ID), data); err != nil {
+			return err
+		}
+		if err := tx.Bucket([]byte("devices_by_imei")).Put([]byte(d.IMEI), []byte(d.ID)); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), binary.BigEndian.AppendUint64(nil, 1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatalf("Open of a schema 1 store: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.GetDeviceByIMEI(ctx, d.IMEI); err != nil || got.ID != d.ID {
+		t.Fatalf("device after migration: %v, %v", got.ID, err)
+	}
+	u, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "alice", Role: storage.RoleWorker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := storage.Session{ID: storage.NewID(storage.PrefixSession), UserID: u.ID, DeviceID: d.ID, FamilyHash: []byte("family"), ExpiresAt: time.Now().Add(time.Hour)}
+	if _, err := s.CreateSession(ctx, sess, nil); err != nil {
+		t.Fatalf("a session in the migrated store: %v", err)
 	}
 }

@@ -14,17 +14,21 @@ func imeiConflict(imei string) *storage.ConflictError {
 }
 
 // CreateDevice implements storage.Devices.
-func (s *Store) CreateDevice(ctx context.Context, d storage.Device) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		devices := tx.Bucket(bucketDevices)
-		if devices.Get([]byte(d.ID)) != nil {
-			return &storage.ConflictError{Entity: "device", Field: "id", Value: d.ID}
-		}
-		if err := claim(tx.Bucket(bucketDeviceIMEI), []byte(d.IMEI), d.ID, imeiConflict(d.IMEI)); err != nil {
-			return err
-		}
-		return put(devices, []byte(d.ID), d)
+func (s *Store) CreateDevice(ctx context.Context, d storage.Device, opts ...storage.WriteOption) error {
+	return s.write(ctx, opts, func(tx *bolt.Tx) error {
+		return createDevice(tx, d)
 	})
+}
+
+func createDevice(tx *bolt.Tx, d storage.Device) error {
+	devices := tx.Bucket(bucketDevices)
+	if devices.Get([]byte(d.ID)) != nil {
+		return &storage.ConflictError{Entity: "device", Field: "id", Value: d.ID}
+	}
+	if err := claim(tx.Bucket(bucketDeviceIMEI), []byte(d.IMEI), d.ID, imeiConflict(d.IMEI)); err != nil {
+		return err
+	}
+	return put(devices, []byte(d.ID), d)
 }
 
 // GetDevice implements storage.Devices.
@@ -62,9 +66,9 @@ func (s *Store) ListDevices(ctx context.Context, f storage.DeviceFilter) (storag
 }
 
 // UpdateDevice implements storage.Devices.
-func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Device) (storage.Device, error)) (storage.Device, error) {
+func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Device) (storage.Device, error), opts ...storage.WriteOption) (storage.Device, error) {
 	var updated storage.Device
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
 		devices := tx.Bucket(bucketDevices)
 		var old storage.Device
 		if err := get(devices, "device", []byte(id), &old); err != nil {

@@ -14,8 +14,8 @@ func usernameConflict(name string) *storage.ConflictError {
 }
 
 // CreateUser implements storage.Users.
-func (s *Store) CreateUser(ctx context.Context, u storage.User) (storage.User, error) {
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.WriteOption) (storage.User, error) {
+	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
 		users := tx.Bucket(bucketUsers)
 		if users.Get([]byte(u.ID)) != nil {
 			return &storage.ConflictError{Entity: "user", Field: "id", Value: u.ID}
@@ -72,9 +72,9 @@ func (s *Store) ListUsers(ctx context.Context, f storage.UserFilter) (storage.Pa
 }
 
 // UpdateUser implements storage.Users.
-func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User) (storage.User, error)) (storage.User, error) {
+func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User) (storage.User, error), opts ...storage.WriteOption) (storage.User, error) {
 	var updated storage.User
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
 		users := tx.Bucket(bucketUsers)
 		var old storage.User
 		if err := get(users, "user", []byte(id), &old); err != nil {

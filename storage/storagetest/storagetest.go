@@ -37,6 +37,16 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"UserList", testUserList},
 		{"APIKeys", testAPIKeys},
 		{"CanceledContext", testCanceledContext},
+		{"SessionCRUD", testSessionCRUD},
+		{"SessionReplacesPair", testSessionReplacesPair},
+		{"SessionCheckAborts", testSessionCheckAborts},
+		{"SessionConcurrentRotation", testSessionConcurrentRotation},
+		{"RevocationWithWrites", testRevocationWithWrites},
+		{"SessionList", testSessionList},
+		{"Audit", testAudit},
+		{"AuditInWriteTransaction", testAuditInWriteTransaction},
+		{"SigningKeys", testSigningKeys},
+		{"EnrollmentCodes", testEnrollmentCodes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

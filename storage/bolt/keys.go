@@ -1,0 +1,62 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"tether/storage"
+)
+
+// ListSigningKeys implements storage.SigningKeys.
+func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
+	keys := []storage.SigningKey{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSigningKeys).ForEach(func(id, v []byte) error {
+			var k storage.SigningKey
+			if err := json.Unmarshal(v, &k); err != nil {
+				return fmt.Errorf("decode signing key %q: %w", id, err)
+			}
+			keys = append(keys, k)
+			return nil
+		})
+	})
+	return keys, err
+}
+
+// RotateSigningKey implements storage.SigningKeys.
+func (s *Store) RotateSigningKey(ctx context.Context, next storage.SigningKey, opts ...storage.WriteOption) error {
+	return s.write(ctx, opts, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSigningKeys)
+		if b.Get([]byte(next.ID)) != nil {
+			return &storage.ConflictError{Entity: "signing key", Field: "id", Value: next.ID}
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var old storage.SigningKey
+			if err := json.Unmarshal(v, &old); err != nil {
+				return fmt.Errorf("decode signing key %q: %w", k, err)
+			}
+			if old.RetiredAt.IsZero() {
+				old.RetiredAt = next.CreatedAt
+				if err := put(b, k, old); err != nil {
+					return err
+				}
+			}
+		}
+		return put(b, []byte(next.ID), next)
+	})
+}
+
+// DeleteSigningKey implements storage.SigningKeys.
+func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSigningKeys)
+		if b.Get([]byte(id)) == nil {
+			return fmt.Errorf("signing key %q: %w", id, storage.ErrNotFound)
+		}
+		return b.Delete([]byte(id))
+	})
+}

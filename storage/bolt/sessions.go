@@ -1,0 +1,209 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"tether/storage"
+)
+
+var errSessionIdentity = errors.New("update must not change a session's id, key, user, device or family")
+
+// pairKey is the sessions_by_pair key of a user on a device.
+func pairKey(userID, deviceID string) []byte {
+	return []byte(userID + "\x00" + deviceID)
+}
+
+func refKey(owner, sessionID string) []byte {
+	return []byte(owner + "\x00" + sessionID)
+}
+
+// CreateSession implements storage.Sessions.
+func (s *Store) CreateSession(ctx context.Context, sess storage.Session, check func(storage.User, storage.Device) error, opts ...storage.WriteOption) (storage.Session, error) {
+	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
+		if check != nil {
+			var u storage.User
+			if err := get(tx.Bucket(bucketUsers), "user", []byte(sess.UserID), &u); err != nil {
+				return err
+			}
+			var d storage.Device
+			if sess.DeviceID != "" {
+				if err := get(tx.Bucket(bucketDevices), "device", []byte(sess.DeviceID), &d); err != nil {
+					return err
+				}
+			}
+			if err := check(u, d); err != nil {
+				return err
+			}
+		}
+		sessions := tx.Bucket(bucketSessions)
+		if sessions.Get([]byte(sess.ID)) != nil {
+			return &storage.ConflictError{Entity: "session", Field: "id", Value: sess.ID}
+		}
+		// One live session per user and device: the new one replaces it.
+		pairs := tx.Bucket(bucketSessionPair)
+		pk := pairKey(sess.UserID, sess.DeviceID)
+		if old := pairs.Get(pk); old != nil {
+			if err := revokeOne(tx, string(old), "replaced", sess.CreatedAt); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+		}
+		conflict := &storage.ConflictError{Entity: "session", Field: "family", Value: sess.ID}
+		if err := claim(tx.Bucket(bucketSessionFamily), sess.FamilyHash, sess.ID, conflict); err != nil {
+			return err
+		}
+		seq, err := sessions.NextSequence()
+		if err != nil {
+			return err
+		}
+		sess.Key = seq
+		if err := pairs.Put(pk, []byte(sess.ID)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketSessionUser).Put(refKey(sess.UserID, sess.ID), nil); err != nil {
+			return err
+		}
+		if sess.DeviceID != "" {
+			if err := tx.Bucket(bucketSessionDevice).Put(refKey(sess.DeviceID, sess.ID), nil); err != nil {
+				return err
+			}
+		}
+		return put(sessions, []byte(sess.ID), sess)
+	})
+	if err != nil {
+		return storage.Session{}, err
+	}
+	return sess.Clone(), nil
+}
+
+// GetSession implements storage.Sessions.
+func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, error) {
+	var sess storage.Session
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return get(tx.Bucket(bucketSessions), "session", []byte(id), &sess)
+	})
+	return sess, err
+}
+
+// GetSessionByFamily implements storage.Sessions.
+func (s *Store) GetSessionByFamily(ctx context.Context, familyHash []byte) (storage.Session, error) {
+	var sess storage.Session
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketSessionFamily).Get(familyHash)
+		if id == nil {
+			return fmt.Errorf("session family: %w", storage.ErrNotFound)
+		}
+		return get(tx.Bucket(bucketSessions), "session", id, &sess)
+	})
+	return sess, err
+}
+
+// ListSessions implements storage.Sessions.
+func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (storage.Page[storage.Session], error) {
+	var page storage.Page[storage.Session]
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		page, err = list(tx.Bucket(bucketSessions), f.After, f.Limit, f.Match,
+			func(s storage.Session) string { return s.ID })
+		return err
+	})
+	return page, err
+}
+
+// UpdateSession implements storage.Sessions.
+func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), opts ...storage.WriteOption) (storage.Session, error) {
+	var updated storage.Session
+	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
+		sessions := tx.Bucket(bucketSessions)
+		var old storage.Session
+		if err := get(sessions, "session", []byte(id), &old); err != nil {
+			return err
+		}
+		next, err := fn(old.Clone())
+		if err != nil {
+			return err
+		}
+		if next.ID != old.ID || next.Key != old.Key || next.UserID != old.UserID ||
+			next.DeviceID != old.DeviceID || !bytes.Equal(next.FamilyHash, old.FamilyHash) {
+			return errSessionIdentity
+		}
+		if next.Revoked() {
+			if err := releasePair(tx, next); err != nil {
+				return err
+			}
+		}
+		updated = next.Clone()
+		return put(sessions, []byte(id), next)
+	})
+	return updated, err
+}
+
+// releasePair drops the user-and-device entry of a session that ends, if it
+// still points at that session.
+func releasePair(tx *bolt.Tx, sess storage.Session) error {
+	pairs := tx.Bucket(bucketSessionPair)
+	pk := pairKey(sess.UserID, sess.DeviceID)
+	if cur := pairs.Get(pk); cur != nil && string(cur) == sess.ID {
+		return pairs.Delete(pk)
+	}
+	return nil
+}
+
+// revokeOne revokes one session unless it is revoked already.
+func revokeOne(tx *bolt.Tx, id, reason string, at time.Time) error {
+	sessions := tx.Bucket(bucketSessions)
+	var sess storage.Session
+	if err := get(sessions, "session", []byte(id), &sess); err != nil {
+		return err
+	}
+	if sess.Revoked() {
+		return nil
+	}
+	sess.RevokedAt, sess.RevokeReason = at, reason
+	if err := releasePair(tx, sess); err != nil {
+		return err
+	}
+	return put(sessions, []byte(id), sess)
+}
+
+// revokeSessions revokes every unrevoked session of r's user or device and
+// returns how many it revoked.
+func revokeSessions(tx *bolt.Tx, r storage.Revocation) (int, error) {
+	var idx *bolt.Bucket
+	var owner string
+	switch {
+	case r.UserID != "":
+		idx, owner = tx.Bucket(bucketSessionUser), r.UserID
+	case r.DeviceID != "":
+		idx, owner = tx.Bucket(bucketSessionDevice), r.DeviceID
+	default:
+		return 0, errors.New("revocation names neither a user nor a device")
+	}
+	prefix := []byte(owner + "\x00")
+	var ids []string
+	c := idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		ids = append(ids, string(k[len(prefix):]))
+	}
+	sessions := tx.Bucket(bucketSessions)
+	n := 0
+	for _, id := range ids {
+		var sess storage.Session
+		if err := get(sessions, "session", []byte(id), &sess); err != nil {
+			return n, err
+		}
+		if sess.Revoked() {
+			continue
+		}
+		if err := revokeOne(tx, id, r.Reason, r.At); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,299 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"time"
+)
+
+// More record ID prefixes.
+const (
+	PrefixSession = "ses_"
+	PrefixEvent   = "evt_"
+	PrefixKey     = "key_"
+	PrefixCode    = "enc_"
+)
+
+// Session is one login of a user on one handset (or, for managers, on no
+// handset): the refresh-token family and the latest access token issued in
+// it. There is at most one live session per (user, device).
+type Session struct {
+	ID string `json:"id"`
+	// Key is a small integer id, assigned by CreateSession, for the clients
+	// that expect integer session ids.
+	Key      uint64 `json:"key"`
+	UserID   string `json:"userId"`
+	DeviceID string `json:"deviceId,omitempty"`
+	// Persistent sessions get the long lifetimes.
+	Persistent bool `json:"persistent"`
+
+	CreatedAt  time.Time `json:"createdAt"`
+	LastUsedAt time.Time `json:"lastUsedAt"`
+	// IdleTimeout ends the session when it is not used for that long;
+	// ExpiresAt ends it whatever happens.
+	IdleTimeout time.Duration `json:"idleTimeout"`
+	ExpiresAt   time.Time     `json:"expiresAt"`
+
+	// FamilyHash identifies the refresh-token family: every refresh token of
+	// the session carries the family, so a token from an older generation is
+	// still recognised as this session's (and its reuse revokes it).
+	FamilyHash []byte `json:"familyHash"`
+	// RefreshHash is the hash of the current refresh token; PrevRefreshHash
+	// of the one it replaced, at RotatedAt.
+	RefreshHash     []byte    `json:"refreshHash"`
+	PrevRefreshHash []byte    `json:"prevRefreshHash,omitempty"`
+	RotatedAt       time.Time `json:"rotatedAt,omitzero"`
+	// Replay is the answer to the last refresh, sealed with a key only the
+	// previous refresh token yields, so a retry within the grace gets the
+	// very same pair without the store ever holding a usable token.
+	Replay []byte `json:"replay,omitempty"`
+
+	// AccessJTI is the id of the latest access token issued in the
+	// session: the only one that may be renewed.
+	AccessJTI       string    `json:"accessJti"`
+	AccessExpiresAt time.Time `json:"accessExpiresAt"`
+
+	RevokedAt    time.Time `json:"revokedAt,omitzero"`
+	RevokeReason string    `json:"revokeReason,omitempty"`
+
+	ClientIP  string `json:"clientIp,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
+}
+
+// Clone returns a deep copy of s.
+func (s Session) Clone() Session {
+	s.FamilyHash = bytes.Clone(s.FamilyHash)
+	s.RefreshHash = bytes.Clone(s.RefreshHash)
+	s.PrevRefreshHash = bytes.Clone(s.PrevRefreshHash)
+	s.Replay = bytes.Clone(s.Replay)
+	return s
+}
+
+// Revoked reports whether the session was ended.
+func (s Session) Revoked() bool { return !s.RevokedAt.IsZero() }
+
+// Live reports whether the session is neither revoked nor expired at t.
+func (s Session) Live(t time.Time) bool {
+	return !s.Revoked() && t.Before(s.ExpiresAt) && t.Before(s.LastUsedAt.Add(s.IdleTimeout))
+}
+
+// SessionFilter selects sessions for ListSessions. Zero fields match all.
+type SessionFilter struct {
+	UserID   string
+	DeviceID string
+	// LiveAt, when set, keeps only sessions live at that time.
+	LiveAt time.Time
+	After  string
+	Limit  int
+}
+
+// Match reports whether s passes the filter's UserID, DeviceID and LiveAt.
+func (f SessionFilter) Match(s Session) bool {
+	if f.UserID != "" && s.UserID != f.UserID {
+		return false
+	}
+	if f.DeviceID != "" && s.DeviceID != f.DeviceID {
+		return false
+	}
+	return f.LiveAt.IsZero() || s.Live(f.LiveAt)
+}
+
+// Sessions persists sessions. IDs and family hashes are unique.
+type Sessions interface {
+	// CreateSession stores a new session and returns it with Key set. In
+	// the same transaction it revokes (with reason "replaced") any live
+	// session of the same user and device, and runs the write options. If
+	// check is not nil it is called inside the transaction with the
+	// session's user and device (the zero Device for a session without
+	// one) as they are then; an error from it aborts everything.
+	CreateSession(ctx context.Context, s Session, check func(User, Device) error, opts ...WriteOption) (Session, error)
+	// GetSession returns the session with the given ID, or ErrNotFound.
+	GetSession(ctx context.Context, id string) (Session, error)
+	// GetSessionByFamily returns the session whose FamilyHash is hash, or
+	// ErrNotFound.
+	GetSessionByFamily(ctx context.Context, familyHash []byte) (Session, error)
+	// ListSessions returns one page of sessions matching f, in ID order.
+	ListSessions(ctx context.Context, f SessionFilter) (Page[Session], error)
+	// UpdateSession replaces the session with what fn returns (see the
+	// package contract), and runs the write options in the same
+	// transaction. Changing the ID, Key, user, device or family is an error.
+	UpdateSession(ctx context.Context, id string, fn func(Session) (Session, error), opts ...WriteOption) (Session, error)
+}
+
+// Revocation revokes, in the transaction of a write, every live session of
+// a user or of a device (whichever is set), with a reason and time.
+type Revocation struct {
+	UserID   string
+	DeviceID string
+	Reason   string
+	At       time.Time
+}
+
+// WriteOptions are extra writes made in the same transaction as a write
+// method's own, so a change and its consequences commit together or not at
+// all.
+type WriteOptions struct {
+	// Events are appended to the audit trail.
+	Events []Event
+	// Revoke ends sessions.
+	Revoke []Revocation
+	// Revoked receives how many sessions Revoke ended, if not nil.
+	Revoked *int
+}
+
+// WriteOption adds to WriteOptions.
+type WriteOption func(*WriteOptions)
+
+// WithEvents appends audit events in the same transaction.
+func WithEvents(events ...Event) WriteOption {
+	return func(o *WriteOptions) { o.Events = append(o.Events, events...) }
+}
+
+// WithRevocation revokes sessions in the same transaction. If count is not
+// nil it receives the number revoked.
+func WithRevocation(r Revocation, count *int) WriteOption {
+	return func(o *WriteOptions) {
+		o.Revoke = append(o.Revoke, r)
+		if count != nil {
+			o.Revoked = count
+		}
+	}
+}
+
+// ApplyOptions collects write options.
+func ApplyOptions(opts []WriteOption) WriteOptions {
+	var o WriteOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// Event is one entry of the audit trail: who did what to whom, when, from
+// where, and how it ended.
+type Event struct {
+	ID     string    `json:"id"`
+	Time   time.Time `json:"time"`
+	Action string    `json:"action"`
+	// Outcome is "success" or "failure".
+	Outcome string `json:"outcome"`
+	// Reason is the error code of a failure, or a note.
+	Reason string `json:"reason,omitempty"`
+	// Actor names who acted, such as "user:usr_…", "apikey:ak_…" or "cli".
+	Actor     string `json:"actor,omitempty"`
+	UserID    string `json:"userId,omitempty"`
+	Username  string `json:"username,omitempty"`
+	DeviceID  string `json:"deviceId,omitempty"`
+	SessionID string `json:"sessionId,omitempty"`
+	ClientIP  string `json:"clientIp,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
+	// Detail holds small extra facts, such as the ICC IDs seen.
+	Detail map[string]string `json:"detail,omitempty"`
+}
+
+// EventFilter selects events for ListEvents. Zero fields match all.
+type EventFilter struct {
+	// From and To bound Time: From <= Time < To.
+	From, To time.Time
+	Action   string
+	UserID   string
+	DeviceID string
+	After    string
+	Limit    int
+}
+
+// Match reports whether e passes the filter's fields other than the cursor.
+func (f EventFilter) Match(e Event) bool {
+	switch {
+	case !f.From.IsZero() && e.Time.Before(f.From):
+		return false
+	case !f.To.IsZero() && !e.Time.Before(f.To):
+		return false
+	case f.Action != "" && e.Action != f.Action:
+		return false
+	case f.UserID != "" && e.UserID != f.UserID:
+		return false
+	case f.DeviceID != "" && e.DeviceID != f.DeviceID:
+		return false
+	}
+	return true
+}
+
+// Audit persists the audit trail. Events are never changed once written.
+type Audit interface {
+	// AppendEvents stores events (each with a unique ID).
+	AppendEvents(ctx context.Context, events ...Event) error
+	// ListEvents returns one page of events matching f, oldest first.
+	ListEvents(ctx context.Context, f EventFilter) (Page[Event], error)
+}
+
+// SigningKey is an Ed25519 key that signs access tokens.
+type SigningKey struct {
+	// ID is the JWT "kid".
+	ID string `json:"id"`
+	// Private is the Ed25519 seed (32 bytes).
+	Private []byte `json:"private"`
+	// Public is the Ed25519 public key (32 bytes).
+	Public    []byte    `json:"public"`
+	CreatedAt time.Time `json:"createdAt"`
+	// RetiredAt is when a newer key took over signing; zero for the active
+	// key. A retired key still verifies the tokens it signed.
+	RetiredAt time.Time `json:"retiredAt,omitzero"`
+}
+
+// Clone returns a deep copy of k.
+func (k SigningKey) Clone() SigningKey {
+	k.Private = bytes.Clone(k.Private)
+	k.Public = bytes.Clone(k.Public)
+	return k
+}
+
+// SigningKeys persists token signing keys.
+type SigningKeys interface {
+	// ListSigningKeys returns every key, oldest first.
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	// RotateSigningKey stores next as the active key and marks every other
+	// unretired key retired at next.CreatedAt, in one transaction.
+	RotateSigningKey(ctx context.Context, next SigningKey, opts ...WriteOption) error
+	// DeleteSigningKey removes a key, or returns ErrNotFound.
+	DeleteSigningKey(ctx context.Context, id string) error
+}
+
+// EnrollmentCode lets a handset enroll itself. Only a hash of the code is
+// stored.
+type EnrollmentCode struct {
+	ID   string `json:"id"`
+	Hash []byte `json:"hash"`
+	// Label and Group are given to the devices it enrolls.
+	Label     string    `json:"label,omitempty"`
+	Group     string    `json:"group,omitempty"`
+	MaxUses   int       `json:"maxUses"`
+	Uses      int       `json:"uses"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	RevokedAt time.Time `json:"revokedAt,omitzero"`
+	CreatedAt time.Time `json:"createdAt"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+}
+
+// Clone returns a deep copy of c.
+func (c EnrollmentCode) Clone() EnrollmentCode {
+	c.Hash = bytes.Clone(c.Hash)
+	return c
+}
+
+// EnrollmentCodes persists enrollment codes. IDs and hashes are unique.
+type EnrollmentCodes interface {
+	// CreateEnrollmentCode stores a new code.
+	CreateEnrollmentCode(ctx context.Context, c EnrollmentCode, opts ...WriteOption) error
+	// GetEnrollmentCode returns a code by ID, or ErrNotFound.
+	GetEnrollmentCode(ctx context.Context, id string) (EnrollmentCode, error)
+	// ListEnrollmentCodes returns every code, oldest first.
+	ListEnrollmentCodes(ctx context.Context) ([]EnrollmentCode, error)
+	// UpdateEnrollmentCode replaces a code with what fn returns.
+	UpdateEnrollmentCode(ctx context.Context, id string, fn func(EnrollmentCode) (EnrollmentCode, error), opts ...WriteOption) (EnrollmentCode, error)
+	// EnrollWithCode, in one transaction: finds the code whose hash is
+	// hash, calls use with it (use returns the code with one more use, or
+	// an error refusing it), and stores the code and the new device d. A
+	// device with the same IMEI is a *ConflictError and uses nothing.
+	EnrollWithCode(ctx context.Context, hash []byte, use func(EnrollmentCode) (EnrollmentCode, error), d Device, opts ...WriteOption) error
+}

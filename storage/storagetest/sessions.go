@@ -1,0 +1,435 @@
+package storagetest
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tether/storage"
+)
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func newSession(userID, deviceID string) storage.Session {
+	return storage.Session{
+		ID: storage.NewID(storage.PrefixSession), UserID: userID, DeviceID: deviceID, Persistent: true,
+		CreatedAt: now, LastUsedAt: now, IdleTimeout: 720 * time.Hour, ExpiresAt: now.Add(2160 * time.Hour),
+		FamilyHash: randBytes(32), RefreshHash: randBytes(32), AccessJTI: "jti-1", AccessExpiresAt: now.Add(15 * time.Minute),
+		ClientIP: "192.0.2.1", UserAgent: "test",
+	}
+}
+
+// fixtures makes a user and a device for sessions to belong to.
+func fixtures(t *testing.T, s storage.Store) (storage.User, storage.Device) {
+	t.Helper()
+	u := mustCreateUser(t, s, newUser("worker", storage.RoleWorker))
+	d := mustCreateDevice(t, s, newDevice("490154203237518"))
+	return u, d
+}
+
+func mustCreateSession(t *testing.T, s storage.Store, sess storage.Session) storage.Session {
+	t.Helper()
+	got, err := s.CreateSession(context.Background(), sess, nil)
+	if err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	return got
+}
+
+func testSessionCRUD(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	sess := mustCreateSession(t, s, newSession(u.ID, d.ID))
+	if sess.Key == 0 {
+		t.Fatal("CreateSession left Key at 0")
+	}
+	got, err := s.GetSession(ctx, sess.ID)
+	if err != nil || got.UserID != u.ID || got.DeviceID != d.ID || string(got.RefreshHash) != string(sess.RefreshHash) ||
+		got.IdleTimeout != sess.IdleTimeout || !got.ExpiresAt.Equal(sess.ExpiresAt) || got.Key != sess.Key {
+		t.Fatalf("GetSession = %+v, %v", got, err)
+	}
+	if !got.Live(now.Add(time.Hour)) || got.Live(now.Add(721*time.Hour)) || got.Live(now.Add(-time.Nanosecond).Add(2161*time.Hour)) {
+		t.Fatal("Live does not follow the idle and absolute lifetimes")
+	}
+	got, err = s.GetSessionByFamily(ctx, sess.FamilyHash)
+	if err != nil || got.ID != sess.ID {
+		t.Fatalf("GetSessionByFamily = %v, %v", got.ID, err)
+	}
+	_, err = s.GetSessionByFamily(ctx, randBytes(32))
+	wantNotFound(t, err)
+	_, err = s.GetSession(ctx, "ses_missing")
+	wantNotFound(t, err)
+
+	updated, err := s.UpdateSession(ctx, sess.ID, func(x storage.Session) (storage.Session, error) {
+		x.PrevRefreshHash, x.RefreshHash = x.RefreshHash, randBytes(32)
+		x.AccessJTI = "jti-2"
+		x.Replay = []byte("sealed")
+		return x, nil
+	})
+	if err != nil || updated.AccessJTI != "jti-2" || string(updated.PrevRefreshHash) != string(sess.RefreshHash) {
+		t.Fatalf("UpdateSession = %+v, %v", updated, err)
+	}
+	_, err = s.UpdateSession(ctx, sess.ID, func(x storage.Session) (storage.Session, error) {
+		x.DeviceID = "dev_other"
+		return x, nil
+	})
+	if err == nil {
+		t.Fatal("UpdateSession moving a session to another device succeeded")
+	}
+	_, err = s.UpdateSession(ctx, "ses_missing", func(x storage.Session) (storage.Session, error) { return x, nil })
+	wantNotFound(t, err)
+
+	// A session for a manager, with no device.
+	boss := mustCreateUser(t, s, newUser("boss", storage.RoleManager))
+	if _, err := s.CreateSession(ctx, newSession(boss.ID, ""), func(u storage.User, d storage.Device) error {
+		if u.ID != boss.ID || d.ID != "" {
+			return fmt.Errorf("check got user %s device %q", u.ID, d.ID)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("device-less session: %v", err)
+	}
+}
+
+func testSessionReplacesPair(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	first := mustCreateSession(t, s, newSession(u.ID, d.ID))
+	later := newSession(u.ID, d.ID)
+	later.CreatedAt = now.Add(time.Minute)
+	second := mustCreateSession(t, s, later)
+
+	old, err := s.GetSession(ctx, first.ID)
+	if err != nil || !old.Revoked() || old.RevokeReason != "replaced" || !old.RevokedAt.Equal(later.CreatedAt) {
+		t.Fatalf("first session after a new login: %+v, %v; want revoked as replaced", old, err)
+	}
+	cur, err := s.GetSession(ctx, second.ID)
+	if err != nil || cur.Revoked() {
+		t.Fatalf("second session: %+v, %v", cur, err)
+	}
+	// Another device of the same user does not touch them.
+	other := mustCreateDevice(t, s, newDevice("356938035643809"))
+	mustCreateSession(t, s, newSession(u.ID, other.ID))
+	if cur, _ := s.GetSession(ctx, second.ID); cur.Revoked() {
+		t.Fatal("a login on another device revoked this one")
+	}
+	// A revoked session frees its pair: the next login revokes nothing more.
+	if _, err := s.UpdateSession(ctx, second.ID, func(x storage.Session) (storage.Session, error) {
+		x.RevokedAt, x.RevokeReason = now, "logout"
+		return x, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustCreateSession(t, s, newSession(u.ID, d.ID))
+	if cur, _ := s.GetSession(ctx, second.ID); cur.RevokeReason != "logout" {
+		t.Fatalf("a logged-out session was revoked again: %q", cur.RevokeReason)
+	}
+}
+
+func testSessionCheckAborts(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	first := mustCreateSession(t, s, newSession(u.ID, d.ID))
+
+	suspended := errors.New("device suspended")
+	// The check sees the device as it is inside the transaction.
+	if _, err := s.UpdateDevice(ctx, d.ID, func(x storage.Device) (storage.Device, error) {
+		x.Status = storage.DeviceSuspended
+		return x, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := newSession(u.ID, d.ID)
+	_, err := s.CreateSession(ctx, next, func(_ storage.User, d storage.Device) error {
+		if d.Status != storage.DeviceEnrolled {
+			return suspended
+		}
+		return nil
+	}, storage.WithEvents(storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "login"}))
+	if !errors.Is(err, suspended) {
+		t.Fatalf("CreateSession with a failing check: %v; want the check's error", err)
+	}
+	_, err = s.GetSession(ctx, next.ID)
+	wantNotFound(t, err)
+	if cur, _ := s.GetSession(ctx, first.ID); cur.Revoked() {
+		t.Fatal("an aborted login still replaced the old session")
+	}
+	page, err := s.ListEvents(ctx, storage.EventFilter{})
+	if err != nil || len(page.Items) != 0 {
+		t.Fatalf("an aborted login wrote %d events", len(page.Items))
+	}
+	// A check naming a user or device that does not exist fails too.
+	_, err = s.CreateSession(ctx, newSession("usr_missing", d.ID), func(storage.User, storage.Device) error { return nil })
+	wantNotFound(t, err)
+}
+
+// testSessionConcurrentRotation checks that UpdateSession serialises: of many
+// rotations of one refresh token at once, exactly one succeeds.
+func testSessionConcurrentRotation(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	sess := mustCreateSession(t, s, newSession(u.ID, d.ID))
+	presented := string(sess.RefreshHash)
+	stale := errors.New("stale")
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.UpdateSession(ctx, sess.ID, func(x storage.Session) (storage.Session, error) {
+				if string(x.RefreshHash) != presented {
+					return x, stale
+				}
+				x.PrevRefreshHash, x.RefreshHash = x.RefreshHash, randBytes(32)
+				return x, nil
+			})
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, stale):
+				t.Errorf("UpdateSession: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d concurrent rotations of one token succeeded; want exactly 1", n)
+	}
+}
+
+func testRevocationWithWrites(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	other := mustCreateUser(t, s, newUser("other", storage.RoleWorker))
+	s1 := mustCreateSession(t, s, newSession(u.ID, d.ID))
+	s2 := mustCreateSession(t, s, newSession(other.ID, d.ID))
+	d2 := mustCreateDevice(t, s, newDevice("356938035643809"))
+	s3 := mustCreateSession(t, s, newSession(u.ID, d2.ID))
+
+	// Suspending the device revokes both sessions on it, in its transaction.
+	at := now.Add(time.Hour)
+	var n int
+	if _, err := s.UpdateDevice(ctx, d.ID, func(x storage.Device) (storage.Device, error) {
+		x.Status = storage.DeviceSuspended
+		return x, nil
+	}, storage.WithRevocation(storage.Revocation{DeviceID: d.ID, Reason: "device_suspended", At: at}, &n)); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("revoked %d sessions; want 2", n)
+	}
+	for _, id := range []string{s1.ID, s2.ID} {
+		got, _ := s.GetSession(ctx, id)
+		if got.RevokeReason != "device_suspended" || !got.RevokedAt.Equal(at) {
+			t.Fatalf("session %s: %q at %v", id, got.RevokeReason, got.RevokedAt)
+		}
+	}
+	if got, _ := s.GetSession(ctx, s3.ID); got.Revoked() {
+		t.Fatal("a session on another device was revoked")
+	}
+
+	// A write that fails revokes nothing.
+	boom := errors.New("boom")
+	_, err := s.UpdateUser(ctx, u.ID, func(x storage.User) (storage.User, error) { return x, boom },
+		storage.WithRevocation(storage.Revocation{UserID: u.ID, Reason: "account_disabled", At: at}, nil))
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetSession(ctx, s3.ID); got.Revoked() {
+		t.Fatal("a failed write still revoked sessions")
+	}
+	// Disabling the user revokes the rest of theirs.
+	if _, err := s.UpdateUser(ctx, u.ID, func(x storage.User) (storage.User, error) {
+		x.Disabled = true
+		return x, nil
+	}, storage.WithRevocation(storage.Revocation{UserID: u.ID, Reason: "account_disabled", At: at}, &n)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetSession(ctx, s3.ID); got.RevokeReason != "account_disabled" || n != 1 {
+		t.Fatalf("after disabling: %q, %d revoked", got.RevokeReason, n)
+	}
+}
+
+func testSessionList(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	other := mustCreateUser(t, s, newUser("other", storage.RoleWorker))
+	mustCreateSession(t, s, newSession(u.ID, d.ID))
+	old := newSession(other.ID, d.ID)
+	old.ExpiresAt = now.Add(time.Minute)
+	mustCreateSession(t, s, old)
+
+	for _, c := range []struct {
+		f    storage.SessionFilter
+		want int
+	}{
+		{storage.SessionFilter{}, 2},
+		{storage.SessionFilter{UserID: u.ID}, 1},
+		{storage.SessionFilter{DeviceID: d.ID}, 2},
+		{storage.SessionFilter{DeviceID: d.ID, LiveAt: now.Add(time.Hour)}, 1},
+		{storage.SessionFilter{UserID: "usr_nobody"}, 0},
+	} {
+		page, err := s.ListSessions(ctx, c.f)
+		if err != nil || len(page.Items) != c.want {
+			t.Fatalf("ListSessions(%+v) = %d, %v; want %d", c.f, len(page.Items), err, c.want)
+		}
+	}
+}
+
+func testAudit(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	var all []storage.Event
+	for i := range 10 {
+		e := storage.Event{
+			ID: storage.NewID(storage.PrefixEvent), Time: now.Add(time.Duration(i) * time.Minute),
+			Action: []string{"login", "refresh"}[i%2], Outcome: "success",
+			UserID: fmt.Sprintf("usr_%d", i%3), DeviceID: "dev_1", Detail: map[string]string{"n": fmt.Sprint(i)},
+		}
+		all = append(all, e)
+	}
+	if err := s.AppendEvents(ctx, all[:5]...); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all[5:] {
+		if err := s.AppendEvents(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := s.ListEvents(ctx, storage.EventFilter{})
+	if err != nil || len(page.Items) != 10 || page.Items[3].Detail["n"] != "3" || !page.Items[9].Time.Equal(all[9].Time) {
+		t.Fatalf("ListEvents = %d events, %v", len(page.Items), err)
+	}
+	for _, c := range []struct {
+		f    storage.EventFilter
+		want int
+	}{
+		{storage.EventFilter{Action: "login"}, 5},
+		{storage.EventFilter{UserID: "usr_0"}, 4},
+		{storage.EventFilter{From: now.Add(2 * time.Minute), To: now.Add(5 * time.Minute)}, 3},
+		{storage.EventFilter{Action: "refresh", UserID: "usr_1"}, 2},
+		{storage.EventFilter{DeviceID: "dev_2"}, 0},
+	} {
+		page, err := s.ListEvents(ctx, c.f)
+		if err != nil || len(page.Items) != c.want {
+			t.Fatalf("ListEvents(%+v) = %d, %v; want %d", c.f, len(page.Items), err, c.want)
+		}
+	}
+	first, err := s.ListEvents(ctx, storage.EventFilter{Limit: 4})
+	if err != nil || len(first.Items) != 4 || first.Next == "" {
+		t.Fatalf("first page: %d, %q, %v", len(first.Items), first.Next, err)
+	}
+	rest, err := s.ListEvents(ctx, storage.EventFilter{Limit: 10, After: first.Next})
+	if err != nil || len(rest.Items) != 6 || rest.Items[0].ID != all[4].ID {
+		t.Fatalf("second page: %d, %v", len(rest.Items), err)
+	}
+	if err := s.AppendEvents(ctx, storage.Event{Action: "no id"}); err == nil {
+		t.Fatal("an event without an id was accepted")
+	}
+}
+
+func testAuditInWriteTransaction(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	ev := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "device.register", Outcome: "success"}
+	d := newDevice("490154203237518")
+	if err := s.CreateDevice(ctx, d, storage.WithEvents(ev)); err != nil {
+		t.Fatal(err)
+	}
+	// A refused write leaves no event behind.
+	dup := newDevice("490154203237518")
+	bad := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "device.register", Outcome: "success"}
+	wantConflict(t, s.CreateDevice(ctx, dup, storage.WithEvents(bad)), "imei")
+	page, err := s.ListEvents(ctx, storage.EventFilter{})
+	if err != nil || len(page.Items) != 1 || page.Items[0].ID != ev.ID {
+		t.Fatalf("events: %+v, %v; want only the committed one", page.Items, err)
+	}
+}
+
+func testSigningKeys(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	keys, err := s.ListSigningKeys(ctx)
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("new store has %d keys, %v", len(keys), err)
+	}
+	k1 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now}
+	if err := s.RotateSigningKey(ctx, k1); err != nil {
+		t.Fatal(err)
+	}
+	k2 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now.Add(time.Hour)}
+	if err := s.RotateSigningKey(ctx, k2); err != nil {
+		t.Fatal(err)
+	}
+	wantConflict(t, s.RotateSigningKey(ctx, k2), "id")
+	keys, err = s.ListSigningKeys(ctx)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("%d keys, %v", len(keys), err)
+	}
+	if keys[0].ID != k1.ID || !keys[0].RetiredAt.Equal(k2.CreatedAt) || !keys[1].RetiredAt.IsZero() ||
+		string(keys[1].Private) != string(k2.Private) || string(keys[1].Public) != string(k2.Public) {
+		t.Fatalf("keys after rotation: %+v", keys)
+	}
+	if err := s.DeleteSigningKey(ctx, k1.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantNotFound(t, s.DeleteSigningKey(ctx, k1.ID))
+}
+
+func testEnrollmentCodes(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	code := storage.EnrollmentCode{
+		ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), Label: "van", Group: "north",
+		MaxUses: 2, ExpiresAt: now.Add(time.Hour), CreatedAt: now,
+	}
+	if err := s.CreateEnrollmentCode(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	exhausted := errors.New("used up")
+	use := func(c storage.EnrollmentCode) (storage.EnrollmentCode, error) {
+		if c.Uses >= c.MaxUses {
+			return c, exhausted
+		}
+		c.Uses++
+		return c, nil
+	}
+	if err := s.EnrollWithCode(ctx, code.Hash, use, newDevice("490154203237518")); err != nil {
+		t.Fatal(err)
+	}
+	// The same IMEI again uses nothing.
+	wantConflict(t, s.EnrollWithCode(ctx, code.Hash, use, newDevice("490154203237518")), "imei")
+	if got, _ := s.GetEnrollmentCode(ctx, code.ID); got.Uses != 1 {
+		t.Fatalf("uses %d after a conflict; want 1", got.Uses)
+	}
+	if err := s.EnrollWithCode(ctx, code.Hash, use, newDevice("356938035643809")); err != nil {
+		t.Fatal(err)
+	}
+	third := newDevice("352099001761481")
+	if err := s.EnrollWithCode(ctx, code.Hash, use, third); !errors.Is(err, exhausted) {
+		t.Fatalf("third use: %v; want the refusal", err)
+	}
+	_, err := s.GetDevice(ctx, third.ID)
+	wantNotFound(t, err)
+	wantNotFound(t, s.EnrollWithCode(ctx, randBytes(32), use, newDevice("012345678901237")))
+
+	revoked, err := s.UpdateEnrollmentCode(ctx, code.ID, func(c storage.EnrollmentCode) (storage.EnrollmentCode, error) {
+		c.RevokedAt = now
+		return c, nil
+	})
+	if err != nil || revoked.RevokedAt.IsZero() || revoked.Uses != 2 {
+		t.Fatalf("revoke: %+v, %v", revoked, err)
+	}
+	codes, err := s.ListEnrollmentCodes(ctx)
+	if err != nil || len(codes) != 1 || codes[0].Label != "van" {
+		t.Fatalf("ListEnrollmentCodes = %+v, %v", codes, err)
+	}
+	_, err = s.GetEnrollmentCode(ctx, "enc_missing")
+	wantNotFound(t, err)
+}
