@@ -9,6 +9,7 @@ package tether
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Code is a stable, machine-readable error code. Clients switch on it, so a
@@ -53,6 +54,11 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Extra holds members added to the problem document, such as
+	// "minAppVersion" on a 426.
+	Extra map[string]any
+	// RetryAfter, when set, tells the client when to try again.
+	RetryAfter time.Duration
 }
 
 // NewError returns an *Error with the given code and client-safe message.
@@ -61,6 +67,31 @@ func NewError(code Code, message string) *Error {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Is makes errors.Is match any *Error with the same code, so a sentinel
+// matches the copies With and After make of it.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// With returns a copy of e with one more member for the problem document.
+func (e *Error) With(key string, value any) *Error {
+	c := *e
+	c.Extra = make(map[string]any, len(e.Extra)+1)
+	for k, v := range e.Extra {
+		c.Extra[k] = v
+	}
+	c.Extra[key] = value
+	return &c
+}
+
+// After returns a copy of e that tells the client to retry after d.
+func (e *Error) After(d time.Duration) *Error {
+	c := *e
+	c.RetryAfter = d
+	return &c
+}
 
 // FieldError names one bad field of a request and why it is bad.
 type FieldError struct {

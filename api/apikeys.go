@@ -56,7 +56,7 @@ func (s *server) listAPIKeys(c *fiber.Ctx) error {
 }
 
 func (s *server) deleteAPIKey(c *fiber.Ctx) error {
-	if err := s.APIKeys.Revoke(c.UserContext(), param(c, "id")); err != nil {
+	if err := s.APIKeys.Revoke(c.UserContext(), principal(c), param(c, "id")); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)

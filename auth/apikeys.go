@@ -70,7 +70,9 @@ func (k *APIKeys) Create(ctx context.Context, by Principal, role storage.Role, n
 		CreatedAt: k.now().UTC(),
 		CreatedBy: by.String(),
 	}
-	if err := k.store.CreateAPIKey(ctx, key); err != nil {
+	ev := storage.NewEvent(ctx, key.CreatedAt, "apikey.create", "success", by.String())
+	ev.Detail = map[string]string{"key": key.ID, "role": string(role)}
+	if err := k.store.CreateAPIKey(ctx, key, storage.WithEvents(ev)); err != nil {
 		return "", storage.APIKey{}, fmt.Errorf("create api key: %w", err)
 	}
 	return secret, key, nil
@@ -103,6 +105,8 @@ func (k *APIKeys) List(ctx context.Context) ([]storage.APIKey, error) {
 }
 
 // Revoke deletes a key; requests with it fail from then on.
-func (k *APIKeys) Revoke(ctx context.Context, id string) error {
-	return k.store.DeleteAPIKey(ctx, id)
+func (k *APIKeys) Revoke(ctx context.Context, by Principal, id string) error {
+	ev := storage.NewEvent(ctx, k.now(), "apikey.revoke", "success", by.String())
+	ev.Detail = map[string]string{"key": id}
+	return k.store.DeleteAPIKey(ctx, id, storage.WithEvents(ev))
 }

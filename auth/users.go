@@ -219,7 +219,9 @@ func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.U
 		CreatedAt:         now,
 		UpdatedAt:         now,
 	}
-	created, err := s.store.CreateUser(ctx, u)
+	ev := storage.NewEvent(ctx, now, "user.create", "success", by.String())
+	ev.UserID, ev.Username = u.ID, u.Username
+	created, err := s.store.CreateUser(ctx, u, storage.WithEvents(ev))
 	if err != nil {
 		return storage.User{}, fmt.Errorf("create user: %w", err)
 	}
@@ -259,6 +261,14 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 	if p.Role != nil && !by.CanGrant(*p.Role) {
 		return storage.User{}, fmt.Errorf("%s granting %s: %w", by, *p.Role, ErrForbidden)
 	}
+	now := s.now().UTC()
+	ev := storage.NewEvent(ctx, now, "user.update", "success", by.String())
+	ev.UserID = id
+	opts := []storage.WriteOption{storage.WithEvents(ev)}
+	if p.Disabled != nil && *p.Disabled {
+		// A disabled account loses every session, in the same transaction.
+		opts = append(opts, storage.WithRevocation(storage.Revocation{UserID: id, Reason: "account_disabled", At: now}, nil))
+	}
 	return s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s editing a %s: %w", by, u.Role, ErrForbidden)
@@ -293,9 +303,9 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 		if p.Disabled != nil {
 			u.Disabled = *p.Disabled
 		}
-		u.UpdatedAt = s.now().UTC()
+		u.UpdatedAt = now
 		return u, nil
-	})
+	}, opts...)
 }
 
 // SetPassword replaces an account's password.
@@ -315,16 +325,18 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	if err != nil {
 		return err
 	}
+	now := s.now().UTC()
+	ev := storage.NewEvent(ctx, now, "user.password", "success", by.String())
+	ev.UserID = id
 	_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s setting the password of a %s: %w", by, u.Role, ErrForbidden)
 		}
-		now := s.now().UTC()
 		u.PasswordHash = hash
 		u.PasswordChangedAt = now
 		u.UpdatedAt = now
 		return u, nil
-	})
+	}, storage.WithEvents(ev))
 	return err
 }
 

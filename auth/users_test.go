@@ -223,7 +223,7 @@ func TestAPIKeys(t *testing.T) {
 	if _, _, err := keys.Create(ctx, auth.CLI, storage.RoleWorker, ""); fieldCodes(t, err)["role"] != "role_invalid" {
 		t.Fatalf("worker key: %v; want role_invalid", err)
 	}
-	if err := keys.Revoke(ctx, key.ID); err != nil {
+	if err := keys.Revoke(ctx, auth.CLI, key.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := keys.Authenticate(ctx, secret); !errors.Is(err, auth.ErrUnauthenticated) {

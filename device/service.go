@@ -107,15 +107,18 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 		EnrolledBy:    actor,
 		UpdatedAt:     now,
 	}
-	apply(&d, r.Payload)
-	if err := s.store.CreateDevice(ctx, d); err != nil {
+	Apply(&d, r.Payload)
+	ev := storage.NewEvent(ctx, now, "device.register", "success", actor)
+	ev.DeviceID = d.ID
+	if err := s.store.CreateDevice(ctx, d, storage.WithEvents(ev)); err != nil {
 		return storage.Device{}, fmt.Errorf("register device: %w", err)
 	}
 	return d, nil
 }
 
-// apply copies what a validated payload says onto a device record.
-func apply(d *storage.Device, p Payload) {
+// Apply copies what a validated payload says onto a device record: the
+// fields it carries, leaving the others as they are.
+func Apply(d *storage.Device, p Payload) {
 	d.IMEI = p.IMEI
 	if p.HasIccCard != nil {
 		v := *p.HasIccCard
@@ -188,6 +191,8 @@ func (s *Service) Update(ctx context.Context, actor, id string, p Patch) (storag
 	if all := tether.Join(errs...); all != nil {
 		return storage.Device{}, all
 	}
+	ev := storage.NewEvent(ctx, s.now(), "device.update", "success", actor)
+	ev.DeviceID = id
 	return s.store.UpdateDevice(ctx, id, func(d storage.Device) (storage.Device, error) {
 		if p.Label != nil {
 			d.Label = *p.Label
@@ -200,7 +205,7 @@ func (s *Service) Update(ctx context.Context, actor, id string, p Patch) (storag
 		}
 		d.UpdatedAt = s.now().UTC()
 		return d, nil
-	})
+	}, storage.WithEvents(ev))
 }
 
 // Suspend stops a handset from logging in, as when it is lost. Suspending a
@@ -242,6 +247,20 @@ func (s *Service) transition(ctx context.Context, actor, id string, to storage.D
 	if verr := checkText("reason", reason, MaxReason); verr != nil {
 		return storage.Device{}, verr
 	}
+	now := s.now().UTC()
+	action := map[storage.DeviceStatus]string{
+		storage.DeviceSuspended: "device.suspend", storage.DeviceRetired: "device.retire", storage.DeviceEnrolled: "device.reinstate",
+	}[to]
+	ev := storage.NewEvent(ctx, now, action, "success", actor)
+	ev.DeviceID, ev.Reason = id, reason
+	opts := []storage.WriteOption{storage.WithEvents(ev)}
+	if to != storage.DeviceEnrolled {
+		// A handset out of service loses every session on it, in the
+		// same transaction as its status.
+		opts = append(opts, storage.WithRevocation(storage.Revocation{
+			DeviceID: id, Reason: "device_" + string(to), At: now,
+		}, nil))
+	}
 	return s.store.UpdateDevice(ctx, id, func(d storage.Device) (storage.Device, error) {
 		if !CanTransition(d.Status, to) {
 			return d, fmt.Errorf("device %s is %s, cannot become %s: %w", d.ID, d.Status, to, ErrInvalidTransition)
@@ -249,14 +268,13 @@ func (s *Service) transition(ctx context.Context, actor, id string, to storage.D
 		if d.Status == to {
 			return d, nil
 		}
-		now := s.now().UTC()
 		d.Status = to
 		d.StatusReason = reason
 		d.StatusChangedAt = now
 		d.StatusChangedBy = actor
 		d.UpdatedAt = now
 		return d, nil
-	})
+	}, opts...)
 }
 
 // AssignedUsernames returns the usernames of a device's assigned users, in

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"time"
+
+	"tether"
 )
 
 // More record ID prefixes.
@@ -292,8 +294,23 @@ type EnrollmentCodes interface {
 	// UpdateEnrollmentCode replaces a code with what fn returns.
 	UpdateEnrollmentCode(ctx context.Context, id string, fn func(EnrollmentCode) (EnrollmentCode, error), opts ...WriteOption) (EnrollmentCode, error)
 	// EnrollWithCode, in one transaction: finds the code whose hash is
-	// hash, calls use with it (use returns the code with one more use, or
-	// an error refusing it), and stores the code and the new device d. A
-	// device with the same IMEI is a *ConflictError and uses nothing.
-	EnrollWithCode(ctx context.Context, hash []byte, use func(EnrollmentCode) (EnrollmentCode, error), d Device, opts ...WriteOption) error
+	// hash (or returns ErrNotFound), calls enroll with it, and stores the
+	// code and the new device enroll returns. enroll counts the use, or
+	// returns an error refusing the code. A device with a taken IMEI is a
+	// *ConflictError and uses nothing.
+	EnrollWithCode(ctx context.Context, hash []byte, enroll func(EnrollmentCode) (EnrollmentCode, Device, error), opts ...WriteOption) (Device, error)
+}
+
+// NewEvent starts an audit event at t, with the request origin carried by
+// ctx (see tether.WithOrigin). actor may be empty.
+func NewEvent(ctx context.Context, t time.Time, action, outcome, actor string) Event {
+	o := tether.OriginOf(ctx)
+	ua := o.UserAgent
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	return Event{
+		ID: NewID(PrefixEvent), Time: t.UTC(), Action: action, Outcome: outcome,
+		Actor: actor, ClientIP: o.IP, UserAgent: ua,
+	}
 }

@@ -73,8 +73,9 @@ func (s *Store) UpdateEnrollmentCode(ctx context.Context, id string, fn func(sto
 }
 
 // EnrollWithCode implements storage.EnrollmentCodes.
-func (s *Store) EnrollWithCode(ctx context.Context, hash []byte, use func(storage.EnrollmentCode) (storage.EnrollmentCode, error), d storage.Device, opts ...storage.WriteOption) error {
-	return s.write(ctx, opts, func(tx *bolt.Tx) error {
+func (s *Store) EnrollWithCode(ctx context.Context, hash []byte, enroll func(storage.EnrollmentCode) (storage.EnrollmentCode, storage.Device, error), opts ...storage.WriteOption) (storage.Device, error) {
+	var d storage.Device
+	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketEnrollCodeHash).Get(hash)
 		if id == nil {
 			return fmt.Errorf("enrollment code: %w", storage.ErrNotFound)
@@ -84,16 +85,18 @@ func (s *Store) EnrollWithCode(ctx context.Context, hash []byte, use func(storag
 		if err := get(codes, "enrollment code", id, &c); err != nil {
 			return err
 		}
-		next, err := use(c.Clone())
+		next, dev, err := enroll(c.Clone())
 		if err != nil {
 			return err
 		}
 		if next.ID != c.ID || string(next.Hash) != string(c.Hash) {
 			return errIDChanged
 		}
-		if err := createDevice(tx, d); err != nil {
+		if err := createDevice(tx, dev); err != nil {
 			return err
 		}
+		d = dev.Clone()
 		return put(codes, id, next)
 	})
+	return d, err
 }

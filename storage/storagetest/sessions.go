@@ -393,31 +393,40 @@ func testEnrollmentCodes(t *testing.T, s storage.Store) {
 		t.Fatal(err)
 	}
 	exhausted := errors.New("used up")
-	use := func(c storage.EnrollmentCode) (storage.EnrollmentCode, error) {
-		if c.Uses >= c.MaxUses {
-			return c, exhausted
+	use := func(d storage.Device) func(storage.EnrollmentCode) (storage.EnrollmentCode, storage.Device, error) {
+		return func(c storage.EnrollmentCode) (storage.EnrollmentCode, storage.Device, error) {
+			if c.Uses >= c.MaxUses {
+				return c, d, exhausted
+			}
+			c.Uses++
+			d.Label, d.Group = c.Label, c.Group
+			return c, d, nil
 		}
-		c.Uses++
-		return c, nil
 	}
-	if err := s.EnrollWithCode(ctx, code.Hash, use, newDevice("490154203237518")); err != nil {
+	first, err := s.EnrollWithCode(ctx, code.Hash, use(newDevice("490154203237518")))
+	if err != nil {
 		t.Fatal(err)
 	}
+	if got, err := s.GetDevice(ctx, first.ID); err != nil || got.Label != "van" || got.Group != "north" {
+		t.Fatalf("enrolled device: %+v, %v", got, err)
+	}
 	// The same IMEI again uses nothing.
-	wantConflict(t, s.EnrollWithCode(ctx, code.Hash, use, newDevice("490154203237518")), "imei")
+	_, err = s.EnrollWithCode(ctx, code.Hash, use(newDevice("490154203237518")))
+	wantConflict(t, err, "imei")
 	if got, _ := s.GetEnrollmentCode(ctx, code.ID); got.Uses != 1 {
 		t.Fatalf("uses %d after a conflict; want 1", got.Uses)
 	}
-	if err := s.EnrollWithCode(ctx, code.Hash, use, newDevice("356938035643809")); err != nil {
+	if _, err := s.EnrollWithCode(ctx, code.Hash, use(newDevice("356938035643809"))); err != nil {
 		t.Fatal(err)
 	}
 	third := newDevice("352099001761481")
-	if err := s.EnrollWithCode(ctx, code.Hash, use, third); !errors.Is(err, exhausted) {
+	if _, err := s.EnrollWithCode(ctx, code.Hash, use(third)); !errors.Is(err, exhausted) {
 		t.Fatalf("third use: %v; want the refusal", err)
 	}
-	_, err := s.GetDevice(ctx, third.ID)
+	_, err = s.GetDevice(ctx, third.ID)
 	wantNotFound(t, err)
-	wantNotFound(t, s.EnrollWithCode(ctx, randBytes(32), use, newDevice("012345678901237")))
+	_, err = s.EnrollWithCode(ctx, randBytes(32), use(newDevice("012345678901237")))
+	wantNotFound(t, err)
 
 	revoked, err := s.UpdateEnrollmentCode(ctx, code.ID, func(c storage.EnrollmentCode) (storage.EnrollmentCode, error) {
 		c.RevokedAt = now

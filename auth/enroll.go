@@ -1,0 +1,182 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"tether"
+	"tether/device"
+	"tether/storage"
+)
+
+// Enrollment code limits.
+const (
+	DefaultCodeTTL  = 24 * time.Hour
+	MaxCodeTTL      = 30 * 24 * time.Hour
+	MaxCodeUses     = 10_000
+	codeDigits      = 16
+	crockfordDigits = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
+
+// NewCode is a manager's request for an enrollment code.
+type NewCode struct {
+	// TTL is how long the code works (default 24h, at most 30 days).
+	TTL time.Duration
+	// MaxUses is how many handsets it may enroll (default 1).
+	MaxUses int
+	// Label and Group are given to the handsets it enrolls.
+	Label string
+	Group string
+}
+
+// normalizeCode reads a code as people type it: any case, with or without
+// dashes and spaces, I and L for 1, O for 0.
+func normalizeCode(code string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '-', ' ':
+			return -1
+		case 'I', 'i', 'L', 'l':
+			return '1'
+		case 'O', 'o':
+			return '0'
+		}
+		if r >= 'a' && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		return r
+	}, code)
+}
+
+func codeHash(normalized string) []byte { return sha256Sum("tether enrollment code\x00" + normalized) }
+
+// CreateEnrollmentCode makes a one-time (or n-time) code and returns it
+// with its record. The code is shown once; the store keeps its hash.
+func (s *Service) CreateEnrollmentCode(ctx context.Context, by Principal, req NewCode) (string, storage.EnrollmentCode, error) {
+	if req.TTL == 0 {
+		req.TTL = DefaultCodeTTL
+	}
+	if req.MaxUses == 0 {
+		req.MaxUses = 1
+	}
+	var errs []*tether.ValidationError
+	if req.TTL < time.Minute || req.TTL > MaxCodeTTL {
+		errs = append(errs, tether.Invalid("expiresIn", "expires_in_range", "expiresIn must be from 1m to 720h"))
+	}
+	if req.MaxUses < 1 || req.MaxUses > MaxCodeUses {
+		errs = append(errs, tether.Invalid("maxUses", "max_uses_range", fmt.Sprintf("maxUses must be from 1 to %d", MaxCodeUses)))
+	}
+	req.Label, req.Group = strings.TrimSpace(req.Label), strings.TrimSpace(req.Group)
+	if len([]rune(req.Label)) > device.MaxLabel || !tether.Printable(req.Label) {
+		errs = append(errs, tether.Invalid("label", "label_length", "label must be at most 64 printable characters"))
+	}
+	if len([]rune(req.Group)) > device.MaxGroup || !tether.Printable(req.Group) {
+		errs = append(errs, tether.Invalid("group", "group_length", "group must be at most 64 printable characters"))
+	}
+	if all := tether.Join(errs...); all != nil {
+		return "", storage.EnrollmentCode{}, all
+	}
+	raw := make([]byte, codeDigits)
+	randRead(raw)
+	var b strings.Builder
+	for i, v := range raw {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte('-')
+		}
+		b.WriteByte(crockfordDigits[v&31])
+	}
+	code := b.String()
+	now := s.now().UTC()
+	rec := storage.EnrollmentCode{
+		ID: storage.NewID(storage.PrefixCode), Hash: codeHash(normalizeCode(code)),
+		Label: req.Label, Group: req.Group, MaxUses: req.MaxUses,
+		ExpiresAt: now.Add(req.TTL), CreatedAt: now, CreatedBy: by.String(),
+	}
+	ev := s.event(ctx, "enrollment_code.create", "success")
+	ev.Actor, ev.Detail = by.String(), map[string]string{"code": rec.ID}
+	if err := s.store.CreateEnrollmentCode(ctx, rec, storage.WithEvents(ev)); err != nil {
+		return "", storage.EnrollmentCode{}, fmt.Errorf("create enrollment code: %w", err)
+	}
+	return code, rec, nil
+}
+
+// ListEnrollmentCodes returns every code.
+func (s *Service) ListEnrollmentCodes(ctx context.Context) ([]storage.EnrollmentCode, error) {
+	return s.store.ListEnrollmentCodes(ctx)
+}
+
+// RevokeEnrollmentCode stops a code from enrolling any more handsets.
+func (s *Service) RevokeEnrollmentCode(ctx context.Context, by Principal, id string) error {
+	ev := s.event(ctx, "enrollment_code.revoke", "success")
+	ev.Actor, ev.Detail = by.String(), map[string]string{"code": id}
+	_, err := s.store.UpdateEnrollmentCode(ctx, id, func(c storage.EnrollmentCode) (storage.EnrollmentCode, error) {
+		if c.RevokedAt.IsZero() {
+			c.RevokedAt = s.now().UTC()
+		}
+		return c, nil
+	}, storage.WithEvents(ev))
+	return err
+}
+
+// CodeUsable reports whether a code may enroll one more handset at t.
+func CodeUsable(c storage.EnrollmentCode, t time.Time) bool {
+	return c.RevokedAt.IsZero() && t.Before(c.ExpiresAt) && c.Uses < c.MaxUses
+}
+
+// Enroll lets a handset enroll itself with a code (enrollment modes code
+// and open). A wrong code counts as a failed attempt from the client's
+// address, like a wrong password.
+func (s *Service) Enroll(ctx context.Context, code string, p device.Payload) (storage.Device, error) {
+	ev := s.event(ctx, "device.enroll", "failure")
+	fail := func(err error) (storage.Device, error) {
+		ev.Reason = reasonOf(err)
+		s.record(ctx, ev)
+		return storage.Device{}, err
+	}
+	if s.cfg.EnrollmentMode == EnrollPreregistered {
+		return fail(ErrSelfEnrollmentOff)
+	}
+	p.Normalize()
+	if err := device.Validate(s.validate, p, "device.", true); err != nil {
+		return storage.Device{}, err
+	}
+	addressKey := "a:" + tether.OriginOf(ctx).IP
+	if wait, blocked := s.addresses.Blocked(addressKey); blocked {
+		return fail(ErrTooManyAttempts.After(wait))
+	}
+	if p.OSVersion.API < s.cfg.MinOSAPI {
+		return fail(ErrOSVersion.With("minOsApi", s.cfg.MinOSAPI))
+	}
+	if s.minApp != nil {
+		if v, err := device.ParseAppVersion(*p.AppVersion); err != nil || v.Compare(*s.minApp) < 0 {
+			return fail(ErrAppVersion.With("minAppVersion", s.cfg.MinAppVersion))
+		}
+	}
+	now := s.now().UTC()
+	d := storage.Device{
+		ID: storage.NewID(storage.PrefixDevice), Status: storage.DeviceEnrolled,
+		EnrolledAt: now, LastSeenAt: now, UpdatedAt: now,
+	}
+	device.Apply(&d, p)
+	ev.DeviceID = d.ID
+	d, err := s.store.EnrollWithCode(ctx, codeHash(normalizeCode(code)), func(c storage.EnrollmentCode) (storage.EnrollmentCode, storage.Device, error) {
+		if !CodeUsable(c, now) {
+			return c, d, ErrEnrollmentCode
+		}
+		c.Uses++
+		enrolled := d
+		enrolled.Label, enrolled.Group, enrolled.EnrolledBy = c.Label, c.Group, "code:"+c.ID
+		return c, enrolled, nil
+	}, storage.WithEvents(withOutcome(ev, "success")))
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, ErrEnrollmentCode) {
+		s.addresses.Fail(addressKey)
+		return fail(ErrEnrollmentCode)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return d, nil
+}

@@ -1,0 +1,161 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"sync"
+	"time"
+
+	"tether/storage"
+)
+
+// KeySet holds the Ed25519 keys that sign and verify access tokens. The keys
+// live in the store, so every instance on one store signs and verifies
+// alike; a KeySet caches them and reloads when it meets a key id it does not
+// know (another instance rotated).
+type KeySet struct {
+	store storage.SigningKeys
+	now   func() time.Time
+	// life is how long a retired key keeps verifying: the longest a token
+	// it signed can still be used or renewed.
+	life time.Duration
+
+	mu         sync.RWMutex
+	activeID   string
+	activePriv ed25519.PrivateKey
+	public     map[string]ed25519.PublicKey
+	published  []storage.SigningKey
+	lastReload time.Time
+}
+
+// reloadEvery limits reloads caused by unknown key ids, so tokens with made
+// up ids cannot turn into a flood of store reads.
+const reloadEvery = 10 * time.Second
+
+// LoadKeys loads the signing keys, making the first one if the store has
+// none. life is how long a retired key keeps verifying the tokens it signed
+// (the access token lifetime plus the renewal window).
+func LoadKeys(ctx context.Context, store storage.SigningKeys, life time.Duration, now func() time.Time) (*KeySet, error) {
+	k := &KeySet{store: store, now: now, life: life}
+	if err := k.reload(ctx); err != nil {
+		return nil, err
+	}
+	if k.activeID == "" {
+		if _, err := k.Rotate(ctx); err != nil {
+			return nil, fmt.Errorf("first signing key: %w", err)
+		}
+	}
+	return k, nil
+}
+
+// Rotate makes a new signing key: tokens signed from now on use it, and the
+// old keys verify what they signed until their life runs out. It returns
+// the new key's id.
+func (k *KeySet) Rotate(ctx context.Context, opts ...storage.WriteOption) (string, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	next := storage.SigningKey{
+		ID:        storage.NewID(storage.PrefixKey),
+		Private:   priv.Seed(),
+		Public:    pub,
+		CreatedAt: k.now().UTC(),
+	}
+	if err := k.store.RotateSigningKey(ctx, next, opts...); err != nil {
+		return "", fmt.Errorf("rotate signing key: %w", err)
+	}
+	if err := k.reload(ctx); err != nil {
+		return "", err
+	}
+	return next.ID, nil
+}
+
+// reload reads the keys from the store, and deletes the retired ones whose
+// life has run out.
+func (k *KeySet) reload(ctx context.Context) error {
+	keys, err := k.store.ListSigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	now := k.now()
+	public := make(map[string]ed25519.PublicKey, len(keys))
+	var published []storage.SigningKey
+	var activeID string
+	var activePriv ed25519.PrivateKey
+	for _, key := range keys {
+		if len(key.Private) != ed25519.SeedSize || len(key.Public) != ed25519.PublicKeySize {
+			return fmt.Errorf("signing key %s is malformed", key.ID)
+		}
+		if !key.RetiredAt.IsZero() && now.Sub(key.RetiredAt) > k.life {
+			if err := k.store.DeleteSigningKey(ctx, key.ID); err != nil {
+				return fmt.Errorf("drop expired signing key %s: %w", key.ID, err)
+			}
+			continue
+		}
+		public[key.ID] = ed25519.PublicKey(key.Public)
+		published = append(published, storage.SigningKey{ID: key.ID, Public: key.Public, CreatedAt: key.CreatedAt, RetiredAt: key.RetiredAt})
+		if key.RetiredAt.IsZero() {
+			activeID, activePriv = key.ID, ed25519.NewKeyFromSeed(key.Private)
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.activeID, k.activePriv, k.public, k.published, k.lastReload = activeID, activePriv, public, published, now
+	return nil
+}
+
+// signer returns the active key.
+func (k *KeySet) signer() (string, ed25519.PrivateKey) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.activeID, k.activePriv
+}
+
+// verifier returns the public key with the given id, reloading once from
+// the store (at most every reloadEvery) when it is unknown.
+func (k *KeySet) verifier(ctx context.Context, kid string) (ed25519.PublicKey, bool) {
+	k.mu.RLock()
+	pub, ok := k.public[kid]
+	stale := k.now().Sub(k.lastReload) > reloadEvery
+	k.mu.RUnlock()
+	if ok || !stale {
+		return pub, ok
+	}
+	if err := k.reload(ctx); err != nil {
+		return nil, false
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	pub, ok = k.public[kid]
+	return pub, ok
+}
+
+// JWK is one public key in a JSON Web Key Set (RFC 8037 for Ed25519).
+type JWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+}
+
+// JWKS returns every key that may have signed a token still in use: the
+// active one and the retired ones within their life.
+func (k *KeySet) JWKS() []JWK {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	out := make([]JWK, 0, len(k.published))
+	for i := len(k.published) - 1; i >= 0; i-- { // newest first
+		key := k.published[i]
+		out = append(out, JWK{
+			Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(key.Public),
+			Kid: key.ID, Use: "sig", Alg: "EdDSA",
+		})
+	}
+	return out
+}

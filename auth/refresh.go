@@ -1,0 +1,259 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+
+	"tether"
+	"tether/storage"
+)
+
+// errReplay and errReused stop a refresh's transaction when the answer is a
+// replay of the last one, or when the token was used before: the rotation
+// and its success event are not written.
+var (
+	errReplay = errors.New("replay the last refresh")
+	errReused = errors.New("refresh token reused")
+)
+
+// resolveDevice turns what a client calls its handset (the device id, or
+// its IMEI) into a device id, or "" when it names no enrolled handset.
+func (s *Service) resolveDevice(ctx context.Context, ref string) string {
+	ref = strings.TrimSpace(ref)
+	if ref == "" || strings.HasPrefix(ref, storage.PrefixDevice) {
+		return ref
+	}
+	d, err := s.store.GetDeviceByIMEI(ctx, strings.NewReplacer(" ", "", "-", "", "/", "").Replace(ref))
+	if err != nil {
+		return ""
+	}
+	return d.ID
+}
+
+// sameDevice compares in constant time: device ids are no secret, but there
+// is no reason to leak how much of one matched.
+func sameDevice(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// holder loads and checks the user and handset of a session: the user must
+// be enabled and the handset, if any, enrolled.
+func (s *Service) holder(ctx context.Context, sess storage.Session) (storage.User, *storage.Device, error) {
+	u, err := s.store.GetUser(ctx, sess.UserID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return u, nil, ErrSessionRevoked
+	}
+	if err != nil {
+		return u, nil, err
+	}
+	if u.Disabled {
+		return u, nil, ErrAccountDisabled
+	}
+	if sess.DeviceID == "" {
+		return u, nil, nil
+	}
+	d, err := s.store.GetDevice(ctx, sess.DeviceID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return u, nil, ErrDeviceNotEnrolled
+	}
+	if err != nil {
+		return u, nil, err
+	}
+	if err := deviceStatusError(d.Status); err != nil {
+		return u, &d, err
+	}
+	return u, &d, nil
+}
+
+// Refresh trades a refresh token for a new access and refresh token,
+// rotating the refresh token. The same token again within the reuse grace,
+// from the same handset, gets the very same answer (a retry after a lost
+// response); after the grace, or a token from an older generation, ends
+// the session. Of concurrent refreshes of one token exactly one rotates.
+func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, error) {
+	ev := s.event(ctx, "refresh", "failure")
+	fail := func(err error) (Grant, error) {
+		ev.Reason = reasonOf(err)
+		s.record(ctx, ev)
+		return Grant{}, err
+	}
+	tok, err := parseRefreshToken(raw)
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := s.store.GetSessionByFamily(ctx, familyHash(tok.family))
+	if errors.Is(err, storage.ErrNotFound) {
+		return fail(ErrTokenInvalid)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	ev.SessionID, ev.UserID, ev.DeviceID = sess.ID, sess.UserID, sess.DeviceID
+	if !sameDevice(s.resolveDevice(ctx, deviceRef), sess.DeviceID) {
+		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
+		return fail(ErrDeviceMismatch)
+	}
+	now := s.now().UTC()
+	if sess.Revoked() {
+		return fail(ErrSessionRevoked)
+	}
+	if !sess.Live(now) {
+		return fail(ErrTokenExpired)
+	}
+	user, dev, err := s.holder(ctx, sess)
+	if err != nil {
+		return fail(err)
+	}
+	ev.Username = user.Username
+
+	// Everything the rotation hands out is made before the transaction, so
+	// the transaction itself only compares and writes.
+	next := newRefreshToken(tok.family)
+	jti := newJTI()
+	accessExp := minTime(now.Add(s.cfg.AccessTTL), sess.ExpiresAt)
+	access, err := s.signAccess(sess, user.Role, jti, now, accessExp)
+	if err != nil {
+		return fail(fmt.Errorf("sign access token: %w", err))
+	}
+	refreshExp := minTime(now.Add(sess.IdleTimeout), sess.ExpiresAt)
+	sealed, err := seal(replayKey(raw), replay{AccessToken: access, AccessExpiresAt: accessExp, RefreshToken: next.raw, RefreshExpiresAt: refreshExp})
+	if err != nil {
+		return fail(err)
+	}
+
+	presented := tok.hash()
+	var last storage.Session
+	sess, err = s.store.UpdateSession(ctx, sess.ID, func(cur storage.Session) (storage.Session, error) {
+		last = cur
+		switch {
+		case cur.Revoked():
+			return cur, ErrSessionRevoked
+		case bytes.Equal(cur.RefreshHash, presented):
+			cur.PrevRefreshHash, cur.RefreshHash = cur.RefreshHash, next.hash()
+			cur.RotatedAt, cur.Replay = now, sealed
+			cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt = jti, accessExp, now
+			return cur, nil
+		case bytes.Equal(cur.PrevRefreshHash, presented) && now.Sub(cur.RotatedAt) <= s.cfg.RefreshReuseGrace:
+			return cur, errReplay
+		default:
+			return cur, errReused
+		}
+	}, storage.WithEvents(withOutcome(ev, "success")))
+	switch {
+	case errors.Is(err, errReplay):
+		r, oerr := open(replayKey(raw), last.Replay)
+		if oerr != nil {
+			return fail(fmt.Errorf("%w: replay cannot be opened: %w", ErrTokenInvalid, oerr))
+		}
+		ev.Outcome, ev.Reason = "success", "replayed within grace"
+		s.record(ctx, ev)
+		return Grant{
+			AccessToken: r.AccessToken, AccessExpiresAt: r.AccessExpiresAt,
+			RefreshToken: r.RefreshToken, RefreshExpiresAt: r.RefreshExpiresAt,
+			Session: last, User: user, Device: dev,
+		}, nil
+	case errors.Is(err, errReused):
+		// A token of this family used again after its turn: whoever holds
+		// the newer one may be a thief, so the session ends.
+		ev.Action, ev.Outcome, ev.Reason = "refresh_token_reused", "failure", string(tether.CodeRefreshTokenReused)
+		if _, rerr := s.store.UpdateSession(ctx, last.ID, func(cur storage.Session) (storage.Session, error) {
+			if !cur.Revoked() {
+				cur.RevokedAt, cur.RevokeReason = now, string(tether.CodeRefreshTokenReused)
+			}
+			return cur, nil
+		}, storage.WithEvents(ev)); rerr != nil {
+			return Grant{}, rerr
+		}
+		s.log.WarnContext(ctx, "refresh token reused: session revoked", "session", last.ID, "user", last.UserID)
+		return Grant{}, ErrRefreshTokenReused
+	case err != nil:
+		return fail(err)
+	}
+	return Grant{
+		AccessToken: access, AccessExpiresAt: accessExp,
+		RefreshToken: next.raw, RefreshExpiresAt: refreshExp,
+		Session: sess, User: user, Device: dev,
+	}, nil
+}
+
+// Renew trades an access token, expired or not, for a new one, under every
+// rule of API.md section 4: the signature is ours; the token is bound to the
+// handset asking; it expired less than the renewal window ago; its session
+// is alive; the handset is still enrolled; and it is the latest token of its
+// session. Each access token renews once.
+func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, error) {
+	ev := s.event(ctx, "renew", "failure")
+	fail := func(err error) (Grant, error) {
+		ev.Reason = reasonOf(err)
+		s.record(ctx, ev)
+		return Grant{}, err
+	}
+	claims, err := s.parseAccess(ctx, raw, true)
+	if err != nil {
+		return fail(err)
+	}
+	ev.SessionID, ev.UserID, ev.DeviceID = claims.SID, claims.Subject, claims.DID
+	if claims.DID == "" || !sameDevice(s.resolveDevice(ctx, deviceRef), claims.DID) {
+		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
+		return fail(ErrDeviceMismatch)
+	}
+	now := s.now().UTC()
+	if now.After(claims.ExpiresAt.Add(s.cfg.RenewWindow)) {
+		return fail(ErrRenewalWindowPassed)
+	}
+	sess, err := s.store.GetSession(ctx, claims.SID)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && sess.UserID != claims.Subject) {
+		return fail(ErrSessionRevoked)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if !sess.Live(now) {
+		return fail(ErrSessionRevoked)
+	}
+	user, dev, err := s.holder(ctx, sess)
+	if err != nil {
+		return fail(err)
+	}
+	ev.Username = user.Username
+
+	jti := newJTI()
+	exp := minTime(now.Add(s.cfg.AccessTTL), sess.ExpiresAt)
+	access, err := s.signAccess(sess, user.Role, jti, now, exp)
+	if err != nil {
+		return fail(fmt.Errorf("sign access token: %w", err))
+	}
+	sess, err = s.store.UpdateSession(ctx, sess.ID, func(cur storage.Session) (storage.Session, error) {
+		if cur.Revoked() {
+			return cur, ErrSessionRevoked
+		}
+		if subtle.ConstantTimeCompare([]byte(cur.AccessJTI), []byte(claims.ID)) != 1 {
+			return cur, ErrTokenAlreadyUsed
+		}
+		cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt = jti, exp, now
+		return cur, nil
+	}, storage.WithEvents(withOutcome(ev, "success")))
+	if err != nil {
+		return fail(err)
+	}
+	return Grant{AccessToken: access, AccessExpiresAt: exp, Session: sess, User: user, Device: dev}, nil
+}
+
+// reasonOf is the audit reason of an error: its code, or "internal".
+func reasonOf(err error) string {
+	var te *tether.Error
+	var ve *tether.ValidationError
+	switch {
+	case errors.As(err, &te):
+		return string(te.Code)
+	case errors.As(err, &ve):
+		return string(tether.CodeValidationFailed)
+	case errors.Is(err, storage.ErrNotFound):
+		return string(tether.CodeNotFound)
+	}
+	return string(tether.CodeInternal)
+}

@@ -1,0 +1,520 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+
+	"tether"
+	"tether/device"
+	"tether/storage"
+)
+
+// Enrollment modes: how a handset comes to be enrolled.
+const (
+	// EnrollPreregistered: only handsets a manager registered may log in.
+	EnrollPreregistered = "preregistered"
+	// EnrollCode: a handset may enroll itself with a one-time code.
+	EnrollCode = "code"
+	// EnrollOpen: the first login from a handset enrolls it. For trials.
+	EnrollOpen = "open"
+)
+
+// SIM policies: what a login whose ICC IDs differ from the enrolled ones does.
+const (
+	SIMAllow = "allow"
+	SIMAudit = "audit"
+	SIMBlock = "block"
+)
+
+// Config holds the login and token policies. Zero fields take the defaults
+// of DefaultConfig.
+type Config struct {
+	Issuer   string
+	Audience string
+
+	AccessTTL   time.Duration
+	RenewWindow time.Duration
+	// SessionIdle and SessionMax bound persistent sessions; ShortIdle and
+	// ShortMax the others.
+	SessionIdle       time.Duration
+	SessionMax        time.Duration
+	ShortIdle         time.Duration
+	ShortMax          time.Duration
+	RefreshReuseGrace time.Duration
+
+	EnrollmentMode string
+	// MinAppVersion is empty for no minimum.
+	MinAppVersion string
+	MinOSAPI      int
+	// RequireDevice makes workers log in from an enrolled handset.
+	RequireDevice bool
+	SIMPolicy     string
+
+	// Failed logins allowed per account and per client address within
+	// FailureWindow before further attempts answer 429.
+	AccountFailures int
+	AddressFailures int
+	FailureWindow   time.Duration
+	// HashConcurrency bounds password hashes running at once (default: the
+	// number of CPUs); HashQueue how many more may wait.
+	HashConcurrency int
+	HashQueue       int
+}
+
+// DefaultConfig is the policy of API.md section 1.
+func DefaultConfig() Config {
+	return Config{
+		Issuer:            "tether",
+		Audience:          "tether",
+		AccessTTL:         15 * time.Minute,
+		RenewWindow:       24 * time.Hour,
+		SessionIdle:       720 * time.Hour,
+		SessionMax:        2160 * time.Hour,
+		ShortIdle:         12 * time.Hour,
+		ShortMax:          24 * time.Hour,
+		RefreshReuseGrace: 10 * time.Second,
+		EnrollmentMode:    EnrollPreregistered,
+		MinOSAPI:          26,
+		RequireDevice:     true,
+		SIMPolicy:         SIMAudit,
+		AccountFailures:   5,
+		AddressFailures:   50,
+		FailureWindow:     15 * time.Minute,
+		HashConcurrency:   runtime.NumCPU(),
+		HashQueue:         64,
+	}
+}
+
+// Validate reports a policy that makes no sense.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.EnrollmentMode {
+	case EnrollPreregistered, EnrollCode, EnrollOpen:
+	default:
+		errs = append(errs, fmt.Errorf("enrollment mode %q: want preregistered, code or open", c.EnrollmentMode))
+	}
+	switch c.SIMPolicy {
+	case SIMAllow, SIMAudit, SIMBlock:
+	default:
+		errs = append(errs, fmt.Errorf("SIM policy %q: want allow, audit or block", c.SIMPolicy))
+	}
+	if c.MinAppVersion != "" {
+		if _, err := device.ParseAppVersion(c.MinAppVersion); err != nil {
+			errs = append(errs, fmt.Errorf("minimum app version: %w", err))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"access TTL": c.AccessTTL, "session idle": c.SessionIdle, "session max": c.SessionMax,
+		"short session idle": c.ShortIdle, "short session max": c.ShortMax,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	if c.RenewWindow < 0 || c.RefreshReuseGrace < 0 {
+		errs = append(errs, errors.New("renewal window and refresh reuse grace cannot be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Service applies the login, token and session rules.
+type Service struct {
+	cfg      Config
+	minApp   *device.AppVersion
+	store    storage.Store
+	keys     *KeySet
+	hasher   *Hasher
+	validate *validator.Validate
+	log      *slog.Logger
+	now      func() time.Time
+
+	accounts  *Throttle
+	addresses *Throttle
+	gate      *hashGate
+	// dummyHash is verified for unknown usernames, so they cost what a
+	// known one does.
+	dummyHash string
+}
+
+// ServiceOption configures a Service.
+type ServiceOption func(*Service)
+
+// WithClock sets the clock.
+func WithClock(now func() time.Time) ServiceOption {
+	return func(s *Service) { s.now = now }
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) ServiceOption {
+	return func(s *Service) { s.log = l }
+}
+
+// NewService returns a Service, loading (or making) the signing keys.
+func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Hasher, v *validator.Validate, opts ...ServiceOption) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, store: store, hasher: hasher, validate: v, now: time.Now, log: slog.Default()}
+	for _, opt := range opts {
+		opt(s)
+	}
+	if cfg.MinAppVersion != "" {
+		v, err := device.ParseAppVersion(cfg.MinAppVersion)
+		if err != nil {
+			return nil, err
+		}
+		s.minApp = &v
+	}
+	keys, err := LoadKeys(ctx, store, cfg.AccessTTL+cfg.RenewWindow, s.now)
+	if err != nil {
+		return nil, err
+	}
+	s.keys = keys
+	const maxKeys = 100_000
+	s.accounts = NewThrottle(cfg.AccountFailures, cfg.FailureWindow, maxKeys, s.now)
+	s.addresses = NewThrottle(cfg.AddressFailures, cfg.FailureWindow, maxKeys, s.now)
+	s.gate = newHashGate(max(1, cfg.HashConcurrency), max(0, cfg.HashQueue))
+	if s.dummyHash, err = hasher.Hash("not a password anyone has"); err != nil {
+		return nil, err
+	}
+	if cfg.EnrollmentMode == EnrollOpen {
+		s.log.Warn("enrollment mode is open: the first login from any handset enrolls it; use this for trials only")
+	}
+	return s, nil
+}
+
+// Config returns the policies in force.
+func (s *Service) Config() Config { return s.cfg }
+
+// Keys returns the signing keys.
+func (s *Service) Keys() *KeySet { return s.keys }
+
+// HashQueueDepth returns how many password hashes are running or waiting.
+func (s *Service) HashQueueDepth() int { return s.gate.depth() }
+
+// event starts an audit event, with the request's origin from ctx.
+func (s *Service) event(ctx context.Context, action, outcome string) storage.Event {
+	return storage.NewEvent(ctx, s.now(), action, outcome, "")
+}
+
+// record appends events outside any other write. A failure is logged, not
+// returned: the request it describes has already been answered or refused.
+func (s *Service) record(ctx context.Context, events ...storage.Event) {
+	if err := s.store.AppendEvents(ctx, events...); err != nil {
+		s.log.ErrorContext(ctx, "audit event lost", "action", events[0].Action, "error", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// LoginRequest is a login.
+type LoginRequest struct {
+	Username string
+	Password string
+	// Device is the handset's payload; nil for a login without one.
+	Device     *device.Payload
+	Persistent bool
+}
+
+// Grant is what a successful login, refresh or renewal hands out.
+type Grant struct {
+	AccessToken     string
+	AccessExpiresAt time.Time
+	// RefreshToken is empty for a renewal.
+	RefreshToken     string
+	RefreshExpiresAt time.Time
+	Session          storage.Session
+	User             storage.User
+	// Device is nil for a session without a handset.
+	Device *storage.Device
+}
+
+// Login checks a username, password and handset, and opens a session.
+func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
+	ev := s.event(ctx, "login", "failure")
+	ev.Username = truncate(req.Username, 64)
+	fail := func(err error) (Grant, error) {
+		var te *tether.Error
+		if errors.As(err, &te) {
+			ev.Reason = string(te.Code)
+		} else {
+			ev.Reason = "internal"
+		}
+		s.record(ctx, ev)
+		return Grant{}, err
+	}
+
+	// Validate the payload before anything costly: a bad payload is the
+	// client's bug, answered at once and not counted as a failed login.
+	if req.Device != nil {
+		req.Device.Normalize()
+		if err := device.Validate(s.validate, *req.Device, "device.", true); err != nil {
+			return Grant{}, err
+		}
+	}
+
+	accountKey := "u:" + storage.UsernameKey(req.Username)
+	addressKey := "a:" + tether.OriginOf(ctx).IP
+	for _, t := range []struct {
+		th  *Throttle
+		key string
+	}{{s.accounts, accountKey}, {s.addresses, addressKey}} {
+		if wait, blocked := t.th.Blocked(t.key); blocked {
+			return fail(ErrTooManyAttempts.After(wait))
+		}
+	}
+
+	user, err := s.checkPassword(ctx, req.Username, req.Password)
+	if err != nil {
+		if errors.Is(err, ErrInvalidCredentials) {
+			s.accounts.Fail(accountKey)
+			s.addresses.Fail(addressKey)
+		}
+		return fail(err)
+	}
+	s.accounts.Reset(accountKey)
+	ev.UserID, ev.Username = user.ID, user.Username
+	if user.Disabled {
+		return fail(ErrAccountDisabled)
+	}
+
+	var dev *storage.Device
+	var events []storage.Event
+	switch {
+	case req.Device != nil:
+		d, evs, err := s.admitDevice(ctx, user, *req.Device)
+		if err != nil {
+			ev.DeviceID = d.ID
+			return fail(err)
+		}
+		dev, events = &d, evs
+		ev.DeviceID = d.ID
+	case user.Role == storage.RoleWorker && s.cfg.RequireDevice:
+		return fail(tether.Invalid("device", "device_required", "workers log in from an enrolled handset: send the device payload"))
+	}
+
+	grant, err := s.openSession(ctx, user, dev, req, append(events, withOutcome(ev, "success")))
+	if err != nil {
+		return fail(err)
+	}
+	s.rehash(ctx, user, req.Password)
+	return grant, nil
+}
+
+func withOutcome(ev storage.Event, outcome string) storage.Event {
+	ev.Outcome, ev.Reason = outcome, ""
+	return ev
+}
+
+// checkPassword returns the user whose password matches, or
+// ErrInvalidCredentials whether the user is unknown or the password wrong:
+// both cost one full hash, and both answer the same.
+func (s *Service) checkPassword(ctx context.Context, username, password string) (storage.User, error) {
+	if len(password) > MaxPasswordLen || len(username) > 256 {
+		return storage.User{}, ErrInvalidCredentials
+	}
+	release, err := s.gate.enter(ctx)
+	if err != nil {
+		return storage.User{}, err
+	}
+	defer release()
+	user, err := s.store.GetUserByUsername(ctx, username)
+	hash := user.PasswordHash
+	switch {
+	case errors.Is(err, storage.ErrNotFound) || (err == nil && hash == ""):
+		hash = s.dummyHash
+	case err != nil:
+		return storage.User{}, err
+	}
+	ok, verr := s.hasher.Verify(password, hash)
+	if verr != nil {
+		s.log.ErrorContext(ctx, "stored password hash is malformed", "user", user.ID, "error", verr)
+	}
+	if !ok || err != nil || user.PasswordHash == "" {
+		return storage.User{}, ErrInvalidCredentials
+	}
+	return user, nil
+}
+
+// rehash replaces a password hash made with older parameters.
+func (s *Service) rehash(ctx context.Context, u storage.User, password string) {
+	if !s.hasher.NeedsRehash(u.PasswordHash) {
+		return
+	}
+	hash, err := s.hasher.Hash(password)
+	if err == nil {
+		_, err = s.store.UpdateUser(ctx, u.ID, func(cur storage.User) (storage.User, error) {
+			if cur.PasswordHash == u.PasswordHash {
+				cur.PasswordHash = hash
+			}
+			return cur, nil
+		})
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "password rehash failed", "user", u.ID, "error", err)
+	}
+}
+
+// admitDevice applies the handset rules of a login: version policies, the
+// enrollment mode, the device's status and assignment, the SIM policy. It
+// records what the handset reported (last seen, OS, app, SIMs) and returns
+// the device and the events to write with the session.
+func (s *Service) admitDevice(ctx context.Context, user storage.User, p device.Payload) (storage.Device, []storage.Event, error) {
+	if p.OSVersion.API < s.cfg.MinOSAPI {
+		return storage.Device{}, nil, ErrOSVersion.With("minOsApi", s.cfg.MinOSAPI)
+	}
+	if s.minApp != nil {
+		v, err := device.ParseAppVersion(*p.AppVersion)
+		if err != nil || v.Compare(*s.minApp) < 0 {
+			return storage.Device{}, nil, ErrAppVersion.With("minAppVersion", s.cfg.MinAppVersion)
+		}
+	}
+	now := s.now().UTC()
+	var events []storage.Event
+	d, err := s.store.GetDeviceByIMEI(ctx, p.IMEI)
+	switch {
+	case errors.Is(err, storage.ErrNotFound) && s.cfg.EnrollmentMode == EnrollOpen:
+		d = storage.Device{
+			ID: storage.NewID(storage.PrefixDevice), Status: storage.DeviceEnrolled,
+			EnrolledAt: now, EnrolledBy: "user:" + user.ID, UpdatedAt: now,
+		}
+		device.Apply(&d, p)
+		enrolled := s.event(ctx, "device.enroll", "success")
+		enrolled.UserID, enrolled.Username, enrolled.DeviceID, enrolled.Actor = user.ID, user.Username, d.ID, "user:"+user.ID
+		enrolled.Reason = "open enrollment at login"
+		if err := s.store.CreateDevice(ctx, d, storage.WithEvents(enrolled)); err != nil {
+			return storage.Device{}, nil, fmt.Errorf("open enrollment: %w", err)
+		}
+		s.log.WarnContext(ctx, "handset enrolled by its first login (open enrollment)", "device", d.ID, "imei", d.IMEI, "user", user.ID)
+		return d, nil, nil
+	case errors.Is(err, storage.ErrNotFound):
+		return storage.Device{}, nil, ErrDeviceNotEnrolled
+	case err != nil:
+		return storage.Device{}, nil, err
+	}
+	if err := deviceStatusError(d.Status); err != nil {
+		return d, nil, err
+	}
+	if len(d.AssignedUsers) > 0 && !slices.Contains(d.AssignedUsers, user.ID) {
+		return d, nil, ErrDeviceNotAssigned
+	}
+	simChanged := len(d.IccIDs) > 0 && !sameSet(d.IccIDs, p.IccIDs)
+	if simChanged {
+		if s.cfg.SIMPolicy == SIMBlock {
+			return d, nil, ErrSimChanged
+		}
+		if s.cfg.SIMPolicy == SIMAudit {
+			ev := s.event(ctx, "device.sim_changed", "success")
+			ev.UserID, ev.Username, ev.DeviceID = user.ID, user.Username, d.ID
+			ev.Detail = map[string]string{"enrolled": fmt.Sprint(d.IccIDs), "reported": fmt.Sprint(p.IccIDs)}
+			events = append(events, ev)
+		}
+	}
+	d, err = s.store.UpdateDevice(ctx, d.ID, func(cur storage.Device) (storage.Device, error) {
+		if err := deviceStatusError(cur.Status); err != nil {
+			return cur, err
+		}
+		device.Apply(&cur, p)
+		cur.LastSeenAt, cur.UpdatedAt = now, now
+		return cur, nil
+	})
+	if err != nil {
+		return d, nil, err
+	}
+	return d, events, nil
+}
+
+// sameSet reports whether two lists hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
+}
+
+// deviceStatusError is the error for a handset that may not log in.
+func deviceStatusError(status storage.DeviceStatus) error {
+	switch status {
+	case storage.DeviceSuspended:
+		return ErrDeviceSuspended
+	case storage.DeviceRetired:
+		return ErrDeviceRetired
+	}
+	return nil
+}
+
+// openSession creates the session of a login (replacing the user's older
+// one on the same handset) and signs its tokens. The handset and user are
+// checked again inside the session's transaction, so a handset suspended or
+// a user disabled while the password was being checked cannot end up with a
+// live session.
+func (s *Service) openSession(ctx context.Context, user storage.User, dev *storage.Device, req LoginRequest, events []storage.Event) (Grant, error) {
+	now := s.now().UTC()
+	idle, maxLife := s.cfg.ShortIdle, s.cfg.ShortMax
+	if req.Persistent {
+		idle, maxLife = s.cfg.SessionIdle, s.cfg.SessionMax
+	}
+	family := make([]byte, familyLen)
+	randRead(family)
+	refresh := newRefreshToken(family)
+	sess := storage.Session{
+		ID: storage.NewID(storage.PrefixSession), UserID: user.ID, Persistent: req.Persistent,
+		CreatedAt: now, LastUsedAt: now, IdleTimeout: idle, ExpiresAt: now.Add(maxLife),
+		FamilyHash: familyHash(family), RefreshHash: refresh.hash(), AccessJTI: newJTI(),
+		ClientIP: tether.OriginOf(ctx).IP, UserAgent: truncate(tether.OriginOf(ctx).UserAgent, 256),
+	}
+	if dev != nil {
+		sess.DeviceID = dev.ID
+	}
+	sess.AccessExpiresAt = minTime(now.Add(s.cfg.AccessTTL), sess.ExpiresAt)
+	access, err := s.signAccess(sess, user.Role, sess.AccessJTI, now, sess.AccessExpiresAt)
+	if err != nil {
+		return Grant{}, fmt.Errorf("sign access token: %w", err)
+	}
+	for i := range events {
+		events[i].SessionID = sess.ID
+	}
+	sess, err = s.store.CreateSession(ctx, sess, func(u storage.User, d storage.Device) error {
+		if u.Disabled {
+			return ErrAccountDisabled
+		}
+		if dev != nil {
+			return deviceStatusError(d.Status)
+		}
+		return nil
+	}, storage.WithEvents(events...))
+	if err != nil {
+		return Grant{}, err
+	}
+	return Grant{
+		AccessToken: access, AccessExpiresAt: sess.AccessExpiresAt,
+		RefreshToken: refresh.raw, RefreshExpiresAt: refreshExpiry(sess, now),
+		Session: sess, User: user, Device: dev,
+	}, nil
+}
+
+func refreshExpiry(sess storage.Session, now time.Time) time.Time {
+	return minTime(now.Add(sess.IdleTimeout), sess.ExpiresAt)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,149 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"tether/storage"
+)
+
+// Identity is the holder of a valid access token: its claims and the
+// session, user and handset behind it as they are now.
+type Identity struct {
+	Claims  *Claims
+	Session storage.Session
+	User    storage.User
+	// Device is nil for a session without a handset.
+	Device *storage.Device
+}
+
+// Principal returns the identity as a principal, with the user's current
+// role (not the one the token was issued with).
+func (id Identity) Principal() Principal {
+	return Principal{Kind: KindUser, ID: id.User.ID, Role: id.User.Role}
+}
+
+// Authenticate checks an access token for a protected endpoint: the
+// signature and expiry, and the session, user and handset behind it, so a
+// revoked session, a disabled user or a suspended handset is cut off at once.
+func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error) {
+	claims, err := s.parseAccess(ctx, raw, false)
+	if err != nil {
+		return Identity{}, err
+	}
+	sess, err := s.store.GetSession(ctx, claims.SID)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (sess.UserID != claims.Subject || sess.DeviceID != claims.DID)) {
+		return Identity{}, ErrSessionRevoked
+	}
+	if err != nil {
+		return Identity{}, err
+	}
+	if !sess.Live(s.now()) {
+		return Identity{}, ErrSessionRevoked
+	}
+	user, dev, err := s.holder(ctx, sess)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{Claims: claims, Session: sess, User: user, Device: dev}, nil
+}
+
+// Logout ends the caller's session.
+func (s *Service) Logout(ctx context.Context, id Identity) error {
+	ev := s.event(ctx, "logout", "success")
+	ev.Actor, ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.Principal().String(), id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
+	_, err := s.store.UpdateSession(ctx, id.Session.ID, func(cur storage.Session) (storage.Session, error) {
+		if !cur.Revoked() {
+			cur.RevokedAt, cur.RevokeReason = s.now().UTC(), "logout"
+		}
+		return cur, nil
+	}, storage.WithEvents(ev))
+	return err
+}
+
+// Introspection is the RFC 7662 answer about a token.
+type Introspection struct {
+	Active    bool
+	Claims    *Claims
+	Username  string
+	TokenType string
+}
+
+// Introspect tells a resource server whether an access token is active now,
+// with every check Authenticate makes. An inactive token says nothing more.
+func (s *Service) Introspect(ctx context.Context, raw string) Introspection {
+	id, err := s.Authenticate(ctx, strings.TrimSpace(raw))
+	if err != nil {
+		return Introspection{}
+	}
+	return Introspection{Active: true, Claims: id.Claims, Username: id.User.Username, TokenType: "Bearer"}
+}
+
+// ListSessions returns one page of sessions.
+func (s *Service) ListSessions(ctx context.Context, f storage.SessionFilter) (storage.Page[storage.Session], error) {
+	return s.store.ListSessions(ctx, f)
+}
+
+// RevokeSession ends one session, on a manager's word. by may not end the
+// session of an account of a role it could not grant.
+func (s *Service) RevokeSession(ctx context.Context, by Principal, id string) error {
+	sess, err := s.store.GetSession(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.mayManage(ctx, by, sess.UserID); err != nil {
+		return err
+	}
+	ev := s.event(ctx, "session.revoke", "success")
+	ev.Actor, ev.UserID, ev.SessionID, ev.DeviceID = by.String(), sess.UserID, sess.ID, sess.DeviceID
+	_, err = s.store.UpdateSession(ctx, id, func(cur storage.Session) (storage.Session, error) {
+		if !cur.Revoked() {
+			cur.RevokedAt, cur.RevokeReason = s.now().UTC(), "revoked"
+		}
+		return cur, nil
+	}, storage.WithEvents(ev))
+	return err
+}
+
+// LogoutAll ends every session of a user and returns how many were live.
+func (s *Service) LogoutAll(ctx context.Context, by Principal, userID string) (int, error) {
+	ev := s.event(ctx, "user.logout_all", "success")
+	ev.Actor, ev.UserID = by.String(), userID
+	var n int
+	_, err := s.store.UpdateUser(ctx, userID, func(u storage.User) (storage.User, error) {
+		if !by.CanGrant(u.Role) {
+			return u, fmt.Errorf("%s ending the sessions of a %s: %w", by, u.Role, ErrForbidden)
+		}
+		return u, nil
+	}, storage.WithRevocation(storage.Revocation{UserID: userID, Reason: "logout_all", At: s.now().UTC()}, &n),
+		storage.WithEvents(ev))
+	return n, err
+}
+
+func (s *Service) mayManage(ctx context.Context, by Principal, userID string) error {
+	u, err := s.store.GetUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if !by.CanGrant(u.Role) {
+		return fmt.Errorf("%s managing a %s: %w", by, u.Role, ErrForbidden)
+	}
+	return nil
+}
+
+// RotateKeys makes a new signing key and returns its id.
+func (s *Service) RotateKeys(ctx context.Context, by Principal) (string, error) {
+	if err := by.Require(storage.RoleAdmin); err != nil {
+		return "", err
+	}
+	ev := s.event(ctx, "keys.rotate", "success")
+	ev.Actor = by.String()
+	return s.keys.Rotate(ctx, storage.WithEvents(ev))
+}
+
+// Events returns one page of the audit trail.
+func (s *Service) Events(ctx context.Context, f storage.EventFilter) (storage.Page[storage.Event], error) {
+	return s.store.ListEvents(ctx, f)
+}

@@ -1,0 +1,221 @@
+package auth
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"tether/storage"
+)
+
+// Claims are the claims of an access token (API.md section 4).
+type Claims struct {
+	jwt.RegisteredClaims
+	// SID is the session id.
+	SID string `json:"sid"`
+	// DID is the device id; absent for tokens issued without a handset.
+	DID  string       `json:"did,omitempty"`
+	Role storage.Role `json:"role"`
+}
+
+// signAccess makes an access token for a session.
+func (s *Service) signAccess(sess storage.Session, role storage.Role, jti string, iat, exp time.Time) (string, error) {
+	kid, priv := s.keys.signer()
+	claims := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.cfg.Issuer,
+			Subject:   sess.UserID,
+			Audience:  jwt.ClaimStrings{s.cfg.Audience},
+			ExpiresAt: jwt.NewNumericDate(exp),
+			IssuedAt:  jwt.NewNumericDate(iat),
+			ID:        jti,
+		},
+		SID:  sess.ID,
+		DID:  sess.DeviceID,
+		Role: role,
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	tok.Header["kid"] = kid
+	return tok.SignedString(priv)
+}
+
+// parseAccess verifies an access token's signature and claims. With
+// allowExpired it accepts a token past its expiry (for renewal), leaving the
+// time checks to the caller. Only EdDSA with a key of ours is accepted: the
+// algorithm is pinned, "none", HMAC and unknown key ids are refused.
+func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool) (*Claims, error) {
+	if len(raw) == 0 || len(raw) > 4096 {
+		return nil, ErrTokenInvalid
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(s.cfg.Issuer),
+		jwt.WithAudience(s.cfg.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(s.now),
+	}
+	if allowExpired {
+		opts = append(opts, jwt.WithoutClaimsValidation())
+	}
+	var claims Claims
+	_, err := jwt.NewParser(opts...).ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		if t.Method != jwt.SigningMethodEdDSA {
+			return nil, fmt.Errorf("algorithm %v", t.Header["alg"])
+		}
+		kid, ok := t.Header["kid"].(string)
+		if !ok {
+			return nil, errors.New("no key id")
+		}
+		pub, ok := s.keys.verifier(ctx, kid)
+		if !ok {
+			return nil, fmt.Errorf("unknown key id %q", kid)
+		}
+		return pub, nil
+	})
+	switch {
+	case err == nil:
+	case !allowExpired && errors.Is(err, jwt.ErrTokenExpired):
+		return nil, fmt.Errorf("%w: %w", ErrTokenExpired, err)
+	default:
+		return nil, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
+	}
+	if allowExpired {
+		// Claims validation was off: check what it would have, but expiry.
+		if claims.Issuer != s.cfg.Issuer || !audienceHas(claims.Audience, s.cfg.Audience) || claims.ExpiresAt == nil {
+			return nil, fmt.Errorf("%w: issuer, audience or expiry wrong", ErrTokenInvalid)
+		}
+	}
+	if claims.SID == "" || claims.Subject == "" || claims.ID == "" {
+		return nil, fmt.Errorf("%w: missing sid, sub or jti", ErrTokenInvalid)
+	}
+	return &claims, nil
+}
+
+func audienceHas(aud jwt.ClaimStrings, want string) bool {
+	for _, a := range aud {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}
+
+// RefreshPrefix starts every refresh token.
+const RefreshPrefix = "rt_"
+
+// A refresh token is "rt_" and base64url(family || secret): 16 bytes naming
+// the session's token family, then 32 random bytes (256 bits) new at every
+// rotation. The store keeps a SHA-256 of the family (to find the session)
+// and of the whole token (to tell the current one from older ones).
+const (
+	familyLen = 16
+	secretLen = 32
+)
+
+type refreshToken struct {
+	raw    string
+	family []byte
+}
+
+func newRefreshToken(family []byte) refreshToken {
+	b := make([]byte, familyLen+secretLen)
+	copy(b, family)
+	rand.Read(b[familyLen:])
+	return refreshToken{raw: RefreshPrefix + base64.RawURLEncoding.EncodeToString(b), family: family}
+}
+
+func parseRefreshToken(raw string) (refreshToken, error) {
+	body, ok := strings.CutPrefix(raw, RefreshPrefix)
+	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(familyLen+secretLen) {
+		return refreshToken{}, ErrTokenInvalid
+	}
+	b, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil {
+		return refreshToken{}, ErrTokenInvalid
+	}
+	return refreshToken{raw: raw, family: b[:familyLen]}, nil
+}
+
+func (t refreshToken) hash() []byte { return sha256Sum(t.raw) }
+
+func familyHash(family []byte) []byte { return sha256Sum(string(family)) }
+
+func sha256Sum(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+// replay is what a refresh answered, kept sealed so a retry within the grace
+// gets the very same answer.
+type replay struct {
+	AccessToken      string    `json:"a"`
+	AccessExpiresAt  time.Time `json:"ae"`
+	RefreshToken     string    `json:"r"`
+	RefreshExpiresAt time.Time `json:"re"`
+}
+
+// replayKey derives the key that seals a refresh's answer from the refresh
+// token that asked for it: only its holder can open the answer again.
+func replayKey(presented string) []byte {
+	return sha256Sum("tether refresh replay\x00" + presented)
+}
+
+func seal(key []byte, v replay) ([]byte, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	rand.Read(nonce)
+	return gcm.Seal(nonce, nonce, plain, nil), nil
+}
+
+func open(key, sealed []byte) (replay, error) {
+	gcm, err := newGCM(key)
+	if err != nil {
+		return replay{}, err
+	}
+	if len(sealed) < gcm.NonceSize() {
+		return replay{}, errors.New("sealed replay too short")
+	}
+	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], nil)
+	if err != nil {
+		return replay{}, err
+	}
+	var v replay
+	err = json.Unmarshal(plain, &v)
+	return v, err
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// randRead fills b with random bytes. crypto/rand.Read never fails: it
+// crashes the program rather than hand out weak randomness.
+func randRead(b []byte) { rand.Read(b) }
+
+// newJTI returns a random token id.
+func newJTI() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
