@@ -1,0 +1,131 @@
+package auth_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"tether/auth"
+)
+
+// forge signs claims like the real token's with whatever the attacker has.
+func forge(t *testing.T, real string, method jwt.SigningMethod, key any, mutate func(jwt.MapClaims, map[string]any)) string {
+	t.Helper()
+	claims := jwt.MapClaims{}
+	tok, _, err := jwt.NewParser().ParseUnverified(real, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := jwt.NewWithClaims(method, claims)
+	f.Header["kid"] = tok.Header["kid"]
+	if mutate != nil {
+		mutate(claims, f.Header)
+	}
+	s, err := f.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestTokenAttacks(t *testing.T) {
+	w := newWorld(t)
+	g := w.mustLogin()
+	jwks := w.svc.Keys().JWKS()
+	pub, err := base64.RawURLEncoding.DecodeString(jwks[0].X)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stranger, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(g.AccessToken, ".")
+	b64 := base64.RawURLEncoding.EncodeToString
+
+	attacks := map[string]string{
+		"alg none":                        forge(t, g.AccessToken, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil),
+		"HS256 keyed with the public key": forge(t, g.AccessToken, jwt.SigningMethodHS256, pub, nil),
+		"another key, same kid":           forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, nil),
+		"unknown kid": forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, func(_ jwt.MapClaims, h map[string]any) {
+			h["kid"] = "key_UNKNOWN"
+		}),
+		"path-like kid": forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, func(_ jwt.MapClaims, h map[string]any) {
+			h["kid"] = "../../etc/passwd"
+		}),
+		"no kid": forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, func(_ jwt.MapClaims, h map[string]any) {
+			delete(h, "kid")
+		}),
+		"tampered role":     parts[0] + "." + b64([]byte(strings.Replace(mustDecode(t, parts[1]), `"worker"`, `"admin"`, 1))) + "." + parts[2],
+		"tampered expiry":   parts[0] + "." + b64([]byte(strings.Replace(mustDecode(t, parts[1]), `"exp":`, `"exp":9`, 1))) + "." + parts[2],
+		"signature cut":     parts[0] + "." + parts[1] + ".",
+		"two parts":         parts[0] + "." + parts[1],
+		"empty":             "",
+		"garbage":           "not.a.token",
+		"huge":              strings.Repeat("A", 10000),
+		"refresh as access": g.RefreshToken,
+	}
+	for name, tok := range attacks {
+		if _, err := w.svc.Authenticate(w.ctx, tok); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Errorf("%s: Authenticate = %v; want token_invalid", name, err)
+		}
+		if _, err := w.svc.Renew(w.ctx, tok, w.phone.ID); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Errorf("%s: Renew = %v; want token_invalid", name, err)
+		}
+		if w.svc.Introspect(w.ctx, tok).Active {
+			t.Errorf("%s: introspection says active", name)
+		}
+	}
+
+	// And a genuine token stays good through all of that.
+	if _, err := w.svc.Authenticate(w.ctx, g.AccessToken); err != nil {
+		t.Fatalf("the real token: %v", err)
+	}
+	w.clock.Advance(time.Hour)
+	if _, err := w.svc.Authenticate(w.ctx, g.AccessToken); !errors.Is(err, auth.ErrTokenExpired) {
+		t.Fatalf("expired: %v", err)
+	}
+}
+
+func mustDecode(t *testing.T, s string) string {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestForeignIssuerOrAudience signs genuine tokens with our own keys (a
+// second service on the same store) but for another issuer or audience:
+// they are still not ours.
+func TestForeignIssuerOrAudience(t *testing.T) {
+	w := newWorld(t)
+	for _, mutate := range []func(*auth.Config){
+		func(c *auth.Config) { c.Issuer = "someone-else" },
+		func(c *auth.Config) { c.Audience = "another-api" },
+	} {
+		cfg := auth.DefaultConfig()
+		mutate(&cfg)
+		other, err := auth.NewService(w.ctx, cfg, w.store, auth.NewHasher(cheap), validatorFor(t), auth.WithClock(w.clock.Now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := other.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, Device: payload(w.phone.IMEI)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.Authenticate(w.ctx, g.AccessToken); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Errorf("%s/%s token: %v; want token_invalid", cfg.Issuer, cfg.Audience, err)
+		}
+		if _, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Errorf("%s/%s renew: %v; want token_invalid", cfg.Issuer, cfg.Audience, err)
+		}
+	}
+}
