@@ -87,7 +87,7 @@ func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 	return http.ReadResponse(bufio.NewReader(conn), req)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, mutate ...func(*auth.Config)) *env {
 	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"))
 	if err != nil {
@@ -105,12 +105,22 @@ func newEnv(t *testing.T) *env {
 	logs := &bytes.Buffer{}
 	logger := slog.New(api.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	keys := auth.NewAPIKeys(store)
+	hasher := auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16})
+	cfg := auth.DefaultConfig()
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	authSvc, err := auth.NewService(context.Background(), cfg, store, hasher, v, auth.WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string)}
 	e.app = api.New(api.Deps{
 		Store:   store,
 		Devices: device.NewService(store, v),
-		Users:   auth.NewUsers(store, auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}), v),
+		Users:   auth.NewUsers(store, hasher, v),
 		APIKeys: keys,
+		Auth:    authSvc,
 		Logger:  logger,
 	}, api.Options{BodyLimit: bodyLimit})
 	for _, k := range []struct {

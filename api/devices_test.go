@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"tether/storage"
 )
 
 // validDevice is a whole, valid registration body.
@@ -93,6 +95,12 @@ func TestHostileBodies(t *testing.T) {
 		{"PATCH", "/v1/users/" + userID},
 		{"POST", "/v1/users/" + userID + "/password"},
 		{"POST", "/v1/api-keys"},
+		{"POST", "/v1/auth/login"},
+		{"POST", "/v1/auth/refresh"},
+		{"POST", "/v1/auth/renew"},
+		{"POST", "/v1/auth/introspect"},
+		{"POST", "/v1/enroll"},
+		{"POST", "/v1/enrollment-codes"},
 	}
 	bodies := []struct {
 		name   string
@@ -123,8 +131,11 @@ func TestHostileBodies(t *testing.T) {
 			t.Run(rt.method+" "+rt.path+" "+b.name, func(t *testing.T) {
 				e := e.withT(t)
 				key := e.manager
-				if strings.HasPrefix(rt.path, "/v1/api-keys") {
+				switch {
+				case strings.HasPrefix(rt.path, "/v1/api-keys"):
 					key = e.admin
+				case rt.path == "/v1/auth/introspect":
+					key = e.introspect
 				}
 				r := e.do(rt.method, rt.path, key, b.body, "Content-Type", b.ctype)
 				p := wantProblem(t, r, b.status, b.code)
@@ -143,6 +154,14 @@ func TestHostileBodies(t *testing.T) {
 	d, err := e.store.GetDevice(t.Context(), devID)
 	if err != nil || d.Label != "" || d.Status != "enrolled" {
 		t.Fatalf("device changed by hostile bodies: %+v %v", d, err)
+	}
+	sessions, err := e.store.ListSessions(t.Context(), storage.SessionFilter{})
+	if err != nil || len(sessions.Items) != 0 {
+		t.Fatalf("%d sessions after hostile bodies", len(sessions.Items))
+	}
+	codes, err := e.store.ListEnrollmentCodes(t.Context())
+	if err != nil || len(codes) != 0 {
+		t.Fatalf("%d enrollment codes after hostile bodies", len(codes))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -22,6 +23,24 @@ type problem struct {
 	Detail    string              `json:"detail,omitempty"`
 	RequestID string              `json:"requestId,omitempty"`
 	Errors    []tether.FieldError `json:"errors,omitempty"`
+	// extra members, such as minAppVersion, and when to retry.
+	extra      map[string]any
+	retryAfter time.Duration
+}
+
+// MarshalJSON writes the standard members and then the extra ones.
+func (p problem) MarshalJSON() ([]byte, error) {
+	type plain problem
+	base, err := json.Marshal(plain(p))
+	if err != nil || len(p.extra) == 0 {
+		return base, err
+	}
+	extra, err := json.Marshal(p.extra)
+	if err != nil {
+		return nil, err
+	}
+	// {"type":…} + {"minAppVersion":…} → {"type":…,"minAppVersion":…}
+	return append(append(base[:len(base)-1], ','), extra[1:]...), nil
 }
 
 // statusOf is the one place codes meet HTTP statuses.
@@ -84,7 +103,7 @@ func toProblem(err error) problem {
 	case errors.As(err, &verr):
 		code, p.Detail, p.Errors = tether.CodeValidationFailed, "the request has invalid fields", verr.Fields
 	case errors.As(err, &terr):
-		code, p.Detail = terr.Code, terr.Message
+		code, p.Detail, p.extra, p.retryAfter = terr.Code, terr.Message, terr.Extra, terr.RetryAfter
 	case errors.As(err, &cerr):
 		code, p.Detail = tether.CodeConflict, cerr.Error()
 	case errors.Is(err, storage.ErrNotFound):
@@ -135,6 +154,9 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 	}
 	if p.Status == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="tether"`)
+	}
+	if p.retryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, retryAfter(p.retryAfter))
 	}
 	body, merr := json.Marshal(p)
 	if merr != nil {

@@ -11,7 +11,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/fiber/v2/utils"
 
+	"tether"
 	"tether/auth"
 	"tether/device"
 	"tether/storage"
@@ -24,6 +26,7 @@ type Deps struct {
 	Devices *device.Service
 	Users   *auth.Users
 	APIKeys *auth.APIKeys
+	Auth    *auth.Service
 	Logger  *slog.Logger
 }
 
@@ -90,15 +93,26 @@ func New(d Deps, o Options) *fiber.App {
 	app.Use(recover.New())
 	app.Use(requestID)
 	app.Use(s.accessLog)
+	app.Use(origin)
 
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
+	app.Get("/.well-known/jwks.json", s.jwks)
 
-	// Every manager route authenticates and then checks the role, in its
-	// own group, so handset routes under /v1 can stay open.
+	// Every protected route authenticates and then checks the role, in its
+	// own group, so the handset routes that take no credentials stay open.
 	v1 := app.Group("/v1")
 	managers := []fiber.Handler{s.authenticate, s.require(storage.RoleManager, storage.RoleAdmin)}
 	admins := []fiber.Handler{s.authenticate, s.require(storage.RoleAdmin)}
+
+	handset := v1.Group("/auth")
+	handset.Post("/login", s.login)
+	handset.Post("/refresh", s.refresh)
+	handset.Post("/renew", s.renew)
+	handset.Post("/logout", s.authenticate, s.requireUser, s.logout)
+	handset.Get("/me", s.authenticate, s.requireUser, s.me)
+	handset.Post("/introspect", s.authenticate, s.requireAPIKey, s.require(storage.RoleIntrospect, storage.RoleAdmin), s.introspect)
+	v1.Post("/enroll", s.enroll)
 
 	devices := v1.Group("/devices", managers...)
 	devices.Post("/", s.registerDevice)
@@ -115,6 +129,20 @@ func New(d Deps, o Options) *fiber.App {
 	users.Get("/:id", s.getUser)
 	users.Patch("/:id", s.patchUser)
 	users.Post("/:id/password", s.setPassword)
+	users.Post("/:id/logout-all", s.logoutAll)
+
+	sessions := v1.Group("/sessions", managers...)
+	sessions.Get("/", s.listSessions)
+	sessions.Delete("/:id", s.deleteSession)
+
+	v1.Get("/audit", append(managers, s.listEvents)...)
+
+	codes := v1.Group("/enrollment-codes", managers...)
+	codes.Post("/", s.createCode)
+	codes.Get("/", s.listCodes)
+	codes.Delete("/:id", s.revokeCode)
+
+	v1.Post("/admin/keys/rotate", append(admins, s.rotateKeys)...)
 
 	keys := v1.Group("/api-keys", admins...)
 	keys.Post("/", s.createAPIKey)
@@ -136,12 +164,32 @@ func (s *server) readyz(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ready"})
 }
 
-type principalKey struct{}
+type (
+	principalKey struct{}
+	identityKey  struct{}
+)
 
 // principal returns the authenticated caller of a request.
 func principal(c *fiber.Ctx) auth.Principal {
 	p, _ := c.Locals(principalKey{}).(auth.Principal)
 	return p
+}
+
+// identity returns the user behind a request's access token; requireUser
+// guarantees there is one.
+func identity(c *fiber.Ctx) auth.Identity {
+	id, _ := c.Locals(identityKey{}).(auth.Identity)
+	return id
+}
+
+// origin records where a request came from, for the audit trail and
+// throttling.
+func origin(c *fiber.Ctx) error {
+	c.SetUserContext(tether.WithOrigin(c.UserContext(), tether.Origin{
+		IP:        c.IP(),
+		UserAgent: utils.CopyString(c.Get(fiber.HeaderUserAgent)),
+	}))
+	return c.Next()
 }
 
 // credential returns the secret a request presents: an X-API-Key header or
@@ -157,20 +205,50 @@ func credential(c *fiber.Ctx) string {
 	return ""
 }
 
-// authenticate admits a request that presents a valid API key and records
-// its principal. Without one the answer is 401.
+// authenticate admits a request that presents a valid API key or a user's
+// access token, and records its principal. Without one the answer is 401.
 func (s *server) authenticate(c *fiber.Ctx) error {
 	secret := credential(c)
 	if secret == "" {
 		return auth.ErrUnauthenticated
 	}
-	p, err := s.APIKeys.Authenticate(c.UserContext(), secret)
+	if strings.HasPrefix(secret, auth.APIKeyPrefix) || c.Get("X-API-Key") != "" {
+		p, err := s.APIKeys.Authenticate(c.UserContext(), secret)
+		if err != nil {
+			return err
+		}
+		c.Locals(principalKey{}, p)
+		return c.Next()
+	}
+	id, err := s.Auth.Authenticate(c.UserContext(), secret)
 	if err != nil {
 		return err
 	}
-	c.Locals(principalKey{}, p)
+	c.Locals(principalKey{}, id.Principal())
+	c.Locals(identityKey{}, id)
 	return c.Next()
 }
+
+// requireUser admits only requests made with a user's access token.
+func (s *server) requireUser(c *fiber.Ctx) error {
+	if principal(c).Kind != auth.KindUser {
+		return errUserTokenRequired
+	}
+	return c.Next()
+}
+
+// requireAPIKey admits only requests made with an API key.
+func (s *server) requireAPIKey(c *fiber.Ctx) error {
+	if principal(c).Kind != auth.KindAPIKey {
+		return errAPIKeyRequired
+	}
+	return c.Next()
+}
+
+var (
+	errUserTokenRequired = tether.NewError(tether.CodeForbidden, "this endpoint takes a user's access token, not an API key")
+	errAPIKeyRequired    = tether.NewError(tether.CodeForbidden, "this endpoint takes an API key")
+)
 
 // require admits principals holding one of roles; others get 403.
 func (s *server) require(roles ...storage.Role) fiber.Handler {

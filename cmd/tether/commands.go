@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -197,4 +198,29 @@ func (c *cli) withStore(data string, fn func(*services) error) error {
 		err = fn(svc)
 	}
 	return errors.Join(err, store.Close())
+}
+
+func (c *cli) keysRotate(ctx context.Context, args []string) error {
+	var data string
+	var cfg auth.Config
+	fs := c.flagSet("keys rotate")
+	fs.StringVar(&data, "data", "./data", "data directory")
+	fs.DurationVar(&cfg.AccessTTL, "access-ttl", auth.DefaultConfig().AccessTTL, "the server's --access-ttl")
+	fs.DurationVar(&cfg.RenewWindow, "renew-window", auth.DefaultConfig().RenewWindow, "the server's --renew-window")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	return c.withStore(data, func(svc *services) error {
+		keys, err := auth.LoadKeys(ctx, svc.store, cfg.AccessTTL+cfg.RenewWindow, time.Now)
+		if err != nil {
+			return err
+		}
+		ev := storage.NewEvent(ctx, time.Now(), "keys.rotate", "success", auth.CLI.String())
+		kid, err := keys.Rotate(ctx, storage.WithEvents(ev))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "new signing key %s; tokens signed by the old ones verify until they expire\n", kid)
+		return nil
+	})
 }

@@ -4,6 +4,7 @@
 //	tether user add [flags]          create an account
 //	tether device add [flags]        register a handset
 //	tether apikey create [flags]     create an API key (printed alone on stdout)
+//	tether keys rotate [flags]       start signing tokens with a new key
 //	tether version                   print the version
 //
 // Every flag can also be set with an environment variable TETHER_<FLAG>,
@@ -64,6 +65,7 @@ Usage:
   tether user add --username NAME [--role worker|manager|admin] [--password-stdin] [flags]
   tether device add --imei IMEI [--label L] [--group G] [flags]
   tether apikey create --role manager|admin|introspect [--name N]
+  tether keys rotate
   tether version
 
 Run "tether COMMAND --help" for a command's flags. Every flag can also be
@@ -109,6 +111,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.deviceAdd(ctx, rest[1:])
 	case cmd == "apikey" && sub == "create":
 		return c.apikeyCreate(ctx, rest[1:])
+	case cmd == "keys" && sub == "rotate":
+		return c.keysRotate(ctx, rest[1:])
 	case cmd == "version" || cmd == "--version":
 		fmt.Fprintln(c.stdout, version)
 		return nil

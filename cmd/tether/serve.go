@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"tether/api"
+	"tether/auth"
 )
 
 type serveConfig struct {
+	auth            auth.Config
 	addr            string
 	data            string
 	logLevel        string
@@ -37,7 +40,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.writeTimeout, "write-timeout", api.DefaultWriteTimeout, "time allowed to write a response")
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", api.DefaultIdleTimeout, "time a keep-alive connection may wait for its next request")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGINT or SIGTERM")
+	authFlags(fs, &cfg.auth)
 	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.auth.Validate(); err != nil {
 		return err
 	}
 	logger, err := newLogger(c.stderr, cfg.logLevel, cfg.logFormat)
@@ -62,11 +69,16 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate, auth.WithLogger(logger))
+	if err != nil {
+		return err
+	}
 	app := api.New(api.Deps{
 		Store:   store,
 		Devices: svc.devices,
 		Users:   svc.users,
 		APIKeys: svc.apiKeys,
+		Auth:    authSvc,
 		Logger:  logger,
 	}, api.Options{
 		BodyLimit:    cfg.bodyLimit,
@@ -81,7 +93,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "data", cfg.data, "version", version)
+	logger.Info("listening", "addr", ln.Addr().String(), "data", cfg.data, "version", version,
+		"enrollment_mode", cfg.auth.EnrollmentMode, "sim_policy", cfg.auth.SIMPolicy)
 
 	select {
 	case err := <-served:
@@ -94,6 +107,28 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// authFlags binds the login and token policies (API.md section 1).
+func authFlags(fs *flag.FlagSet, a *auth.Config) {
+	*a = auth.DefaultConfig()
+	fs.StringVar(&a.EnrollmentMode, "enrollment-mode", a.EnrollmentMode, "how handsets get enrolled: preregistered, code or open (trials only)")
+	fs.DurationVar(&a.AccessTTL, "access-ttl", a.AccessTTL, "access token lifetime")
+	fs.DurationVar(&a.RenewWindow, "renew-window", a.RenewWindow, "how long after expiry an access token may still be renewed")
+	fs.DurationVar(&a.SessionIdle, "session-idle", a.SessionIdle, "a persistent session ends after this long unused")
+	fs.DurationVar(&a.SessionMax, "session-max", a.SessionMax, "a persistent session ends this long after login")
+	fs.DurationVar(&a.ShortIdle, "session-idle-short", a.ShortIdle, "idle lifetime of a session whose login said persistent: false")
+	fs.DurationVar(&a.ShortMax, "session-max-short", a.ShortMax, "absolute lifetime of a session whose login said persistent: false")
+	fs.DurationVar(&a.RefreshReuseGrace, "refresh-reuse-grace", a.RefreshReuseGrace, "a rotated refresh token retried within this gets the same answer")
+	fs.StringVar(&a.MinAppVersion, "min-app-version", a.MinAppVersion, "oldest app version that may log in (none by default)")
+	fs.IntVar(&a.MinOSAPI, "min-os-api", a.MinOSAPI, "oldest Android API level that may log in")
+	fs.BoolVar(&a.RequireDevice, "require-device", a.RequireDevice, "workers must log in from an enrolled handset")
+	fs.StringVar(&a.SIMPolicy, "sim-policy", a.SIMPolicy, "a login whose SIMs differ from the enrolled ones: allow, audit or block")
+	fs.StringVar(&a.Issuer, "issuer", a.Issuer, "the iss claim of access tokens")
+	fs.StringVar(&a.Audience, "audience", a.Audience, "the aud claim of access tokens")
+	fs.IntVar(&a.AccountFailures, "max-account-failures", a.AccountFailures, "failed logins per account per --failure-window before 429 (0: no limit)")
+	fs.IntVar(&a.AddressFailures, "max-address-failures", a.AddressFailures, "failed logins per client address per --failure-window before 429 (0: no limit)")
+	fs.DurationVar(&a.FailureWindow, "failure-window", a.FailureWindow, "the window failed logins are counted in")
 }
 
 // newLogger returns a structured logger writing to w, which adds the request

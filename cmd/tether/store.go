@@ -37,7 +37,9 @@ func openStore(dir string) (*bolt.Store, error) {
 // services are the rule-holding services, wired the same way for the server
 // and for the commands.
 type services struct {
+	store    *bolt.Store
 	validate *validator.Validate
+	hasher   *auth.Hasher
 	devices  *device.Service
 	users    *auth.Users
 	apiKeys  *auth.APIKeys
@@ -51,10 +53,13 @@ func newServices(store *bolt.Store, params auth.Params) (*services, error) {
 	if err := auth.RegisterValidations(v); err != nil {
 		return nil, err
 	}
+	h := auth.NewHasher(params)
 	return &services{
+		store:    store,
 		validate: v,
+		hasher:   h,
 		devices:  device.NewService(store, v),
-		users:    auth.NewUsers(store, auth.NewHasher(params), v),
+		users:    auth.NewUsers(store, h, v),
 		apiKeys:  auth.NewAPIKeys(store),
 	}, nil
 }

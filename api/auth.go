@@ -1,0 +1,359 @@
+package api
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tether/auth"
+	"tether/device"
+	"tether/storage"
+)
+
+type loginRequest struct {
+	Username   string          `json:"username"`
+	Password   string          `json:"password"`
+	Device     *device.Payload `json:"device"`
+	Persistent bool            `json:"persistent"`
+}
+
+// tokenView is the answer of login, refresh and renew.
+type tokenView struct {
+	AccessToken      string     `json:"accessToken"`
+	TokenType        string     `json:"tokenType"`
+	ExpiresAt        time.Time  `json:"expiresAt"`
+	ExpiresIn        int64      `json:"expiresIn"`
+	RefreshToken     string     `json:"refreshToken,omitempty"`
+	RefreshExpiresAt *time.Time `json:"refreshExpiresAt,omitempty"`
+	SessionID        string     `json:"sessionId"`
+	DeviceID         string     `json:"deviceId,omitempty"`
+	User             *userView  `json:"user,omitempty"`
+}
+
+func (s *server) sendGrant(c *fiber.Ctx, g auth.Grant, withUser bool) error {
+	v := tokenView{
+		AccessToken: g.AccessToken,
+		TokenType:   "Bearer",
+		ExpiresAt:   g.AccessExpiresAt,
+		ExpiresIn:   int64(time.Until(g.AccessExpiresAt).Round(time.Second) / time.Second),
+		SessionID:   g.Session.ID,
+		DeviceID:    g.Session.DeviceID,
+	}
+	if g.RefreshToken != "" {
+		v.RefreshToken = g.RefreshToken
+		v.RefreshExpiresAt = &g.RefreshExpiresAt
+	}
+	if withUser {
+		u := newUserView(g.User)
+		v.User = &u
+	}
+	// Tokens must not land in caches (RFC 6749 section 5.1).
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set(fiber.HeaderPragma, "no-cache")
+	return c.JSON(v)
+}
+
+func (s *server) login(c *fiber.Ctx) error {
+	var req loginRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	g, err := s.Auth.Login(c.UserContext(), auth.LoginRequest{
+		Username: req.Username, Password: req.Password, Device: req.Device, Persistent: req.Persistent,
+	})
+	if err != nil {
+		return err
+	}
+	return s.sendGrant(c, g, true)
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refreshToken"`
+	DeviceID     string `json:"deviceId"`
+}
+
+func (s *server) refresh(c *fiber.Ctx) error {
+	var req refreshRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	g, err := s.Auth.Refresh(c.UserContext(), req.RefreshToken, req.DeviceID)
+	if err != nil {
+		return err
+	}
+	return s.sendGrant(c, g, true)
+}
+
+type renewRequest struct {
+	AccessToken string `json:"accessToken"`
+	DeviceID    string `json:"deviceId"`
+}
+
+func (s *server) renew(c *fiber.Ctx) error {
+	var req renewRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	g, err := s.Auth.Renew(c.UserContext(), req.AccessToken, req.DeviceID)
+	if err != nil {
+		return err
+	}
+	return s.sendGrant(c, g, false)
+}
+
+func (s *server) logout(c *fiber.Ctx) error {
+	if err := s.Auth.Logout(c.UserContext(), identity(c)); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+type sessionView struct {
+	ID           string    `json:"id"`
+	Key          uint64    `json:"key"`
+	UserID       string    `json:"userId"`
+	DeviceID     string    `json:"deviceId,omitempty"`
+	Persistent   bool      `json:"persistent"`
+	CreatedAt    time.Time `json:"createdAt"`
+	LastUsedAt   time.Time `json:"lastUsedAt"`
+	ExpiresAt    time.Time `json:"expiresAt"`
+	IdleExpires  time.Time `json:"idleExpiresAt"`
+	Live         bool      `json:"live"`
+	RevokedAt    time.Time `json:"revokedAt,omitzero"`
+	RevokeReason string    `json:"revokeReason,omitempty"`
+	ClientIP     string    `json:"clientIp,omitempty"`
+	UserAgent    string    `json:"userAgent,omitempty"`
+}
+
+func newSessionView(sess storage.Session, now time.Time) sessionView {
+	return sessionView{
+		ID: sess.ID, Key: sess.Key, UserID: sess.UserID, DeviceID: sess.DeviceID, Persistent: sess.Persistent,
+		CreatedAt: sess.CreatedAt, LastUsedAt: sess.LastUsedAt, ExpiresAt: sess.ExpiresAt,
+		IdleExpires: sess.LastUsedAt.Add(sess.IdleTimeout), Live: sess.Live(now),
+		RevokedAt: sess.RevokedAt, RevokeReason: sess.RevokeReason, ClientIP: sess.ClientIP, UserAgent: sess.UserAgent,
+	}
+}
+
+func (s *server) me(c *fiber.Ctx) error {
+	id := identity(c)
+	out := fiber.Map{"user": newUserView(id.User), "session": newSessionView(id.Session, time.Now())}
+	if id.Device != nil {
+		v, err := s.deviceView(c.UserContext(), *id.Device)
+		if err != nil {
+			return err
+		}
+		out["device"] = v
+	}
+	return c.JSON(out)
+}
+
+type introspectRequest struct {
+	Token string `json:"token"`
+}
+
+// introspect answers in the shape of RFC 7662: an inactive token says only
+// {"active": false}.
+func (s *server) introspect(c *fiber.Ctx) error {
+	var req introspectRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	in := s.Auth.Introspect(c.UserContext(), req.Token)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	if !in.Active {
+		return c.JSON(fiber.Map{"active": false})
+	}
+	cl := in.Claims
+	out := fiber.Map{
+		"active": true, "sub": cl.Subject, "sid": cl.SID, "jti": cl.ID, "iss": cl.Issuer, "aud": cl.Audience,
+		"exp": cl.ExpiresAt.Unix(), "iat": cl.IssuedAt.Unix(), "role": cl.Role, "username": in.Username,
+		"token_type": in.TokenType,
+	}
+	if cl.DID != "" {
+		out["did"] = cl.DID
+	}
+	return c.JSON(out)
+}
+
+type enrollRequest struct {
+	Code   string          `json:"code"`
+	Device *device.Payload `json:"device"`
+}
+
+func (s *server) enroll(c *fiber.Ctx) error {
+	var req enrollRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Device == nil {
+		req.Device = &device.Payload{}
+	}
+	d, err := s.Auth.Enroll(c.UserContext(), req.Code, *req.Device)
+	if err != nil {
+		return err
+	}
+	c.Location("/v1/devices/" + d.ID)
+	return s.sendDevice(c.Status(fiber.StatusCreated), d)
+}
+
+func (s *server) jwks(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+	return c.JSON(fiber.Map{"keys": s.Auth.Keys().JWKS()})
+}
+
+func (s *server) rotateKeys(c *fiber.Ctx) error {
+	kid, err := s.Auth.RotateKeys(c.UserContext(), principal(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"kid": kid})
+}
+
+func (s *server) listSessions(c *fiber.Ctx) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	f := storage.SessionFilter{
+		UserID: query(c, "userId"), DeviceID: query(c, "deviceId"),
+		After: query(c, "cursor"), Limit: limit,
+	}
+	switch c.Query("live", "true") {
+	case "true":
+		f.LiveAt = time.Now()
+	case "false", "all":
+	default:
+		return invalidRequest("live must be true or all")
+	}
+	page, err := s.Auth.ListSessions(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	out := listView[sessionView]{Items: make([]sessionView, 0, len(page.Items)), NextCursor: page.Next}
+	for _, sess := range page.Items {
+		out.Items = append(out.Items, newSessionView(sess, now))
+	}
+	return c.JSON(out)
+}
+
+func (s *server) deleteSession(c *fiber.Ctx) error {
+	if err := s.Auth.RevokeSession(c.UserContext(), principal(c), param(c, "id")); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (s *server) logoutAll(c *fiber.Ctx) error {
+	n, err := s.Auth.LogoutAll(c.UserContext(), principal(c), param(c, "id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"revoked": n})
+}
+
+func (s *server) listEvents(c *fiber.Ctx) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	f := storage.EventFilter{
+		Action: query(c, "action"), UserID: query(c, "userId"), DeviceID: query(c, "deviceId"),
+		After: query(c, "cursor"), Limit: limit,
+	}
+	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
+		if raw := c.Query(name); raw != "" {
+			t, err := time.Parse(time.RFC3339, raw)
+			if err != nil {
+				return invalidRequest("%s must be an RFC 3339 time such as 2026-11-22T08:00:00Z", name)
+			}
+			*dst = t
+		}
+	}
+	page, err := s.Auth.Events(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	return c.JSON(listView[storage.Event]{Items: page.Items, NextCursor: page.Next})
+}
+
+type createCodeRequest struct {
+	// ExpiresIn is a Go duration such as "24h".
+	ExpiresIn string `json:"expiresIn"`
+	MaxUses   int    `json:"maxUses"`
+	Label     string `json:"label"`
+	Group     string `json:"group"`
+}
+
+type codeView struct {
+	ID        string    `json:"id"`
+	Code      string    `json:"code,omitempty"`
+	Label     string    `json:"label"`
+	Group     string    `json:"group"`
+	MaxUses   int       `json:"maxUses"`
+	Uses      int       `json:"uses"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	RevokedAt time.Time `json:"revokedAt,omitzero"`
+	Usable    bool      `json:"usable"`
+	CreatedAt time.Time `json:"createdAt"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+}
+
+func newCodeView(rec storage.EnrollmentCode) codeView {
+	return codeView{
+		ID: rec.ID, Label: rec.Label, Group: rec.Group, MaxUses: rec.MaxUses, Uses: rec.Uses,
+		ExpiresAt: rec.ExpiresAt, RevokedAt: rec.RevokedAt, Usable: auth.CodeUsable(rec, time.Now()),
+		CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy,
+	}
+}
+
+func (s *server) createCode(c *fiber.Ctx) error {
+	var req createCodeRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	var ttl time.Duration
+	if req.ExpiresIn != "" {
+		d, err := time.ParseDuration(req.ExpiresIn)
+		if err != nil {
+			return invalidRequest("expiresIn must be a duration such as 24h or 90m")
+		}
+		ttl = d
+	}
+	code, rec, err := s.Auth.CreateEnrollmentCode(c.UserContext(), principal(c), auth.NewCode{
+		TTL: ttl, MaxUses: req.MaxUses, Label: req.Label, Group: req.Group,
+	})
+	if err != nil {
+		return err
+	}
+	v := newCodeView(rec)
+	v.Code = code
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Status(fiber.StatusCreated).JSON(v)
+}
+
+func (s *server) listCodes(c *fiber.Ctx) error {
+	codes, err := s.Auth.ListEnrollmentCodes(c.UserContext())
+	if err != nil {
+		return err
+	}
+	out := listView[codeView]{Items: make([]codeView, 0, len(codes))}
+	for _, rec := range codes {
+		out.Items = append(out.Items, newCodeView(rec))
+	}
+	return c.JSON(out)
+}
+
+func (s *server) revokeCode(c *fiber.Ctx) error {
+	if err := s.Auth.RevokeEnrollmentCode(c.UserContext(), principal(c), param(c, "id")); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// retryAfter formats a Retry-After header: whole seconds, at least 1.
+func retryAfter(d time.Duration) string {
+	secs := int64((d + time.Second - 1) / time.Second)
+	return strconv.FormatInt(max(1, secs), 10)
+}
