@@ -341,3 +341,19 @@ func TestUnknownRoute(t *testing.T) {
 	wantProblem(t, e.do("GET", "/nope", "", nil), 404, "not_found")
 	wantProblem(t, e.do("DELETE", "/v1/devices", e.manager, nil), 404, "not_found")
 }
+
+// TestInternalErrorsSayNothing closes the store under a running server: the
+// answer is a bare 500 with a request id, and the detail goes to the log.
+func TestInternalErrorsSayNothing(t *testing.T) {
+	e := newEnv(t)
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := wantProblem(t, e.do("GET", "/v1/devices", e.manager, nil), 500, "internal")
+	if strings.Contains(string(p["detail"].(string)), "database") || strings.Contains(fmt.Sprint(p), "bolt") {
+		t.Fatalf("the 500 leaks internals: %v", p)
+	}
+	if !strings.Contains(e.logs.String(), p["requestId"].(string)) || !strings.Contains(e.logs.String(), "database not open") {
+		t.Fatalf("the log lacks the failure or its request id:\n%s", e.logs.String())
+	}
+}

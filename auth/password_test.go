@@ -88,3 +88,10 @@ func BenchmarkHashDefault(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoginUnknownUser and BenchmarkLoginWrongPassword measure the two
+// refusals that must look the same: both cost one production hash.
+// Compare their ns/op (make bench); they should match within noise.
+func BenchmarkLoginUnknownUser(b *testing.B) { benchmarkRefusal(b, "nobody") }
+
+func BenchmarkLoginWrongPassword(b *testing.B) { benchmarkRefusal(b, "walter") }
