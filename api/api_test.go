@@ -19,7 +19,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"tether"
 	"tether/api"
 	"tether/auth"
 	"tether/device"
@@ -95,11 +94,8 @@ func newEnv(t *testing.T, mutate ...func(*auth.Config)) *env {
 	}
 	t.Cleanup(func() { store.Close() })
 
-	v := tether.NewValidator()
-	if err := device.RegisterValidations(v); err != nil {
-		t.Fatal(err)
-	}
-	if err := auth.RegisterValidations(v); err != nil {
+	v, err := auth.NewValidator()
+	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}

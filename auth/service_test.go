@@ -56,11 +56,8 @@ const password = "correct horse battery"
 
 func validatorFor(t *testing.T) *validator.Validate {
 	t.Helper()
-	v := tether.NewValidator()
-	if err := device.RegisterValidations(v); err != nil {
-		t.Fatal(err)
-	}
-	if err := auth.RegisterValidations(v); err != nil {
+	v, err := auth.NewValidator()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return v

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/text/secure/precis"
 
 	"tether"
+	"tether/device"
 	"tether/storage"
 )
 
@@ -344,4 +345,17 @@ func setIf[T any](dst *T, src *T) {
 	if src != nil {
 		*dst = *src
 	}
+}
+
+// NewValidator returns the validator with every rule registered: the device
+// payload's and the accounts'. Servers and commands share one.
+func NewValidator() (*validator.Validate, error) {
+	v := tether.NewValidator()
+	if err := device.RegisterValidations(v); err != nil {
+		return nil, err
+	}
+	if err := RegisterValidations(v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }

@@ -29,8 +29,8 @@ func newStore(t *testing.T) *bolt.Store {
 func newUsers(t *testing.T) (*auth.Users, *bolt.Store, *auth.Hasher) {
 	t.Helper()
 	store := newStore(t)
-	v := tether.NewValidator()
-	if err := auth.RegisterValidations(v); err != nil {
+	v, err := auth.NewValidator()
+	if err != nil {
 		t.Fatal(err)
 	}
 	h := auth.NewHasher(cheap)

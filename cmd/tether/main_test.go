@@ -391,3 +391,34 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("the acknowledged write is missing after shutdown: %+v, %v", d, err)
 	}
 }
+
+func TestKeysRotate(t *testing.T) {
+	dir := t.TempDir()
+	for i := 1; i <= 2; i++ {
+		r := runCLI(t, "", nil, "keys", "rotate", "--data", dir)
+		if r.code != 0 || !strings.Contains(r.stderr, "new signing key key_") {
+			t.Fatalf("keys rotate: exit %d, %s", r.code, r.stderr)
+		}
+	}
+	s := openTestStore(t, dir)
+	defer s.Close()
+	keys, err := s.ListSigningKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first run made the first key and rotated to a second; the next
+	// rotated to a third. Only the newest signs.
+	active := 0
+	for _, k := range keys {
+		if k.RetiredAt.IsZero() {
+			active++
+		}
+	}
+	if len(keys) != 3 || active != 1 || !keys[2].RetiredAt.IsZero() {
+		t.Fatalf("keys after two rotations: %d, %d active", len(keys), active)
+	}
+	events, err := s.ListEvents(context.Background(), storage.EventFilter{Action: "keys.rotate"})
+	if err != nil || len(events.Items) != 2 || events.Items[0].Actor != "cli" {
+		t.Fatalf("rotation events: %+v, %v", events.Items, err)
+	}
+}

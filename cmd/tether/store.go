@@ -8,7 +8,6 @@ import (
 
 	"github.com/go-playground/validator/v10"
 
-	"tether"
 	"tether/auth"
 	"tether/device"
 	"tether/storage/bolt"
@@ -46,11 +45,8 @@ type services struct {
 }
 
 func newServices(store *bolt.Store, params auth.Params) (*services, error) {
-	v := tether.NewValidator()
-	if err := device.RegisterValidations(v); err != nil {
-		return nil, err
-	}
-	if err := auth.RegisterValidations(v); err != nil {
+	v, err := auth.NewValidator()
+	if err != nil {
 		return nil, err
 	}
 	h := auth.NewHasher(params)
