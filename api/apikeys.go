@@ -40,7 +40,7 @@ func (s *server) createAPIKey(c *fiber.Ctx) error {
 	v := newAPIKeyView(k)
 	v.Key = secret
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.Status(fiber.StatusCreated).JSON(v)
+	return s.respond(c, fiber.StatusCreated, v, xmlNames("apiKey", "item"))
 }
 
 func (s *server) listAPIKeys(c *fiber.Ctx) error {
@@ -52,7 +52,7 @@ func (s *server) listAPIKeys(c *fiber.Ctx) error {
 	for _, k := range keys {
 		out.Items = append(out.Items, newAPIKeyView(k))
 	}
-	return c.JSON(out)
+	return s.respond(c, fiber.StatusOK, out, xmlNames("apiKeys", "apiKey"))
 }
 
 func (s *server) deleteAPIKey(c *fiber.Ctx) error {

@@ -51,7 +51,7 @@ func (s *server) sendGrant(c *fiber.Ctx, g auth.Grant, withUser bool) error {
 	// Tokens must not land in caches (RFC 6749 section 5.1).
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set(fiber.HeaderPragma, "no-cache")
-	return c.JSON(v)
+	return s.respond(c, fiber.StatusOK, v, xmlNames("token", "item"))
 }
 
 func (s *server) login(c *fiber.Ctx) error {
@@ -145,7 +145,7 @@ func (s *server) me(c *fiber.Ctx) error {
 		}
 		out["device"] = v
 	}
-	return c.JSON(out)
+	return s.respond(c, fiber.StatusOK, out, xmlNames("me", "item"))
 }
 
 type introspectRequest struct {
@@ -162,7 +162,7 @@ func (s *server) introspect(c *fiber.Ctx) error {
 	in := s.Auth.Introspect(c.UserContext(), req.Token)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	if !in.Active {
-		return c.JSON(fiber.Map{"active": false})
+		return s.respond(c, fiber.StatusOK, fiber.Map{"active": false}, xmlNames("introspection", "item"))
 	}
 	cl := in.Claims
 	out := fiber.Map{
@@ -173,7 +173,7 @@ func (s *server) introspect(c *fiber.Ctx) error {
 	if cl.DID != "" {
 		out["did"] = cl.DID
 	}
-	return c.JSON(out)
+	return s.respond(c, fiber.StatusOK, out, xmlNames("introspection", "item"))
 }
 
 type enrollRequest struct {
@@ -194,12 +194,12 @@ func (s *server) enroll(c *fiber.Ctx) error {
 		return err
 	}
 	c.Location("/v1/devices/" + d.ID)
-	return s.sendDevice(c.Status(fiber.StatusCreated), d)
+	return s.sendDevice(c, fiber.StatusCreated, d)
 }
 
 func (s *server) jwks(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
-	return c.JSON(fiber.Map{"keys": s.Auth.Keys().JWKS()})
+	return s.respond(c, fiber.StatusOK, fiber.Map{"keys": s.Auth.Keys().JWKS()}, xmlNames("jwks", "key"))
 }
 
 func (s *server) rotateKeys(c *fiber.Ctx) error {
@@ -207,7 +207,7 @@ func (s *server) rotateKeys(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"kid": kid})
+	return s.respond(c, fiber.StatusOK, fiber.Map{"kid": kid}, xmlNames("rotation", "item"))
 }
 
 func (s *server) listSessions(c *fiber.Ctx) error {
@@ -215,10 +215,7 @@ func (s *server) listSessions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	f := storage.SessionFilter{
-		UserID: query(c, "userId"), DeviceID: query(c, "deviceId"),
-		After: query(c, "cursor"), Limit: limit,
-	}
+	f := storage.SessionFilter{UserID: query(c, "userId"), DeviceID: query(c, "deviceId")}
 	switch c.Query("live", "true") {
 	case "true":
 		f.LiveAt = time.Now()
@@ -226,7 +223,10 @@ func (s *server) listSessions(c *fiber.Ctx) error {
 	default:
 		return invalidRequest("live must be true or all")
 	}
-	page, err := s.Auth.ListSessions(c.UserContext(), f)
+	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Session], error) {
+		f.After, f.Limit = after, limit
+		return s.Auth.ListSessions(c.UserContext(), f)
+	})
 	if err != nil {
 		return err
 	}
@@ -235,7 +235,7 @@ func (s *server) listSessions(c *fiber.Ctx) error {
 	for _, sess := range page.Items {
 		out.Items = append(out.Items, newSessionView(sess, now))
 	}
-	return c.JSON(out)
+	return s.respond(c, fiber.StatusOK, out, xmlNames("sessions", "session"))
 }
 
 func (s *server) deleteSession(c *fiber.Ctx) error {
@@ -250,7 +250,7 @@ func (s *server) logoutAll(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"revoked": n})
+	return s.respond(c, fiber.StatusOK, fiber.Map{"revoked": n}, xmlNames("logoutAll", "item"))
 }
 
 func (s *server) listEvents(c *fiber.Ctx) error {
@@ -258,10 +258,7 @@ func (s *server) listEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	f := storage.EventFilter{
-		Action: query(c, "action"), UserID: query(c, "userId"), DeviceID: query(c, "deviceId"),
-		After: query(c, "cursor"), Limit: limit,
-	}
+	f := storage.EventFilter{Action: query(c, "action"), UserID: query(c, "userId"), DeviceID: query(c, "deviceId")}
 	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
 		if raw := c.Query(name); raw != "" {
 			t, err := time.Parse(time.RFC3339, raw)
@@ -271,11 +268,14 @@ func (s *server) listEvents(c *fiber.Ctx) error {
 			*dst = t
 		}
 	}
-	page, err := s.Auth.Events(c.UserContext(), f)
+	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Event], error) {
+		f.After, f.Limit = after, limit
+		return s.Auth.Events(c.UserContext(), f)
+	})
 	if err != nil {
 		return err
 	}
-	return c.JSON(listView[storage.Event]{Items: page.Items, NextCursor: page.Next})
+	return s.respond(c, fiber.StatusOK, listView[storage.Event]{Items: page.Items, NextCursor: page.Next}, xmlNames("events", "event"))
 }
 
 type createCodeRequest struct {
@@ -330,7 +330,7 @@ func (s *server) createCode(c *fiber.Ctx) error {
 	v := newCodeView(rec)
 	v.Code = code
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.Status(fiber.StatusCreated).JSON(v)
+	return s.respond(c, fiber.StatusCreated, v, xmlNames("enrollmentCode", "item"))
 }
 
 func (s *server) listCodes(c *fiber.Ctx) error {
@@ -342,7 +342,7 @@ func (s *server) listCodes(c *fiber.Ctx) error {
 	for _, rec := range codes {
 		out.Items = append(out.Items, newCodeView(rec))
 	}
-	return c.JSON(out)
+	return s.respond(c, fiber.StatusOK, out, xmlNames("enrollmentCodes", "enrollmentCode"))
 }
 
 func (s *server) revokeCode(c *fiber.Ctx) error {

@@ -55,13 +55,33 @@ func (s *server) deviceView(ctx context.Context, d storage.Device) (deviceView, 
 	return v, nil
 }
 
-// sendDevice answers with a device, in the status already set on c.
-func (s *server) sendDevice(c *fiber.Ctx, d storage.Device) error {
+// sendDevice answers with a device.
+func (s *server) sendDevice(c *fiber.Ctx, status int, d storage.Device) error {
 	v, err := s.deviceView(c.UserContext(), d)
 	if err != nil {
 		return err
 	}
-	return c.JSON(v)
+	return s.respond(c, status, v, xmlNames("device", "item"))
+}
+
+// collect fetches a list: the page asked for or, when the client asked for
+// a spreadsheet (CSV or XLSX), every page from the cursor on: an export.
+func collect[T any](c *fiber.Ctx, cursor string, limit int, fetch func(after string, limit int) (storage.Page[T], error)) (storage.Page[T], error) {
+	if f, _, err := negotiate(c.Get(fiber.HeaderAccept)); err != nil || (f != formatCSV && f != formatXLSX) {
+		return fetch(cursor, limit)
+	}
+	var all storage.Page[T]
+	for after := cursor; ; {
+		page, err := fetch(after, storage.MaxPageSize)
+		if err != nil {
+			return all, err
+		}
+		all.Items = append(all.Items, page.Items...)
+		if page.Next == "" {
+			return all, nil
+		}
+		after = page.Next
+	}
 }
 
 // listView is one page of a list.
@@ -89,7 +109,7 @@ func (s *server) registerDevice(c *fiber.Ctx) error {
 		return err
 	}
 	c.Location("/v1/devices/" + d.ID)
-	return s.sendDevice(c.Status(fiber.StatusCreated), d)
+	return s.sendDevice(c, fiber.StatusCreated, d)
 }
 
 func (s *server) listDevices(c *fiber.Ctx) error {
@@ -97,12 +117,14 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.Devices.List(c.UserContext(), storage.DeviceFilter{
+	f := storage.DeviceFilter{
 		Status: storage.DeviceStatus(query(c, "status")),
 		Group:  query(c, "group"),
 		Text:   query(c, "q"),
-		After:  query(c, "cursor"),
-		Limit:  limit,
+	}
+	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Device], error) {
+		f.After, f.Limit = after, limit
+		return s.Devices.List(c.UserContext(), f)
 	})
 	if err != nil {
 		return err
@@ -115,7 +137,7 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 		}
 		out.Items = append(out.Items, v)
 	}
-	return c.JSON(out)
+	return s.respond(c, fiber.StatusOK, out, xmlNames("devices", "device"))
 }
 
 // getDevice answers GET /v1/devices/{id}; the id may also be an IMEI.
@@ -124,7 +146,7 @@ func (s *server) getDevice(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.sendDevice(c, d)
+	return s.sendDevice(c, fiber.StatusOK, d)
 }
 
 type patchDeviceRequest struct {
@@ -144,7 +166,7 @@ func (s *server) patchDevice(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.sendDevice(c, d)
+	return s.sendDevice(c, fiber.StatusOK, d)
 }
 
 type transitionRequest struct {
@@ -165,6 +187,6 @@ func (s *server) deviceTransition(op func(*device.Service, context.Context, stri
 		if err != nil {
 			return err
 		}
-		return s.sendDevice(c, d)
+		return s.sendDevice(c, fiber.StatusOK, d)
 	}
 }

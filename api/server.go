@@ -94,6 +94,7 @@ func New(d Deps, o Options) *fiber.App {
 	app.Use(requestID)
 	app.Use(s.accessLog)
 	app.Use(origin)
+	app.Use(acceptable)
 
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
@@ -180,6 +181,15 @@ func principal(c *fiber.Ctx) auth.Principal {
 func identity(c *fiber.Ctx) auth.Identity {
 	id, _ := c.Locals(identityKey{}).(auth.Identity)
 	return id
+}
+
+// acceptable refuses, before any work is done, a request whose Accept
+// header names no format the server writes.
+func acceptable(c *fiber.Ctx) error {
+	if _, _, err := negotiate(c.Get(fiber.HeaderAccept)); err != nil {
+		return err
+	}
+	return c.Next()
 }
 
 // origin records where a request came from, for the audit trail and

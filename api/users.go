@@ -70,7 +70,7 @@ func (s *server) createUser(c *fiber.Ctx) error {
 		return err
 	}
 	c.Location("/v1/users/" + u.ID)
-	return c.Status(fiber.StatusCreated).JSON(newUserView(u))
+	return s.respond(c, fiber.StatusCreated, newUserView(u), xmlNames("user", "item"))
 }
 
 func (s *server) listUsers(c *fiber.Ctx) error {
@@ -79,10 +79,8 @@ func (s *server) listUsers(c *fiber.Ctx) error {
 		return err
 	}
 	f := storage.UserFilter{
-		Role:  storage.Role(query(c, "role")),
-		Text:  query(c, "q"),
-		After: query(c, "cursor"),
-		Limit: limit,
+		Role: storage.Role(query(c, "role")),
+		Text: query(c, "q"),
 	}
 	switch c.Query("disabled") {
 	case "":
@@ -94,7 +92,10 @@ func (s *server) listUsers(c *fiber.Ctx) error {
 	default:
 		return invalidRequest("disabled must be true or false")
 	}
-	page, err := s.Users.List(c.UserContext(), f)
+	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.User], error) {
+		f.After, f.Limit = after, limit
+		return s.Users.List(c.UserContext(), f)
+	})
 	if err != nil {
 		return err
 	}
@@ -102,7 +103,7 @@ func (s *server) listUsers(c *fiber.Ctx) error {
 	for _, u := range page.Items {
 		out.Items = append(out.Items, newUserView(u))
 	}
-	return c.JSON(out)
+	return s.respond(c, fiber.StatusOK, out, xmlNames("users", "user"))
 }
 
 func (s *server) getUser(c *fiber.Ctx) error {
@@ -110,7 +111,7 @@ func (s *server) getUser(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(newUserView(u))
+	return s.respond(c, fiber.StatusOK, newUserView(u), xmlNames("user", "item"))
 }
 
 type patchUserRequest struct {
@@ -136,7 +137,7 @@ func (s *server) patchUser(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(newUserView(u))
+	return s.respond(c, fiber.StatusOK, newUserView(u), xmlNames("user", "item"))
 }
 
 type passwordRequest struct {

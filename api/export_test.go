@@ -1,0 +1,167 @@
+package api_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/csv"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/xuri/excelize/v2"
+
+	"tether/storage"
+)
+
+const mimeXLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+// imei returns a valid IMEI: fourteen digits from n and a Luhn check digit.
+func imei(n int) string {
+	body := fmt.Sprintf("35%012d", n)
+	sum := 0
+	for i := len(body) - 1; i >= 0; i-- {
+		d := int(body[i] - '0')
+		if (len(body)-1-i)%2 == 0 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return body + fmt.Sprint((10-sum%10)%10)
+}
+
+func readXLSX(t *testing.T, body []byte) [][]string {
+	t.Helper()
+	f, err := excelize.OpenReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("XLSX does not open: %v", err)
+	}
+	defer f.Close()
+	if len(f.GetSheetList()) != 1 {
+		t.Fatalf("sheets %v; want one", f.GetSheetList())
+	}
+	rows, err := f.GetRows(f.GetSheetList()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func readCSV(t *testing.T, body []byte) [][]string {
+	t.Helper()
+	recs, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	if err != nil {
+		t.Fatalf("CSV does not read: %v\n%s", err, body)
+	}
+	return recs
+}
+
+func column(t *testing.T, header []string, name string) int {
+	t.Helper()
+	for i, h := range header {
+		if h == name {
+			return i
+		}
+	}
+	t.Fatalf("no column %q in %v", name, header)
+	return -1
+}
+
+// TestExports exports every native list to CSV and XLSX, whole (past the
+// default page size), and reads them back.
+func TestExports(t *testing.T) {
+	e := newEnv(t)
+	const n = 60
+	for i := range n {
+		r := e.do("POST", "/v1/devices", e.manager, map[string]any{"imei": imei(i), "label": fmt.Sprintf("van %d", i), "group": "north"})
+		if r.status != 201 {
+			t.Fatalf("register %d: %d %s", i, r.status, r.body)
+		}
+	}
+	e.fleet()
+	e.loginWorker()
+
+	if r := e.do("GET", "/v1/devices", e.manager, nil); len(r.json(t)["items"].([]any)) != 50 {
+		t.Fatal("the JSON list is not paged")
+	}
+	for _, c := range []struct {
+		path, col, want string
+		rows           int
+	}{
+		{"/v1/devices", "imei", imei(0), n + 2},
+		{"/v1/users", "username", "walter", 2},
+		{"/v1/sessions", "userId", "usr_", 1},
+		{"/v1/audit", "action", "device.register", n + 2 + 2 + 1},
+	} {
+		r := e.do("GET", c.path, e.manager, nil, "Accept", "text/csv")
+		if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") || !strings.Contains(r.header.Get("Content-Disposition"), "attachment") {
+			t.Fatalf("%s as CSV: %d %v", c.path, r.status, r.header)
+		}
+		recs := readCSV(t, r.body)
+		if len(recs)-1 < c.rows {
+			t.Fatalf("%s CSV has %d rows; want at least %d", c.path, len(recs)-1, c.rows)
+		}
+		col := column(t, recs[0], c.col)
+		found := false
+		for _, rec := range recs[1:] {
+			found = found || strings.HasPrefix(rec[col], c.want)
+		}
+		if !found {
+			t.Fatalf("%s CSV: no %s starting %q", c.path, c.col, c.want)
+		}
+
+		r = e.do("GET", c.path, e.manager, nil, "Accept", mimeXLSX)
+		if r.status != 200 || r.header.Get("Content-Type") != mimeXLSX {
+			t.Fatalf("%s as XLSX: %d %v", c.path, r.status, r.header)
+		}
+		rows := readXLSX(t, r.body)
+		if len(rows) != len(recs) || strings.Join(rows[0], ",") != strings.Join(recs[0], ",") {
+			t.Fatalf("%s: XLSX has %d rows and header %v; CSV %d and %v", c.path, len(rows), rows[0], len(recs), recs[0])
+		}
+	}
+
+	// The device export holds nested fields as columns.
+	recs := readCSV(t, e.do("GET", "/v1/devices?status=enrolled&group=north", e.manager, nil, "Accept", "text/csv").body)
+	if len(recs) != n+1 {
+		t.Fatalf("filtered export: %d rows; want %d", len(recs)-1, n)
+	}
+	if i := column(t, recs[0], "label"); recs[1][i] != "van 0" {
+		t.Fatalf("first label %q", recs[1][i])
+	}
+}
+
+func TestFormats(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	r := e.do("GET", "/v1/devices/490154203237518", e.manager, nil, "Accept", "application/xml")
+	var dev struct {
+		XMLName xml.Name `xml:"device"`
+		IMEI    string   `xml:"imei"`
+		Status  string   `xml:"status"`
+	}
+	if r.status != 200 || xml.Unmarshal(r.body, &dev) != nil || dev.IMEI != "490154203237518" || dev.Status != "enrolled" {
+		t.Fatalf("XML device: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/v1/devices", e.manager, nil, "Accept", "application/x-compressed-json")
+	zr, err := gzip.NewReader(bytes.NewReader(r.body))
+	if err != nil {
+		t.Fatalf("compressed JSON: %v", err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil || !strings.Contains(string(plain), `"imei":"490154203237518"`) {
+		t.Fatalf("compressed JSON: %s %v", plain, err)
+	}
+
+	// An Accept the server cannot meet is a 406, before anything is done.
+	wantProblem(t, e.do("GET", "/v1/devices", e.manager, nil, "Accept", "text/html"), 406, "not_acceptable")
+	r = e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": handset("490154203237518")}, "Accept", "image/png")
+	wantProblem(t, r, 406, "not_acceptable")
+	sessions, _ := e.store.ListSessions(t.Context(), storage.SessionFilter{})
+	if len(sessions.Items) != 0 {
+		t.Fatal("a 406 login still made a session")
+	}
+}

@@ -1,0 +1,160 @@
+package api
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/csv"
+	"encoding/xml"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/xuri/excelize/v2"
+)
+
+func TestNegotiate(t *testing.T) {
+	cases := []struct {
+		accept string
+		want   format
+		ct     string
+		bad    bool
+	}{
+		{"", formatJSON, "application/json; charset=utf-8", false},
+		{"application/json", formatJSON, "application/json; charset=utf-8", false},
+		{"text/json", formatJSON, "text/json; charset=utf-8", false},
+		{"application/xml", formatXML, "application/xml; charset=utf-8", false},
+		{"text/xml", formatXML, "text/xml; charset=utf-8", false},
+		{"text/csv", formatCSV, "text/csv; charset=utf-8", false},
+		{mimeXLSX, formatXLSX, mimeXLSX, false},
+		{"application/vnd.ms-excel", formatXLSX, "application/vnd.ms-excel", false},
+		{"application/x-compressed-json", formatGzipJSON, "application/x-compressed-json", false},
+		{"*/*", formatJSON, "application/json; charset=utf-8", false},
+		{"text/html, application/xml;q=0.9, */*;q=0.8", formatXML, "application/xml; charset=utf-8", false},
+		{"application/json;q=0.2, text/csv", formatCSV, "text/csv; charset=utf-8", false},
+		{"text/html", 0, "", true},
+		{"application/json;q=0", 0, "", true},
+		{"image/png, application/pdf", 0, "", true},
+		{";;;", 0, "", true},
+	}
+	for _, c := range cases {
+		f, ct, err := negotiate(c.accept)
+		if (err != nil) != c.bad || (!c.bad && (f != c.want || ct != c.ct)) {
+			t.Errorf("negotiate(%q) = %v %q %v; want %v %q bad=%v", c.accept, f, ct, err, c.want, c.ct, c.bad)
+		}
+	}
+}
+
+type sample struct {
+	Items []sampleItem `json:"items"`
+	Next  string       `json:"nextCursor,omitempty"`
+}
+
+type sampleItem struct {
+	ID    string            `json:"id"`
+	N     int               `json:"n"`
+	OK    bool              `json:"ok"`
+	Tags  []string          `json:"tags"`
+	Inner map[string]string `json:"inner,omitempty"`
+	Note  string            `json:"note"`
+}
+
+var sampleList = sample{Items: []sampleItem{
+	{ID: "a", N: 1, OK: true, Tags: []string{"x", "y"}, Inner: map[string]string{"k": "v"}, Note: "=cmd|' /C calc'!A0"},
+	{ID: "b<&>", N: 2, Tags: []string{}, Note: "plain"},
+}}
+
+func TestRenderCSV(t *testing.T) {
+	out, err := render(formatCSV, sampleList, answer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatalf("CSV does not read back: %v\n%s", err, out)
+	}
+	want := [][]string{
+		{"id", "n", "ok", "tags", "inner.k", "note"},
+		{"a", "1", "true", "x;y", "v", "'=cmd|' /C calc'!A0"},
+		{"b<&>", "2", "false", "", "", "plain"},
+	}
+	if len(recs) != len(want) {
+		t.Fatalf("%d records; want %d:\n%s", len(recs), len(want), out)
+	}
+	for i := range want {
+		if strings.Join(recs[i], "|") != strings.Join(want[i], "|") {
+			t.Errorf("row %d = %q; want %q", i, recs[i], want[i])
+		}
+	}
+	// A single value is one cell, no header.
+	out, err = render(formatCSV, "just a token", answer{})
+	if err != nil || string(out) != "just a token\n" {
+		t.Fatalf("single value CSV %q, %v", out, err)
+	}
+}
+
+func TestRenderXLSX(t *testing.T) {
+	out, err := render(formatXLSX, sampleList, answer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := excelize.OpenReader(bytes.NewReader(out))
+	if err != nil {
+		t.Fatalf("XLSX does not open: %v", err)
+	}
+	defer f.Close()
+	sheets := f.GetSheetList()
+	if len(sheets) != 1 {
+		t.Fatalf("sheets %v; want one", sheets)
+	}
+	rows, err := f.GetRows(sheets[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || strings.Join(rows[0], "|") != "id|n|ok|tags|inner.k|note" || rows[1][0] != "a" || rows[2][0] != "b<&>" {
+		t.Fatalf("rows %q", rows)
+	}
+	// Text that looks like a formula stays text.
+	formula, err := f.GetCellFormula(sheets[0], "F2")
+	if err != nil || formula != "" {
+		t.Fatalf("cell F2 has formula %q, %v", formula, err)
+	}
+	if typ, _ := f.GetCellType(sheets[0], "B2"); typ != excelize.CellTypeNumber && typ != excelize.CellTypeUnset {
+		t.Fatalf("a number became %v", typ)
+	}
+}
+
+func TestRenderXMLAndGzip(t *testing.T) {
+	out, err := render(formatXML, sampleList, answer{xmlRoot: "things", xmlItem: "thing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		XMLName xml.Name `xml:"things"`
+		Items   struct {
+			Thing []struct {
+				ID   string `xml:"id"`
+				Tags struct {
+					Item []string `xml:"item"`
+				} `xml:"tags"`
+			} `xml:"thing"`
+		} `xml:"items"`
+	}
+	if err := xml.Unmarshal(out, &back); err != nil {
+		t.Fatalf("XML does not read back: %v\n%s", err, out)
+	}
+	if len(back.Items.Thing) != 2 || back.Items.Thing[1].ID != "b<&>" || len(back.Items.Thing[0].Tags.Item) != 2 {
+		t.Fatalf("XML read back as %+v\n%s", back, out)
+	}
+	out, err = render(formatGzipJSON, sampleList, answer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil || !strings.HasPrefix(string(plain), `{"items":[{"id":"a"`) {
+		t.Fatalf("gunzipped %q, %v", plain, err)
+	}
+}
