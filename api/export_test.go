@@ -90,7 +90,7 @@ func TestExports(t *testing.T) {
 	}
 	for _, c := range []struct {
 		path, col, want string
-		rows           int
+		rows            int
 	}{
 		{"/v1/devices", "imei", imei(0), n + 2},
 		{"/v1/users", "username", "walter", 2},
