@@ -8,6 +8,9 @@ import "context"
 type Origin struct {
 	IP        string
 	UserAgent string
+	// Client is what the client says about itself (browser, machine,
+	// platform): recorded in the audit trail, never trusted.
+	Client map[string]string
 }
 
 type originKey struct{}

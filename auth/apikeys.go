@@ -45,9 +45,9 @@ func HashAPIKey(secret string) []byte {
 // shown once and never again.
 func (k *APIKeys) Create(ctx context.Context, by Principal, role storage.Role, name string) (string, storage.APIKey, error) {
 	switch role {
-	case storage.RoleManager, storage.RoleAdmin, storage.RoleIntrospect:
+	case storage.RoleManager, storage.RoleAdmin, storage.RoleIntrospect, storage.RoleClient:
 	default:
-		return "", storage.APIKey{}, tether.Invalid("role", "role_invalid", "role must be manager, admin or introspect")
+		return "", storage.APIKey{}, tether.Invalid("role", "role_invalid", "role must be manager, admin, introspect or client")
 	}
 	name = strings.TrimSpace(name)
 	if len(name) > 64 || !tether.Printable(name) {

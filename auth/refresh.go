@@ -182,7 +182,8 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 
 // Renew trades an access token, expired or not, for a new one, under every
 // rule of API.md section 4: the signature is ours; the token is bound to the
-// handset asking; it expired less than the renewal window ago; its session
+// handset asking (or, for a session without a handset, the request names
+// none); it expired less than the renewal window ago; its session
 // is alive; the handset is still enrolled; and it is the latest token of its
 // session. Each access token renews once.
 func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, error) {
@@ -197,7 +198,9 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 		return fail(err)
 	}
 	ev.SessionID, ev.UserID, ev.DeviceID = claims.SID, claims.Subject, claims.DID
-	if claims.DID == "" || !sameDevice(s.resolveDevice(ctx, deviceRef), claims.DID) {
+	// A token bound to a handset renews only from it; a token of a session
+	// without a handset renews only from a request that names none.
+	if !sameDevice(s.resolveDevice(ctx, deviceRef), claims.DID) {
 		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
 		return fail(ErrDeviceMismatch)
 	}

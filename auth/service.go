@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-playground/validator/v10"
@@ -224,7 +225,10 @@ type LoginRequest struct {
 	Username string
 	Password string
 	// Device is the handset's payload; nil for a login without one.
-	Device     *device.Payload
+	Device *device.Payload
+	// DeviceRef names an enrolled handset (its id or IMEI) for clients
+	// that send no payload; it is ignored when Device is set.
+	DeviceRef  string
 	Persistent bool
 }
 
@@ -300,6 +304,14 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 			return fail(err)
 		}
 		dev, events = &d, evs
+		ev.DeviceID = d.ID
+	case strings.TrimSpace(req.DeviceRef) != "":
+		d, err := s.admitDeviceRef(ctx, user, req.DeviceRef)
+		if err != nil {
+			ev.DeviceID = d.ID
+			return fail(err)
+		}
+		dev = &d
 		ev.DeviceID = d.ID
 	case user.Role == storage.RoleWorker && s.cfg.RequireDevice:
 		return fail(tether.Invalid("device", "device_required", "workers log in from an enrolled handset: send the device payload"))
@@ -404,11 +416,8 @@ func (s *Service) admitDevice(ctx context.Context, user storage.User, p device.P
 	case err != nil:
 		return storage.Device{}, nil, err
 	}
-	if err := deviceStatusError(d.Status); err != nil {
+	if err := admissible(user, d); err != nil {
 		return d, nil, err
-	}
-	if len(d.AssignedUsers) > 0 && !slices.Contains(d.AssignedUsers, user.ID) {
-		return d, nil, ErrDeviceNotAssigned
 	}
 	simChanged := len(d.IccIDs) > 0 && !sameSet(d.IccIDs, p.IccIDs)
 	if simChanged {
@@ -434,6 +443,55 @@ func (s *Service) admitDevice(ctx context.Context, user storage.User, p device.P
 		return d, nil, err
 	}
 	return d, events, nil
+}
+
+// admissible checks that a handset may be used by a user: enrolled, and
+// assigned to them if it has assigned users.
+func admissible(user storage.User, d storage.Device) error {
+	if err := deviceStatusError(d.Status); err != nil {
+		return err
+	}
+	if len(d.AssignedUsers) > 0 && !slices.Contains(d.AssignedUsers, user.ID) {
+		return ErrDeviceNotAssigned
+	}
+	return nil
+}
+
+// admitDeviceRef applies the handset rules to a login that names an
+// enrolled handset instead of sending its payload: it must exist (no
+// handset enrolls itself this way), be admissible, and what it last
+// reported must meet the version policies.
+func (s *Service) admitDeviceRef(ctx context.Context, user storage.User, ref string) (storage.Device, error) {
+	id := s.resolveDevice(ctx, ref)
+	if id == "" {
+		return storage.Device{}, ErrDeviceNotEnrolled
+	}
+	d, err := s.store.GetDevice(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Device{}, ErrDeviceNotEnrolled
+	}
+	if err != nil {
+		return storage.Device{}, err
+	}
+	if err := admissible(user, d); err != nil {
+		return d, err
+	}
+	if d.OSAPI != 0 && d.OSAPI < s.cfg.MinOSAPI {
+		return d, ErrOSVersion.With("minOsApi", s.cfg.MinOSAPI)
+	}
+	if s.minApp != nil && d.AppVersion != "" {
+		if v, err := device.ParseAppVersion(d.AppVersion); err != nil || v.Compare(*s.minApp) < 0 {
+			return d, ErrAppVersion.With("minAppVersion", s.cfg.MinAppVersion)
+		}
+	}
+	now := s.now().UTC()
+	return s.store.UpdateDevice(ctx, d.ID, func(cur storage.Device) (storage.Device, error) {
+		if err := deviceStatusError(cur.Status); err != nil {
+			return cur, err
+		}
+		cur.LastSeenAt = now
+		return cur, nil
+	})
 }
 
 // sameSet reports whether two lists hold the same strings, in any order.

@@ -336,9 +336,12 @@ func TestLoginPolicies(t *testing.T) {
 		if c := w.verifyWithJWKS(g.AccessToken); c["did"] != nil || c["role"] != "manager" {
 			t.Fatalf("manager claims: %v", c)
 		}
-		// No handset, so nothing to renew from.
-		_, err = w.svc.Renew(w.ctx, g.AccessToken, "")
+		// No handset: it renews only from a request that names none.
+		_, err = w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
 		wantErr(t, err, auth.ErrDeviceMismatch)
+		if _, err := w.svc.Renew(w.ctx, g.AccessToken, ""); err != nil {
+			t.Fatalf("renewing a session without a handset: %v", err)
+		}
 	})
 	t.Run("worker without device allowed", func(t *testing.T) {
 		w := newWorld(t, func(c *auth.Config) { c.RequireDevice = false })
@@ -789,4 +792,39 @@ func TestIntrospect(t *testing.T) {
 	if w.svc.Introspect(w.ctx, g.AccessToken).Active {
 		t.Fatal("an expired token is active")
 	}
+}
+
+func TestLoginByDeviceRef(t *testing.T) {
+	w := newWorld(t, func(c *auth.Config) { c.MinAppVersion = "3.0.0" })
+	for _, ref := range []string{w.phone.ID, w.phone.IMEI, "49-0154-2032-3751-8"} {
+		g, err := w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: ref})
+		if err != nil || g.Session.DeviceID != w.phone.ID {
+			t.Fatalf("login naming %q: %+v, %v", ref, g.Session, err)
+		}
+	}
+	_, err := w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: "359881234567899"})
+	wantErr(t, err, auth.ErrDeviceNotEnrolled)
+	_, err = w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: "dev_NOPE"})
+	wantErr(t, err, auth.ErrDeviceNotEnrolled)
+
+	// What the handset last reported must meet the policies.
+	old := payload(w.other.IMEI)
+	old.AppVersion = ptr("3.1.0")
+	if _, err := w.login("walter", old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.UpdateDevice(w.ctx, w.other.ID, func(d storage.Device) (storage.Device, error) {
+		d.AppVersion = "2.0.0"
+		return d, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: w.other.IMEI})
+	wantErr(t, err, auth.ErrAppVersion)
+
+	if _, err := w.devices.Suspend(w.ctx, "cli", w.phone.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: w.phone.IMEI})
+	wantErr(t, err, auth.ErrDeviceSuspended)
 }

@@ -102,12 +102,14 @@ type Role string
 
 // The roles. Workers log in from handsets; managers run the fleet; admins
 // also manage keys and backups. Introspect is for API keys of resource
-// servers that only check tokens.
+// servers that only check tokens; client for API keys that identify a field
+// app to the dialects that ask for one (and open nothing else).
 const (
 	RoleWorker     Role = "worker"
 	RoleManager    Role = "manager"
 	RoleAdmin      Role = "admin"
 	RoleIntrospect Role = "introspect"
+	RoleClient     Role = "client"
 )
 
 // User is an account.

@@ -309,8 +309,18 @@ func NewEvent(ctx context.Context, t time.Time, action, outcome, actor string) E
 	if len(ua) > 256 {
 		ua = ua[:256]
 	}
-	return Event{
+	e := Event{
 		ID: NewID(PrefixEvent), Time: t.UTC(), Action: action, Outcome: outcome,
 		Actor: actor, ClientIP: o.IP, UserAgent: ua,
 	}
+	for k, v := range o.Client {
+		if e.Detail == nil {
+			e.Detail = make(map[string]string, len(o.Client))
+		}
+		if len(v) > 256 {
+			v = v[:256]
+		}
+		e.Detail["client."+k] = v
+	}
+	return e
 }
