@@ -59,7 +59,7 @@ func (e *env) loginWorker() map[string]any {
 }
 
 func TestLoginRenewRefreshWalk(t *testing.T) {
-	e := newEnv(t, func(c *auth.Config) { c.AccessTTL = time.Second; c.RefreshReuseGrace = time.Second })
+	e := newEnv(t, func(c *auth.Config) { c.AccessTTL = 2 * time.Second; c.RefreshReuseGrace = time.Second })
 	phone, other := e.fleet()
 
 	tok := e.loginWorker()
@@ -78,7 +78,7 @@ func TestLoginRenewRefreshWalk(t *testing.T) {
 	// A worker's token opens no manager route.
 	wantProblem(t, e.do("GET", "/v1/devices", access, nil), 403, "forbidden")
 
-	time.Sleep(1100 * time.Millisecond) // the access token expires
+	time.Sleep(2100 * time.Millisecond) // the access token expires
 	wantProblem(t, e.do("GET", "/v1/auth/me", access, nil), 401, "token_expired")
 
 	// Renew from another enrolled handset: 403, from the right one: 200.

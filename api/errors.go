@@ -152,7 +152,7 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 	} else {
 		s.log.DebugContext(ctx, "request refused", "code", p.Code, "error", err.Error())
 	}
-	if p.Status == fiber.StatusUnauthorized {
+	if p.Status == fiber.StatusUnauthorized && len(c.Response().Header.Peek(fiber.HeaderWWWAuthenticate)) == 0 {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="tether"`)
 	}
 	if p.retryAfter > 0 {

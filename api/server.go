@@ -145,6 +145,18 @@ func New(d Deps, o Options) *fiber.App {
 
 	v1.Post("/admin/keys/rotate", append(admins, s.rotateKeys)...)
 
+	// The compatibility dialects (docs/compat.md). Routes match in any case,
+	// as the servers they stand in for did.
+	app.Post("/api/User/GetUserToken", s.getUserToken)
+	app.Post("/api/Login", s.commandLogin)
+	app.Post("/commandcenter/api/Login", s.commandLogin)
+	app.Post("/api/RenewLoginToken", s.renewLoginToken)
+	app.Post("/commandcenter/api/RenewLoginToken", s.renewLoginToken)
+	app.Post("/api/v1/Authentication/Login", s.tokenLoginLogin)
+	app.Post("/api/v1/Authentication/TokenLogin", s.tokenLogin)
+	app.Post("/Auth/Login", s.authLogin)
+	app.Post("/api/session/regeneratetoken", s.regenerateToken)
+
 	keys := v1.Group("/api-keys", admins...)
 	keys.Post("/", s.createAPIKey)
 	keys.Get("/", s.listAPIKeys)

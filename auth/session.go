@@ -147,3 +147,18 @@ func (s *Service) RotateKeys(ctx context.Context, by Principal) (string, error) 
 func (s *Service) Events(ctx context.Context, f storage.EventFilter) (storage.Page[storage.Event], error) {
 	return s.store.ListEvents(ctx, f)
 }
+
+// TokenUser returns the user an access token was issued to, checking its
+// signature but not its expiry or session: for clients that must say who
+// they are before renewing. It grants nothing.
+func (s *Service) TokenUser(ctx context.Context, raw string) (storage.User, error) {
+	claims, err := s.parseAccess(ctx, raw, true)
+	if err != nil {
+		return storage.User{}, err
+	}
+	u, err := s.store.GetUser(ctx, claims.Subject)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.User{}, ErrTokenInvalid
+	}
+	return u, err
+}

@@ -1,0 +1,177 @@
+package api
+
+// Seed token-login.txt: POST /api/v1/Authentication/Login and
+// POST /api/v1/Authentication/TokenLogin, answering LoginData.
+
+import (
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tether/auth"
+	"tether/storage"
+)
+
+// loginData is the seed's answer, in its PascalCase. Error is not in the
+// seed: it is added only to refusals, so a client that ignores unknown
+// members still sees Authenticated false.
+type loginData struct {
+	Authenticated         bool         `json:"Authenticated"`
+	ReAuthenticationToken string       `json:"ReAuthenticationToken"`
+	Me                    *currentUser `json:"Me"`
+	SessionToken          string       `json:"SessionToken"`
+	Error                 *loginError  `json:"Error,omitempty"`
+}
+
+type currentUser struct {
+	ID        string `json:"ID"`
+	FirstName string `json:"FirstName"`
+	LastName  string `json:"LastName"`
+	ImageURL  string `json:"ImageURL"`
+}
+
+type loginError struct {
+	Code    string `json:"Code"`
+	Message string `json:"Message"`
+}
+
+type tokenLoginQuery struct {
+	fields   []string
+	suppress bool
+}
+
+// readTokenLoginQuery reads the seed's query parameters and checks APIKey,
+// which must be a registered client key.
+func (s *server) readTokenLoginQuery(c *fiber.Ctx) (tokenLoginQuery, error) {
+	var q tokenLoginQuery
+	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
+		switch strings.ToLower(string(k)) {
+		case "fields":
+			for _, f := range strings.Split(string(v), ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					q.fields = append(q.fields, f)
+				}
+			}
+		case "suppressresponsecodes":
+			q.suppress = strings.EqualFold(string(v), "true")
+		}
+	})
+	key := ""
+	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
+		if strings.EqualFold(string(k), "APIKey") {
+			key = string(v)
+		}
+	})
+	if key == "" {
+		return q, auth.ErrUnauthenticated.With("parameter", "APIKey")
+	}
+	p, err := s.APIKeys.Authenticate(c.UserContext(), key)
+	if err != nil {
+		return q, err
+	}
+	if p.Role != storage.RoleClient {
+		return q, auth.ErrForbidden
+	}
+	return q, nil
+}
+
+// sendLoginData answers with the fields asked for: only the top-level
+// members named in fields (any case; unknown names ignored), or the whole
+// object when none matches.
+func (s *server) sendLoginData(c *fiber.Ctx, q tokenLoginQuery, status int, v loginData) error {
+	if q.suppress {
+		status = fiber.StatusOK
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	all := map[string]any{
+		"Authenticated": v.Authenticated, "ReAuthenticationToken": v.ReAuthenticationToken,
+		"Me": v.Me, "SessionToken": v.SessionToken,
+	}
+	picked := map[string]any{}
+	for _, want := range q.fields {
+		for name, val := range all {
+			if strings.EqualFold(want, name) {
+				picked[name] = val
+			}
+		}
+	}
+	if len(picked) == 0 {
+		return s.respond(c, status, v, xmlNames("LoginData", "item"))
+	}
+	if v.Error != nil {
+		picked["Error"] = v.Error
+	}
+	return s.respond(c, status, picked, xmlNames("LoginData", "item"))
+}
+
+func (s *server) tokenLoginFail(c *fiber.Ctx, q tokenLoginQuery, err error) error {
+	p := toProblem(err)
+	if p.Status >= 500 {
+		s.log.ErrorContext(c.UserContext(), "token-login dialect failed", "error", err)
+	}
+	if p.retryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, retryAfter(p.retryAfter))
+	}
+	return s.sendLoginData(c, q, p.Status, loginData{Error: &loginError{Code: string(p.Code), Message: p.Detail}})
+}
+
+func grantLoginData(g auth.Grant, reauth bool) loginData {
+	v := loginData{
+		Authenticated: true, SessionToken: g.AccessToken,
+		Me: &currentUser{ID: g.User.ID, FirstName: g.User.FirstName, LastName: g.User.LastName, ImageURL: g.User.ImageURL},
+	}
+	if reauth {
+		v.ReAuthenticationToken = g.RefreshToken
+	}
+	return v
+}
+
+type tokenLoginLoginRequest struct {
+	Username                      string `json:"username"`
+	Password                      string `json:"password"`
+	GenerateReAuthenticationToken bool   `json:"generateReAuthenticationToken"`
+}
+
+// tokenLoginLogin is POST /api/v1/Authentication/Login. The handset, if
+// any, is named by X-Device-Id. With generateReAuthenticationToken the
+// answer carries a re-authentication token: a refresh token, which rotates.
+func (s *server) tokenLoginLogin(c *fiber.Ctx) error {
+	q, err := s.readTokenLoginQuery(c)
+	if err != nil {
+		return s.tokenLoginFail(c, q, err)
+	}
+	var req tokenLoginLoginRequest
+	if err := decodeLoose(c, &req, bodyKinds{form: true}); err != nil {
+		return s.tokenLoginFail(c, q, err)
+	}
+	g, err := s.Auth.Login(c.UserContext(), auth.LoginRequest{
+		Username: req.Username, Password: req.Password, DeviceRef: deviceHeader(c), Persistent: true,
+	})
+	if err != nil {
+		return s.tokenLoginFail(c, q, err)
+	}
+	return s.sendLoginData(c, q, fiber.StatusOK, grantLoginData(g, req.GenerateReAuthenticationToken))
+}
+
+type tokenAuthentication struct {
+	ReAuthenticationToken string `json:"reAuthenticationToken"`
+}
+
+// tokenLogin is POST /api/v1/Authentication/TokenLogin: it trades a
+// re-authentication token for a new session token and a new
+// re-authentication token, under every refresh rule.
+func (s *server) tokenLogin(c *fiber.Ctx) error {
+	q, err := s.readTokenLoginQuery(c)
+	if err != nil {
+		return s.tokenLoginFail(c, q, err)
+	}
+	var req tokenAuthentication
+	if err := decodeLoose(c, &req, bodyKinds{form: true}); err != nil {
+		return s.tokenLoginFail(c, q, err)
+	}
+	g, err := s.Auth.Refresh(c.UserContext(), req.ReAuthenticationToken, deviceHeader(c))
+	if err != nil {
+		return s.tokenLoginFail(c, q, err)
+	}
+	return s.sendLoginData(c, q, fiber.StatusOK, grantLoginData(g, true))
+}
