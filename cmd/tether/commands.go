@@ -160,13 +160,13 @@ func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
 	var data, role, name string
 	fs := c.flagSet("apikey create")
 	fs.StringVar(&data, "data", "./data", "data directory")
-	fs.StringVar(&role, "role", "", "role: manager, admin or introspect")
+	fs.StringVar(&role, "role", "", "role: manager, admin, introspect or client")
 	fs.StringVar(&name, "name", "", "a name to tell the key apart")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if role == "" {
-		fmt.Fprintln(c.stderr, "tether apikey create: --role is required (manager, admin or introspect)")
+		fmt.Fprintln(c.stderr, "tether apikey create: --role is required (manager, admin, introspect or client)")
 		return errUsage
 	}
 	var secret string

@@ -64,7 +64,7 @@ Usage:
   tether serve [--addr :8080] [--data ./data] [flags]
   tether user add --username NAME [--role worker|manager|admin] [--password-stdin] [flags]
   tether device add --imei IMEI [--label L] [--group G] [flags]
-  tether apikey create --role manager|admin|introspect [--name N]
+  tether apikey create --role manager|admin|introspect|client [--name N]
   tether keys rotate
   tether version
 
