@@ -571,3 +571,22 @@ func TestOneUserEveryDialect(t *testing.T) {
 		t.Fatalf("%d sessions; want one per login (%d)", len(all.Items), len(logins))
 	}
 }
+
+// TestDialectsIgnoreCase sends field names and paths in other cases, as the
+// .NET clients of these APIs may.
+func TestDialectsIgnoreCase(t *testing.T) {
+	e := newEnv(t)
+	phone, _ := e.fleet()
+	body := `{"USERNAME": "walter", "PassWord": "correct horse", "DEVICEID": "` + phone + `", "extra": 1}`
+	r := e.do("POST", "/API/login", "", body)
+	if r.status != 200 || r.json(t)["token"] == "" {
+		t.Fatalf("upper-case fields and path: %d %s", r.status, r.body)
+	}
+	xmlBody := `<usercredentialmodel><username>walter</username><PASSWORD>correct horse</PASSWORD><imei>490154203237518</imei>` +
+		`<hasicccard>true</hasicccard><iccids><string>89445001021983048261</string></iccids><OSVERSION><API>34</API><NAME>14</NAME></OSVERSION>` +
+		`<deviceinfo><manufacturer>samsung</manufacturer><model>SM-G991B</model></deviceinfo><rapidlotversion>3.2.1</rapidlotversion></usercredentialmodel>`
+	r = e.do("POST", "/api/user/getusertoken", "", xmlBody, "Content-Type", "text/xml")
+	if r.status != 200 || r.json(t)["token"] == "" {
+		t.Fatalf("lower-case XML: %d %s", r.status, r.body)
+	}
+}
