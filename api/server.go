@@ -32,7 +32,8 @@ type Deps struct {
 
 // Options tune the HTTP server. Zero fields take the defaults.
 type Options struct {
-	// BodyLimit is the largest request body accepted, in bytes (1 MiB).
+	// BodyLimit is the largest request body accepted, in bytes (4 MiB: an
+	// import file of some 50,000 rows).
 	BodyLimit int
 	// ReadTimeout bounds reading a whole request (10s), WriteTimeout
 	// writing a response (30s), IdleTimeout a keep-alive connection
@@ -44,7 +45,7 @@ type Options struct {
 
 // Defaults for Options.
 const (
-	DefaultBodyLimit    = 1 << 20
+	DefaultBodyLimit    = 4 << 20
 	DefaultReadTimeout  = 10 * time.Second
 	DefaultWriteTimeout = 30 * time.Second
 	DefaultIdleTimeout  = 120 * time.Second
@@ -117,6 +118,7 @@ func New(d Deps, o Options) *fiber.App {
 
 	devices := v1.Group("/devices", managers...)
 	devices.Post("/", s.registerDevice)
+	devices.Post("/import", s.importDevices)
 	devices.Get("/", s.listDevices)
 	devices.Get("/:id", s.getDevice)
 	devices.Patch("/:id", s.patchDevice)

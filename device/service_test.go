@@ -20,7 +20,7 @@ type fixture struct {
 	now   time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"))
 	if err != nil {
@@ -200,4 +200,13 @@ func TestListRejectsUnknownStatus(t *testing.T) {
 	if !errors.As(err, &ve) {
 		t.Fatalf("List with status lost: %v; want a validation error", err)
 	}
+}
+
+// fieldCode is the code of the first field of a validation error.
+func fieldCode(err error) string {
+	var ve *tether.ValidationError
+	if !errors.As(err, &ve) || len(ve.Fields) == 0 {
+		return ""
+	}
+	return ve.Fields[0].Code
 }

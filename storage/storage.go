@@ -74,6 +74,10 @@ type Devices interface {
 	// CreateDevice stores a new device. It returns a *ConflictError if the
 	// ID or the IMEI is taken.
 	CreateDevice(ctx context.Context, d Device, opts ...WriteOption) error
+	// CreateDevices stores many new devices in one transaction: all of them
+	// or, if any ID or IMEI is taken (by a stored device or another in the
+	// batch), none, with a *ConflictError.
+	CreateDevices(ctx context.Context, ds []Device, opts ...WriteOption) error
 	// GetDevice returns the device with the given ID, or ErrNotFound.
 	GetDevice(ctx context.Context, id string) (Device, error)
 	// GetDeviceByIMEI returns the device with the given IMEI, or ErrNotFound.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -223,4 +224,76 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.stderr, "new signing key %s; tokens signed by the old ones verify until they expire\n", kid)
 		return nil
 	})
+}
+
+func (c *cli) deviceImport(ctx context.Context, args []string) error {
+	var data string
+	var dryRun bool
+	fs := c.flagSet("device import")
+	fs.StringVar(&data, "data", "./data", "data directory")
+	fs.BoolVar(&dryRun, "dry-run", false, "check every row and report, writing nothing")
+	file, err := c.parseWithFile(fs, args)
+	if err != nil {
+		return err
+	}
+	format := ""
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".csv":
+		format = device.FormatCSV
+	case ".xlsx":
+		format = device.FormatXLSX
+	default:
+		fmt.Fprintln(c.stderr, "tether device import: the file must end in .csv or .xlsx")
+		return errUsage
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rows, warnings, err := device.ReadImport(f, format)
+	if err != nil {
+		return c.report(err)
+	}
+	progress := func(done, total int) {}
+	if c.stderrIsTerminal() {
+		progress = func(done, total int) {
+			const width = 30
+			filled := width * done / max(1, total)
+			fmt.Fprintf(c.stderr, "\rchecking [%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat("-", width-filled), done, total)
+			if done == total {
+				fmt.Fprintln(c.stderr)
+			}
+		}
+	}
+	return c.withStore(data, func(svc *services) error {
+		report, err := svc.devices.Import(ctx, auth.CLI.String(), rows, warnings, dryRun, progress)
+		for _, w := range report.Warnings {
+			fmt.Fprintf(c.stderr, "warning: row %d: %s\n", w.Row, w.Message)
+		}
+		for _, e := range report.Errors {
+			fmt.Fprintf(c.stderr, "row %d: %s: %s (%s)\n", e.Row, e.Field, e.Message, e.Code)
+		}
+		switch {
+		case errors.Is(err, device.ErrImportInvalid):
+			return fmt.Errorf("%d rows have errors: nothing was imported", rowsWithErrors(report))
+		case err != nil:
+			return err
+		case dryRun && len(report.Errors) > 0:
+			return fmt.Errorf("dry run: %d of %d rows have errors", rowsWithErrors(report), report.Rows)
+		case dryRun:
+			fmt.Fprintf(c.stderr, "dry run: %d rows would be imported, %d blank rows skipped; nothing written\n", report.Valid, report.Skipped)
+		default:
+			fmt.Fprintf(c.stderr, "imported %d handsets, %d blank rows skipped\n", report.Created, report.Skipped)
+		}
+		return nil
+	})
+}
+
+func rowsWithErrors(r device.ImportReport) int {
+	rows := map[int]bool{}
+	for _, e := range r.Errors {
+		rows[e.Row] = true
+	}
+	return len(rows)
 }

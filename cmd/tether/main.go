@@ -3,6 +3,7 @@
 //	tether serve [flags]             serve the API
 //	tether user add [flags]          create an account
 //	tether device add [flags]        register a handset
+//	tether device import FILE        register handsets from a CSV or XLSX file
 //	tether apikey create [flags]     create an API key (printed alone on stdout)
 //	tether keys rotate [flags]       start signing tokens with a new key
 //	tether version                   print the version
@@ -22,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/term"
+
 	"tether/auth"
 )
 
@@ -35,8 +38,10 @@ type cli struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
-	// isTerminal reports whether stdin is a terminal that can prompt.
-	isTerminal func() bool
+	// isTerminal reports whether stdin is a terminal that can prompt;
+	// stderrIsTerminal whether stderr can show a progress bar.
+	isTerminal       func() bool
+	stderrIsTerminal func() bool
 	// readPassword reads a password from the terminal without echo.
 	readPassword func() ([]byte, error)
 	// hashParams are the argon2id costs of new password hashes.
@@ -47,13 +52,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c := &cli{
-		stdin:        os.Stdin,
-		stdout:       os.Stdout,
-		stderr:       os.Stderr,
-		getenv:       os.Getenv,
-		isTerminal:   stdinIsTerminal,
-		readPassword: readTerminalPassword,
-		hashParams:   auth.DefaultParams,
+		stdin:            os.Stdin,
+		stdout:           os.Stdout,
+		stderr:           os.Stderr,
+		getenv:           os.Getenv,
+		isTerminal:       stdinIsTerminal,
+		stderrIsTerminal: func() bool { return term.IsTerminal(int(os.Stderr.Fd())) },
+		readPassword:     readTerminalPassword,
+		hashParams:       auth.DefaultParams,
 	}
 	os.Exit(c.run(ctx, os.Args[1:]))
 }
@@ -64,6 +70,7 @@ Usage:
   tether serve [--addr :8080] [--data ./data] [flags]
   tether user add --username NAME [--role worker|manager|admin] [--password-stdin] [flags]
   tether device add --imei IMEI [--label L] [--group G] [flags]
+  tether device import FILE.csv|FILE.xlsx [--dry-run]
   tether apikey create --role manager|admin|introspect|client [--name N]
   tether keys rotate
   tether version
@@ -109,6 +116,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.userAdd(ctx, rest[1:])
 	case cmd == "device" && sub == "add":
 		return c.deviceAdd(ctx, rest[1:])
+	case cmd == "device" && sub == "import":
+		return c.deviceImport(ctx, rest[1:])
 	case cmd == "apikey" && sub == "create":
 		return c.apikeyCreate(ctx, rest[1:])
 	case cmd == "keys" && sub == "rotate":
@@ -160,6 +169,23 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 		}
 	})
 	return err
+}
+
+// parseWithFile parses a command that takes one file argument, before or
+// among its flags.
+func (c *cli) parseWithFile(fs *flag.FlagSet, args []string) (string, error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", err
+		}
+		return "", errUsage
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintf(c.stderr, "%s: name the file\n", fs.Name())
+		return "", errUsage
+	}
+	file := fs.Arg(0)
+	return file, c.parse(fs, fs.Args()[1:])
 }
 
 // envName is the environment variable of a flag: "min-os-api" is

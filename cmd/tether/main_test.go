@@ -45,13 +45,14 @@ func runCLI(t *testing.T, stdin string, env map[string]string, args ...string) r
 	t.Helper()
 	var out, errb bytes.Buffer
 	c := &cli{
-		stdin:        strings.NewReader(stdin),
-		stdout:       &out,
-		stderr:       &errb,
-		getenv:       func(k string) string { return env[k] },
-		isTerminal:   func() bool { return false },
-		readPassword: func() ([]byte, error) { return nil, errors.New("no terminal") },
-		hashParams:   auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16},
+		stdin:            strings.NewReader(stdin),
+		stdout:           &out,
+		stderr:           &errb,
+		getenv:           func(k string) string { return env[k] },
+		isTerminal:       func() bool { return false },
+		stderrIsTerminal: func() bool { return env["TERM_FOR_TEST"] == "1" },
+		readPassword:     func() ([]byte, error) { return nil, errors.New("no terminal") },
+		hashParams:       auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16},
 	}
 	code := c.run(context.Background(), args)
 	return result{code, out.String(), errb.String()}
@@ -420,5 +421,39 @@ func TestKeysRotate(t *testing.T) {
 	events, err := s.ListEvents(context.Background(), storage.EventFilter{Action: "keys.rotate"})
 	if err != nil || len(events.Items) != 2 || events.Items[0].Actor != "cli" {
 		t.Fatalf("rotation events: %+v, %v", events.Items, err)
+	}
+}
+
+func TestDeviceImport(t *testing.T) {
+	dir := t.TempDir()
+	if r := runCLI(t, "long enough\n", nil, "user", "add", "--data", dir, "--username", "walter", "--password-stdin"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	bad := filepath.Join("..", "..", "testdata", "import", "fleet-50-bad.csv")
+	good := filepath.Join("..", "..", "testdata", "import", "fleet-50.csv")
+
+	r := runCLI(t, "", nil, "device", "import", "--data", dir, "--dry-run", bad)
+	if r.code != 1 || !strings.Contains(r.stderr, "row 6: imei") || !strings.Contains(r.stderr, "row 21: iccIds[0]") ||
+		!strings.Contains(r.stderr, "row 38: assignedUsers") || !strings.Contains(r.stderr, "3 of 50 rows") {
+		t.Fatalf("dry run of the bad file: exit %d\n%s", r.code, r.stderr)
+	}
+	r = runCLI(t, "", nil, "device", "import", bad, "--data", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "nothing was imported") {
+		t.Fatalf("import of the bad file: exit %d\n%s", r.code, r.stderr)
+	}
+	r = runCLI(t, "", map[string]string{"TERM_FOR_TEST": "1"}, "device", "import", good, "--data", dir)
+	if r.code != 0 || !strings.Contains(r.stderr, "imported 50 handsets") || !strings.Contains(r.stderr, "[##############################] 50/50") {
+		t.Fatalf("import: exit %d\n%s", r.code, r.stderr)
+	}
+	s := openTestStore(t, dir)
+	defer s.Close()
+	page, err := s.ListDevices(context.Background(), storage.DeviceFilter{Limit: 100})
+	if err != nil || len(page.Items) != 50 {
+		t.Fatalf("%d devices, %v", len(page.Items), err)
+	}
+	for _, args := range [][]string{{"device", "import"}, {"device", "import", "fleet.txt"}} {
+		if r := runCLI(t, "", nil, args...); r.code != 2 {
+			t.Errorf("%v: exit %d", args, r.code)
+		}
 	}
 }

@@ -20,6 +20,18 @@ func (s *Store) CreateDevice(ctx context.Context, d storage.Device, opts ...stor
 	})
 }
 
+// CreateDevices implements storage.Devices.
+func (s *Store) CreateDevices(ctx context.Context, ds []storage.Device, opts ...storage.WriteOption) error {
+	return s.write(ctx, opts, func(tx *bolt.Tx) error {
+		for _, d := range ds {
+			if err := createDevice(tx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func createDevice(tx *bolt.Tx, d storage.Device) error {
 	devices := tx.Bucket(bucketDevices)
 	if devices.Get([]byte(d.ID)) != nil {

@@ -25,6 +25,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	}{
 		{"DeviceCRUD", testDeviceCRUD},
 		{"DeviceIMEIUnique", testDeviceIMEIUnique},
+		{"DeviceBatch", testDeviceBatch},
 		{"DeviceUpdateIMEI", testDeviceUpdateIMEI},
 		{"DeviceUpdateErrors", testDeviceUpdateErrors},
 		{"DeviceList", testDeviceList},
@@ -228,6 +229,42 @@ func testDeviceIMEIUnique(t *testing.T, s storage.Store) {
 	got, err := s.GetDeviceByIMEI(ctx, first.IMEI)
 	if err != nil || got.ID != first.ID {
 		t.Fatalf("GetDeviceByIMEI = %v, %v; want the first device %s", got.ID, err, first.ID)
+	}
+}
+
+func testDeviceBatch(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	existing := mustCreateDevice(t, s, newDevice("490154203237518"))
+	ev := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "device.import", Outcome: "success"}
+
+	// One taken IMEI (in the store, or twice in the batch) and nothing is written.
+	for _, batch := range [][]storage.Device{
+		{newDevice("356938035643809"), newDevice(existing.IMEI)},
+		{newDevice("352099001761481"), newDevice("352099001761481")},
+	} {
+		wantConflict(t, s.CreateDevices(ctx, batch, storage.WithEvents(ev)), "imei")
+		for _, d := range batch {
+			if _, err := s.GetDevice(ctx, d.ID); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("a refused batch left device %s", d.IMEI)
+			}
+		}
+	}
+	page, err := s.ListEvents(ctx, storage.EventFilter{})
+	if err != nil || len(page.Items) != 0 {
+		t.Fatalf("a refused batch wrote %d events", len(page.Items))
+	}
+
+	batch := []storage.Device{newDevice("356938035643809"), newDevice("352099001761481"), newDevice("012345678901237")}
+	if err := s.CreateDevices(ctx, batch, storage.WithEvents(ev)); err != nil {
+		t.Fatalf("CreateDevices: %v", err)
+	}
+	for _, d := range batch {
+		if got, err := s.GetDeviceByIMEI(ctx, d.IMEI); err != nil || got.ID != d.ID {
+			t.Fatalf("batch device %s: %v, %v", d.IMEI, got.ID, err)
+		}
+	}
+	if err := s.CreateDevices(ctx, nil); err != nil {
+		t.Fatalf("empty batch: %v", err)
 	}
 }
 
