@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/url"
 	"strconv"
 	"time"
 
@@ -287,8 +288,12 @@ type createCodeRequest struct {
 }
 
 type codeView struct {
-	ID        string    `json:"id"`
-	Code      string    `json:"code,omitempty"`
+	ID   string `json:"id"`
+	Code string `json:"code,omitempty"`
+	// EnrollURL and QRPath come with the code, once: what a handset scans,
+	// and where to get it as a QR image.
+	EnrollURL string    `json:"enrollUrl,omitempty"`
+	QRPath    string    `json:"qrPath,omitempty"`
 	Label     string    `json:"label"`
 	Group     string    `json:"group"`
 	MaxUses   int       `json:"maxUses"`
@@ -329,6 +334,8 @@ func (s *server) createCode(c *fiber.Ctx) error {
 	}
 	v := newCodeView(rec)
 	v.Code = code
+	v.EnrollURL = auth.EnrollURL(s.serverURL(c), code)
+	v.QRPath = "/v1/enrollment-codes/" + rec.ID + "/qr.png?code=" + url.QueryEscape(code)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return s.respond(c, fiber.StatusCreated, v, xmlNames("enrollmentCode", "item"))
 }

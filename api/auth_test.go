@@ -1,10 +1,16 @@
 package api_test
 
 import (
+	"bytes"
+	"image/png"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/makiuchi-d/gozxing"
+	qrreader "github.com/makiuchi-d/gozxing/qrcode"
 
 	"tether/auth"
 )
@@ -346,4 +352,46 @@ func TestAuditQuery(t *testing.T) {
 	if n := len(r.json(t)["items"].([]any)); n != 0 {
 		t.Fatalf("%d events from the future", n)
 	}
+}
+
+func TestEnrollmentQR(t *testing.T) {
+	e := newEnv(t, func(c *auth.Config) { c.EnrollmentMode = auth.EnrollCode })
+	r := e.do("POST", "/v1/enrollment-codes", e.manager, map[string]any{"label": "spare"})
+	code := r.json(t)
+	secret, qrPath := code["code"].(string), code["qrPath"].(string)
+	if code["enrollUrl"] != "http://example.com/v1/enroll?code="+secret {
+		t.Fatalf("enrollUrl %v", code["enrollUrl"])
+	}
+	r = e.do("GET", qrPath, e.manager, nil)
+	if r.status != 200 || r.header.Get("Content-Type") != "image/png" {
+		t.Fatalf("QR: %d %s", r.status, r.header)
+	}
+	img, err := png.Decode(bytes.NewReader(r.body))
+	if err != nil {
+		t.Fatalf("QR is not a PNG: %v", err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qrreader.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("QR does not decode: %v", err)
+	}
+	if res.GetText() != code["enrollUrl"] {
+		t.Fatalf("QR holds %q; want %q", res.GetText(), code["enrollUrl"])
+	}
+	// What the QR holds enrolls a handset.
+	u, err := url.Parse(res.GetText())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = e.do("POST", u.Path, "", map[string]any{"code": u.Query().Get("code"), "device": handset("359881234567899")})
+	if r.status != 201 {
+		t.Fatalf("enrolling with the scanned code: %d %s", r.status, r.body)
+	}
+
+	wantProblem(t, e.do("GET", strings.Replace(qrPath, secret, "AAAA-BBBB-CCCC-DDDD", 1), e.manager, nil), 404, "not_found")
+	wantProblem(t, e.do("GET", "/v1/enrollment-codes/enc_missing/qr.png?code="+secret, e.manager, nil), 404, "not_found")
+	wantProblem(t, e.do("GET", qrPath, "", nil), 401, "token_invalid")
 }

@@ -41,6 +41,9 @@ type Options struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
+	// PublicURL is the address handsets reach the server at, for the
+	// enroll URL in QR codes; empty means the address each request came to.
+	PublicURL string
 }
 
 // Defaults for Options.
@@ -53,7 +56,8 @@ const (
 
 type server struct {
 	Deps
-	log *slog.Logger
+	opts Options
+	log  *slog.Logger
 }
 
 // New returns the Fiber app serving the whole API.
@@ -70,7 +74,7 @@ func New(d Deps, o Options) *fiber.App {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
-	s := &server{Deps: d, log: d.Logger}
+	s := &server{Deps: d, opts: o, log: d.Logger}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -144,6 +148,7 @@ func New(d Deps, o Options) *fiber.App {
 	codes.Post("/", s.createCode)
 	codes.Get("/", s.listCodes)
 	codes.Delete("/:id", s.revokeCode)
+	codes.Get("/:id/qr.png", s.codeQR)
 
 	v1.Post("/admin/keys/rotate", append(admins, s.rotateKeys)...)
 

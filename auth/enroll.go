@@ -2,8 +2,10 @@ package auth
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -179,4 +181,26 @@ func (s *Service) Enroll(ctx context.Context, code string, p device.Payload) (st
 		return fail(err)
 	}
 	return d, nil
+}
+
+// EnrollmentCodeFor returns the code record with the given id if code is
+// its code, for showing the code again (as a QR image) to whoever holds it.
+// Any mismatch is ErrNotFound, so ids cannot be probed with wrong codes.
+func (s *Service) EnrollmentCodeFor(ctx context.Context, id, code string) (storage.EnrollmentCode, error) {
+	rec, err := s.store.GetEnrollmentCode(ctx, id)
+	if err != nil {
+		return storage.EnrollmentCode{}, err
+	}
+	if subtle.ConstantTimeCompare(rec.Hash, codeHash(normalizeCode(code))) != 1 {
+		return storage.EnrollmentCode{}, fmt.Errorf("enrollment code %s: %w", id, storage.ErrNotFound)
+	}
+	return rec, nil
+}
+
+// EnrollURL is what a handset scans to enroll: the server's enroll
+// endpoint with the code, such as
+// https://tether.example.com/v1/enroll?code=ABCD-EFGH-JKMN-PQRS. The app
+// posts {code, device} to that endpoint.
+func EnrollURL(serverURL, code string) string {
+	return strings.TrimRight(serverURL, "/") + "/v1/enroll?code=" + url.QueryEscape(code)
 }

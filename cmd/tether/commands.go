@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	qrcode "github.com/skip2/go-qrcode"
 	"golang.org/x/term"
 
 	"tether"
@@ -296,4 +297,49 @@ func rowsWithErrors(r device.ImportReport) int {
 		rows[e.Row] = true
 	}
 	return len(rows)
+}
+
+func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
+	var (
+		data, label, group, publicURL string
+		ttl                           time.Duration
+		uses                          int
+	)
+	fs := c.flagSet("enrollment-code create")
+	fs.StringVar(&data, "data", "./data", "data directory")
+	fs.DurationVar(&ttl, "expires-in", auth.DefaultCodeTTL, "how long the code works (1m to 720h)")
+	fs.IntVar(&uses, "max-uses", 1, "how many handsets it may enroll")
+	fs.StringVar(&label, "label", "", "label given to the handsets it enrolls")
+	fs.StringVar(&group, "group", "", "group given to the handsets it enrolls")
+	fs.StringVar(&publicURL, "public-url", "http://localhost:8080", "the address handsets reach the server at (the server's --public-url)")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	var code string
+	err := c.withStore(data, func(svc *services) error {
+		cfg := auth.DefaultConfig()
+		a, err := auth.NewService(ctx, cfg, svc.store, svc.hasher, svc.validate)
+		if err != nil {
+			return err
+		}
+		var rec storage.EnrollmentCode
+		code, rec, err = a.CreateEnrollmentCode(ctx, auth.CLI, auth.NewCode{TTL: ttl, MaxUses: uses, Label: label, Group: group})
+		if err != nil {
+			return c.report(err)
+		}
+		enroll := auth.EnrollURL(publicURL, code)
+		qr, err := qrcode.New(enroll, qrcode.Medium)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(c.stderr, qr.ToSmallString(false))
+		fmt.Fprintf(c.stderr, "%s\nenrollment code %s: %d use(s), expires %s; it is shown once\n",
+			enroll, rec.ID, rec.MaxUses, rec.ExpiresAt.Format(time.RFC3339))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, code)
+	return nil
 }

@@ -5,6 +5,7 @@
 //	tether device add [flags]        register a handset
 //	tether device import FILE        register handsets from a CSV or XLSX file
 //	tether apikey create [flags]     create an API key (printed alone on stdout)
+//	tether enrollment-code create    make a code handsets enroll with (and its QR)
 //	tether keys rotate [flags]       start signing tokens with a new key
 //	tether version                   print the version
 //
@@ -72,6 +73,7 @@ Usage:
   tether device add --imei IMEI [--label L] [--group G] [flags]
   tether device import FILE.csv|FILE.xlsx [--dry-run]
   tether apikey create --role manager|admin|introspect|client [--name N]
+  tether enrollment-code create [--expires-in 24h] [--max-uses 1] [--label L] [--group G]
   tether keys rotate
   tether version
 
@@ -120,6 +122,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.deviceImport(ctx, rest[1:])
 	case cmd == "apikey" && sub == "create":
 		return c.apikeyCreate(ctx, rest[1:])
+	case cmd == "enrollment-code" && sub == "create":
+		return c.enrollmentCodeCreate(ctx, rest[1:])
 	case cmd == "keys" && sub == "rotate":
 		return c.keysRotate(ctx, rest[1:])
 	case cmd == "version" || cmd == "--version":

@@ -457,3 +457,28 @@ func TestDeviceImport(t *testing.T) {
 		}
 	}
 }
+
+func TestEnrollmentCodeCreate(t *testing.T) {
+	dir := t.TempDir()
+	r := runCLI(t, "", nil, "enrollment-code", "create", "--data", dir, "--max-uses", "5", "--label", "spare", "--public-url", "https://tether.example.com")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	code := strings.TrimSpace(r.stdout)
+	if !regexp.MustCompile(`^[0-9A-Z]{4}(-[0-9A-Z]{4}){3}$`).MatchString(code) {
+		t.Fatalf("stdout %q; want the code alone", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "https://tether.example.com/v1/enroll?code="+code) || !strings.Contains(r.stderr, "█") {
+		t.Fatalf("stderr lacks the QR or the URL:\n%s", r.stderr)
+	}
+	if r := runCLI(t, "", nil, "enrollment-code", "create", "--data", dir, "--max-uses", "0", "--expires-in", "1s"); r.code != 1 ||
+		!strings.Contains(r.stderr, "max_uses_range") || !strings.Contains(r.stderr, "expires_in_range") || r.stdout != "" {
+		t.Fatalf("bad flags: exit %d: %s", r.code, r.stderr)
+	}
+	s := openTestStore(t, dir)
+	defer s.Close()
+	codes, err := s.ListEnrollmentCodes(context.Background())
+	if err != nil || len(codes) != 1 || codes[0].MaxUses != 5 || codes[0].Label != "spare" {
+		t.Fatalf("codes: %+v, %v", codes, err)
+	}
+}

@@ -26,6 +26,7 @@ type serveConfig struct {
 	writeTimeout    time.Duration
 	idleTimeout     time.Duration
 	shutdownTimeout time.Duration
+	publicURL       string
 }
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -39,6 +40,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.readTimeout, "read-timeout", api.DefaultReadTimeout, "time allowed to read a whole request")
 	fs.DurationVar(&cfg.writeTimeout, "write-timeout", api.DefaultWriteTimeout, "time allowed to write a response")
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", api.DefaultIdleTimeout, "time a keep-alive connection may wait for its next request")
+	fs.StringVar(&cfg.publicURL, "public-url", "", "the address handsets reach the server at, for enrollment QR codes (default: the address each request came to)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGINT or SIGTERM")
 	authFlags(fs, &cfg.auth)
 	if err := c.parse(fs, args); err != nil {
@@ -85,6 +87,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		ReadTimeout:  cfg.readTimeout,
 		WriteTimeout: cfg.writeTimeout,
 		IdleTimeout:  cfg.idleTimeout,
+		PublicURL:    cfg.publicURL,
 	})
 
 	ln, err := net.Listen("tcp", cfg.addr)
