@@ -471,7 +471,7 @@ func TestEnrollmentCodeCreate(t *testing.T) {
 	if !strings.Contains(r.stderr, "https://tether.example.com/v1/enroll?code="+code) || !strings.Contains(r.stderr, "█") {
 		t.Fatalf("stderr lacks the QR or the URL:\n%s", r.stderr)
 	}
-	if r := runCLI(t, "", nil, "enrollment-code", "create", "--data", dir, "--max-uses", "0", "--expires-in", "1s"); r.code != 1 ||
+	if r := runCLI(t, "", nil, "enrollment-code", "create", "--data", dir, "--max-uses", "-1", "--expires-in", "1s"); r.code != 1 ||
 		!strings.Contains(r.stderr, "max_uses_range") || !strings.Contains(r.stderr, "expires_in_range") || r.stdout != "" {
 		t.Fatalf("bad flags: exit %d: %s", r.code, r.stderr)
 	}
