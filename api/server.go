@@ -104,6 +104,8 @@ func New(d Deps, o Options) *fiber.App {
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
 	app.Get("/.well-known/jwks.json", s.jwks)
+	app.Get("/console", s.console)
+	app.Get("/console/*", s.console)
 
 	// Every protected route authenticates and then checks the role, in its
 	// own group, so the handset routes that take no credentials stay open.

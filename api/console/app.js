@@ -1,0 +1,433 @@
+// Tether console: a manager's view of the fleet. Plain JavaScript, no
+// dependencies, served from the binary. The session's tokens live in this
+// page's memory only (never in storage or cookies), so no other site can
+// use them and a reload asks to sign in again.
+"use strict";
+
+const state = { access: "", refresh: "", expiresAt: 0, user: null, cursors: [""], page: 0, auditCursor: "", device: null };
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+// h builds an element; children are nodes or text, never HTML.
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function flash(text, bad = false) {
+  const f = $("#flash");
+  f.textContent = text;
+  f.classList.toggle("bad", bad);
+  f.hidden = !text;
+}
+
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+
+class APIError extends Error {
+  constructor(status, problem) {
+    super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem || {};
+  }
+}
+
+// api calls the server with the session's token, refreshing it first when
+// it is about to expire.
+async function api(method, path, body, { accept = "application/json", raw = false, form = null } = {}) {
+  if (state.refresh && Date.now() > state.expiresAt - 30_000 && path !== "/v1/auth/refresh") await refresh();
+  const headers = { Accept: accept };
+  if (state.access) headers.Authorization = `Bearer ${state.access}`;
+  let payload;
+  if (form) payload = form;
+  else if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const resp = await fetch(path, { method, headers, body: payload, credentials: "omit", cache: "no-store" });
+  if (raw && resp.ok) return resp;
+  const text = await resp.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!resp.ok) {
+    if (resp.status === 401 && state.access && path !== "/v1/auth/login") signedOut("Your session has ended: sign in again.");
+    throw new APIError(resp.status, data);
+  }
+  return data;
+}
+
+function keep(tokens) {
+  state.access = tokens.accessToken;
+  state.refresh = tokens.refreshToken || state.refresh;
+  state.expiresAt = Date.parse(tokens.expiresAt);
+  if (tokens.user) state.user = tokens.user;
+}
+
+async function refresh() {
+  const tokens = await api("POST", "/v1/auth/refresh", { refreshToken: state.refresh, deviceId: "" });
+  keep(tokens);
+}
+
+function signedOut(message) {
+  Object.assign(state, { access: "", refresh: "", expiresAt: 0, user: null });
+  $("#top").hidden = true;
+  show("login");
+  flash(message || "", !!message);
+}
+
+// problemText turns a problem into one readable line, naming bad fields.
+function problemText(err) {
+  const p = err.problem || {};
+  const fields = (p.errors || []).map((e) => `${e.field}: ${e.message}`);
+  return fields.length ? `${err.message}: ${fields.join("; ")}` : err.message;
+}
+
+// ---- navigation ----
+
+const views = ["login", "fleet", "device", "users", "enroll", "audit"];
+
+function show(name) {
+  for (const v of views) $(`#${v}-view`).hidden = v !== name;
+  for (const a of $$("[data-nav]")) a.toggleAttribute("aria-current", a.dataset.nav === name || (name === "device" && a.dataset.nav === "fleet"));
+  const heading = $(`#${name}-view h1`);
+  if (heading) heading.setAttribute("tabindex", "-1");
+}
+
+async function route() {
+  if (!state.access) return show("login");
+  const [name, arg] = location.hash.slice(1).split("/");
+  flash("");
+  try {
+    switch (name) {
+      case "users": show("users"); await loadUsers(); break;
+      case "enroll": show("enroll"); await loadCodes(); break;
+      case "audit": show("audit"); state.auditCursor = ""; await loadAudit(false); break;
+      case "device": show("device"); await loadDevice(decodeURIComponent(arg || "")); break;
+      default: show("fleet"); await loadFleet();
+    }
+  } catch (err) {
+    if (state.access) flash(problemText(err), true);
+  }
+}
+
+// ---- fleet ----
+
+function badge(status) {
+  return h("span", { class: `badge ${status}`, "data-status": status }, status);
+}
+
+function fleetQuery(cursor) {
+  const f = new FormData($("#fleet-filter"));
+  const q = new URLSearchParams({ limit: "25" });
+  for (const k of ["q", "status", "group"]) if (f.get(k)) q.set(k, f.get(k));
+  if (cursor) q.set("cursor", cursor);
+  return q;
+}
+
+async function loadFleet() {
+  const page = await api("GET", `/v1/devices?${fleetQuery(state.cursors[state.page])}`);
+  const body = $("#fleet-table tbody");
+  body.replaceChildren(...page.items.map((d) => h("tr", {},
+    h("td", {}, h("a", { href: `#device/${encodeURIComponent(d.id)}`, class: "mono" }, d.imei)),
+    h("td", {}, d.label || "—"),
+    h("td", {}, d.group || "—"),
+    h("td", {}, badge(d.status)),
+    h("td", {}, when(d.lastSeenAt)),
+    h("td", {}, d.osVersion ? `${d.osVersion.name} (API ${d.osVersion.api})` : "—"),
+    h("td", {}, d.appVersion || "—"),
+    h("td", {}, d.assignedUsers.length ? d.assignedUsers.join(", ") : "any worker"),
+  )));
+  if (!page.items.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No handsets match.")));
+  state.cursors[state.page + 1] = page.nextCursor || null;
+  $("#fleet-prev").disabled = state.page === 0;
+  $("#fleet-next").disabled = !page.nextCursor;
+  $("#fleet-page").textContent = `Page ${state.page + 1}`;
+}
+
+async function loadDevice(id) {
+  const d = await api("GET", `/v1/devices/${encodeURIComponent(id)}`);
+  state.device = d;
+  $("#device-title").textContent = `Handset ${d.imei}`;
+  const rows = [
+    ["Status", badge(d.status)], ["Id", d.id], ["IMEI", d.imei], ["Label", d.label || "—"], ["Group", d.group || "—"],
+    ["SIMs", d.iccIds.length ? d.iccIds.join(", ") : "—"],
+    ["Android", d.osVersion ? `${d.osVersion.name} (API ${d.osVersion.api})` : "—"],
+    ["Model", d.deviceInfo ? `${d.deviceInfo.manufacturer} ${d.deviceInfo.model}` : "—"],
+    ["App", d.appVersion || "—"], ["Assigned users", d.assignedUsers.join(", ") || "any worker"],
+    ["Last seen", when(d.lastSeenAt)], ["Enrolled", `${when(d.enrolledAt)} by ${d.enrolledBy || "—"}`],
+  ];
+  if (d.statusReason) rows.push(["Reason", d.statusReason]);
+  $("#device-details").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+
+  const actions = [];
+  if (d.status === "enrolled") actions.push(["suspend", "Suspend"], ["retire", "Retire"]);
+  if (d.status === "suspended") actions.push(["reinstate", "Reinstate"], ["retire", "Retire"]);
+  if (d.status === "retired") actions.push(["reinstate", "Reinstate"]);
+  $("#device-actions").replaceChildren(...actions.map(([op, label]) =>
+    h("button", { type: "button", class: op === "reinstate" ? "" : "danger", "data-op": op, onclick: () => lifecycle(op, label) }, label)));
+
+  const [sessions, events] = await Promise.all([
+    api("GET", `/v1/sessions?deviceId=${encodeURIComponent(d.id)}`),
+    api("GET", `/v1/audit?deviceId=${encodeURIComponent(d.id)}&limit=200`),
+  ]);
+  $("#device-sessions tbody").replaceChildren(...sessions.items.map((s) => h("tr", {},
+    h("td", {}, s.userId), h("td", {}, when(s.createdAt)), h("td", {}, when(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
+    h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id) }, "End")))));
+  if (!sessions.items.length) $("#device-sessions tbody").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No one is logged in on this handset.")));
+  $("#device-audit tbody").replaceChildren(...events.items.slice().reverse().map((e) => h("tr", {},
+    h("td", {}, when(e.time)), h("td", {}, e.action), h("td", {}, e.outcome + (e.reason ? ` (${e.reason})` : "")),
+    h("td", {}, e.actor || e.username || "—"), h("td", {}, e.clientIp || "—"))));
+}
+
+function confirmAction(text, withReason) {
+  const dlg = $("#confirm-dialog");
+  $("#confirm-text").textContent = text;
+  $("#confirm-reason-label").hidden = !withReason;
+  $("#confirm-reason").value = "";
+  dlg.returnValue = "";
+  dlg.showModal();
+  return new Promise((resolve) => dlg.addEventListener("close", () => resolve(dlg.returnValue === "yes" ? $("#confirm-reason").value : null), { once: true }));
+}
+
+async function lifecycle(op, label) {
+  const d = state.device;
+  const warn = op === "reinstate" ? "It may log in again." : "Every session on it ends at once.";
+  const reason = await confirmAction(`${label} handset ${d.imei}? ${warn}`, true);
+  if (reason === null) return;
+  try {
+    await api("POST", `/v1/devices/${encodeURIComponent(d.id)}/${op}`, { reason });
+    flash(`Handset ${d.imei}: ${op} done.`);
+    await loadDevice(d.id);
+  } catch (err) { flash(problemText(err), true); }
+}
+
+async function endSession(id) {
+  if ((await confirmAction("End this session? Its tokens stop working at once.", false)) === null) return;
+  try { await api("DELETE", `/v1/sessions/${encodeURIComponent(id)}`); await loadDevice(state.device.id); }
+  catch (err) { flash(problemText(err), true); }
+}
+
+// ---- dialogs with forms ----
+
+function openDialog(id) {
+  const dlg = $(id);
+  const form = $("form", dlg);
+  form.reset();
+  const errors = $(".errors", dlg);
+  if (errors) errors.textContent = "";
+  dlg.showModal();
+  return dlg;
+}
+
+async function submitDialog(event, dlg, action) {
+  event.preventDefault();
+  const errors = $(".errors", dlg);
+  try {
+    await action(new FormData(event.target));
+    dlg.close();
+  } catch (err) {
+    errors.textContent = problemText(err);
+  }
+}
+
+const list = (s) => (s || "").split(",").map((x) => x.trim()).filter(Boolean);
+
+// ---- import ----
+
+async function runImport(dryRun) {
+  const file = $("#import-form input[type=file]").files[0];
+  const out = $("#import-report");
+  if (!file) { out.textContent = "Choose a file first."; return; }
+  const form = new FormData();
+  form.append("file", file);
+  out.textContent = dryRun ? "Checking…" : "Importing…";
+  let report;
+  try {
+    report = await api("POST", `/v1/devices/import${dryRun ? "?dryRun=true" : ""}`, undefined, { form });
+  } catch (err) {
+    report = err.problem && err.problem.report;
+    if (!report) { out.textContent = problemText(err); return; }
+  }
+  const summary = report.dryRun
+    ? `${report.rows} rows: ${report.valid} ready to import, ${report.errors.length} errors, ${report.skipped} blank.`
+    : report.created ? `Imported ${report.created} handsets.` : `Nothing imported: ${report.errors.length} errors.`;
+  const issues = [...report.errors.map((e) => ["error", e]), ...report.warnings.map((w) => ["warning", w])];
+  out.replaceChildren(h("p", { class: report.errors.length ? "bad" : "good", id: "import-summary" }, summary),
+    issues.length ? h("table", { class: "compact" },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Row"), h("th", { scope: "col" }, "Field"), h("th", { scope: "col" }, "Problem"))),
+      h("tbody", {}, issues.map(([kind, e]) => h("tr", { class: kind }, h("td", {}, e.row), h("td", {}, e.field || "—"), h("td", {}, `${e.message} (${e.code})`))))) : "");
+  $("#import-commit").disabled = !(report.dryRun && report.errors.length === 0 && report.valid > 0);
+  if (!report.dryRun && report.created) { state.page = 0; state.cursors = [""]; await loadFleet(); }
+}
+
+// ---- exports ----
+
+async function exportList(path, kind) {
+  const accept = kind === "csv" ? "text/csv" : "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+  try {
+    const resp = await api("GET", path, undefined, { accept, raw: true });
+    const url = URL.createObjectURL(await resp.blob());
+    const a = h("a", { href: url, download: `${path.split("/").pop()}.${kind}` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) { flash(problemText(err), true); }
+}
+
+// ---- users ----
+
+async function loadUsers() {
+  const page = await api("GET", "/v1/users?limit=1000");
+  $("#users-table tbody").replaceChildren(...page.items.map((u) => h("tr", {},
+    h("td", { class: "mono" }, u.username),
+    h("td", {}, [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"),
+    h("td", {}, u.role),
+    h("td", {}, u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")),
+    h("td", { class: "row-actions" },
+      h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled) }, u.disabled ? "Enable" : "Disable"),
+      h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
+      h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u) }, "Log out everywhere")))));
+}
+
+async function setDisabled(u, disabled) {
+  if (disabled && (await confirmAction(`Disable ${u.username}? Every session of theirs ends at once.`, false)) === null) return;
+  try { await api("PATCH", `/v1/users/${encodeURIComponent(u.id)}`, { disabled }); await loadUsers(); flash(`${u.username} ${disabled ? "disabled" : "enabled"}.`); }
+  catch (err) { flash(problemText(err), true); }
+}
+
+function resetPassword(u) {
+  const dlg = openDialog("#password-dialog");
+  $("#password-title").textContent = `Reset the password of ${u.username}`;
+  $("#password-form").onsubmit = (e) => submitDialog(e, dlg, async (f) => {
+    await api("POST", `/v1/users/${encodeURIComponent(u.id)}/password`, { password: f.get("password") });
+    flash(`Password of ${u.username} set.`);
+  });
+}
+
+async function logoutAll(u) {
+  if ((await confirmAction(`Log ${u.username} out everywhere?`, false)) === null) return;
+  try { const r = await api("POST", `/v1/users/${encodeURIComponent(u.id)}/logout-all`); flash(`${r.revoked} session(s) of ${u.username} ended.`); }
+  catch (err) { flash(problemText(err), true); }
+}
+
+// ---- enrollment codes ----
+
+async function loadCodes() {
+  const codes = await api("GET", "/v1/enrollment-codes");
+  $("#codes-table tbody").replaceChildren(...codes.items.slice().reverse().map((c) => h("tr", {},
+    h("td", {}, c.label || "—"), h("td", {}, c.group || "—"), h("td", {}, `${c.uses} / ${c.maxUses}`), h("td", {}, when(c.expiresAt)),
+    h("td", {}, c.usable ? h("span", { class: "badge enrolled" }, "usable") : h("span", { class: "badge retired" }, c.revokedAt ? "revoked" : "spent")),
+    h("td", {}, c.usable ? h("button", { type: "button", class: "quiet", onclick: () => revokeCode(c) }, "Revoke") : ""))));
+}
+
+async function createCode(event) {
+  event.preventDefault();
+  const f = new FormData(event.target);
+  try {
+    const c = await api("POST", "/v1/enrollment-codes", {
+      expiresIn: f.get("expiresIn"), maxUses: Number(f.get("maxUses")), label: f.get("label"), group: f.get("group"),
+    });
+    $("#code-value").textContent = c.code;
+    $("#code-url").textContent = c.enrollUrl;
+    const png = await api("GET", c.qrPath, undefined, { accept: "*/*", raw: true });
+    const img = $("#code-qr");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(await png.blob());
+    $("#code-result").hidden = false;
+    await loadCodes();
+  } catch (err) { flash(problemText(err), true); }
+}
+
+async function revokeCode(c) {
+  if ((await confirmAction(`Revoke the code for "${c.label || c.id}"? No more handsets can enroll with it.`, false)) === null) return;
+  try { await api("DELETE", `/v1/enrollment-codes/${encodeURIComponent(c.id)}`); await loadCodes(); }
+  catch (err) { flash(problemText(err), true); }
+}
+
+// ---- audit ----
+
+async function loadAudit(more) {
+  const f = new FormData($("#audit-filter"));
+  const q = new URLSearchParams({ limit: "100" });
+  if (f.get("action")) q.set("action", f.get("action"));
+  for (const k of ["from", "to"]) if (f.get(k)) q.set(k, new Date(f.get(k)).toISOString().replace(/\.\d+Z$/, "Z"));
+  if (more && state.auditCursor) q.set("cursor", state.auditCursor);
+  const page = await api("GET", `/v1/audit?${q}`);
+  const rows = page.items.map((e) => h("tr", {},
+    h("td", {}, when(e.time)), h("td", {}, e.action), h("td", {}, e.outcome), h("td", {}, e.reason || "—"),
+    h("td", {}, e.actor || "—"), h("td", {}, e.username || e.userId || "—"), h("td", { class: "mono" }, e.deviceId || "—"), h("td", {}, e.clientIp || "—")));
+  const body = $("#audit-table tbody");
+  if (more) body.append(...rows); else body.replaceChildren(...rows);
+  state.auditCursor = page.nextCursor || "";
+  $("#audit-more").disabled = !page.nextCursor;
+}
+
+// ---- wiring ----
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    try {
+      keep(await api("POST", "/v1/auth/login", { username: f.get("username"), password: f.get("password"), persistent: false }));
+      if (state.user.role === "worker") {
+        await api("POST", "/v1/auth/logout");
+        throw new APIError(403, { detail: "The console is for managers and admins." });
+      }
+      e.target.reset();
+      $("#top").hidden = false;
+      $("#who").textContent = `${state.user.username} (${state.user.role})`;
+      if (!location.hash || location.hash === "#login") location.hash = "#fleet"; else await route();
+    } catch (err) { state.access = ""; flash(problemText(err), true); }
+  });
+  $("#logout").addEventListener("click", async () => {
+    try { await api("POST", "/v1/auth/logout"); } catch { /* the session may be gone already */ }
+    signedOut("Signed out.");
+  });
+  window.addEventListener("hashchange", route);
+
+  $("#fleet-filter").addEventListener("submit", (e) => { e.preventDefault(); state.page = 0; state.cursors = [""]; loadFleet().catch((err) => flash(problemText(err), true)); });
+  $("#fleet-next").addEventListener("click", () => { state.page++; loadFleet().catch((err) => flash(problemText(err), true)); });
+  $("#fleet-prev").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); loadFleet().catch((err) => flash(problemText(err), true)); });
+
+  $("#register-open").addEventListener("click", () => {
+    const dlg = openDialog("#register-dialog");
+    $("#register-form").onsubmit = (e) => submitDialog(e, dlg, async (f) => {
+      const d = await api("POST", "/v1/devices", { imei: f.get("imei"), label: f.get("label"), group: f.get("group"), assignedUsers: list(f.get("assignedUsers")) });
+      flash(`Handset ${d.imei} registered.`);
+      await loadFleet();
+    });
+  });
+  $("#import-open").addEventListener("click", () => { openDialog("#import-dialog"); $("#import-report").textContent = ""; $("#import-commit").disabled = true; });
+  $("#import-form input[type=file]").addEventListener("change", () => { $("#import-commit").disabled = true; $("#import-report").textContent = ""; });
+  $("#import-dry").addEventListener("click", () => runImport(true));
+  $("#import-commit").addEventListener("click", () => runImport(false));
+
+  $("#user-open").addEventListener("click", () => {
+    const dlg = openDialog("#user-dialog");
+    $("#user-form").onsubmit = (e) => submitDialog(e, dlg, async (f) => {
+      const u = await api("POST", "/v1/users", Object.fromEntries(["username", "password", "role", "firstName", "lastName", "email"].map((k) => [k, f.get(k)])));
+      flash(`User ${u.username} created.`);
+      await loadUsers();
+    });
+  });
+  $("#code-form").addEventListener("submit", createCode);
+  $("#audit-filter").addEventListener("submit", (e) => { e.preventDefault(); loadAudit(false).catch((err) => flash(problemText(err), true)); });
+  $("#audit-more").addEventListener("click", () => loadAudit(true).catch((err) => flash(problemText(err), true)));
+
+  for (const b of $$("[data-export]")) b.addEventListener("click", () => exportList(b.dataset.export, b.dataset.kind));
+  for (const b of $$("[data-close]")) b.addEventListener("click", () => b.closest("dialog").close());
+  show("login");
+  $("#login-form input[name=username]").focus();
+});

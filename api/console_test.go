@@ -1,0 +1,272 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// url starts the app on a loopback port (once) and returns its base URL.
+func (e *env) url() string {
+	e.t.Helper()
+	e.listen.Do(func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		go e.app.Listener(ln)
+		e.root.Cleanup(func() { e.app.Shutdown() })
+		*e.addr = ln.Addr().String()
+	})
+	return "http://" + *e.addr
+}
+
+func TestConsoleServesWithStrictHeaders(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/console", "/console/", "/console/app.js", "/console/app.css"} {
+		r := e.do("GET", path, "", nil)
+		if r.status != 200 {
+			t.Fatalf("%s: %d", path, r.status)
+		}
+		csp := r.header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Fatalf("%s: CSP %q", path, csp)
+		}
+	}
+	page := string(e.do("GET", "/console/", "", nil).body)
+	if strings.Contains(page, "<script>") || strings.Contains(page, " on") && strings.Contains(page, "onclick=") || strings.Contains(page, "http://") || strings.Contains(page, "https://") {
+		t.Fatal("the console page has inline script or loads from another origin")
+	}
+	for _, path := range []string{"/console/../api_test.go", "/console/console.go", "/console/nope.js", "/console/%2e%2e/errors.go"} {
+		if r := e.do("GET", path, "", nil); r.status != 404 {
+			t.Fatalf("%s: %d; want 404", path, r.status)
+		}
+	}
+}
+
+// chromium returns the browser the console test drives: Debian's chromium,
+// which .ci/run installs. Elsewhere the test skips without it.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("CI must run the console test: install chromium")
+	}
+	t.Skip("no chromium on this machine")
+	return ""
+}
+
+// artifacts is where the browser test leaves its screenshots.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("TETHER_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestConsoleInBrowser drives the console in headless Chromium as a manager
+// would: sign in, register a handset, find it, suspend it and see its badge
+// change, import a file after a dry run, create an enrollment code and see
+// its QR image.
+func TestConsoleInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a browser")
+	}
+	exe := chromium(t)
+	e := newEnv(t)
+	e.fleet() // walter (worker) and maria (manager), two handsets
+	base := e.url()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	// chromedp reports protocol events it does not know (newer browsers
+	// send more): they are not errors of the page.
+	browser, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
+	defer cancel()
+	// Close the browser and wait for it before its profile directory is
+	// removed (cleanups run last registered, first).
+	t.Cleanup(func() {
+		if err := chromedp.Cancel(browser); err != nil {
+			t.Logf("closing chromium: %v", err)
+		}
+	})
+
+	// Start the browser on its own context: the step contexts below only
+	// bound each step, and ending one must not end the browser.
+	if err := chromedp.Run(browser); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+
+	// Each step gets its own time limit, so a failing one still leaves time
+	// for a screenshot.
+	run := func(step string, actions ...chromedp.Action) {
+		t.Helper()
+		ctx, done := context.WithTimeout(browser, 20*time.Second)
+		defer done()
+		if err := chromedp.Run(ctx, actions...); err != nil {
+			var shot []byte
+			sctx, scancel := context.WithTimeout(browser, 5*time.Second)
+			defer scancel()
+			if chromedp.Run(sctx, chromedp.FullScreenshot(&shot, 100)) == nil {
+				os.WriteFile(filepath.Join(artifacts(t), "console-failure.png"), shot, 0o644)
+			}
+			var flash string
+			chromedp.Run(sctx, chromedp.Text("#flash", &flash, chromedp.ByQuery, chromedp.AtLeast(0)))
+			t.Fatalf("%s: %v (flash: %q)", step, err, flash)
+		}
+	}
+	textOf := func(sel string) string {
+		t.Helper()
+		var s string
+		run("read "+sel, chromedp.Text(sel, &s, chromedp.ByQuery))
+		return s
+	}
+
+	run("sign in",
+		chromedp.Navigate(base+"/console"),
+		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
+		chromedp.SendKeys("#login-form input[name=username]", "maria", chromedp.ByQuery),
+		chromedp.SendKeys("#login-form input[name=password]", "correct horse", chromedp.ByQuery),
+		chromedp.Click("#login-form button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible("#fleet-table tbody tr td a", chromedp.ByQuery),
+	)
+
+	const imei = "359881234567899"
+	run("register a handset",
+		chromedp.Click("#register-open", chromedp.ByQuery),
+		chromedp.WaitVisible("#register-dialog input[name=imei]", chromedp.ByQuery),
+		chromedp.SendKeys("#register-dialog input[name=imei]", imei, chromedp.ByQuery),
+		chromedp.SendKeys("#register-dialog input[name=label]", "van 99", chromedp.ByQuery),
+		chromedp.Click("#register-dialog button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitNotVisible("#register-dialog", chromedp.ByQuery),
+	)
+	// The new handset is listed at once, among the others; the search
+	// leaves it alone.
+	var alone bool
+	run("find it by search",
+		chromedp.WaitVisible(fmt.Sprintf(`//table[@id="fleet-table"]//a[text()="%s"]`, imei)),
+		chromedp.SendKeys("#fleet-filter input[name=q]", "van 99", chromedp.ByQuery),
+		chromedp.Click("#fleet-filter button[type=submit]", chromedp.ByQuery),
+		chromedp.Poll(fmt.Sprintf(`(() => { const rows = document.querySelectorAll("#fleet-table tbody tr");
+			return rows.length === 1 && rows[0].textContent.includes(%q); })()`, imei), &alone, chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	run("open and suspend it",
+		chromedp.Click(fmt.Sprintf(`//table[@id="fleet-table"]//a[text()="%s"]`, imei)),
+		chromedp.WaitVisible(`#device-actions button[data-op="suspend"]`, chromedp.ByQuery),
+		chromedp.Click(`#device-actions button[data-op="suspend"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#confirm-dialog", chromedp.ByQuery),
+		chromedp.SendKeys("#confirm-reason", "left in a taxi", chromedp.ByQuery),
+		chromedp.Click("#confirm-yes", chromedp.ByQuery),
+		chromedp.WaitVisible(`#device-details .badge[data-status="suspended"]`, chromedp.ByQuery),
+	)
+	if got := textOf("#device-details .badge"); !strings.EqualFold(got, "suspended") {
+		t.Fatalf("badge says %q; want suspended", got)
+	}
+	d, err := e.store.GetDeviceByIMEI(t.Context(), imei)
+	if err != nil || d.Status != "suspended" || d.StatusReason != "left in a taxi" {
+		t.Fatalf("stored device after suspending in the console: %+v, %v", d, err)
+	}
+
+	file, err := filepath.Abs(filepath.Join("..", "testdata", "import", "fleet-50.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("import after a dry run",
+		chromedp.Click(`a[data-nav="fleet"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#import-open", chromedp.ByQuery),
+		chromedp.Click("#import-open", chromedp.ByQuery),
+		chromedp.WaitVisible("#import-dialog", chromedp.ByQuery),
+		chromedp.SetUploadFiles("#import-form input[type=file]", []string{file}, chromedp.ByQuery),
+		chromedp.Click("#import-dry", chromedp.ByQuery),
+		chromedp.WaitVisible("#import-summary", chromedp.ByQuery),
+	)
+	if got := textOf("#import-summary"); !strings.Contains(got, "50 ready to import") {
+		t.Fatalf("dry run says %q", got)
+	}
+	if n := e.deviceCount(); n != 3 {
+		t.Fatalf("the dry run wrote: %d devices", n)
+	}
+	run("commit the import",
+		chromedp.Click("#import-commit", chromedp.ByQuery),
+		chromedp.WaitVisible(`//p[@id="import-summary"][contains(., "Imported 50")]`),
+	)
+	if n := e.deviceCount(); n != 53 {
+		t.Fatalf("%d devices after the import; want 53", n)
+	}
+
+	var shot []byte
+	run("screenshot the fleet",
+		chromedp.Click("#import-dialog button[data-close]", chromedp.ByQuery),
+		chromedp.WaitNotVisible("#import-dialog", chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector("#fleet-filter input[name=q]").value = ""`, nil),
+		chromedp.Click("#fleet-filter button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="fleet-table"]//a[text()="350000007000009"]`),
+		chromedp.FullScreenshot(&shot, 100),
+	)
+	if err := os.WriteFile(filepath.Join(artifacts(t), "console-fleet.png"), shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var qrWidth int
+	run("create an enrollment code and see its QR",
+		chromedp.Click(`a[data-nav="enroll"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#code-form", chromedp.ByQuery),
+		chromedp.SendKeys("#code-form input[name=label]", "spares", chromedp.ByQuery),
+		chromedp.Click("#code-form button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible("#code-result", chromedp.ByQuery),
+		chromedp.Poll(`document.querySelector("#code-qr").complete && document.querySelector("#code-qr").naturalWidth`, &qrWidth, chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	if qrWidth < 100 {
+		t.Fatalf("QR image %dpx wide; want it drawn", qrWidth)
+	}
+	if code := textOf("#code-value"); len(code) != 19 {
+		t.Fatalf("code shown %q", code)
+	}
+
+	run("create a user and disable it",
+		chromedp.Click(`a[data-nav="users"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#user-open", chromedp.ByQuery),
+		chromedp.Click("#user-open", chromedp.ByQuery),
+		chromedp.WaitVisible("#user-dialog input[name=username]", chromedp.ByQuery),
+		chromedp.SendKeys("#user-dialog input[name=username]", "jesse", chromedp.ByQuery),
+		chromedp.SendKeys("#user-dialog input[name=password]", "a long password", chromedp.ByQuery),
+		chromedp.Click("#user-dialog button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="users-table"]//td[text()="jesse"]`),
+		chromedp.Click(`//table[@id="users-table"]//tr[td[text()="jesse"]]//button[text()="Disable"]`),
+		chromedp.Click("#confirm-yes", chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[text()="jesse"]]//button[text()="Enable"]`),
+	)
+	u, err := e.store.GetUserByUsername(t.Context(), "jesse")
+	if err != nil || !u.Disabled {
+		t.Fatalf("user after the console disabled it: %+v, %v", u, err)
+	}
+}
