@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -353,3 +354,49 @@ func TestInternalErrorsSayNothing(t *testing.T) {
 		t.Fatalf("the log lacks the failure or its request id:\n%s", e.logs.String())
 	}
 }
+
+func TestBackupRoute(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	wantProblem(t, e.do("GET", "/v1/admin/backup", e.manager, nil), 403, "forbidden")
+	resp, err := e.client().Get(e.url() + "/v1/admin/backup?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("backup without a key: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", e.url()+"/v1/admin/backup", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err = e.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Disposition"), "tether-") {
+		t.Fatalf("backup: %d %v", resp.StatusCode, resp.Header)
+	}
+	path := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := bolt.Verify(path); err != nil {
+		t.Fatalf("streamed backup: %v", err)
+	}
+	b, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.GetDeviceByIMEI(t.Context(), "490154203237518"); err != nil {
+		t.Fatalf("the backup lacks a device: %v", err)
+	}
+}
+
+func (e *env) client() *http.Client { return &http.Client{Timeout: 30 * time.Second} }

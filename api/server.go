@@ -153,6 +153,7 @@ func New(d Deps, o Options) *fiber.App {
 	codes.Get("/:id/qr.png", s.codeQR)
 
 	v1.Post("/admin/keys/rotate", append(admins, s.rotateKeys)...)
+	v1.Get("/admin/backup", append(admins, s.backup)...)
 
 	// The compatibility dialects (docs/compat.md). Routes match in any case,
 	// as the servers they stand in for did.

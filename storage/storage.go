@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // ErrNotFound is wrapped by every error reporting a missing record.
@@ -143,4 +144,13 @@ type Store interface {
 type Page[T any] struct {
 	Items []T
 	Next  string
+}
+
+// Backuper is a store that can write a consistent copy of itself while it
+// serves. The embedded store implements it; a database server has its own
+// backups.
+type Backuper interface {
+	// Backup writes a snapshot of the whole store, as of one instant, to w
+	// and returns the bytes written.
+	Backup(ctx context.Context, w io.Writer) (int64, error)
 }

@@ -18,6 +18,7 @@ import (
 	"tether/auth"
 	"tether/device"
 	"tether/storage"
+	"tether/storage/bolt"
 )
 
 // listFlag is a flag that takes a comma-separated list and may be repeated.
@@ -341,5 +342,70 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(c.stdout, code)
+	return nil
+}
+
+func (c *cli) backup(ctx context.Context, args []string) error {
+	var data, out string
+	fs := c.flagSet("backup")
+	fs.StringVar(&data, "data", "./data", "data directory")
+	fs.StringVar(&out, "out", "", "the backup file to write (created 0600)")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if out == "" {
+		fmt.Fprintln(c.stderr, "tether backup: --out is required")
+		return errUsage
+	}
+	// Written beside its destination and renamed, so an interrupted backup
+	// never leaves a truncated file that looks whole.
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".tether-backup-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	var n int64
+	err = c.withStore(data, func(svc *services) error {
+		var err error
+		n, err = svc.store.Backup(ctx, tmp)
+		return err
+	})
+	err = errors.Join(err, tmp.Chmod(0o600), tmp.Sync(), tmp.Close())
+	if err != nil {
+		return err
+	}
+	if _, err := bolt.Verify(tmp.Name()); err != nil {
+		return fmt.Errorf("the backup does not verify: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "backed up %s to %s (%d bytes)\n", data, out, n)
+	return nil
+}
+
+func (c *cli) restore(ctx context.Context, args []string) error {
+	var data string
+	fs := c.flagSet("restore")
+	fs.StringVar(&data, "data", "./data", "data directory to restore into")
+	file, err := c.parseWithFile(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	version, err := bolt.Verify(file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	path := filepath.Join(data, dbFile)
+	if err := bolt.Restore(file, path); err != nil {
+		if errors.Is(err, bolt.ErrLocked) {
+			return fmt.Errorf("%s is in use by a running tether: stop it, then restore", path)
+		}
+		return err
+	}
+	fmt.Fprintf(c.stderr, "restored %s (schema %d) into %s; the previous store, if any, is %s.before-restore\n", file, version, path, path)
 	return nil
 }

@@ -7,6 +7,8 @@
 //	tether apikey create [flags]     create an API key (printed alone on stdout)
 //	tether enrollment-code create    make a code handsets enroll with (and its QR)
 //	tether keys rotate [flags]       start signing tokens with a new key
+//	tether backup --out FILE         copy the store (server stopped; else GET /v1/admin/backup)
+//	tether restore FILE              check a backup and put it in place of the store
 //	tether version                   print the version
 //
 // Every flag can also be set with an environment variable TETHER_<FLAG>,
@@ -75,6 +77,8 @@ Usage:
   tether apikey create --role manager|admin|introspect|client [--name N]
   tether enrollment-code create [--expires-in 24h] [--max-uses 1] [--label L] [--group G]
   tether keys rotate
+  tether backup --out FILE
+  tether restore FILE
   tether version
 
 Run "tether COMMAND --help" for a command's flags. Every flag can also be
@@ -124,6 +128,10 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.apikeyCreate(ctx, rest[1:])
 	case cmd == "enrollment-code" && sub == "create":
 		return c.enrollmentCodeCreate(ctx, rest[1:])
+	case cmd == "backup":
+		return c.backup(ctx, rest)
+	case cmd == "restore":
+		return c.restore(ctx, rest)
 	case cmd == "keys" && sub == "rotate":
 		return c.keysRotate(ctx, rest[1:])
 	case cmd == "version" || cmd == "--version":

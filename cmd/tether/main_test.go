@@ -482,3 +482,41 @@ func TestEnrollmentCodeCreate(t *testing.T) {
 		t.Fatalf("codes: %+v, %v", codes, err)
 	}
 }
+
+func TestBackupRestore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if r := runCLI(t, "", nil, "device", "add", "--data", dir, "--imei", "490154203237518"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	out := filepath.Join(t.TempDir(), "backup.db")
+	if r := runCLI(t, "", nil, "backup", "--data", dir, "--out", out); r.code != 0 {
+		t.Fatalf("backup: %s", r.stderr)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v %v", fi, err)
+	}
+	// A change after the backup is undone by the restore.
+	if r := runCLI(t, "", nil, "device", "add", "--data", dir, "--imei", "356938035643809"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := runCLI(t, "", nil, "restore", "--data", dir, out); r.code != 0 {
+		t.Fatalf("restore: %s", r.stderr)
+	}
+	s := openTestStore(t, dir)
+	page, err := s.ListDevices(context.Background(), storage.DeviceFilter{})
+	s.Close()
+	if err != nil || len(page.Items) != 1 || page.Items[0].IMEI != "490154203237518" {
+		t.Fatalf("after restore: %+v, %v", page.Items, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, dbFile+".before-restore")); err != nil {
+		t.Fatalf("the replaced store was not kept: %v", err)
+	}
+	junk := filepath.Join(t.TempDir(), "junk.db")
+	os.WriteFile(junk, []byte("junk"), 0o600)
+	if r := runCLI(t, "", nil, "restore", "--data", dir, junk); r.code != 1 || !strings.Contains(r.stderr, "not a sound Tether store") {
+		t.Fatalf("restoring junk: exit %d %s", r.code, r.stderr)
+	}
+	if r := runCLI(t, "", nil, "backup", "--data", dir); r.code != 2 {
+		t.Fatalf("backup without --out: exit %d", r.code)
+	}
+}

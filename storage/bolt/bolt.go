@@ -160,6 +160,8 @@ func migrate(tx *bolt.Tx) error {
 	return meta.Put(keySchemaVersion, binary.BigEndian.AppendUint64(nil, version))
 }
 
+func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 

@@ -2,6 +2,9 @@ package bolt_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"sync"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -205,5 +208,121 @@ func TestMigratesFromSchema1(t *testing.T) {
 	sess := storage.Session{ID: storage.NewID(storage.PrefixSession), UserID: u.ID, DeviceID: d.ID, FamilyHash: []byte("family"), ExpiresAt: time.Now().Add(time.Hour)}
 	if _, err := s.CreateSession(ctx, sess, nil); err != nil {
 		t.Fatalf("a session in the migrated store: %v", err)
+	}
+}
+
+// TestBackupUnderWrites backs up while writers keep writing, restores the
+// copy, and finds every write acknowledged before the backup began.
+func TestBackupUnderWrites(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := bolt.Open(filepath.Join(dir, "tether.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				u := storage.User{ID: storage.NewID(storage.PrefixUser), Username: fmt.Sprintf("w%d-%d", w, i), Role: storage.RoleWorker}
+				if _, err := s.CreateUser(ctx, u); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, u.ID)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	before := slices.Clone(acked)
+	mu.Unlock()
+	backup := filepath.Join(dir, "backup.db")
+	f, err := os.Create(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Backup(ctx, f)
+	if err != nil || n == 0 {
+		t.Fatalf("Backup = %d, %v", n, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if len(before) == 0 {
+		t.Fatal("no write was acknowledged before the backup")
+	}
+
+	if v, err := bolt.Verify(backup); err != nil || v != bolt.SchemaVersion() {
+		t.Fatalf("Verify(backup) = %d, %v", v, err)
+	}
+	target := filepath.Join(t.TempDir(), "tether.db")
+	if err := bolt.Restore(backup, target); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	r, err := bolt.Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, id := range before {
+		if _, err := r.GetUser(ctx, id); err != nil {
+			t.Fatalf("user %s, acknowledged before the backup, is missing from it: %v", id, err)
+		}
+	}
+	fi, err := os.Stat(target)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("restored file mode %v, %v", fi.Mode().Perm(), err)
+	}
+}
+
+func TestRestoreRefuses(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.db")
+	if err := os.WriteFile(junk, []byte("not a database at all, just some bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "tether.db")
+	if err := bolt.Restore(junk, target); !errors.Is(err, bolt.ErrBadBackup) {
+		t.Fatalf("restoring junk: %v; want ErrBadBackup", err)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Fatal("a refused restore left a file")
+	}
+
+	// A live store is not replaced under its server.
+	s, err := bolt.Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	good := filepath.Join(dir, "good.db")
+	f, err := os.Create(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Backup(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := bolt.Restore(good, target); !errors.Is(err, bolt.ErrLocked) {
+		t.Fatalf("restoring over an open store: %v; want ErrLocked", err)
 	}
 }
