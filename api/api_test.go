@@ -89,7 +89,9 @@ func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 
 func newEnv(t *testing.T, mutate ...func(*auth.Config)) *env {
 	t.Helper()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"))
+	metrics := api.NewMetrics()
+	metrics.StatsEvery = 0 // tests read the store's counts fresh
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"), bolt.WithTxObserver(metrics.ObserveTx))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func newEnv(t *testing.T, mutate ...func(*auth.Config)) *env {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	authSvc, err := auth.NewService(context.Background(), cfg, store, hasher, v, auth.WithLogger(logger))
+	authSvc, err := auth.NewService(context.Background(), cfg, store, hasher, v, auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +121,7 @@ func newEnv(t *testing.T, mutate ...func(*auth.Config)) *env {
 		APIKeys: keys,
 		Auth:    authSvc,
 		Logger:  logger,
+		Metrics: metrics,
 	}, api.Options{BodyLimit: bodyLimit})
 	for _, k := range []struct {
 		dst  *string
@@ -400,3 +403,58 @@ func TestBackupRoute(t *testing.T) {
 }
 
 func (e *env) client() *http.Client { return &http.Client{Timeout: 30 * time.Second} }
+
+// metric returns the value of one series in a /metrics answer, or -1.
+func metric(t *testing.T, body []byte, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	before := e.do("GET", "/metrics", "", nil)
+	if before.status != 200 || !strings.Contains(before.header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("/metrics: %d %v", before.status, before.header)
+	}
+	login := `tether_auth_events_total{action="login",outcome="success",reason=""}`
+	if v := metric(t, before.body, login); v > 0 {
+		t.Fatalf("logins before any login: %v", v)
+	}
+	e.loginWorker()
+	e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "wrong password", "device": handset("490154203237518")})
+	after := e.do("GET", "/metrics", "", nil).body
+	for series, want := range map[string]float64{
+		login: 1,
+		`tether_auth_events_total{action="login",outcome="failure",reason="invalid_credentials"}`: 1,
+		`tether_http_requests_total{method="POST",route="/v1/auth/login",status="200"}`:           1,
+		`tether_http_requests_total{method="POST",route="/v1/auth/login",status="401"}`:           1,
+		`tether_devices{status="enrolled"}`:                                                       2,
+		`tether_sessions`:                                                                         1,
+		`tether_password_hash_queue`:                                                              0,
+	} {
+		if got := metric(t, after, series); got != want {
+			t.Errorf("%s = %v; want %v", series, got, want)
+		}
+	}
+	for _, name := range []string{"tether_http_request_duration_seconds_bucket", "tether_store_transaction_seconds_bucket", "tether_store_size_bytes", "go_goroutines"} {
+		if !strings.Contains(string(after), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	// Routes are counted by pattern, not by id.
+	e.do("GET", "/v1/devices/490154203237518", e.manager, nil)
+	if strings.Contains(string(e.do("GET", "/metrics", "", nil).body), "490154203237518") {
+		t.Fatal("a device id became a metric label")
+	}
+}
+

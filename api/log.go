@@ -88,6 +88,13 @@ func (s *server) accessLog(c *fiber.Ctx) error {
 		}
 	}
 	status := c.Response().StatusCode()
+	if s.Metrics != nil {
+		route := "unmatched"
+		if r := c.Route(); r != nil && r.Path != "/" && r.Path != "" {
+			route = r.Path
+		}
+		s.Metrics.observeRequest(route, c.Method(), status, time.Since(start))
+	}
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError

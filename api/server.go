@@ -28,6 +28,8 @@ type Deps struct {
 	APIKeys *auth.APIKeys
 	Auth    *auth.Service
 	Logger  *slog.Logger
+	// Metrics, if set, is served at /metrics and counts every request.
+	Metrics *Metrics
 }
 
 // Options tune the HTTP server. Zero fields take the defaults.
@@ -101,6 +103,10 @@ func New(d Deps, o Options) *fiber.App {
 	app.Use(origin)
 	app.Use(acceptable)
 
+	if d.Metrics != nil {
+		d.Metrics.register(s)
+		app.Get("/metrics", d.Metrics.handler())
+	}
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
 	app.Get("/.well-known/jwks.json", s.jwks)

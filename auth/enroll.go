@@ -180,6 +180,7 @@ func (s *Service) Enroll(ctx context.Context, code string, p device.Payload) (st
 	if err != nil {
 		return fail(err)
 	}
+	s.written(withOutcome(ev, "success"))
 	return d, nil
 }
 

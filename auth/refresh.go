@@ -168,11 +168,13 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 		}, storage.WithEvents(ev)); rerr != nil {
 			return Grant{}, rerr
 		}
+		s.written(ev)
 		s.log.WarnContext(ctx, "refresh token reused: session revoked", "session", last.ID, "user", last.UserID)
 		return Grant{}, ErrRefreshTokenReused
 	case err != nil:
 		return fail(err)
 	}
+	s.written(withOutcome(ev, "success"))
 	return Grant{
 		AccessToken: access, AccessExpiresAt: accessExp,
 		RefreshToken: next.raw, RefreshExpiresAt: refreshExp,
@@ -243,6 +245,7 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 	if err != nil {
 		return fail(err)
 	}
+	s.written(withOutcome(ev, "success"))
 	return Grant{AccessToken: access, AccessExpiresAt: exp, Session: sess, User: user, Device: dev}, nil
 }
 

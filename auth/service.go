@@ -136,6 +136,10 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 
+	// observe is told of every audit event the service writes, once it is
+	// written (for metrics).
+	observe func(storage.Event)
+
 	accounts  *Throttle
 	addresses *Throttle
 	gate      *hashGate
@@ -150,6 +154,12 @@ type ServiceOption func(*Service)
 // WithClock sets the clock.
 func WithClock(now func() time.Time) ServiceOption {
 	return func(s *Service) { s.now = now }
+}
+
+// WithObserver sets a function told of every audit event the service
+// writes, after it is written: logins, refreshes and renewals by outcome.
+func WithObserver(f func(storage.Event)) ServiceOption {
+	return func(s *Service) { s.observe = f }
 }
 
 // WithLogger sets the logger.
@@ -210,6 +220,17 @@ func (s *Service) event(ctx context.Context, action, outcome string) storage.Eve
 func (s *Service) record(ctx context.Context, events ...storage.Event) {
 	if err := s.store.AppendEvents(ctx, events...); err != nil {
 		s.log.ErrorContext(ctx, "audit event lost", "action", events[0].Action, "error", err)
+	}
+	s.written(events...)
+}
+
+// written tells the observer of events that were written.
+func (s *Service) written(events ...storage.Event) {
+	if s.observe == nil {
+		return
+	}
+	for _, e := range events {
+		s.observe(e)
 	}
 }
 
@@ -409,6 +430,7 @@ func (s *Service) admitDevice(ctx context.Context, user storage.User, p device.P
 		if err := s.store.CreateDevice(ctx, d, storage.WithEvents(enrolled)); err != nil {
 			return storage.Device{}, nil, fmt.Errorf("open enrollment: %w", err)
 		}
+		s.written(enrolled)
 		s.log.WarnContext(ctx, "handset enrolled by its first login (open enrollment)", "device", d.ID, "imei", d.IMEI, "user", user.ID)
 		return d, nil, nil
 	case errors.Is(err, storage.ErrNotFound):
@@ -559,6 +581,7 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 	if err != nil {
 		return Grant{}, err
 	}
+	s.written(events...)
 	return Grant{
 		AccessToken: access, AccessExpiresAt: sess.AccessExpiresAt,
 		RefreshToken: refresh.raw, RefreshExpiresAt: refreshExpiry(sess, now),

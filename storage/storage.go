@@ -154,3 +154,17 @@ type Backuper interface {
 	// and returns the bytes written.
 	Backup(ctx context.Context, w io.Writer) (int64, error)
 }
+
+// Stats are the figures an operator watches.
+type Stats struct {
+	DevicesByStatus map[DeviceStatus]int
+	// Sessions counts the sessions not revoked (some may have expired and
+	// await the sweeper).
+	Sessions  int
+	SizeBytes int64
+}
+
+// Statser is a store that can count what it holds.
+type Statser interface {
+	Stats(ctx context.Context) (Stats, error)
+}

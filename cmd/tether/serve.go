@@ -13,6 +13,7 @@ import (
 
 	"tether/api"
 	"tether/auth"
+	"tether/storage/bolt"
 )
 
 type serveConfig struct {
@@ -54,7 +55,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 
-	store, err := openStore(cfg.data)
+	metrics := api.NewMetrics()
+	store, err := openStore(cfg.data, bolt.WithTxObserver(metrics.ObserveTx))
 	if err != nil {
 		return err
 	}
@@ -71,7 +73,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate, auth.WithLogger(logger))
+	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate,
+		auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent))
 	if err != nil {
 		return err
 	}
@@ -82,6 +85,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		APIKeys: svc.apiKeys,
 		Auth:    authSvc,
 		Logger:  logger,
+		Metrics: metrics,
 	}, api.Options{
 		BodyLimit:    cfg.bodyLimit,
 		ReadTimeout:  cfg.readTimeout,

@@ -17,12 +17,12 @@ import (
 const dbFile = "tether.db"
 
 // openStore opens the store in dir, creating dir (mode 0700) if needed.
-func openStore(dir string) (*bolt.Store, error) {
+func openStore(dir string, opts ...bolt.Option) (*bolt.Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	path := filepath.Join(dir, dbFile)
-	s, err := bolt.Open(path)
+	s, err := bolt.Open(path, opts...)
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, fmt.Errorf("data directory %s is in use by another tether process "+
 			"(stop it first, or pass another --data); with the server running, make changes through its API", dir)

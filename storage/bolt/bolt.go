@@ -92,7 +92,8 @@ func createBuckets(tx *bolt.Tx, names ...[]byte) error {
 
 // Store is a storage.Store on one bbolt file.
 type Store struct {
-	db *bolt.DB
+	db      *bolt.DB
+	observe TxObserver
 }
 
 // Option configures Open.
@@ -100,6 +101,7 @@ type Option func(*options)
 
 type options struct {
 	lockWait time.Duration
+	observe  TxObserver
 }
 
 // WithLockWait sets how long Open waits for another process to release the
@@ -130,7 +132,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err := db.Update(migrate); err != nil {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), db.Close())
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, observe: o.observe}, nil
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -183,14 +185,26 @@ func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.View(fn)
+	if s.observe == nil {
+		return s.db.View(fn)
+	}
+	start := time.Now()
+	err := s.db.View(fn)
+	s.observe(false, time.Since(start))
+	return err
 }
 
 func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(fn)
+	if s.observe == nil {
+		return s.db.Update(fn)
+	}
+	start := time.Now()
+	err := s.db.Update(fn)
+	s.observe(true, time.Since(start))
+	return err
 }
 
 // write runs fn and then the write options in one transaction.

@@ -2,14 +2,14 @@ package bolt_test
 
 import (
 	"context"
-	"fmt"
-	"slices"
-	"sync"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
