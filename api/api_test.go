@@ -457,4 +457,3 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("a device id became a metric label")
 	}
 }
-

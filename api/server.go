@@ -46,6 +46,8 @@ type Options struct {
 	// PublicURL is the address handsets reach the server at, for the
 	// enroll URL in QR codes; empty means the address each request came to.
 	PublicURL string
+	// Version is the server's version, for /openapi.json.
+	Version string
 }
 
 // Defaults for Options.
@@ -107,6 +109,7 @@ func New(d Deps, o Options) *fiber.App {
 		d.Metrics.register(s)
 		app.Get("/metrics", d.Metrics.handler())
 	}
+	app.Get("/openapi.json", s.openapi)
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
 	app.Get("/.well-known/jwks.json", s.jwks)

@@ -92,6 +92,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		WriteTimeout: cfg.writeTimeout,
 		IdleTimeout:  cfg.idleTimeout,
 		PublicURL:    cfg.publicURL,
+		Version:      version,
 	})
 
 	ln, err := net.Listen("tcp", cfg.addr)
