@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -199,18 +200,27 @@ func TestUsageErrors(t *testing.T) {
 
 // server is a tether serve process.
 type server struct {
-	cmd    *exec.Cmd
-	addr   string
-	stderr *bytes.Buffer
-	done   chan error
+	cmd       *exec.Cmd
+	addr      string
+	stderr    *bytes.Buffer
+	done      chan error
+	logs      chan map[string]any
+	listening map[string]any
 }
 
 // startServer runs the real binary's serve on a free loopback port and
 // waits until it listens.
 func startServer(t *testing.T, dir string, extra ...string) *server {
 	t.Helper()
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-format", "json"}, extra...)
+	return startServerOut(t, nil, append([]string{"--data", dir}, extra...)...)
+}
+
+// startServerOut is startServer with the server's stdout going to out.
+func startServerOut(t *testing.T, out io.Writer, extra ...string) *server {
+	t.Helper()
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
+	cmd.Stdout = out
 	cmd.Env = append(os.Environ(), "TETHER_TEST_MAIN=1")
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -222,6 +232,7 @@ func startServer(t *testing.T, dir string, extra ...string) *server {
 	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	lines := bufio.NewScanner(pipe)
 	addr := make(chan string, 1)
+	s.logs = make(chan map[string]any, 100)
 	go func() {
 		for lines.Scan() {
 			line := lines.Text()
@@ -229,6 +240,7 @@ func startServer(t *testing.T, dir string, extra ...string) *server {
 			var rec map[string]any
 			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
 				addr <- rec["addr"].(string)
+				s.listening = rec
 			}
 		}
 		s.done <- cmd.Wait()
@@ -518,5 +530,71 @@ func TestBackupRestore(t *testing.T) {
 	}
 	if r := runCLI(t, "", nil, "backup", "--data", dir); r.code != 2 {
 		t.Fatalf("backup without --out: exit %d", r.code)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to write from the child's copier and
+// read from the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestServeDemo starts tether serve --demo and runs the commands it prints,
+// as written, in a shell: each must answer 2xx.
+func TestServeDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server process")
+	}
+	var out syncBuffer
+	srv := startServerOut(t, &out, "--demo")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "# 6.") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	script := out.String()
+	if !strings.Contains(script, "TETHER=http://127.0.0.1:") || !strings.Contains(script, "KEY=tak_") {
+		t.Fatalf("demo output:\n%s", script)
+	}
+	dataDir, _ := srv.listening["data"].(string)
+	if dataDir == "" || !strings.Contains(dataDir, "tether-demo-") {
+		t.Fatalf("demo data directory %q", dataDir)
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run the demo's commands: install curl")
+		}
+		t.Skip("no curl to run the demo's commands")
+	}
+	// Each curl is made to fail on an error status, and the script stops
+	// at the first failure.
+	checked := strings.ReplaceAll(script, "curl -s ", "curl -s -f -S ")
+	got, err := exec.Command("bash", "-c", "set -e\n"+checked).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the demo script failed: %v\n%s", err, got)
+	}
+	for _, want := range []string{`"imei":"359881234567899"`, `"username":"walter"`, `"items":[{"id":"ses_`} {
+		if !strings.Contains(string(got), want) {
+			t.Fatalf("the demo's answers lack %s:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(string(got), `"accessToken":"`); n != 3 {
+		t.Fatalf("%d token answers (login, renew, refresh); want 3:\n%s", n, got)
+	}
+	srv.stop(t)
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Fatalf("the demo store outlived the server: %v", err)
 	}
 }

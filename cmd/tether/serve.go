@@ -28,6 +28,7 @@ type serveConfig struct {
 	idleTimeout     time.Duration
 	shutdownTimeout time.Duration
 	publicURL       string
+	demo            bool
 }
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -43,9 +44,19 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", api.DefaultIdleTimeout, "time a keep-alive connection may wait for its next request")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "the address handsets reach the server at, for enrollment QR codes (default: the address each request came to)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGINT or SIGTERM")
+	fs.BoolVar(&cfg.demo, "demo", false, "start on a temporary store with demo users and handsets, and print commands to try (deleted at exit)")
 	authFlags(fs, &cfg.auth)
 	if err := c.parse(fs, args); err != nil {
 		return err
+	}
+	if cfg.demo {
+		dir, err := os.MkdirTemp("", "tether-demo-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.data = dir
+		cfg.auth.EnrollmentMode = auth.EnrollCode
 	}
 	if err := cfg.auth.Validate(); err != nil {
 		return err
@@ -78,6 +89,12 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var demoSeed demo
+	if cfg.demo {
+		if demoSeed, err = seedDemo(ctx, svc, authSvc); err != nil {
+			return err
+		}
+	}
 	app := api.New(api.Deps{
 		Store:   store,
 		Devices: svc.devices,
@@ -103,6 +120,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	go func() { served <- app.Listener(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "data", cfg.data, "version", version,
 		"enrollment_mode", cfg.auth.EnrollmentMode, "sim_policy", cfg.auth.SIMPolicy)
+	if cfg.demo {
+		printDemo(c.stdout, demoBase(ln.Addr().String()), demoSeed)
+	}
 
 	select {
 	case err := <-served:
