@@ -87,7 +87,9 @@ func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 	return http.ReadResponse(bufio.NewReader(conn), req)
 }
 
-func newEnv(t *testing.T, mutate ...func(*auth.Config)) *env {
+// newEnv takes options: func(*auth.Config) for the policies,
+// func(*api.Options) for the server.
+func newEnv(t *testing.T, mutate ...any) *env {
 	t.Helper()
 	metrics := api.NewMetrics()
 	metrics.StatsEvery = 0 // tests read the store's counts fresh
@@ -106,8 +108,16 @@ func newEnv(t *testing.T, mutate ...func(*auth.Config)) *env {
 	keys := auth.NewAPIKeys(store)
 	hasher := auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16})
 	cfg := auth.DefaultConfig()
+	opts := api.Options{BodyLimit: bodyLimit}
 	for _, m := range mutate {
-		m(&cfg)
+		switch f := m.(type) {
+		case func(*auth.Config):
+			f(&cfg)
+		case func(*api.Options):
+			f(&opts)
+		default:
+			t.Fatalf("newEnv option %T", m)
+		}
 	}
 	authSvc, err := auth.NewService(context.Background(), cfg, store, hasher, v, auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent))
 	if err != nil {
@@ -122,7 +132,7 @@ func newEnv(t *testing.T, mutate ...func(*auth.Config)) *env {
 		Auth:    authSvc,
 		Logger:  logger,
 		Metrics: metrics,
-	}, api.Options{BodyLimit: bodyLimit})
+	}, opts)
 	for _, k := range []struct {
 		dst  *string
 		role storage.Role

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"image/png"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/makiuchi-d/gozxing"
 	qrreader "github.com/makiuchi-d/gozxing/qrcode"
 
+	"tether/api"
 	"tether/auth"
 )
 
@@ -394,4 +396,43 @@ func TestEnrollmentQR(t *testing.T) {
 	wantProblem(t, e.do("GET", strings.Replace(qrPath, secret, "AAAA-BBBB-CCCC-DDDD", 1), e.manager, nil), 404, "not_found")
 	wantProblem(t, e.do("GET", "/v1/enrollment-codes/enc_missing/qr.png?code="+secret, e.manager, nil), 404, "not_found")
 	wantProblem(t, e.do("GET", qrPath, "", nil), 401, "token_invalid")
+}
+
+// TestTrustedProxies checks which address the audit trail (and throttling)
+// sees. Requests made with app.Test come from 0.0.0.0.
+func TestTrustedProxies(t *testing.T) {
+	lastIP := func(e *env) string {
+		t.Helper()
+		items := e.do("GET", "/v1/audit?action=login", e.manager, nil).json(t)["items"].([]any)
+		return items[len(items)-1].(map[string]any)["clientIp"].(string)
+	}
+	login := func(e *env, xff string) {
+		t.Helper()
+		e.do("POST", "/v1/auth/login", "", map[string]any{"username": "maria", "password": "correct horse"}, "X-Forwarded-For", xff)
+	}
+
+	direct := newEnv(t)
+	direct.fleet()
+	login(direct, "6.6.6.6")
+	if ip := lastIP(direct); ip != "0.0.0.0" {
+		t.Fatalf("without trusted proxies the header was believed: %s", ip)
+	}
+
+	proxied := newEnv(t, func(o *api.Options) {
+		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32"), netip.MustParsePrefix("10.0.0.0/8")}
+	})
+	proxied.fleet()
+	for xff, want := range map[string]string{
+		"203.0.113.9":                      "203.0.113.9",
+		"6.6.6.6, 203.0.113.9, 10.1.2.3":   "203.0.113.9", // the client's own claim (6.6.6.6) is not believed
+		"10.9.9.9":                         "10.9.9.9",    // every hop trusted: the farthest
+		"nonsense, 198.51.100.4":           "198.51.100.4",
+		"":                                 "0.0.0.0",
+		"198.51.100.4, ::ffff:203.0.113.7": "203.0.113.7",
+	} {
+		login(proxied, xff)
+		if ip := lastIP(proxied); ip != want {
+			t.Errorf("X-Forwarded-For %q: client %s; want %s", xff, ip, want)
+		}
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"tether"
 )
 
 type requestIDKey struct{}
@@ -104,7 +106,7 @@ func (s *server) accessLog(c *fiber.Ctx) error {
 		slog.String("path", c.Path()),
 		slog.Int("status", status),
 		slog.Duration("duration", time.Since(start)),
-		slog.String("ip", c.IP()),
+		slog.String("ip", tether.OriginOf(c.UserContext()).IP),
 		slog.Int("bytes", len(c.Response().Body())),
 	)
 	return nil

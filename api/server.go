@@ -6,6 +6,7 @@ package api
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -48,6 +49,10 @@ type Options struct {
 	PublicURL string
 	// Version is the server's version, for /openapi.json.
 	Version string
+	// TrustedProxies are the networks whose X-Forwarded-For is believed
+	// when they connect; without any, the connection's address is the
+	// client's.
+	TrustedProxies []netip.Prefix
 }
 
 // Defaults for Options.
@@ -102,7 +107,7 @@ func New(d Deps, o Options) *fiber.App {
 	app.Use(recover.New())
 	app.Use(requestID)
 	app.Use(s.accessLog)
-	app.Use(origin)
+	app.Use(s.origin)
 	app.Use(acceptable)
 
 	if d.Metrics != nil {
@@ -225,9 +230,9 @@ func acceptable(c *fiber.Ctx) error {
 
 // origin records where a request came from, for the audit trail and
 // throttling.
-func origin(c *fiber.Ctx) error {
+func (s *server) origin(c *fiber.Ctx) error {
 	c.SetUserContext(tether.WithOrigin(c.UserContext(), tether.Origin{
-		IP:        c.IP(),
+		IP:        s.clientIP(c),
 		UserAgent: utils.CopyString(c.Get(fiber.HeaderUserAgent)),
 	}))
 	return c.Next()

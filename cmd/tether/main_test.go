@@ -4,10 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -596,5 +604,110 @@ func TestServeDemo(t *testing.T) {
 	srv.stop(t)
 	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
 		t.Fatalf("the demo store outlived the server: %v", err)
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 with the given
+// serial number, and returns a pool that trusts it.
+func writeCert(t *testing.T, certFile, keyFile string, serial int64) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "tether test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
+}
+
+// TestServeTLS serves HTTPS, reloads the certificate on SIGHUP, and keeps
+// the old one when the new files are broken.
+func TestServeTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server process")
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	pool1 := writeCert(t, certFile, keyFile, 1)
+	srv := startServer(t, filepath.Join(dir, "data"), "--tls-cert", certFile, "--tls-key", keyFile)
+	serial := func(pool *x509.CertPool) (int64, error) {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, DisableKeepAlives: true,
+		}}
+		resp, err := client.Get("https://" + srv.addr + "/healthz")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return 0, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return resp.TLS.PeerCertificates[0].SerialNumber.Int64(), nil
+	}
+	if n, err := serial(pool1); err != nil || n != 1 {
+		t.Fatalf("HTTPS: serial %d, %v", n, err)
+	}
+	// Plain HTTP on the TLS port is refused.
+	if resp, err := http.Get("http://" + srv.addr + "/healthz"); err == nil && resp.StatusCode == 200 {
+		t.Fatal("plain HTTP answered on the TLS port")
+	}
+
+	pool2 := writeCert(t, certFile, keyFile, 2)
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := serial(pool2)
+		if err == nil && n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP: serial %d, %v", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A broken reload keeps the certificate in use.
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n, err := serial(pool2); err != nil || n != 2 {
+		t.Fatalf("after a broken reload: serial %d, %v", n, err)
+	}
+	srv.stop(t)
+	if !strings.Contains(srv.stderr.String(), "keeping the one in use") {
+		t.Fatalf("the failed reload was not logged:\n%s", srv.stderr)
+	}
+	r := runCLI(t, "", nil, "serve", "--data", filepath.Join(dir, "d2"), "--tls-cert", certFile)
+	if r.code != 1 || !strings.Contains(r.stderr, "go together") {
+		t.Fatalf("--tls-cert alone: %d %s", r.code, r.stderr)
 	}
 }

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"tether/api"
@@ -29,6 +33,9 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	publicURL       string
 	demo            bool
+	tlsCert         string
+	tlsKey          string
+	trustedProxies  string
 }
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -44,6 +51,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", api.DefaultIdleTimeout, "time a keep-alive connection may wait for its next request")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "the address handsets reach the server at, for enrollment QR codes (default: the address each request came to)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGINT or SIGTERM")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM, with its chain); with --tls-key, serve HTTPS. SIGHUP reloads both")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM)")
+	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", "", "addresses or networks (comma-separated) of proxies whose X-Forwarded-For is believed")
 	fs.BoolVar(&cfg.demo, "demo", false, "start on a temporary store with demo users and handsets, and print commands to try (deleted at exit)")
 	authFlags(fs, &cfg.auth)
 	if err := c.parse(fs, args); err != nil {
@@ -64,6 +74,19 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	logger, err := newLogger(c.stderr, cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err
+	}
+	proxies, err := parseProxies(cfg.trustedProxies)
+	if err != nil {
+		return err
+	}
+	var cert *certificate
+	switch {
+	case cfg.tlsCert != "" && cfg.tlsKey != "":
+		if cert, err = loadCertificate(cfg.tlsCert, cfg.tlsKey); err != nil {
+			return err
+		}
+	case cfg.tlsCert != "" || cfg.tlsKey != "":
+		return errors.New("--tls-cert and --tls-key go together")
 	}
 
 	metrics := api.NewMetrics()
@@ -104,21 +127,30 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		Logger:  logger,
 		Metrics: metrics,
 	}, api.Options{
-		BodyLimit:    cfg.bodyLimit,
-		ReadTimeout:  cfg.readTimeout,
-		WriteTimeout: cfg.writeTimeout,
-		IdleTimeout:  cfg.idleTimeout,
-		PublicURL:    cfg.publicURL,
-		Version:      version,
+		BodyLimit:      cfg.bodyLimit,
+		ReadTimeout:    cfg.readTimeout,
+		WriteTimeout:   cfg.writeTimeout,
+		IdleTimeout:    cfg.idleTimeout,
+		PublicURL:      cfg.publicURL,
+		Version:        version,
+		TrustedProxies: proxies,
 	})
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	scheme := "http"
+	if cert != nil {
+		ln, scheme = tls.NewListener(ln, cert.config()), "https"
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go cert.reloadOn(hup, logger)
+	}
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "data", cfg.data, "version", version,
+	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "data", cfg.data, "version", version,
 		"enrollment_mode", cfg.auth.EnrollmentMode, "sim_policy", cfg.auth.SIMPolicy)
 	if cfg.demo {
 		printDemo(c.stdout, demoBase(ln.Addr().String()), demoSeed)
