@@ -212,7 +212,6 @@ type server struct {
 	addr      string
 	stderr    *bytes.Buffer
 	done      chan error
-	logs      chan map[string]any
 	listening map[string]any
 }
 
@@ -240,15 +239,14 @@ func startServerOut(t *testing.T, out io.Writer, extra ...string) *server {
 	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	lines := bufio.NewScanner(pipe)
 	addr := make(chan string, 1)
-	s.logs = make(chan map[string]any, 100)
 	go func() {
 		for lines.Scan() {
 			line := lines.Text()
 			s.stderr.WriteString(line + "\n")
 			var rec map[string]any
 			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
+				s.listening = rec // before the send: the test reads it after
 				addr <- rec["addr"].(string)
-				s.listening = rec
 			}
 		}
 		s.done <- cmd.Wait()
