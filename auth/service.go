@@ -67,6 +67,9 @@ type Config struct {
 	// number of CPUs); HashQueue how many more may wait.
 	HashConcurrency int
 	HashQueue       int
+
+	// AuditRetention is how long audit events are kept (0: for ever).
+	AuditRetention time.Duration
 }
 
 // DefaultConfig is the policy of API.md section 1.
@@ -90,6 +93,7 @@ func DefaultConfig() Config {
 		FailureWindow:     15 * time.Minute,
 		HashConcurrency:   runtime.NumCPU(),
 		HashQueue:         64,
+		AuditRetention:    365 * 24 * time.Hour,
 	}
 }
 
@@ -119,7 +123,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
 	}
-	if c.RenewWindow < 0 || c.RefreshReuseGrace < 0 {
+	if c.RenewWindow < 0 || c.RefreshReuseGrace < 0 || c.AuditRetention < 0 {
 		errs = append(errs, errors.New("renewal window and refresh reuse grace cannot be negative"))
 	}
 	return errors.Join(errs...)

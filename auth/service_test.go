@@ -828,3 +828,33 @@ func TestLoginByDeviceRef(t *testing.T) {
 	_, err = w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: w.phone.IMEI})
 	wantErr(t, err, auth.ErrDeviceSuspended)
 }
+
+func TestSweep(t *testing.T) {
+	w := newWorld(t, func(c *auth.Config) { c.AuditRetention = 30 * 24 * time.Hour })
+	old := w.mustLogin() // replaced by the next login: ended now
+	w.mustLogin()
+	manager := auth.Principal{Kind: auth.KindAPIKey, ID: "ak_m", Role: storage.RoleManager}
+	if _, _, err := w.svc.CreateEnrollmentCode(w.ctx, manager, auth.NewCode{TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := w.svc.Sweep(w.ctx)
+	if err != nil || r != (auth.SweepReport{}) {
+		t.Fatalf("first sweep: %+v, %v; want nothing removed yet", r, err)
+	}
+	w.clock.Advance(8 * 24 * time.Hour)
+	r, err = w.svc.Sweep(w.ctx)
+	if err != nil || r.Sessions != 1 || r.Codes != 1 || r.Events != 0 {
+		t.Fatalf("a week on: %+v, %v; want the replaced session and the expired code", r, err)
+	}
+	if _, err := w.store.GetSession(w.ctx, old.Session.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the ended session is still there: %v", err)
+	}
+	w.clock.Advance(30 * 24 * time.Hour)
+	r, err = w.svc.Sweep(w.ctx)
+	if err != nil || r.Events == 0 {
+		t.Fatalf("past the retention: %+v, %v; want the old events gone", r, err)
+	}
+	if page, _ := w.store.ListEvents(w.ctx, storage.EventFilter{}); len(page.Items) != 0 {
+		t.Fatalf("%d events past the retention", len(page.Items))
+	}
+}

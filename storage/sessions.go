@@ -74,6 +74,19 @@ func (s Session) Clone() Session {
 // Revoked reports whether the session was ended.
 func (s Session) Revoked() bool { return !s.RevokedAt.IsZero() }
 
+// EndedAt is when the session ended or will end: when it was revoked, or
+// the sooner of its absolute and idle limits.
+func (s Session) EndedAt() time.Time {
+	if s.Revoked() {
+		return s.RevokedAt
+	}
+	idle := s.LastUsedAt.Add(s.IdleTimeout)
+	if idle.Before(s.ExpiresAt) {
+		return idle
+	}
+	return s.ExpiresAt
+}
+
 // Live reports whether the session is neither revoked nor expired at t.
 func (s Session) Live(t time.Time) bool {
 	return !s.Revoked() && t.Before(s.ExpiresAt) && t.Before(s.LastUsedAt.Add(s.IdleTimeout))
@@ -120,6 +133,9 @@ type Sessions interface {
 	// package contract), and runs the write options in the same
 	// transaction. Changing the ID, Key, user, device or family is an error.
 	UpdateSession(ctx context.Context, id string, fn func(Session) (Session, error), opts ...WriteOption) (Session, error)
+	// PurgeSessions deletes the sessions that ended (EndedAt) before t, in
+	// write transactions of at most batch sessions, and returns how many.
+	PurgeSessions(ctx context.Context, endedBefore time.Time, batch int) (int, error)
 }
 
 // Revocation revokes, in the transaction of a write, every live session of
@@ -227,6 +243,9 @@ type Audit interface {
 	AppendEvents(ctx context.Context, events ...Event) error
 	// ListEvents returns one page of events matching f, oldest first.
 	ListEvents(ctx context.Context, f EventFilter) (Page[Event], error)
+	// PurgeEvents deletes the events older than t, in write transactions
+	// of at most batch events, and returns how many.
+	PurgeEvents(ctx context.Context, before time.Time, batch int) (int, error)
 }
 
 // SigningKey is an Ed25519 key that signs access tokens.
@@ -299,6 +318,10 @@ type EnrollmentCodes interface {
 	// returns an error refusing the code. A device with a taken IMEI is a
 	// *ConflictError and uses nothing.
 	EnrollWithCode(ctx context.Context, hash []byte, enroll func(EnrollmentCode) (EnrollmentCode, Device, error), opts ...WriteOption) (Device, error)
+	// PurgeEnrollmentCodes deletes the codes that expired, or were revoked,
+	// before t, in write transactions of at most batch codes, and returns
+	// how many.
+	PurgeEnrollmentCodes(ctx context.Context, before time.Time, batch int) (int, error)
 }
 
 // NewEvent starts an audit event at t, with the request origin carried by

@@ -36,6 +36,7 @@ type serveConfig struct {
 	tlsCert         string
 	tlsKey          string
 	trustedProxies  string
+	sweepEvery      time.Duration
 }
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -54,6 +55,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM, with its chain); with --tls-key, serve HTTPS. SIGHUP reloads both")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", "", "addresses or networks (comma-separated) of proxies whose X-Forwarded-For is believed")
+	fs.DurationVar(&cfg.sweepEvery, "sweep-interval", 10*time.Minute, "how often ended sessions, dead enrollment codes and old audit events are removed")
 	fs.BoolVar(&cfg.demo, "demo", false, "start on a temporary store with demo users and handsets, and print commands to try (deleted at exit)")
 	authFlags(fs, &cfg.auth)
 	if err := c.parse(fs, args); err != nil {
@@ -156,6 +158,12 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		printDemo(c.stdout, demoBase(ln.Addr().String()), demoSeed)
 	}
 
+	sweepCtx, stopSweeper := context.WithCancel(ctx)
+	defer stopSweeper()
+	if cfg.sweepEvery > 0 {
+		go authSvc.RunSweeper(sweepCtx, cfg.sweepEvery)
+	}
+
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
@@ -189,6 +197,7 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.IntVar(&a.AccountFailures, "max-account-failures", a.AccountFailures, "failed logins per account per --failure-window before 429 (0: no limit)")
 	fs.IntVar(&a.AddressFailures, "max-address-failures", a.AddressFailures, "failed logins per client address per --failure-window before 429 (0: no limit)")
 	fs.DurationVar(&a.FailureWindow, "failure-window", a.FailureWindow, "the window failed logins are counted in")
+	fs.DurationVar(&a.AuditRetention, "audit-retention", a.AuditRetention, "how long audit events are kept (0: for ever)")
 }
 
 // newLogger returns a structured logger writing to w, which adds the request

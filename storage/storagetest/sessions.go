@@ -442,3 +442,93 @@ func testEnrollmentCodes(t *testing.T, s storage.Store) {
 	_, err = s.GetEnrollmentCode(ctx, "enc_missing")
 	wantNotFound(t, err)
 }
+
+func testPurges(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	other := mustCreateUser(t, s, newUser("other", storage.RoleWorker))
+	d2 := mustCreateDevice(t, s, newDevice("356938035643809"))
+
+	// Sessions: one expired long ago, one revoked long ago, one live; and
+	// enough ended ones to take several batches.
+	expired := newSession(u.ID, d.ID)
+	expired.ExpiresAt = now.Add(-48 * time.Hour)
+	mustCreateSession(t, s, expired)
+	revoked := mustCreateSession(t, s, newSession(other.ID, d.ID))
+	if _, err := s.UpdateSession(ctx, revoked.ID, func(x storage.Session) (storage.Session, error) {
+		x.RevokedAt, x.RevokeReason = now.Add(-48*time.Hour), "logout"
+		return x, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	live := mustCreateSession(t, s, newSession(u.ID, d2.ID))
+	for i := range 7 {
+		x := newSession(fmt.Sprintf("usr_gone%d", i), "")
+		x.ExpiresAt = now.Add(-time.Hour)
+		if _, err := s.CreateSession(ctx, x, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.PurgeSessions(ctx, now, 3)
+	if err != nil || n != 9 {
+		t.Fatalf("PurgeSessions = %d, %v; want 9", n, err)
+	}
+	page, _ := s.ListSessions(ctx, storage.SessionFilter{})
+	if len(page.Items) != 1 || page.Items[0].ID != live.ID {
+		t.Fatalf("after the purge: %d sessions", len(page.Items))
+	}
+	_, err = s.GetSessionByFamily(ctx, expired.FamilyHash)
+	wantNotFound(t, err)
+	// The purged sessions' user-and-device slots are free: a new login on
+	// that pair replaces nothing, and revoking by user finds only the live.
+	fresh := mustCreateSession(t, s, newSession(other.ID, d.ID))
+	var count int
+	if _, err := s.UpdateUser(ctx, u.ID, func(x storage.User) (storage.User, error) { return x, nil },
+		storage.WithRevocation(storage.Revocation{UserID: u.ID, Reason: "test", At: now}, &count)); err != nil || count != 1 {
+		t.Fatalf("revocation after purge: %d, %v", count, err)
+	}
+	if got, _ := s.GetSession(ctx, fresh.ID); got.Revoked() {
+		t.Fatal("another user's session was touched")
+	}
+
+	// Events: older than the cut-off go, in time order.
+	var events []storage.Event
+	for i := range 10 {
+		events = append(events, storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now.Add(time.Duration(i-5) * time.Hour), Action: "login", Outcome: "success"})
+	}
+	if err := s.AppendEvents(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	n, err = s.PurgeEvents(ctx, now, 2)
+	if err != nil || n != 5 {
+		t.Fatalf("PurgeEvents = %d, %v; want 5", n, err)
+	}
+	left, _ := s.ListEvents(ctx, storage.EventFilter{Action: "login"})
+	if len(left.Items) != 5 || left.Items[0].Time.Before(now) {
+		t.Fatalf("events left: %d, first at %v", len(left.Items), left.Items[0].Time)
+	}
+
+	// Enrollment codes: expired or revoked before the cut-off go.
+	codes := []storage.EnrollmentCode{
+		{ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), MaxUses: 1, ExpiresAt: now.Add(-time.Hour), CreatedAt: now},
+		{ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), MaxUses: 1, ExpiresAt: now.Add(time.Hour), RevokedAt: now.Add(-time.Minute), CreatedAt: now},
+		{ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), MaxUses: 1, ExpiresAt: now.Add(time.Hour), CreatedAt: now},
+	}
+	for _, c := range codes {
+		if err := s.CreateEnrollmentCode(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err = s.PurgeEnrollmentCodes(ctx, now, 1)
+	if err != nil || n != 2 {
+		t.Fatalf("PurgeEnrollmentCodes = %d, %v; want 2", n, err)
+	}
+	list, _ := s.ListEnrollmentCodes(ctx)
+	if len(list) != 1 || list[0].ID != codes[2].ID {
+		t.Fatalf("codes left: %+v", list)
+	}
+	_, err = s.EnrollWithCode(ctx, codes[0].Hash, func(c storage.EnrollmentCode) (storage.EnrollmentCode, storage.Device, error) {
+		return c, newDevice("352099001761481"), nil
+	})
+	wantNotFound(t, err)
+}

@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"AuditInWriteTransaction", testAuditInWriteTransaction},
 		{"SigningKeys", testSigningKeys},
 		{"EnrollmentCodes", testEnrollmentCodes},
+		{"Purges", testPurges},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
