@@ -17,8 +17,9 @@ import (
 // alike; a KeySet caches them and reloads when it meets a key id it does not
 // know (another instance rotated).
 type KeySet struct {
-	store storage.SigningKeys
-	now   func() time.Time
+	store  storage.SigningKeys
+	now    func() time.Time
+	master *MasterKey
 	// life is how long a retired key keeps verifying: the longest a token
 	// it signed can still be used or renewed.
 	life time.Duration
@@ -38,8 +39,16 @@ const reloadEvery = 10 * time.Second
 // LoadKeys loads the signing keys, making the first one if the store has
 // none. life is how long a retired key keeps verifying the tokens it signed
 // (the access token lifetime plus the renewal window).
-func LoadKeys(ctx context.Context, store storage.SigningKeys, life time.Duration, now func() time.Time) (*KeySet, error) {
-	k := &KeySet{store: store, now: now, life: life}
+//
+// With a master key, keys are stored sealed, and keys found unsealed are
+// sealed in place; without one, sealed keys cannot be used (ErrSealed).
+func LoadKeys(ctx context.Context, store storage.SigningKeys, life time.Duration, now func() time.Time, master *MasterKey) (*KeySet, error) {
+	k := &KeySet{store: store, now: now, life: life, master: master}
+	if master != nil {
+		if err := k.sealAll(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := k.reload(ctx); err != nil {
 		return nil, err
 	}
@@ -65,6 +74,9 @@ func (k *KeySet) Rotate(ctx context.Context, opts ...storage.WriteOption) (strin
 		Public:    pub,
 		CreatedAt: k.now().UTC(),
 	}
+	if k.master != nil {
+		next.Private, next.Sealed = k.master.seal(next.Private, next.ID), true
+	}
 	if err := k.store.RotateSigningKey(ctx, next, opts...); err != nil {
 		return "", fmt.Errorf("rotate signing key: %w", err)
 	}
@@ -87,6 +99,16 @@ func (k *KeySet) reload(ctx context.Context) error {
 	var activeID string
 	var activePriv ed25519.PrivateKey
 	for _, key := range keys {
+		if key.Sealed {
+			if k.master == nil {
+				return ErrSealed
+			}
+			seed, err := k.master.open(key.Private, key.ID)
+			if err != nil {
+				return fmt.Errorf("signing key %s: %w", key.ID, err)
+			}
+			key.Private = seed
+		}
 		if len(key.Private) != ed25519.SeedSize || len(key.Public) != ed25519.PublicKeySize {
 			return fmt.Errorf("signing key %s is malformed", key.ID)
 		}
@@ -107,6 +129,27 @@ func (k *KeySet) reload(ctx context.Context) error {
 	k.activeID, k.activePriv, k.public, k.published, k.lastReload = activeID, activePriv, public, published, now
 	return nil
 }
+
+// sealAll seals, in place, every key stored unsealed.
+func (k *KeySet) sealAll(ctx context.Context) error {
+	keys, err := k.store.ListSigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	for _, key := range keys {
+		if key.Sealed {
+			continue
+		}
+		key.Private, key.Sealed = k.master.seal(key.Private, key.ID), true
+		if err := k.store.ReplaceSigningKey(ctx, key); err != nil {
+			return fmt.Errorf("seal signing key %s: %w", key.ID, err)
+		}
+	}
+	return nil
+}
+
+// Sealed reports whether new keys are stored sealed.
+func (k *KeySet) Sealed() bool { return k.master != nil }
 
 // signer returns the active key.
 func (k *KeySet) signer() (string, ed25519.PrivateKey) {

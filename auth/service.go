@@ -143,6 +143,7 @@ type Service struct {
 	// observe is told of every audit event the service writes, once it is
 	// written (for metrics).
 	observe func(storage.Event)
+	master  *MasterKey
 
 	accounts  *Throttle
 	addresses *Throttle
@@ -166,6 +167,11 @@ func WithObserver(f func(storage.Event)) ServiceOption {
 	return func(s *Service) { s.observe = f }
 }
 
+// WithMasterKey seals the signing keys in the store with m.
+func WithMasterKey(m *MasterKey) ServiceOption {
+	return func(s *Service) { s.master = m }
+}
+
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) ServiceOption {
 	return func(s *Service) { s.log = l }
@@ -187,7 +193,7 @@ func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Ha
 		}
 		s.minApp = &v
 	}
-	keys, err := LoadKeys(ctx, store, cfg.AccessTTL+cfg.RenewWindow, s.now)
+	keys, err := LoadKeys(ctx, store, cfg.AccessTTL+cfg.RenewWindow, s.now, s.master)
 	if err != nil {
 		return nil, err
 	}

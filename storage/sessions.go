@@ -252,8 +252,10 @@ type Audit interface {
 type SigningKey struct {
 	// ID is the JWT "kid".
 	ID string `json:"id"`
-	// Private is the Ed25519 seed (32 bytes).
+	// Private is the Ed25519 seed (32 bytes), or, when Sealed, the seed
+	// sealed with the server's master key.
 	Private []byte `json:"private"`
+	Sealed  bool   `json:"sealed,omitempty"`
 	// Public is the Ed25519 public key (32 bytes).
 	Public    []byte    `json:"public"`
 	CreatedAt time.Time `json:"createdAt"`
@@ -278,6 +280,9 @@ type SigningKeys interface {
 	RotateSigningKey(ctx context.Context, next SigningKey, opts ...WriteOption) error
 	// DeleteSigningKey removes a key, or returns ErrNotFound.
 	DeleteSigningKey(ctx context.Context, id string) error
+	// ReplaceSigningKey stores k in place of the key with its ID (to seal
+	// it), or returns ErrNotFound.
+	ReplaceSigningKey(ctx context.Context, k SigningKey) error
 }
 
 // EnrollmentCode lets a handset enroll itself. Only a hash of the code is

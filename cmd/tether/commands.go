@@ -210,11 +210,16 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 	fs.StringVar(&data, "data", "./data", "data directory")
 	fs.DurationVar(&cfg.AccessTTL, "access-ttl", auth.DefaultConfig().AccessTTL, "the server's --access-ttl")
 	fs.DurationVar(&cfg.RenewWindow, "renew-window", auth.DefaultConfig().RenewWindow, "the server's --renew-window")
+	masterFile := fs.String("master-key-file", "", "the server's --master-key-file, if it has one")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
+	master, err := loadMaster(*masterFile)
+	if err != nil {
+		return err
+	}
 	return c.withStore(data, func(svc *services) error {
-		keys, err := auth.LoadKeys(ctx, svc.store, cfg.AccessTTL+cfg.RenewWindow, time.Now)
+		keys, err := auth.LoadKeys(ctx, svc.store, cfg.AccessTTL+cfg.RenewWindow, time.Now, master)
 		if err != nil {
 			return err
 		}
@@ -313,13 +318,18 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&label, "label", "", "label given to the handsets it enrolls")
 	fs.StringVar(&group, "group", "", "group given to the handsets it enrolls")
 	fs.StringVar(&publicURL, "public-url", "http://localhost:8080", "the address handsets reach the server at (the server's --public-url)")
+	masterFile := fs.String("master-key-file", "", "the server's --master-key-file, if it has one")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
+	master, err := loadMaster(*masterFile)
+	if err != nil {
+		return err
+	}
 	var code string
-	err := c.withStore(data, func(svc *services) error {
+	err = c.withStore(data, func(svc *services) error {
 		cfg := auth.DefaultConfig()
-		a, err := auth.NewService(ctx, cfg, svc.store, svc.hasher, svc.validate)
+		a, err := auth.NewService(ctx, cfg, svc.store, svc.hasher, svc.validate, auth.WithMasterKey(master))
 		if err != nil {
 			return err
 		}
@@ -408,4 +418,12 @@ func (c *cli) restore(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.stderr, "restored %s (schema %d) into %s; the previous store, if any, is %s.before-restore\n", file, version, path, path)
 	return nil
+}
+
+// loadMaster reads a master key file, or returns nil for none.
+func loadMaster(path string) (*auth.MasterKey, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return auth.LoadMasterKey(path)
 }

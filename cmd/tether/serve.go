@@ -37,6 +37,7 @@ type serveConfig struct {
 	tlsKey          string
 	trustedProxies  string
 	sweepEvery      time.Duration
+	masterKeyFile   string
 }
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -55,6 +56,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM, with its chain); with --tls-key, serve HTTPS. SIGHUP reloads both")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", "", "addresses or networks (comma-separated) of proxies whose X-Forwarded-For is believed")
+	fs.StringVar(&cfg.masterKeyFile, "master-key-file", "", "a file of 32 random bytes that seals the token signing keys in the store (AES-256-GCM)")
 	fs.DurationVar(&cfg.sweepEvery, "sweep-interval", 10*time.Minute, "how often ended sessions, dead enrollment codes and old audit events are removed")
 	fs.BoolVar(&cfg.demo, "demo", false, "start on a temporary store with demo users and handsets, and print commands to try (deleted at exit)")
 	authFlags(fs, &cfg.auth)
@@ -78,6 +80,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	proxies, err := parseProxies(cfg.trustedProxies)
+	if err != nil {
+		return err
+	}
+	master, err := loadMaster(cfg.masterKeyFile)
 	if err != nil {
 		return err
 	}
@@ -110,9 +116,12 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate,
-		auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent))
+		auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent), auth.WithMasterKey(master))
 	if err != nil {
 		return err
+	}
+	if master == nil {
+		logger.Warn("token signing keys are stored unsealed in the store: pass --master-key-file to seal them")
 	}
 	var demoSeed demo
 	if cfg.demo {

@@ -60,3 +60,14 @@ func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
 		return b.Delete([]byte(id))
 	})
 }
+
+// ReplaceSigningKey implements storage.SigningKeys.
+func (s *Store) ReplaceSigningKey(ctx context.Context, k storage.SigningKey) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSigningKeys)
+		if b.Get([]byte(k.ID)) == nil {
+			return fmt.Errorf("signing key %q: %w", k.ID, storage.ErrNotFound)
+		}
+		return put(b, []byte(k.ID), k)
+	})
+}
