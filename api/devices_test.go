@@ -306,3 +306,21 @@ func TestGetPatchAndLifecycle(t *testing.T) {
 		t.Fatalf("long reason: %v", p)
 	}
 }
+
+// TestDevicePathsTakeIMEI: every /v1/devices/{id} route takes the IMEI too,
+// as the README's walk-through uses it.
+func TestDevicePathsTakeIMEI(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	const imei = "490154203237518"
+	if r := e.do("PATCH", "/v1/devices/"+imei, e.manager, map[string]any{"assignedUsers": []string{"walter"}}); r.status != 200 {
+		t.Fatalf("PATCH by IMEI: %d %s", r.status, r.body)
+	}
+	for _, op := range []struct{ op, want string }{{"suspend", "suspended"}, {"reinstate", "enrolled"}, {"retire", "retired"}} {
+		r := e.do("POST", "/v1/devices/49-0154-2032-3751-8/"+op.op, e.manager, nil)
+		if r.status != 200 || r.json(t)["status"] != op.want {
+			t.Fatalf("%s by IMEI: %d %s", op.op, r.status, r.body)
+		}
+	}
+	wantProblem(t, e.do("POST", "/v1/devices/359881234567899/suspend", e.manager, nil), 404, "not_found")
+}

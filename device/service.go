@@ -148,6 +148,18 @@ func (s *Service) Find(ctx context.Context, ref string) (storage.Device, error) 
 	return s.store.GetDeviceByIMEI(ctx, stripSeparators(ref))
 }
 
+// resolve turns a reference (a device id or an IMEI) into a device id.
+func (s *Service) resolve(ctx context.Context, ref string) (string, error) {
+	if strings.HasPrefix(ref, storage.PrefixDevice) {
+		return ref, nil
+	}
+	d, err := s.store.GetDeviceByIMEI(ctx, stripSeparators(ref))
+	if err != nil {
+		return "", err
+	}
+	return d.ID, nil
+}
+
 // List returns one page of devices.
 func (s *Service) List(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
 	if f.Status != "" && !f.Status.Valid() {
@@ -165,8 +177,12 @@ type Patch struct {
 	AssignedUsers *[]string
 }
 
-// Update applies a Patch.
-func (s *Service) Update(ctx context.Context, actor, id string, p Patch) (storage.Device, error) {
+// Update applies a Patch to the device ref names (its id or IMEI).
+func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (storage.Device, error) {
+	id, err := s.resolve(ctx, ref)
+	if err != nil {
+		return storage.Device{}, err
+	}
 	var errs []*tether.ValidationError
 	if p.Label != nil {
 		v := strings.TrimSpace(*p.Label)
@@ -181,7 +197,6 @@ func (s *Service) Update(ctx context.Context, actor, id string, p Patch) (storag
 	var ids []string
 	if p.AssignedUsers != nil {
 		var uerr *tether.ValidationError
-		var err error
 		ids, uerr, err = s.resolveUsers(ctx, *p.AssignedUsers)
 		if err != nil {
 			return storage.Device{}, err
@@ -210,6 +225,7 @@ func (s *Service) Update(ctx context.Context, actor, id string, p Patch) (storag
 
 // Suspend stops a handset from logging in, as when it is lost. Suspending a
 // suspended handset changes nothing; a retired one cannot be suspended.
+// Suspend, Retire and Reinstate take the device's id or IMEI.
 func (s *Service) Suspend(ctx context.Context, actor, id, reason string) (storage.Device, error) {
 	return s.transition(ctx, actor, id, storage.DeviceSuspended, reason)
 }
@@ -242,10 +258,14 @@ func CanTransition(from, to storage.DeviceStatus) bool {
 	return false
 }
 
-func (s *Service) transition(ctx context.Context, actor, id string, to storage.DeviceStatus, reason string) (storage.Device, error) {
+func (s *Service) transition(ctx context.Context, actor, ref string, to storage.DeviceStatus, reason string) (storage.Device, error) {
 	reason = strings.TrimSpace(reason)
 	if verr := checkText("reason", reason, MaxReason); verr != nil {
 		return storage.Device{}, verr
+	}
+	id, err := s.resolve(ctx, ref)
+	if err != nil {
+		return storage.Device{}, err
 	}
 	now := s.now().UTC()
 	action := map[storage.DeviceStatus]string{
