@@ -58,15 +58,7 @@ func (e *env) withT(t *testing.T) *env {
 // writing the body first would only see the connection close under it.
 func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 	e.t.Helper()
-	e.listen.Do(func() {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		go e.app.Listener(ln)
-		e.root.Cleanup(func() { e.app.Shutdown() })
-		*e.addr = ln.Addr().String()
-	})
+	e.url() // starts the listener
 	conn, err := net.DialTimeout("tcp", *e.addr, 10*time.Second)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"tether"
+	"tether/auth"
 	"tether/device"
 	"tether/storage"
 )
@@ -48,7 +49,7 @@ var operations = []op{
 	{method: "GET", path: "/metrics", summary: "Prometheus metrics", tag: "operations", okStatus: 200, ok: "text/plain"},
 	{method: "GET", path: "/openapi.json", summary: "This document", tag: "operations", okStatus: 200, ok: map[string]any{}},
 	{method: "GET", path: "/.well-known/jwks.json", summary: "Public keys that verify access tokens", tag: "tokens", okStatus: 200, ok: struct {
-		Keys []jwkDoc `json:"keys"`
+		Keys []auth.JWK `json:"keys"`
 	}{}},
 
 	{method: "POST", path: "/v1/auth/login", summary: "Log in, from a handset (workers) or without one (managers, admins)", tag: "tokens", body: loginRequest{}, okStatus: 200, ok: tokenView{}},
@@ -97,16 +98,6 @@ var operations = []op{
 		Kid string `json:"kid"`
 	}{}},
 	{method: "GET", path: "/v1/admin/backup", summary: "A consistent snapshot of the store, streamed", tag: "admin", auth: "admin", okStatus: 200, ok: "application/octet-stream"},
-}
-
-// jwkDoc documents the JWKS entries (auth.JWK).
-type jwkDoc struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Kid string `json:"kid"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
 }
 
 var queryDocs = map[string]string{
