@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -106,18 +107,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
+	// Teardown runs in reverse: close the browser and wait for it, stop the
+	// allocator, then (registered first, by t.TempDir) remove the profile.
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	// chromedp reports protocol events it does not know (newer browsers
 	// send more): they are not errors of the page.
 	browser, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
-	defer cancel()
-	// Close the browser and wait for it before its profile directory is
-	// removed (cleanups run last registered, first).
 	t.Cleanup(func() {
-		if err := chromedp.Cancel(browser); err != nil {
+		if err := chromedp.Cancel(browser); err != nil && !errors.Is(err, context.Canceled) {
 			t.Logf("closing chromium: %v", err)
 		}
+		cancel()
 	})
 
 	// Start the browser on its own context: the step contexts below only
