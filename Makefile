@@ -24,7 +24,12 @@ test: ## go vet, then every test with the race detector
 build: ## one static binary: bin/tether
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tether
 
-bench: ## run the Go benchmarks with allocation counts
+BENCH_DURATION ?= 5s
+BENCH_CLIENTS  ?= 64
+
+bench: build ## load-test the server (table + bench.json), then the Go benchmarks
+	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
+	bin/tether-bench --server $(BIN) --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --out bench.json
 	go test -run '^$$' -bench . -benchmem ./...
 
 fuzz: ## run each fuzz target for FUZZTIME (30s)

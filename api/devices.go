@@ -32,8 +32,14 @@ type deviceView struct {
 	UpdatedAt       time.Time         `json:"updatedAt"`
 }
 
-func (s *server) deviceView(ctx context.Context, d storage.Device) (deviceView, error) {
-	users, err := s.Devices.AssignedUsernames(ctx, d)
+// deviceView shows a device. names, if not nil, remembers usernames across
+// the devices of one answer.
+func (s *server) deviceView(ctx context.Context, d storage.Device, names ...map[string]string) (deviceView, error) {
+	var memo map[string]string
+	if len(names) > 0 {
+		memo = names[0]
+	}
+	users, err := s.Devices.AssignedUsernames(ctx, d, memo)
 	if err != nil {
 		return deviceView{}, err
 	}
@@ -130,8 +136,9 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 		return err
 	}
 	out := listView[deviceView]{Items: make([]deviceView, 0, len(page.Items)), NextCursor: page.Next}
+	names := map[string]string{}
 	for _, d := range page.Items {
-		v, err := s.deviceView(c.UserContext(), d)
+		v, err := s.deviceView(c.UserContext(), d, names)
 		if err != nil {
 			return err
 		}

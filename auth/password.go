@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -51,14 +52,22 @@ const (
 
 var errMalformedHash = errors.New("malformed password hash")
 
-// Hasher hashes and verifies passwords with argon2id.
+// Hasher hashes and verifies passwords with argon2id. At most one hash per
+// CPU runs at a time, whatever asks for it (logins, new users, password
+// changes): each takes Params.Memory, and a burst must not add up to more.
 type Hasher struct {
 	params Params
+	slots  chan struct{}
 }
 
 // NewHasher returns a Hasher that makes new hashes with p.
 func NewHasher(p Params) *Hasher {
-	return &Hasher{params: p}
+	return &Hasher{params: p, slots: make(chan struct{}, runtime.NumCPU())}
+}
+
+func (h *Hasher) acquire() func() {
+	h.slots <- struct{}{}
+	return func() { <-h.slots }
 }
 
 // Hash returns a PHC-format hash of password:
@@ -69,7 +78,9 @@ func (h *Hasher) Hash(password string) (string, error) {
 		return "", fmt.Errorf("password salt: %w", err)
 	}
 	p := h.params
+	release := h.acquire()
 	key := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+	release()
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
@@ -81,7 +92,9 @@ func (h *Hasher) Verify(password, encoded string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	release := h.acquire()
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
+	release()
 	return subtle.ConstantTimeCompare(got, key) == 1, nil
 }
 

@@ -298,21 +298,29 @@ func (s *Service) transition(ctx context.Context, actor, ref string, to storage.
 }
 
 // AssignedUsernames returns the usernames of a device's assigned users, in
-// order. A user that no longer exists shows as its ID.
-func (s *Service) AssignedUsernames(ctx context.Context, d storage.Device) ([]string, error) {
-	names := make([]string, 0, len(d.AssignedUsers))
+// order. A user that no longer exists shows as its ID. names, if not nil,
+// remembers usernames across calls (for a list of devices).
+func (s *Service) AssignedUsernames(ctx context.Context, d storage.Device, names map[string]string) ([]string, error) {
+	out := make([]string, 0, len(d.AssignedUsers))
 	for _, id := range d.AssignedUsers {
+		if name, ok := names[id]; ok {
+			out = append(out, name)
+			continue
+		}
 		u, err := s.store.GetUser(ctx, id)
+		name := u.Username
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
-			names = append(names, id)
+			name = id
 		case err != nil:
 			return nil, err
-		default:
-			names = append(names, u.Username)
 		}
+		if names != nil {
+			names[id] = name
+		}
+		out = append(out, name)
 	}
-	return names, nil
+	return out, nil
 }
 
 // resolveUsers turns usernames or user IDs into user IDs, with a field error

@@ -71,7 +71,7 @@ func TestRegister(t *testing.T) {
 			t.Fatalf("Find(%q) = %v, %v; want %s", ref, got.ID, err, d.ID)
 		}
 	}
-	names, err := f.svc.AssignedUsernames(ctx, d)
+	names, err := f.svc.AssignedUsernames(ctx, d, nil)
 	if err != nil || len(names) != 1 || names[0] != "alice" {
 		t.Fatalf("AssignedUsernames = %v, %v", names, err)
 	}

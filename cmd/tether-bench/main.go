@@ -1,0 +1,601 @@
+// Command tether-bench measures a tether server under load, and the limit
+// of the machine it runs on.
+//
+//	tether-bench [--server bin/tether] [--clients 64] [--duration 5s] [--out bench.json]
+//
+// It starts the server on a loopback port with a fresh store, seeds users
+// and handsets, and drives each operation with many concurrent keep-alive
+// clients for a fixed time. In the same run it measures what the renewal
+// path cannot beat (a bare handler that decodes the request, verifies one
+// Ed25519 token, signs one and writes one record with a batched bbolt
+// write), and the cost of one password hash. It prints a table and writes a
+// JSON report.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"tether/auth"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "limit" {
+		if err := serveLimit(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "tether-bench limit:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "tether-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	server   string
+	clients  int
+	duration time.Duration
+	out      string
+}
+
+// Result is one operation's figures.
+type Result struct {
+	Op        string  `json:"op"`
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
+	PerSecond float64 `json:"perSecond"`
+	P50ms     float64 `json:"p50Ms"`
+	P99ms     float64 `json:"p99Ms"`
+	P999ms    float64 `json:"p999Ms"`
+	// OfLimit is PerSecond as a fraction of the limit it is compared with.
+	OfLimit float64 `json:"ofLimit,omitempty"`
+	LimitOp string  `json:"limitOp,omitempty"`
+}
+
+// Report is what a run writes.
+type Report struct {
+	When          time.Time `json:"when"`
+	CPUs          int       `json:"cpus"`
+	Clients       int       `json:"clients"`
+	DurationSec   float64   `json:"durationSec"`
+	HashMs        float64   `json:"passwordHashMs"`
+	LoginLimit    float64   `json:"loginLimitPerSecond"`
+	Results       []Result  `json:"results"`
+	ServerPeakRSS int64     `json:"serverPeakRssBytes"`
+	Go            string    `json:"go"`
+}
+
+func run() error {
+	var cfg config
+	flag.StringVar(&cfg.server, "server", "bin/tether", "the tether binary to measure")
+	flag.IntVar(&cfg.clients, "clients", 64, "concurrent keep-alive clients")
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "how long each operation is driven")
+	flag.StringVar(&cfg.out, "out", "bench.json", "the JSON report")
+	flag.Parse()
+
+	report := Report{When: time.Now().UTC(), CPUs: runtime.NumCPU(), Clients: cfg.clients, DurationSec: cfg.duration.Seconds(), Go: runtime.Version()}
+
+	// Production password hashes bound logins: the limit is cores / the
+	// time of one hash, measured warm (the first hashes pay for mapping
+	// their memory) and one at a time.
+	h := auth.NewHasher(auth.DefaultParams)
+	var stored string
+	for range 2 {
+		var err error
+		if stored, err = h.Hash("correct horse battery"); err != nil {
+			return err
+		}
+	}
+	const hashes = 8
+	start := time.Now()
+	for range hashes {
+		if _, err := h.Verify("correct horse battery", stored); err != nil {
+			return err
+		}
+	}
+	report.HashMs = float64(time.Since(start).Microseconds()) / 1000 / hashes
+	report.LoginLimit = float64(report.CPUs) / (report.HashMs / 1000)
+
+	// The limit of the renewal path, in its own process.
+	limit, err := startLimit()
+	if err != nil {
+		return err
+	}
+	// The seeding clients and each phase close their connections when done.
+	limitStore := limitResults(cfg, limit.base)
+	limitBare := limitResults(cfg, limit.base+"?store=none")
+	limitStore.Op, limitBare.Op = "limit: decode+verify+sign+batched write", "limit: decode+verify+sign"
+	limit.stop()
+
+	srv, err := startServer(cfg.server)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	w, err := seed(srv, cfg.clients)
+	if err != nil {
+		return err
+	}
+	ops := []struct {
+		name  string
+		limit *Result
+		fn    func(c *client, i int) error
+	}{
+		{"renew", &limitStore, w.renew},
+		{"refresh", &limitStore, w.refresh},
+		{"GET /v1/auth/me", &limitBare, w.me},
+		{"introspect", &limitBare, w.introspect},
+		{"device register", nil, w.register},
+		{"device list", nil, w.list},
+		{"login", nil, w.login},
+	}
+	for _, op := range ops {
+		r := drive(cfg, op.name, srv.base, op.fn)
+		if op.limit != nil && op.limit.PerSecond > 0 {
+			r.OfLimit, r.LimitOp = r.PerSecond/op.limit.PerSecond, op.limit.Op
+		}
+		if op.name == "login" && report.LoginLimit > 0 {
+			r.OfLimit, r.LimitOp = r.PerSecond/report.LoginLimit, "cores / one password hash"
+		}
+		report.Results = append(report.Results, r)
+	}
+	report.Results = append(report.Results, limitStore, limitBare)
+	report.ServerPeakRSS = peakRSS(srv.cmd.Process.Pid)
+
+	data, err := json.MarshalIndent(report, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfg.out, data, 0o644); err != nil {
+		return err
+	}
+	printTable(os.Stdout, report)
+	for _, r := range report.Results {
+		if r.Errors > 0 {
+			return fmt.Errorf("%s had %d errors", r.Op, r.Errors)
+		}
+	}
+	return nil
+}
+
+func printTable(w io.Writer, r Report) {
+	fmt.Fprintf(w, "%d CPUs, %d clients, %.0fs per operation, %s; one password hash %.0f ms (login limit %.1f/s)\n\n",
+		r.CPUs, r.Clients, r.DurationSec, r.Go, r.HashMs, r.LoginLimit)
+	fmt.Fprintf(w, "%-42s %10s %9s %9s %9s %7s %8s\n", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "of limit")
+	for _, x := range r.Results {
+		of := ""
+		if x.OfLimit > 0 {
+			of = fmt.Sprintf("%.0f%%", x.OfLimit*100)
+		}
+		fmt.Fprintf(w, "%-42s %10.0f %9.2f %9.2f %9.2f %7d %8s\n", x.Op, x.PerSecond, x.P50ms, x.P99ms, x.P999ms, x.Errors, of)
+	}
+	fmt.Fprintf(w, "\nserver peak memory (RSS): %.0f MiB\n", float64(r.ServerPeakRSS)/(1<<20))
+}
+
+// client is one keep-alive connection's worth of state.
+type client struct {
+	http *http.Client
+	base string
+	// per-client session state for the token operations
+	access, refresh, device string
+	n                       int
+}
+
+func newHTTP(clients int) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2, IdleConnTimeout: time.Minute,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}}
+}
+
+func (c *client) do(method, path, auth string, body any, into any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %d %.200s", method, path, resp.StatusCode, data)
+	}
+	if into != nil {
+		return json.Unmarshal(data, into)
+	}
+	return nil
+}
+
+// drive runs fn from every client for the configured time and measures it.
+func drive(cfg config, name, base string, fn func(c *client, i int) error) Result {
+	hc := newHTTP(cfg.clients)
+	var mu sync.Mutex
+	var all []time.Duration
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	deadline := time.Now().Add(cfg.duration)
+	var wg sync.WaitGroup
+	for i := range cfg.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &client{http: hc, base: base}
+			var lat []time.Duration
+			for time.Now().Before(deadline) {
+				start := time.Now()
+				if err := fn(c, i); err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				lat = append(lat, time.Since(start))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	hc.CloseIdleConnections()
+	if e := firstErr.Load(); e != nil {
+		fmt.Fprintf(os.Stderr, "%s: first error: %v\n", name, e)
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	q := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
+	}
+	return Result{
+		Op: name, Requests: len(all), Errors: int(errs.Load()),
+		PerSecond: float64(len(all)) / cfg.duration.Seconds(),
+		P50ms:     q(0.50), P99ms: q(0.99), P999ms: q(0.999),
+	}
+}
+
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	dir  string
+	key  string
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitReady(base string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("the server did not become ready")
+}
+
+// startServer makes a fresh store with an admin API key and serves it.
+func startServer(bin string) (*server, error) {
+	dir, err := os.MkdirTemp("", "tether-bench-*")
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(bin, "apikey", "create", "--data", data, "--role", "admin").Output()
+	if err != nil {
+		return nil, fmt.Errorf("apikey create: %w", err)
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", data, "--log-level", "warn",
+		"--max-account-failures", "0", "--max-address-failures", "0", "--sweep-interval", "0",
+		"--access-ttl", "1h")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, base: "http://" + addr, dir: dir, key: strings.TrimSpace(string(out))}
+	if err := waitReady(s.base); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *server) stop() {
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err == nil {
+		s.cmd.Wait()
+	}
+	os.RemoveAll(s.dir)
+}
+
+// peakRSS reads a process's peak resident memory from /proc.
+func peakRSS(pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// imei makes the n-th valid IMEI of the run.
+func imei(n int) string {
+	body := fmt.Sprintf("35%012d", n)
+	sum := 0
+	for i := len(body) - 1; i >= 0; i-- {
+		d := int(body[i] - '0')
+		if (len(body)-1-i)%2 == 0 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return body + strconv.Itoa((10-sum%10)%10)
+}
+
+func payload(imeiStr string) map[string]any {
+	return map[string]any{
+		"imei": imeiStr, "hasIccCard": true, "iccIds": []string{"89445001021983048261"},
+		"osVersion":  map[string]any{"api": 34, "name": "14"},
+		"deviceInfo": map[string]any{"manufacturer": "samsung", "model": "SM-G991B"},
+		"appVersion": "3.2.1",
+	}
+}
+
+// world is the seeded fleet: one worker and handset per client.
+type world struct {
+	introspectKey string
+	key           string
+	sessions      []*client
+	registered    atomic.Int64
+}
+
+const benchPassword = "correct horse battery"
+
+func seed(s *server, clients int) (*world, error) {
+	admin := &client{http: newHTTP(clients), base: s.base}
+	w := &world{key: s.key}
+	var k struct {
+		Key string `json:"key"`
+	}
+	if err := admin.do("POST", "/v1/api-keys", s.key, map[string]any{"role": "introspect"}, &k); err != nil {
+		return nil, err
+	}
+	w.introspectKey = k.Key
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	w.sessions = make([]*client, clients)
+	// A few at a time: each user costs a password hash on the server.
+	gate := make(chan struct{}, 4)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gate <- struct{}{}
+			defer func() { <-gate }()
+			c := &client{http: admin.http, base: s.base}
+			name := fmt.Sprintf("worker%03d", i)
+			if err := c.do("POST", "/v1/users", s.key, map[string]any{"username": name, "password": benchPassword}, nil); err != nil {
+				errs <- err
+				return
+			}
+			if err := c.do("POST", "/v1/devices", s.key, map[string]any{"imei": imei(i), "assignedUsers": []string{name}}, nil); err != nil {
+				errs <- err
+				return
+			}
+			if err := w.loginAs(c, i); err != nil {
+				errs <- err
+				return
+			}
+			w.sessions[i] = c
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	admin.http.CloseIdleConnections()
+	return w, nil
+}
+
+type tokens struct {
+	AccessToken  string `json:"accessToken"`
+	RefreshToken string `json:"refreshToken"`
+	DeviceID     string `json:"deviceId"`
+}
+
+func (w *world) loginAs(c *client, i int) error {
+	var t tokens
+	err := c.do("POST", "/v1/auth/login", "", map[string]any{
+		"username": fmt.Sprintf("worker%03d", i), "password": benchPassword, "persistent": true, "device": payload(imei(i)),
+	}, &t)
+	if err == nil {
+		c.access, c.refresh, c.device = t.AccessToken, t.RefreshToken, t.DeviceID
+	}
+	return err
+}
+
+// Each operation uses the client's own seeded session, so clients never
+// contend for one token.
+func (w *world) own(c *client, i int) *client {
+	s := w.sessions[i]
+	s.http = c.http
+	return s
+}
+
+func (w *world) renew(c *client, i int) error {
+	s := w.own(c, i)
+	var t tokens
+	if err := s.do("POST", "/v1/auth/renew", "", map[string]any{"accessToken": s.access, "deviceId": s.device}, &t); err != nil {
+		return err
+	}
+	s.access = t.AccessToken
+	return nil
+}
+
+func (w *world) refresh(c *client, i int) error {
+	s := w.own(c, i)
+	var t tokens
+	if err := s.do("POST", "/v1/auth/refresh", "", map[string]any{"refreshToken": s.refresh, "deviceId": s.device}, &t); err != nil {
+		return err
+	}
+	s.access, s.refresh = t.AccessToken, t.RefreshToken
+	return nil
+}
+
+func (w *world) me(c *client, i int) error {
+	s := w.own(c, i)
+	return s.do("GET", "/v1/auth/me", s.access, nil, nil)
+}
+
+func (w *world) introspect(c *client, i int) error {
+	s := w.own(c, i)
+	var in struct {
+		Active bool `json:"active"`
+	}
+	if err := s.do("POST", "/v1/auth/introspect", w.introspectKey, map[string]any{"token": s.access}, &in); err != nil {
+		return err
+	}
+	if !in.Active {
+		return errors.New("introspection: inactive")
+	}
+	return nil
+}
+
+func (w *world) register(c *client, _ int) error {
+	n := 1_000_000 + int(w.registered.Add(1))
+	return c.do("POST", "/v1/devices", w.key, map[string]any{"imei": imei(n), "label": "bench"}, nil)
+}
+
+func (w *world) list(c *client, _ int) error {
+	return c.do("GET", "/v1/devices?limit=50", w.key, nil, nil)
+}
+
+func (w *world) login(c *client, i int) error {
+	return w.loginAs(w.own(c, i), i)
+}
+
+type limitServer struct {
+	cmd  *exec.Cmd
+	base string
+	dir  string
+}
+
+// startLimit runs this binary's limit server in its own process.
+func startLimit() (*limitServer, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "tether-bench-limit-*")
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "limit", "--addr", addr, "--data", dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	l := &limitServer{cmd: cmd, base: "http://" + addr, dir: dir}
+	if err := waitReady(l.base); err != nil {
+		l.stop()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *limitServer) stop() {
+	if err := l.cmd.Process.Signal(syscall.SIGTERM); err == nil {
+		l.cmd.Wait()
+	}
+	os.RemoveAll(l.dir)
+}
+
+// limitResults drives the limit handler with the renewal's request.
+func limitResults(cfg config, url string) Result {
+	var tok atomic.Value
+	c := &client{http: newHTTP(1), base: strings.Split(url, "?")[0]}
+	var t struct {
+		Token string `json:"token"`
+	}
+	if err := c.do("GET", "/token", "", nil, &t); err != nil {
+		return Result{Errors: 1}
+	}
+	tok.Store(t.Token)
+	path := "/renew"
+	if strings.Contains(url, "store=none") {
+		path = "/renew?store=none"
+	}
+	return drive(cfg, "limit", c.base, func(c *client, _ int) error {
+		var out struct {
+			Token string `json:"token"`
+		}
+		return c.do("POST", path, "", map[string]any{"accessToken": tok.Load().(string), "deviceId": "dev_bench"}, &out)
+	})
+}
