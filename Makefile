@@ -9,7 +9,7 @@ FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test build bench fuzz lint clean
+.PHONY: help run test build bench bench-growth fuzz lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,10 @@ bench: build ## load-test the server (table + bench.json), then the Go benchmark
 	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
 	bin/tether-bench --server $(BIN) --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --out bench.json
 	go test -run '^$$' -bench . -benchmem ./...
+
+bench-growth: build ## renewal on a small store against one with 100,000 handsets and 1,000,000 sessions
+	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
+	bin/tether-bench --server $(BIN) --growth --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --out bench-growth.json
 
 fuzz: ## run each fuzz target for FUZZTIME (30s)
 	@for pkg in $$(go list ./...); do \

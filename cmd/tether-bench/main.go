@@ -90,7 +90,21 @@ func run() error {
 	flag.IntVar(&cfg.clients, "clients", 64, "concurrent keep-alive clients")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "how long each operation is driven")
 	flag.StringVar(&cfg.out, "out", "bench.json", "the JSON report")
+	growthRun := flag.Bool("growth", false, "compare renewal on a small store with a large one instead")
+	devices := flag.Int("devices", 100_000, "handsets in the large store (--growth)")
+	sessions := flag.Int("sessions", 1_000_000, "sessions in the large store (--growth)")
 	flag.Parse()
+	if *growthRun {
+		g, err := growth(cfg, *devices, *sessions, os.Stdout)
+		if err != nil {
+			return err
+		}
+		data, err := json.MarshalIndent(g, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(cfg.out, data, 0o644)
+	}
 
 	report := Report{When: time.Now().UTC(), CPUs: runtime.NumCPU(), Clients: cfg.clients, DurationSec: cfg.duration.Seconds(), Go: runtime.Version()}
 
@@ -334,22 +348,31 @@ func startServer(bin string) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apikey create: %w", err)
 	}
+	var startup float64
+	return serveExisting(bin, dir, data, strings.TrimSpace(string(out)), &startup)
+}
+
+// serveExisting serves the store in data (dir is removed at stop) and
+// reports how long it took to become ready.
+func serveExisting(bin, dir, data, key string, startupMs *float64) (*server, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", data, "--log-level", "warn",
+	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", data, "--log-level", "error",
 		"--max-account-failures", "0", "--max-address-failures", "0", "--sweep-interval", "0",
 		"--access-ttl", "1h")
 	cmd.Stderr = os.Stderr
+	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, base: "http://" + addr, dir: dir, key: strings.TrimSpace(string(out))}
+	s := &server{cmd: cmd, base: "http://" + addr, dir: dir, key: key}
 	if err := waitReady(s.base); err != nil {
 		s.stop()
 		return nil, err
 	}
+	*startupMs = float64(time.Since(start).Microseconds()) / 1000
 	return s, nil
 }
 

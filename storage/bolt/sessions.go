@@ -26,59 +26,81 @@ func refKey(owner, sessionID string) []byte {
 // CreateSession implements storage.Sessions.
 func (s *Store) CreateSession(ctx context.Context, sess storage.Session, check func(storage.User, storage.Device) error, opts ...storage.WriteOption) (storage.Session, error) {
 	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
-		if check != nil {
-			var u storage.User
-			if err := get(tx.Bucket(bucketUsers), "user", []byte(sess.UserID), &u); err != nil {
-				return err
-			}
-			var d storage.Device
-			if sess.DeviceID != "" {
-				if err := get(tx.Bucket(bucketDevices), "device", []byte(sess.DeviceID), &d); err != nil {
-					return err
-				}
-			}
-			if err := check(u, d); err != nil {
-				return err
-			}
-		}
-		sessions := tx.Bucket(bucketSessions)
-		if sessions.Get([]byte(sess.ID)) != nil {
-			return &storage.ConflictError{Entity: "session", Field: "id", Value: sess.ID}
-		}
-		// One live session per user and device: the new one replaces it.
-		pairs := tx.Bucket(bucketSessionPair)
-		pk := pairKey(sess.UserID, sess.DeviceID)
-		if old := pairs.Get(pk); old != nil {
-			if err := revokeOne(tx, string(old), "replaced", sess.CreatedAt); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				return err
-			}
-		}
-		conflict := &storage.ConflictError{Entity: "session", Field: "family", Value: sess.ID}
-		if err := claim(tx.Bucket(bucketSessionFamily), sess.FamilyHash, sess.ID, conflict); err != nil {
-			return err
-		}
-		seq, err := sessions.NextSequence()
-		if err != nil {
-			return err
-		}
-		sess.Key = seq
-		if err := pairs.Put(pk, []byte(sess.ID)); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketSessionUser).Put(refKey(sess.UserID, sess.ID), nil); err != nil {
-			return err
-		}
-		if sess.DeviceID != "" {
-			if err := tx.Bucket(bucketSessionDevice).Put(refKey(sess.DeviceID, sess.ID), nil); err != nil {
-				return err
-			}
-		}
-		return put(sessions, []byte(sess.ID), sess)
+		var err error
+		sess, err = createSession(tx, sess, check)
+		return err
 	})
 	if err != nil {
 		return storage.Session{}, err
 	}
 	return sess.Clone(), nil
+}
+
+// createSession stores sess in tx (see CreateSession) and returns it with
+// its key.
+func createSession(tx *bolt.Tx, sess storage.Session, check func(storage.User, storage.Device) error) (storage.Session, error) {
+	if check != nil {
+		var u storage.User
+		if err := get(tx.Bucket(bucketUsers), "user", []byte(sess.UserID), &u); err != nil {
+			return sess, err
+		}
+		var d storage.Device
+		if sess.DeviceID != "" {
+			if err := get(tx.Bucket(bucketDevices), "device", []byte(sess.DeviceID), &d); err != nil {
+				return sess, err
+			}
+		}
+		if err := check(u, d); err != nil {
+			return sess, err
+		}
+	}
+	sessions := tx.Bucket(bucketSessions)
+	if sessions.Get([]byte(sess.ID)) != nil {
+		return sess, &storage.ConflictError{Entity: "session", Field: "id", Value: sess.ID}
+	}
+	// One live session per user and device: the new one replaces it.
+	pairs := tx.Bucket(bucketSessionPair)
+	pk := pairKey(sess.UserID, sess.DeviceID)
+	if old := pairs.Get(pk); old != nil {
+		if err := revokeOne(tx, string(old), "replaced", sess.CreatedAt); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return sess, err
+		}
+	}
+	conflict := &storage.ConflictError{Entity: "session", Field: "family", Value: sess.ID}
+	if err := claim(tx.Bucket(bucketSessionFamily), sess.FamilyHash, sess.ID, conflict); err != nil {
+		return sess, err
+	}
+	seq, err := sessions.NextSequence()
+	if err != nil {
+		return sess, err
+	}
+	sess.Key = seq
+	if err := pairs.Put(pk, []byte(sess.ID)); err != nil {
+		return sess, err
+	}
+	if err := tx.Bucket(bucketSessionUser).Put(refKey(sess.UserID, sess.ID), nil); err != nil {
+		return sess, err
+	}
+	if sess.DeviceID != "" {
+		if err := tx.Bucket(bucketSessionDevice).Put(refKey(sess.DeviceID, sess.ID), nil); err != nil {
+			return sess, err
+		}
+	}
+	return sess, put(sessions, []byte(sess.ID), sess)
+}
+
+// LoadSessions stores many sessions in one transaction, as CreateSession
+// would one by one (without checks). It is for loading large stores in
+// benchmarks and migrations; servers create sessions one login at a time.
+func (s *Store) LoadSessions(ctx context.Context, ss []storage.Session) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		for _, sess := range ss {
+			if _, err := createSession(tx, sess, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // GetSession implements storage.Sessions.
