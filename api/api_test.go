@@ -31,7 +31,7 @@ const bodyLimit = 64 << 10
 
 // env is a whole server on a real bbolt file, with one API key per role.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	app        *fiber.App
 	store      *bolt.Store
 	admin      string
@@ -39,7 +39,7 @@ type env struct {
 	introspect string
 	logs       *bytes.Buffer
 	// root is the test that made the env, which outlives its subtests.
-	root *testing.T
+	root testing.TB
 	// listen starts the app on a real loopback port, once, for sendRaw.
 	listen *sync.Once
 	addr   *string
@@ -81,7 +81,7 @@ func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 
 // newEnv takes options: func(*auth.Config) for the policies,
 // func(*api.Options) for the server.
-func newEnv(t *testing.T, mutate ...any) *env {
+func newEnv(t testing.TB, mutate ...any) *env {
 	t.Helper()
 	metrics := api.NewMetrics()
 	metrics.StatsEvery = 0 // tests read the store's counts fresh
@@ -144,7 +144,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -202,7 +202,7 @@ func (e *env) do(method, path, key string, body any, headers ...string) response
 }
 
 // wantProblem checks a problem+json answer's status and code, and returns it.
-func wantProblem(t *testing.T, r response, status int, code string) map[string]any {
+func wantProblem(t testing.TB, r response, status int, code string) map[string]any {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d; want %d\n%s", r.status, status, r.body)
@@ -224,7 +224,7 @@ func wantProblem(t *testing.T, r response, status int, code string) map[string]a
 }
 
 // fieldCodes returns field -> code of a validation problem.
-func fieldCodes(t *testing.T, p map[string]any) map[string]string {
+func fieldCodes(t testing.TB, p map[string]any) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	errs, _ := p["errors"].([]any)
