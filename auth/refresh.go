@@ -40,33 +40,24 @@ func sameDevice(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// holder loads and checks the user and handset of a session: the user must
-// be enabled and the handset, if any, enrolled.
-func (s *Service) holder(ctx context.Context, sess storage.Session) (storage.User, *storage.Device, error) {
-	u, err := s.store.GetUser(ctx, sess.UserID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return u, nil, ErrSessionRevoked
+// admit checks the user and handset read with a session: the user must
+// exist and be enabled, and the handset, if the session has one, exist and
+// be enrolled.
+func admit(b storage.SessionBundle) (storage.User, *storage.Device, error) {
+	switch {
+	case b.User.ID == "":
+		return b.User, nil, ErrSessionRevoked
+	case b.User.Disabled:
+		return b.User, nil, ErrAccountDisabled
+	case b.Session.DeviceID == "":
+		return b.User, nil, nil
+	case b.Device == nil:
+		return b.User, nil, ErrDeviceNotEnrolled
 	}
-	if err != nil {
-		return u, nil, err
+	if err := deviceStatusError(b.Device.Status); err != nil {
+		return b.User, b.Device, err
 	}
-	if u.Disabled {
-		return u, nil, ErrAccountDisabled
-	}
-	if sess.DeviceID == "" {
-		return u, nil, nil
-	}
-	d, err := s.store.GetDevice(ctx, sess.DeviceID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return u, nil, ErrDeviceNotEnrolled
-	}
-	if err != nil {
-		return u, nil, err
-	}
-	if err := deviceStatusError(d.Status); err != nil {
-		return u, &d, err
-	}
-	return u, &d, nil
+	return b.User, b.Device, nil
 }
 
 // Refresh trades a refresh token for a new access and refresh token,
@@ -85,13 +76,14 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 	if err != nil {
 		return fail(err)
 	}
-	sess, err := s.store.GetSessionByFamily(ctx, familyHash(tok.family))
+	b, err := s.store.GetSessionBundleByFamily(ctx, familyHash(tok.family))
 	if errors.Is(err, storage.ErrNotFound) {
 		return fail(ErrTokenInvalid)
 	}
 	if err != nil {
 		return fail(err)
 	}
+	sess := b.Session
 	ev.SessionID, ev.UserID, ev.DeviceID = sess.ID, sess.UserID, sess.DeviceID
 	if !sameDevice(s.resolveDevice(ctx, deviceRef), sess.DeviceID) {
 		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
@@ -104,7 +96,7 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 	if !sess.Live(now) {
 		return fail(ErrTokenExpired)
 	}
-	user, dev, err := s.holder(ctx, sess)
+	user, dev, err := admit(b)
 	if err != nil {
 		return fail(err)
 	}
@@ -210,7 +202,8 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 	if now.After(claims.ExpiresAt.Add(s.cfg.RenewWindow)) {
 		return fail(ErrRenewalWindowPassed)
 	}
-	sess, err := s.store.GetSession(ctx, claims.SID)
+	b, err := s.store.GetSessionBundle(ctx, claims.SID)
+	sess := b.Session
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && sess.UserID != claims.Subject) {
 		return fail(ErrSessionRevoked)
 	}
@@ -220,7 +213,7 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 	if !sess.Live(now) {
 		return fail(ErrSessionRevoked)
 	}
-	user, dev, err := s.holder(ctx, sess)
+	user, dev, err := admit(b)
 	if err != nil {
 		return fail(err)
 	}

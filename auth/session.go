@@ -33,7 +33,8 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error
 	if err != nil {
 		return Identity{}, err
 	}
-	sess, err := s.store.GetSession(ctx, claims.SID)
+	b, err := s.store.GetSessionBundle(ctx, claims.SID)
+	sess := b.Session
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && (sess.UserID != claims.Subject || sess.DeviceID != claims.DID)) {
 		return Identity{}, ErrSessionRevoked
 	}
@@ -43,7 +44,7 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error
 	if !sess.Live(s.now()) {
 		return Identity{}, ErrSessionRevoked
 	}
-	user, dev, err := s.holder(ctx, sess)
+	user, dev, err := admit(b)
 	if err != nil {
 		return Identity{}, err
 	}

@@ -92,6 +92,13 @@ func (s Session) Live(t time.Time) bool {
 	return !s.Revoked() && t.Before(s.ExpiresAt) && t.Before(s.LastUsedAt.Add(s.IdleTimeout))
 }
 
+// SessionBundle is a session with its user and device, read together.
+type SessionBundle struct {
+	Session Session
+	User    User
+	Device  *Device
+}
+
 // SessionFilter selects sessions for ListSessions. Zero fields match all.
 type SessionFilter struct {
 	UserID   string
@@ -127,6 +134,13 @@ type Sessions interface {
 	// GetSessionByFamily returns the session whose FamilyHash is hash, or
 	// ErrNotFound.
 	GetSessionByFamily(ctx context.Context, familyHash []byte) (Session, error)
+	// GetSessionBundle returns the session with the given ID together with
+	// its user and device as they are in the same instant (one read), or
+	// ErrNotFound for a missing session. A missing user is the zero User; a
+	// session without a device, or whose device is gone, has a nil Device.
+	GetSessionBundle(ctx context.Context, id string) (SessionBundle, error)
+	// GetSessionBundleByFamily is GetSessionBundle by family hash.
+	GetSessionBundleByFamily(ctx context.Context, familyHash []byte) (SessionBundle, error)
 	// ListSessions returns one page of sessions matching f, in ID order.
 	ListSessions(ctx context.Context, f SessionFilter) (Page[Session], error)
 	// UpdateSession replaces the session with what fn returns (see the

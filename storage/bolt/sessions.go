@@ -112,6 +112,47 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 	return sess, err
 }
 
+// GetSessionBundle implements storage.Sessions.
+func (s *Store) GetSessionBundle(ctx context.Context, id string) (storage.SessionBundle, error) {
+	var b storage.SessionBundle
+	err := s.view(ctx, func(tx *bolt.Tx) error { return bundle(tx, []byte(id), &b) })
+	return b, err
+}
+
+// GetSessionBundleByFamily implements storage.Sessions.
+func (s *Store) GetSessionBundleByFamily(ctx context.Context, familyHash []byte) (storage.SessionBundle, error) {
+	var b storage.SessionBundle
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketSessionFamily).Get(familyHash)
+		if id == nil {
+			return fmt.Errorf("session family: %w", storage.ErrNotFound)
+		}
+		return bundle(tx, id, &b)
+	})
+	return b, err
+}
+
+// bundle reads a session, its user and its device in tx.
+func bundle(tx *bolt.Tx, id []byte, b *storage.SessionBundle) error {
+	if err := get(tx.Bucket(bucketSessions), "session", id, &b.Session); err != nil {
+		return err
+	}
+	if err := get(tx.Bucket(bucketUsers), "user", []byte(b.Session.UserID), &b.User); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if b.Session.DeviceID == "" {
+		return nil
+	}
+	var d storage.Device
+	switch err := get(tx.Bucket(bucketDevices), "device", []byte(b.Session.DeviceID), &d); {
+	case err == nil:
+		b.Device = &d
+	case !errors.Is(err, storage.ErrNotFound):
+		return err
+	}
+	return nil
+}
+
 // GetSessionByFamily implements storage.Sessions.
 func (s *Store) GetSessionByFamily(ctx context.Context, familyHash []byte) (storage.Session, error) {
 	var sess storage.Session

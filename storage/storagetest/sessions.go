@@ -532,3 +532,33 @@ func testPurges(t *testing.T, s storage.Store) {
 	})
 	wantNotFound(t, err)
 }
+
+func testSessionBundle(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	sess := mustCreateSession(t, s, newSession(u.ID, d.ID))
+	for name, get := range map[string]func() (storage.SessionBundle, error){
+		"by id":     func() (storage.SessionBundle, error) { return s.GetSessionBundle(ctx, sess.ID) },
+		"by family": func() (storage.SessionBundle, error) { return s.GetSessionBundleByFamily(ctx, sess.FamilyHash) },
+	} {
+		b, err := get()
+		if err != nil || b.Session.ID != sess.ID || b.User.ID != u.ID || b.Device == nil || b.Device.ID != d.ID {
+			t.Fatalf("%s: %+v, %v", name, b, err)
+		}
+	}
+	boss := mustCreateUser(t, s, newUser("boss", storage.RoleManager))
+	bare := mustCreateSession(t, s, newSession(boss.ID, ""))
+	b, err := s.GetSessionBundle(ctx, bare.ID)
+	if err != nil || b.Device != nil || b.User.ID != boss.ID {
+		t.Fatalf("session without a device: %+v, %v", b, err)
+	}
+	orphan := mustCreateSession(t, s, newSession("usr_gone", "dev_gone"))
+	b, err = s.GetSessionBundle(ctx, orphan.ID)
+	if err != nil || b.User.ID != "" || b.Device != nil {
+		t.Fatalf("session of a missing user and device: %+v, %v", b, err)
+	}
+	_, err = s.GetSessionBundle(ctx, "ses_missing")
+	wantNotFound(t, err)
+	_, err = s.GetSessionBundleByFamily(ctx, randBytes(32))
+	wantNotFound(t, err)
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"SigningKeys", testSigningKeys},
 		{"EnrollmentCodes", testEnrollmentCodes},
 		{"Purges", testPurges},
+		{"SessionBundle", testSessionBundle},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
