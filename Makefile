@@ -24,12 +24,13 @@ test: ## go vet, then every test with the race detector
 build: ## one static binary: bin/tether
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tether
 
-BENCH_DURATION ?= 5s
+BENCH_DURATION ?= 3s
+BENCH_RUNS     ?= 3
 BENCH_CLIENTS  ?= 64
 
 bench: build ## load-test the server (table + bench.json), then the Go benchmarks
 	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
-	bin/tether-bench --server $(BIN) --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --out bench.json
+	bin/tether-bench --server $(BIN) --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --runs $(BENCH_RUNS) --out bench.json
 	go test -run '^$$' -bench . -benchmem ./...
 
 bench-growth: build ## renewal on a small store against one with 100,000 handsets and 1,000,000 sessions
