@@ -459,3 +459,36 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("a device id became a metric label")
 	}
 }
+
+// TestSilentReadTimeout: a connection that sends no whole request within the
+// read timeout is closed without an answer (an answer could be read later as
+// the answer to a request the client has not sent yet).
+func TestSilentReadTimeout(t *testing.T) {
+	e := newEnv(t, func(o *api.Options) { o.ReadTimeout = 200 * time.Millisecond })
+	base := e.url()
+	for name, send := range map[string]string{
+		"nothing":       "",
+		"half a header": "GET /healthz HTTP/1.1\r\nHost: t",
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if send != "" {
+			io.WriteString(conn, send)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(conn)
+		conn.Close()
+		if len(got) != 0 {
+			t.Errorf("%s: the server wrote %q on a timed-out connection", name, got)
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("%s: the server kept the connection open past its read timeout", name)
+		}
+	}
+	// A normal request still works.
+	if r := e.do("GET", "/healthz", "", nil); r.status != 200 {
+		t.Fatalf("healthz: %d", r.status)
+	}
+}

@@ -137,6 +137,18 @@ func toProblem(err error) problem {
 // handleError is Fiber's error handler: every error from every route and
 // from the HTTP server itself becomes a problem+json answer here.
 func (s *server) handleError(c *fiber.Ctx, err error) error {
+	if errors.Is(err, fiber.ErrRequestTimeout) {
+		// The client sent no whole request within the read timeout: often a
+		// connection a client opened ahead of need and never used. An answer
+		// written now could be read later as the answer to its first real
+		// request, so the connection is closed without one.
+		if conn := c.Context().Conn(); conn != nil {
+			if cerr := conn.Close(); cerr != nil {
+				s.log.Debug("close timed-out connection", "error", cerr)
+			}
+		}
+		return nil
+	}
 	p := toProblem(err)
 	ctx := c.UserContext()
 	p.RequestID = RequestID(ctx)
