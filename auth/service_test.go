@@ -39,7 +39,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	svc     *auth.Service
 	store   *bolt.Store
@@ -54,7 +54,7 @@ type world struct {
 
 const password = "correct horse battery"
 
-func validatorFor(t *testing.T) *validator.Validate {
+func validatorFor(t testing.TB) *validator.Validate {
 	t.Helper()
 	v, err := auth.NewValidator()
 	if err != nil {
@@ -63,7 +63,7 @@ func validatorFor(t *testing.T) *validator.Validate {
 	return v
 }
 
-func newWorld(t *testing.T, mutate ...func(*auth.Config)) *world {
+func newWorld(t testing.TB, mutate ...func(*auth.Config)) *world {
 	t.Helper()
 	store := newStore(t)
 	v := validatorFor(t)

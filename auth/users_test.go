@@ -16,7 +16,7 @@ import (
 
 var cheap = auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
 
-func newStore(t *testing.T) *bolt.Store {
+func newStore(t testing.TB) *bolt.Store {
 	t.Helper()
 	s, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"))
 	if err != nil {

@@ -1,6 +1,7 @@
 package device
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -48,6 +49,36 @@ func FuzzPayload(f *testing.F) {
 		p.Normalize()
 		if err := Validate(v, p, "device.", complete); err != nil {
 			t.Fatalf("valid payload became invalid after normalising again: %v", err)
+		}
+	})
+}
+
+// FuzzReadImport feeds arbitrary files to the import reader, as CSV and as
+// XLSX: nothing panics, and every refusal names the file.
+func FuzzReadImport(f *testing.F) {
+	for _, seed := range []string{
+		"imei,label\n490154203237518,van\n",
+		"\ufeffIMEI;ICCIDs;Group\n490154203237518;8944500102198304826;north\n",
+		"imei\n\"unterminated\n", "label\nx\n", "", "PK\x03\x04not a zip",
+		"imei,imei\n1,2\n", "imei,assigned_users\n1,a;b;;c\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, format := range []string{FormatCSV, FormatXLSX} {
+			rows, _, err := ReadImport(bytes.NewReader(data), format)
+			if err != nil {
+				var ve *tether.ValidationError
+				if !errors.As(err, &ve) || ve.Fields[0].Field != "file" {
+					t.Fatalf("%s: refusal %v does not name the file", format, err)
+				}
+				continue
+			}
+			for i, r := range rows {
+				if r.Row != i+2 {
+					t.Fatalf("%s: row %d numbered %d", format, i, r.Row)
+				}
+			}
 		}
 	})
 }
