@@ -492,3 +492,26 @@ func TestSilentReadTimeout(t *testing.T) {
 		t.Fatalf("healthz: %d", r.status)
 	}
 }
+
+// TestHugeHeaders: headers past the read buffer are refused before any
+// handler runs.
+func TestHugeHeaders(t *testing.T) {
+	e := newEnv(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 64<<10))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		// Closing the connection is a refusal too.
+		return
+	}
+	resp.Body.Close()
+	t.Logf("64 KiB of headers: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("64 KiB of headers: %d; want 431", resp.StatusCode)
+	}
+}

@@ -124,6 +124,11 @@ func toProblem(err error) problem {
 	if p.Status == 0 {
 		p.Status = fiber.StatusInternalServerError
 	}
+	// A bad request the HTTP server refused itself keeps the status it
+	// chose (431 for headers too large), with the code invalid_request.
+	if ferr != nil && code == tether.CodeInvalidRequest && ferr.Code > 400 && ferr.Code < 500 {
+		p.Status = ferr.Code
+	}
 	title = strings.ReplaceAll(string(code), "_", " ")
 	p.Title = strings.ToUpper(title[:1]) + title[1:]
 	p.Code = code
