@@ -12,26 +12,16 @@ import (
 
 	"github.com/xuri/excelize/v2"
 
+	"tether/device"
 	"tether/storage"
 )
 
 const mimeXLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-// imei returns a valid IMEI: fourteen digits from n and a Luhn check digit.
+// imei returns a valid IMEI: fourteen digits from n and a check digit.
 func imei(n int) string {
 	body := fmt.Sprintf("35%012d", n)
-	sum := 0
-	for i := len(body) - 1; i >= 0; i-- {
-		d := int(body[i] - '0')
-		if (len(body)-1-i)%2 == 0 {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-	}
-	return body + fmt.Sprint((10-sum%10)%10)
+	return body + string(device.LuhnDigit(body))
 }
 
 func readXLSX(t *testing.T, body []byte) [][]string {

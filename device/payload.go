@@ -70,23 +70,27 @@ func stripSeparators(s string) string {
 	}, strings.TrimSpace(s))
 }
 
-// luhnValid reports whether a string of ASCII digits ends in a valid Luhn
-// check digit. The caller has checked that it is all digits.
-func luhnValid(digits string) bool {
+// LuhnDigit returns the Luhn check digit that completes a string of ASCII
+// digits, as the 15th digit of an IMEI or the last of an ICCID.
+func LuhnDigit(body string) byte {
 	sum := 0
-	double := false
-	for i := len(digits) - 1; i >= 0; i-- {
-		d := int(digits[i] - '0')
-		if double {
+	for i := len(body) - 1; i >= 0; i-- {
+		d := int(body[i] - '0')
+		if (len(body)-1-i)%2 == 0 {
 			d *= 2
 			if d > 9 {
 				d -= 9
 			}
 		}
 		sum += d
-		double = !double
 	}
-	return sum%10 == 0
+	return byte('0' + (10-sum%10)%10)
+}
+
+// luhnValid reports whether a string of ASCII digits ends in a valid Luhn
+// check digit. The caller has checked that it is all digits.
+func luhnValid(digits string) bool {
+	return len(digits) > 1 && LuhnDigit(digits[:len(digits)-1]) == digits[len(digits)-1]
 }
 
 func allDigits(s string) bool {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"tether/auth"
+	"tether/device"
 )
 
 func main() {
@@ -447,18 +448,7 @@ func peakRSS(pid int) int64 {
 // imei makes the n-th valid IMEI of the run.
 func imei(n int) string {
 	body := fmt.Sprintf("35%012d", n)
-	sum := 0
-	for i := len(body) - 1; i >= 0; i-- {
-		d := int(body[i] - '0')
-		if (len(body)-1-i)%2 == 0 {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-	}
-	return body + strconv.Itoa((10-sum%10)%10)
+	return body + string(device.LuhnDigit(body))
 }
 
 func payload(imeiStr string) map[string]any {

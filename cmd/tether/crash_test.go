@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"tether/device"
 	"tether/storage/bolt"
 )
 
@@ -155,16 +156,5 @@ func TestCrashSafety(t *testing.T) {
 // luhnIMEI makes a valid IMEI from n.
 func luhnIMEI(n int) string {
 	body := fmt.Sprintf("35%012d", n)
-	sum := 0
-	for i := len(body) - 1; i >= 0; i-- {
-		d := int(body[i] - '0')
-		if (len(body)-1-i)%2 == 0 {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-	}
-	return body + fmt.Sprint((10-sum%10)%10)
+	return body + string(device.LuhnDigit(body))
 }
