@@ -18,16 +18,20 @@ import (
 // GrowthReport compares renewal on a small store with renewal on a large
 // one, and says what the large store costs.
 type GrowthReport struct {
-	Devices           int     `json:"devices"`
-	Sessions          int     `json:"sessions"`
-	FillSeconds       float64 `json:"fillSeconds"`
-	StoreBytes        int64   `json:"storeBytes"`
-	BytesPerDevice    float64 `json:"bytesPerDevice"`
-	BytesPerSession   float64 `json:"bytesPerSession"`
-	StartupMs         float64 `json:"startupMs"`
-	RenewSmall        Result  `json:"renewSmall"`
-	RenewLarge        Result  `json:"renewLarge"`
-	RenewLargeVsSmall float64 `json:"renewLargeVsSmall"`
+	SmallDevices      int       `json:"smallDevices"`
+	SmallSessions     int       `json:"smallSessions"`
+	Devices           int       `json:"devices"`
+	Sessions          int       `json:"sessions"`
+	Runs              int       `json:"runs"`
+	RunRatios         []float64 `json:"runRatios"`
+	FillSeconds       float64   `json:"fillSeconds"`
+	StoreBytes        int64     `json:"storeBytes"`
+	BytesPerDevice    float64   `json:"bytesPerDevice"`
+	BytesPerSession   float64   `json:"bytesPerSession"`
+	StartupMs         float64   `json:"startupMs"`
+	RenewSmall        Result    `json:"renewSmall"`
+	RenewLarge        Result    `json:"renewLarge"`
+	RenewLargeVsSmall float64   `json:"renewLargeVsSmall"`
 }
 
 func fileSize(path string) int64 {
@@ -97,57 +101,102 @@ func fill(path string, devices, sessions int) (perDevice, perSession float64, er
 	return perDevice, perSession, nil
 }
 
-// growth renews on a small store, then on one holding devices handsets and
-// sessions sessions more, and compares.
-func growth(cfg config, devices, sessions int, w io.Writer) (GrowthReport, error) {
-	r := GrowthReport{Devices: devices, Sessions: sessions}
+// prepared is a store filled by fill, served.
+type prepared struct {
+	srv         *server
+	bytes       int64
+	perDevice   float64
+	perSession  float64
+	fillSeconds float64
+	startupMs   float64
+}
 
-	small, err := startServer(cfg.server)
-	if err != nil {
-		return r, err
-	}
-	ws, err := seed(small, cfg.clients)
-	if err != nil {
-		small.stop()
-		return r, err
-	}
-	r.RenewSmall = drive(cfg, "renew, small store", small.base, ws.renew)
-	small.stop()
-
+// prepare creates a store with an admin API key, fills it and serves it.
+func prepare(cfg config, devices, sessions int) (*prepared, error) {
 	dir, err := os.MkdirTemp("", "tether-growth-*")
 	if err != nil {
-		return r, err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
 	data := filepath.Join(dir, "data")
 	out, err := exec.Command(cfg.server, "apikey", "create", "--data", data, "--role", "admin").Output()
 	if err != nil {
-		return r, fmt.Errorf("apikey create: %w", err)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("apikey create: %w", err)
 	}
+	p := &prepared{}
 	start := time.Now()
-	if r.BytesPerDevice, r.BytesPerSession, err = fill(filepath.Join(data, "tether.db"), devices, sessions); err != nil {
-		return r, err
+	db := filepath.Join(data, "tether.db")
+	if p.perDevice, p.perSession, err = fill(db, devices, sessions); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	r.FillSeconds = time.Since(start).Seconds()
-	r.StoreBytes = fileSize(filepath.Join(data, "tether.db"))
+	p.fillSeconds = time.Since(start).Seconds()
+	p.bytes = fileSize(db)
+	if p.srv, err = serveExisting(cfg.server, dir, data, strings.TrimSpace(string(out)), &p.startupMs); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return p, nil
+}
 
-	large, err := serveExisting(cfg.server, dir, data, strings.TrimSpace(string(out)), &r.StartupMs)
+// growth renews on a store of 1,000 handsets and 1,000 sessions and on one
+// of devices handsets and sessions sessions, both served at once, in
+// alternating runs (cfg.runs of each), and compares the medians.
+func growth(cfg config, devices, sessions int, w io.Writer) (GrowthReport, error) {
+	r := GrowthReport{Devices: devices, Sessions: sessions, SmallDevices: 1000, SmallSessions: 1000}
+
+	small, err := prepare(cfg, r.SmallDevices, r.SmallSessions)
 	if err != nil {
 		return r, err
 	}
-	defer large.stop()
-	wl, err := seed(large, cfg.clients)
+	defer small.srv.stop()
+	large, err := prepare(cfg, devices, sessions)
 	if err != nil {
 		return r, err
 	}
-	r.RenewLarge = drive(cfg, "renew, large store", large.base, wl.renew)
+	defer large.srv.stop()
+	r.FillSeconds, r.StoreBytes, r.StartupMs = large.fillSeconds, large.bytes, large.startupMs
+	r.BytesPerDevice, r.BytesPerSession = large.perDevice, large.perSession
+
+	ws, err := seed(small.srv, cfg.clients)
+	if err != nil {
+		return r, err
+	}
+	wl, err := seed(large.srv, cfg.clients)
+	if err != nil {
+		return r, err
+	}
+	var smallRuns, largeRuns []Result
+	for range max(cfg.runs, 1) {
+		smallRuns = append(smallRuns, drive(cfg, "renew, small store", small.srv.base, ws.renew))
+		largeRuns = append(largeRuns, drive(cfg, "renew, large store", large.srv.base, wl.renew))
+	}
+	r.Runs = len(smallRuns)
+	r.RenewSmall, r.RenewLarge = median(smallRuns), median(largeRuns)
+	for i := range smallRuns {
+		if smallRuns[i].PerSecond > 0 {
+			r.RunRatios = append(r.RunRatios, largeRuns[i].PerSecond/smallRuns[i].PerSecond)
+		}
+	}
 	if r.RenewSmall.PerSecond > 0 {
 		r.RenewLargeVsSmall = r.RenewLarge.PerSecond / r.RenewSmall.PerSecond
 	}
 	fmt.Fprintf(w, "store with %d handsets and %d sessions: %.0f MiB (%.0f bytes per handset, %.0f per session), filled in %.0fs\n",
 		devices, sessions, float64(r.StoreBytes)/(1<<20), r.BytesPerDevice, r.BytesPerSession, r.FillSeconds)
 	fmt.Fprintf(w, "start-up to ready: %.0f ms\n", r.StartupMs)
-	fmt.Fprintf(w, "renew: %.0f/s on the small store, %.0f/s on the large one (%.0f%%); p99 %.2f ms and %.2f ms\n",
-		r.RenewSmall.PerSecond, r.RenewLarge.PerSecond, r.RenewLargeVsSmall*100, r.RenewSmall.P99ms, r.RenewLarge.P99ms)
+	fmt.Fprintf(w, "renew, median of %d alternating runs: %.0f/s with %d sessions, %.0f/s with %d (%.0f%%); p99 %.2f ms and %.2f ms\n",
+		r.Runs, r.RenewSmall.PerSecond, r.SmallSessions, r.RenewLarge.PerSecond, sessions, r.RenewLargeVsSmall*100, r.RenewSmall.P99ms, r.RenewLarge.P99ms)
+	fmt.Fprintf(w, "each run, large/small:")
+	for _, x := range r.RunRatios {
+		fmt.Fprintf(w, " %.0f%%", x*100)
+	}
+	fmt.Fprintln(w)
+	errs := 0
+	for _, x := range append(smallRuns, largeRuns...) {
+		errs += x.Errors
+	}
+	if errs > 0 {
+		return r, fmt.Errorf("%d errors during the growth runs", errs)
+	}
 	return r, nil
 }
