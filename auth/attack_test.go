@@ -129,3 +129,114 @@ func TestForeignIssuerOrAudience(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleTokens replays genuine tokens where or when they no longer
+// belong: each must be refused with the error that names why.
+func TestStaleTokens(t *testing.T) {
+	cases := []struct {
+		name string
+		// setup changes the world after the login and returns the handset
+		// the tokens are presented from.
+		setup                        func(w *world, g auth.Grant) string
+		authenticate, renew, refresh error // nil: not a refusal this case is about
+	}{
+		{
+			name:  "from another handset",
+			setup: func(w *world, _ auth.Grant) string { return w.other.ID },
+			renew: auth.ErrDeviceMismatch, refresh: auth.ErrDeviceMismatch,
+		},
+		{
+			name:  "from another handset by its IMEI",
+			setup: func(w *world, _ auth.Grant) string { return w.other.IMEI },
+			renew: auth.ErrDeviceMismatch, refresh: auth.ErrDeviceMismatch,
+		},
+		{
+			name: "after the handset was retired",
+			setup: func(w *world, _ auth.Grant) string {
+				if _, err := w.devices.Retire(w.ctx, "cli", w.phone.ID, "broken"); err != nil {
+					w.t.Fatal(err)
+				}
+				return w.phone.ID
+			},
+			authenticate: auth.ErrSessionRevoked, renew: auth.ErrSessionRevoked, refresh: auth.ErrSessionRevoked,
+		},
+		{
+			name: "after the user was disabled",
+			setup: func(w *world, _ auth.Grant) string {
+				if _, err := w.users.Update(w.ctx, auth.CLI, w.worker.ID, auth.UserPatch{Disabled: ptr(true)}); err != nil {
+					w.t.Fatal(err)
+				}
+				return w.phone.ID
+			},
+			authenticate: auth.ErrSessionRevoked, renew: auth.ErrSessionRevoked, refresh: auth.ErrSessionRevoked,
+		},
+		{
+			name: "after logout",
+			setup: func(w *world, g auth.Grant) string {
+				id, err := w.svc.Authenticate(w.ctx, g.AccessToken)
+				if err != nil {
+					w.t.Fatal(err)
+				}
+				if err := w.svc.Logout(w.ctx, id); err != nil {
+					w.t.Fatal(err)
+				}
+				return w.phone.ID
+			},
+			authenticate: auth.ErrSessionRevoked, renew: auth.ErrSessionRevoked, refresh: auth.ErrSessionRevoked,
+		},
+		{
+			// The signing key is dropped once the longest-lived token it
+			// signed is past renewal; its tokens are then not ours at all.
+			// (The refresh token does not depend on the signing key.)
+			name: "signed by a key rotated out past its life",
+			setup: func(w *world, _ auth.Grant) string {
+				if _, err := w.svc.RotateKeys(w.ctx, auth.CLI); err != nil {
+					w.t.Fatal(err)
+				}
+				w.clock.Advance(15*time.Minute + 24*time.Hour + time.Minute)
+				if _, err := w.svc.RotateKeys(w.ctx, auth.CLI); err != nil {
+					w.t.Fatal(err)
+				}
+				return w.phone.ID
+			},
+			authenticate: auth.ErrTokenInvalid, renew: auth.ErrTokenInvalid,
+		},
+		{
+			name: "expired longer ago than the renewal window",
+			setup: func(w *world, _ auth.Grant) string {
+				w.clock.Advance(15*time.Minute + 24*time.Hour + time.Second)
+				return w.phone.ID
+			},
+			authenticate: auth.ErrTokenExpired, renew: auth.ErrRenewalWindowPassed,
+		},
+		{
+			name: "renewed already",
+			setup: func(w *world, g auth.Grant) string {
+				if _, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID); err != nil {
+					w.t.Fatal(err)
+				}
+				return w.phone.ID
+			},
+			renew: auth.ErrTokenAlreadyUsed,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			g := w.mustLogin()
+			from := c.setup(w, g)
+			if c.authenticate != nil {
+				_, err := w.svc.Authenticate(w.ctx, g.AccessToken)
+				wantErr(t, err, c.authenticate)
+			}
+			if c.renew != nil {
+				_, err := w.svc.Renew(w.ctx, g.AccessToken, from)
+				wantErr(t, err, c.renew)
+			}
+			if c.refresh != nil {
+				_, err := w.svc.Refresh(w.ctx, g.RefreshToken, from)
+				wantErr(t, err, c.refresh)
+			}
+		})
+	}
+}
