@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 ADDR     ?= :8080
 DATA     ?= ./data
-FUZZTIME ?= 30s
+FUZZTIME       ?= 1m
 
 .DEFAULT_GOAL := help
 
@@ -35,9 +35,9 @@ bench: build ## load-test the server (table + bench.json), then the Go benchmark
 
 bench-growth: build ## renewal on a small store against one with 100,000 handsets and 1,000,000 sessions
 	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
-	bin/tether-bench --server $(BIN) --growth --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --out bench-growth.json
+	bin/tether-bench --server $(BIN) --growth --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --runs $(BENCH_RUNS) --out bench-growth.json
 
-fuzz: ## run each fuzz target for FUZZTIME (30s)
+fuzz: ## run each fuzz target for FUZZTIME (1m)
 	@for pkg in $$(go list ./...); do \
 	  for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$target"; \
