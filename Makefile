@@ -5,14 +5,15 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 ADDR     ?= :8080
 DATA     ?= ./data
-FUZZTIME       ?= 1m
+FUZZTIME ?= 1m
+VULNDB   ?= https://vuln.go.dev
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test build bench bench-growth fuzz lint clean
+.PHONY: help run test build bench bench-growth fuzz lint vulncheck clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## serve on :8080 with the store in ./data (ADDR=, DATA= to change)
 	go run -ldflags "$(LDFLAGS)" ./cmd/tether serve --addr $(ADDR) --data $(DATA)
@@ -45,9 +46,19 @@ fuzz: ## run each fuzz target for FUZZTIME (1m)
 	  done; \
 	done
 
-lint: ## check formatting and vet
+lint: ## gofmt, go vet, staticcheck, and govulncheck where its database can be reached
 	@test -z "$$(gofmt -l .)" || { echo "not gofmt'ed:"; gofmt -l .; exit 1; }
 	go vet ./...
+	go tool staticcheck ./...
+	@if curl -fsS -m 10 -o /dev/null "$(VULNDB)/index/db.json"; then \
+	  $(MAKE) --no-print-directory vulncheck; \
+	else \
+	  echo "lint: govulncheck NOT RUN: the vulnerability database $(VULNDB) cannot be reached (set VULNDB to a mirror or a file:// copy)"; \
+	  test -z "$(VULNCHECK_REQUIRED)"; \
+	fi
+
+vulncheck: ## known vulnerabilities reachable from the code (VULNDB: the Go vulnerability database)
+	go tool govulncheck -db "$(VULNDB)" ./...
 
 clean: ## remove the binary and test caches (never ./data)
 	rm -rf bin

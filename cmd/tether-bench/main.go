@@ -256,7 +256,6 @@ type client struct {
 	base string
 	// per-client session state for the token operations
 	access, refresh, device string
-	n                       int
 }
 
 func newHTTP(clients int) *http.Client {

@@ -709,8 +709,3 @@ func TestServeTLS(t *testing.T) {
 		t.Fatalf("--tls-cert alone: %d %s", r.code, r.stderr)
 	}
 }
-
-func jsonDecode(resp *http.Response, v any) error {
-	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(v)
-}

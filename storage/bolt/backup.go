@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"tether/storage"
 )
@@ -97,7 +98,7 @@ func Restore(from, path string) error {
 		// lose what it writes.
 		db, err := bolt.Open(path, fileMode, &bolt.Options{ReadOnly: true, Timeout: defaultLockWait})
 		switch {
-		case errors.Is(err, bolt.ErrTimeout):
+		case errors.Is(err, bolterrors.ErrTimeout):
 			return fmt.Errorf("restore %s: %w", path, ErrLocked)
 		case err == nil:
 			if err := db.Close(); err != nil {

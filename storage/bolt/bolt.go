@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"tether/storage"
 )
@@ -118,7 +119,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		opt(&o)
 	}
 	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: o.lockWait})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
 	}
 	if err != nil {
