@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -469,6 +470,7 @@ func TestSilentReadTimeout(t *testing.T) {
 	for name, send := range map[string]string{
 		"nothing":       "",
 		"half a header": "GET /healthz HTTP/1.1\r\nHost: t",
+		"half a body":   "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
 	} {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 		if err != nil {
@@ -513,5 +515,120 @@ func TestHugeHeaders(t *testing.T) {
 	t.Logf("64 KiB of headers: %d", resp.StatusCode)
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("64 KiB of headers: %d; want 431", resp.StatusCode)
+	}
+}
+
+// TestOversizedBodyRefusedUnread: a body announced larger than the limit
+// is refused with a 413 problem on the strength of its Content-Length,
+// before it is sent, let alone read: the client here sends only a few
+// bytes of its gigabyte. One sent in chunks is cut off at the limit.
+func TestOversizedBodyRefusedUnread(t *testing.T) {
+	e := newEnv(t)
+	for name, head := range map[string]string{
+		"announced": "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n{\"username\":",
+		"chunked":   "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(e.url(), "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(conn, head)
+			if name == "chunked" {
+				// Twice the limit in 8 KiB chunks, then no end: the server
+				// must answer without waiting for one.
+				chunk := fmt.Sprintf("2000\r\n%s\r\n", strings.Repeat("x", 0x2000))
+				for range 2 * bodyLimit / 0x2000 {
+					if _, err := io.WriteString(conn, chunk); err != nil {
+						break // the server has answered and closed
+					}
+				}
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer to an oversized body: %v", err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" ||
+				!strings.Contains(string(body), `"payload_too_large"`) {
+				t.Fatalf("%d %s %s; want a 413 payload_too_large problem", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			}
+		})
+	}
+}
+
+// TestLoginFlood: thousands of wrong logins at once from one address, each
+// under another username, over real connections. Every answer is a clean
+// 401 or a 429 with Retry-After, never a 5xx; once the address has failed
+// often enough the rest are turned away without a hash; the server's heap
+// stays bounded; and the address stays locked even for a right password.
+func TestLoginFlood(t *testing.T) {
+	e := newEnv(t)
+	e.do("POST", "/v1/users", e.admin, map[string]any{"username": "boss", "password": "correct horse", "role": "manager"})
+	base := e.url()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	const attempts, clients = 3000, 100
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for i := range work {
+				body := fmt.Sprintf(`{"username":"guess%d","password":"%s"}`, i, strings.Repeat("x", 1000))
+				resp, err := client.Post(base+"/v1/auth/login", "application/json", strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+					t.Error("429 without Retry-After")
+				}
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range attempts {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	if statuses[401]+statuses[429] != attempts {
+		t.Fatalf("answers %v; want only 401 and 429", statuses)
+	}
+	// The address throttle allows 50 failures; attempts already past the
+	// check when it closed may still fail with a 401.
+	if statuses[401] > 50+clients {
+		t.Fatalf("%d attempts were hashed and refused; the throttle should stop them near 50", statuses[401])
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 32<<20 {
+		t.Fatalf("the heap grew by %d MiB under the flood", grown>>20)
+	}
+	resp, err := client.Post(base+"/v1/auth/login", "application/json", strings.NewReader(`{"username":"boss","password":"correct horse"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the right password from the flooding address: %d; want 429", resp.StatusCode)
+	}
+	// Another address is not locked out by this one's flood.
+	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "boss", "password": "correct horse"}); r.status != 200 {
+		t.Fatalf("the right password from another address: %d %s", r.status, r.body)
 	}
 }

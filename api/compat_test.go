@@ -233,8 +233,21 @@ func TestGetUserToken(t *testing.T) {
 	if code, _ := post(`<UserCredentialModel><UserName>x</UserName>`, "application/xml"); code != 400 {
 		t.Fatalf("malformed XML: %d", code)
 	}
-	if code, _ := post(`<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">]><UserCredentialModel><UserName>&a;</UserName></UserCredentialModel>`, "application/xml"); code != 400 {
-		t.Fatalf("XML with a DOCTYPE: %d", code)
+	// Entities are never expanded: a DOCTYPE is refused outright, so
+	// neither an exponential expansion nor an external file is reached.
+	for name, doc := range map[string]string{
+		"internal entity": `<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">]><UserCredentialModel><UserName>&a;</UserName></UserCredentialModel>`,
+		"billion laughs": `<?xml version="1.0"?><!DOCTYPE l [<!ENTITY l0 "lol">` +
+			`<!ENTITY l1 "&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;"><!ENTITY l2 "&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;">` +
+			`<!ENTITY l3 "&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;"><!ENTITY l4 "&l3;&l3;&l3;&l3;&l3;&l3;&l3;&l3;&l3;&l3;">` +
+			`<!ENTITY l5 "&l4;&l4;&l4;&l4;&l4;&l4;&l4;&l4;&l4;&l4;"><!ENTITY l6 "&l5;&l5;&l5;&l5;&l5;&l5;&l5;&l5;&l5;&l5;">` +
+			`<!ENTITY l7 "&l6;&l6;&l6;&l6;&l6;&l6;&l6;&l6;&l6;&l6;"><!ENTITY l8 "&l7;&l7;&l7;&l7;&l7;&l7;&l7;&l7;&l7;&l7;">` +
+			`]><UserCredentialModel><UserName>&l8;</UserName></UserCredentialModel>`,
+		"external entity": `<!DOCTYPE x [<!ENTITY f SYSTEM "file:///etc/passwd">]><UserCredentialModel><UserName>&f;</UserName></UserCredentialModel>`,
+	} {
+		if code, msg := post(doc, "application/xml"); code != 400 || !strings.Contains(msg, "DOCTYPE") || strings.Contains(msg, "root:") {
+			t.Fatalf("XML with %s: %d %q; want 400 naming the DOCTYPE", name, code, msg)
+		}
 	}
 	if code, _ := post(`userName=walter`, "application/x-www-form-urlencoded"); code != 415 {
 		t.Fatalf("form body: %d; want 415", code)

@@ -107,3 +107,38 @@ func TestAPIKeyRoutes(t *testing.T) {
 	wantProblem(t, e.do("GET", "/v1/devices", secret, nil), 401, "token_invalid")
 	wantProblem(t, e.do("DELETE", "/v1/api-keys/"+k["id"].(string), e.admin, nil), 404, "not_found")
 }
+
+// TestUsernamesDifferingOnlyInForm: usernames that differ only by case,
+// width or Unicode composition are one account: they cannot be created
+// twice, each logs in to the same user, and failures under any of them
+// count against that one account's throttle.
+func TestUsernamesDifferingOnlyInForm(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "Jos\u00e9", "password": "correct horse", "role": "manager"})
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["id"]
+	variants := []string{"JOS\u00c9", "jose\u0301", "\uff2a\uff4f\uff53\u00e9", "JOSE\u0301"}
+	for _, name := range variants {
+		wantProblem(t, e.do("POST", "/v1/users", e.admin, map[string]any{"username": name, "password": "another horse", "role": "manager"}), 409, "conflict")
+		r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": name, "password": "correct horse"})
+		if r.status != 200 {
+			t.Fatalf("login as %q: %d %s", name, r.status, r.body)
+		}
+		if got := r.json(t)["user"].(map[string]any)["id"]; got != id {
+			t.Fatalf("login as %q reached user %v; want %v", name, got, id)
+		}
+	}
+	// A different name is a different account.
+	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "Josef", "password": "another horse", "role": "manager"}); r.status != 201 {
+		t.Fatalf("Josef: %d %s", r.status, r.body)
+	}
+	for i := range 5 {
+		wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]any{"username": variants[i%len(variants)], "password": "wrong"}), 401, "invalid_credentials")
+	}
+	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]any{"username": "José", "password": "correct horse"}), 429, "too_many_attempts")
+	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "Josef", "password": "another horse"}); r.status != 200 {
+		t.Fatalf("another account after the lock: %d %s", r.status, r.body)
+	}
+}
