@@ -62,10 +62,14 @@ func main() {
 		isTerminal:       stdinIsTerminal,
 		stderrIsTerminal: func() bool { return term.IsTerminal(int(os.Stderr.Fd())) },
 		readPassword:     readTerminalPassword,
-		hashParams:       auth.DefaultParams,
+		hashParams:       hashParams,
 	}
 	os.Exit(c.run(ctx, os.Args[1:]))
 }
+
+// hashParams are the costs of new password hashes. Only the end-to-end
+// tests that need many logins in little time change them.
+var hashParams = auth.DefaultParams
 
 const usage = `Tether: enrollment and authentication for company Android handsets.
 

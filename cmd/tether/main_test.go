@@ -33,11 +33,18 @@ import (
 	"tether/storage/bolt"
 )
 
+// cheapHash are password-hash costs for tests.
+var cheapHash = auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
+
 // TestMain lets the test binary stand in for the tether binary: with
 // TETHER_TEST_MAIN=1 it runs main, so the end-to-end tests exercise the real
-// process (signals, file locks, exit codes) without a separate build.
+// process (signals, file locks, exit codes) without a separate build. With
+// TETHER_TEST_CHEAP_HASH=1 too, its new password hashes are cheap.
 func TestMain(m *testing.M) {
 	if os.Getenv("TETHER_TEST_MAIN") == "1" {
+		if os.Getenv("TETHER_TEST_CHEAP_HASH") == "1" {
+			hashParams = cheapHash
+		}
 		main()
 		return
 	}
@@ -61,7 +68,7 @@ func runCLI(t *testing.T, stdin string, env map[string]string, args ...string) r
 		isTerminal:       func() bool { return false },
 		stderrIsTerminal: func() bool { return env["TERM_FOR_TEST"] == "1" },
 		readPassword:     func() ([]byte, error) { return nil, errors.New("no terminal") },
-		hashParams:       auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16},
+		hashParams:       cheapHash,
 	}
 	code := c.run(context.Background(), args)
 	return result{code, out.String(), errb.String()}
