@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -630,5 +631,102 @@ func TestLoginFlood(t *testing.T) {
 	// Another address is not locked out by this one's flood.
 	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "boss", "password": "correct horse"}); r.status != 200 {
 		t.Fatalf("the right password from another address: %d %s", r.status, r.body)
+	}
+}
+
+// TestEveryRouteChecksItsRole walks every route the app serves under /v1
+// and sends it the credentials of each role below the one it needs: none
+// at all, a worker's access token, an introspection key, a manager's key.
+// Each must be refused before the handler runs. A route this test does
+// not know fails it, so a new route cannot be added without its role.
+func TestEveryRouteChecksItsRole(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	worker := e.loginWorker()["accessToken"].(string)
+	r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "maria", "password": "correct horse"})
+	if r.status != 200 {
+		t.Fatalf("manager login: %d %s", r.status, r.body)
+	}
+	managerToken := r.json(t)["accessToken"].(string)
+
+	const (
+		open         = iota // no credentials needed
+		self                // a user's own access token
+		introspector        // an introspection (or admin) key
+		manager             // a manager or admin
+		admin               // an admin
+	)
+	need := func(path string) (int, bool) {
+		switch {
+		case slices.Contains([]string{"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/renew", "/v1/enroll"}, path):
+			return open, true
+		case path == "/v1/auth/logout" || path == "/v1/auth/me":
+			return self, true
+		case path == "/v1/auth/introspect":
+			return introspector, true
+		case strings.HasPrefix(path, "/v1/api-keys") || strings.HasPrefix(path, "/v1/admin/"):
+			return admin, true
+		}
+		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes"} {
+			if path == p || strings.HasPrefix(path, p+"/") {
+				return manager, true
+			}
+		}
+		return 0, false
+	}
+	type cred struct {
+		name   string
+		header []string
+		role   storage.Role
+		user   bool // a user's access token, not an API key
+	}
+	creds := []cred{
+		{"no credentials", nil, "", false},
+		{"a worker's token", []string{"Authorization", "Bearer " + worker}, storage.RoleWorker, true},
+		{"an introspection key", []string{"Authorization", "Bearer " + e.introspect}, storage.RoleIntrospect, false},
+		{"a manager's token", []string{"Authorization", "Bearer " + managerToken}, storage.RoleManager, true},
+		{"a manager's key", []string{"X-API-Key", e.manager}, storage.RoleManager, false},
+	}
+	allowed := func(class int, c cred) bool {
+		switch class {
+		case open:
+			return true
+		case self:
+			return c.user
+		case introspector:
+			return c.role == storage.RoleIntrospect
+		case manager:
+			return c.role == storage.RoleManager
+		}
+		return false
+	}
+	seen := 0
+	for _, rt := range e.app.GetRoutes(true) {
+		if !strings.HasPrefix(rt.Path, "/v1/") || rt.Method == "HEAD" {
+			continue
+		}
+		class, ok := need(rt.Path)
+		if !ok {
+			t.Errorf("%s %s: this test does not know the role it needs", rt.Method, rt.Path)
+			continue
+		}
+		seen++
+		path := strings.ReplaceAll(rt.Path, ":id", "dev_x")
+		for _, c := range creds {
+			if allowed(class, c) {
+				continue
+			}
+			r := e.do(rt.Method, path, "", `{}`, append([]string{"Content-Type", "application/json"}, c.header...)...)
+			want := "forbidden"
+			if c.header == nil {
+				want = "token_invalid"
+			}
+			if p := r.json(t); p["code"] != want {
+				t.Errorf("%s %s with %s: %d %s; want it refused with %s", rt.Method, rt.Path, c.name, r.status, r.body, want)
+			}
+		}
+	}
+	if seen < 25 {
+		t.Fatalf("only %d routes checked", seen)
 	}
 }
