@@ -1,10 +1,12 @@
 package auth_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"tether/auth"
+	"tether/storage"
 )
 
 // forge signs claims like the real token's with whatever the attacker has.
@@ -238,5 +241,53 @@ func TestStaleTokens(t *testing.T) {
 				wantErr(t, err, c.refresh)
 			}
 		})
+	}
+}
+
+// TestStoreFileHoldsNoSecrets: whoever copies the store file finds no
+// password, refresh token, access token, API key or enrollment code in it
+// that could be replayed: passwords are argon2id hashes, the others are
+// kept as SHA-256 hashes, and the answer kept for a refresh retry is
+// sealed under a key derived from the refresh token that was presented.
+func TestStoreFileHoldsNoSecrets(t *testing.T) {
+	w := newWorld(t, func(c *auth.Config) { c.EnrollmentMode = auth.EnrollCode })
+	g := w.mustLogin()
+	next, err := w.svc.Refresh(w.ctx, g.RefreshToken, w.phone.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A retry within the grace seals the answer into the store.
+	if _, err := w.svc.Refresh(w.ctx, g.RefreshToken, w.phone.ID); err != nil {
+		t.Fatal(err)
+	}
+	manager := auth.Principal{Kind: auth.KindUser, ID: w.boss.ID, Role: storage.RoleManager}
+	code, _, err := w.svc.CreateEnrollmentCode(w.ctx, manager, auth.NewCode{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := auth.NewAPIKeys(w.store).Create(w.ctx, auth.CLI, storage.RoleManager, "scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := w.store.Path()
+	w.store.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte("walter")) {
+		t.Fatal("the file read is not the store, or the store is not plain bbolt")
+	}
+	secrets := map[string]string{
+		"password": password, "refresh token": g.RefreshToken, "rotated refresh token": next.RefreshToken,
+		"access token": g.AccessToken, "rotated access token": next.AccessToken,
+		"enrollment code": code, "enrollment code, bare": strings.ReplaceAll(code, "-", ""), "API key": key,
+	}
+	for name, secret := range secrets {
+		for _, form := range []string{secret, secret[len(secret)/2:]} {
+			if bytes.Contains(data, []byte(form)) {
+				t.Errorf("the store file holds the %s", name)
+			}
+		}
 	}
 }
