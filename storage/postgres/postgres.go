@@ -1,0 +1,418 @@
+// Package postgres is the PostgreSQL storage backend, for sites that run
+// several Tether instances on one database (and, through its wire
+// protocol, CockroachDB). It behaves exactly like the embedded store: it
+// passes the same conformance suite, storage/storagetest.
+//
+// Records are kept whole as JSON, as the embedded store keeps them; the
+// columns beside them are the unique rules and the filters the queries
+// use. Every write runs in a SERIALIZABLE transaction, retried when the
+// database reports a serialization failure, so no write is ever a
+// read-then-write race, across instances as within one.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tether/storage"
+)
+
+var _ storage.Store = (*Store)(nil)
+
+// ErrSchemaTooNew is returned by Open for a database migrated by a newer
+// Tether.
+var ErrSchemaTooNew = errors.New("database schema was written by a newer version")
+
+var (
+	errIDChanged       = errors.New("update must not change the record id")
+	errKeyChanged      = errors.New("update must not change the user key")
+	errSessionIdentity = errors.New("update must not change the session's id, key, user, device or family")
+	errEventID         = errors.New("audit event without an id")
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrationLock is the advisory lock instances take to migrate one at a
+// time ("tether" in ASCII).
+const migrationLock = 0x746574686572
+
+// Store is a storage.Store on a PostgreSQL database.
+type Store struct {
+	pool    *pgxpool.Pool
+	observe TxObserver
+}
+
+// TxObserver is told how long each transaction took, and whether it wrote.
+type TxObserver func(write bool, d time.Duration)
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithTxObserver sets a TxObserver, for metrics.
+func WithTxObserver(f TxObserver) Option {
+	return func(s *Store) { s.observe = f }
+}
+
+// Open connects to the database at url (a postgres:// URL or a key=value
+// connection string), and brings its schema up to date.
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parse error may quote the URL, password and all.
+		return nil, errors.New("postgres: the connection URL is malformed")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %v", err)
+	}
+	s := &Store{pool: pool}
+	for _, opt := range opts {
+		opt(s)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect to %s:%d: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// migrations returns the embedded migrations in order.
+func migrations() ([]string, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	var out []string
+	for i, name := range names {
+		if want := fmt.Sprintf("migrations/%04d_", i+1); !strings.HasPrefix(name, want) {
+			return nil, fmt.Errorf("migration %s out of sequence: want %s…", name, want)
+		}
+		data, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, string(data))
+	}
+	return out, nil
+}
+
+// SchemaVersion is the schema version this build writes.
+func SchemaVersion() int {
+	m, _ := migrations()
+	return len(m)
+}
+
+// migrate applies the migrations the database lacks, all in one
+// transaction, under an advisory lock so instances starting together
+// migrate once.
+func (s *Store) migrate(ctx context.Context) error {
+	steps, err := migrations()
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return err
+		}
+		var version int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
+			return err
+		}
+		if version > len(steps) {
+			return fmt.Errorf("schema version %d, this build knows up to %d: %w", version, len(steps), ErrSchemaTooNew)
+		}
+		for ; version < len(steps); version++ {
+			if _, err := tx.Exec(ctx, steps[version]); err != nil {
+				return fmt.Errorf("migrate schema %d to %d: %v", version, version+1, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, version+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrSchemaTooNew) {
+		return fmt.Errorf("postgres: %v", err)
+	}
+	return err
+}
+
+// Close closes every connection.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return driverError("ping", s.pool.Ping(ctx))
+}
+
+// driverError turns a driver error into one that says what failed without
+// wrapping the driver's types (the storage contract), keeping a canceled or
+// expired context recognisable.
+func driverError(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("postgres: %s: %w", op, context.Canceled)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("postgres: %s: %w", op, context.DeadlineExceeded)
+	}
+	return fmt.Errorf("postgres: %s: %v", op, err)
+}
+
+// querier is what both the pool and a transaction can do.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// txError marks an error returned by a transaction's own function (a
+// domain error such as a conflict or a refusal from an update function),
+// so that it is passed through as it is.
+type txError struct{ err error }
+
+func (e txError) Error() string { return e.err.Error() }
+func (e txError) Unwrap() error { return e.err }
+
+const maxAttempts = 40
+
+// update runs fn in a SERIALIZABLE transaction, and runs it again, from a
+// fresh transaction, when the database could not serialize it with a
+// concurrent one (fn may run more than once, as the storage contract
+// allows). A nil return means committed.
+func (s *Store) update(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	defer func() {
+		if s.observe != nil {
+			s.observe(true, time.Since(start))
+		}
+	}()
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+			if err := fn(tx); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) || isDriver(err) {
+					return err
+				}
+				return txError{err}
+			}
+			return nil
+		})
+		var te txError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &te):
+			return te.err
+		case retryable(err) && attempt < maxAttempts:
+			// Back off a little, more each time, with jitter so the
+			// transactions that collided do not collide again.
+			backoff := time.Duration(rand.Int64N(int64(time.Millisecond)<<min(attempt, 5))) + 100*time.Microsecond
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		return driverError(op, err)
+	}
+}
+
+// view runs fn in a read-only transaction: one consistent snapshot.
+func (s *Store) view(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := fn(tx); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) || isDriver(err) {
+				return err
+			}
+			return txError{err}
+		}
+		return nil
+	})
+	if s.observe != nil {
+		s.observe(false, time.Since(start))
+	}
+	var te txError
+	if errors.As(err, &te) {
+		return te.err
+	}
+	return driverError(op, err)
+}
+
+// isDriver reports whether err came from the connection rather than from
+// Tether's own code.
+func isDriver(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
+}
+
+// retryable reports whether a transaction failed only because another one
+// got there first: a serialization failure or a deadlock.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	return false
+}
+
+// write runs fn and then the write options in one transaction.
+func (s *Store) write(ctx context.Context, op string, opts []storage.WriteOption, fn func(tx pgx.Tx) error) error {
+	o := storage.ApplyOptions(opts)
+	return s.update(ctx, op, func(tx pgx.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return applyOptions(ctx, tx, o)
+	})
+}
+
+// applyOptions makes the extra writes a write method was asked for.
+func applyOptions(ctx context.Context, tx pgx.Tx, o storage.WriteOptions) error {
+	n := 0
+	for _, r := range o.Revoke {
+		revoked, err := revokeSessions(ctx, tx, r)
+		if err != nil {
+			return err
+		}
+		n += revoked
+	}
+	if o.Revoked != nil {
+		*o.Revoked = n
+	}
+	return appendEvents(ctx, tx, o.Events)
+}
+
+// unique returns conflict if err is a unique violation of the named
+// constraint, and err otherwise.
+func unique(err error, constraint string, conflict *storage.ConflictError) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint {
+		return conflict
+	}
+	return err
+}
+
+// getOne decodes the data column of the one row query returns into v, or
+// returns ErrNotFound naming what was missing.
+func getOne(ctx context.Context, q querier, v any, what string, query string, args ...any) error {
+	var data []byte
+	err := q.QueryRow(ctx, query, args...).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	return nil
+}
+
+// all decodes the data column of every row query returns.
+func all[T any](ctx context.Context, q querier, query string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := []T{}
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		var v T
+		if err := json.Unmarshal(data, &v); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// list returns one page of the records of table, in ID order from just
+// after the cursor, that pass the SQL conditions where (on $2 onwards) and
+// then match. It reads in chunks and looks one match further to tell
+// whether there is a next page.
+func list[T any](ctx context.Context, q querier, table, where string, args []any, after string, limit int, match func(T) bool, id func(T) string) (storage.Page[T], error) {
+	limit = storage.PageLimit(limit)
+	page := storage.Page[T]{Items: []T{}}
+	cond := "id > $1"
+	if where != "" {
+		cond += " AND " + where
+	}
+	query := "SELECT data FROM " + table + " WHERE " + cond + " ORDER BY id LIMIT " + strconv.Itoa(limit+1)
+	cursor := after
+	for {
+		recs, err := all[T](ctx, q, query, append([]any{cursor}, args...)...)
+		if err != nil {
+			return storage.Page[T]{}, err
+		}
+		for _, rec := range recs {
+			if !match(rec) {
+				continue
+			}
+			if len(page.Items) == limit {
+				page.Next = id(page.Items[limit-1])
+				return page, nil
+			}
+			page.Items = append(page.Items, rec)
+		}
+		if len(recs) < limit+1 {
+			return page, nil
+		}
+		cursor = id(recs[len(recs)-1])
+	}
+}
+
+// nextValue takes the next number of a counter, in the transaction: a
+// transaction that rolls back gives its number back, as the embedded
+// store's sequences do.
+func nextValue(ctx context.Context, tx pgx.Tx, name string) (uint64, error) {
+	var v int64
+	err := tx.QueryRow(ctx, `UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value`, name).Scan(&v)
+	return uint64(v), err
+}

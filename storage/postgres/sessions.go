@@ -1,0 +1,264 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tether/storage"
+)
+
+// CreateSession implements storage.Sessions. The user and device are read
+// with a share lock, so a manager suspending the handset or disabling the
+// user at the same moment either waits for this session, and then revokes
+// it, or makes check refuse it.
+func (s *Store) CreateSession(ctx context.Context, sess storage.Session, check func(storage.User, storage.Device) error, opts ...storage.WriteOption) (storage.Session, error) {
+	var created storage.Session
+	err := s.write(ctx, "create session", opts, func(tx pgx.Tx) error {
+		var err error
+		created, err = createSession(ctx, tx, sess, check)
+		return err
+	})
+	if err != nil {
+		return storage.Session{}, err
+	}
+	return created.Clone(), nil
+}
+
+func createSession(ctx context.Context, tx pgx.Tx, sess storage.Session, check func(storage.User, storage.Device) error) (storage.Session, error) {
+	if check != nil {
+		var u storage.User
+		if err := getOne(ctx, tx, &u, fmt.Sprintf("user %q", sess.UserID), `SELECT data FROM users WHERE id = $1 FOR SHARE`, sess.UserID); err != nil {
+			return sess, err
+		}
+		var d storage.Device
+		if sess.DeviceID != "" {
+			if err := getOne(ctx, tx, &d, fmt.Sprintf("device %q", sess.DeviceID), `SELECT data FROM devices WHERE id = $1 FOR SHARE`, sess.DeviceID); err != nil {
+				return sess, err
+			}
+		}
+		if err := check(u, d); err != nil {
+			return sess, err
+		}
+	}
+	// One live session per user and device: the new one replaces it.
+	var old string
+	err := tx.QueryRow(ctx, `SELECT session_id FROM session_pairs WHERE user_id = $1 AND device_id = $2 FOR UPDATE`,
+		sess.UserID, sess.DeviceID).Scan(&old)
+	switch {
+	case err == nil:
+		if err := revokeOne(ctx, tx, old, "replaced", sess.CreatedAt); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return sess, err
+		}
+	case !errors.Is(err, pgx.ErrNoRows):
+		return sess, err
+	}
+	key, err := nextValue(ctx, tx, "sessions")
+	if err != nil {
+		return sess, err
+	}
+	sess.Key = key
+	data, err := json.Marshal(sess)
+	if err != nil {
+		return sess, err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO sessions (id, user_id, device_id, family_hash, revoked, ended_at, data)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		sess.ID, sess.UserID, sess.DeviceID, sess.FamilyHash, sess.Revoked(), sess.EndedAt(), data)
+	err = unique(err, "sessions_pkey", &storage.ConflictError{Entity: "session", Field: "id", Value: sess.ID})
+	if err := unique(err, "sessions_family_key", &storage.ConflictError{Entity: "session", Field: "family", Value: sess.ID}); err != nil {
+		return sess, err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO session_pairs (user_id, device_id, session_id) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = EXCLUDED.session_id`,
+		sess.UserID, sess.DeviceID, sess.ID)
+	return sess, err
+}
+
+// LoadSessions stores many sessions in one transaction, as CreateSession
+// would one by one (without checks). It is for loading large stores in
+// benchmarks and migrations.
+func (s *Store) LoadSessions(ctx context.Context, ss []storage.Session) error {
+	return s.update(ctx, "load sessions", func(tx pgx.Tx) error {
+		for _, sess := range ss {
+			if _, err := createSession(ctx, tx, sess, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// putSession writes a changed session and the columns derived from it.
+func putSession(ctx context.Context, tx pgx.Tx, sess storage.Session) error {
+	data, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE sessions SET revoked = $2, ended_at = $3, data = $4 WHERE id = $1`,
+		sess.ID, sess.Revoked(), sess.EndedAt(), data)
+	return err
+}
+
+// GetSession implements storage.Sessions.
+func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, error) {
+	var sess storage.Session
+	err := s.view(ctx, "get session", func(tx pgx.Tx) error {
+		return getOne(ctx, tx, &sess, fmt.Sprintf("session %q", id), `SELECT data FROM sessions WHERE id = $1`, id)
+	})
+	return sess, err
+}
+
+// GetSessionByFamily implements storage.Sessions.
+func (s *Store) GetSessionByFamily(ctx context.Context, familyHash []byte) (storage.Session, error) {
+	var sess storage.Session
+	err := s.view(ctx, "get session", func(tx pgx.Tx) error {
+		return getOne(ctx, tx, &sess, "session family", `SELECT data FROM sessions WHERE family_hash = $1`, familyHash)
+	})
+	return sess, err
+}
+
+// GetSessionBundle implements storage.Sessions.
+func (s *Store) GetSessionBundle(ctx context.Context, id string) (storage.SessionBundle, error) {
+	var b storage.SessionBundle
+	err := s.view(ctx, "get session", func(tx pgx.Tx) error {
+		return bundle(ctx, tx, &b, fmt.Sprintf("session %q", id), `SELECT data FROM sessions WHERE id = $1`, id)
+	})
+	return b, err
+}
+
+// GetSessionBundleByFamily implements storage.Sessions.
+func (s *Store) GetSessionBundleByFamily(ctx context.Context, familyHash []byte) (storage.SessionBundle, error) {
+	var b storage.SessionBundle
+	err := s.view(ctx, "get session", func(tx pgx.Tx) error {
+		return bundle(ctx, tx, &b, "session family", `SELECT data FROM sessions WHERE family_hash = $1`, familyHash)
+	})
+	return b, err
+}
+
+// bundle reads a session, its user and its device in one snapshot.
+func bundle(ctx context.Context, tx pgx.Tx, b *storage.SessionBundle, what, query string, arg any) error {
+	if err := getOne(ctx, tx, &b.Session, what, query, arg); err != nil {
+		return err
+	}
+	err := getOne(ctx, tx, &b.User, "user", `SELECT data FROM users WHERE id = $1`, b.Session.UserID)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if b.Session.DeviceID == "" {
+		return nil
+	}
+	var d storage.Device
+	switch err := getOne(ctx, tx, &d, "device", `SELECT data FROM devices WHERE id = $1`, b.Session.DeviceID); {
+	case err == nil:
+		b.Device = &d
+	case !errors.Is(err, storage.ErrNotFound):
+		return err
+	}
+	return nil
+}
+
+// ListSessions implements storage.Sessions.
+func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (storage.Page[storage.Session], error) {
+	where, args := conditions(
+		cond{"user_id = $%d", f.UserID, f.UserID != ""},
+		cond{"device_id = $%d", f.DeviceID, f.DeviceID != ""},
+		cond{"NOT revoked AND ended_at > $%d", f.LiveAt, !f.LiveAt.IsZero()},
+	)
+	var page storage.Page[storage.Session]
+	err := s.view(ctx, "list sessions", func(tx pgx.Tx) error {
+		var err error
+		page, err = list(ctx, tx, "sessions", where, args, f.After, f.Limit, f.Match,
+			func(s storage.Session) string { return s.ID })
+		return err
+	})
+	return page, err
+}
+
+// UpdateSession implements storage.Sessions.
+func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), opts ...storage.WriteOption) (storage.Session, error) {
+	var updated storage.Session
+	err := s.write(ctx, "update session", opts, func(tx pgx.Tx) error {
+		var old storage.Session
+		if err := getOne(ctx, tx, &old, fmt.Sprintf("session %q", id), `SELECT data FROM sessions WHERE id = $1 FOR UPDATE`, id); err != nil {
+			return err
+		}
+		next, err := fn(old.Clone())
+		if err != nil {
+			return err
+		}
+		if next.ID != old.ID || next.Key != old.Key || next.UserID != old.UserID ||
+			next.DeviceID != old.DeviceID || !bytes.Equal(next.FamilyHash, old.FamilyHash) {
+			return errSessionIdentity
+		}
+		if next.Revoked() {
+			if err := releasePair(ctx, tx, next); err != nil {
+				return err
+			}
+		}
+		if err := putSession(ctx, tx, next); err != nil {
+			return err
+		}
+		updated = next.Clone()
+		return nil
+	})
+	return updated, err
+}
+
+// releasePair drops the user-and-device entry of a session that ends, if it
+// still points at that session.
+func releasePair(ctx context.Context, tx pgx.Tx, sess storage.Session) error {
+	_, err := tx.Exec(ctx, `DELETE FROM session_pairs WHERE user_id = $1 AND device_id = $2 AND session_id = $3`,
+		sess.UserID, sess.DeviceID, sess.ID)
+	return err
+}
+
+// revokeOne revokes one session unless it is revoked already.
+func revokeOne(ctx context.Context, tx pgx.Tx, id, reason string, at time.Time) error {
+	var sess storage.Session
+	if err := getOne(ctx, tx, &sess, fmt.Sprintf("session %q", id), `SELECT data FROM sessions WHERE id = $1 FOR UPDATE`, id); err != nil {
+		return err
+	}
+	if sess.Revoked() {
+		return nil
+	}
+	sess.RevokedAt, sess.RevokeReason = at, reason
+	if err := releasePair(ctx, tx, sess); err != nil {
+		return err
+	}
+	return putSession(ctx, tx, sess)
+}
+
+// revokeSessions revokes every unrevoked session of r's user or device and
+// returns how many it revoked.
+func revokeSessions(ctx context.Context, tx pgx.Tx, r storage.Revocation) (int, error) {
+	var column, owner string
+	switch {
+	case r.UserID != "":
+		column, owner = "user_id", r.UserID
+	case r.DeviceID != "":
+		column, owner = "device_id", r.DeviceID
+	default:
+		return 0, errors.New("revocation names neither a user nor a device")
+	}
+	doomed, err := all[storage.Session](ctx, tx,
+		`SELECT data FROM sessions WHERE `+column+` = $1 AND NOT revoked ORDER BY id FOR UPDATE`, owner)
+	if err != nil {
+		return 0, err
+	}
+	for _, sess := range doomed {
+		sess.RevokedAt, sess.RevokeReason = r.At, r.Reason
+		if err := releasePair(ctx, tx, sess); err != nil {
+			return 0, err
+		}
+		if err := putSession(ctx, tx, sess); err != nil {
+			return 0, err
+		}
+	}
+	return len(doomed), nil
+}

@@ -1,0 +1,107 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"tether/storage"
+)
+
+func usernameConflict(name string) *storage.ConflictError {
+	return &storage.ConflictError{Entity: "user", Field: "username", Value: name}
+}
+
+// CreateUser implements storage.Users.
+func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.WriteOption) (storage.User, error) {
+	var created storage.User
+	err := s.write(ctx, "create user", opts, func(tx pgx.Tx) error {
+		key, err := nextValue(ctx, tx, "users")
+		if err != nil {
+			return err
+		}
+		rec := u
+		rec.Key = key
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, data) VALUES ($1, $2, $3)`,
+			rec.ID, storage.UsernameKey(rec.Username), data)
+		err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: rec.ID})
+		if err := unique(err, "users_username_key", usernameConflict(rec.Username)); err != nil {
+			return err
+		}
+		created = rec.Clone()
+		return nil
+	})
+	if err != nil {
+		return storage.User{}, err
+	}
+	return created, nil
+}
+
+// GetUser implements storage.Users.
+func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
+	var u storage.User
+	err := s.view(ctx, "get user", func(tx pgx.Tx) error {
+		return getOne(ctx, tx, &u, fmt.Sprintf("user %q", id), `SELECT data FROM users WHERE id = $1`, id)
+	})
+	return u, err
+}
+
+// GetUserByUsername implements storage.Users.
+func (s *Store) GetUserByUsername(ctx context.Context, name string) (storage.User, error) {
+	var u storage.User
+	err := s.view(ctx, "get user", func(tx pgx.Tx) error {
+		return getOne(ctx, tx, &u, fmt.Sprintf("user %q", name), `SELECT data FROM users WHERE username_key = $1`, storage.UsernameKey(name))
+	})
+	return u, err
+}
+
+// ListUsers implements storage.Users.
+func (s *Store) ListUsers(ctx context.Context, f storage.UserFilter) (storage.Page[storage.User], error) {
+	var page storage.Page[storage.User]
+	err := s.view(ctx, "list users", func(tx pgx.Tx) error {
+		var err error
+		page, err = list(ctx, tx, "users", "", nil, f.After, f.Limit, f.Match,
+			func(u storage.User) string { return u.ID })
+		return err
+	})
+	return page, err
+}
+
+// UpdateUser implements storage.Users.
+func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User) (storage.User, error), opts ...storage.WriteOption) (storage.User, error) {
+	var updated storage.User
+	err := s.write(ctx, "update user", opts, func(tx pgx.Tx) error {
+		var old storage.User
+		if err := getOne(ctx, tx, &old, fmt.Sprintf("user %q", id), `SELECT data FROM users WHERE id = $1 FOR UPDATE`, id); err != nil {
+			return err
+		}
+		next, err := fn(old.Clone())
+		if err != nil {
+			return err
+		}
+		if next.ID != old.ID {
+			return errIDChanged
+		}
+		if next.Key != old.Key {
+			return errKeyChanged
+		}
+		data, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE users SET username_key = $2, data = $3 WHERE id = $1`,
+			id, storage.UsernameKey(next.Username), data)
+		if err := unique(err, "users_username_key", usernameConflict(next.Username)); err != nil {
+			return err
+		}
+		updated = next.Clone()
+		return nil
+	})
+	return updated, err
+}
