@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,11 +31,20 @@ type KeySet struct {
 	public     map[string]ed25519.PublicKey
 	published  []storage.SigningKey
 	lastReload time.Time
+	// newest is the id of the newest key known. Key ids sort by the time
+	// they were made, so an unknown id after it is likely a key another
+	// instance just made.
+	newest string
 }
 
-// reloadEvery limits reloads caused by unknown key ids, so tokens with made
-// up ids cannot turn into a flood of store reads.
-const reloadEvery = 10 * time.Second
+// Reloads caused by unknown key ids are limited, so tokens with made-up
+// ids cannot turn into a flood of store reads: at most one every
+// reloadEvery, or every reloadNewerEvery for an id newer than every key
+// known (another instance rotated; its tokens must verify here at once).
+const (
+	reloadEvery      = 10 * time.Second
+	reloadNewerEvery = 100 * time.Millisecond
+)
 
 // LoadKeys loads the signing keys, making the first one if the store has
 // none. life is how long a retired key keeps verifying the tokens it signed
@@ -96,9 +106,10 @@ func (k *KeySet) reload(ctx context.Context) error {
 	now := k.now()
 	public := make(map[string]ed25519.PublicKey, len(keys))
 	var published []storage.SigningKey
-	var activeID string
+	var activeID, newest string
 	var activePriv ed25519.PrivateKey
 	for _, key := range keys {
+		newest = max(newest, key.ID)
 		if key.Sealed {
 			if k.master == nil {
 				return ErrSealed
@@ -126,7 +137,7 @@ func (k *KeySet) reload(ctx context.Context) error {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.activeID, k.activePriv, k.public, k.published, k.lastReload = activeID, activePriv, public, published, now
+	k.activeID, k.activePriv, k.public, k.published, k.lastReload, k.newest = activeID, activePriv, public, published, now, newest
 	return nil
 }
 
@@ -159,13 +170,14 @@ func (k *KeySet) signer() (string, ed25519.PrivateKey) {
 }
 
 // verifier returns the public key with the given id, reloading once from
-// the store (at most every reloadEvery) when it is unknown.
+// the store when it is unknown (see reloadEvery).
 func (k *KeySet) verifier(ctx context.Context, kid string) (ed25519.PublicKey, bool) {
 	k.mu.RLock()
 	pub, ok := k.public[kid]
-	stale := k.now().Sub(k.lastReload) > reloadEvery
+	since := k.now().Sub(k.lastReload)
+	newer := len(kid) == len(k.newest) && strings.HasPrefix(kid, storage.PrefixKey) && kid > k.newest
 	k.mu.RUnlock()
-	if ok || !stale {
+	if ok || (since <= reloadEvery && (!newer || since <= reloadNewerEvery)) {
 		return pub, ok
 	}
 	if err := k.reload(ctx); err != nil {

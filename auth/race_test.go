@@ -2,9 +2,16 @@ package auth_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"tether/auth"
 	"tether/storage"
@@ -145,4 +152,52 @@ func TestDisabledWhileRefreshing(t *testing.T) {
 			}
 		}
 	})
+}
+
+// countingKeys counts reads of the signing keys.
+type countingKeys struct {
+	storage.Store
+	reads atomic.Int32
+}
+
+func (s *countingKeys) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
+	s.reads.Add(1)
+	return s.Store.ListSigningKeys(ctx)
+}
+
+// TestKeysAcrossInstances: two services on one store, as two instances on
+// one database. A key one of them rotates in verifies on the other at once,
+// while tokens with made-up key ids cannot make it read the store more
+// than a few times a second.
+func TestKeysAcrossInstances(t *testing.T) {
+	w := newWorld(t)
+	store := &countingKeys{Store: w.store}
+	other, err := auth.NewService(w.ctx, auth.DefaultConfig(), store, auth.NewHasher(cheap), validatorFor(t), auth.WithClock(w.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(time.Second)
+	if _, err := w.svc.RotateKeys(w.ctx, auth.CLI); err != nil {
+		t.Fatal(err)
+	}
+	g := w.mustLogin()
+	if _, err := other.Authenticate(w.ctx, g.AccessToken); err != nil {
+		t.Fatalf("a token of a key the other instance rotated in: %v", err)
+	}
+
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	before := store.reads.Load()
+	for i := range 1000 {
+		kid := storage.NewID(storage.PrefixKey)
+		if i%2 == 0 {
+			kid = "key_ZZZZZZZZZZZZZZZZZZZZZZZZZ" + strings.Repeat("Z", i%3)
+		}
+		forged := forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, func(_ jwt.MapClaims, h map[string]any) { h["kid"] = kid })
+		if _, err := other.Authenticate(w.ctx, forged); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Fatalf("forged kid %s: %v", kid, err)
+		}
+	}
+	if n := store.reads.Load() - before; n > 1 {
+		t.Fatalf("1000 made-up key ids in one instant read the keys %d times; want at most 1", n)
+	}
 }

@@ -24,10 +24,15 @@ type SweepReport struct {
 // Sweep removes sessions that ended over a week ago, enrollment codes that
 // expired or were revoked over a week ago, and audit events older than
 // Config.AuditRetention (none when it is 0). Each kind goes in batches of
-// short write transactions.
+// short write transactions. It also reloads the signing keys, so an
+// instance sharing its store with others signs with the key another one
+// rotated in, and drops retired keys past their life.
 func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	now := s.now()
 	var r SweepReport
+	if err := s.keys.reload(ctx); err != nil {
+		return r, err
+	}
 	var err error
 	if r.Sessions, err = s.store.PurgeSessions(ctx, now.Add(-keepEndedSessions), sweepBatch); err != nil {
 		return r, err

@@ -52,12 +52,13 @@ func (c *cli) report(err error) error {
 }
 
 func (c *cli) userAdd(ctx context.Context, args []string) error {
+	var sc storeConfig
 	var (
-		data, username, role, first, last, email string
-		passwordStdin                            bool
+		username, role, first, last, email string
+		passwordStdin                      bool
 	)
 	fs := c.flagSet("user add")
-	fs.StringVar(&data, "data", "./data", "data directory")
+	storeFlags(fs, &sc)
 	fs.StringVar(&username, "username", "", "username (unique, case-insensitively)")
 	fs.StringVar(&role, "role", "worker", "role: worker, manager or admin")
 	fs.StringVar(&first, "first-name", "", "first name")
@@ -75,7 +76,7 @@ func (c *cli) userAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.withStore(data, func(svc *services) error {
+	return c.withStore(ctx, sc, func(svc *services) error {
 		u, err := svc.users.Create(ctx, auth.CLI, auth.NewUser{
 			Username: username, Password: password, Role: storage.Role(role),
 			FirstName: first, LastName: last, Email: email,
@@ -125,12 +126,13 @@ func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
 func readTerminalPassword() ([]byte, error) { return term.ReadPassword(int(os.Stdin.Fd())) }
 
 func (c *cli) deviceAdd(ctx context.Context, args []string) error {
+	var sc storeConfig
 	var (
-		data, imei, label, group string
-		iccids, assign           listFlag
+		imei, label, group string
+		iccids, assign     listFlag
 	)
 	fs := c.flagSet("device add")
-	fs.StringVar(&data, "data", "./data", "data directory")
+	storeFlags(fs, &sc)
 	fs.StringVar(&imei, "imei", "", "the handset's IMEI (15 digits)")
 	fs.StringVar(&label, "label", "", "a label, such as the van it rides in")
 	fs.StringVar(&group, "group", "", "a group, such as a depot")
@@ -147,7 +149,7 @@ func (c *cli) deviceAdd(ctx context.Context, args []string) error {
 	if len(iccids) > 0 {
 		p.IccIDs = iccids
 	}
-	return c.withStore(data, func(svc *services) error {
+	return c.withStore(ctx, sc, func(svc *services) error {
 		d, err := svc.devices.Register(ctx, auth.CLI.String(), device.Registration{
 			Payload: p, Label: label, Group: group, AssignedUsers: assign,
 		})
@@ -160,9 +162,10 @@ func (c *cli) deviceAdd(ctx context.Context, args []string) error {
 }
 
 func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
-	var data, role, name string
+	var sc storeConfig
+	var role, name string
 	fs := c.flagSet("apikey create")
-	fs.StringVar(&data, "data", "./data", "data directory")
+	storeFlags(fs, &sc)
 	fs.StringVar(&role, "role", "", "role: manager, admin, introspect or client")
 	fs.StringVar(&name, "name", "", "a name to tell the key apart")
 	if err := c.parse(fs, args); err != nil {
@@ -174,7 +177,7 @@ func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
 	}
 	var secret string
 	var key storage.APIKey
-	err := c.withStore(data, func(svc *services) error {
+	err := c.withStore(ctx, sc, func(svc *services) error {
 		var err error
 		secret, key, err = svc.apiKeys.Create(ctx, auth.CLI, storage.Role(role), name)
 		return c.report(err)
@@ -189,10 +192,10 @@ func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
 	return nil
 }
 
-// withStore opens the store in data, runs fn with the services on it, and
+// withStore opens the store sc names, runs fn with the services on it, and
 // closes the store, reporting the first error.
-func (c *cli) withStore(data string, fn func(*services) error) error {
-	store, err := openStore(data)
+func (c *cli) withStore(ctx context.Context, sc storeConfig, fn func(*services) error) error {
+	store, err := openStore(ctx, sc, nil)
 	if err != nil {
 		return err
 	}
@@ -204,10 +207,10 @@ func (c *cli) withStore(data string, fn func(*services) error) error {
 }
 
 func (c *cli) keysRotate(ctx context.Context, args []string) error {
-	var data string
+	var sc storeConfig
 	var cfg auth.Config
 	fs := c.flagSet("keys rotate")
-	fs.StringVar(&data, "data", "./data", "data directory")
+	storeFlags(fs, &sc)
 	fs.DurationVar(&cfg.AccessTTL, "access-ttl", auth.DefaultConfig().AccessTTL, "the server's --access-ttl")
 	fs.DurationVar(&cfg.RenewWindow, "renew-window", auth.DefaultConfig().RenewWindow, "the server's --renew-window")
 	masterFile := fs.String("master-key-file", "", "the server's --master-key-file, if it has one")
@@ -218,7 +221,7 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.withStore(data, func(svc *services) error {
+	return c.withStore(ctx, sc, func(svc *services) error {
 		keys, err := auth.LoadKeys(ctx, svc.store, cfg.AccessTTL+cfg.RenewWindow, time.Now, master)
 		if err != nil {
 			return err
@@ -234,10 +237,10 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 }
 
 func (c *cli) deviceImport(ctx context.Context, args []string) error {
-	var data string
+	var sc storeConfig
 	var dryRun bool
 	fs := c.flagSet("device import")
-	fs.StringVar(&data, "data", "./data", "data directory")
+	storeFlags(fs, &sc)
 	fs.BoolVar(&dryRun, "dry-run", false, "check every row and report, writing nothing")
 	file, err := c.parseWithFile(fs, args)
 	if err != nil {
@@ -273,7 +276,7 @@ func (c *cli) deviceImport(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	return c.withStore(data, func(svc *services) error {
+	return c.withStore(ctx, sc, func(svc *services) error {
 		report, err := svc.devices.Import(ctx, auth.CLI.String(), rows, warnings, dryRun, progress)
 		for _, w := range report.Warnings {
 			fmt.Fprintf(c.stderr, "warning: row %d: %s\n", w.Row, w.Message)
@@ -306,13 +309,14 @@ func rowsWithErrors(r device.ImportReport) int {
 }
 
 func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
+	var sc storeConfig
 	var (
-		data, label, group, publicURL string
-		ttl                           time.Duration
-		uses                          int
+		label, group, publicURL string
+		ttl                     time.Duration
+		uses                    int
 	)
 	fs := c.flagSet("enrollment-code create")
-	fs.StringVar(&data, "data", "./data", "data directory")
+	storeFlags(fs, &sc)
 	fs.DurationVar(&ttl, "expires-in", auth.DefaultCodeTTL, "how long the code works (1m to 720h)")
 	fs.IntVar(&uses, "max-uses", 1, "how many handsets it may enroll")
 	fs.StringVar(&label, "label", "", "label given to the handsets it enrolls")
@@ -327,7 +331,7 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	var code string
-	err = c.withStore(data, func(svc *services) error {
+	err = c.withStore(ctx, sc, func(svc *services) error {
 		cfg := auth.DefaultConfig()
 		a, err := auth.NewService(ctx, cfg, svc.store, svc.hasher, svc.validate, auth.WithMasterKey(master))
 		if err != nil {
@@ -358,7 +362,7 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 func (c *cli) backup(ctx context.Context, args []string) error {
 	var data, out string
 	fs := c.flagSet("backup")
-	fs.StringVar(&data, "data", "./data", "data directory")
+	fs.StringVar(&data, "data", "./data", "data directory of the embedded store (a PostgreSQL store is backed up with pg_dump)")
 	fs.StringVar(&out, "out", "", "the backup file to write (created 0600)")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -375,11 +379,12 @@ func (c *cli) backup(ctx context.Context, args []string) error {
 	}
 	defer os.Remove(tmp.Name())
 	var n int64
-	err = c.withStore(data, func(svc *services) error {
-		var err error
-		n, err = svc.store.Backup(ctx, tmp)
+	store, err := openBolt(data)
+	if err != nil {
 		return err
-	})
+	}
+	n, err = store.Backup(ctx, tmp)
+	err = errors.Join(err, store.Close())
 	err = errors.Join(err, tmp.Chmod(0o600), tmp.Sync(), tmp.Close())
 	if err != nil {
 		return err

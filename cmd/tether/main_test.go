@@ -581,9 +581,10 @@ func TestServeDemo(t *testing.T) {
 	if !strings.Contains(script, "TETHER=http://127.0.0.1:") || !strings.Contains(script, "KEY=tak_") {
 		t.Fatalf("demo output:\n%s", script)
 	}
-	dataDir, _ := srv.listening["data"].(string)
-	if dataDir == "" || !strings.Contains(dataDir, "tether-demo-") {
-		t.Fatalf("demo data directory %q", dataDir)
+	storeFile, _ := srv.listening["store"].(string)
+	dataDir := filepath.Dir(storeFile)
+	if storeFile == "" || !strings.Contains(dataDir, "tether-demo-") {
+		t.Fatalf("demo store %q", storeFile)
 	}
 	if _, err := exec.LookPath("curl"); err != nil {
 		if os.Getenv("CI") != "" {

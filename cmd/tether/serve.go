@@ -17,13 +17,12 @@ import (
 
 	"tether/api"
 	"tether/auth"
-	"tether/storage/bolt"
 )
 
 type serveConfig struct {
 	auth            auth.Config
 	addr            string
-	data            string
+	store           storeConfig
 	logLevel        string
 	logFormat       string
 	bodyLimit       int
@@ -44,7 +43,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	var cfg serveConfig
 	fs := c.flagSet("serve")
 	fs.StringVar(&cfg.addr, "addr", ":8080", "address to listen on")
-	fs.StringVar(&cfg.data, "data", "./data", "data directory (created 0700; the store is DATA/tether.db, 0600)")
+	storeFlags(fs, &cfg.store)
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&cfg.bodyLimit, "body-limit", api.DefaultBodyLimit, "largest request body, in bytes")
@@ -69,7 +68,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		cfg.data = dir
+		cfg.store = storeConfig{data: dir}
 		cfg.auth.EnrollmentMode = auth.EnrollCode
 	}
 	if err := cfg.auth.Validate(); err != nil {
@@ -98,7 +97,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 
 	metrics := api.NewMetrics()
-	store, err := openStore(cfg.data, bolt.WithTxObserver(metrics.ObserveTx))
+	store, err := openStore(ctx, cfg.store, metrics.ObserveTx)
 	if err != nil {
 		return err
 	}
@@ -107,8 +106,8 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 			logger.Error("close store", "error", err)
 		}
 	}()
-	if fi, err := os.Stat(cfg.data); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		logger.Warn("data directory is readable by other users; chmod 700 it", "data", cfg.data, "mode", fi.Mode().Perm().String())
+	if fi, err := os.Stat(cfg.store.data); err == nil && !cfg.store.external() && fi.Mode().Perm()&0o077 != 0 {
+		logger.Warn("data directory is readable by other users; chmod 700 it", "data", cfg.store.data, "mode", fi.Mode().Perm().String())
 	}
 
 	svc, err := newServices(store, c.hashParams)
@@ -161,7 +160,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "data", cfg.data, "version", version,
+	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "store", cfg.store.String(), "version", version,
 		"enrollment_mode", cfg.auth.EnrollmentMode, "sim_policy", cfg.auth.SIMPolicy)
 	if cfg.demo {
 		printDemo(c.stdout, demoBase(ln.Addr().String()), demoSeed)

@@ -161,6 +161,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	return err
 }
 
+// Pool is the connection pool, for operators' tools and tests.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
 // Close closes every connection.
 func (s *Store) Close() error {
 	s.pool.Close()

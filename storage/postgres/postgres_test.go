@@ -2,66 +2,15 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"net/url"
-	"os"
+	"errors"
+	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
 	"tether/storage/postgres"
+	"tether/storage/postgres/pgtest"
 	"tether/storage/storagetest"
 )
-
-// serverURL is the PostgreSQL server the tests use, from
-// TETHER_TEST_POSTGRES (make test starts one with .ci/postgres when
-// PostgreSQL is installed). Without it the tests are skipped.
-func serverURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("TETHER_TEST_POSTGRES")
-	if u == "" {
-		t.Skip("TETHER_TEST_POSTGRES is not set: no PostgreSQL server to test against (run make test with PostgreSQL installed, or .ci/postgres)")
-	}
-	return u
-}
-
-// freshSchema makes an empty schema for one test, dropped when it ends,
-// and returns a URL whose connections use it.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	base := serverURL(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	schema := fmt.Sprintf("t_%016x", rand.Uint64())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 func open(t testing.TB, url string) *postgres.Store {
 	t.Helper()
@@ -75,6 +24,65 @@ func open(t testing.TB, url string) *postgres.Store {
 
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Store {
-		return open(t, freshSchema(t))
+		return open(t, pgtest.Schema(t))
 	})
+}
+
+// TestInstancesMigrateOnce: instances starting together on an empty
+// database migrate it once, and all of them open it.
+func TestInstancesMigrateOnce(t *testing.T) {
+	url := pgtest.Schema(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			s, err := postgres.Open(context.Background(), url)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := open(t, url)
+	var n int
+	if err := s.Pool().QueryRow(context.Background(), `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != postgres.SchemaVersion() {
+		t.Fatalf("%d migrations recorded; want %d", n, postgres.SchemaVersion())
+	}
+}
+
+// TestSchemaTooNew: a database migrated by a newer build is refused, not
+// written to.
+func TestSchemaTooNew(t *testing.T) {
+	url := pgtest.Schema(t)
+	s := open(t, url)
+	if _, err := s.Pool().Exec(context.Background(), `INSERT INTO schema_migrations (version) VALUES (999)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Open(context.Background(), url); !errors.Is(err, postgres.ErrSchemaTooNew) {
+		t.Fatalf("Open on a newer schema: %v; want ErrSchemaTooNew", err)
+	}
+}
+
+// TestOpenErrorsHideThePassword: a failed connection says where it tried,
+// never with the password of the URL.
+func TestOpenErrorsHideThePassword(t *testing.T) {
+	for _, url := range []string{
+		"postgres://tether:s3cretpw@127.0.0.1:1/tether?connect_timeout=2",
+		"postgres://tether:s3cretpw@[::1/tether",
+	} {
+		_, err := postgres.Open(context.Background(), url)
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", url)
+		}
+		if strings.Contains(err.Error(), "s3cretpw") {
+			t.Fatalf("the error shows the password: %v", err)
+		}
+	}
 }
