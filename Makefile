@@ -18,9 +18,9 @@ help: ## list the targets
 run: ## serve on :8080 with the store in ./data (ADDR=, DATA= to change)
 	go run -ldflags "$(LDFLAGS)" ./cmd/tether serve --addr $(ADDR) --data $(DATA)
 
-test: ## go vet, then every test with the race detector
+test: ## go vet, then every test with the race detector (on PostgreSQL too, where it is installed)
 	go vet ./...
-	go test -race ./...
+	TETHER_TEST_POSTGRES="$${TETHER_TEST_POSTGRES:-$$(.ci/postgres 2>/dev/null)}" go test -race ./...
 
 build: ## one static binary: bin/tether
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tether

@@ -22,6 +22,9 @@ const Env = "TETHER_TEST_POSTGRES"
 func ServerURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv(Env)
+	if u == "" && os.Getenv("CI") != "" {
+		t.Fatal(Env + " is not set: CI must test the PostgreSQL store (.ci/run starts a server)")
+	}
 	if u == "" {
 		t.Skip(Env + " is not set: no PostgreSQL server to test against (make test starts one when PostgreSQL is installed; see .ci/postgres)")
 	}
