@@ -74,7 +74,7 @@ var hashParams = auth.DefaultParams
 const usage = `Tether: enrollment and authentication for company Android handsets.
 
 Usage:
-  tether serve [--addr :8080] [--data ./data] [flags]
+  tether serve [--addr :8080] [--data ./data | --store postgres://…] [flags]
   tether user add --username NAME [--role worker|manager|admin] [--password-stdin] [flags]
   tether device add --imei IMEI [--label L] [--group G] [flags]
   tether device import FILE.csv|FILE.xlsx [--dry-run]
@@ -83,7 +83,11 @@ Usage:
   tether keys rotate
   tether backup --out FILE
   tether restore FILE
+  tether migrate --from DATA|FILE.db|postgres://… --to DATA|FILE.db|postgres://…
   tether version
+
+The commands that use the store take --data (the embedded store's
+directory) or --store (a postgres:// URL).
 
 Run "tether COMMAND --help" for a command's flags. Every flag can also be
 set as TETHER_<FLAG> in the environment (--min-os-api is TETHER_MIN_OS_API).
@@ -138,6 +142,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.restore(ctx, rest)
 	case cmd == "keys" && sub == "rotate":
 		return c.keysRotate(ctx, rest[1:])
+	case cmd == "migrate":
+		return c.migrate(ctx, rest)
 	case cmd == "version" || cmd == "--version":
 		fmt.Fprintln(c.stdout, version)
 		return nil

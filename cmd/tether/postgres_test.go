@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -95,5 +96,75 @@ func TestTwoInstancesOneDatabase(t *testing.T) {
 	}
 	if code, m := request(t, "GET", onB+"/v1/auth/me", again["accessToken"].(string), ""); code != 200 {
 		t.Fatalf("a token of A's new key on B: %d %v", code, m)
+	}
+}
+
+// TestMigrateBothWays moves a store that has served logins from the
+// embedded store to PostgreSQL and back, and a handset's tokens go on
+// working on each: every record, signing key and session came along.
+func TestMigrateBothWays(t *testing.T) {
+	url := pgtest.Schema(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	r := runCLI(t, "", nil, "apikey", "create", "--data", dir, "--role", "admin")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	admin := strings.TrimSpace(r.stdout)
+	srv := startServer(t, dir)
+	base := "http://" + srv.addr
+	if code, m := request(t, "POST", base+"/v1/users", admin, `{"username":"boss","password":"correct horse","role":"manager"}`); code != 201 {
+		t.Fatalf("user: %d %v", code, m)
+	}
+	for _, imei := range []string{"490154203237518", "356938035643809"} {
+		if code, m := request(t, "POST", base+"/v1/devices", admin, `{"imei":"`+imei+`"}`); code != 201 {
+			t.Fatalf("device: %d %v", code, m)
+		}
+	}
+	code, login := request(t, "POST", base+"/v1/auth/login", "", `{"username":"boss","password":"correct horse","persistent":true}`)
+	if code != 200 {
+		t.Fatalf("login: %d %v", code, login)
+	}
+	srv.stop(t)
+
+	hop := func(from, to string) {
+		t.Helper()
+		r := runCLI(t, "", nil, "migrate", "--from", from, "--to", to)
+		if r.code != 0 || !strings.Contains(r.stderr, "2 devices, 1 users, 1 API keys, 1 sessions") || !strings.Contains(r.stderr, "the counts match") {
+			t.Fatalf("migrate %s → %s: exit %d\n%s", from, to, r.code, r.stderr)
+		}
+		if strings.Contains(r.stderr, "password=") {
+			t.Fatalf("migrate printed a password: %s", r.stderr)
+		}
+	}
+	// The tokens issued on the old store work on the new one.
+	works := func(base string, tokens map[string]any) map[string]any {
+		t.Helper()
+		if code, m := request(t, "GET", base+"/v1/auth/me", tokens["accessToken"].(string), ""); code != 200 {
+			t.Fatalf("the access token after the move: %d %v", code, m)
+		}
+		code, next := request(t, "POST", base+"/v1/auth/refresh", "", `{"refreshToken":"`+tokens["refreshToken"].(string)+`","deviceId":""}`)
+		if code != 200 {
+			t.Fatalf("the refresh token after the move: %d %v", code, next)
+		}
+		return next
+	}
+
+	hop(dir, url)
+	srv = startServer(t, t.TempDir(), "--store", url)
+	login = works("http://"+srv.addr, login)
+	srv.stop(t)
+
+	backDir := t.TempDir()
+	hop(url, filepath.Join(backDir, dbFile))
+	srv = startServer(t, backDir)
+	works("http://"+srv.addr, login)
+	srv.stop(t)
+
+	// Into a store that is not empty, or onto itself: refused.
+	if r := runCLI(t, "", nil, "migrate", "--from", dir, "--to", url); r.code != 1 || !strings.Contains(r.stderr, "not empty") {
+		t.Fatalf("migrate into a store that is not empty: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := runCLI(t, "", nil, "migrate", "--from", url, "--to", url); r.code != 2 {
+		t.Fatalf("migrate onto itself: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -22,7 +22,10 @@ import (
 	"tether/storage"
 )
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store  = (*Store)(nil)
+	_ storage.Loader = (*Store)(nil)
+)
 
 // ErrLocked is returned by Open when another process holds the file.
 var ErrLocked = errors.New("store is in use by another process")

@@ -71,3 +71,20 @@ func (s *Store) ReplaceSigningKey(ctx context.Context, k storage.SigningKey) err
 		return put(b, []byte(k.ID), k)
 	})
 }
+
+// LoadSigningKeys implements storage.Loader: keys as they are, retirements
+// included.
+func (s *Store) LoadSigningKeys(ctx context.Context, keys []storage.SigningKey) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSigningKeys)
+		for _, k := range keys {
+			if b.Get([]byte(k.ID)) != nil {
+				return &storage.ConflictError{Entity: "signing key", Field: "id", Value: k.ID}
+			}
+			if err := put(b, []byte(k.ID), k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

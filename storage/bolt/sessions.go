@@ -89,13 +89,45 @@ func createSession(tx *bolt.Tx, sess storage.Session, check func(storage.User, s
 	return sess, put(sessions, []byte(sess.ID), sess)
 }
 
-// LoadSessions stores many sessions in one transaction, as CreateSession
-// would one by one (without checks). It is for loading large stores in
-// benchmarks and migrations; servers create sessions one login at a time.
+// LoadSessions implements storage.Loader: it stores sessions as they are,
+// in one transaction, each unrevoked one as the live session of its user
+// and device. A session without a Key gets the next one.
 func (s *Store) LoadSessions(ctx context.Context, ss []storage.Session) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
+		sessions := tx.Bucket(bucketSessions)
 		for _, sess := range ss {
-			if _, err := createSession(tx, sess, nil); err != nil {
+			if sessions.Get([]byte(sess.ID)) != nil {
+				return &storage.ConflictError{Entity: "session", Field: "id", Value: sess.ID}
+			}
+			if err := claim(tx.Bucket(bucketSessionFamily), sess.FamilyHash, sess.ID,
+				&storage.ConflictError{Entity: "session", Field: "family", Value: sess.ID}); err != nil {
+				return err
+			}
+			if sess.Key == 0 {
+				seq, err := sessions.NextSequence()
+				if err != nil {
+					return err
+				}
+				sess.Key = seq
+			} else if sess.Key > sessions.Sequence() {
+				if err := sessions.SetSequence(sess.Key); err != nil {
+					return err
+				}
+			}
+			if !sess.Revoked() {
+				if err := tx.Bucket(bucketSessionPair).Put(pairKey(sess.UserID, sess.DeviceID), []byte(sess.ID)); err != nil {
+					return err
+				}
+			}
+			if err := tx.Bucket(bucketSessionUser).Put(refKey(sess.UserID, sess.ID), nil); err != nil {
+				return err
+			}
+			if sess.DeviceID != "" {
+				if err := tx.Bucket(bucketSessionDevice).Put(refKey(sess.DeviceID, sess.ID), nil); err != nil {
+					return err
+				}
+			}
+			if err := put(sessions, []byte(sess.ID), sess); err != nil {
 				return err
 			}
 		}

@@ -105,3 +105,29 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 	})
 	return updated, err
 }
+
+// LoadUsers implements storage.Loader: users as they are, keys included,
+// in one transaction.
+func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		users := tx.Bucket(bucketUsers)
+		for _, u := range us {
+			if users.Get([]byte(u.ID)) != nil {
+				return &storage.ConflictError{Entity: "user", Field: "id", Value: u.ID}
+			}
+			key := []byte(storage.UsernameKey(u.Username))
+			if err := claim(tx.Bucket(bucketUserName), key, u.ID, usernameConflict(u.Username)); err != nil {
+				return err
+			}
+			if u.Key > users.Sequence() {
+				if err := users.SetSequence(u.Key); err != nil {
+					return err
+				}
+			}
+			if err := put(users, []byte(u.ID), u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -82,3 +82,21 @@ func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
 func (s *Store) ReplaceSigningKey(ctx context.Context, k storage.SigningKey) error {
 	return s.update(ctx, "replace signing key", func(tx pgx.Tx) error { return putKey(ctx, tx, k) })
 }
+
+// LoadSigningKeys implements storage.Loader: keys as they are, retirements
+// included.
+func (s *Store) LoadSigningKeys(ctx context.Context, keys []storage.SigningKey) error {
+	return s.update(ctx, "load signing keys", func(tx pgx.Tx) error {
+		for _, k := range keys {
+			data, err := json.Marshal(k)
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `INSERT INTO signing_keys (id, data) VALUES ($1, $2)`, k.ID, data)
+			if err := unique(err, "signing_keys_pkey", &storage.ConflictError{Entity: "signing key", Field: "id", Value: k.ID}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

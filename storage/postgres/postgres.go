@@ -30,7 +30,10 @@ import (
 	"tether/storage"
 )
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store  = (*Store)(nil)
+	_ storage.Loader = (*Store)(nil)
+)
 
 // ErrSchemaTooNew is returned by Open for a database migrated by a newer
 // Tether.
@@ -418,4 +421,10 @@ func nextValue(ctx context.Context, tx pgx.Tx, name string) (uint64, error) {
 	var v int64
 	err := tx.QueryRow(ctx, `UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value`, name).Scan(&v)
 	return uint64(v), err
+}
+
+// raiseCounter moves a counter up to at least v.
+func raiseCounter(ctx context.Context, tx pgx.Tx, name string, v uint64) error {
+	_, err := tx.Exec(ctx, `UPDATE counters SET value = greatest(value, $2) WHERE name = $1`, name, int64(v))
+	return err
 }

@@ -80,17 +80,41 @@ func createSession(ctx context.Context, tx pgx.Tx, sess storage.Session, check f
 	return sess, err
 }
 
-// LoadSessions stores many sessions in one transaction, as CreateSession
-// would one by one (without checks). It is for loading large stores in
-// benchmarks and migrations.
+// LoadSessions implements storage.Loader: it stores sessions as they are,
+// in one transaction, each unrevoked one as the live session of its user
+// and device. A session without a Key gets the next one.
 func (s *Store) LoadSessions(ctx context.Context, ss []storage.Session) error {
 	return s.update(ctx, "load sessions", func(tx pgx.Tx) error {
+		var top uint64
 		for _, sess := range ss {
-			if _, err := createSession(ctx, tx, sess, nil); err != nil {
+			if sess.Key == 0 {
+				key, err := nextValue(ctx, tx, "sessions")
+				if err != nil {
+					return err
+				}
+				sess.Key = key
+			}
+			top = max(top, sess.Key)
+			data, err := json.Marshal(sess)
+			if err != nil {
 				return err
 			}
+			_, err = tx.Exec(ctx, `INSERT INTO sessions (id, user_id, device_id, family_hash, revoked, ended_at, data)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+				sess.ID, sess.UserID, sess.DeviceID, sess.FamilyHash, sess.Revoked(), sess.EndedAt(), data)
+			err = unique(err, "sessions_pkey", &storage.ConflictError{Entity: "session", Field: "id", Value: sess.ID})
+			if err := unique(err, "sessions_family_key", &storage.ConflictError{Entity: "session", Field: "family", Value: sess.ID}); err != nil {
+				return err
+			}
+			if !sess.Revoked() {
+				if _, err := tx.Exec(ctx, `INSERT INTO session_pairs (user_id, device_id, session_id) VALUES ($1, $2, $3)
+					ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = EXCLUDED.session_id`,
+					sess.UserID, sess.DeviceID, sess.ID); err != nil {
+					return err
+				}
+			}
 		}
-		return nil
+		return raiseCounter(ctx, tx, "sessions", top)
 	})
 }
 

@@ -105,3 +105,25 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 	})
 	return updated, err
 }
+
+// LoadUsers implements storage.Loader: users as they are, keys included,
+// in one transaction.
+func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
+	return s.update(ctx, "load users", func(tx pgx.Tx) error {
+		var top uint64
+		for _, u := range us {
+			data, err := json.Marshal(u)
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, data) VALUES ($1, $2, $3)`,
+				u.ID, storage.UsernameKey(u.Username), data)
+			err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: u.ID})
+			if err := unique(err, "users_username_key", usernameConflict(u.Username)); err != nil {
+				return err
+			}
+			top = max(top, u.Key)
+		}
+		return raiseCounter(ctx, tx, "users", top)
+	})
+}

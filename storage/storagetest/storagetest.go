@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 			tt.fn(t, newStore(t))
 		})
 	}
+	t.Run("Copy", func(t *testing.T) { testCopy(t, newStore) })
 }
 
 // now is a fixed, sub-second instant: backends must keep times to at least

@@ -1,0 +1,200 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+)
+
+// Loader is a store that takes records exactly as they are, integer keys,
+// revocations and retirements included, to receive the contents of
+// another store. Its sequences move past the keys it is given.
+type Loader interface {
+	LoadUsers(ctx context.Context, users []User) error
+	// LoadSessions stores sessions as they are; each unrevoked one becomes
+	// the live session of its user and device.
+	LoadSessions(ctx context.Context, sessions []Session) error
+	LoadSigningKeys(ctx context.Context, keys []SigningKey) error
+}
+
+// Counts is how many records of each kind a store holds.
+type Counts struct {
+	Devices, Users, APIKeys, Sessions, Events, SigningKeys, EnrollmentCodes int
+}
+
+func (c Counts) String() string {
+	return fmt.Sprintf("%d devices, %d users, %d API keys, %d sessions, %d audit events, %d signing keys, %d enrollment codes",
+		c.Devices, c.Users, c.APIKeys, c.Sessions, c.Events, c.SigningKeys, c.EnrollmentCodes)
+}
+
+// copyBatch is how many records each write of Copy carries.
+const copyBatch = MaxPageSize
+
+// Copy copies every record of from into to, which must be empty, in
+// batches of short transactions, and then counts both: it returns the
+// counts, or an error if to does not hold exactly what from holds. Copy
+// while no server uses either store.
+func Copy(ctx context.Context, from Store, to interface {
+	Store
+	Loader
+}) (Counts, error) {
+	have, err := Count(ctx, to)
+	if err != nil {
+		return Counts{}, fmt.Errorf("count the destination: %w", err)
+	}
+	if have != (Counts{}) {
+		return Counts{}, fmt.Errorf("the destination is not empty (%s)", have)
+	}
+	steps := []struct {
+		kind string
+		run  func() error
+	}{
+		{"signing keys", func() error {
+			keys, err := from.ListSigningKeys(ctx)
+			if err != nil {
+				return err
+			}
+			return to.LoadSigningKeys(ctx, keys)
+		}},
+		{"users", func() error {
+			return pages(ctx, func(after string) (Page[User], error) {
+				return from.ListUsers(ctx, UserFilter{After: after, Limit: copyBatch})
+			}, func(u User) string { return u.ID }, to.LoadUsers)
+		}},
+		{"devices", func() error {
+			return pages(ctx, func(after string) (Page[Device], error) {
+				return from.ListDevices(ctx, DeviceFilter{After: after, Limit: copyBatch})
+			}, func(d Device) string { return d.ID }, func(ctx context.Context, ds []Device) error {
+				return to.CreateDevices(ctx, ds)
+			})
+		}},
+		{"API keys", func() error {
+			keys, err := from.ListAPIKeys(ctx)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := to.CreateAPIKey(ctx, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"enrollment codes", func() error {
+			codes, err := from.ListEnrollmentCodes(ctx)
+			if err != nil {
+				return err
+			}
+			for _, c := range codes {
+				if err := to.CreateEnrollmentCode(ctx, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"sessions", func() error {
+			return pages(ctx, func(after string) (Page[Session], error) {
+				return from.ListSessions(ctx, SessionFilter{After: after, Limit: copyBatch})
+			}, func(s Session) string { return s.ID }, to.LoadSessions)
+		}},
+		{"audit events", func() error {
+			return pages(ctx, func(after string) (Page[Event], error) {
+				return from.ListEvents(ctx, EventFilter{After: after, Limit: copyBatch})
+			}, func(e Event) string { return e.ID }, func(ctx context.Context, es []Event) error {
+				return to.AppendEvents(ctx, es...)
+			})
+		}},
+	}
+	for _, step := range steps {
+		if err := step.run(); err != nil {
+			return Counts{}, fmt.Errorf("copy %s: %w", step.kind, err)
+		}
+	}
+	want, err := Count(ctx, from)
+	if err != nil {
+		return Counts{}, fmt.Errorf("count the source: %w", err)
+	}
+	got, err := Count(ctx, to)
+	if err != nil {
+		return Counts{}, fmt.Errorf("count the destination: %w", err)
+	}
+	if got != want {
+		return got, fmt.Errorf("the copy holds %s; the source %s", got, want)
+	}
+	return got, nil
+}
+
+// pages reads every page list gives and hands each to load.
+func pages[T any](ctx context.Context, list func(after string) (Page[T], error), id func(T) string, load func(context.Context, []T) error) error {
+	after := ""
+	for {
+		page, err := list(after)
+		if err != nil {
+			return err
+		}
+		if len(page.Items) > 0 {
+			if err := load(ctx, page.Items); err != nil {
+				return err
+			}
+		}
+		if page.Next == "" {
+			return nil
+		}
+		after = id(page.Items[len(page.Items)-1])
+	}
+}
+
+// Count counts every record of s.
+func Count(ctx context.Context, s Store) (Counts, error) {
+	var c Counts
+	var err error
+	count := func(n *int, list func(after string) (int, string, error)) {
+		if err != nil {
+			return
+		}
+		after := ""
+		for {
+			var got int
+			got, after, err = list(after)
+			if err != nil {
+				return
+			}
+			*n += got
+			if after == "" {
+				return
+			}
+		}
+	}
+	count(&c.Devices, func(after string) (int, string, error) {
+		p, err := s.ListDevices(ctx, DeviceFilter{After: after, Limit: MaxPageSize})
+		return len(p.Items), p.Next, err
+	})
+	count(&c.Users, func(after string) (int, string, error) {
+		p, err := s.ListUsers(ctx, UserFilter{After: after, Limit: MaxPageSize})
+		return len(p.Items), p.Next, err
+	})
+	count(&c.Sessions, func(after string) (int, string, error) {
+		p, err := s.ListSessions(ctx, SessionFilter{After: after, Limit: MaxPageSize})
+		return len(p.Items), p.Next, err
+	})
+	count(&c.Events, func(after string) (int, string, error) {
+		p, err := s.ListEvents(ctx, EventFilter{After: after, Limit: MaxPageSize})
+		return len(p.Items), p.Next, err
+	})
+	if err != nil {
+		return c, err
+	}
+	keys, err := s.ListAPIKeys(ctx)
+	if err != nil {
+		return c, err
+	}
+	signing, err := s.ListSigningKeys(ctx)
+	if err != nil {
+		return c, err
+	}
+	codes, err := s.ListEnrollmentCodes(ctx)
+	if err != nil {
+		return c, err
+	}
+	c.APIKeys, c.SigningKeys, c.EnrollmentCodes = len(keys), len(signing), len(codes)
+	return c, nil
+}

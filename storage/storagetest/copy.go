@@ -1,0 +1,86 @@
+package storagetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"tether/storage"
+)
+
+// loader is a store that can receive another's records.
+type loader interface {
+	storage.Store
+	storage.Loader
+}
+
+// testCopy fills a store with every kind of record, copies it into a new
+// one, and checks that the copy holds the same records, integer keys,
+// revocations and key retirements included, and goes on as the original
+// would: new keys follow the copied ones, a new login replaces the copied
+// live session.
+func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
+	ctx := context.Background()
+	from := newStore(t)
+	u, d := fixtures(t, from)
+	boss := mustCreateUser(t, from, newUser("boss", storage.RoleManager))
+	live := mustCreateSession(t, from, newSession(u.ID, d.ID))
+	ended := mustCreateSession(t, from, newSession(boss.ID, ""))
+	if _, err := from.UpdateSession(ctx, ended.ID, func(s storage.Session) (storage.Session, error) {
+		s.RevokedAt, s.RevokeReason = now, "logout"
+		return s, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	k1 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now}
+	k2 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now.Add(time.Hour)}
+	ev := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "login", Outcome: "success", UserID: u.ID}
+	for _, err := range []error{
+		from.RotateSigningKey(ctx, k1), from.RotateSigningKey(ctx, k2),
+		from.CreateAPIKey(ctx, storage.APIKey{ID: storage.NewID(storage.PrefixAPIKey), Role: storage.RoleManager, Hash: randBytes(32), Hint: "tak_1234", CreatedAt: now}),
+		from.CreateEnrollmentCode(ctx, storage.EnrollmentCode{ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), MaxUses: 3, Uses: 1, ExpiresAt: now.Add(time.Hour), CreatedAt: now}),
+		from.AppendEvents(ctx, ev),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	to, ok := newStore(t).(loader)
+	if !ok {
+		t.Fatal("the store cannot receive a copy: it does not implement storage.Loader")
+	}
+	counts, err := storage.Copy(ctx, from, to)
+	if err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	want := storage.Counts{Devices: 1, Users: 2, APIKeys: 1, Sessions: 2, Events: 1, SigningKeys: 2, EnrollmentCodes: 1}
+	if counts != want {
+		t.Fatalf("copied %s; want %s", counts, want)
+	}
+	if _, err := storage.Copy(ctx, from, to); err == nil {
+		t.Fatal("Copy into a store that is not empty succeeded")
+	}
+
+	if got, err := to.GetUserByUsername(ctx, "BOSS"); err != nil || got.Key != boss.Key || got.PasswordHash != boss.PasswordHash {
+		t.Fatalf("copied user %+v, %v; want key %d", got, err, boss.Key)
+	}
+	if next := mustCreateUser(t, to, newUser("third", storage.RoleWorker)); next.Key != boss.Key+1 {
+		t.Fatalf("first new user after the copy has key %d; want %d", next.Key, boss.Key+1)
+	}
+	if got, err := to.GetSessionByFamily(ctx, ended.FamilyHash); err != nil || got.Key != ended.Key || got.RevokeReason != "logout" {
+		t.Fatalf("copied revoked session %+v, %v", got, err)
+	}
+	keys, err := to.ListSigningKeys(ctx)
+	if err != nil || len(keys) != 2 || keys[0].RetiredAt.IsZero() || !keys[1].RetiredAt.IsZero() {
+		t.Fatalf("copied signing keys %+v, %v; want the first retired, the second active", keys, err)
+	}
+	// A new login on the same handset replaces the copied live session.
+	again := mustCreateSession(t, to, newSession(u.ID, d.ID))
+	if again.Key <= ended.Key || again.Key <= live.Key {
+		t.Fatalf("new session key %d does not follow the copied ones", again.Key)
+	}
+	if got, err := to.GetSession(ctx, live.ID); err != nil || got.RevokeReason != "replaced" {
+		t.Fatalf("the copied live session after a new login: %+v, %v; want replaced", got, err)
+	}
+}
