@@ -10,10 +10,10 @@ VULNDB   ?= https://vuln.go.dev
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test build bench bench-growth fuzz lint vulncheck clean
+.PHONY: help run test build bench bench-postgres bench-growth fuzz lint vulncheck clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## serve on :8080 with the store in ./data (ADDR=, DATA= to change)
 	go run -ldflags "$(LDFLAGS)" ./cmd/tether serve --addr $(ADDR) --data $(DATA)
@@ -31,8 +31,13 @@ BENCH_CLIENTS  ?= 64
 
 bench: build ## load-test the server (table + bench.json), then the Go benchmarks
 	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
-	bin/tether-bench --server $(BIN) --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --runs $(BENCH_RUNS) --out bench.json
+	bin/tether-bench --server $(BIN) --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --runs $(BENCH_RUNS) --out bench.json $(if $(BENCH_STORE),--store "$(BENCH_STORE)")
 	go test -run '^$$' -bench . -benchmem ./...
+
+bench-postgres: build ## the load test on PostgreSQL: BENCH_STORE, or a throwaway cluster (.ci/postgres)
+	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
+	bin/tether-bench --server $(BIN) --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --runs $(BENCH_RUNS) --out bench-postgres.json \
+	  --store "$${BENCH_STORE:-$$(.ci/postgres)}"
 
 bench-growth: build ## renewal on a small store against one with 100,000 handsets and 1,000,000 sessions
 	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench

@@ -132,7 +132,7 @@ func prepare(cfg config, devices, sessions int) (*prepared, error) {
 	}
 	p.fillSeconds = time.Since(start).Seconds()
 	p.bytes = fileSize(db)
-	if p.srv, err = serveExisting(cfg.server, dir, data, strings.TrimSpace(string(out)), &p.startupMs); err != nil {
+	if p.srv, err = serveExisting(cfg.server, dir, []string{"--data", data}, strings.TrimSpace(string(out)), &p.startupMs); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

@@ -14,6 +14,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +34,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"tether/auth"
 	"tether/device"
@@ -57,6 +61,9 @@ type config struct {
 	duration time.Duration
 	out      string
 	runs     int
+	// store is a postgres:// URL to measure the server on PostgreSQL; the
+	// run gets a schema of its own there, dropped at the end.
+	store string
 }
 
 // median returns the run with the median req/s, with the errors of all.
@@ -100,6 +107,8 @@ type Report struct {
 	ServerPeakRSS int64     `json:"serverPeakRssBytes"`
 	Runs          int       `json:"runs"`
 	Go            string    `json:"go"`
+	// Store is "bbolt" or "postgres".
+	Store string `json:"store"`
 }
 
 func run() error {
@@ -109,6 +118,7 @@ func run() error {
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "how long each operation is driven")
 	flag.StringVar(&cfg.out, "out", "bench.json", "the JSON report")
 	flag.IntVar(&cfg.runs, "runs", 3, "runs of each operation compared with a limit (alternating with the limit); medians are reported")
+	flag.StringVar(&cfg.store, "store", "", "a postgres:// URL: measure the server on PostgreSQL (in a schema of its own, dropped at the end) instead of the embedded store")
 	growthRun := flag.Bool("growth", false, "compare renewal on a small store with a large one instead")
 	devices := flag.Int("devices", 100_000, "handsets in the large store (--growth)")
 	sessions := flag.Int("sessions", 1_000_000, "sessions in the large store (--growth)")
@@ -125,7 +135,10 @@ func run() error {
 		return os.WriteFile(cfg.out, data, 0o644)
 	}
 
-	report := Report{When: time.Now().UTC(), CPUs: runtime.NumCPU(), Clients: cfg.clients, DurationSec: cfg.duration.Seconds(), Go: runtime.Version(), Runs: cfg.runs}
+	report := Report{When: time.Now().UTC(), CPUs: runtime.NumCPU(), Clients: cfg.clients, DurationSec: cfg.duration.Seconds(), Go: runtime.Version(), Runs: cfg.runs, Store: "bbolt"}
+	if cfg.store != "" {
+		report.Store = "postgres"
+	}
 
 	// Production password hashes bound logins: the limit is cores / the
 	// time of one hash (the issue's formula), measured warm (the first
@@ -168,7 +181,7 @@ func run() error {
 		bare:      func() Result { return limitResults(cfg, limit.base+"?store=none") },
 	}
 
-	srv, err := startServer(cfg.server)
+	srv, err := startServer(cfg.server, cfg.store)
 	if err != nil {
 		return err
 	}
@@ -236,8 +249,8 @@ func run() error {
 }
 
 func printTable(w io.Writer, r Report) {
-	fmt.Fprintf(w, "%d CPUs, %d clients, %.0fs per run, %s; one password hash %.0f ms (login limit %.1f/s)\n",
-		r.CPUs, r.Clients, r.DurationSec, r.Go, r.HashMs, r.LoginLimit)
+	fmt.Fprintf(w, "%s store, %d CPUs, %d clients, %.0fs per run, %s; one password hash %.0f ms (login limit %.1f/s)\n",
+		r.Store, r.CPUs, r.Clients, r.DurationSec, r.Go, r.HashMs, r.LoginLimit)
 	fmt.Fprintf(w, "operations with a limit: median of %d runs, each after a run of its limit\n\n", r.Runs)
 	fmt.Fprintf(w, "%-42s %10s %9s %9s %9s %7s %8s\n", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "of limit")
 	for _, x := range r.Results {
@@ -355,6 +368,7 @@ type server struct {
 	base string
 	dir  string
 	key  string
+	drop func() // drops the run's database schema, if any
 }
 
 func freePort() (string, error) {
@@ -381,31 +395,78 @@ func waitReady(base string) error {
 	return errors.New("the server did not become ready")
 }
 
-// startServer makes a fresh store with an admin API key and serves it.
-func startServer(bin string) (*server, error) {
+// startServer makes a fresh store with an admin API key and serves it: in
+// a temporary data directory, or, with a database URL, in a new schema of
+// that database.
+func startServer(bin, database string) (*server, error) {
 	dir, err := os.MkdirTemp("", "tether-bench-*")
 	if err != nil {
 		return nil, err
 	}
-	data := filepath.Join(dir, "data")
-	out, err := exec.Command(bin, "apikey", "create", "--data", data, "--role", "admin").Output()
+	where := []string{"--data", filepath.Join(dir, "data")}
+	var drop func()
+	if database != "" {
+		url, dropSchema, err := freshSchema(database)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		where, drop = append(where, "--store", url), dropSchema
+	}
+	out, err := exec.Command(bin, append([]string{"apikey", "create", "--role", "admin"}, where...)...).Output()
 	if err != nil {
 		return nil, fmt.Errorf("apikey create: %w", err)
 	}
 	var startup float64
-	return serveExisting(bin, dir, data, strings.TrimSpace(string(out)), &startup)
+	s, err := serveExisting(bin, dir, where, strings.TrimSpace(string(out)), &startup)
+	if s != nil {
+		s.drop = drop
+	}
+	return s, err
 }
 
-// serveExisting serves the store in data (dir is removed at stop) and
+// freshSchema makes a schema of its own for one run in the database at
+// base, and returns a URL that uses it and a function that drops it.
+func freshSchema(base string) (string, func(), error) {
+	ctx := context.Background()
+	exec := func(sql string) error {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	schema := fmt.Sprintf("tether_bench_%d", time.Now().UnixNano())
+	if err := exec("CREATE SCHEMA " + schema); err != nil {
+		return "", nil, fmt.Errorf("create a schema for the run: %w", err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), func() {
+		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			fmt.Fprintf(os.Stderr, "drop the run's schema %s: %v\n", schema, err)
+		}
+	}, nil
+}
+
+// serveExisting serves the store where names (dir is removed at stop) and
 // reports how long it took to become ready.
-func serveExisting(bin, dir, data, key string, startupMs *float64) (*server, error) {
+func serveExisting(bin, dir string, where []string, key string, startupMs *float64) (*server, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", data, "--log-level", "error",
+	args := append([]string{"serve", "--addr", addr, "--log-level", "error",
 		"--max-account-failures", "0", "--max-address-failures", "0", "--sweep-interval", "0",
-		"--access-ttl", "1h")
+		"--access-ttl", "1h"}, where...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -425,6 +486,9 @@ func (s *server) stop() {
 		s.cmd.Wait()
 	}
 	os.RemoveAll(s.dir)
+	if s.drop != nil {
+		s.drop()
+	}
 }
 
 // peakRSS reads a process's peak resident memory from /proc.

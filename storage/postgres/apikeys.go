@@ -26,8 +26,8 @@ func (s *Store) CreateAPIKey(ctx context.Context, k storage.APIKey, opts ...stor
 // GetAPIKeyByHash implements storage.APIKeys.
 func (s *Store) GetAPIKeyByHash(ctx context.Context, hash []byte) (storage.APIKey, error) {
 	var k storage.APIKey
-	err := s.view(ctx, "get api key", func(tx pgx.Tx) error {
-		return getOne(ctx, tx, &k, "api key", `SELECT data FROM api_keys WHERE hash = $1`, hash)
+	err := s.read(ctx, "get api key", func(q querier) error {
+		return getOne(ctx, q, &k, "api key", `SELECT data FROM api_keys WHERE hash = $1`, hash)
 	})
 	return k, err
 }
@@ -35,9 +35,9 @@ func (s *Store) GetAPIKeyByHash(ctx context.Context, hash []byte) (storage.APIKe
 // ListAPIKeys implements storage.APIKeys.
 func (s *Store) ListAPIKeys(ctx context.Context) ([]storage.APIKey, error) {
 	var keys []storage.APIKey
-	err := s.view(ctx, "list api keys", func(tx pgx.Tx) error {
+	err := s.read(ctx, "list api keys", func(q querier) error {
 		var err error
-		keys, err = all[storage.APIKey](ctx, tx, `SELECT data FROM api_keys ORDER BY id`)
+		keys, err = all[storage.APIKey](ctx, q, `SELECT data FROM api_keys ORDER BY id`)
 		return err
 	})
 	return keys, err

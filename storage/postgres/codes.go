@@ -47,8 +47,8 @@ func putCode(ctx context.Context, tx pgx.Tx, c storage.EnrollmentCode) error {
 // GetEnrollmentCode implements storage.EnrollmentCodes.
 func (s *Store) GetEnrollmentCode(ctx context.Context, id string) (storage.EnrollmentCode, error) {
 	var c storage.EnrollmentCode
-	err := s.view(ctx, "get enrollment code", func(tx pgx.Tx) error {
-		return getOne(ctx, tx, &c, fmt.Sprintf("enrollment code %q", id), `SELECT data FROM enrollment_codes WHERE id = $1`, id)
+	err := s.read(ctx, "get enrollment code", func(q querier) error {
+		return getOne(ctx, q, &c, fmt.Sprintf("enrollment code %q", id), `SELECT data FROM enrollment_codes WHERE id = $1`, id)
 	})
 	return c, err
 }
@@ -56,9 +56,9 @@ func (s *Store) GetEnrollmentCode(ctx context.Context, id string) (storage.Enrol
 // ListEnrollmentCodes implements storage.EnrollmentCodes.
 func (s *Store) ListEnrollmentCodes(ctx context.Context) ([]storage.EnrollmentCode, error) {
 	var codes []storage.EnrollmentCode
-	err := s.view(ctx, "list enrollment codes", func(tx pgx.Tx) error {
+	err := s.read(ctx, "list enrollment codes", func(q querier) error {
 		var err error
-		codes, err = all[storage.EnrollmentCode](ctx, tx, `SELECT data FROM enrollment_codes ORDER BY id`)
+		codes, err = all[storage.EnrollmentCode](ctx, q, `SELECT data FROM enrollment_codes ORDER BY id`)
 		return err
 	})
 	return codes, err

@@ -47,8 +47,8 @@ func createDevice(ctx context.Context, tx pgx.Tx, d storage.Device) error {
 // GetDevice implements storage.Devices.
 func (s *Store) GetDevice(ctx context.Context, id string) (storage.Device, error) {
 	var d storage.Device
-	err := s.view(ctx, "get device", func(tx pgx.Tx) error {
-		return getOne(ctx, tx, &d, fmt.Sprintf("device %q", id), `SELECT data FROM devices WHERE id = $1`, id)
+	err := s.read(ctx, "get device", func(q querier) error {
+		return getOne(ctx, q, &d, fmt.Sprintf("device %q", id), `SELECT data FROM devices WHERE id = $1`, id)
 	})
 	return d, err
 }
@@ -56,8 +56,8 @@ func (s *Store) GetDevice(ctx context.Context, id string) (storage.Device, error
 // GetDeviceByIMEI implements storage.Devices.
 func (s *Store) GetDeviceByIMEI(ctx context.Context, imei string) (storage.Device, error) {
 	var d storage.Device
-	err := s.view(ctx, "get device", func(tx pgx.Tx) error {
-		return getOne(ctx, tx, &d, fmt.Sprintf("device with imei %q", imei), `SELECT data FROM devices WHERE imei = $1`, imei)
+	err := s.read(ctx, "get device", func(q querier) error {
+		return getOne(ctx, q, &d, fmt.Sprintf("device with imei %q", imei), `SELECT data FROM devices WHERE imei = $1`, imei)
 	})
 	return d, err
 }

@@ -13,9 +13,9 @@ import (
 // ListSigningKeys implements storage.SigningKeys.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
 	var keys []storage.SigningKey
-	err := s.view(ctx, "list signing keys", func(tx pgx.Tx) error {
+	err := s.read(ctx, "list signing keys", func(q querier) error {
 		var err error
-		keys, err = all[storage.SigningKey](ctx, tx, `SELECT data FROM signing_keys ORDER BY id`)
+		keys, err = all[storage.SigningKey](ctx, q, `SELECT data FROM signing_keys ORDER BY id`)
 		return err
 	})
 	return keys, err

@@ -259,7 +259,26 @@ func (s *Store) update(ctx context.Context, op string, fn func(tx pgx.Tx) error)
 	}
 }
 
-// view runs fn in a read-only transaction: one consistent snapshot.
+// read runs fn, whose reads are one statement (one snapshot by itself), on
+// the pool: one round trip, no transaction around it.
+func (s *Store) read(ctx context.Context, op string, fn func(q querier) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := fn(s.pool)
+	if s.observe != nil {
+		s.observe(false, time.Since(start))
+	}
+	var pgErr *pgconn.PgError
+	if err == nil || !(errors.As(err, &pgErr) || isDriver(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return err
+	}
+	return driverError(op, err)
+}
+
+// view runs fn in a read-only transaction: one consistent snapshot, for
+// reads of more than one statement.
 func (s *Store) view(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err

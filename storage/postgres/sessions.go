@@ -132,8 +132,8 @@ func putSession(ctx context.Context, tx pgx.Tx, sess storage.Session) error {
 // GetSession implements storage.Sessions.
 func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, error) {
 	var sess storage.Session
-	err := s.view(ctx, "get session", func(tx pgx.Tx) error {
-		return getOne(ctx, tx, &sess, fmt.Sprintf("session %q", id), `SELECT data FROM sessions WHERE id = $1`, id)
+	err := s.read(ctx, "get session", func(q querier) error {
+		return getOne(ctx, q, &sess, fmt.Sprintf("session %q", id), `SELECT data FROM sessions WHERE id = $1`, id)
 	})
 	return sess, err
 }
@@ -141,17 +141,18 @@ func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, err
 // GetSessionByFamily implements storage.Sessions.
 func (s *Store) GetSessionByFamily(ctx context.Context, familyHash []byte) (storage.Session, error) {
 	var sess storage.Session
-	err := s.view(ctx, "get session", func(tx pgx.Tx) error {
-		return getOne(ctx, tx, &sess, "session family", `SELECT data FROM sessions WHERE family_hash = $1`, familyHash)
+	err := s.read(ctx, "get session", func(q querier) error {
+		return getOne(ctx, q, &sess, "session family", `SELECT data FROM sessions WHERE family_hash = $1`, familyHash)
 	})
 	return sess, err
 }
 
-// GetSessionBundle implements storage.Sessions.
+// GetSessionBundle implements storage.Sessions: the session, its user and
+// its device in one statement.
 func (s *Store) GetSessionBundle(ctx context.Context, id string) (storage.SessionBundle, error) {
 	var b storage.SessionBundle
-	err := s.view(ctx, "get session", func(tx pgx.Tx) error {
-		return bundle(ctx, tx, &b, fmt.Sprintf("session %q", id), `SELECT data FROM sessions WHERE id = $1`, id)
+	err := s.read(ctx, "get session", func(q querier) error {
+		return bundle(ctx, q, &b, fmt.Sprintf("session %q", id), `s.id = $1`, id)
 	})
 	return b, err
 }
@@ -159,30 +160,40 @@ func (s *Store) GetSessionBundle(ctx context.Context, id string) (storage.Sessio
 // GetSessionBundleByFamily implements storage.Sessions.
 func (s *Store) GetSessionBundleByFamily(ctx context.Context, familyHash []byte) (storage.SessionBundle, error) {
 	var b storage.SessionBundle
-	err := s.view(ctx, "get session", func(tx pgx.Tx) error {
-		return bundle(ctx, tx, &b, "session family", `SELECT data FROM sessions WHERE family_hash = $1`, familyHash)
+	err := s.read(ctx, "get session", func(q querier) error {
+		return bundle(ctx, q, &b, "session family", `s.family_hash = $1`, familyHash)
 	})
 	return b, err
 }
 
-// bundle reads a session, its user and its device in one snapshot.
-func bundle(ctx context.Context, tx pgx.Tx, b *storage.SessionBundle, what, query string, arg any) error {
-	if err := getOne(ctx, tx, &b.Session, what, query, arg); err != nil {
+// bundle reads the session where says, its user and its device, in one
+// statement (one snapshot).
+func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, where string, arg any) error {
+	var sess, user, dev []byte
+	err := q.QueryRow(ctx, `SELECT s.data, u.data, d.data FROM sessions s
+		LEFT JOIN users u ON u.id = s.user_id
+		LEFT JOIN devices d ON s.device_id <> '' AND d.id = s.device_id
+		WHERE `+where, arg).Scan(&sess, &user, &dev)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
+	}
+	if err != nil {
 		return err
 	}
-	err := getOne(ctx, tx, &b.User, "user", `SELECT data FROM users WHERE id = $1`, b.Session.UserID)
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return err
+	if err := json.Unmarshal(sess, &b.Session); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
 	}
-	if b.Session.DeviceID == "" {
-		return nil
+	if user != nil {
+		if err := json.Unmarshal(user, &b.User); err != nil {
+			return fmt.Errorf("decode user: %w", err)
+		}
 	}
-	var d storage.Device
-	switch err := getOne(ctx, tx, &d, "device", `SELECT data FROM devices WHERE id = $1`, b.Session.DeviceID); {
-	case err == nil:
+	if dev != nil {
+		var d storage.Device
+		if err := json.Unmarshal(dev, &d); err != nil {
+			return fmt.Errorf("decode device: %w", err)
+		}
 		b.Device = &d
-	case !errors.Is(err, storage.ErrNotFound):
-		return err
 	}
 	return nil
 }

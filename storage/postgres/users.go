@@ -46,8 +46,8 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 // GetUser implements storage.Users.
 func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 	var u storage.User
-	err := s.view(ctx, "get user", func(tx pgx.Tx) error {
-		return getOne(ctx, tx, &u, fmt.Sprintf("user %q", id), `SELECT data FROM users WHERE id = $1`, id)
+	err := s.read(ctx, "get user", func(q querier) error {
+		return getOne(ctx, q, &u, fmt.Sprintf("user %q", id), `SELECT data FROM users WHERE id = $1`, id)
 	})
 	return u, err
 }
@@ -55,8 +55,8 @@ func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 // GetUserByUsername implements storage.Users.
 func (s *Store) GetUserByUsername(ctx context.Context, name string) (storage.User, error) {
 	var u storage.User
-	err := s.view(ctx, "get user", func(tx pgx.Tx) error {
-		return getOne(ctx, tx, &u, fmt.Sprintf("user %q", name), `SELECT data FROM users WHERE username_key = $1`, storage.UsernameKey(name))
+	err := s.read(ctx, "get user", func(q querier) error {
+		return getOne(ctx, q, &u, fmt.Sprintf("user %q", name), `SELECT data FROM users WHERE username_key = $1`, storage.UsernameKey(name))
 	})
 	return u, err
 }
