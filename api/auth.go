@@ -35,7 +35,7 @@ type tokenView struct {
 func (s *server) sendGrant(c *fiber.Ctx, g auth.Grant, withUser bool) error {
 	v := tokenView{
 		AccessToken: g.AccessToken,
-		TokenType:   "Bearer",
+		TokenType:   tokenType(g.Session),
 		ExpiresAt:   g.AccessExpiresAt,
 		ExpiresIn:   int64(time.Until(g.AccessExpiresAt).Round(time.Second) / time.Second),
 		SessionID:   g.Session.ID,
@@ -173,6 +173,9 @@ func (s *server) introspect(c *fiber.Ctx) error {
 	}
 	if cl.DID != "" {
 		out["did"] = cl.DID
+	}
+	if cl.Cnf != nil {
+		out["cnf"] = fiber.Map{"jkt": cl.Cnf.JKT}
 	}
 	return s.respond(c, fiber.StatusOK, out, xmlNames("introspection", "item"))
 }
@@ -363,4 +366,12 @@ func (s *server) revokeCode(c *fiber.Ctx) error {
 func retryAfter(d time.Duration) string {
 	secs := int64((d + time.Second - 1) / time.Second)
 	return strconv.FormatInt(max(1, secs), 10)
+}
+
+// tokenType is "DPoP" for the tokens of a session bound to a handset key.
+func tokenType(sess storage.Session) string {
+	if sess.JKT != "" {
+		return "DPoP"
+	}
+	return "Bearer"
 }

@@ -108,6 +108,7 @@ func New(d Deps, o Options) *fiber.App {
 	app.Use(requestID)
 	app.Use(s.accessLog)
 	app.Use(s.origin)
+	app.Use(s.proof)
 	app.Use(acceptable)
 
 	if d.Metrics != nil {
@@ -238,14 +239,35 @@ func (s *server) origin(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+var errTwoProofs = tether.NewError(tether.CodeProofInvalid, "the DPoP proof is not valid: send exactly one DPoP header")
+
+// proof hands the request's DPoP proof (RFC 9449), with the method and URL
+// it must name, to the auth service through the request's context.
+func (s *server) proof(c *fiber.Ctx) error {
+	headers := c.Request().Header.PeekAll("DPoP")
+	switch len(headers) {
+	case 0:
+		return c.Next()
+	case 1:
+	default:
+		return errTwoProofs
+	}
+	c.SetUserContext(auth.WithProof(c.UserContext(), auth.Proof{
+		JWT:    string(headers[0]),
+		Method: c.Method(),
+		URL:    s.serverURL(c) + c.Path(),
+	}))
+	return c.Next()
+}
+
 // credential returns the secret a request presents: an X-API-Key header or
-// an Authorization: Bearer header.
+// an Authorization header of the Bearer or DPoP scheme.
 func credential(c *fiber.Ctx) string {
 	if k := c.Get("X-API-Key"); k != "" {
 		return strings.TrimSpace(k)
 	}
 	scheme, rest, ok := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
-	if ok && strings.EqualFold(scheme, "Bearer") {
+	if ok && (strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "DPoP")) {
 		return strings.TrimSpace(rest)
 	}
 	return ""

@@ -101,6 +101,9 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 		return fail(err)
 	}
 	ev.Username = user.Username
+	if sess.JKT, err = s.proveUse(ctx, sess, dev); err != nil {
+		return fail(err)
+	}
 
 	// Everything the rotation hands out is made before the transaction, so
 	// the transaction itself only compares and writes.
@@ -126,6 +129,7 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 			return cur, ErrSessionRevoked
 		case bytes.Equal(cur.RefreshHash, presented):
 			cur.PrevRefreshHash, cur.RefreshHash = cur.RefreshHash, next.hash()
+			cur.JKT = sess.JKT
 			cur.RotatedAt, cur.Replay = now, sealed
 			cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt = jti, accessExp, now
 			return cur, nil
@@ -218,6 +222,9 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 		return fail(err)
 	}
 	ev.Username = user.Username
+	if sess.JKT, err = s.proveUse(ctx, sess, dev); err != nil {
+		return fail(err)
+	}
 
 	jti := newJTI()
 	exp := minTime(now.Add(s.cfg.AccessTTL), sess.ExpiresAt)
@@ -232,7 +239,7 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 		if subtle.ConstantTimeCompare([]byte(cur.AccessJTI), []byte(claims.ID)) != 1 {
 			return cur, ErrTokenAlreadyUsed
 		}
-		cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt = jti, exp, now
+		cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt, cur.JKT = jti, exp, now, sess.JKT
 		return cur, nil
 	}, storage.WithEvents(withOutcome(ev, "success")))
 	if err != nil {

@@ -70,6 +70,12 @@ type Config struct {
 
 	// AuditRetention is how long audit events are kept (0: for ever).
 	AuditRetention time.Duration
+
+	// DeviceProof is the proof-of-possession policy for handset keys.
+	DeviceProof DeviceProof
+	// RequireAttestation refuses handset keys without an Android key
+	// attestation.
+	RequireAttestation bool
 }
 
 // DefaultConfig is the policy of API.md section 1.
@@ -94,6 +100,7 @@ func DefaultConfig() Config {
 		HashConcurrency:   runtime.NumCPU(),
 		HashQueue:         64,
 		AuditRetention:    365 * 24 * time.Hour,
+		DeviceProof:       ProofOptional,
 	}
 }
 
@@ -109,6 +116,11 @@ func (c Config) Validate() error {
 	case SIMAllow, SIMAudit, SIMBlock:
 	default:
 		errs = append(errs, fmt.Errorf("SIM policy %q: want allow, audit or block", c.SIMPolicy))
+	}
+	switch c.DeviceProof {
+	case ProofOff, ProofOptional, ProofRequired:
+	default:
+		errs = append(errs, fmt.Errorf("device proof %q: want off, optional or required", c.DeviceProof))
 	}
 	if c.MinAppVersion != "" {
 		if _, err := device.ParseAppVersion(c.MinAppVersion); err != nil {
@@ -148,6 +160,8 @@ type Service struct {
 	accounts  *Throttle
 	addresses *Throttle
 	gate      *hashGate
+	// replays holds the DPoP proofs seen, so each is used once.
+	replays *replayCache
 	// dummyHash is verified for unknown usernames, so they cost what a
 	// known one does.
 	dummyHash string
@@ -202,6 +216,7 @@ func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Ha
 	s.accounts = NewThrottle(cfg.AccountFailures, cfg.FailureWindow, maxKeys, s.now)
 	s.addresses = NewThrottle(cfg.AddressFailures, cfg.FailureWindow, maxKeys, s.now)
 	s.gate = newHashGate(max(1, cfg.HashConcurrency), max(0, cfg.HashQueue))
+	s.replays = newReplayCache(maxReplays)
 	if s.dummyHash, err = hasher.Hash("not a password anyone has"); err != nil {
 		return nil, err
 	}
@@ -348,7 +363,16 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 		return fail(tether.Invalid("device", "device_required", "workers log in from an enrolled handset: send the device payload"))
 	}
 
-	grant, err := s.openSession(ctx, user, dev, req, append(events, withOutcome(ev, "success")))
+	var offered device.Payload
+	if req.Device != nil {
+		offered = *req.Device
+	}
+	jkt, keyEvents, err := s.proveLogin(ctx, user, dev, offered)
+	if err != nil {
+		return fail(err)
+	}
+	events = append(events, keyEvents...)
+	grant, err := s.openSession(ctx, user, dev, jkt, req, append(events, withOutcome(ev, "success")))
 	if err != nil {
 		return fail(err)
 	}
@@ -553,7 +577,7 @@ func deviceStatusError(status storage.DeviceStatus) error {
 // checked again inside the session's transaction, so a handset suspended or
 // a user disabled while the password was being checked cannot end up with a
 // live session.
-func (s *Service) openSession(ctx context.Context, user storage.User, dev *storage.Device, req LoginRequest, events []storage.Event) (Grant, error) {
+func (s *Service) openSession(ctx context.Context, user storage.User, dev *storage.Device, jkt string, req LoginRequest, events []storage.Event) (Grant, error) {
 	now := s.now().UTC()
 	idle, maxLife := s.cfg.ShortIdle, s.cfg.ShortMax
 	if req.Persistent {
@@ -565,7 +589,7 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 	sess := storage.Session{
 		ID: storage.NewID(storage.PrefixSession), UserID: user.ID, Persistent: req.Persistent,
 		CreatedAt: now, LastUsedAt: now, IdleTimeout: idle, ExpiresAt: now.Add(maxLife),
-		FamilyHash: familyHash(family), RefreshHash: refresh.hash(), AccessJTI: newJTI(),
+		FamilyHash: familyHash(family), RefreshHash: refresh.hash(), AccessJTI: newJTI(), JKT: jkt,
 		ClientIP: tether.OriginOf(ctx).IP, UserAgent: truncate(tether.OriginOf(ctx).UserAgent, 256),
 	}
 	if dev != nil {
@@ -583,8 +607,15 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 		if u.Disabled {
 			return ErrAccountDisabled
 		}
-		if dev != nil {
-			return deviceStatusError(d.Status)
+		if dev == nil {
+			return nil
+		}
+		if err := deviceStatusError(d.Status); err != nil {
+			return err
+		}
+		// The key the login was proven with is still the handset's.
+		if jkt != "" && (d.Key == nil || d.Key.Thumbprint != jkt) {
+			return proofError("the handset's key was replaced during the login")
 		}
 		return nil
 	}, storage.WithEvents(events...))

@@ -29,6 +29,13 @@ func (id Identity) Principal() Principal {
 // signature and expiry, and the session, user and handset behind it, so a
 // revoked session, a disabled user or a suspended handset is cut off at once.
 func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error) {
+	return s.authenticate(ctx, raw, true)
+}
+
+// authenticate is Authenticate; withProof says whether a key-bound token
+// must come with its proof (introspection answers for resource servers,
+// which check the proof themselves).
+func (s *Service) authenticate(ctx context.Context, raw string, withProof bool) (Identity, error) {
 	claims, err := s.parseAccess(ctx, raw, false)
 	if err != nil {
 		return Identity{}, err
@@ -48,6 +55,13 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Identity, error
 	if err != nil {
 		return Identity{}, err
 	}
+	// A key-bound token is used only with a proof of its key, bound to the
+	// token itself (ath).
+	if withProof && claims.Cnf != nil && s.cfg.DeviceProof != ProofOff {
+		if err := s.requireProof(ctx, claims.Cnf.JKT, raw); err != nil {
+			return Identity{}, err
+		}
+	}
 	return Identity{Claims: claims, Session: sess, User: user, Device: dev}, nil
 }
 
@@ -64,6 +78,15 @@ func (s *Service) Logout(ctx context.Context, id Identity) error {
 	return err
 }
 
+// TokenTypeOf is the token type of an access token: "DPoP" for one bound
+// to a handset key, "Bearer" for the others.
+func TokenTypeOf(c *Claims) string {
+	if c != nil && c.Cnf != nil {
+		return "DPoP"
+	}
+	return "Bearer"
+}
+
 // Introspection is the RFC 7662 answer about a token.
 type Introspection struct {
 	Active    bool
@@ -75,11 +98,11 @@ type Introspection struct {
 // Introspect tells a resource server whether an access token is active now,
 // with every check Authenticate makes. An inactive token says nothing more.
 func (s *Service) Introspect(ctx context.Context, raw string) Introspection {
-	id, err := s.Authenticate(ctx, strings.TrimSpace(raw))
+	id, err := s.authenticate(ctx, strings.TrimSpace(raw), false)
 	if err != nil {
 		return Introspection{}
 	}
-	return Introspection{Active: true, Claims: id.Claims, Username: id.User.Username, TokenType: "Bearer"}
+	return Introspection{Active: true, Claims: id.Claims, Username: id.User.Username, TokenType: TokenTypeOf(id.Claims)}
 }
 
 // ListSessions returns one page of sessions.

@@ -26,6 +26,14 @@ type Claims struct {
 	// DID is the device id; absent for tokens issued without a handset.
 	DID  string       `json:"did,omitempty"`
 	Role storage.Role `json:"role"`
+	// Cnf binds the token to a handset key (RFC 9449 section 6.1): it is
+	// used only with a DPoP proof signed by the key of that thumbprint.
+	Cnf *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is the cnf claim of a key-bound token.
+type Confirmation struct {
+	JKT string `json:"jkt"`
 }
 
 // signAccess makes an access token for a session.
@@ -43,6 +51,9 @@ func (s *Service) signAccess(sess storage.Session, role storage.Role, jti string
 		SID:  sess.ID,
 		DID:  sess.DeviceID,
 		Role: role,
+	}
+	if sess.JKT != "" {
+		claims.Cnf = &Confirmation{JKT: sess.JKT}
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	tok.Header["kid"] = kid

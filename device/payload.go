@@ -1,6 +1,7 @@
 package device
 
 import (
+	"encoding/json"
 	"strings"
 )
 
@@ -15,6 +16,11 @@ type Payload struct {
 	OSVersion  *OSVersion `json:"osVersion,omitempty" xml:"OsVersion,omitempty" validate:"omitnil"`
 	DeviceInfo *Info      `json:"deviceInfo,omitempty" xml:"DeviceInfo,omitempty" validate:"omitnil"`
 	AppVersion *string    `json:"appVersion,omitempty" xml:"AppVersion,omitempty" validate:"omitnil,app_version"`
+	// PublicKey is the public JWK (EC P-256 or Ed25519) of a key the
+	// handset holds in its secure hardware, to enroll with it; Attestation
+	// its Android key attestation chain, base64 DER, leaf first.
+	PublicKey   json.RawMessage `json:"publicKey,omitempty" xml:"-" validate:"max=2048"`
+	Attestation []string        `json:"attestation,omitempty" xml:"-" validate:"max=8,dive,max=16384"`
 }
 
 // OSVersion is the Android release: its API level and version name, which

@@ -55,6 +55,42 @@ type Device struct {
 	EnrolledBy string    `json:"enrolledBy,omitempty"`
 	LastSeenAt time.Time `json:"lastSeenAt,omitzero"`
 	UpdatedAt  time.Time `json:"updatedAt"`
+
+	// Key is the public half of a key the handset holds in its secure
+	// hardware, once enrolled: its uses are then proven with it.
+	Key *DeviceKey `json:"key,omitempty"`
+}
+
+// DeviceKey is a handset's enrolled public key.
+type DeviceKey struct {
+	// Thumbprint is the key's RFC 7638 thumbprint (base64url SHA-256): what
+	// proofs and access tokens (cnf.jkt) are bound to.
+	Thumbprint string `json:"thumbprint"`
+	// JWK is the public key as the handset sent it, in canonical members.
+	JWK        json.RawMessage `json:"jwk"`
+	EnrolledAt time.Time       `json:"enrolledAt"`
+	EnrolledBy string          `json:"enrolledBy,omitempty"`
+	// Attestation is what the handset's key attestation showed, if it sent
+	// one.
+	Attestation *Attestation `json:"attestation,omitempty"`
+}
+
+// Attestation is what an Android key attestation showed about a key.
+type Attestation struct {
+	// SecurityLevel is where the key lives: "TrustedEnvironment" or
+	// "StrongBox".
+	SecurityLevel string `json:"securityLevel"`
+	// VerifiedBootState is "Verified" for a locked handset running its
+	// maker's software.
+	VerifiedBootState string `json:"verifiedBootState"`
+	DeviceLocked      bool   `json:"deviceLocked"`
+	// IMEI and Serial are what the attestation said, where it said (and
+	// they matched the handset's payload).
+	IMEI   string `json:"imei,omitempty"`
+	Serial string `json:"serial,omitempty"`
+	// Root names the certificate the chain ends in.
+	Root       string    `json:"root"`
+	AttestedAt time.Time `json:"attestedAt"`
 }
 
 // Clone returns a deep copy of d, so that a backend never shares slices with
@@ -66,6 +102,15 @@ func (d Device) Clone() Device {
 	}
 	d.IccIDs = slices.Clone(d.IccIDs)
 	d.AssignedUsers = slices.Clone(d.AssignedUsers)
+	if d.Key != nil {
+		k := *d.Key
+		k.JWK = bytes.Clone(k.JWK)
+		if k.Attestation != nil {
+			a := *k.Attestation
+			k.Attestation = &a
+		}
+		d.Key = &k
+	}
 	return d
 }
 

@@ -50,6 +50,11 @@ type Session struct {
 	// very same pair without the store ever holding a usable token.
 	Replay []byte `json:"replay,omitempty"`
 
+	// JKT is the thumbprint of the handset key the session is bound to:
+	// its refreshes and renewals are proven with that key, and its access
+	// tokens carry it as cnf.jkt. Empty for a session without proofs.
+	JKT string `json:"jkt,omitempty"`
+
 	// AccessJTI is the id of the latest access token issued in the
 	// session: the only one that may be renewed.
 	AccessJTI       string    `json:"accessJti"`

@@ -206,6 +206,8 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.IntVar(&a.AddressFailures, "max-address-failures", a.AddressFailures, "failed logins per client address per --failure-window before 429 (0: no limit)")
 	fs.DurationVar(&a.FailureWindow, "failure-window", a.FailureWindow, "the window failed logins are counted in")
 	fs.DurationVar(&a.AuditRetention, "audit-retention", a.AuditRetention, "how long audit events are kept (0: for ever)")
+	fs.StringVar((*string)(&a.DeviceProof), "device-proof", string(a.DeviceProof), "handset keys: off, optional (a handset with an enrolled key proves every login, refresh and renewal with it) or required (every handset must have one)")
+	fs.BoolVar(&a.RequireAttestation, "require-attestation", a.RequireAttestation, "refuse handset keys without an Android key attestation")
 }
 
 // newLogger returns a structured logger writing to w, which adds the request
