@@ -5,6 +5,7 @@ package device
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -175,6 +176,11 @@ type Patch struct {
 	Label         *string
 	Group         *string
 	AssignedUsers *[]string
+	// PublicKey replaces the handset's key with this public JWK, or, as
+	// JSON null, removes it (the handset may then enroll a new one at its
+	// next login). Either way its sessions end: they were bound to the old
+	// key.
+	PublicKey *json.RawMessage
 }
 
 // Update applies a Patch to the device ref names (its id or IMEI).
@@ -203,12 +209,37 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 		}
 		errs = append(errs, uerr)
 	}
-	if all := tether.Join(errs...); all != nil {
-		return storage.Device{}, all
+	var key *storage.DeviceKey
+	events := []storage.Event{storage.NewEvent(ctx, s.now(), "device.update", "success", actor)}
+	var opts []storage.WriteOption
+	if p.PublicKey != nil {
+		if string(*p.PublicKey) != "null" {
+			jwk, _, err := ParseJWK(*p.PublicKey)
+			if err != nil {
+				return storage.Device{}, err
+			}
+			canonical, err := json.Marshal(jwk)
+			if err != nil {
+				return storage.Device{}, err
+			}
+			key = &storage.DeviceKey{Thumbprint: jwk.Thumbprint(), JWK: canonical, EnrolledAt: s.now().UTC(), EnrolledBy: actor}
+		}
+		ev := storage.NewEvent(ctx, s.now(), "device.key_replaced", "success", actor)
+		if key == nil {
+			ev.Action = "device.key_cleared"
+		} else {
+			ev.Detail = map[string]string{"thumbprint": key.Thumbprint}
+		}
+		events = append(events, ev)
+		opts = append(opts, storage.WithRevocation(storage.Revocation{DeviceID: id, Reason: "device_key_replaced", At: s.now().UTC()}, nil))
 	}
-	ev := storage.NewEvent(ctx, s.now(), "device.update", "success", actor)
-	ev.DeviceID = id
+	for i := range events {
+		events[i].DeviceID = id
+	}
 	return s.store.UpdateDevice(ctx, id, func(d storage.Device) (storage.Device, error) {
+		if p.PublicKey != nil {
+			d.Key = key
+		}
 		if p.Label != nil {
 			d.Label = *p.Label
 		}
@@ -220,7 +251,7 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 		}
 		d.UpdatedAt = s.now().UTC()
 		return d, nil
-	}, storage.WithEvents(ev))
+	}, append(opts, storage.WithEvents(events...))...)
 }
 
 // Suspend stops a handset from logging in, as when it is lost. Suspending a
