@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -30,6 +31,35 @@ type deviceView struct {
 	EnrolledBy      string            `json:"enrolledBy,omitempty"`
 	LastSeenAt      time.Time         `json:"lastSeenAt,omitzero"`
 	UpdatedAt       time.Time         `json:"updatedAt"`
+	Key             *keyView          `json:"key,omitempty"`
+}
+
+// keyView shows a handset's enrolled key and what its attestation showed.
+type keyView struct {
+	Thumbprint        string    `json:"thumbprint"`
+	Type              string    `json:"type"`
+	EnrolledAt        time.Time `json:"enrolledAt"`
+	EnrolledBy        string    `json:"enrolledBy,omitempty"`
+	Attested          bool      `json:"attested"`
+	SecurityLevel     string    `json:"securityLevel,omitempty"`
+	VerifiedBootState string    `json:"verifiedBootState,omitempty"`
+	AttestedIMEI      string    `json:"attestedImei,omitempty"`
+	AttestedSerial    string    `json:"attestedSerial,omitempty"`
+}
+
+func keyViewOf(k *storage.DeviceKey) *keyView {
+	if k == nil {
+		return nil
+	}
+	v := &keyView{Thumbprint: k.Thumbprint, EnrolledAt: k.EnrolledAt, EnrolledBy: k.EnrolledBy}
+	if jwk, _, err := device.ParseJWK(k.JWK); err == nil {
+		v.Type = jwk.Crv
+	}
+	if a := k.Attestation; a != nil {
+		v.Attested, v.SecurityLevel, v.VerifiedBootState = true, a.SecurityLevel, a.VerifiedBootState
+		v.AttestedIMEI, v.AttestedSerial = a.IMEI, a.Serial
+	}
+	return v
 }
 
 // deviceView shows a device. names, if not nil, remembers usernames across
@@ -48,6 +78,7 @@ func (s *server) deviceView(ctx context.Context, d storage.Device, names ...map[
 		Status: string(d.Status), StatusReason: d.StatusReason, StatusChangedAt: d.StatusChangedAt,
 		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users,
 		EnrolledAt: d.EnrolledAt, EnrolledBy: d.EnrolledBy, LastSeenAt: d.LastSeenAt, UpdatedAt: d.UpdatedAt,
+		Key: keyViewOf(d.Key),
 	}
 	if v.IccIDs == nil {
 		v.IccIDs = []string{}
@@ -157,9 +188,22 @@ func (s *server) getDevice(c *fiber.Ctx) error {
 }
 
 type patchDeviceRequest struct {
-	Label         *string   `json:"label"`
-	Group         *string   `json:"group"`
-	AssignedUsers *[]string `json:"assignedUsers"`
+	Label         *string     `json:"label"`
+	Group         *string     `json:"group"`
+	AssignedUsers *[]string   `json:"assignedUsers"`
+	PublicKey     optionalRaw `json:"publicKey"`
+}
+
+// optionalRaw is a JSON member that may be absent, null or a value: absent
+// leaves a field alone, null clears it.
+type optionalRaw struct {
+	set bool
+	raw json.RawMessage
+}
+
+func (o *optionalRaw) UnmarshalJSON(data []byte) error {
+	o.set, o.raw = true, append(json.RawMessage(nil), data...)
+	return nil
 }
 
 func (s *server) patchDevice(c *fiber.Ctx) error {
@@ -167,9 +211,11 @@ func (s *server) patchDevice(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	d, err := s.Devices.Update(c.UserContext(), principal(c).String(), param(c, "id"), device.Patch{
-		Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers,
-	})
+	patch := device.Patch{Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers}
+	if req.PublicKey.set {
+		patch.PublicKey = &req.PublicKey.raw
+	}
+	d, err := s.Devices.Update(c.UserContext(), principal(c).String(), param(c, "id"), patch)
 	if err != nil {
 		return err
 	}

@@ -322,21 +322,22 @@ func (s *Service) proveLogin(ctx context.Context, user storage.User, d *storage.
 // offeredKey reads the key a payload offers, with its attestation checked
 // (and required, under Config.RequireAttestation); nil when it offers none.
 func (s *Service) offeredKey(ctx context.Context, p device.Payload, by string) (*storage.DeviceKey, error) {
-	if len(p.PublicKey) == 0 || string(p.PublicKey) == "null" {
+	if !p.OffersKey() {
 		if len(p.Attestation) > 0 {
 			return nil, tether.Invalid("device.attestation", "attestation_without_key", "an attestation comes with the publicKey it attests")
 		}
 		return nil, nil
 	}
-	jwk, pub, err := device.ParseJWK(p.PublicKey)
+	k, pub, err := device.KeyOf(p.PublicKey, by, s.now())
+	var ve *tether.ValidationError
+	if errors.As(err, &ve) {
+		for i := range ve.Fields {
+			ve.Fields[i].Field = "device." + ve.Fields[i].Field
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	canonical, err := json.Marshal(jwk)
-	if err != nil {
-		return nil, err
-	}
-	k := &storage.DeviceKey{Thumbprint: jwk.Thumbprint(), JWK: canonical, EnrolledAt: s.now().UTC(), EnrolledBy: by}
 	if k.Attestation, err = s.attest(ctx, p, pub); err != nil {
 		return nil, err
 	}

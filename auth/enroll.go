@@ -157,20 +157,27 @@ func (s *Service) Enroll(ctx context.Context, code string, p device.Payload) (st
 			return fail(ErrAppVersion.With("minAppVersion", s.cfg.MinAppVersion))
 		}
 	}
+	key, err := s.enrollKey(ctx, p)
+	if err != nil {
+		return fail(err)
+	}
 	now := s.now().UTC()
 	d := storage.Device{
 		ID: storage.NewID(storage.PrefixDevice), Status: storage.DeviceEnrolled,
-		EnrolledAt: now, LastSeenAt: now, UpdatedAt: now,
+		EnrolledAt: now, LastSeenAt: now, UpdatedAt: now, Key: key,
 	}
 	device.Apply(&d, p)
 	ev.DeviceID = d.ID
-	d, err := s.store.EnrollWithCode(ctx, codeHash(normalizeCode(code)), func(c storage.EnrollmentCode) (storage.EnrollmentCode, storage.Device, error) {
+	d, err = s.store.EnrollWithCode(ctx, codeHash(normalizeCode(code)), func(c storage.EnrollmentCode) (storage.EnrollmentCode, storage.Device, error) {
 		if !CodeUsable(c, now) {
 			return c, d, ErrEnrollmentCode
 		}
 		c.Uses++
-		enrolled := d
+		enrolled := d.Clone()
 		enrolled.Label, enrolled.Group, enrolled.EnrolledBy = c.Label, c.Group, "code:"+c.ID
+		if enrolled.Key != nil {
+			enrolled.Key.EnrolledBy = enrolled.EnrolledBy
+		}
 		return c, enrolled, nil
 	}, storage.WithEvents(withOutcome(ev, "success")))
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, ErrEnrollmentCode) {
@@ -204,4 +211,31 @@ func (s *Service) EnrollmentCodeFor(ctx context.Context, id, code string) (stora
 // posts {code, device} to that endpoint.
 func EnrollURL(serverURL, code string) string {
 	return strings.TrimRight(serverURL, "/") + "/v1/enroll?code=" + url.QueryEscape(code)
+}
+
+// enrollKey reads the key a self-enrolling handset offers, under the
+// policy: its attestation checked (and required, under
+// Config.RequireAttestation), and a proof that the handset holds it. Under
+// the required policy a handset must offer one.
+func (s *Service) enrollKey(ctx context.Context, p device.Payload) (*storage.DeviceKey, error) {
+	if s.cfg.DeviceProof == ProofOff {
+		return nil, nil
+	}
+	if !p.OffersKey() {
+		switch {
+		case s.cfg.RequireAttestation:
+			return nil, tether.Invalid("device.attestation", "attestation_required", "this server requires handsets to enroll a key with its Android key attestation")
+		case s.cfg.DeviceProof == ProofRequired:
+			return nil, tether.NewError(tether.CodeProofRequired, "this server requires every handset to enroll a key held in its secure hardware: send publicKey with a DPoP proof")
+		}
+		return nil, nil
+	}
+	key, err := s.offeredKey(ctx, p, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.requireProof(ctx, key.Thumbprint, ""); err != nil {
+		return nil, err
+	}
+	return key, nil
 }

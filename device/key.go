@@ -9,14 +9,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"tether"
+	"tether/storage"
 )
 
 // keyInvalid is the refusal of a handset key that is not a public P-256 or
 // Ed25519 JWK.
 func keyInvalid(why string) error {
-	return tether.Invalid("device.publicKey", "public_key_invalid", "publicKey must be a public JWK, EC P-256 or Ed25519: "+why)
+	return tether.Invalid("publicKey", "public_key_invalid", "publicKey must be a public JWK, EC P-256 or Ed25519: "+why)
 }
 
 // PublicJWK is a handset's public key as a JSON Web Key: EC P-256 (kty EC)
@@ -108,4 +110,23 @@ func (k PublicJWK) Alg() string {
 		return "ES256"
 	}
 	return "EdDSA"
+}
+
+// KeyOf returns the device key record of a public JWK, enrolled by by at
+// t.
+func KeyOf(raw []byte, by string, t time.Time) (*storage.DeviceKey, crypto.PublicKey, error) {
+	jwk, pub, err := ParseJWK(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	canonical, err := json.Marshal(jwk)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &storage.DeviceKey{Thumbprint: jwk.Thumbprint(), JWK: canonical, EnrolledAt: t.UTC(), EnrolledBy: by}, pub, nil
+}
+
+// OffersKey reports whether a payload carries a public key.
+func (p Payload) OffersKey() bool {
+	return len(p.PublicKey) > 0 && string(p.PublicKey) != "null"
 }

@@ -93,11 +93,22 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 	if err != nil {
 		return storage.Device{}, err
 	}
-	if all := tether.Join(verr, checkText("label", r.Label, MaxLabel), checkText("group", r.Group, MaxGroup), uerr); all != nil {
+	now := s.now().UTC()
+	// A key given at registration is the manager's word for it: the
+	// handset proves it holds the key at its first use.
+	var key *storage.DeviceKey
+	var kerr *tether.ValidationError
+	if r.Payload.OffersKey() {
+		if len(r.Payload.Attestation) > 0 {
+			kerr = tether.Invalid("attestation", "attestation_at_enrollment", "a key attestation is checked when the handset enrolls itself or logs in, not at registration")
+		} else if key, _, err = KeyOf(r.Payload.PublicKey, actor, now); err != nil && !errors.As(err, &kerr) {
+			return storage.Device{}, err
+		}
+	}
+	if all := tether.Join(verr, checkText("label", r.Label, MaxLabel), checkText("group", r.Group, MaxGroup), uerr, kerr); all != nil {
 		return storage.Device{}, all
 	}
 
-	now := s.now().UTC()
 	d := storage.Device{
 		ID:            storage.NewID(storage.PrefixDevice),
 		Status:        storage.DeviceEnrolled,
@@ -107,6 +118,7 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 		EnrolledAt:    now,
 		EnrolledBy:    actor,
 		UpdatedAt:     now,
+		Key:           key,
 	}
 	Apply(&d, r.Payload)
 	ev := storage.NewEvent(ctx, now, "device.register", "success", actor)
@@ -209,20 +221,18 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 		}
 		errs = append(errs, uerr)
 	}
+	if all := tether.Join(errs...); all != nil {
+		return storage.Device{}, all
+	}
 	var key *storage.DeviceKey
 	events := []storage.Event{storage.NewEvent(ctx, s.now(), "device.update", "success", actor)}
 	var opts []storage.WriteOption
 	if p.PublicKey != nil {
 		if string(*p.PublicKey) != "null" {
-			jwk, _, err := ParseJWK(*p.PublicKey)
-			if err != nil {
+			var err error
+			if key, _, err = KeyOf(*p.PublicKey, actor, s.now()); err != nil {
 				return storage.Device{}, err
 			}
-			canonical, err := json.Marshal(jwk)
-			if err != nil {
-				return storage.Device{}, err
-			}
-			key = &storage.DeviceKey{Thumbprint: jwk.Thumbprint(), JWK: canonical, EnrolledAt: s.now().UTC(), EnrolledBy: actor}
 		}
 		ev := storage.NewEvent(ctx, s.now(), "device.key_replaced", "success", actor)
 		if key == nil {
