@@ -191,7 +191,7 @@ type patchDeviceRequest struct {
 	Label         *string     `json:"label"`
 	Group         *string     `json:"group"`
 	AssignedUsers *[]string   `json:"assignedUsers"`
-	PublicKey     optionalRaw `json:"publicKey"`
+	PublicKey     optionalRaw `json:"publicKey,omitempty"`
 }
 
 // optionalRaw is a JSON member that may be absent, null or a value: absent

@@ -68,7 +68,7 @@ var operations = []op{
 	{method: "GET", path: "/v1/devices", summary: "List handsets (CSV and XLSX export whole)", tag: "devices", auth: "manager", okStatus: 200, ok: page[deviceView]{}, query: []string{"status", "group", "q", "limit", "cursor"}},
 	{method: "POST", path: "/v1/devices/import", summary: "Import handsets from CSV or XLSX, all or nothing", tag: "devices", auth: "manager", body: "text/csv", okStatus: 200, ok: device.ImportReport{}, query: []string{"dryRun"}},
 	{method: "GET", path: "/v1/devices/{id}", summary: "A handset, by id or IMEI", tag: "devices", auth: "manager", okStatus: 200, ok: deviceView{}},
-	{method: "PATCH", path: "/v1/devices/{id}", summary: "Edit a handset's label, group, assigned users", tag: "devices", auth: "manager", body: patchDeviceRequest{}, okStatus: 200, ok: deviceView{}},
+	{method: "PATCH", path: "/v1/devices/{id}", summary: "Edit a handset's label, group, assigned users, or replace (publicKey: a JWK) or clear (null) its key, ending its sessions", tag: "devices", auth: "manager", body: patchDeviceRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/suspend", summary: "Suspend a handset (its sessions end)", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/retire", summary: "Retire a handset (its sessions end)", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/reinstate", summary: "Reinstate a handset", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
@@ -100,6 +100,12 @@ var operations = []op{
 	{method: "GET", path: "/v1/admin/backup", summary: "A consistent snapshot of the store, streamed", tag: "admin", auth: "admin", okStatus: 200, ok: "application/octet-stream"},
 }
 
+// dpopOps take a DPoP proof.
+var dpopOps = map[string]bool{
+	"POST /v1/auth/login": true, "POST /v1/auth/refresh": true, "POST /v1/auth/renew": true,
+	"POST /v1/auth/logout": true, "GET /v1/auth/me": true, "POST /v1/enroll": true,
+}
+
 var queryDocs = map[string]string{
 	"status": "enrolled, suspended or retired", "group": "exact group", "q": "case-insensitive text",
 	"limit": "page size, 1 to 1000 (default 50)", "cursor": "nextCursor of the previous page",
@@ -122,7 +128,7 @@ func (s *schemas) of(t reflect.Type) map[string]any {
 	switch {
 	case t == reflect.TypeOf(time.Time{}):
 		return map[string]any{"type": "string", "format": "date-time"}
-	case t == reflect.TypeOf(json.RawMessage{}):
+	case t == reflect.TypeOf(json.RawMessage{}), t == reflect.TypeOf(optionalRaw{}):
 		return map[string]any{}
 	case t == reflect.TypeOf(tether.Code("")):
 		return map[string]any{"type": "string"}
@@ -230,6 +236,11 @@ func buildOpenAPI(version string) []byte {
 		for _, q := range o.query {
 			params = append(params, map[string]any{"name": q, "in": "query", "description": queryDocs[q], "schema": map[string]any{"type": "string"}})
 		}
+		if dpopOps[o.method+" "+o.path] {
+			params = append(params, map[string]any{"name": "DPoP", "in": "header",
+				"description": "An RFC 9449 proof signed by the handset's enrolled key (ES256 or EdDSA, the public JWK in its header; htm, htu, iat, jti, and ath when an access token is sent): required for handsets with a key (401 proof_required, proof_invalid)",
+				"schema":      map[string]any{"type": "string"}})
+		}
 		if len(params) > 0 {
 			op["parameters"] = params
 		}
@@ -292,7 +303,7 @@ func buildOpenAPI(version string) []byte {
 		"components": map[string]any{
 			"schemas": s.defs,
 			"securitySchemes": map[string]any{
-				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "An API key (tak_…) or an access token"},
+				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "An API key (tak_…) or an access token; a token bound to a handset key (token type DPoP) is sent as Authorization: DPoP <token> with a DPoP proof"},
 				"apiKey": map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
 			},
 		},
