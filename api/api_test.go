@@ -658,7 +658,7 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 	)
 	need := func(path string) (int, bool) {
 		switch {
-		case slices.Contains([]string{"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/renew", "/v1/enroll"}, path):
+		case slices.Contains([]string{"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/renew", "/v1/enroll", "/v1/enroll/challenge"}, path):
 			return open, true
 		case path == "/v1/auth/logout" || path == "/v1/auth/me":
 			return self, true

@@ -375,3 +375,18 @@ func tokenType(sess storage.Session) string {
 	}
 	return "Bearer"
 }
+
+// challengeView is an attestation challenge.
+type challengeView struct {
+	Challenge string    `json:"challenge"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// enrollChallenge is POST /v1/enroll/challenge: a challenge for the
+// handset's keystore to attest its new key with (base64url; the app passes
+// its bytes to setAttestationChallenge).
+func (s *server) enrollChallenge(c *fiber.Ctx) error {
+	ch, exp := s.Auth.Challenge()
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return s.respond(c, fiber.StatusOK, challengeView{Challenge: ch, ExpiresAt: exp}, xmlNames("challenge", "item"))
+}

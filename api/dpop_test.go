@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -174,4 +176,24 @@ func (e *env) doHeaders(method, path string, headers [][2]string) response {
 		e.t.Fatal(err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+func TestEnrollChallenge(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("POST", "/v1/enroll/challenge", "", nil)
+	if r.status != 200 || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("challenge: %d %s", r.status, r.body)
+	}
+	c := r.json(t)
+	raw, err := base64.RawURLEncoding.DecodeString(c["challenge"].(string))
+	if err != nil || len(raw) < 32 || len(raw) > 128 {
+		t.Fatalf("challenge %v: %d bytes, %v; Android takes up to 128", c["challenge"], len(raw), err)
+	}
+	exp, err := time.Parse(time.RFC3339, c["expiresAt"].(string))
+	if err != nil || time.Until(exp) < 9*time.Minute || time.Until(exp) > 11*time.Minute {
+		t.Fatalf("expiresAt %v", c["expiresAt"])
+	}
+	if other := e.do("POST", "/v1/enroll/challenge", "", nil).json(t)["challenge"]; other == c["challenge"] {
+		t.Fatal("two challenges alike")
+	}
 }

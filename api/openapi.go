@@ -63,6 +63,7 @@ var operations = []op{
 	}{}},
 	{method: "POST", path: "/v1/auth/introspect", summary: "Is a token active? (RFC 7662)", tag: "tokens", auth: "introspect", body: introspectRequest{}, okStatus: 200, ok: map[string]any{}},
 	{method: "POST", path: "/v1/enroll", summary: "A handset enrolls itself with an enrollment code", tag: "devices", body: enrollRequest{}, okStatus: 201, ok: deviceView{}},
+	{method: "POST", path: "/v1/enroll/challenge", summary: "A challenge for the handset's keystore to attest its key with (good for ten minutes)", tag: "devices", okStatus: 200, ok: challengeView{}},
 
 	{method: "POST", path: "/v1/devices", summary: "Register a handset", tag: "devices", auth: "manager", body: registerDeviceRequest{}, okStatus: 201, ok: deviceView{}},
 	{method: "GET", path: "/v1/devices", summary: "List handsets (CSV and XLSX export whole)", tag: "devices", auth: "manager", okStatus: 200, ok: page[deviceView]{}, query: []string{"status", "group", "q", "limit", "cursor"}},

@@ -136,6 +136,7 @@ func New(d Deps, o Options) *fiber.App {
 	handset.Get("/me", s.authenticate, s.requireUser, s.me)
 	handset.Post("/introspect", s.authenticate, s.requireAPIKey, s.require(storage.RoleIntrospect, storage.RoleAdmin), s.introspect)
 	v1.Post("/enroll", s.enroll)
+	v1.Post("/enroll/challenge", s.enrollChallenge)
 
 	devices := v1.Group("/devices", managers...)
 	devices.Post("/", s.registerDevice)

@@ -31,6 +31,9 @@ type KeySet struct {
 	public     map[string]ed25519.PublicKey
 	published  []storage.SigningKey
 	lastReload time.Time
+	// allSeeds are the seeds of every key known, active first: attestation
+	// challenges are made with the active one and checked with any.
+	allSeeds [][]byte
 	// newest is the id of the newest key known. Key ids sort by the time
 	// they were made, so an unknown id after it is likely a key another
 	// instance just made.
@@ -108,6 +111,7 @@ func (k *KeySet) reload(ctx context.Context) error {
 	var published []storage.SigningKey
 	var activeID, newest string
 	var activePriv ed25519.PrivateKey
+	var seeds [][]byte
 	for _, key := range keys {
 		newest = max(newest, key.ID)
 		if key.Sealed {
@@ -133,11 +137,15 @@ func (k *KeySet) reload(ctx context.Context) error {
 		published = append(published, storage.SigningKey{ID: key.ID, Public: key.Public, CreatedAt: key.CreatedAt, RetiredAt: key.RetiredAt})
 		if key.RetiredAt.IsZero() {
 			activeID, activePriv = key.ID, ed25519.NewKeyFromSeed(key.Private)
+			seeds = append([][]byte{key.Private}, seeds...)
+		} else {
+			seeds = append(seeds, key.Private)
 		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.activeID, k.activePriv, k.public, k.published, k.lastReload, k.newest = activeID, activePriv, public, published, now, newest
+	k.allSeeds = seeds
 	return nil
 }
 
@@ -213,4 +221,18 @@ func (k *KeySet) JWKS() []JWK {
 		})
 	}
 	return out
+}
+
+// activeSeed is the active key's seed.
+func (k *KeySet) activeSeed() []byte {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.activePriv.Seed()
+}
+
+// seeds are the seeds of every key known, active first.
+func (k *KeySet) seeds() [][]byte {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.allSeeds
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -162,6 +163,8 @@ type Service struct {
 	gate      *hashGate
 	// replays holds the DPoP proofs seen, so each is used once.
 	replays *replayCache
+	// roots are the roots key attestations must end at.
+	roots []*x509.Certificate
 	// dummyHash is verified for unknown usernames, so they cost what a
 	// known one does.
 	dummyHash string
@@ -217,6 +220,9 @@ func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Ha
 	s.addresses = NewThrottle(cfg.AddressFailures, cfg.FailureWindow, maxKeys, s.now)
 	s.gate = newHashGate(max(1, cfg.HashConcurrency), max(0, cfg.HashQueue))
 	s.replays = newReplayCache(maxReplays)
+	if s.roots == nil {
+		s.roots = GoogleRoots()
+	}
 	if s.dummyHash, err = hasher.Hash("not a password anyone has"); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,8 @@ type serveConfig struct {
 	trustedProxies  string
 	sweepEvery      time.Duration
 	masterKeyFile   string
+	// attestationRoots is a PEM file replacing Google's attestation roots.
+	attestationRoots string
 }
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -55,6 +57,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate (PEM, with its chain); with --tls-key, serve HTTPS. SIGHUP reloads both")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", "", "addresses or networks (comma-separated) of proxies whose X-Forwarded-For is believed")
+	fs.StringVar(&cfg.attestationRoots, "attestation-roots", "", "a PEM file of the roots handset key attestations must end at (default: Google's, built in)")
 	fs.StringVar(&cfg.masterKeyFile, "master-key-file", "", "a file of 32 random bytes that seals the token signing keys in the store (AES-256-GCM)")
 	fs.DurationVar(&cfg.sweepEvery, "sweep-interval", 10*time.Minute, "how often ended sessions, dead enrollment codes and old audit events are removed")
 	fs.BoolVar(&cfg.demo, "demo", false, "start on a temporary store with demo users and handsets, and print commands to try (deleted at exit)")
@@ -114,8 +117,19 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate,
-		auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent), auth.WithMasterKey(master))
+	authOpts := []auth.ServiceOption{auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent), auth.WithMasterKey(master)}
+	if cfg.attestationRoots != "" {
+		data, err := os.ReadFile(cfg.attestationRoots)
+		if err != nil {
+			return fmt.Errorf("--attestation-roots: %w", err)
+		}
+		roots, err := auth.ParseRoots(data)
+		if err != nil {
+			return fmt.Errorf("--attestation-roots %s: %w", cfg.attestationRoots, err)
+		}
+		authOpts = append(authOpts, auth.WithAttestationRoots(roots))
+	}
+	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate, authOpts...)
 	if err != nil {
 		return err
 	}
