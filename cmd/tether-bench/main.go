@@ -38,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tether/auth"
+	"tether/auth/dpop"
 	"tether/device"
 )
 
@@ -196,6 +197,7 @@ func run() error {
 		fn    func(c *client, i int) error
 	}{
 		{"renew", withStore, w.renew},
+		{"renew with DPoP proof", withStore, w.renewProven},
 		{"refresh", withStore, w.refresh},
 		{"GET /v1/auth/me", bare, w.me},
 		{"introspect", bare, w.introspect},
@@ -269,6 +271,8 @@ type client struct {
 	base string
 	// per-client session state for the token operations
 	access, refresh, device string
+	// key is the handset key of a keyed session.
+	key *dpop.Key
 }
 
 func newHTTP(clients int) *http.Client {
@@ -279,6 +283,11 @@ func newHTTP(clients int) *http.Client {
 }
 
 func (c *client) do(method, path, auth string, body any, into any) error {
+	return c.send(method, path, auth, body, into, nil)
+}
+
+// send is do with a DPoP proof by key, when key is not nil.
+func (c *client) send(method, path, auth string, body any, into any, key *dpop.Key) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -296,6 +305,13 @@ func (c *client) do(method, path, auth string, body any, into any) error {
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	if key != nil {
+		proof, err := key.Proof(method, c.base+path, "")
+		if err != nil {
+			return err
+		}
+		req.Header.Set("DPoP", proof)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -528,7 +544,10 @@ type world struct {
 	introspectKey string
 	key           string
 	sessions      []*client
-	registered    atomic.Int64
+	// keyed are sessions of handsets with an enrolled key, renewed with
+	// DPoP proofs.
+	keyed      []*client
+	registered atomic.Int64
 }
 
 const benchPassword = "correct horse battery"
@@ -546,6 +565,7 @@ func seed(s *server, clients int) (*world, error) {
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	w.sessions = make([]*client, clients)
+	w.keyed = make([]*client, clients)
 	// A few at a time: each user costs a password hash on the server.
 	gate := make(chan struct{}, 4)
 	for i := range clients {
@@ -569,6 +589,26 @@ func seed(s *server, clients int) (*world, error) {
 				return
 			}
 			w.sessions[i] = c
+			// A second handset of the same worker, with a key.
+			k, err := dpop.NewKey("EC")
+			if err != nil {
+				errs <- err
+				return
+			}
+			if err := c.do("POST", "/v1/devices", s.key, map[string]any{"imei": imei(100_000 + i), "assignedUsers": []string{name}, "publicKey": k.PublicJWK()}, nil); err != nil {
+				errs <- err
+				return
+			}
+			kc := &client{http: admin.http, base: s.base, key: &k}
+			var t tokens
+			if err := kc.send("POST", "/v1/auth/login", "", map[string]any{
+				"username": name, "password": benchPassword, "persistent": true, "device": payload(imei(100_000 + i)),
+			}, &t, &k); err != nil {
+				errs <- err
+				return
+			}
+			kc.access, kc.refresh, kc.device = t.AccessToken, t.RefreshToken, t.DeviceID
+			w.keyed[i] = kc
 		}()
 	}
 	wg.Wait()
@@ -609,6 +649,19 @@ func (w *world) renew(c *client, i int) error {
 	s := w.own(c, i)
 	var t tokens
 	if err := s.do("POST", "/v1/auth/renew", "", map[string]any{"accessToken": s.access, "deviceId": s.device}, &t); err != nil {
+		return err
+	}
+	s.access = t.AccessToken
+	return nil
+}
+
+// renewProven renews a key-bound session's token with a DPoP proof,
+// made by the load generator for each request as a handset would.
+func (w *world) renewProven(c *client, i int) error {
+	s := w.keyed[i]
+	s.http = c.http
+	var t tokens
+	if err := s.send("POST", "/v1/auth/renew", "", map[string]any{"accessToken": s.access, "deviceId": s.device}, &t, s.key); err != nil {
 		return err
 	}
 	s.access = t.AccessToken
