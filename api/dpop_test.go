@@ -197,3 +197,34 @@ func TestEnrollChallenge(t *testing.T) {
 		t.Fatal("two challenges alike")
 	}
 }
+
+// TestDialectsTakeProofs: a handset with a key renews through a dialect
+// too, with the same DPoP header; without it the dialect answers its own
+// error with proof_required.
+func TestDialectsTakeProofs(t *testing.T) {
+	e := newEnv(t)
+	phone, _ := e.fleet()
+	k, err := dpop.NewKey("OKP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("PATCH", "/v1/devices/"+phone, e.manager, map[string]any{"publicKey": json.RawMessage(k.PublicJWK())}); r.status != 200 {
+		t.Fatalf("register the key: %d %s", r.status, r.body)
+	}
+	login := map[string]any{"username": "walter", "password": "correct horse", "deviceId": "490154203237518"}
+	if r := e.do("POST", "/api/Login", "", login); r.status != 401 || !strings.Contains(string(r.body), "proof_required") {
+		t.Fatalf("dialect login without a proof: %d %s", r.status, r.body)
+	}
+	r := e.do("POST", "/api/Login", "", login, "DPoP", proofFor(t, k, "POST", "/api/Login", ""))
+	if r.status != 200 {
+		t.Fatalf("dialect login with a proof: %d %s", r.status, r.body)
+	}
+	token := r.json(t)["token"].(string)
+	body := fixture(t, "renew-login-token.request.json", map[string]string{"LoggedInDeviceName": phone, "ExpiredTOKEN": token})
+	if r := e.do("POST", "/api/RenewLoginToken", "", body, "Authtoken", token); r.status != 401 || !strings.Contains(string(r.body), "proof_required") {
+		t.Fatalf("dialect renewal without a proof: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/api/RenewLoginToken", "", body, "Authtoken", token, "DPoP", proofFor(t, k, "POST", "/api/RenewLoginToken", "")); r.status != 200 {
+		t.Fatalf("dialect renewal with a proof: %d %s", r.status, r.body)
+	}
+}
