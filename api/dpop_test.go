@@ -14,6 +14,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"tether/auth"
 	"tether/auth/dpop"
 )
 
@@ -226,5 +227,29 @@ func TestDialectsTakeProofs(t *testing.T) {
 	}
 	if r := e.do("POST", "/api/RenewLoginToken", "", body, "Authtoken", token, "DPoP", proofFor(t, k, "POST", "/api/RenewLoginToken", "")); r.status != 200 {
 		t.Fatalf("dialect renewal with a proof: %d %s", r.status, r.body)
+	}
+}
+
+func TestNonceHeader(t *testing.T) {
+	e := newEnv(t, func(c *auth.Config) { c.DPoPNonce = true })
+	e.fleet()
+	k, err := dpop.NewKey("EC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := handset("490154203237518")
+	payload["publicKey"] = json.RawMessage(k.PublicJWK())
+	login := map[string]any{"username": "walter", "password": "correct horse", "device": payload}
+	r := e.do("POST", "/v1/auth/login", "", login, "DPoP", proofFor(t, k, "POST", "/v1/auth/login", ""))
+	nonce := r.header.Get("DPoP-Nonce")
+	if r.status != 401 || nonce == "" || !strings.Contains(string(r.body), "nonce") {
+		t.Fatalf("a proof without the nonce: %d, DPoP-Nonce %q, %s", r.status, nonce, r.body)
+	}
+	p, err := k.Proof("POST", host+"/v1/auth/login", "", dpop.Options{Nonce: nonce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("POST", "/v1/auth/login", "", login, "DPoP", p); r.status != 200 {
+		t.Fatalf("with the nonce: %d %s", r.status, r.body)
 	}
 }

@@ -245,6 +245,9 @@ var errTwoProofs = tether.NewError(tether.CodeProofInvalid, "the DPoP proof is n
 // proof hands the request's DPoP proof (RFC 9449), with the method and URL
 // it must name, to the auth service through the request's context.
 func (s *server) proof(c *fiber.Ctx) error {
+	if s.Auth.Config().DPoPNonce {
+		c.Set("DPoP-Nonce", s.Auth.Nonce())
+	}
 	headers := c.Request().Header.PeekAll("DPoP")
 	switch len(headers) {
 	case 0:

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,9 +84,10 @@ const (
 // token hash passed: its key's thumbprint, and its jti for the replay
 // check once the key is known to be the handset's.
 type checkedProof struct {
-	jkt string
-	jti string
-	iat time.Time
+	jkt   string
+	jti   string
+	iat   time.Time
+	nonce string
 }
 
 // proofError is ErrProofInvalid saying why; the reasons quote only what
@@ -144,7 +146,7 @@ func verifyProof(p Proof, accessToken string, now time.Time) (checkedProof, erro
 			return checkedProof{}, proofError("ath is not the hash of the access token sent")
 		}
 	}
-	return checkedProof{jkt: key.Thumbprint(), jti: claims.ID, iat: claims.IssuedAt.Time}, nil
+	return checkedProof{jkt: key.Thumbprint(), jti: claims.ID, iat: claims.IssuedAt.Time, nonce: claims.Nonce}, nil
 }
 
 // sameURL compares an htu with the request's URL as RFC 9449 asks: scheme
@@ -248,6 +250,9 @@ func (s *Service) requireProof(ctx context.Context, jkt, accessToken string) err
 	}
 	if subtle.ConstantTimeCompare([]byte(cp.jkt), []byte(jkt)) != 1 {
 		return proofError("the proof is signed by another key than the handset's")
+	}
+	if s.cfg.DPoPNonce && !s.validNonce(cp.nonce) {
+		return proofError("use the nonce in the DPoP-Nonce header of this answer")
 	}
 	if !s.replays.use(cp.jkt, cp.jti, cp.iat, now) {
 		return proofError("the proof was used before: make a new one for each request")
@@ -375,4 +380,34 @@ func (s *Service) proveUse(ctx context.Context, sess storage.Session, dev *stora
 		return "", err
 	}
 	return bound, nil
+}
+
+// Server nonces (RFC 9449 section 8): with Config.DPoPNonce, proofs must
+// carry a nonce the server handed out in a DPoP-Nonce header within the
+// last nonceWindow or the one before. A nonce holds its window and a MAC
+// under a key derived from the active signing key, so every instance
+// sharing the keys issues and accepts the same ones, with nothing stored.
+const nonceWindow = 5 * time.Minute
+
+// Nonce is the server nonce to hand out now.
+func (s *Service) Nonce() string {
+	return s.nonceFor(s.keys.activeSeed(), s.now().Unix()/int64(nonceWindow/time.Second))
+}
+
+func (s *Service) nonceFor(seed []byte, window int64) string {
+	body := binary.BigEndian.AppendUint64(nil, uint64(window))
+	return base64.RawURLEncoding.EncodeToString(append(body, s.keys.challengeMAC(append([]byte("nonce\x00"), seed...), body)...))
+}
+
+// validNonce reports whether n is a nonce of this window or the last one.
+func (s *Service) validNonce(n string) bool {
+	now := s.now().Unix() / int64(nonceWindow/time.Second)
+	for _, seed := range s.keys.seeds() {
+		for _, w := range []int64{now, now - 1} {
+			if subtle.ConstantTimeCompare([]byte(n), []byte(s.nonceFor(seed, w))) == 1 {
+				return true
+			}
+		}
+	}
+	return false
 }

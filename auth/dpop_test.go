@@ -319,3 +319,33 @@ func TestThumbprintRFC8037(t *testing.T) {
 		t.Fatalf("thumbprint %s", got)
 	}
 }
+
+// TestServerNonce: with nonces on, a proof without the server's nonce is
+// refused, one with the nonce handed out now or in the window before is
+// taken, an older or made-up one is refused.
+func TestServerNonce(t *testing.T) {
+	w := newWorld(t, func(c *auth.Config) { c.DPoPNonce = true })
+	k := newKey(t, "EC")
+	login := func(nonce string) error {
+		_, err := w.svc.Login(w.prove(k, "POST", "/v1/auth/login", "", dpop.Options{Nonce: nonce}), auth.LoginRequest{Username: "walter", Password: password, Device: w.keyedPayload(k)})
+		return err
+	}
+	if err := login(""); !errors.Is(err, auth.ErrProofInvalid) {
+		t.Fatalf("no nonce: %v; want proof_invalid", err)
+	}
+	if err := login("made-up"); !errors.Is(err, auth.ErrProofInvalid) {
+		t.Fatalf("a made-up nonce: %v; want proof_invalid", err)
+	}
+	n := w.svc.Nonce()
+	if err := login(n); err != nil {
+		t.Fatalf("the server's nonce: %v", err)
+	}
+	w.clock.Advance(5 * time.Minute)
+	if err := login(n); err != nil {
+		t.Fatalf("the last window's nonce: %v", err)
+	}
+	w.clock.Advance(10 * time.Minute)
+	if err := login(n); !errors.Is(err, auth.ErrProofInvalid) {
+		t.Fatalf("a nonce two windows old: %v; want proof_invalid", err)
+	}
+}

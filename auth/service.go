@@ -77,6 +77,8 @@ type Config struct {
 	// RequireAttestation refuses handset keys without an Android key
 	// attestation.
 	RequireAttestation bool
+	// DPoPNonce makes proofs carry a server nonce (DPoP-Nonce).
+	DPoPNonce bool
 }
 
 // DefaultConfig is the policy of API.md section 1.

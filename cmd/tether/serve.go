@@ -222,6 +222,7 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.DurationVar(&a.AuditRetention, "audit-retention", a.AuditRetention, "how long audit events are kept (0: for ever)")
 	fs.StringVar((*string)(&a.DeviceProof), "device-proof", string(a.DeviceProof), "handset keys: off, optional (a handset with an enrolled key proves every login, refresh and renewal with it) or required (every handset must have one)")
 	fs.BoolVar(&a.RequireAttestation, "require-attestation", a.RequireAttestation, "refuse handset keys without an Android key attestation")
+	fs.BoolVar(&a.DPoPNonce, "dpop-nonce", a.DPoPNonce, "make DPoP proofs carry a server nonce, handed out in the DPoP-Nonce header of every answer")
 }
 
 // newLogger returns a structured logger writing to w, which adds the request
