@@ -192,6 +192,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if got := textOf("#device-details .badge"); !strings.EqualFold(got, "suspended") {
 		t.Fatalf("badge says %q; want suspended", got)
 	}
+	if got := textOf("#device-details"); !strings.Contains(got, "Key") || !strings.Contains(got, "none: tokens bound to the device id only") {
+		t.Fatalf("the details do not say the handset has no key: %q", got)
+	}
 	d, err := e.store.GetDeviceByIMEI(t.Context(), imei)
 	if err != nil || d.Status != "suspended" || d.StatusReason != "left in a taxi" {
 		t.Fatalf("stored device after suspending in the console: %+v, %v", d, err)

@@ -167,6 +167,13 @@ async function loadDevice(id) {
     ["Last seen", when(d.lastSeenAt)], ["Enrolled", `${when(d.enrolledAt)} by ${d.enrolledBy || "—"}`],
   ];
   if (d.statusReason) rows.push(["Reason", d.statusReason]);
+  rows.push(["Key", d.key ? `${d.key.type} ${d.key.thumbprint.slice(0, 12)}…, since ${when(d.key.enrolledAt)}` : "none: tokens bound to the device id only"]);
+  if (d.key) {
+    rows.push(["Attestation", d.key.attested
+      ? [d.key.securityLevel, `boot ${d.key.verifiedBootState}`, d.key.attestedImei && `IMEI ${d.key.attestedImei}`,
+        d.key.attestedSerial && `serial ${d.key.attestedSerial}`].filter(Boolean).join(", ")
+      : "none"]);
+  }
   $("#device-details").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 
   const actions = [];
