@@ -118,17 +118,7 @@ func TestDPoPOverHTTP(t *testing.T) {
 // JavaScript and compares its cnf.jkt with jose's thumbprint of the key.
 func joseCheck(t *testing.T, e *env, token string, k dpop.Key) {
 	t.Helper()
-	dir := filepath.Join("..", "testdata", "jose")
-	node, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "node_modules", "jose"))
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must run this: %v (run npm ci in testdata/jose)", err)
-		}
-		t.Skipf("node or testdata/jose/node_modules missing: %v", err)
-	}
+	node, dir := joseTool(t)
 	tmp := t.TempDir()
 	jwks, jwk := filepath.Join(tmp, "jwks.json"), filepath.Join(tmp, "jwk.json")
 	if err := os.WriteFile(jwks, e.do("GET", "/.well-known/jwks.json", "", nil).body, 0o600); err != nil {

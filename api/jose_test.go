@@ -14,18 +14,7 @@ import (
 // against the JWKS the server publishes, and refuses a tampered one.
 // .ci/run installs it (testdata/jose); elsewhere the test skips without it.
 func TestTokensVerifyWithJose(t *testing.T) {
-	dir := filepath.Join("..", "testdata", "jose")
-	node, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "node_modules", "jose"))
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must run this: %v (run npm ci in testdata/jose)", err)
-		}
-		t.Skipf("node or testdata/jose/node_modules missing: %v", err)
-	}
-
+	node, dir := joseTool(t)
 	e := newEnv(t)
 	e.fleet()
 	tok := e.loginWorker()
@@ -58,4 +47,22 @@ func TestTokensVerifyWithJose(t *testing.T) {
 	if out, err := verify(tampered); err == nil {
 		t.Fatalf("jose accepted a tampered token: %s", out)
 	}
+}
+
+// joseTool returns node and the directory of the jose scripts
+// (testdata/jose), or skips the test without them (CI must have them).
+func joseTool(t *testing.T) (node, dir string) {
+	t.Helper()
+	dir = filepath.Join("..", "testdata", "jose")
+	node, err := exec.LookPath("node")
+	if err == nil {
+		_, err = os.Stat(filepath.Join(dir, "node_modules", "jose"))
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run this: %v (run npm ci in testdata/jose)", err)
+		}
+		t.Skipf("node or testdata/jose/node_modules missing: %v", err)
+	}
+	return node, dir
 }

@@ -22,7 +22,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,11 +34,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"tether/auth"
 	"tether/auth/dpop"
 	"tether/device"
+	"tether/storage/postgres"
 )
 
 func main() {
@@ -422,12 +420,18 @@ func startServer(bin, database string) (*server, error) {
 	where := []string{"--data", filepath.Join(dir, "data")}
 	var drop func()
 	if database != "" {
-		url, dropSchema, err := freshSchema(database)
+		schema := fmt.Sprintf("tether_bench_%d", time.Now().UnixNano())
+		url, dropSchema, err := postgres.NewSchema(context.Background(), database, schema)
 		if err != nil {
 			os.RemoveAll(dir)
-			return nil, err
+			return nil, fmt.Errorf("a schema for the run: %w", err)
 		}
-		where, drop = append(where, "--store", url), dropSchema
+		where = append(where, "--store", url)
+		drop = func() {
+			if err := dropSchema(); err != nil {
+				fmt.Fprintf(os.Stderr, "drop the run's schema %s: %v\n", schema, err)
+			}
+		}
 	}
 	out, err := exec.Command(bin, append([]string{"apikey", "create", "--role", "admin"}, where...)...).Output()
 	if err != nil {
@@ -439,37 +443,6 @@ func startServer(bin, database string) (*server, error) {
 		s.drop = drop
 	}
 	return s, err
-}
-
-// freshSchema makes a schema of its own for one run in the database at
-// base, and returns a URL that uses it and a function that drops it.
-func freshSchema(base string) (string, func(), error) {
-	ctx := context.Background()
-	exec := func(sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	schema := fmt.Sprintf("tether_bench_%d", time.Now().UnixNano())
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		return "", nil, fmt.Errorf("create a schema for the run: %w", err)
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		return "", nil, err
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), func() {
-		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			fmt.Fprintf(os.Stderr, "drop the run's schema %s: %v\n", schema, err)
-		}
-	}, nil
 }
 
 // serveExisting serves the store where names (dir is removed at stop) and

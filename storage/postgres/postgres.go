@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -446,4 +447,31 @@ func nextValue(ctx context.Context, tx pgx.Tx, name string) (uint64, error) {
 func raiseCounter(ctx context.Context, tx pgx.Tx, name string, v uint64) error {
 	_, err := tx.Exec(ctx, `UPDATE counters SET value = greatest(value, $2) WHERE name = $1`, name, int64(v))
 	return err
+}
+
+// NewSchema makes a schema named name in the database at base and returns
+// a URL whose connections use it, and a function that drops it: a
+// throwaway store for tests and benchmarks.
+func NewSchema(ctx context.Context, base, name string) (string, func() error, error) {
+	exec := func(sql string) error {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return driverError("connect", err)
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return driverError("exec", err)
+	}
+	ident := pgx.Identifier{name}.Sanitize()
+	if err := exec("CREATE SCHEMA " + ident); err != nil {
+		return "", nil, err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, errors.New("postgres: the URL is malformed")
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String(), func() error { return exec("DROP SCHEMA " + ident + " CASCADE") }, nil
 }

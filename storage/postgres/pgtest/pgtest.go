@@ -7,18 +7,17 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"tether/storage/postgres"
 )
 
 // Env is the variable holding the test server's URL.
 const Env = "TETHER_TEST_POSTGRES"
 
 // ServerURL returns the test server's URL, or skips the test when there is
-// none.
+// none (and fails it in CI, which must test the PostgreSQL store).
 func ServerURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv(Env)
@@ -35,32 +34,14 @@ func ServerURL(t testing.TB) string {
 // and returns a URL whose connections use it.
 func Schema(t testing.TB) string {
 	t.Helper()
-	base := ServerURL(t)
-	ctx := context.Background()
-	schema := fmt.Sprintf("t_%016x", rand.Uint64())
-	exec := func(sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := url.Parse(base)
+	url, drop, err := postgres.NewSchema(context.Background(), ServerURL(t), fmt.Sprintf("t_%016x", rand.Uint64()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return url
 }
