@@ -263,7 +263,7 @@ func (s *Service) requireProof(ctx context.Context, jkt, accessToken string) err
 // bindingOf is the key thumbprint a handset's uses must be proven with,
 // under the policy: its enrolled key's, or none.
 func (s *Service) bindingOf(d *storage.Device) string {
-	if s.cfg.DeviceProof == ProofOff || d == nil || d.Key == nil {
+	if d == nil || d.Key == nil || s.proofPolicy(d) == ProofOff {
 		return ""
 	}
 	return d.Key.Thumbprint
@@ -276,7 +276,11 @@ func (s *Service) bindingOf(d *storage.Device) string {
 // it, and its attestation, if any, checks out); a key other than the
 // enrolled one is refused: replacing a key is a manager's action.
 func (s *Service) proveLogin(ctx context.Context, user storage.User, d *storage.Device, p device.Payload) (string, []storage.Event, error) {
-	if s.cfg.DeviceProof == ProofOff || d == nil {
+	if d == nil {
+		return "", nil, nil
+	}
+	policy := s.proofPolicy(d)
+	if policy == ProofOff {
 		return "", nil, nil
 	}
 	offered, err := s.offeredKey(ctx, p, "user:"+user.ID)
@@ -293,7 +297,7 @@ func (s *Service) proveLogin(ctx context.Context, user storage.User, d *storage.
 		offered = nil // the enrolled key, offered again
 	}
 	if bound == "" {
-		if s.cfg.DeviceProof == ProofRequired {
+		if policy == ProofRequired {
 			return "", nil, tether.NewError(tether.CodeProofRequired, "this server requires every handset to enroll a key held in its secure hardware: send publicKey with a DPoP proof")
 		}
 		return "", nil, nil
@@ -363,7 +367,8 @@ func keyDetail(k *storage.DeviceKey) map[string]string {
 // before its handset had a key, by that key, which binds the session from
 // now on), and returns the thumbprint the new tokens are bound to.
 func (s *Service) proveUse(ctx context.Context, sess storage.Session, dev *storage.Device) (string, error) {
-	if s.cfg.DeviceProof == ProofOff {
+	policy := s.proofPolicy(dev)
+	if policy == ProofOff {
 		return "", nil
 	}
 	bound := sess.JKT
@@ -371,7 +376,7 @@ func (s *Service) proveUse(ctx context.Context, sess storage.Session, dev *stora
 		bound = s.bindingOf(dev)
 	}
 	if bound == "" {
-		if s.cfg.DeviceProof == ProofRequired && sess.DeviceID != "" {
+		if policy == ProofRequired && sess.DeviceID != "" {
 			return "", tether.NewError(tether.CodeProofRequired, "this server requires every handset to enroll a key held in its secure hardware: log in again with publicKey and a DPoP proof")
 		}
 		return "", nil
@@ -410,4 +415,15 @@ func (s *Service) validNonce(n string) bool {
 		}
 	}
 	return false
+}
+
+// proofPolicy is the policy for a handset: its group's, if the group has
+// one of its own (Config.DeviceProofGroups), else the server's.
+func (s *Service) proofPolicy(d *storage.Device) DeviceProof {
+	if d != nil {
+		if p, ok := s.cfg.DeviceProofGroups[d.Group]; ok {
+			return p
+		}
+	}
+	return s.cfg.DeviceProof
 }

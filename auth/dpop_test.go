@@ -300,11 +300,39 @@ func TestProofPolicies(t *testing.T) {
 		}
 		w.keyedLogin(newKey(t, "OKP"))
 	})
+	t.Run("per group", func(t *testing.T) {
+		w := newWorld(t, func(c *auth.Config) {
+			c.DeviceProofGroups = map[string]auth.DeviceProof{"vault": auth.ProofRequired, "lab": auth.ProofOff}
+		})
+		if _, err := w.login("walter", payload(w.phone.IMEI)); err != nil {
+			t.Fatalf("a handset of no group under optional: %v", err)
+		}
+		if _, err := w.devices.Update(w.ctx, "cli", w.phone.ID, device.Patch{Group: ptr("vault")}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := w.login("walter", payload(w.phone.IMEI))
+		var te *tether.Error
+		if !errors.As(err, &te) || te.Code != tether.CodeProofRequired {
+			t.Fatalf("a keyless handset of a required group: %v; want proof_required", err)
+		}
+		if _, err := w.devices.Update(w.ctx, "cli", w.phone.ID, device.Patch{Group: ptr("lab")}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, Device: w.keyedPayload(newKey(t, "EC"))})
+		if err != nil || g.Session.JKT != "" {
+			t.Fatalf("a handset of a group with proofs off, offering a key without a proof: %+v, %v", g.Session, err)
+		}
+	})
 	t.Run("validate", func(t *testing.T) {
 		cfg := auth.DefaultConfig()
 		cfg.DeviceProof = "sometimes"
 		if cfg.Validate() == nil {
 			t.Fatal("an unknown policy passed")
+		}
+		cfg = auth.DefaultConfig()
+		cfg.DeviceProofGroups = map[string]auth.DeviceProof{"north": "never"}
+		if cfg.Validate() == nil {
+			t.Fatal("an unknown group policy passed")
 		}
 	})
 }

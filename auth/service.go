@@ -72,8 +72,11 @@ type Config struct {
 	// AuditRetention is how long audit events are kept (0: for ever).
 	AuditRetention time.Duration
 
-	// DeviceProof is the proof-of-possession policy for handset keys.
-	DeviceProof DeviceProof
+	// DeviceProof is the proof-of-possession policy for handset keys;
+	// DeviceProofGroups overrides it for the handsets of some groups
+	// (self-enrollment follows DeviceProof).
+	DeviceProof       DeviceProof
+	DeviceProofGroups map[string]DeviceProof
 	// RequireAttestation refuses handset keys without an Android key
 	// attestation.
 	RequireAttestation bool
@@ -119,6 +122,11 @@ func (c Config) Validate() error {
 	case SIMAllow, SIMAudit, SIMBlock:
 	default:
 		errs = append(errs, fmt.Errorf("SIM policy %q: want allow, audit or block", c.SIMPolicy))
+	}
+	for group, p := range c.DeviceProofGroups {
+		if p != ProofOff && p != ProofOptional && p != ProofRequired {
+			errs = append(errs, fmt.Errorf("device proof %q for group %q: want off, optional or required", p, group))
+		}
 	}
 	switch c.DeviceProof {
 	case ProofOff, ProofOptional, ProofRequired:

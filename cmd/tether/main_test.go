@@ -200,9 +200,14 @@ func TestFlagsFromEnvironment(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{}, {"frobnicate"}, {"user"}, {"user", "delete"}, {"serve", "--no-such-flag"}, {"device", "add"}, {"apikey", "create"}, {"serve", "extra"}} {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"user"}, {"user", "delete"}, {"serve", "--no-such-flag"}, {"device", "add"}, {"apikey", "create"}, {"serve", "extra"}, {"serve", "--device-proof-groups", "vault"}} {
 		if r := runCLI(t, "", nil, args...); r.code != 2 {
 			t.Errorf("%v: exit %d; want 2 (%s)", args, r.code, r.stderr)
+		}
+	}
+	for _, args := range [][]string{{"serve", "--device-proof", "sometimes"}, {"serve", "--device-proof-groups", "vault=never"}} {
+		if r := runCLI(t, "", nil, append(args, "--data", t.TempDir())...); r.code != 1 || !strings.Contains(r.stderr, "want off, optional or required") {
+			t.Errorf("%v: exit %d; want 1 naming the policies (%s)", args, r.code, r.stderr)
 		}
 	}
 	if r := runCLI(t, "", nil, "version"); r.code != 0 || r.stdout != "dev\n" {

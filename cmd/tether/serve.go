@@ -221,6 +221,13 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.DurationVar(&a.FailureWindow, "failure-window", a.FailureWindow, "the window failed logins are counted in")
 	fs.DurationVar(&a.AuditRetention, "audit-retention", a.AuditRetention, "how long audit events are kept (0: for ever)")
 	fs.StringVar((*string)(&a.DeviceProof), "device-proof", string(a.DeviceProof), "handset keys: off, optional (a handset with an enrolled key proves every login, refresh and renewal with it) or required (every handset must have one)")
+	fs.Func("device-proof-groups", "per-group --device-proof, as GROUP=POLICY,… (such as vault=required,lab=off)", func(v string) error {
+		groups, err := parseGroupPolicies(v)
+		if err == nil {
+			a.DeviceProofGroups = groups
+		}
+		return err
+	})
 	fs.BoolVar(&a.RequireAttestation, "require-attestation", a.RequireAttestation, "refuse handset keys without an Android key attestation")
 	fs.BoolVar(&a.DPoPNonce, "dpop-nonce", a.DPoPNonce, "make DPoP proofs carry a server nonce, handed out in the DPoP-Nonce header of every answer")
 }
@@ -243,4 +250,21 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
 	return slog.New(api.LogHandler(h)), nil
+}
+
+// parseGroupPolicies reads GROUP=POLICY pairs separated by commas.
+func parseGroupPolicies(v string) (map[string]auth.DeviceProof, error) {
+	out := map[string]auth.DeviceProof{}
+	for _, pair := range strings.Split(v, ",") {
+		if strings.TrimSpace(pair) == "" {
+			continue
+		}
+		group, policy, ok := strings.Cut(pair, "=")
+		group, policy = strings.TrimSpace(group), strings.TrimSpace(policy)
+		if !ok || group == "" || policy == "" {
+			return nil, fmt.Errorf("%q: want GROUP=off|optional|required", pair)
+		}
+		out[group] = auth.DeviceProof(policy)
+	}
+	return out, nil
 }
