@@ -229,6 +229,20 @@ func TestKeyAttestation(t *testing.T) {
 		})
 	}
 
+	t.Run("the enrolled key offered again", func(t *testing.T) {
+		w, svc := setup(t)
+		k := newKey(t, "EC")
+		att := chain(t, k, intermediate, good(svc, w), true)
+		if err := login(w, svc, k, att); err != nil {
+			t.Fatal(err)
+		}
+		// An app that sends its key and chain at every login goes on
+		// logging in after the challenge has expired.
+		w.clock.Advance(time.Hour)
+		if err := login(w, svc, k, att); err != nil {
+			t.Fatalf("the enrolled key and its old attestation again: %v", err)
+		}
+	})
 	t.Run("challenge expires", func(t *testing.T) {
 		w, svc := setup(t)
 		k := newKey(t, "EC")

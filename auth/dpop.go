@@ -275,22 +275,24 @@ func (s *Service) bindingOf(d *storage.Device) string {
 // handset's first login with one (once the proof shows the handset holds
 // it, and its attestation, if any, checks out); a key other than the
 // enrolled one is refused: replacing a key is a manager's action.
-func (s *Service) proveLogin(ctx context.Context, user storage.User, d *storage.Device, p device.Payload) (string, []storage.Event, error) {
+func (s *Service) proveLogin(ctx context.Context, user storage.User, d *storage.Device, p device.Payload) (string, error) {
 	if d == nil {
-		return "", nil, nil
+		return "", nil
 	}
 	policy := s.proofPolicy(d)
 	if policy == ProofOff {
-		return "", nil, nil
-	}
-	offered, err := s.offeredKey(ctx, p, "user:"+user.ID)
-	if err != nil {
-		return "", nil, err
+		return "", nil
 	}
 	bound := s.bindingOf(d)
+	// The enrolled key offered again (as an app may on every login) is
+	// not enrolled anew, nor its attestation checked again.
+	offered, err := s.offeredKey(ctx, p, "user:"+user.ID, bound)
+	if err != nil {
+		return "", err
+	}
 	switch {
 	case offered != nil && bound != "" && offered.Thumbprint != bound:
-		return "", nil, proofError("the handset offers another key than the one enrolled for it: a manager must replace it")
+		return "", proofError("the handset offers another key than the one enrolled for it: a manager must replace it")
 	case offered != nil && bound == "":
 		bound = offered.Thumbprint
 	case offered != nil:
@@ -298,15 +300,15 @@ func (s *Service) proveLogin(ctx context.Context, user storage.User, d *storage.
 	}
 	if bound == "" {
 		if policy == ProofRequired {
-			return "", nil, tether.NewError(tether.CodeProofRequired, "this server requires every handset to enroll a key held in its secure hardware: send publicKey with a DPoP proof")
+			return "", tether.NewError(tether.CodeProofRequired, "this server requires every handset to enroll a key held in its secure hardware: send publicKey with a DPoP proof")
 		}
-		return "", nil, nil
+		return "", nil
 	}
 	if err := s.requireProof(ctx, bound, ""); err != nil {
-		return "", nil, err
+		return "", err
 	}
 	if offered == nil {
-		return bound, nil, nil
+		return bound, nil
 	}
 	// The first key: recorded on the handset before the session that is
 	// bound to it.
@@ -321,16 +323,17 @@ func (s *Service) proveLogin(ctx context.Context, user storage.User, d *storage.
 		return cur, nil
 	}, storage.WithEvents(ev))
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
 	s.written(ev)
 	*d = updated
-	return bound, nil, nil
+	return bound, nil
 }
 
 // offeredKey reads the key a payload offers, with its attestation checked
-// (and required, under Config.RequireAttestation); nil when it offers none.
-func (s *Service) offeredKey(ctx context.Context, p device.Payload, by string) (*storage.DeviceKey, error) {
+// (and required, under Config.RequireAttestation) unless it is the key of
+// thumbprint enrolled; nil when it offers none.
+func (s *Service) offeredKey(ctx context.Context, p device.Payload, by, enrolled string) (*storage.DeviceKey, error) {
 	if !p.OffersKey() {
 		if len(p.Attestation) > 0 {
 			return nil, tether.Invalid("device.attestation", "attestation_without_key", "an attestation comes with the publicKey it attests")
@@ -346,6 +349,9 @@ func (s *Service) offeredKey(ctx context.Context, p device.Payload, by string) (
 	}
 	if err != nil {
 		return nil, err
+	}
+	if enrolled != "" && k.Thumbprint == enrolled {
+		return k, nil
 	}
 	if k.Attestation, err = s.attest(ctx, p, pub); err != nil {
 		return nil, err

@@ -230,7 +230,7 @@ func (s *Service) enrollKey(ctx context.Context, p device.Payload) (*storage.Dev
 		}
 		return nil, nil
 	}
-	key, err := s.offeredKey(ctx, p, "")
+	key, err := s.offeredKey(ctx, p, "", "")
 	if err != nil {
 		return nil, err
 	}

@@ -383,11 +383,10 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 	if req.Device != nil {
 		offered = *req.Device
 	}
-	jkt, keyEvents, err := s.proveLogin(ctx, user, dev, offered)
+	jkt, err := s.proveLogin(ctx, user, dev, offered)
 	if err != nil {
 		return fail(err)
 	}
-	events = append(events, keyEvents...)
 	grant, err := s.openSession(ctx, user, dev, jkt, req, append(events, withOutcome(ev, "success")))
 	if err != nil {
 		return fail(err)
