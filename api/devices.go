@@ -52,8 +52,11 @@ func keyViewOf(k *storage.DeviceKey) *keyView {
 		return nil
 	}
 	v := &keyView{Thumbprint: k.Thumbprint, EnrolledAt: k.EnrolledAt, EnrolledBy: k.EnrolledBy}
-	if jwk, _, err := device.ParseJWK(k.JWK); err == nil {
-		v.Type = jwk.Crv
+	var jwk struct {
+		Crv string `json:"crv"`
+	}
+	if json.Unmarshal(k.JWK, &jwk) == nil {
+		v.Type = jwk.Crv // the key was checked when it was enrolled
 	}
 	if a := k.Attestation; a != nil {
 		v.Attested, v.SecurityLevel, v.VerifiedBootState = true, a.SecurityLevel, a.VerifiedBootState
