@@ -90,6 +90,8 @@ type checkedProof struct {
 	nonce string
 }
 
+var errReplayed = proofError("the proof was used before: make a new one for each request")
+
 // proofError is ErrProofInvalid saying why; the reasons quote only what
 // the client sent.
 func proofError(format string, args ...any) error {
@@ -255,7 +257,18 @@ func (s *Service) requireProof(ctx context.Context, jkt, accessToken string) err
 		return proofError("use the nonce in the DPoP-Nonce header of this answer")
 	}
 	if !s.replays.use(cp.jkt, cp.jti, cp.iat, now) {
-		return proofError("the proof was used before: make a new one for each request")
+		return errReplayed
+	}
+	// Instances sharing a database remember proofs there too, so a proof
+	// used on one is refused on the others.
+	if ledger, ok := s.store.(storage.ProofLedger); ok {
+		fresh, err := ledger.UseProof(ctx, cp.jkt+"."+cp.jti, now, cp.iat.Add(proofMaxAge+proofSkew))
+		if err != nil {
+			return fmt.Errorf("record the proof: %w", err)
+		}
+		if !fresh {
+			return errReplayed
+		}
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"time"
+
+	"tether/storage"
 )
 
 // What the sweeper keeps: sessions and enrollment codes for a while after
@@ -39,6 +41,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	}
 	if r.Codes, err = s.store.PurgeEnrollmentCodes(ctx, now.Add(-keepDeadCodes), sweepBatch); err != nil {
 		return r, err
+	}
+	if ledger, ok := s.store.(storage.ProofLedger); ok {
+		if _, err = ledger.PurgeProofs(ctx, now); err != nil {
+			return r, err
+		}
 	}
 	if s.cfg.AuditRetention > 0 {
 		if r.Events, err = s.store.PurgeEvents(ctx, now.Add(-s.cfg.AuditRetention), sweepBatch); err != nil {

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ErrNotFound is wrapped by every error reporting a missing record.
@@ -167,4 +168,17 @@ type Stats struct {
 // Statser is a store that can count what it holds.
 type Statser interface {
 	Stats(ctx context.Context) (Stats, error)
+}
+
+// ProofLedger is a store that remembers the proofs of possession (DPoP
+// proofs) used, for every server sharing it, so a proof replayed to
+// another instance is refused too. A single server needs none: it
+// remembers them in memory.
+type ProofLedger interface {
+	// UseProof records, at now, the proof named key as used until
+	// expires. It reports false if a record of it is still there: a
+	// replay.
+	UseProof(ctx context.Context, key string, now, expires time.Time) (bool, error)
+	// PurgeProofs forgets the proofs that expired before t.
+	PurgeProofs(ctx context.Context, before time.Time) (int, error)
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"tether/auth/dpop"
 	"tether/storage/postgres/pgtest"
 )
 
@@ -166,5 +169,71 @@ func TestMigrateBothWays(t *testing.T) {
 	}
 	if r := runCLI(t, "", nil, "migrate", "--from", url, "--to", url); r.code != 2 {
 		t.Fatalf("migrate onto itself: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestProofReplayedToAnotherInstance: behind one public address, a DPoP
+// proof used on one instance is refused on the other.
+func TestProofReplayedToAnotherInstance(t *testing.T) {
+	url := pgtest.Schema(t)
+	r := runCLI(t, "", nil, "apikey", "create", "--store", url, "--role", "admin")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	admin := strings.TrimSpace(r.stdout)
+	if r := runCLI(t, "correct horse\n", nil, "user", "add", "--store", url, "--username", "walter", "--role", "worker", "--password-stdin"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	const public = "https://tether.example"
+	a := startServer(t, t.TempDir(), "--store", url, "--public-url", public)
+	b := startServer(t, t.TempDir(), "--store", url, "--public-url", public)
+	onA, onB := "http://"+a.addr, "http://"+b.addr
+	k, err := dpop.NewKey("EC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, m := request(t, "POST", onA+"/v1/devices", admin, `{"imei":"490154203237518","publicKey":`+string(k.PublicJWK())+`}`); code != 201 {
+		t.Fatalf("register: %d %v", code, m)
+	}
+	proven := func(base, path, body, proof string) (int, map[string]any) {
+		req, err := http.NewRequest("POST", base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("DPoP", proof)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	proof := func(path string) string {
+		p, err := k.Proof("POST", public+path, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	payload := `{"imei":"490154203237518","hasIccCard":true,"iccIds":["89445001021983048261"],"osVersion":{"api":34,"name":"14"},` +
+		`"deviceInfo":{"manufacturer":"samsung","model":"SM-G991B"},"appVersion":"3.2.1"}`
+	code, g := proven(onA, "/v1/auth/login", `{"username":"walter","password":"correct horse","persistent":true,"device":`+payload+`}`, proof("/v1/auth/login"))
+	if code != 200 || g["tokenType"] != "DPoP" {
+		t.Fatalf("login on A: %d %v", code, g)
+	}
+	p := proof("/v1/auth/refresh")
+	code, next := proven(onA, "/v1/auth/refresh", fmt.Sprintf(`{"refreshToken":%q,"deviceId":%q}`, g["refreshToken"], g["deviceId"]), p)
+	if code != 200 {
+		t.Fatalf("refresh on A: %d %v", code, next)
+	}
+	body := fmt.Sprintf(`{"refreshToken":%q,"deviceId":%q}`, next["refreshToken"], g["deviceId"])
+	if code, m := proven(onB, "/v1/auth/refresh", body, p); code != 401 || m["code"] != "proof_invalid" || !strings.Contains(fmt.Sprint(m["detail"]), "used before") {
+		t.Fatalf("A's proof replayed to B: %d %v", code, m)
+	}
+	if code, m := proven(onB, "/v1/auth/refresh", body, proof("/v1/auth/refresh")); code != 200 {
+		t.Fatalf("a fresh proof on B: %d %v", code, m)
 	}
 }

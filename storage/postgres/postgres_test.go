@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"tether/storage"
 	"tether/storage/postgres"
@@ -84,5 +85,31 @@ func TestOpenErrorsHideThePassword(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cretpw") {
 			t.Fatalf("the error shows the password: %v", err)
 		}
+	}
+}
+
+// TestProofLedger: a proof is used once while its record lasts, on every
+// store sharing the database; an expired record is taken over; purging
+// forgets the expired ones.
+func TestProofLedger(t *testing.T) {
+	url := pgtest.Schema(t)
+	a, b := open(t, url), open(t, url)
+	ctx := context.Background()
+	now := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+	exp := now.Add(time.Minute)
+	if fresh, err := a.UseProof(ctx, "jkt.1", now, exp); err != nil || !fresh {
+		t.Fatalf("first use: %v, %v", fresh, err)
+	}
+	if fresh, err := b.UseProof(ctx, "jkt.1", now.Add(time.Second), exp); err != nil || fresh {
+		t.Fatalf("the same proof on another instance: %v, %v; want a replay", fresh, err)
+	}
+	if fresh, err := b.UseProof(ctx, "jkt.1", exp.Add(time.Second), exp.Add(time.Minute)); err != nil || !fresh {
+		t.Fatalf("after its record expired: %v, %v", fresh, err)
+	}
+	if _, err := a.UseProof(ctx, "jkt.2", now, exp); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.PurgeProofs(ctx, exp.Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v; want 1 (jkt.2)", n, err)
 	}
 }
