@@ -1,7 +1,10 @@
 package api_test
 
 import (
+	"fmt"
 	"testing"
+
+	"tether/device"
 )
 
 // The hot handlers, through the whole Fiber app on a real store: time and
@@ -58,6 +61,30 @@ func BenchmarkDeviceListHandler(b *testing.B) {
 	for b.Loop() {
 		if r := e.do("GET", "/v1/devices?limit=50", e.manager, nil); r.status != 200 {
 			b.Fatalf("%d %s", r.status, r.body)
+		}
+	}
+}
+
+// BenchmarkDeviceListPage is a full page: 50 handsets, each assigned to a
+// user of its own, as a fleet's are.
+func BenchmarkDeviceListPage(b *testing.B) {
+	e := newEnv(b)
+	for i := range 50 {
+		name := fmt.Sprintf("worker%02d", i)
+		if r := e.do("POST", "/v1/users", e.manager, map[string]any{"username": name, "password": "correct horse"}); r.status != 201 {
+			b.Fatalf("user: %d %s", r.status, r.body)
+		}
+		body := fmt.Sprintf("35%012d", i)
+		imei := body + string(device.LuhnDigit(body))
+		if r := e.do("POST", "/v1/devices", e.manager, map[string]any{"imei": imei, "assignedUsers": []string{name}, "label": "van " + name, "group": "north"}); r.status != 201 {
+			b.Fatalf("device: %d %s", r.status, r.body)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r := e.do("GET", "/v1/devices?limit=50", e.manager, nil)
+		if r.status != 200 || len(r.json(b)["items"].([]any)) != 50 {
+			b.Fatalf("%d %.200s", r.status, r.body)
 		}
 	}
 }

@@ -171,6 +171,9 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 	}
 	out := listView[deviceView]{Items: make([]deviceView, 0, len(page.Items)), NextCursor: page.Next}
 	names := map[string]string{}
+	if err := s.Devices.LearnUsernames(c.UserContext(), page.Items, names); err != nil {
+		return err
+	}
 	for _, d := range page.Items {
 		v, err := s.deviceView(c.UserContext(), d, names)
 		if err != nil {

@@ -21,9 +21,11 @@ import (
 // Store is the persistence the device service needs.
 type Store interface {
 	storage.Devices
-	// GetUser and GetUserByUsername resolve assigned users.
+	// GetUser and GetUserByUsername resolve assigned users; Usernames
+	// names them.
 	GetUser(ctx context.Context, id string) (storage.User, error)
 	GetUserByUsername(ctx context.Context, name string) (storage.User, error)
+	Usernames(ctx context.Context, ids []string) (map[string]string, error)
 }
 
 // ErrInvalidTransition is returned for a lifecycle change the device's
@@ -340,28 +342,67 @@ func (s *Service) transition(ctx context.Context, actor, ref string, to storage.
 
 // AssignedUsernames returns the usernames of a device's assigned users, in
 // order. A user that no longer exists shows as its ID. names, if not nil,
-// remembers usernames across calls (for a list of devices).
+// remembers usernames across calls (for a list of devices; see
+// LearnUsernames).
 func (s *Service) AssignedUsernames(ctx context.Context, d storage.Device, names map[string]string) ([]string, error) {
-	out := make([]string, 0, len(d.AssignedUsers))
+	var missing []string
 	for _, id := range d.AssignedUsers {
-		if name, ok := names[id]; ok {
-			out = append(out, name)
-			continue
+		if _, ok := names[id]; !ok {
+			missing = append(missing, id)
 		}
-		u, err := s.store.GetUser(ctx, id)
-		name := u.Username
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			name = id
-		case err != nil:
+	}
+	if len(missing) > 0 {
+		found, err := s.store.Usernames(ctx, missing)
+		if err != nil {
 			return nil, err
 		}
-		if names != nil {
-			names[id] = name
+		if names == nil {
+			names = found
+		} else {
+			for id, name := range found {
+				names[id] = name
+			}
+		}
+	}
+	out := make([]string, 0, len(d.AssignedUsers))
+	for _, id := range d.AssignedUsers {
+		name, ok := names[id]
+		if !ok {
+			name = id
 		}
 		out = append(out, name)
 	}
 	return out, nil
+}
+
+// LearnUsernames reads, in one go, the usernames of the users assigned to
+// any of devices into names, for AssignedUsernames to find.
+func (s *Service) LearnUsernames(ctx context.Context, devices []storage.Device, names map[string]string) error {
+	var ids []string
+	seen := map[string]bool{}
+	for _, d := range devices {
+		for _, id := range d.AssignedUsers {
+			if _, known := names[id]; !known && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	found, err := s.store.Usernames(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		name, ok := found[id]
+		if !ok {
+			name = id // a user that no longer exists shows as its ID
+		}
+		names[id] = name
+	}
+	return nil
 }
 
 // resolveUsers turns usernames or user IDs into user IDs, with a field error

@@ -100,6 +100,9 @@ type Users interface {
 	CreateUser(ctx context.Context, u User, opts ...WriteOption) (User, error)
 	// GetUser returns the user with the given ID, or ErrNotFound.
 	GetUser(ctx context.Context, id string) (User, error)
+	// Usernames returns the usernames of the users with the given IDs, in
+	// one read; IDs of no user are left out.
+	Usernames(ctx context.Context, ids []string) (map[string]string, error)
 	// GetUserByUsername returns the user whose username has the same
 	// UsernameKey as name, or ErrNotFound.
 	GetUserByUsername(ctx context.Context, name string) (User, error)

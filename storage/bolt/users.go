@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -130,4 +131,28 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 		}
 		return nil
 	})
+}
+
+// Usernames implements storage.Users: one read transaction, and only the
+// username of each record decoded.
+func (s *Store) Usernames(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		users := tx.Bucket(bucketUsers)
+		for _, id := range ids {
+			data := users.Get([]byte(id))
+			if data == nil {
+				continue
+			}
+			var u struct {
+				Username string `json:"username"`
+			}
+			if err := json.Unmarshal(data, &u); err != nil {
+				return fmt.Errorf("decode user %q: %w", id, err)
+			}
+			out[id] = u.Username
+		}
+		return nil
+	})
+	return out, err
 }

@@ -127,3 +127,21 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 		return raiseCounter(ctx, tx, "users", top)
 	})
 }
+
+// Usernames implements storage.Users: one statement.
+func (s *Store) Usernames(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	err := s.read(ctx, "usernames", func(q querier) error {
+		rows, err := q.Query(ctx, `SELECT id, data->>'username' FROM users WHERE id = ANY($1)`, ids)
+		if err != nil {
+			return err
+		}
+		var id, name string
+		_, err = pgx.ForEachRow(rows, []any{&id, &name}, func() error {
+			out[id] = name
+			return nil
+		})
+		return err
+	})
+	return out, err
+}

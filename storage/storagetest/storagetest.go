@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"UserRename", testUserRename},
 		{"UserKeys", testUserKeys},
 		{"UserList", testUserList},
+		{"Usernames", testUsernames},
 		{"APIKeys", testAPIKeys},
 		{"CanceledContext", testCanceledContext},
 		{"SessionCRUD", testSessionCRUD},
@@ -744,5 +745,21 @@ func testCanceledContext(t *testing.T, s storage.Store) {
 	}
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testUsernames(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	a := mustCreateUser(t, s, newUser("Alice", storage.RoleWorker))
+	b := mustCreateUser(t, s, newUser("bob", storage.RoleManager))
+	got, err := s.Usernames(ctx, []string{a.ID, "usr_01NOSUCHUSER0000000000000", b.ID, a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[a.ID] != "Alice" || got[b.ID] != "bob" {
+		t.Fatalf("Usernames = %v; want Alice and bob only", got)
+	}
+	if got, err := s.Usernames(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("Usernames(nil) = %v, %v", got, err)
 	}
 }
