@@ -13,21 +13,29 @@ import (
 	"tether/storage/postgres/pgtest"
 )
 
+// pgSite makes an empty database schema with an admin API key and a
+// worker, walter, with the password "correct horse", and returns its URL
+// and the key.
+func pgSite(t *testing.T) (url, admin string) {
+	t.Helper()
+	url = pgtest.Schema(t)
+	r := runCLI(t, "", nil, "apikey", "create", "--store", url, "--role", "admin")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := runCLI(t, "correct horse\n", nil, "user", "add", "--store", url, "--username", "walter", "--role", "worker", "--password-stdin"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	return url, strings.TrimSpace(r.stdout)
+}
+
 // TestTwoInstancesOneDatabase runs two servers on one PostgreSQL database,
 // as behind a load balancer: a handset logs in on one and refreshes on the
 // other; a token either signed verifies on both; a refresh sent to both at
 // once rotates once; a manager's revocation on one is refused by the
 // other at once; and a key rotated on one signs on the other.
 func TestTwoInstancesOneDatabase(t *testing.T) {
-	url := pgtest.Schema(t)
-	r := runCLI(t, "", nil, "apikey", "create", "--store", url, "--role", "admin")
-	if r.code != 0 {
-		t.Fatal(r.stderr)
-	}
-	admin := strings.TrimSpace(r.stdout)
-	if r := runCLI(t, "correct horse\n", nil, "user", "add", "--store", url, "--username", "walter", "--role", "worker", "--password-stdin"); r.code != 0 {
-		t.Fatal(r.stderr)
-	}
+	url, admin := pgSite(t)
 	if r := runCLI(t, "", nil, "device", "add", "--store", url, "--imei", "490154203237518"); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
@@ -175,15 +183,7 @@ func TestMigrateBothWays(t *testing.T) {
 // TestProofReplayedToAnotherInstance: behind one public address, a DPoP
 // proof used on one instance is refused on the other.
 func TestProofReplayedToAnotherInstance(t *testing.T) {
-	url := pgtest.Schema(t)
-	r := runCLI(t, "", nil, "apikey", "create", "--store", url, "--role", "admin")
-	if r.code != 0 {
-		t.Fatal(r.stderr)
-	}
-	admin := strings.TrimSpace(r.stdout)
-	if r := runCLI(t, "correct horse\n", nil, "user", "add", "--store", url, "--username", "walter", "--role", "worker", "--password-stdin"); r.code != 0 {
-		t.Fatal(r.stderr)
-	}
+	url, admin := pgSite(t)
 	const public = "https://tether.example"
 	a := startServer(t, t.TempDir(), "--store", url, "--public-url", public)
 	b := startServer(t, t.TempDir(), "--store", url, "--public-url", public)

@@ -56,11 +56,6 @@ var (
 	keySchemaVersion = []byte("schema_version")
 )
 
-var (
-	errIDChanged  = errors.New("update must not change the record id")
-	errKeyChanged = errors.New("update must not change the user key")
-)
-
 const (
 	defaultLockWait = time.Second
 	fileMode        = fs.FileMode(0o600)

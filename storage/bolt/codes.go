@@ -63,8 +63,8 @@ func (s *Store) UpdateEnrollmentCode(ctx context.Context, id string, fn func(sto
 		if err != nil {
 			return err
 		}
-		if next.ID != old.ID || string(next.Hash) != string(old.Hash) {
-			return errIDChanged
+		if err := storage.CheckCodeUpdate(old, next); err != nil {
+			return err
 		}
 		updated = next.Clone()
 		return put(codes, []byte(id), next)
@@ -89,8 +89,8 @@ func (s *Store) EnrollWithCode(ctx context.Context, hash []byte, enroll func(sto
 		if err != nil {
 			return err
 		}
-		if next.ID != c.ID || string(next.Hash) != string(c.Hash) {
-			return errIDChanged
+		if err := storage.CheckCodeUpdate(c, next); err != nil {
+			return err
 		}
 		if err := createDevice(tx, dev); err != nil {
 			return err

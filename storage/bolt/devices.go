@@ -90,8 +90,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Dev
 		if err != nil {
 			return err
 		}
-		if next.ID != old.ID {
-			return errIDChanged
+		if err := storage.CheckDeviceUpdate(old, next); err != nil {
+			return err
 		}
 		if next.IMEI != old.IMEI {
 			idx := tx.Bucket(bucketDeviceIMEI)

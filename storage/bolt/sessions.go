@@ -12,8 +12,6 @@ import (
 	"tether/storage"
 )
 
-var errSessionIdentity = errors.New("update must not change a session's id, key, user, device or family")
-
 // pairKey is the sessions_by_pair key of a user on a device.
 func pairKey(userID, deviceID string) []byte {
 	return []byte(userID + "\x00" + deviceID)
@@ -223,9 +221,8 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 		if err != nil {
 			return err
 		}
-		if next.ID != old.ID || next.Key != old.Key || next.UserID != old.UserID ||
-			next.DeviceID != old.DeviceID || !bytes.Equal(next.FamilyHash, old.FamilyHash) {
-			return errSessionIdentity
+		if err := storage.CheckSessionUpdate(old, next); err != nil {
+			return err
 		}
 		if next.Revoked() {
 			if err := releasePair(tx, next); err != nil {

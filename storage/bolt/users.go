@@ -85,11 +85,8 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 		if err != nil {
 			return err
 		}
-		if next.ID != old.ID {
-			return errIDChanged
-		}
-		if next.Key != old.Key {
-			return errKeyChanged
+		if err := storage.CheckUserUpdate(old, next); err != nil {
+			return err
 		}
 		oldKey, newKey := storage.UsernameKey(old.Username), storage.UsernameKey(next.Username)
 		if oldKey != newKey {

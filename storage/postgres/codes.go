@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -76,8 +75,8 @@ func (s *Store) UpdateEnrollmentCode(ctx context.Context, id string, fn func(sto
 		if err != nil {
 			return err
 		}
-		if next.ID != old.ID || !bytes.Equal(next.Hash, old.Hash) {
-			return errIDChanged
+		if err := storage.CheckCodeUpdate(old, next); err != nil {
+			return err
 		}
 		if err := putCode(ctx, tx, next); err != nil {
 			return err
@@ -102,8 +101,8 @@ func (s *Store) EnrollWithCode(ctx context.Context, hash []byte, enroll func(sto
 		if err != nil {
 			return err
 		}
-		if next.ID != c.ID || !bytes.Equal(next.Hash, c.Hash) {
-			return errIDChanged
+		if err := storage.CheckCodeUpdate(c, next); err != nil {
+			return err
 		}
 		if err := createDevice(ctx, tx, dev); err != nil {
 			return err

@@ -91,8 +91,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Dev
 		if err != nil {
 			return err
 		}
-		if next.ID != old.ID {
-			return errIDChanged
+		if err := storage.CheckDeviceUpdate(old, next); err != nil {
+			return err
 		}
 		data, err := json.Marshal(next)
 		if err != nil {

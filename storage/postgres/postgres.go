@@ -40,12 +40,7 @@ var (
 // Tether.
 var ErrSchemaTooNew = errors.New("database schema was written by a newer version")
 
-var (
-	errIDChanged       = errors.New("update must not change the record id")
-	errKeyChanged      = errors.New("update must not change the user key")
-	errSessionIdentity = errors.New("update must not change the session's id, key, user, device or family")
-	errEventID         = errors.New("audit event without an id")
-)
+var errEventID = errors.New("audit event without an id")
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -227,9 +226,8 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 		if err != nil {
 			return err
 		}
-		if next.ID != old.ID || next.Key != old.Key || next.UserID != old.UserID ||
-			next.DeviceID != old.DeviceID || !bytes.Equal(next.FamilyHash, old.FamilyHash) {
-			return errSessionIdentity
+		if err := storage.CheckSessionUpdate(old, next); err != nil {
+			return err
 		}
 		if next.Revoked() {
 			if err := releasePair(ctx, tx, next); err != nil {

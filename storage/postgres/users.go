@@ -85,11 +85,8 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 		if err != nil {
 			return err
 		}
-		if next.ID != old.ID {
-			return errIDChanged
-		}
-		if next.Key != old.Key {
-			return errKeyChanged
+		if err := storage.CheckUserUpdate(old, next); err != nil {
+			return err
 		}
 		data, err := json.Marshal(next)
 		if err != nil {

@@ -1,0 +1,52 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+)
+
+// What an UpdateX function may not change (see the package contract).
+var (
+	ErrIDChanged       = errors.New("update must not change the record id")
+	ErrKeyChanged      = errors.New("update must not change the user key")
+	ErrSessionIdentity = errors.New("update must not change the session's id, key, user, device or family")
+)
+
+// CheckDeviceUpdate reports an update that changes what identifies a
+// device. Every backend's UpdateDevice calls it.
+func CheckDeviceUpdate(old, next Device) error {
+	if next.ID != old.ID {
+		return ErrIDChanged
+	}
+	return nil
+}
+
+// CheckUserUpdate reports an update that changes what identifies a user.
+func CheckUserUpdate(old, next User) error {
+	switch {
+	case next.ID != old.ID:
+		return ErrIDChanged
+	case next.Key != old.Key:
+		return ErrKeyChanged
+	}
+	return nil
+}
+
+// CheckSessionUpdate reports an update that changes what identifies a
+// session.
+func CheckSessionUpdate(old, next Session) error {
+	if next.ID != old.ID || next.Key != old.Key || next.UserID != old.UserID ||
+		next.DeviceID != old.DeviceID || !bytes.Equal(next.FamilyHash, old.FamilyHash) {
+		return ErrSessionIdentity
+	}
+	return nil
+}
+
+// CheckCodeUpdate reports an update that changes what identifies an
+// enrollment code.
+func CheckCodeUpdate(old, next EnrollmentCode) error {
+	if next.ID != old.ID || !bytes.Equal(next.Hash, old.Hash) {
+		return ErrIDChanged
+	}
+	return nil
+}
