@@ -6,7 +6,9 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 ADDR     ?= :8080
 DATA     ?= ./data
 FUZZTIME ?= 1m
-VULNDB   ?= https://vuln.go.dev
+# The Go vulnerability database: the offline copy beside the project where
+# there is one, else vuln.go.dev.
+VULNDB   ?= $(if $(wildcard ../shared/vulndb/README.md),file://$(abspath ../shared/vulndb),https://vuln.go.dev)
 
 .DEFAULT_GOAL := help
 
@@ -55,7 +57,10 @@ lint: ## gofmt, go vet, staticcheck, and govulncheck where its database can be r
 	@test -z "$$(gofmt -l .)" || { echo "not gofmt'ed:"; gofmt -l .; exit 1; }
 	go vet ./...
 	go tool staticcheck ./...
-	@if curl -fsS -m 10 -o /dev/null "$(VULNDB)/index/db.json"; then \
+	@db="$(VULNDB)"; case "$$db" in \
+	  file://*) test -d "$${db#file://}" ;; \
+	  *) curl -fsS -m 10 -o /dev/null "$$db/index/db.json" ;; \
+	esac; if [ $$? -eq 0 ]; then \
 	  $(MAKE) --no-print-directory vulncheck; \
 	else \
 	  echo "lint: govulncheck NOT RUN: the vulnerability database $(VULNDB) cannot be reached (set VULNDB to a mirror or a file:// copy)"; \

@@ -133,7 +133,7 @@ func decodeForm(body []byte, v any) error {
 	defer fiber.ReleaseArgs(args)
 	args.ParseBytes(body)
 	m := map[string]any{}
-	args.VisitAll(func(k, val []byte) {
+	for k, val := range args.All() {
 		s := string(val)
 		switch strings.ToLower(s) {
 		case "true":
@@ -143,7 +143,7 @@ func decodeForm(body []byte, v any) error {
 		default:
 			m[string(k)] = s
 		}
-	})
+	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return errBadForm

@@ -44,7 +44,7 @@ type tokenLoginQuery struct {
 // which must be a registered client key.
 func (s *server) readTokenLoginQuery(c *fiber.Ctx) (tokenLoginQuery, error) {
 	var q tokenLoginQuery
-	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
+	for k, v := range c.Context().QueryArgs().All() {
 		switch strings.ToLower(string(k)) {
 		case "fields":
 			for _, f := range strings.Split(string(v), ",") {
@@ -55,13 +55,13 @@ func (s *server) readTokenLoginQuery(c *fiber.Ctx) (tokenLoginQuery, error) {
 		case "suppressresponsecodes":
 			q.suppress = strings.EqualFold(string(v), "true")
 		}
-	})
+	}
 	key := ""
-	c.Context().QueryArgs().VisitAll(func(k, v []byte) {
+	for k, v := range c.Context().QueryArgs().All() {
 		if strings.EqualFold(string(k), "APIKey") {
 			key = string(v)
 		}
-	})
+	}
 	if key == "" {
 		return q, auth.ErrUnauthenticated.With("parameter", "APIKey")
 	}
