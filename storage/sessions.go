@@ -102,6 +102,10 @@ type SessionBundle struct {
 	Session Session
 	User    User
 	Device  *Device
+	// NewestKey is the id of the newest signing key in the store at the
+	// same instant, so a server can tell, with no read of its own, that
+	// another one rotated (or revoked) the keys it verifies with.
+	NewestKey string
 }
 
 // SessionFilter selects sessions for ListSessions. Zero fields match all.
@@ -158,12 +162,16 @@ type Sessions interface {
 }
 
 // Revocation revokes, in the transaction of a write, every live session of
-// a user or of a device (whichever is set), with a reason and time.
+// a user or of a device (whichever is set), but the session named Except,
+// with a reason and time.
 type Revocation struct {
 	UserID   string
 	DeviceID string
-	Reason   string
-	At       time.Time
+	// Except is the id of a session to leave live, such as the one that
+	// asked for the others to end; empty for none.
+	Except string
+	Reason string
+	At     time.Time
 }
 
 // WriteOptions are extra writes made in the same transaction as a write
@@ -297,6 +305,9 @@ type SigningKeys interface {
 	// RotateSigningKey stores next as the active key and marks every other
 	// unretired key retired at next.CreatedAt, in one transaction.
 	RotateSigningKey(ctx context.Context, next SigningKey, opts ...WriteOption) error
+	// RevokeSigningKeys stores next as the active key and deletes every
+	// other key, in one transaction: what they signed stops verifying.
+	RevokeSigningKeys(ctx context.Context, next SigningKey, opts ...WriteOption) error
 	// DeleteSigningKey removes a key, or returns ErrNotFound.
 	DeleteSigningKey(ctx context.Context, id string) error
 	// ReplaceSigningKey stores k in place of the key with its ID (to seal

@@ -50,6 +50,27 @@ func (s *Store) RotateSigningKey(ctx context.Context, next storage.SigningKey, o
 	})
 }
 
+// RevokeSigningKeys implements storage.SigningKeys.
+func (s *Store) RevokeSigningKeys(ctx context.Context, next storage.SigningKey, opts ...storage.WriteOption) error {
+	return s.write(ctx, opts, func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketSigningKeys); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucket(bucketSigningKeys)
+		if err != nil {
+			return err
+		}
+		return put(b, []byte(next.ID), next)
+	})
+}
+
+// newestKey is the id of the newest signing key: ids sort by the time they
+// were made.
+func newestKey(tx *bolt.Tx) string {
+	k, _ := tx.Bucket(bucketSigningKeys).Cursor().Last()
+	return string(k)
+}
+
 // DeleteSigningKey implements storage.SigningKeys.
 func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {

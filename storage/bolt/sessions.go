@@ -167,6 +167,7 @@ func bundle(tx *bolt.Tx, id []byte, b *storage.SessionBundle) error {
 	if err := get(tx.Bucket(bucketSessions), "session", id, &b.Session); err != nil {
 		return err
 	}
+	b.NewestKey = newestKey(tx)
 	if err := get(tx.Bucket(bucketUsers), "user", []byte(b.Session.UserID), &b.User); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
@@ -289,7 +290,7 @@ func revokeSessions(tx *bolt.Tx, r storage.Revocation) (int, error) {
 		if err := get(sessions, "session", []byte(id), &sess); err != nil {
 			return n, err
 		}
-		if sess.Revoked() {
+		if sess.Revoked() || id == r.Except {
 			continue
 		}
 		if err := revokeOne(tx, id, r.Reason, r.At); err != nil {

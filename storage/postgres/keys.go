@@ -49,6 +49,21 @@ func (s *Store) RotateSigningKey(ctx context.Context, next storage.SigningKey, o
 	})
 }
 
+// RevokeSigningKeys implements storage.SigningKeys.
+func (s *Store) RevokeSigningKeys(ctx context.Context, next storage.SigningKey, opts ...storage.WriteOption) error {
+	return s.write(ctx, "revoke signing keys", opts, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM signing_keys`); err != nil {
+			return err
+		}
+		data, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO signing_keys (id, data) VALUES ($1, $2)`, next.ID, data)
+		return err
+	})
+}
+
 func putKey(ctx context.Context, tx pgx.Tx, k storage.SigningKey) error {
 	data, err := json.Marshal(k)
 	if err != nil {

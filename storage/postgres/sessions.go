@@ -169,10 +169,11 @@ func (s *Store) GetSessionBundleByFamily(ctx context.Context, familyHash []byte)
 // statement (one snapshot).
 func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, where string, arg any) error {
 	var sess, user, dev []byte
-	err := q.QueryRow(ctx, `SELECT s.data, u.data, d.data FROM sessions s
+	var newest *string
+	err := q.QueryRow(ctx, `SELECT s.data, u.data, d.data, (SELECT max(id) FROM signing_keys) FROM sessions s
 		LEFT JOIN users u ON u.id = s.user_id
 		LEFT JOIN devices d ON s.device_id <> '' AND d.id = s.device_id
-		WHERE `+where, arg).Scan(&sess, &user, &dev)
+		WHERE `+where, arg).Scan(&sess, &user, &dev, &newest)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
 	}
@@ -181,6 +182,9 @@ func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, wher
 	}
 	if err := json.Unmarshal(sess, &b.Session); err != nil {
 		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	if newest != nil {
+		b.NewestKey = *newest
 	}
 	if user != nil {
 		if err := json.Unmarshal(user, &b.User); err != nil {
@@ -280,7 +284,7 @@ func revokeSessions(ctx context.Context, tx pgx.Tx, r storage.Revocation) (int, 
 		return 0, errors.New("revocation names neither a user nor a device")
 	}
 	doomed, err := all[storage.Session](ctx, tx,
-		`SELECT data FROM sessions WHERE `+column+` = $1 AND NOT revoked ORDER BY id FOR UPDATE`, owner)
+		`SELECT data FROM sessions WHERE `+column+` = $1 AND NOT revoked AND id <> $2 ORDER BY id FOR UPDATE`, owner, r.Except)
 	if err != nil {
 		return 0, err
 	}

@@ -258,6 +258,22 @@ func testRevocationWithWrites(t *testing.T, s storage.Store) {
 	if got, _ := s.GetSession(ctx, s3.ID); got.RevokeReason != "account_disabled" || n != 1 {
 		t.Fatalf("after disabling: %q, %d revoked", got.RevokeReason, n)
 	}
+
+	// A revocation with an exception leaves that one session live: a
+	// password changed from one session ends the others.
+	d3 := mustCreateDevice(t, s, newDevice("353456789012344"))
+	keep := mustCreateSession(t, s, newSession(other.ID, d2.ID))
+	gone := mustCreateSession(t, s, newSession(other.ID, d3.ID))
+	if _, err := s.UpdateUser(ctx, other.ID, func(x storage.User) (storage.User, error) { return x, nil },
+		storage.WithRevocation(storage.Revocation{UserID: other.ID, Except: keep.ID, Reason: "password_changed", At: at}, &n)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetSession(ctx, keep.ID); got.Revoked() || n != 1 {
+		t.Fatalf("the excepted session: revoked %v (%q), %d revoked; want it live and 1 revoked", got.Revoked(), got.RevokeReason, n)
+	}
+	if got, _ := s.GetSession(ctx, gone.ID); got.RevokeReason != "password_changed" {
+		t.Fatalf("the other session: %q; want password_changed", got.RevokeReason)
+	}
 }
 
 func testSessionList(t *testing.T, s storage.Store) {
@@ -381,6 +397,30 @@ func testSigningKeys(t *testing.T, s storage.Store) {
 		t.Fatal(err)
 	}
 	wantNotFound(t, s.DeleteSigningKey(ctx, k1.ID))
+
+	// A session read says which key is newest, so a server sees another's
+	// rotation with no read of its own.
+	u, d := fixtures(t, s)
+	sess := mustCreateSession(t, s, newSession(u.ID, d.ID))
+	if b, err := s.GetSessionBundle(ctx, sess.ID); err != nil || b.NewestKey != k2.ID {
+		t.Fatalf("bundle's newest key %q, %v; want %s", b.NewestKey, err, k2.ID)
+	}
+	// Revoking leaves only the new key, in one transaction with its event.
+	k3 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now.Add(2 * time.Hour)}
+	ev := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "keys.rotate", Outcome: "success"}
+	if err := s.RevokeSigningKeys(ctx, k3, storage.WithEvents(ev)); err != nil {
+		t.Fatal(err)
+	}
+	keys, err = s.ListSigningKeys(ctx)
+	if err != nil || len(keys) != 1 || keys[0].ID != k3.ID || !keys[0].RetiredAt.IsZero() {
+		t.Fatalf("keys after revoking: %+v, %v; want only %s", keys, err, k3.ID)
+	}
+	if b, err := s.GetSessionBundleByFamily(ctx, sess.FamilyHash); err != nil || b.NewestKey != k3.ID {
+		t.Fatalf("bundle's newest key %q, %v; want %s", b.NewestKey, err, k3.ID)
+	}
+	if page, err := s.ListEvents(ctx, storage.EventFilter{Action: "keys.rotate"}); err != nil || len(page.Items) != 1 {
+		t.Fatalf("the revocation's event: %+v, %v", page.Items, err)
+	}
 }
 
 func testEnrollmentCodes(t *testing.T, s storage.Store) {
