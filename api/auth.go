@@ -110,6 +110,71 @@ func (s *server) logout(c *fiber.Ctx) error {
 	return c.SendStatus(fiber.StatusNoContent)
 }
 
+type changePasswordRequest struct {
+	CurrentPassword string `json:"currentPassword"`
+	NewPassword     string `json:"newPassword"`
+}
+
+// changePassword is POST /v1/auth/password: the caller changes their own
+// password; every other session of theirs ends.
+func (s *server) changePassword(c *fiber.Ctx) error {
+	var req changePasswordRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.Auth.ChangePassword(c.UserContext(), identity(c), req.CurrentPassword, req.NewPassword); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// lockoutView is one counter of the login throttle.
+type lockoutView struct {
+	Account       string     `json:"account,omitempty"`
+	Address       string     `json:"address,omitempty"`
+	Failures      int        `json:"failures"`
+	LastFailureAt time.Time  `json:"lastFailureAt"`
+	BlockedUntil  *time.Time `json:"blockedUntil,omitempty"`
+	ForgottenAt   time.Time  `json:"forgottenAt"`
+}
+
+// listLockouts is GET /v1/lockouts: who is held back by the login
+// throttle, and from where.
+func (s *server) listLockouts(c *fiber.Ctx) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	f := storage.AttemptFilter{Account: query(c, "account"), Address: query(c, "address")}
+	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Attempts], error) {
+		f.After, f.Limit = after, limit
+		return s.Auth.Lockouts(c.UserContext(), f)
+	})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	out := listView[lockoutView]{Items: make([]lockoutView, 0, len(page.Items)), NextCursor: page.Next}
+	for _, a := range page.Items {
+		v := lockoutView{Account: a.Account, Address: a.Address, Failures: a.Failures, LastFailureAt: a.LastAt, ForgottenAt: a.ExpiresAt}
+		if a.BlockedUntil.After(now) {
+			v.BlockedUntil = &a.BlockedUntil
+		}
+		out.Items = append(out.Items, v)
+	}
+	return s.respond(c, fiber.StatusOK, out, xmlNames("lockouts", "lockout"))
+}
+
+// clearLockouts is DELETE /v1/lockouts?account=…&address=…: forget an
+// account's failed logins, an address's, or those of the pair.
+func (s *server) clearLockouts(c *fiber.Ctx) error {
+	n, err := s.Auth.ClearLockout(c.UserContext(), principal(c), query(c, "account"), query(c, "address"))
+	if err != nil {
+		return err
+	}
+	return s.respond(c, fiber.StatusOK, fiber.Map{"cleared": n}, xmlNames("lockoutsCleared", "item"))
+}
+
 type sessionView struct {
 	ID           string    `json:"id"`
 	Key          uint64    `json:"key"`
@@ -206,12 +271,23 @@ func (s *server) jwks(c *fiber.Ctx) error {
 	return s.respond(c, fiber.StatusOK, fiber.Map{"keys": s.Auth.Keys().JWKS()}, xmlNames("jwks", "key"))
 }
 
+type rotateRequest struct {
+	// Revoke deletes every other key at once (a key that may be stolen).
+	Revoke bool `json:"revoke"`
+}
+
 func (s *server) rotateKeys(c *fiber.Ctx) error {
-	kid, err := s.Auth.RotateKeys(c.UserContext(), principal(c))
+	var req rotateRequest
+	if len(c.Body()) > 0 {
+		if err := decodeJSON(c, &req); err != nil {
+			return err
+		}
+	}
+	kid, err := s.Auth.RotateKeys(c.UserContext(), principal(c), req.Revoke)
 	if err != nil {
 		return err
 	}
-	return s.respond(c, fiber.StatusOK, fiber.Map{"kid": kid}, xmlNames("rotation", "item"))
+	return s.respond(c, fiber.StatusOK, fiber.Map{"kid": kid, "revoked": req.Revoke}, xmlNames("rotation", "item"))
 }
 
 func (s *server) listSessions(c *fiber.Ctx) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"tether/api"
 	"tether/auth"
 	"tether/auth/dpop"
 )
@@ -65,8 +67,13 @@ func TestDPoPOverHTTP(t *testing.T) {
 		t.Fatalf("token type %v, cnf.jkt %q; want DPoP bound to %s", g["tokenType"], claims.Cnf.JKT, k.Thumbprint())
 	}
 
-	// Its own endpoints: the token with a proof bound to it.
+	// Its own endpoints: the token with a proof bound to it, under the
+	// DPoP scheme only (RFC 9449 section 7.1).
 	wantProblem(t, e.do("GET", "/v1/auth/me", "", nil, "Authorization", "DPoP "+access), 401, "proof_required")
+	asBearer := wantProblem(t, e.do("GET", "/v1/auth/me", access, nil, "DPoP", proofFor(t, k, "GET", "/v1/auth/me", access)), 401, "token_invalid")
+	if !strings.Contains(asBearer["detail"].(string)+asBearer["title"].(string), "DPoP") {
+		t.Fatalf("a bound token as Bearer: %v; want it told to use the DPoP scheme", asBearer)
+	}
 	if r := e.do("GET", "/v1/auth/me", "", nil, "Authorization", "DPoP "+access, "DPoP", proofFor(t, k, "GET", "/v1/auth/me", access)); r.status != 200 {
 		t.Fatalf("me with a proof: %d %s", r.status, r.body)
 	}
@@ -241,5 +248,46 @@ func TestNonceHeader(t *testing.T) {
 	}
 	if r := e.do("POST", "/v1/auth/login", "", login, "DPoP", p); r.status != 200 {
 		t.Fatalf("with the nonce: %d %s", r.status, r.body)
+	}
+}
+
+// TestProofURLFromTrustedProxiesOnly: without --public-url, a proof's htu
+// is checked against the URL the request came to, whose scheme and host
+// the client may not choose with X-Forwarded-Proto and X-Forwarded-Host;
+// a trusted proxy may.
+func TestProofURLFromTrustedProxiesOnly(t *testing.T) {
+	k, err := dpop.NewKey("EC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loginWith := func(e *env, htu string, headers ...string) response {
+		t.Helper()
+		payload := handset("490154203237518")
+		payload["publicKey"] = json.RawMessage(k.PublicJWK())
+		p, err := k.Proof("POST", htu, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": payload},
+			append([]string{"DPoP", p}, headers...)...)
+	}
+	direct := newEnv(t)
+	direct.fleet()
+	for name, c := range map[string]struct {
+		htu     string
+		headers []string
+	}{
+		"X-Forwarded-Proto":          {"https://example.com/v1/auth/login", []string{"X-Forwarded-Proto", "https"}},
+		"X-Forwarded-Host":           {"http://evil.example/v1/auth/login", []string{"X-Forwarded-Host", "evil.example"}},
+		"X-Forwarded-Proto and Host": {"https://evil.example/v1/auth/login", []string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example"}},
+	} {
+		if r := loginWith(direct, c.htu, c.headers...); r.status != 401 || r.json(t)["code"] != "proof_invalid" {
+			t.Errorf("%s from a client: %d %s; want proof_invalid", name, r.status, r.body)
+		}
+	}
+	proxied := newEnv(t, func(o *api.Options) { o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")} })
+	proxied.fleet()
+	if r := loginWith(proxied, "https://tether.example/v1/auth/login", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "tether.example"); r.status != 200 {
+		t.Fatalf("through a trusted proxy: %d %s", r.status, r.body)
 	}
 }

@@ -61,6 +61,7 @@ var operations = []op{
 		Device  *deviceView `json:"device,omitempty"`
 		Session sessionView `json:"session"`
 	}{}},
+	{method: "POST", path: "/v1/auth/password", summary: "Change the caller's own password (every other session of theirs ends; wrong current passwords count as failed logins)", tag: "tokens", auth: "user", body: changePasswordRequest{}, okStatus: 204},
 	{method: "POST", path: "/v1/auth/introspect", summary: "Is a token active? (RFC 7662)", tag: "tokens", auth: "introspect", body: introspectRequest{}, okStatus: 200, ok: map[string]any{}},
 	{method: "POST", path: "/v1/enroll", summary: "A handset enrolls itself with an enrollment code", tag: "devices", body: enrollRequest{}, okStatus: 201, ok: deviceView{}},
 	{method: "POST", path: "/v1/enroll/challenge", summary: "A challenge for the handset's keystore to attest its key with (good for ten minutes)", tag: "devices", okStatus: 200, ok: challengeView{}},
@@ -78,7 +79,7 @@ var operations = []op{
 	{method: "GET", path: "/v1/users", summary: "List users", tag: "users", auth: "manager", okStatus: 200, ok: page[userView]{}, query: []string{"role", "disabled", "q", "limit", "cursor"}},
 	{method: "GET", path: "/v1/users/{id}", summary: "A user", tag: "users", auth: "manager", okStatus: 200, ok: userView{}},
 	{method: "PATCH", path: "/v1/users/{id}", summary: "Edit a user (disabling ends their sessions)", tag: "users", auth: "manager", body: patchUserRequest{}, okStatus: 200, ok: userView{}},
-	{method: "POST", path: "/v1/users/{id}/password", summary: "Set a user's password", tag: "users", auth: "manager", body: passwordRequest{}, okStatus: 204},
+	{method: "POST", path: "/v1/users/{id}/password", summary: "Reset a user's password (every session of theirs ends)", tag: "users", auth: "manager", body: passwordRequest{}, okStatus: 204},
 	{method: "POST", path: "/v1/users/{id}/logout-all", summary: "End every session of a user", tag: "sessions", auth: "manager", okStatus: 200, ok: struct {
 		Revoked int `json:"revoked"`
 	}{}},
@@ -86,6 +87,10 @@ var operations = []op{
 	{method: "GET", path: "/v1/sessions", summary: "Who is logged in where", tag: "sessions", auth: "manager", okStatus: 200, ok: page[sessionView]{}, query: []string{"userId", "deviceId", "live", "limit", "cursor"}},
 	{method: "DELETE", path: "/v1/sessions/{id}", summary: "End a session", tag: "sessions", auth: "manager", okStatus: 204},
 	{method: "GET", path: "/v1/audit", summary: "The audit trail, oldest first", tag: "audit", auth: "manager", okStatus: 200, ok: page[storage.Event]{}, query: []string{"from", "to", "action", "userId", "deviceId", "limit", "cursor"}},
+	{method: "GET", path: "/v1/lockouts", summary: "The login throttle's counters: accounts and addresses with failed logins, and until when each is held back", tag: "users", auth: "manager", okStatus: 200, ok: page[lockoutView]{}, query: []string{"account", "address", "limit", "cursor"}},
+	{method: "DELETE", path: "/v1/lockouts", summary: "Forget failed logins: an account's (from every address), an address's, or the pair's", tag: "users", auth: "manager", okStatus: 200, ok: struct {
+		Cleared int `json:"cleared"`
+	}{}, query: []string{"account", "address"}},
 
 	{method: "POST", path: "/v1/enrollment-codes", summary: "Create an enrollment code (shown once)", tag: "devices", auth: "manager", body: createCodeRequest{}, okStatus: 201, ok: codeView{}},
 	{method: "GET", path: "/v1/enrollment-codes", summary: "List enrollment codes", tag: "devices", auth: "manager", okStatus: 200, ok: page[codeView]{}},
@@ -95,8 +100,9 @@ var operations = []op{
 	{method: "POST", path: "/v1/api-keys", summary: "Create an API key (shown once)", tag: "admin", auth: "admin", body: createAPIKeyRequest{}, okStatus: 201, ok: apiKeyView{}},
 	{method: "GET", path: "/v1/api-keys", summary: "List API keys", tag: "admin", auth: "admin", okStatus: 200, ok: page[apiKeyView]{}},
 	{method: "DELETE", path: "/v1/api-keys/{id}", summary: "Revoke an API key", tag: "admin", auth: "admin", okStatus: 204},
-	{method: "POST", path: "/v1/admin/keys/rotate", summary: "Start signing tokens with a new key", tag: "admin", auth: "admin", okStatus: 200, ok: struct {
-		Kid string `json:"kid"`
+	{method: "POST", path: "/v1/admin/keys/rotate", summary: "Start signing tokens with a new key; with revoke, delete every other key at once (a key that may be stolen: the tokens it signed stop verifying, apps refresh)", tag: "admin", auth: "admin", body: rotateRequest{}, okStatus: 200, ok: struct {
+		Kid     string `json:"kid"`
+		Revoked bool   `json:"revoked"`
 	}{}},
 	{method: "GET", path: "/v1/admin/backup", summary: "A consistent snapshot of the store, streamed", tag: "admin", auth: "admin", okStatus: 200, ok: "application/octet-stream"},
 }
@@ -105,6 +111,7 @@ var operations = []op{
 var dpopOps = map[string]bool{
 	"POST /v1/auth/login": true, "POST /v1/auth/refresh": true, "POST /v1/auth/renew": true,
 	"POST /v1/auth/logout": true, "GET /v1/auth/me": true, "POST /v1/enroll": true,
+	"POST /v1/auth/password": true,
 }
 
 var queryDocs = map[string]string{
@@ -113,6 +120,7 @@ var queryDocs = map[string]string{
 	"role": "worker, manager or admin", "disabled": "true or false", "userId": "a user id", "deviceId": "a device id",
 	"live": "true (default) or all", "from": "RFC 3339 time, inclusive", "to": "RFC 3339 time, exclusive",
 	"action": "an audit action", "dryRun": "true: check and report, write nothing", "code": "the enrollment code",
+	"account": "a username, compared as logins compare it", "address": "a client IP address",
 }
 
 // schemas collects the component schemas of the document.

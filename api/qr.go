@@ -1,6 +1,9 @@
 package api
 
 import (
+	"net/netip"
+	"strings"
+
 	"github.com/gofiber/fiber/v2"
 	qrcode "github.com/skip2/go-qrcode"
 
@@ -11,12 +14,35 @@ import (
 const qrSize = 320
 
 // serverURL is the address handsets reach the server at: --public-url, or
-// else the scheme and host this request came to.
+// else the scheme and host this request came to. The scheme is the
+// connection's, and the host its Host header, unless the connection comes
+// from a trusted proxy: only then are X-Forwarded-Proto and
+// X-Forwarded-Host believed (a client must not choose the URL its DPoP
+// proofs are checked against).
 func (s *server) serverURL(c *fiber.Ctx) string {
 	if s.opts.PublicURL != "" {
 		return s.opts.PublicURL
 	}
-	return c.Protocol() + "://" + string(c.Request().Host())
+	scheme, host := "http", string(c.Request().Host())
+	if c.Context().IsTLS() {
+		scheme = "https"
+	}
+	if peer, ok := netip.AddrFromSlice(c.Context().RemoteIP()); ok && s.trusted(peer.Unmap()) {
+		if p := firstValue(c.Get(fiber.HeaderXForwardedProto)); p == "http" || p == "https" {
+			scheme = p
+		}
+		if h := firstValue(c.Get(fiber.HeaderXForwardedHost)); h != "" {
+			host = h
+		}
+	}
+	return scheme + "://" + host
+}
+
+// firstValue is the first of a header's comma-separated values, as the
+// proxy nearest the client set it, lower-cased.
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.ToLower(strings.TrimSpace(first))
 }
 
 // codeQR is GET /v1/enrollment-codes/{id}/qr.png?code=…: a QR image of the

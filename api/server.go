@@ -134,6 +134,7 @@ func New(d Deps, o Options) *fiber.App {
 	handset.Post("/renew", s.renew)
 	handset.Post("/logout", s.authenticate, s.requireUser, s.logout)
 	handset.Get("/me", s.authenticate, s.requireUser, s.me)
+	handset.Post("/password", s.authenticate, s.requireUser, s.changePassword)
 	handset.Post("/introspect", s.authenticate, s.requireAPIKey, s.require(storage.RoleIntrospect, storage.RoleAdmin), s.introspect)
 	v1.Post("/enroll", s.enroll)
 	v1.Post("/enroll/challenge", s.enrollChallenge)
@@ -161,6 +162,10 @@ func New(d Deps, o Options) *fiber.App {
 	sessions.Delete("/:id", s.deleteSession)
 
 	v1.Get("/audit", append(managers, s.listEvents)...)
+
+	lockouts := v1.Group("/lockouts", managers...)
+	lockouts.Get("/", s.listLockouts)
+	lockouts.Delete("/", s.clearLockouts)
 
 	codes := v1.Group("/enrollment-codes", managers...)
 	codes.Post("/", s.createCode)
@@ -264,23 +269,29 @@ func (s *server) proof(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// credential returns the secret a request presents: an X-API-Key header or
-// an Authorization header of the Bearer or DPoP scheme.
-func credential(c *fiber.Ctx) string {
+// credential returns the secret a request presents, and whether it came
+// under the DPoP scheme: an X-API-Key header or an Authorization header of
+// the Bearer or DPoP scheme.
+func credential(c *fiber.Ctx) (secret string, dpopScheme bool) {
 	if k := c.Get("X-API-Key"); k != "" {
-		return strings.TrimSpace(k)
+		return strings.TrimSpace(k), false
 	}
 	scheme, rest, ok := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
 	if ok && (strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "DPoP")) {
-		return strings.TrimSpace(rest)
+		return strings.TrimSpace(rest), strings.EqualFold(scheme, "DPoP")
 	}
-	return ""
+	return "", false
 }
+
+var errBoundTokenAsBearer = tether.NewError(tether.CodeTokenInvalid, "the token is bound to a handset key: send it as Authorization: DPoP, with a DPoP proof")
 
 // authenticate admits a request that presents a valid API key or a user's
 // access token, and records its principal. Without one the answer is 401.
+// A token bound to a handset key is accepted only under the DPoP scheme
+// (RFC 9449 section 7.1): a client that sends it as a Bearer token does
+// not know, or hides, that it must prove the key.
 func (s *server) authenticate(c *fiber.Ctx) error {
-	secret := credential(c)
+	secret, dpopScheme := credential(c)
 	if secret == "" {
 		return auth.ErrUnauthenticated
 	}
@@ -295,6 +306,9 @@ func (s *server) authenticate(c *fiber.Ctx) error {
 	id, err := s.Auth.Authenticate(c.UserContext(), secret)
 	if err != nil {
 		return err
+	}
+	if auth.TokenTypeOf(id.Claims) == "DPoP" && !dpopScheme {
+		return errBoundTokenAsBearer
 	}
 	c.Locals(principalKey{}, id.Principal())
 	c.Locals(identityKey{}, id)

@@ -15,6 +15,7 @@ import (
 
 	"tether/auth"
 	"tether/storage"
+	"tether/storage/bolt"
 )
 
 // forge signs claims like the real token's with whatever the attacker has.
@@ -193,11 +194,11 @@ func TestStaleTokens(t *testing.T) {
 			// (The refresh token does not depend on the signing key.)
 			name: "signed by a key rotated out past its life",
 			setup: func(w *world, _ auth.Grant) string {
-				if _, err := w.svc.RotateKeys(w.ctx, auth.CLI); err != nil {
+				if _, err := w.svc.RotateKeys(w.ctx, auth.CLI, false); err != nil {
 					w.t.Fatal(err)
 				}
 				w.clock.Advance(15*time.Minute + 24*time.Hour + time.Minute)
-				if _, err := w.svc.RotateKeys(w.ctx, auth.CLI); err != nil {
+				if _, err := w.svc.RotateKeys(w.ctx, auth.CLI, false); err != nil {
 					w.t.Fatal(err)
 				}
 				return w.phone.ID
@@ -269,7 +270,7 @@ func TestStoreFileHoldsNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := w.store.Path()
+	path := w.store.(*bolt.Store).Path()
 	w.store.Close()
 	data, err := os.ReadFile(path)
 	if err != nil {

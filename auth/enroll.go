@@ -145,10 +145,6 @@ func (s *Service) Enroll(ctx context.Context, code string, p device.Payload) (st
 	if err := device.Validate(s.validate, p, "device.", true); err != nil {
 		return storage.Device{}, err
 	}
-	addressKey := "a:" + tether.OriginOf(ctx).IP
-	if wait, blocked := s.addresses.Blocked(addressKey); blocked {
-		return fail(ErrTooManyAttempts.After(wait))
-	}
 	if p.OSVersion.API < s.cfg.MinOSAPI {
 		return fail(ErrOSVersion.With("minOsApi", s.cfg.MinOSAPI))
 	}
@@ -158,6 +154,13 @@ func (s *Service) Enroll(ctx context.Context, code string, p device.Payload) (st
 		}
 	}
 	key, err := s.enrollKey(ctx, p)
+	if err != nil {
+		return fail(err)
+	}
+	// A wrong code counts against the address like a wrong password,
+	// reserved before the code is looked up so guesses fired at once are
+	// held back too.
+	att, err := s.throttle.reserve(ctx, "", tether.OriginOf(ctx).IP, false)
 	if err != nil {
 		return fail(err)
 	}
@@ -181,8 +184,10 @@ func (s *Service) Enroll(ctx context.Context, code string, p device.Payload) (st
 		return c, enrolled, nil
 	}, storage.WithEvents(withOutcome(ev, "success")))
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, ErrEnrollmentCode) {
-		s.addresses.Fail(addressKey)
 		return fail(ErrEnrollmentCode)
+	}
+	if terr := s.throttle.abandoned(ctx, att); terr != nil {
+		s.log.ErrorContext(ctx, "enrollment throttle not updated", "error", terr)
 	}
 	if err != nil {
 		return fail(err)

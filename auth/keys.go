@@ -29,6 +29,9 @@ type KeySet struct {
 	activeID   string
 	activePriv ed25519.PrivateKey
 	public     map[string]ed25519.PublicKey
+	// retired holds when each retired key was retired: it verifies until
+	// life has passed since, checked at every use, not only at reloads.
+	retired    map[string]time.Time
 	published  []storage.SigningKey
 	lastReload time.Time
 	// allSeeds are the seeds of every key known, active first: attestation
@@ -38,6 +41,8 @@ type KeySet struct {
 	// they were made, so an unknown id after it is likely a key another
 	// instance just made.
 	newest string
+	// catchingUp lets one request at a time reload for catchUp.
+	catchingUp sync.Mutex
 }
 
 // Reloads caused by unknown key ids are limited, so tokens with made-up
@@ -77,9 +82,78 @@ func LoadKeys(ctx context.Context, store storage.SigningKeys, life time.Duration
 // old keys verify what they signed until their life runs out. It returns
 // the new key's id.
 func (k *KeySet) Rotate(ctx context.Context, opts ...storage.WriteOption) (string, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	next, err := k.newKey()
 	if err != nil {
 		return "", err
+	}
+	if err := k.store.RotateSigningKey(ctx, next, opts...); err != nil {
+		return "", fmt.Errorf("rotate signing key: %w", err)
+	}
+	if err := k.reload(ctx); err != nil {
+		return "", err
+	}
+	return next.ID, nil
+}
+
+// Revoke makes a new signing key and deletes every other one at once: for
+// a key that may have been stolen. Access tokens they signed stop
+// verifying on every server sharing the store, at its next request for
+// any session (see catchUp); sessions go on through their refresh tokens,
+// which no signing key makes. It returns the new key's id.
+func (k *KeySet) Revoke(ctx context.Context, opts ...storage.WriteOption) (string, error) {
+	next, err := k.newKey()
+	if err != nil {
+		return "", err
+	}
+	if err := k.store.RevokeSigningKeys(ctx, next, opts...); err != nil {
+		return "", fmt.Errorf("revoke signing keys: %w", err)
+	}
+	if err := k.reload(ctx); err != nil {
+		return "", err
+	}
+	return next.ID, nil
+}
+
+// sync is catchUp for a request that read no session: it asks the store
+// which key is newest.
+func (k *KeySet) sync(ctx context.Context) error {
+	keys, err := k.store.ListSigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	newest := ""
+	for _, key := range keys {
+		newest = max(newest, key.ID)
+	}
+	return k.catchUp(ctx, newest)
+}
+
+// catchUp reloads the keys when newest, the newest key id the store held
+// as a request's session was read, is not the newest this set knows:
+// another server rotated or revoked. Of requests arriving together, one
+// reloads.
+func (k *KeySet) catchUp(ctx context.Context, newest string) error {
+	known := func() bool {
+		k.mu.RLock()
+		defer k.mu.RUnlock()
+		return newest == "" || newest == k.newest
+	}
+	if known() {
+		return nil
+	}
+	k.catchingUp.Lock()
+	defer k.catchingUp.Unlock()
+	if known() {
+		return nil
+	}
+	return k.reload(ctx)
+}
+
+// newKey makes a key, sealed with the master key if there is one.
+func (k *KeySet) newKey() (storage.SigningKey, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return storage.SigningKey{}, err
 	}
 	next := storage.SigningKey{
 		ID:        storage.NewID(storage.PrefixKey),
@@ -90,13 +164,7 @@ func (k *KeySet) Rotate(ctx context.Context, opts ...storage.WriteOption) (strin
 	if k.master != nil {
 		next.Private, next.Sealed = k.master.seal(next.Private, next.ID), true
 	}
-	if err := k.store.RotateSigningKey(ctx, next, opts...); err != nil {
-		return "", fmt.Errorf("rotate signing key: %w", err)
-	}
-	if err := k.reload(ctx); err != nil {
-		return "", err
-	}
-	return next.ID, nil
+	return next, nil
 }
 
 // reload reads the keys from the store, and deletes the retired ones whose
@@ -108,6 +176,7 @@ func (k *KeySet) reload(ctx context.Context) error {
 	}
 	now := k.now()
 	public := make(map[string]ed25519.PublicKey, len(keys))
+	retired := make(map[string]time.Time)
 	var published []storage.SigningKey
 	var activeID, newest string
 	var activePriv ed25519.PrivateKey
@@ -140,11 +209,13 @@ func (k *KeySet) reload(ctx context.Context) error {
 			seeds = append([][]byte{key.Private}, seeds...)
 		} else {
 			seeds = append(seeds, key.Private)
+			retired[key.ID] = key.RetiredAt
 		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.activeID, k.activePriv, k.public, k.published, k.lastReload, k.newest = activeID, activePriv, public, published, now, newest
+	k.retired = retired
 	k.allSeeds = seeds
 	return nil
 }
@@ -182,6 +253,12 @@ func (k *KeySet) signer() (string, ed25519.PrivateKey) {
 func (k *KeySet) verifier(ctx context.Context, kid string) (ed25519.PublicKey, bool) {
 	k.mu.RLock()
 	pub, ok := k.public[kid]
+	if at, wasRetired := k.retired[kid]; ok && wasRetired && k.now().Sub(at) > k.life {
+		// Past its life: nothing it signed may be used any more, whether
+		// or not a reload has dropped it yet.
+		k.mu.RUnlock()
+		return nil, false
+	}
 	since := k.now().Sub(k.lastReload)
 	newer := len(kid) == len(k.newest) && strings.HasPrefix(kid, storage.PrefixKey) && kid > k.newest
 	k.mu.RUnlock()
@@ -213,8 +290,12 @@ func (k *KeySet) JWKS() []JWK {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	out := make([]JWK, 0, len(k.published))
+	now := k.now()
 	for i := len(k.published) - 1; i >= 0; i-- { // newest first
 		key := k.published[i]
+		if !key.RetiredAt.IsZero() && now.Sub(key.RetiredAt) > k.life {
+			continue
+		}
 		out = append(out, JWK{
 			Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(key.Public),
 			Kid: key.ID, Use: "sig", Alg: "EdDSA",

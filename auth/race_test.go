@@ -177,7 +177,7 @@ func TestKeysAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.clock.Advance(time.Second)
-	if _, err := w.svc.RotateKeys(w.ctx, auth.CLI); err != nil {
+	if _, err := w.svc.RotateKeys(w.ctx, auth.CLI, false); err != nil {
 		t.Fatal(err)
 	}
 	g := w.mustLogin()

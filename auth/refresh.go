@@ -104,6 +104,10 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 	if sess.JKT, err = s.proveUse(ctx, sess, dev); err != nil {
 		return fail(err)
 	}
+	// Sign with the store's newest key, not one another server revoked.
+	if err := s.keys.catchUp(ctx, b.NewestKey); err != nil {
+		return fail(err)
+	}
 
 	// Everything the rotation hands out is made before the transaction, so
 	// the transaction itself only compares and writes.
@@ -216,6 +220,9 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 	}
 	if !sess.Live(now) {
 		return fail(ErrSessionRevoked)
+	}
+	if err := s.keyCurrent(ctx, claims, b.NewestKey); err != nil {
+		return fail(err)
 	}
 	user, dev, err := admit(b)
 	if err != nil {

@@ -47,7 +47,7 @@ func TestSealedSigningKeys(t *testing.T) {
 	if len(keys) != 1 || !keys[0].Sealed || bytes.Contains(keys[0].Private, seed) {
 		t.Fatalf("after sealing: sealed=%v, seed visible=%v", keys[0].Sealed, bytes.Contains(keys[0].Private, seed))
 	}
-	if _, err := svc.RotateKeys(ctx, auth.CLI); err != nil {
+	if _, err := svc.RotateKeys(ctx, auth.CLI, false); err != nil {
 		t.Fatal(err)
 	}
 	keys, _ = store.ListSigningKeys(ctx)

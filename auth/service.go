@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -59,11 +60,17 @@ type Config struct {
 	RequireDevice bool
 	SIMPolicy     string
 
-	// Failed logins allowed per account and per client address within
-	// FailureWindow before further attempts answer 429.
-	AccountFailures int
-	AddressFailures int
-	FailureWindow   time.Duration
+	// Failed passwords let through freely before each further attempt
+	// waits (1 s, doubling after each failure, up to FailureWindow): per
+	// account from one client address, per account from every address
+	// together (which does not hold back a login from the account's own
+	// handset), and per address over every account. 0 turns one off.
+	AccountFailures      int
+	AccountFailuresTotal int
+	AddressFailures      int
+	// FailureWindow is the longest wait, and how long a counter is kept
+	// quiet past its wait before it is forgotten.
+	FailureWindow time.Duration
 	// HashConcurrency bounds password hashes running at once (default: the
 	// number of CPUs); HashQueue how many more may wait.
 	HashConcurrency int
@@ -87,26 +94,27 @@ type Config struct {
 // DefaultConfig is the policy of API.md section 1.
 func DefaultConfig() Config {
 	return Config{
-		Issuer:            "tether",
-		Audience:          "tether",
-		AccessTTL:         15 * time.Minute,
-		RenewWindow:       24 * time.Hour,
-		SessionIdle:       720 * time.Hour,
-		SessionMax:        2160 * time.Hour,
-		ShortIdle:         12 * time.Hour,
-		ShortMax:          24 * time.Hour,
-		RefreshReuseGrace: 10 * time.Second,
-		EnrollmentMode:    EnrollPreregistered,
-		MinOSAPI:          26,
-		RequireDevice:     true,
-		SIMPolicy:         SIMAudit,
-		AccountFailures:   5,
-		AddressFailures:   50,
-		FailureWindow:     15 * time.Minute,
-		HashConcurrency:   runtime.NumCPU(),
-		HashQueue:         64,
-		AuditRetention:    365 * 24 * time.Hour,
-		DeviceProof:       ProofOptional,
+		Issuer:               "tether",
+		Audience:             "tether",
+		AccessTTL:            15 * time.Minute,
+		RenewWindow:          24 * time.Hour,
+		SessionIdle:          720 * time.Hour,
+		SessionMax:           2160 * time.Hour,
+		ShortIdle:            12 * time.Hour,
+		ShortMax:             24 * time.Hour,
+		RefreshReuseGrace:    10 * time.Second,
+		EnrollmentMode:       EnrollPreregistered,
+		MinOSAPI:             26,
+		RequireDevice:        true,
+		SIMPolicy:            SIMAudit,
+		AccountFailures:      5,
+		AccountFailuresTotal: 20,
+		AddressFailures:      50,
+		FailureWindow:        15 * time.Minute,
+		HashConcurrency:      runtime.NumCPU(),
+		HashQueue:            64,
+		AuditRetention:       365 * 24 * time.Hour,
+		DeviceProof:          ProofOptional,
 	}
 }
 
@@ -146,6 +154,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
 	}
+	if c.FailureWindow <= 0 && (c.AccountFailures > 0 || c.AccountFailuresTotal > 0 || c.AddressFailures > 0) {
+		errs = append(errs, errors.New("failure window must be positive"))
+	}
 	if c.RenewWindow < 0 || c.RefreshReuseGrace < 0 || c.AuditRetention < 0 {
 		errs = append(errs, errors.New("renewal window and refresh reuse grace cannot be negative"))
 	}
@@ -168,9 +179,8 @@ type Service struct {
 	observe func(storage.Event)
 	master  *MasterKey
 
-	accounts  *Throttle
-	addresses *Throttle
-	gate      *hashGate
+	throttle *throttle
+	gate     *hashGate
 	// replays holds the DPoP proofs seen, so each is used once.
 	replays *replayCache
 	// roots are the roots key attestations must end at.
@@ -225,9 +235,16 @@ func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Ha
 		return nil, err
 	}
 	s.keys = keys
-	const maxKeys = 100_000
-	s.accounts = NewThrottle(cfg.AccountFailures, cfg.FailureWindow, maxKeys, s.now)
-	s.addresses = NewThrottle(cfg.AddressFailures, cfg.FailureWindow, maxKeys, s.now)
+	// Servers sharing a database share the throttle's counters too; a
+	// server with a store of its own keeps them in memory.
+	counters, ok := store.(storage.Throttles)
+	if !ok {
+		counters = NewMemoryThrottles(maxThrottleCounters)
+	}
+	s.throttle = &throttle{
+		counters: counters, pair: cfg.AccountFailures, account: cfg.AccountFailuresTotal,
+		address: cfg.AddressFailures, longest: cfg.FailureWindow, now: s.now,
+	}
 	s.gate = newHashGate(max(1, cfg.HashConcurrency), max(0, cfg.HashQueue))
 	s.replays = newReplayCache(maxReplays)
 	if s.roots == nil {
@@ -241,6 +258,10 @@ func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Ha
 	}
 	return s, nil
 }
+
+// maxThrottleCounters bounds the throttle's counters kept in memory: some
+// 30 MiB.
+const maxThrottleCounters = 100_000
 
 // Config returns the policies in force.
 func (s *Service) Config() Config { return s.cfg }
@@ -310,7 +331,7 @@ type Grant struct {
 // Login checks a username, password and handset, and opens a session.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 	ev := s.event(ctx, "login", "failure")
-	ev.Username = truncate(req.Username, 64)
+	ev.Username = printableName(req.Username)
 	fail := func(err error) (Grant, error) {
 		var te *tether.Error
 		if errors.As(err, &te) {
@@ -331,26 +352,10 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 		}
 	}
 
-	accountKey := "u:" + storage.UsernameKey(req.Username)
-	addressKey := "a:" + tether.OriginOf(ctx).IP
-	for _, t := range []struct {
-		th  *Throttle
-		key string
-	}{{s.accounts, accountKey}, {s.addresses, addressKey}} {
-		if wait, blocked := t.th.Blocked(t.key); blocked {
-			return fail(ErrTooManyAttempts.After(wait))
-		}
-	}
-
-	user, err := s.checkPassword(ctx, req.Username, req.Password)
+	user, err := s.guardedCheck(ctx, req.Username, req.Password, s.ownHandset(ctx, req))
 	if err != nil {
-		if errors.Is(err, ErrInvalidCredentials) {
-			s.accounts.Fail(accountKey)
-			s.addresses.Fail(addressKey)
-		}
 		return fail(err)
 	}
-	s.accounts.Reset(accountKey)
 	ev.UserID, ev.Username = user.ID, user.Username
 	if user.Disabled {
 		return fail(ErrAccountDisabled)
@@ -398,6 +403,69 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 func withOutcome(ev storage.Event, outcome string) storage.Event {
 	ev.Outcome, ev.Reason = outcome, ""
 	return ev
+}
+
+// guardedCheck is checkPassword under the throttle: the attempt is counted
+// before the hash (ErrTooManyAttempts if a limit holds it back), and taken
+// back if the password was right or never checked. ownHandset says the
+// attempt comes from a handset assigned to the account.
+func (s *Service) guardedCheck(ctx context.Context, username, password string, ownHandset bool) (storage.User, error) {
+	att, err := s.throttle.reserve(ctx, throttleName(username), tether.OriginOf(ctx).IP, ownHandset)
+	if err != nil {
+		return storage.User{}, err
+	}
+	user, err := s.checkPassword(ctx, username, password)
+	var terr error
+	switch {
+	case err == nil:
+		terr = s.throttle.succeeded(ctx, att)
+	case !errors.Is(err, ErrInvalidCredentials):
+		terr = s.throttle.abandoned(ctx, att)
+	}
+	if terr != nil {
+		// The attempt stays counted: the safe side.
+		s.log.ErrorContext(ctx, "login throttle not updated", "error", terr)
+	}
+	return user, err
+}
+
+// ownHandset reports whether a login comes from an enrolled handset that
+// is assigned to the account it names, proven by a valid proof of the
+// handset's key where it has one: failures from elsewhere do not hold such
+// a login back. The proof's replay check is left to the login itself.
+func (s *Service) ownHandset(ctx context.Context, req LoginRequest) bool {
+	var d storage.Device
+	var err error
+	switch {
+	case req.Device != nil:
+		d, err = s.store.GetDeviceByIMEI(ctx, req.Device.IMEI)
+	case strings.TrimSpace(req.DeviceRef) != "":
+		id := s.resolveDevice(ctx, req.DeviceRef)
+		if id == "" {
+			return false
+		}
+		d, err = s.store.GetDevice(ctx, id)
+	default:
+		return false
+	}
+	if err != nil || d.Status != storage.DeviceEnrolled || len(d.AssignedUsers) == 0 {
+		return false
+	}
+	u, err := s.store.GetUserByUsername(ctx, req.Username)
+	if err != nil || !slices.Contains(d.AssignedUsers, u.ID) {
+		return false
+	}
+	if jkt := s.bindingOf(&d); jkt != "" {
+		p, ok := proofOf(ctx)
+		if !ok {
+			return false
+		}
+		cp, err := verifyProof(p, "", s.now())
+		if err != nil || subtle.ConstantTimeCompare([]byte(cp.jkt), []byte(jkt)) != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // checkPassword returns the user whose password matches, or
@@ -611,6 +679,12 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 		sess.DeviceID = dev.ID
 	}
 	sess.AccessExpiresAt = minTime(now.Add(s.cfg.AccessTTL), sess.ExpiresAt)
+	// Sign with the store's newest key, not one another server revoked: a
+	// login reads no session that would tell (a read of a few keys, next
+	// to a password hash).
+	if err := s.keys.sync(ctx); err != nil {
+		return Grant{}, err
+	}
 	access, err := s.signAccess(sess, user.Role, sess.AccessJTI, now, sess.AccessExpiresAt)
 	if err != nil {
 		return Grant{}, fmt.Errorf("sign access token: %w", err)

@@ -17,7 +17,6 @@ import (
 	"tether/auth"
 	"tether/device"
 	"tether/storage"
-	"tether/storage/bolt"
 )
 
 // clock is a settable clock shared by the service under test.
@@ -42,7 +41,7 @@ type world struct {
 	t       testing.TB
 	ctx     context.Context
 	svc     *auth.Service
-	store   *bolt.Store
+	store   storage.Store
 	clock   *clock
 	devices *device.Service
 	users   *auth.Users
@@ -65,7 +64,12 @@ func validatorFor(t testing.TB) *validator.Validate {
 
 func newWorld(t testing.TB, mutate ...func(*auth.Config)) *world {
 	t.Helper()
-	store := newStore(t)
+	return newWorldOn(t, newStore(t), mutate...)
+}
+
+// newWorldOn is newWorld on a store of the caller's.
+func newWorldOn(t testing.TB, store storage.Store, mutate ...func(*auth.Config)) *world {
+	t.Helper()
 	v := validatorFor(t)
 	clk := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
 	cfg := auth.DefaultConfig()
@@ -351,45 +355,6 @@ func TestLoginPolicies(t *testing.T) {
 	})
 }
 
-func TestThrottle(t *testing.T) {
-	w := newWorld(t)
-	for i := range 5 {
-		_, err := w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: "wrong one", Device: payload(w.phone.IMEI)})
-		wantErr(t, err, auth.ErrInvalidCredentials)
-		_, err = w.svc.Login(w.ctx, auth.LoginRequest{Username: "ghost", Password: "wrong one", Device: payload(w.phone.IMEI)})
-		if !errors.Is(err, auth.ErrInvalidCredentials) {
-			t.Fatalf("unknown user attempt %d: %v", i, err)
-		}
-	}
-	// Known and unknown accounts lock alike, even with the right password.
-	for _, name := range []string{"walter", "ghost"} {
-		_, err := w.svc.Login(w.ctx, auth.LoginRequest{Username: name, Password: password, Device: payload(w.phone.IMEI)})
-		var te *tether.Error
-		if !errors.As(err, &te) || te.Code != tether.CodeTooManyAttempts || te.RetryAfter <= 0 || te.RetryAfter > 15*time.Minute {
-			t.Fatalf("%s after 5 failures: %v", name, err)
-		}
-	}
-	// Another account from the same address is not locked (yet).
-	if _, err := w.login("maria", nil); err != nil {
-		t.Fatalf("another account: %v", err)
-	}
-	w.clock.Advance(15 * time.Minute)
-	if _, err := w.login("walter", payload(w.phone.IMEI)); err != nil {
-		t.Fatalf("after the window: %v", err)
-	}
-}
-
-func TestThrottleMemoryBounded(t *testing.T) {
-	now := time.Now()
-	th := auth.NewThrottle(3, time.Minute, 1000, func() time.Time { return now })
-	for i := range 50_000 {
-		th.Fail("u:" + string(rune(i)))
-	}
-	if n := th.Len(); n > 1000 {
-		t.Fatalf("throttle holds %d keys; want at most 1000", n)
-	}
-}
-
 func TestSessionPerDevice(t *testing.T) {
 	w := newWorld(t)
 	first := w.mustLogin()
@@ -661,7 +626,7 @@ func TestCutOff(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	w := newWorld(t)
 	before := w.mustLogin()
-	kid, err := w.svc.RotateKeys(w.ctx, auth.CLI)
+	kid, err := w.svc.RotateKeys(w.ctx, auth.CLI, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,7 +648,7 @@ func TestKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w2.svc.RotateKeys(w2.ctx, auth.CLI); err != nil {
+	if _, err := w2.svc.RotateKeys(w2.ctx, auth.CLI, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w2.svc.Authenticate(w2.ctx, old.AccessToken); err != nil {
@@ -691,7 +656,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 	// Past the longest life of its tokens, the old key is dropped.
 	w2.clock.Advance(15*time.Minute + 24*time.Hour + time.Minute)
-	if _, err := w2.svc.RotateKeys(w2.ctx, auth.CLI); err != nil {
+	if _, err := w2.svc.RotateKeys(w2.ctx, auth.CLI, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(w2.svc.Keys().JWKS()); n != 2 {
@@ -699,7 +664,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 	_, err = w2.svc.Renew(w2.ctx, old.AccessToken, "")
 	wantErr(t, err, auth.ErrTokenInvalid)
-	if _, err := w.svc.RotateKeys(w.ctx, auth.Principal{Kind: auth.KindAPIKey, Role: storage.RoleManager}); !errors.Is(err, auth.ErrForbidden) {
+	if _, err := w.svc.RotateKeys(w.ctx, auth.Principal{Kind: auth.KindAPIKey, Role: storage.RoleManager}, false); !errors.Is(err, auth.ErrForbidden) {
 		t.Fatalf("manager rotating keys: %v", err)
 	}
 }

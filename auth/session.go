@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"tether"
 	"tether/storage"
 )
 
@@ -51,6 +52,9 @@ func (s *Service) authenticate(ctx context.Context, raw string, withProof bool) 
 	if !sess.Live(s.now()) {
 		return Identity{}, ErrSessionRevoked
 	}
+	if err := s.keyCurrent(ctx, claims, b.NewestKey); err != nil {
+		return Identity{}, err
+	}
 	user, dev, err := admit(b)
 	if err != nil {
 		return Identity{}, err
@@ -77,6 +81,61 @@ func (s *Service) Logout(ctx context.Context, id Identity) error {
 	}, storage.WithEvents(ev))
 	return err
 }
+
+// ChangePassword changes the password of the user behind id, who must give
+// the current one (checked under the login throttle, so a stolen token
+// cannot be used to guess it), and ends every other session of the user
+// in the same transaction: whoever else knew the old password, or holds a
+// token of it, is out, while the handset the change was made from stays
+// signed in.
+func (s *Service) ChangePassword(ctx context.Context, id Identity, current, next string) error {
+	ev := s.event(ctx, "user.password", "failure")
+	ev.Actor, ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.Principal().String(), id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
+	fail := func(err error) error {
+		ev.Reason = reasonOf(err)
+		s.record(ctx, ev)
+		return err
+	}
+	if verr := passwordPolicy(next); verr != nil {
+		for i := range verr.Fields {
+			verr.Fields[i].Field = "newPassword"
+		}
+		return verr
+	}
+	user, err := s.guardedCheck(ctx, id.User.Username, current, false)
+	if errors.Is(err, ErrInvalidCredentials) || (err == nil && user.ID != id.User.ID) {
+		return fail(errWrongCurrentPassword)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	// Hash outside the store's transaction: it is slow on purpose.
+	hash, err := s.hasher.Hash(next)
+	if err != nil {
+		return fail(err)
+	}
+	now := s.now().UTC()
+	ev = withOutcome(ev, "success")
+	ev.Reason = "changed by the user: every other session ended"
+	_, err = s.store.UpdateUser(ctx, user.ID, func(u storage.User) (storage.User, error) {
+		if u.PasswordHash != user.PasswordHash {
+			return u, errPasswordChangedMeanwhile
+		}
+		u.PasswordHash, u.PasswordChangedAt, u.UpdatedAt = hash, now, now
+		return u, nil
+	}, storage.WithEvents(ev), storage.WithRevocation(storage.Revocation{UserID: user.ID, Except: id.Session.ID, Reason: "password_changed", At: now}, nil))
+	if err != nil {
+		ev.Outcome = "failure"
+		return fail(err)
+	}
+	s.written(ev)
+	return nil
+}
+
+var (
+	errWrongCurrentPassword     = tether.Invalid("currentPassword", "password_wrong", "the current password is wrong")
+	errPasswordChangedMeanwhile = tether.NewError(tether.CodeConflict, "the password was changed meanwhile: sign in again")
+)
 
 // TokenTypeOf is the token type of an access token: "DPoP" for one bound
 // to a handset key, "Bearer" for the others.
@@ -157,13 +216,19 @@ func (s *Service) mayManage(ctx context.Context, by Principal, userID string) er
 	return nil
 }
 
-// RotateKeys makes a new signing key and returns its id.
-func (s *Service) RotateKeys(ctx context.Context, by Principal) (string, error) {
+// RotateKeys makes a new signing key and returns its id. With revoke every
+// other key is deleted at once (KeySet.Revoke): the emergency rotation, for
+// a key that may have been stolen.
+func (s *Service) RotateKeys(ctx context.Context, by Principal, revoke bool) (string, error) {
 	if err := by.Require(storage.RoleAdmin); err != nil {
 		return "", err
 	}
 	ev := s.event(ctx, "keys.rotate", "success")
 	ev.Actor = by.String()
+	if revoke {
+		ev.Reason = "old keys revoked"
+		return s.keys.Revoke(ctx, storage.WithEvents(ev))
+	}
 	return s.keys.Rotate(ctx, storage.WithEvents(ev))
 }
 

@@ -24,8 +24,9 @@ type SweepReport struct {
 }
 
 // Sweep removes sessions that ended over a week ago, enrollment codes that
-// expired or were revoked over a week ago, and audit events older than
-// Config.AuditRetention (none when it is 0). Each kind goes in batches of
+// expired or were revoked over a week ago, audit events older than
+// Config.AuditRetention (none when it is 0), and the login throttle's
+// counters and the DPoP proofs that expired. Each kind goes in batches of
 // short write transactions. It also reloads the signing keys, so an
 // instance sharing its store with others signs with the key another one
 // rotated in, and drops retired keys past their life.
@@ -46,6 +47,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		if _, err = ledger.PurgeProofs(ctx, now); err != nil {
 			return r, err
 		}
+	}
+	if _, err = s.throttle.counters.PurgeAttempts(ctx, now); err != nil {
+		return r, err
 	}
 	if s.cfg.AuditRetention > 0 {
 		if r.Events, err = s.store.PurgeEvents(ctx, now.Add(-s.cfg.AuditRetention), sweepBatch); err != nil {

@@ -2,104 +2,372 @@ package auth
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
+
+	"tether"
+	"tether/storage"
 )
 
-// Throttle counts failures per key (an account, a client address) in fixed
-// windows, and blocks a key that reaches the limit until its window ends.
-// Its memory is bounded: past max keys it forgets expired windows first,
-// then arbitrary ones.
-type Throttle struct {
-	limit  int
-	window time.Duration
-	max    int
-	now    func() time.Time
-
-	mu      sync.Mutex
-	entries map[string]*window
+// The login throttle (docs/security.md, "Password guessing").
+//
+// Failed passwords are counted three ways: for an account from one client
+// address, for an account from every address together, and for an address
+// over every account. Each counter lets a number of failures through
+// freely; after that each further attempt waits, twice as long after each
+// failure (1 s, 2 s, 4 s, ...) up to Config.FailureWindow. A counter is
+// forgotten once it has been quiet for a FailureWindow past its wait.
+//
+// An attempt is counted before its password is hashed, atomically with the
+// check that no counter blocks it (a reservation), so guesses fired at once
+// cannot all slip through before the first failure is counted. A right
+// password then takes its count back; an attempt that never reached the
+// hash (the queue was full, the client went away) too.
+//
+// The owner cannot be locked out by others: the counter per account from
+// all addresses, the only one strangers can drive up together, does not
+// block a login from a handset the account is assigned to (proven by the
+// handset's key where it has one), and the counter per account from one
+// address blocks only that address.
+type throttle struct {
+	counters storage.Throttles
+	// Failures let through freely, per kind of counter; 0 or less turns a
+	// kind off.
+	pair, account, address int
+	// longest is the longest wait, and how long a counter is kept quiet
+	// past its wait.
+	longest time.Duration
+	now     func() time.Time
 }
 
-type window struct {
-	failures int
-	resetAt  time.Time
-}
+// firstDelay is the wait after the free failures; each failure doubles it.
+const firstDelay = time.Second
 
-// NewThrottle returns a Throttle allowing limit failures per window per key,
-// remembering at most max keys. A limit of 0 or less disables it.
-func NewThrottle(limit int, per time.Duration, max int, now func() time.Time) *Throttle {
-	return &Throttle{limit: limit, window: per, max: max, now: now, entries: make(map[string]*window)}
-}
-
-// Blocked reports whether key is blocked, and for how long.
-func (t *Throttle) Blocked(key string) (time.Duration, bool) {
-	if t.limit <= 0 {
-		return 0, false
+// delay is the wait after n failures of a counter that lets free through.
+func (t *throttle) delay(n, free int) time.Duration {
+	if free <= 0 || n < free {
+		return 0
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	w, ok := t.entries[key]
-	if !ok {
-		return 0, false
+	if shift := n - free; shift < 30 {
+		return min(firstDelay<<shift, t.longest)
+	}
+	return t.longest
+}
+
+// attempt is an attempt counted by reserve: its counters and what each
+// lets through.
+type attempt struct {
+	keys []storage.AttemptKey
+	free []int
+	// checked says which counters may block the attempt; the others only
+	// count it.
+	checked []bool
+	// pair is the index of the counter per account from this address, or
+	// -1.
+	pair int
+}
+
+// reserve counts an attempt at account from address on every counter that
+// is on, unless one that applies blocks it: then nothing is counted and the
+// error is ErrTooManyAttempts with the longest wait. With ownHandset the
+// counter of the account from all addresses counts the attempt but does
+// not block it. An empty account counts the address alone.
+func (t *throttle) reserve(ctx context.Context, account, address string, ownHandset bool) (*attempt, error) {
+	a := &attempt{pair: -1}
+	add := func(k storage.AttemptKey, free int, checked bool) {
+		if free <= 0 {
+			return
+		}
+		a.keys, a.free, a.checked = append(a.keys, k), append(a.free, free), append(a.checked, checked)
+	}
+	if account != "" {
+		if t.pair > 0 {
+			a.pair = len(a.keys)
+		}
+		add(storage.AttemptKey{Account: account, Address: address}, t.pair, true)
+		add(storage.AttemptKey{Account: account}, t.account, !ownHandset)
+	}
+	add(storage.AttemptKey{Address: address}, t.address, true)
+	if len(a.keys) == 0 {
+		return a, nil
 	}
 	now := t.now()
-	if !now.Before(w.resetAt) {
-		delete(t.entries, key)
-		return 0, false
-	}
-	if w.failures >= t.limit {
-		return w.resetAt.Sub(now), true
-	}
-	return 0, false
-}
-
-// Fail counts a failure for key.
-func (t *Throttle) Fail(key string) {
-	if t.limit <= 0 {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	w, ok := t.entries[key]
-	if !ok || !now.Before(w.resetAt) {
-		if !ok && len(t.entries) >= t.max {
-			t.evict(now)
+	err := t.counters.UpdateAttempts(ctx, now, a.keys, func(cur []storage.Attempts) ([]storage.Attempts, error) {
+		var wait time.Duration
+		for i, c := range cur {
+			if a.checked[i] && now.Before(c.BlockedUntil) {
+				wait = max(wait, c.BlockedUntil.Sub(now))
+			}
 		}
-		w = &window{resetAt: now.Add(t.window)}
-		t.entries[key] = w
+		if wait > 0 {
+			return nil, ErrTooManyAttempts.After(wait)
+		}
+		for i := range cur {
+			cur[i].Failures++
+			cur[i].LastAt = now
+			t.settle(&cur[i], a.free[i])
+		}
+		return cur, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	w.failures++
+	return a, nil
 }
 
-// Reset forgets key's failures, as after a successful login.
-func (t *Throttle) Reset(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.entries, key)
+// settle sets a counter's wait and expiry from its failures.
+func (t *throttle) settle(c *storage.Attempts, free int) {
+	c.BlockedUntil = time.Time{}
+	end := c.LastAt
+	if d := t.delay(c.Failures, free); d > 0 {
+		c.BlockedUntil = c.LastAt.Add(d)
+		end = c.BlockedUntil
+	}
+	c.ExpiresAt = end.Add(t.longest)
 }
 
-// Len returns how many keys it remembers.
-func (t *Throttle) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.entries)
+// succeeded takes back an attempt whose password was right: the account's
+// failures from its address are forgotten, and the attempt is no failure
+// on the other counters.
+func (t *throttle) succeeded(ctx context.Context, a *attempt) error {
+	return t.takeBack(ctx, a, true)
 }
 
-// evict makes room: expired windows go first; if none has, an arbitrary
-// tenth of the entries (Go's map order is random).
-func (t *Throttle) evict(now time.Time) {
-	for k, w := range t.entries {
-		if !now.Before(w.resetAt) {
-			delete(t.entries, k)
+// abandoned takes back an attempt that never had its password checked.
+func (t *throttle) abandoned(ctx context.Context, a *attempt) error {
+	return t.takeBack(ctx, a, false)
+}
+
+func (t *throttle) takeBack(ctx context.Context, a *attempt, forgetPair bool) error {
+	if a == nil || len(a.keys) == 0 {
+		return nil
+	}
+	return t.counters.UpdateAttempts(ctx, t.now(), a.keys, func(cur []storage.Attempts) ([]storage.Attempts, error) {
+		for i := range cur {
+			switch {
+			case forgetPair && i == a.pair:
+				cur[i].Failures = 0
+			case cur[i].Failures > 0:
+				cur[i].Failures--
+				t.settle(&cur[i], a.free[i])
+			}
+		}
+		return cur, nil
+	})
+}
+
+// throttleName is the name an account is counted under: the form in which
+// usernames are unique, or, for a name no account can have, the name made
+// printable (it is shown to managers and stored), so that unknown names are
+// counted like known ones.
+func throttleName(username string) string {
+	if k, err := precis.UsernameCaseMapped.String(username); err == nil {
+		return truncate(k, 256)
+	}
+	return printableName(username)
+}
+
+// printableName is a name as a client sent it, safe to store and show: at
+// most 64 bytes, invalid UTF-8 and control characters (NUL among them)
+// replaced by U+FFFD.
+func printableName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	for len(s) > 64 {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+// Lockouts returns one page of the throttle's counters, for managers to see
+// who is being held back and from where.
+func (s *Service) Lockouts(ctx context.Context, f storage.AttemptFilter) (storage.Page[storage.Attempts], error) {
+	if f.Account != "" {
+		f.Account = throttleName(f.Account)
+	}
+	f.LiveAt = s.now()
+	return s.throttle.counters.ListAttempts(ctx, f)
+}
+
+// ClearLockout forgets an account's failed logins (its own counter and
+// those per address), an address's, or those of an account from one
+// address, on a manager's word, and returns how many counters went.
+func (s *Service) ClearLockout(ctx context.Context, by Principal, account, address string) (int, error) {
+	if err := by.Require(storage.RoleManager, storage.RoleAdmin); err != nil {
+		return 0, err
+	}
+	if account == "" && address == "" {
+		return 0, tether.Invalid("account", "account_required", "name an account, an address, or both")
+	}
+	if account != "" {
+		account = throttleName(account)
+	}
+	n, err := s.throttle.counters.ClearAttempts(ctx, account, address)
+	if err != nil {
+		return 0, err
+	}
+	ev := s.event(ctx, "throttle.clear", "success")
+	ev.Actor, ev.Username = by.String(), account
+	ev.Detail = map[string]string{"counters": fmt.Sprint(n)}
+	if address != "" {
+		ev.Detail["address"] = address
+	}
+	s.record(ctx, ev)
+	return n, nil
+}
+
+// memoryThrottles keeps the throttle's counters in memory, for a server
+// whose store is its own (the embedded one). It holds at most max
+// counters: when full it forgets the expired ones, then the ones not
+// holding anyone back, then, if it must, an arbitrary tenth.
+type memoryThrottles struct {
+	mu       sync.Mutex
+	counters map[storage.AttemptKey]storage.Attempts
+	max      int
+}
+
+var _ storage.Throttles = (*memoryThrottles)(nil)
+
+// NewMemoryThrottles returns counters kept in memory, at most max of them.
+func NewMemoryThrottles(max int) storage.Throttles {
+	return &memoryThrottles{counters: make(map[storage.AttemptKey]storage.Attempts), max: max}
+}
+
+func (m *memoryThrottles) UpdateAttempts(ctx context.Context, now time.Time, keys []storage.AttemptKey, fn func([]storage.Attempts) ([]storage.Attempts, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := make([]storage.Attempts, len(keys))
+	for i, k := range keys {
+		if c, ok := m.counters[k]; ok && c.Live(now) {
+			cur[i] = c
+		} else {
+			cur[i] = storage.Attempts{AttemptKey: k}
 		}
 	}
-	for k := range t.entries {
-		if len(t.entries) < t.max-t.max/10 {
-			break
-		}
-		delete(t.entries, k)
+	next, err := fn(cur)
+	if err != nil {
+		return err
 	}
+	if len(next) != len(keys) {
+		return errors.New("throttle update returned another number of counters")
+	}
+	for i, k := range keys {
+		c := next[i]
+		c.AttemptKey = k
+		if c.Failures <= 0 {
+			delete(m.counters, k)
+			continue
+		}
+		if _, ok := m.counters[k]; !ok && len(m.counters) >= m.max {
+			m.evict(now)
+		}
+		m.counters[k] = c
+	}
+	return nil
+}
+
+func (m *memoryThrottles) evict(now time.Time) {
+	for k, c := range m.counters {
+		if !c.Live(now) {
+			delete(m.counters, k)
+		}
+	}
+	for k, c := range m.counters {
+		if len(m.counters) < m.max-m.max/10 {
+			return
+		}
+		if !now.Before(c.BlockedUntil) {
+			delete(m.counters, k)
+		}
+	}
+	for k := range m.counters {
+		if len(m.counters) < m.max-m.max/10 {
+			return
+		}
+		delete(m.counters, k)
+	}
+}
+
+func (m *memoryThrottles) ListAttempts(ctx context.Context, f storage.AttemptFilter) (storage.Page[storage.Attempts], error) {
+	if err := ctx.Err(); err != nil {
+		return storage.Page[storage.Attempts]{}, err
+	}
+	after, hasAfter := storage.ParseAttemptCursor(f.After)
+	m.mu.Lock()
+	var all []storage.Attempts
+	for k, c := range m.counters {
+		if f.Match(c) && (!hasAfter || after.Less(k)) {
+			all = append(all, c)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(all, func(a, b storage.Attempts) int {
+		switch {
+		case a.AttemptKey.Less(b.AttemptKey):
+			return -1
+		case b.AttemptKey.Less(a.AttemptKey):
+			return 1
+		}
+		return 0
+	})
+	limit := storage.PageLimit(f.Limit)
+	page := storage.Page[storage.Attempts]{Items: all}
+	if len(all) > limit {
+		page.Items = all[:limit]
+		page.Next = storage.AttemptCursor(all[limit-1].AttemptKey)
+	}
+	if page.Items == nil {
+		page.Items = []storage.Attempts{}
+	}
+	return page, nil
+}
+
+func (m *memoryThrottles) ClearAttempts(ctx context.Context, account, address string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for k := range m.counters {
+		if (account == "" || k.Account == account) && (address == "" || k.Address == address) {
+			delete(m.counters, k)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (m *memoryThrottles) PurgeAttempts(ctx context.Context, before time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for k, c := range m.counters {
+		if c.ExpiresAt.Before(before) {
+			delete(m.counters, k)
+			n++
+		}
+	}
+	return n, nil
 }
 
 // hashGate bounds how many password hashes run at once (each takes tens of

@@ -29,6 +29,9 @@ type Claims struct {
 	// Cnf binds the token to a handset key (RFC 9449 section 6.1): it is
 	// used only with a DPoP proof signed by the key of that thumbprint.
 	Cnf *Confirmation `json:"cnf,omitempty"`
+
+	// kid is the id of the key the token was verified with.
+	kid string
 }
 
 // Confirmation is the cnf claim of a key-bound token.
@@ -91,6 +94,7 @@ func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool
 		if !ok {
 			return nil, fmt.Errorf("unknown key id %q", kid)
 		}
+		claims.kid = kid
 		return pub, nil
 	})
 	switch {
@@ -109,7 +113,36 @@ func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool
 	if claims.SID == "" || claims.Subject == "" || claims.ID == "" {
 		return nil, fmt.Errorf("%w: missing sid, sub or jti", ErrTokenInvalid)
 	}
+	// No token of ours lives longer than the access lifetime, or was
+	// issued in the future: one that claims to was not made here, whatever
+	// key signed it.
+	switch iat := claims.IssuedAt; {
+	case iat == nil:
+		return nil, fmt.Errorf("%w: no iat", ErrTokenInvalid)
+	case claims.ExpiresAt.Sub(iat.Time) > s.cfg.AccessTTL+time.Second:
+		return nil, fmt.Errorf("%w: lives %s, longer than the access lifetime", ErrTokenInvalid, claims.ExpiresAt.Sub(iat.Time))
+	case iat.After(s.now().Add(maxClockSkew)):
+		return nil, fmt.Errorf("%w: issued in the future", ErrTokenInvalid)
+	}
 	return &claims, nil
+}
+
+// maxClockSkew is how far ahead of this server's clock another server
+// sharing its store may be.
+const maxClockSkew = 30 * time.Second
+
+// keyCurrent checks that the key a token was verified with is still one of
+// the store's, given the newest key id the store held when the token's
+// session was read: a server that has not yet seen another's revocation
+// reloads, and refuses the token if its key is gone.
+func (s *Service) keyCurrent(ctx context.Context, c *Claims, newest string) error {
+	if err := s.keys.catchUp(ctx, newest); err != nil {
+		return err
+	}
+	if _, ok := s.keys.verifier(ctx, c.kid); !ok {
+		return fmt.Errorf("%w: key %q revoked", ErrTokenInvalid, c.kid)
+	}
+	return nil
 }
 
 func audienceHas(aud jwt.ClaimStrings, want string) bool {

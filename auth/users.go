@@ -150,8 +150,8 @@ func (s *Users) check(p *profile) error {
 	return nil
 }
 
-// checkPassword applies the password policy.
-func checkPassword(pw string) *tether.ValidationError {
+// passwordPolicy applies the password policy.
+func passwordPolicy(pw string) *tether.ValidationError {
 	switch {
 	case !utf8.ValidString(pw):
 		return tether.Invalid("password", "password_chars", "password must be valid UTF-8")
@@ -194,7 +194,7 @@ func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.U
 			return storage.User{}, err
 		}
 	}
-	if all := tether.Join(verr, checkPassword(nu.Password)); all != nil {
+	if all := tether.Join(verr, passwordPolicy(nu.Password)); all != nil {
 		return storage.User{}, all
 	}
 	if !by.CanGrant(nu.Role) {
@@ -309,9 +309,13 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 	}, opts...)
 }
 
-// SetPassword replaces an account's password.
+// SetPassword resets an account's password on a manager's (or the
+// operator's) word, and ends every session of the account in the same
+// transaction: whoever knew the old password, or holds a token of it, is
+// out. A user changing their own password goes through
+// Service.ChangePassword, which keeps the session it is made from.
 func (s *Users) SetPassword(ctx context.Context, by Principal, id, password string) error {
-	if verr := checkPassword(password); verr != nil {
+	if verr := passwordPolicy(password); verr != nil {
 		return verr
 	}
 	target, err := s.store.GetUser(ctx, id)
@@ -328,7 +332,7 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	}
 	now := s.now().UTC()
 	ev := storage.NewEvent(ctx, now, "user.password", "success", by.String())
-	ev.UserID = id
+	ev.UserID, ev.Username, ev.Reason = id, target.Username, "reset: every session ended"
 	_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s setting the password of a %s: %w", by, u.Role, ErrForbidden)
@@ -337,7 +341,7 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 		u.PasswordChangedAt = now
 		u.UpdatedAt = now
 		return u, nil
-	}, storage.WithEvents(ev))
+	}, storage.WithEvents(ev), storage.WithRevocation(storage.Revocation{UserID: id, Reason: "password_reset", At: now}, nil))
 	return err
 }
 

@@ -214,6 +214,7 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.AccessTTL, "access-ttl", auth.DefaultConfig().AccessTTL, "the server's --access-ttl")
 	fs.DurationVar(&cfg.RenewWindow, "renew-window", auth.DefaultConfig().RenewWindow, "the server's --renew-window")
 	masterFile := fs.String("master-key-file", "", "the server's --master-key-file, if it has one")
+	revoke := fs.Bool("revoke", false, "delete every other key at once, for a key that may have been stolen: access tokens they signed stop working at once (apps refresh)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -227,6 +228,15 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 			return err
 		}
 		ev := storage.NewEvent(ctx, time.Now(), "keys.rotate", "success", auth.CLI.String())
+		if *revoke {
+			ev.Reason = "old keys revoked"
+			kid, err := keys.Revoke(ctx, storage.WithEvents(ev))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stderr, "new signing key %s; every other key is deleted: the access tokens they signed no longer verify, and apps get new ones by refreshing\n", kid)
+			return nil
+		}
 		kid, err := keys.Rotate(ctx, storage.WithEvents(ev))
 		if err != nil {
 			return err

@@ -136,6 +136,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if master == nil {
 		logger.Warn("token signing keys are stored unsealed in the store: pass --master-key-file to seal them")
 	}
+	if cfg.publicURL == "" && cfg.auth.DeviceProof != auth.ProofOff {
+		logger.Warn("handset proofs (DPoP) are checked against the URL each request names, its Host header (and X-Forwarded-Host and -Proto from --trusted-proxies): pass --public-url so they are checked against the server's own address")
+	}
 	var demoSeed demo
 	if cfg.demo {
 		if demoSeed, err = seedDemo(ctx, svc, authSvc); err != nil {
@@ -216,9 +219,10 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.StringVar(&a.SIMPolicy, "sim-policy", a.SIMPolicy, "a login whose SIMs differ from the enrolled ones: allow, audit or block")
 	fs.StringVar(&a.Issuer, "issuer", a.Issuer, "the iss claim of access tokens")
 	fs.StringVar(&a.Audience, "audience", a.Audience, "the aud claim of access tokens")
-	fs.IntVar(&a.AccountFailures, "max-account-failures", a.AccountFailures, "failed logins per account per --failure-window before 429 (0: no limit)")
-	fs.IntVar(&a.AddressFailures, "max-address-failures", a.AddressFailures, "failed logins per client address per --failure-window before 429 (0: no limit)")
-	fs.DurationVar(&a.FailureWindow, "failure-window", a.FailureWindow, "the window failed logins are counted in")
+	fs.IntVar(&a.AccountFailures, "max-account-failures", a.AccountFailures, "failed passwords for an account from one client address before each further attempt from it waits (1s, doubling; 0: no limit)")
+	fs.IntVar(&a.AccountFailuresTotal, "max-account-failures-total", a.AccountFailuresTotal, "failed passwords for an account from all addresses together before its logins wait, but from a handset assigned to it (0: no limit)")
+	fs.IntVar(&a.AddressFailures, "max-address-failures", a.AddressFailures, "failed passwords (and enrollment codes) from one client address, any account, before its attempts wait (0: no limit)")
+	fs.DurationVar(&a.FailureWindow, "failure-window", a.FailureWindow, "the longest wait after failed logins, and how long failures are remembered past it")
 	fs.DurationVar(&a.AuditRetention, "audit-retention", a.AuditRetention, "how long audit events are kept (0: for ever)")
 	fs.StringVar((*string)(&a.DeviceProof), "device-proof", string(a.DeviceProof), "handset keys: off, optional (a handset with an enrolled key proves every login, refresh and renewal with it) or required (every handset must have one)")
 	fs.Func("device-proof-groups", "per-group --device-proof, as GROUP=POLICY,… (such as vault=required,lab=off)", func(v string) error {
