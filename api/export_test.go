@@ -12,6 +12,7 @@ import (
 
 	"github.com/xuri/excelize/v2"
 
+	"tether/api"
 	"tether/device"
 	"tether/storage"
 )
@@ -121,6 +122,45 @@ func TestExports(t *testing.T) {
 	}
 	if i := column(t, recs[0], "label"); recs[1][i] != "van 0" {
 		t.Fatalf("first label %q", recs[1][i])
+	}
+}
+
+// TestExportsNeutraliseFormulas exports users and the audit trail holding
+// text a spreadsheet could run, from a manager (features, profile keys) and
+// from anyone (the username and User-Agent of a failed login), and reads
+// each CSV split on "," and on ";": no field may start a formula.
+func TestExportsNeutraliseFormulas(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	r := e.do("POST", "/v1/users", e.manager, map[string]any{
+		"username": "mallory", "password": "correct horse",
+		"features": []string{"ok", "a;=1+1", "@SUM(1)", "x,+1"},
+		"profile":  map[string]any{"k;=1+1": "v; -2+3"},
+	})
+	if r.status != 201 {
+		t.Fatalf("user: %d %s", r.status, r.body)
+	}
+	r = e.do("POST", "/v1/auth/login", "", map[string]any{
+		"username": "eve;=1+1", "password": "wrong", "device": handset("490154203237518"),
+	}, "User-Agent", `ua;"=1+1"`)
+	if r.status < 400 {
+		t.Fatalf("hostile login: %d %s", r.status, r.body)
+	}
+	for _, path := range []string{"/v1/users", "/v1/audit"} {
+		r := e.do("GET", path, e.manager, nil, "Accept", "text/csv")
+		if r.status != 200 {
+			t.Fatalf("%s as CSV: %d %s", path, r.status, r.body)
+		}
+		if !bytes.Contains(r.body, []byte("1+1")) {
+			t.Fatalf("%s as CSV lacks the hostile text:\n%s", path, r.body)
+		}
+		live, err := api.LiveFormulas(r.body)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, f := range live {
+			t.Errorf("%s: live formula %s; want none", path, f)
+		}
 	}
 }
 

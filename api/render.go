@@ -432,29 +432,59 @@ func writeJSON(w io.Writer, n *node) {
 	}
 }
 
-// csvSafe keeps a spreadsheet from reading a text cell as a formula
-// (CSV injection): text starting with = + - @ or a control character is
-// prefixed with a quote.
+// csvSafe writes a cell's value as CSV text: nothing for null, numbers and
+// booleans as the server wrote them, text through csvText.
 func csvSafe(n *node) string {
 	if n == nil || n.kind == 'z' {
 		return ""
 	}
-	s := n.scalar
-	if n.kind == 's' && s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
+	if n.kind != 's' {
+		return n.scalar
 	}
-	return s
+	return csvText(n.scalar)
+}
+
+// csvText keeps a spreadsheet from reading any part of text as a formula
+// (CSV injection). A spreadsheet may split the file on ";" (Excel does in
+// many European locales, and then ignores the quoting done for ","), on ","
+// or on a tab or line break, so a client's "a;=cmd…" would become a cell of
+// its own; arrays joined with ";" do the same. Every segment that starts
+// the text or follows one of those separators, and whose first character
+// after spaces and double quotes is = + - @, a tab or a CR, gets a "'" in
+// front, which makes it text. It works on bytes: every byte it looks for
+// is ASCII, which UTF-8 never uses inside a longer character.
+func csvText(s string) string {
+	if !strings.ContainsAny(s, "=+-@\t\r") {
+		return s
+	}
+	var b strings.Builder
+	start := true
+	for i := 0; i < len(s); i++ {
+		if start {
+			if rest := strings.TrimLeft(s[i:], ` "`); rest != "" && strings.IndexByte("=+-@\t\r", rest[0]) >= 0 {
+				b.WriteByte('\'')
+			}
+		}
+		b.WriteByte(s[i])
+		start = strings.IndexByte(",;\t\r\n", s[i]) >= 0
+	}
+	return b.String()
 }
 
 func writeCSV(header []string, rows [][]*node) ([]byte, error) {
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
+	rec := make([]string, 0, len(header))
 	if header != nil {
-		if err := w.Write(header); err != nil {
+		// Column names come from object keys, some of them the client's
+		// (profile members, audit details).
+		for _, h := range header {
+			rec = append(rec, csvText(h))
+		}
+		if err := w.Write(rec); err != nil {
 			return nil, err
 		}
 	}
-	rec := make([]string, 0, len(header))
 	for _, r := range rows {
 		rec = rec[:0]
 		for _, cell := range r {
