@@ -69,6 +69,9 @@ func decodeLoose(c *fiber.Ctx, v any, kinds bodyKinds) error {
 	}
 	switch {
 	case mt == fiber.MIMEApplicationJSON || mt == mimeTextJSON:
+		if err := refuseRepeatedMembers(body); err != nil {
+			return err
+		}
 		if err := json.Unmarshal(body, v); err != nil {
 			return describeJSONError(err)
 		}
@@ -127,13 +130,18 @@ func lowerXML(body []byte) ([]byte, error) {
 }
 
 // decodeForm reads application/x-www-form-urlencoded into v through its
-// JSON field names ("true" and "false" as booleans).
+// JSON field names ("true" and "false" as booleans). A field sent twice, in
+// any case, is refused as a repeated JSON member is.
 func decodeForm(body []byte, v any) error {
 	args := fiber.AcquireArgs()
 	defer fiber.ReleaseArgs(args)
 	args.ParseBytes(body)
 	m := map[string]any{}
+	names := memberNames{}
 	for k, val := range args.All() {
+		if err := names.add(string(k), "field"); err != nil {
+			return err
+		}
 		s := string(val)
 		switch strings.ToLower(s) {
 		case "true":

@@ -603,3 +603,35 @@ func TestDialectsIgnoreCase(t *testing.T) {
 		t.Fatalf("lower-case XML: %d %s", r.status, r.body)
 	}
 }
+
+// TestDialectsRefuseRepeatedMembers sends each dialect a body naming a
+// member (or a form field) twice: every one refuses it with a 400 that says
+// so, in its own shape, and nobody is logged in.
+func TestDialectsRefuseRepeatedMembers(t *testing.T) {
+	e := newEnv(t)
+	phone, _ := e.fleet()
+	r := e.do("POST", "/v1/api-keys", e.admin, map[string]any{"role": "client", "name": "field app"})
+	q := "?APIKey=" + r.json(t)["key"].(string)
+	cases := []struct {
+		path, ctype, body, detail string
+	}{
+		{"/api/Login", "application/json", `{"username":"mallory","username":"walter","password":"correct horse","deviceId":"` + phone + `"}`, `member \"username\" is repeated`},
+		{"/api/Login", "text/json", `{"username":"mallory","USERNAME":"walter","password":"correct horse","deviceId":"` + phone + `"}`, `member \"USERNAME\" repeats \"username\"`},
+		{"/api/RenewLoginToken", "application/json", `{"deviceId":"a","sessionId":"b","sessionId":"c"}`, `member \"sessionId\" is repeated`},
+		{"/api/User/GetUserToken", "text/json", `{"UserName":"mallory","userName":"walter","Password":"correct horse","Imei":"490154203237518"}`, `member \"userName\" repeats \"UserName\"`},
+		{"/api/session/regeneratetoken", "application/json", `{"email":"a","email":"b"}`, `member \"email\" is repeated`},
+		{"/api/v1/Authentication/Login" + q, "application/json", `{"username":"walter","password":"correct horse","password":"x"}`, `member \"password\" is repeated`},
+		{"/api/v1/Authentication/Login" + q, "application/x-www-form-urlencoded", `username=mallory&password=correct+horse&username=walter`, `field \"username\" is repeated`},
+		{"/api/v1/Authentication/TokenLogin" + q, "application/x-www-form-urlencoded", `reAuthenticationToken=a&ReAuthenticationToken=b`, `field \"ReAuthenticationToken\" repeats \"reAuthenticationToken\"`},
+	}
+	for _, c := range cases {
+		r := e.do("POST", c.path, "", c.body, "Content-Type", c.ctype, "X-Device-Id", phone)
+		if r.status != 400 || !strings.Contains(string(r.body), c.detail) {
+			t.Errorf("%s %s: %d %s; want 400 with %s", c.path, c.ctype, r.status, r.body, c.detail)
+		}
+	}
+	sessions, err := e.store.ListSessions(t.Context(), storage.SessionFilter{})
+	if err != nil || len(sessions.Items) != 0 {
+		t.Fatalf("%d sessions after repeated members, %v; want none", len(sessions.Items), err)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"mime"
 	"strconv"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -55,6 +57,9 @@ func decodeJSON(c *fiber.Ctx, v any) error {
 	if !utf8.Valid(body) {
 		return errBadUTF8
 	}
+	if err := refuseRepeatedMembers(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -64,6 +69,103 @@ func decodeJSON(c *fiber.Ctx, v any) error {
 		return errTrailingData
 	}
 	return nil
+}
+
+// refuseRepeatedMembers refuses a JSON body in which one object, at any
+// depth, names a member twice. encoding/json would keep the last value
+// silently, so a proxy, a log or a WAF reading the first would see another
+// request than the handler. Names are compared as encoding/json matches
+// them to struct fields, ignoring case, so "username" and "UserName" are the
+// same member. A body that is not valid JSON is left to the decoder that
+// follows, which says what is wrong with it.
+func refuseRepeatedMembers(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // no number is out of range; the walk goes on past it
+	type open struct {
+		names memberNames // nil in an array
+		name  bool        // the next token in this object is a member name
+	}
+	var stack []open
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		top := len(stack) - 1
+		switch {
+		case top >= 0 && stack[top].name && tok != json.Delim('}'):
+			stack[top].name = false
+			name, _ := tok.(string) // the decoder allows nothing else here
+			if err := stack[top].names.add(name, "member"); err != nil {
+				return err
+			}
+			continue
+		case tok == json.Delim('{'):
+			stack = append(stack, open{names: memberNames{}, name: true})
+			continue
+		case tok == json.Delim('['):
+			stack = append(stack, open{})
+			continue
+		case tok == json.Delim('}') || tok == json.Delim(']'):
+			stack = stack[:top]
+		}
+		// A value ended: the first one is the whole body; in an object, a
+		// member name or the end comes next.
+		if len(stack) == 0 {
+			return nil
+		}
+		stack[len(stack)-1].name = stack[len(stack)-1].names != nil
+	}
+}
+
+// memberNames are the member names of one object, or the field names of
+// one form, seen so far, by their folded form.
+type memberNames map[string]string
+
+// maxQuotedName bounds how much of a client's name an error quotes.
+const maxQuotedName = 64
+
+// add records name, or refuses it when one seen before matches it in any
+// case; noun says what a name is ("member", "field"). Errors quote only
+// the client's own names.
+func (m memberNames) add(name, noun string) error {
+	key := foldName(name)
+	first, seen := m[key]
+	if !seen {
+		m[key] = name
+		return nil
+	}
+	if first == name {
+		return invalidRequest("%s %q is repeated", noun, clip(name, maxQuotedName))
+	}
+	return invalidRequest("%s %q repeats %q: names are matched ignoring case", noun, clip(name, maxQuotedName), clip(first, maxQuotedName))
+}
+
+// foldName folds s as encoding/json does when it matches a member to a
+// struct field: each rune to the smallest of its case-folding set, so
+// that "ſ" (long s) folds with "s" and "S", which strings.ToLower misses.
+func foldName(s string) string {
+	return strings.Map(func(r rune) rune {
+		for {
+			// SimpleFold steps up through the set and wraps to its smallest.
+			f := unicode.SimpleFold(r)
+			if f <= r {
+				return f
+			}
+			r = f
+		}
+	}, s)
+}
+
+// clip shortens s to at most n bytes without splitting a character.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func describeJSONError(err error) error {

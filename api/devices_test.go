@@ -108,20 +108,25 @@ func TestHostileBodies(t *testing.T) {
 		ctype  string
 		status int
 		code   string
+		detail string // a part of the problem's detail, when it matters
 	}{
-		{"malformed", `{"imei": "4901`, "application/json", 400, "invalid_request"},
-		{"not JSON", `imei=490154203237518`, "application/json", 400, "invalid_request"},
-		{"array", `[1,2,3]`, "application/json", 400, "invalid_request"},
-		{"string", `"hello"`, "application/json", 400, "invalid_request"},
-		{"two values", `{} {}`, "application/json", 400, "invalid_request"},
-		{"unknown field", `{"imei":"490154203237518","admin":true}`, "application/json", 400, "invalid_request"},
-		{"wrong type", `{"imei":490154203237518,"label":7,"role":1,"password":false,"reason":[]}`, "application/json", 400, "invalid_request"},
-		{"invalid UTF-8", "{\"label\":\"\xff\xfe\"}", "application/json", 400, "invalid_request"},
-		{"empty", ``, "application/json", 400, "invalid_request"},
-		{"deeply nested", strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000), "application/json", 400, "invalid_request"},
-		{"form", `imei=1`, "application/x-www-form-urlencoded", 415, "unsupported_media_type"},
-		{"XML", `<imei>1</imei>`, "application/xml", 415, "unsupported_media_type"},
-		{"oversized", `{"label":"` + strings.Repeat("x", 70<<10) + `"}`, "application/json", 413, "payload_too_large"},
+		{"malformed", `{"imei": "4901`, "application/json", 400, "invalid_request", ""},
+		{"not JSON", `imei=490154203237518`, "application/json", 400, "invalid_request", ""},
+		{"array", `[1,2,3]`, "application/json", 400, "invalid_request", ""},
+		{"string", `"hello"`, "application/json", 400, "invalid_request", ""},
+		{"two values", `{} {}`, "application/json", 400, "invalid_request", ""},
+		{"unknown field", `{"imei":"490154203237518","admin":true}`, "application/json", 400, "invalid_request", ""},
+		{"wrong type", `{"imei":490154203237518,"label":7,"role":1,"password":false,"reason":[]}`, "application/json", 400, "invalid_request", ""},
+		{"invalid UTF-8", "{\"label\":\"\xff\xfe\"}", "application/json", 400, "invalid_request", ""},
+		{"empty", ``, "application/json", 400, "invalid_request", ""},
+		{"deeply nested", strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000), "application/json", 400, "invalid_request", ""},
+		{"form", `imei=1`, "application/x-www-form-urlencoded", 415, "unsupported_media_type", ""},
+		{"XML", `<imei>1</imei>`, "application/xml", 415, "unsupported_media_type", ""},
+		{"oversized", `{"label":"` + strings.Repeat("x", 70<<10) + `"}`, "application/json", 413, "payload_too_large", ""},
+		{"repeated member", `{"label":"a","group":"b","label":"c"}`, "application/json", 400, "invalid_request", `member "label" is repeated`},
+		{"repeated nested member", `{"osVersion":{"api":34,"api":35},"device":{"imei":"1"}}`, "application/json", 400, "invalid_request", `member "api" is repeated`},
+		{"repeated member in an array of objects", `{"assignedUsers":[{"id":"a"},{"id":"b","id":"c"}]}`, "application/json", 400, "invalid_request", `member "id" is repeated`},
+		{"member repeated in other case", `{"reason":"a","Reason":"b"}`, "application/json", 400, "invalid_request", `member "Reason" repeats "reason"`},
 	}
 	for _, rt := range routes {
 		for _, b := range bodies {
@@ -139,8 +144,12 @@ func TestHostileBodies(t *testing.T) {
 				}
 				r := e.do(rt.method, rt.path, key, b.body, "Content-Type", b.ctype)
 				p := wantProblem(t, r, b.status, b.code)
-				if detail, _ := p["detail"].(string); detail == "" {
+				detail, _ := p["detail"].(string)
+				if detail == "" {
 					t.Fatal("problem without a detail")
+				}
+				if !strings.Contains(detail, b.detail) {
+					t.Fatalf("detail %q; want %q in it", detail, b.detail)
 				}
 			})
 		}

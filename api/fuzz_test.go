@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/gofiber/fiber/v2"
@@ -19,7 +20,8 @@ import (
 // FuzzDecodeBody feeds arbitrary bodies and content types to the request
 // decoders, strict (the v1 API) and loose (the dialects, with XML and
 // forms): nothing panics, every refusal is a 400 or 415 problem, and what
-// the strict decoder accepts is one valid JSON value.
+// the strict decoder accepts is one valid JSON value that names no member
+// twice in one object, in any case.
 func FuzzDecodeBody(f *testing.F) {
 	app := fiber.New()
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
@@ -44,8 +46,13 @@ func FuzzDecodeBody(f *testing.F) {
 			return false
 		}
 		var login loginRequest
-		if clean("strict login", decodeJSON(c, &login)) && !json.Valid(body) {
-			t.Fatalf("strict decoding accepted invalid JSON %q", body)
+		if clean("strict login", decodeJSON(c, &login)) {
+			if !json.Valid(body) {
+				t.Fatalf("strict decoding accepted invalid JSON %q", body)
+			}
+			if tree, err := parseTree(body); err != nil || repeatsAMember(tree) {
+				t.Fatalf("strict decoding accepted %q, which names a member twice (%v)", body, err)
+			}
 		}
 		var reg registerDeviceRequest
 		clean("strict registration", decodeJSON(c, &reg))
@@ -54,6 +61,29 @@ func FuzzDecodeBody(f *testing.F) {
 		var form tokenLoginLoginRequest
 		clean("loose form", decodeLoose(c, &form, bodyKinds{form: true}))
 	})
+}
+
+// repeatsAMember reports whether an object in n names a member twice,
+// compared as encoding/json compares them (bytes.EqualFold).
+func repeatsAMember(n *node) bool {
+	for i, k := range n.keys {
+		for _, earlier := range n.keys[:i] {
+			if strings.EqualFold(k, earlier) {
+				return true
+			}
+		}
+	}
+	for _, v := range n.vals {
+		if repeatsAMember(v) {
+			return true
+		}
+	}
+	for _, v := range n.items {
+		if repeatsAMember(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // FuzzLowerXML feeds arbitrary bytes to the dialects' XML reading: nothing

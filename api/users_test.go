@@ -142,3 +142,22 @@ func TestUsernamesDifferingOnlyInForm(t *testing.T) {
 		t.Fatalf("another account after the lock: %d %s", r.status, r.body)
 	}
 }
+
+// TestSameMemberInTwoObjects: a member name may appear once in each of
+// several objects; only a repeat within one object is refused.
+func TestSameMemberInTwoObjects(t *testing.T) {
+	e := newEnv(t)
+	body := `{"username":"dora","password":"correct horse","profile":{"username":"dora.w","team":{"username":"north","Username":"x"}}}`
+	p := wantProblem(t, e.do("POST", "/v1/users", e.manager, body), 400, "invalid_request")
+	if want := `member "Username" repeats "username"`; !strings.Contains(p["detail"].(string), want) {
+		t.Fatalf("detail %q; want %q in it", p["detail"], want)
+	}
+	body = `{"username":"dora","password":"correct horse","profile":{"username":"dora.w","team":{"username":"north"},"teams":[{"username":"a"},{"username":"b"}]}}`
+	r := e.do("POST", "/v1/users", e.manager, body)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s; want 201", r.status, r.body)
+	}
+	if p := r.json(t)["profile"].(map[string]any); p["username"] != "dora.w" || p["team"].(map[string]any)["username"] != "north" {
+		t.Fatalf("profile %v", p)
+	}
+}
