@@ -19,6 +19,7 @@ import (
 	"tether/storage"
 	"tether/storage/postgres"
 	"tether/storage/postgres/pgtest"
+	"tether/storage/storagetest"
 )
 
 // from is w's context with the request coming from another address.
@@ -353,6 +354,12 @@ func TestConcurrentGuesses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMemoryThrottlesConformance: the counters a server with a store of
+// its own keeps in memory pass the same suite as a shared store's.
+func TestMemoryThrottlesConformance(t *testing.T) {
+	storagetest.RunThrottles(t, func(*testing.T) storage.Throttles { return auth.NewMemoryThrottles(1000) })
 }
 
 // TestThrottleCountersBounded: counters kept in memory stay bounded under

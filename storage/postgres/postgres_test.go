@@ -29,6 +29,14 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestThrottlesConformance: the login throttle's counters, shared by the
+// instances on one database.
+func TestThrottlesConformance(t *testing.T) {
+	storagetest.RunThrottles(t, func(t *testing.T) storage.Throttles {
+		return open(t, pgtest.Schema(t))
+	})
+}
+
 // TestInstancesMigrateOnce: instances starting together on an empty
 // database migrate it once, and all of them open it.
 func TestInstancesMigrateOnce(t *testing.T) {
