@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"tether/auth/dpop"
 	"tether/storage/postgres/pgtest"
@@ -235,5 +237,108 @@ func TestProofReplayedToAnotherInstance(t *testing.T) {
 	}
 	if code, m := proven(onB, "/v1/auth/refresh", body, proof("/v1/auth/refresh")); code != 200 {
 		t.Fatalf("a fresh proof on B: %d %v", code, m)
+	}
+}
+
+// TestDefencesAcrossInstances: the security defences hold for two servers
+// on one database as for one: a burst of wrong passwords spread over both
+// gets five hashed in all, not five on each; a manager on one sees and
+// clears what the other counted; a password reset on one ends the tokens
+// on the other; a signing key revoked on one stops verifying on the other
+// at once.
+func TestDefencesAcrossInstances(t *testing.T) {
+	url, admin := pgSite(t)
+	a := startServer(t, t.TempDir(), "--store", url)
+	b := startServer(t, t.TempDir(), "--store", url)
+	onA, onB := "http://"+a.addr, "http://"+b.addr
+	if code, m := request(t, "POST", onA+"/v1/users", admin, `{"username":"maria","password":"correct horse","role":"manager"}`); code != 201 {
+		t.Fatalf("user: %d %v", code, m)
+	}
+	login := func(base, pw string) (int, map[string]any) {
+		return request(t, "POST", base+"/v1/auth/login", "", fmt.Sprintf(`{"username":"maria","password":%q}`, pw))
+	}
+
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range 30 {
+		wg.Go(func() {
+			code, _ := login([]string{onA, onB}[i%2], fmt.Sprint("guess ", i))
+			mu.Lock()
+			statuses[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	// Five in all are hashed, and one more after each wait (1 s, 2 s, ...)
+	// that ended while the burst lasted.
+	most := 5
+	for wait, total := time.Second, time.Second; total <= time.Since(start); wait, total = wait*2, total+wait*2 {
+		most++
+	}
+	if statuses[401] < 5 || statuses[401] > most || statuses[401]+statuses[429] != 30 {
+		t.Fatalf("a burst over two instances: %v; want 5 to %d hashed (and 401), the rest 429", statuses, most)
+	}
+	// Wait out and fail again until the wait is long enough to tell a
+	// manager's clearing from its end (1 s, 2 s, then 4 s).
+	guess := func(base, pw string) (int, int) {
+		resp, err := http.Post(base+"/v1/auth/login", "application/json", strings.NewReader(fmt.Sprintf(`{"username":"maria","password":%q}`, pw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		retry, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return resp.StatusCode, retry
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		code, retry := guess([]string{onA, onB}[time.Now().Nanosecond()%2], "wrong again")
+		if code == 429 && retry >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the wait never grew to 4 s: last %d, Retry-After %d", code, retry)
+		}
+		if code == 429 {
+			time.Sleep(time.Duration(retry) * time.Second)
+		}
+	}
+	if code, _ := guess(onB, "correct horse"); code != 429 {
+		t.Fatalf("the right password on B while held back: %d; want 429", code)
+	}
+	code, m := request(t, "GET", onA+"/v1/lockouts?account=maria", admin, "")
+	if code != 200 || len(m["items"].([]any)) == 0 {
+		t.Fatalf("lockouts on A: %d %v", code, m)
+	}
+	if code, m := request(t, "DELETE", onA+"/v1/lockouts?account=maria", admin, ""); code != 200 {
+		t.Fatalf("clear on A: %d %v", code, m)
+	}
+	code, tok := login(onB, "correct horse")
+	if code != 200 {
+		t.Fatalf("the right password on B once A cleared it: %d %v", code, tok)
+	}
+	access := tok["accessToken"].(string)
+
+	// A key revoked on A: B refuses what the old key signed, at once.
+	if code, m := request(t, "POST", onA+"/v1/admin/keys/rotate", admin, `{"revoke":true}`); code != 200 {
+		t.Fatalf("revoke on A: %d %v", code, m)
+	}
+	if code, m := request(t, "GET", onB+"/v1/auth/me", access, ""); code != 401 || m["code"] != "token_invalid" {
+		t.Fatalf("a token of the revoked key on B: %d %v; want 401 token_invalid", code, m)
+	}
+	code, next := request(t, "POST", onB+"/v1/auth/refresh", "", fmt.Sprintf(`{"refreshToken":%q,"deviceId":""}`, tok["refreshToken"]))
+	if code != 200 {
+		t.Fatalf("refresh on B after the revocation: %d %v", code, next)
+	}
+	if code, m := request(t, "GET", onA+"/v1/auth/me", next["accessToken"].(string), ""); code != 200 {
+		t.Fatalf("B's new token on A: %d %v", code, m)
+	}
+
+	// A password reset on A: B refuses the session's tokens at once.
+	if code, m := request(t, "POST", onA+"/v1/users/"+next["user"].(map[string]any)["id"].(string)+"/password", admin, `{"password":"a new one for maria"}`); code != 204 {
+		t.Fatalf("reset on A: %d %v", code, m)
+	}
+	if code, m := request(t, "GET", onB+"/v1/auth/me", next["accessToken"].(string), ""); code != 401 || m["code"] != "session_revoked" {
+		t.Fatalf("a token from before the reset on B: %d %v; want 401 session_revoked", code, m)
 	}
 }
