@@ -143,6 +143,30 @@ func TestUsernamesDifferingOnlyInForm(t *testing.T) {
 	}
 }
 
+// TestConfusableUsernames is the attack of an impostor account: a
+// username that differs from a real one only by look-alike characters
+// (Cyrillic for Latin, "rn" for "m", a digit for a letter) is refused, and
+// is no way into the real account either.
+func TestConfusableUsernames(t *testing.T) {
+	e := newEnv(t)
+	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "mike.k", "password": "correct horse"}); r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	for _, name := range []string{"mikе.k" /* Cyrillic е */, "rnike.k", "MIKE.K" /* the same account */, "mіke.k" /* Ukrainian і */} {
+		p := wantProblem(t, e.do("POST", "/v1/users", e.admin, map[string]any{"username": name, "password": "another horse"}), 409, "conflict")
+		if !strings.Contains(p["detail"].(string), name) {
+			t.Errorf("%q refused with %q; want the name in it", name, p["detail"])
+		}
+	}
+	if n := e.userCount(); n != 1 {
+		t.Fatalf("%d users; want 1", n)
+	}
+	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]any{"username": "mikе.k", "password": "correct horse"}), 401, "invalid_credentials")
+	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "mike.kr", "password": "another horse"}); r.status != 201 {
+		t.Fatalf("a name that only starts alike: %d %s", r.status, r.body)
+	}
+}
+
 // TestSameMemberInTwoObjects: a member name may appear once in each of
 // several objects; only a repeat within one object is refused.
 func TestSameMemberInTwoObjects(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mtibben/confusables"
 	"golang.org/x/text/secure/precis"
 )
 
@@ -225,6 +226,25 @@ func UsernameKey(name string) string {
 	// Names the profile refuses never pass auth's validation, but a backend
 	// still needs a key for them: fall back to plain lower-casing.
 	return strings.ToLower(name)
+}
+
+// UsernameSkeleton is the form in which usernames that look alike are
+// equal: the Unicode UTS #39 skeleton, taken again after lower-casing, so
+// that "walter" and "wаlter" (with a Cyrillic а), "Ian" and "lan", "rn"
+// and "m" have one skeleton. A new username whose skeleton another
+// account's has is refused (an impostor's name); accounts that already
+// exist are never merged. Every backend indexes usernames by it too.
+func UsernameSkeleton(name string) string {
+	if n, err := precis.UsernameCasePreserved.String(name); err == nil {
+		name = n
+	}
+	return strings.ToLower(confusables.Skeleton(strings.ToLower(confusables.Skeleton(name))))
+}
+
+// ConfusableConflict is the conflict of a new username that looks like
+// one taken.
+func ConfusableConflict(name string) *ConflictError {
+	return &ConflictError{Entity: "user", Field: "username confusable with", Value: name}
 }
 
 // APIKey is a key for scripts and resource servers. The secret itself is

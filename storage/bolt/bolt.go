@@ -40,8 +40,11 @@ var (
 	bucketDeviceIMEI = []byte("devices_by_imei")
 	bucketUsers      = []byte("users")
 	bucketUserName   = []byte("users_by_name")
-	bucketAPIKeys    = []byte("api_keys")
-	bucketAPIKeyHash = []byte("api_keys_by_hash")
+	// skeleton \x00 userID: usernames that look alike (storage.UsernameSkeleton);
+	// several accounts may share one from before the rule.
+	bucketUserSkeleton = []byte("users_by_skeleton")
+	bucketAPIKeys      = []byte("api_keys")
+	bucketAPIKeyHash   = []byte("api_keys_by_hash")
 
 	bucketSessions       = []byte("sessions")
 	bucketSessionFamily  = []byte("sessions_by_family")
@@ -77,6 +80,20 @@ var migrations = []func(tx *bolt.Tx) error{
 		return createBuckets(tx, bucketSessions, bucketSessionFamily, bucketSessionUser,
 			bucketSessionDevice, bucketSessionPair, bucketEvents, bucketSigningKeys,
 			bucketEnrollCodes, bucketEnrollCodeHash)
+	},
+	// 2 → 3: usernames by skeleton, for every user there is.
+	func(tx *bolt.Tx) error {
+		idx, err := tx.CreateBucketIfNotExists(bucketUserSkeleton)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketUsers).ForEach(func(id, v []byte) error {
+			var u storage.User
+			if err := json.Unmarshal(v, &u); err != nil {
+				return fmt.Errorf("decode user %q: %w", id, err)
+			}
+			return idx.Put(skeletonKey(u.Username, u.ID), nil)
+		})
 	},
 }
 

@@ -85,7 +85,12 @@ func TestPersistsAcrossReopen(t *testing.T) {
 	if err := s.CreateDevice(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	u, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "alice", Role: storage.RoleWorker})
+	// The users there before are indexed by skeleton: a look-alike is
+	// refused.
+	if _, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "аlice" /* Cyrillic а */, Role: storage.RoleWorker}); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("a look-alike of a user from schema 1: %v; want a conflict", err)
+	}
+	u, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "bob", Role: storage.RoleWorker})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +174,7 @@ func TestMigratesFromSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := storage.Device{ID: storage.NewID(storage.PrefixDevice), IMEI: "490154203237518", Status: storage.DeviceEnrolled}
+	alice := storage.User{ID: storage.NewID(storage.PrefixUser), Key: 1, Username: "alice", Role: storage.RoleWorker}
 	if err := db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range []string{"meta", "devices", "devices_by_imei", "users", "users_by_name", "api_keys", "api_keys_by_hash"} {
 			if _, err := tx.CreateBucket([]byte(name)); err != nil {
@@ -183,6 +189,15 @@ func TestMigratesFromSchema1(t *testing.T) {
 			return err
 		}
 		if err := tx.Bucket([]byte("devices_by_imei")).Put([]byte(d.IMEI), []byte(d.ID)); err != nil {
+			return err
+		}
+		if data, err = json.Marshal(alice); err != nil {
+			return err
+		}
+		if err := tx.Bucket([]byte("users")).Put([]byte(alice.ID), data); err != nil {
+			return err
+		}
+		if err := tx.Bucket([]byte("users_by_name")).Put([]byte("alice"), []byte(alice.ID)); err != nil {
 			return err
 		}
 		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), binary.BigEndian.AppendUint64(nil, 1))
@@ -201,7 +216,12 @@ func TestMigratesFromSchema1(t *testing.T) {
 	if got, err := s.GetDeviceByIMEI(ctx, d.IMEI); err != nil || got.ID != d.ID {
 		t.Fatalf("device after migration: %v, %v", got.ID, err)
 	}
-	u, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "alice", Role: storage.RoleWorker})
+	// The users there before are indexed by skeleton: a look-alike is
+	// refused.
+	if _, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "аlice" /* Cyrillic а */, Role: storage.RoleWorker}); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("a look-alike of a user from schema 1: %v; want a conflict", err)
+	}
+	u, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "bob", Role: storage.RoleWorker})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,24 @@ func usernameConflict(name string) *storage.ConflictError {
 	return &storage.ConflictError{Entity: "user", Field: "username", Value: name}
 }
 
+// skeletonKey is the users_by_skeleton key of a user.
+func skeletonKey(username, id string) []byte {
+	return []byte(storage.UsernameSkeleton(username) + "\x00" + id)
+}
+
+// claimSkeleton indexes u's username by its skeleton, unless another user's
+// username has the same one.
+func claimSkeleton(tx *bolt.Tx, u storage.User) error {
+	prefix := []byte(storage.UsernameSkeleton(u.Username) + "\x00")
+	c := tx.Bucket(bucketUserSkeleton).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if string(k[len(prefix):]) != u.ID {
+			return storage.ConfusableConflict(u.Username)
+		}
+	}
+	return tx.Bucket(bucketUserSkeleton).Put(append(prefix, u.ID...), nil)
+}
+
 // CreateUser implements storage.Users.
 func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.WriteOption) (storage.User, error) {
 	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
@@ -23,6 +42,9 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 		}
 		key := []byte(storage.UsernameKey(u.Username))
 		if err := claim(tx.Bucket(bucketUserName), key, u.ID, usernameConflict(u.Username)); err != nil {
+			return err
+		}
+		if err := claimSkeleton(tx, u); err != nil {
 			return err
 		}
 		seq, err := users.NextSequence()
@@ -98,6 +120,14 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 				return err
 			}
 		}
+		if storage.UsernameSkeleton(old.Username) != storage.UsernameSkeleton(next.Username) {
+			if err := claimSkeleton(tx, next); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketUserSkeleton).Delete(skeletonKey(old.Username, id)); err != nil {
+				return err
+			}
+		}
 		updated = next.Clone()
 		return put(users, []byte(id), next)
 	})
@@ -115,6 +145,10 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 			}
 			key := []byte(storage.UsernameKey(u.Username))
 			if err := claim(tx.Bucket(bucketUserName), key, u.ID, usernameConflict(u.Username)); err != nil {
+				return err
+			}
+			// Accounts that look alike and already exist are kept.
+			if err := tx.Bucket(bucketUserSkeleton).Put(skeletonKey(u.Username, u.ID), nil); err != nil {
 				return err
 			}
 			if u.Key > users.Sequence() {

@@ -114,6 +114,27 @@ func migrations() ([]string, error) {
 	return out, nil
 }
 
+// migrationSteps are the parts of migrations SQL cannot do, by the version
+// they migrate to: each runs right after that version's SQL, in the same
+// transaction.
+var migrationSteps = map[int]func(ctx context.Context, tx pgx.Tx) error{
+	4: fillSkeletons,
+}
+
+// fillSkeletons sets the username skeleton of every user.
+func fillSkeletons(ctx context.Context, tx pgx.Tx) error {
+	users, err := all[storage.User](ctx, tx, `SELECT data FROM users`)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if _, err := tx.Exec(ctx, `UPDATE users SET username_skeleton = $2 WHERE id = $1`, u.ID, storage.UsernameSkeleton(u.Username)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SchemaVersion is the schema version this build writes.
 func SchemaVersion() int {
 	m, _ := migrations()
@@ -147,6 +168,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		for ; version < len(steps); version++ {
 			if _, err := tx.Exec(ctx, steps[version]); err != nil {
 				return fmt.Errorf("migrate schema %d to %d: %v", version, version+1, err)
+			}
+			if fill := migrationSteps[version+1]; fill != nil {
+				if err := fill(ctx, tx); err != nil {
+					return fmt.Errorf("migrate schema %d to %d: %v", version, version+1, err)
+				}
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, version+1); err != nil {
 				return err

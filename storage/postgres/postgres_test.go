@@ -37,6 +37,30 @@ func TestThrottlesConformance(t *testing.T) {
 	})
 }
 
+// TestMigrationFillsSkeletons: users from before schema 4 get their
+// username skeletons as the database migrates, so look-alikes of them are
+// refused.
+func TestMigrationFillsSkeletons(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Schema(t)
+	s := open(t, url)
+	alice := storage.User{ID: storage.NewID(storage.PrefixUser), Username: "alice", Role: storage.RoleWorker}
+	if _, err := s.CreateUser(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	// Back to schema 3, as a database of an older build.
+	for _, sql := range []string{`DROP INDEX users_username_skeleton_idx`, `ALTER TABLE users DROP COLUMN username_skeleton`, `DELETE FROM schema_migrations WHERE version = 4`} {
+		if _, err := s.Pool().Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s = open(t, url)
+	if _, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "аlice" /* Cyrillic а */, Role: storage.RoleWorker}); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("a look-alike of a user from schema 3: %v; want a conflict", err)
+	}
+}
+
 // TestInstancesMigrateOnce: instances starting together on an empty
 // database migrate it once, and all of them open it.
 func TestInstancesMigrateOnce(t *testing.T) {

@@ -14,6 +14,19 @@ func usernameConflict(name string) *storage.ConflictError {
 	return &storage.ConflictError{Entity: "user", Field: "username", Value: name}
 }
 
+// lookAlike refuses u's username if another user's has its skeleton. The
+// read is a predicate on the index, so a concurrent insert of a look-alike
+// fails one of the two SERIALIZABLE transactions, and the retry sees it.
+func lookAlike(ctx context.Context, tx pgx.Tx, u storage.User) error {
+	var taken bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE username_skeleton = $1 AND id <> $2)`,
+		storage.UsernameSkeleton(u.Username), u.ID).Scan(&taken)
+	if err == nil && taken {
+		return storage.ConfusableConflict(u.Username)
+	}
+	return err
+}
+
 // CreateUser implements storage.Users.
 func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.WriteOption) (storage.User, error) {
 	var created storage.User
@@ -28,10 +41,13 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, data) VALUES ($1, $2, $3)`,
-			rec.ID, storage.UsernameKey(rec.Username), data)
+		_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, data) VALUES ($1, $2, $3, $4)`,
+			rec.ID, storage.UsernameKey(rec.Username), storage.UsernameSkeleton(rec.Username), data)
 		err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: rec.ID})
 		if err := unique(err, "users_username_key", usernameConflict(rec.Username)); err != nil {
+			return err
+		}
+		if err := lookAlike(ctx, tx, rec); err != nil {
 			return err
 		}
 		created = rec.Clone()
@@ -92,10 +108,15 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE users SET username_key = $2, data = $3 WHERE id = $1`,
-			id, storage.UsernameKey(next.Username), data)
+		_, err = tx.Exec(ctx, `UPDATE users SET username_key = $2, username_skeleton = $3, data = $4 WHERE id = $1`,
+			id, storage.UsernameKey(next.Username), storage.UsernameSkeleton(next.Username), data)
 		if err := unique(err, "users_username_key", usernameConflict(next.Username)); err != nil {
 			return err
+		}
+		if storage.UsernameSkeleton(old.Username) != storage.UsernameSkeleton(next.Username) {
+			if err := lookAlike(ctx, tx, next); err != nil {
+				return err
+			}
 		}
 		updated = next.Clone()
 		return nil
@@ -113,8 +134,8 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 			if err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, data) VALUES ($1, $2, $3)`,
-				u.ID, storage.UsernameKey(u.Username), data)
+			_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, data) VALUES ($1, $2, $3, $4)`,
+				u.ID, storage.UsernameKey(u.Username), storage.UsernameSkeleton(u.Username), data)
 			err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: u.ID})
 			if err := unique(err, "users_username_key", usernameConflict(u.Username)); err != nil {
 				return err

@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"DeviceCopies", testDeviceCopies},
 		{"UserCRUD", testUserCRUD},
 		{"UsernameUnique", testUsernameUnique},
+		{"UsernameConfusable", testUsernameConfusable},
 		{"UserRename", testUserRename},
 		{"UserKeys", testUserKeys},
 		{"UserList", testUserList},
@@ -577,6 +578,62 @@ func testUsernameUnique(t *testing.T, s storage.Store) {
 	bob := mustCreateUser(t, s, newUser("bob", storage.RoleWorker))
 	if bob.Key != 2 {
 		t.Fatalf("second user's key = %d; want 2", bob.Key)
+	}
+}
+
+// testUsernameConfusable: a new username that looks like a taken one (by
+// UTS #39 skeleton) is refused, on create and rename, also when both are
+// created at once.
+func testUsernameConfusable(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	walter := mustCreateUser(t, s, newUser("walter", storage.RoleWorker))
+	mustCreateUser(t, s, newUser("Ian", storage.RoleWorker))
+	mustCreateUser(t, s, newUser("m.kay", storage.RoleWorker))
+	for _, name := range []string{"wаlter" /* Cyrillic а */, "WАLTER" /* Cyrillic А */, "lan", "rn.kay", "wa1ter", "walther" /* not confusable */} {
+		u := newUser(name, storage.RoleWorker)
+		_, err := s.CreateUser(ctx, u)
+		if name == "walther" {
+			if err != nil {
+				t.Fatalf("%q, which looks like no one: %v", name, err)
+			}
+			continue
+		}
+		wantConflict(t, err, storage.ConfusableConflict(name).Field)
+		if _, err := s.GetUser(ctx, u.ID); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("refused look-alike %q was stored: %v", name, err)
+		}
+	}
+	// A rename may keep its own skeleton, but not take another's.
+	if _, err := s.UpdateUser(ctx, walter.ID, func(u storage.User) (storage.User, error) {
+		u.Username = "rn.kay"
+		return u, nil
+	}); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("rename to a look-alike of m.kay: %v; want a conflict", err)
+	}
+	if _, err := s.UpdateUser(ctx, walter.ID, func(u storage.User) (storage.User, error) {
+		u.Username = "Walter"
+		return u, nil
+	}); err != nil {
+		t.Fatalf("rename to its own look-alike: %v", err)
+	}
+	// Two look-alikes at once: one account.
+	var wins sync.WaitGroup
+	var mu sync.Mutex
+	created := 0
+	for _, name := range []string{"olga", "оlga" /* Cyrillic о */, "olgа" /* Cyrillic а */, "0lga"} {
+		wins.Go(func() {
+			if _, err := s.CreateUser(ctx, newUser(name, storage.RoleWorker)); err == nil {
+				mu.Lock()
+				created++
+				mu.Unlock()
+			} else if !errors.Is(err, storage.ErrConflict) {
+				t.Errorf("%q: %v", name, err)
+			}
+		})
+	}
+	wins.Wait()
+	if created != 1 {
+		t.Fatalf("%d of four look-alikes created at once; want 1", created)
 	}
 }
 
