@@ -273,4 +273,27 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil || !u.Disabled {
 		t.Fatalf("user after the console disabled it: %+v, %v", u, err)
 	}
+
+	// Someone guesses walter's password: the manager sees him held back
+	// and clears him.
+	for range 6 {
+		e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "a guess", "device": handset("490154203237518")})
+	}
+	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": handset("490154203237518")}), 429, "too_many_attempts")
+	run("see a held account and clear it",
+		chromedp.Click(`a[data-nav="fleet"]`, chromedp.ByQuery),
+		chromedp.Click(`a[data-nav="users"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="lockouts-table"]//tr[td[text()="walter"] and td[text()="0.0.0.0"]]//span[contains(@class,"badge")]`),
+		chromedp.ScrollIntoView("#lockouts-table", chromedp.ByQuery),
+		chromedp.CaptureScreenshot(&shot),
+		chromedp.Click(`//table[@id="lockouts-table"]//tr[td[text()="walter"] and td[text()="0.0.0.0"]]//button[text()="Clear"]`),
+		chromedp.Click("#confirm-yes", chromedp.ByQuery),
+		chromedp.WaitNotPresent(`//table[@id="lockouts-table"]//tr[td[text()="walter"] and td[text()="0.0.0.0"]]`),
+	)
+	if err := os.WriteFile(filepath.Join(artifacts(t), "console-lockouts.png"), shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": handset("490154203237518")}); r.status != 200 {
+		t.Fatalf("walter once the console cleared him: %d %s", r.status, r.body)
+	}
 }

@@ -295,6 +295,7 @@ async function exportList(path, kind) {
 // ---- users ----
 
 async function loadUsers() {
+  await loadLockouts();
   const page = await api("GET", "/v1/users?limit=1000");
   $("#users-table tbody").replaceChildren(...page.items.map((u) => h("tr", {},
     h("td", { class: "mono" }, u.username),
@@ -305,6 +306,28 @@ async function loadUsers() {
       h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled) }, u.disabled ? "Enable" : "Disable"),
       h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
       h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u) }, "Log out everywhere")))));
+}
+
+async function loadLockouts() {
+  const page = await api("GET", "/v1/lockouts?limit=1000");
+  $("#lockouts-empty").hidden = page.items.length > 0;
+  $("#lockouts-table tbody").replaceChildren(...page.items.map((l) => h("tr", {},
+    h("td", { class: "mono" }, l.account || "any account"),
+    h("td", { class: "mono" }, l.address || "any address"),
+    h("td", {}, String(l.failures)),
+    h("td", {}, l.blockedUntil ? h("span", { class: "badge suspended" }, new Date(l.blockedUntil).toLocaleString()) : "—"),
+    h("td", { class: "row-actions" },
+      h("button", { type: "button", class: "quiet", onclick: () => clearLockout(l) }, "Clear")))));
+}
+
+async function clearLockout(l) {
+  const q = new URLSearchParams();
+  if (l.account) q.set("account", l.account);
+  if (l.address) q.set("address", l.address);
+  const what = l.account ? `the failed sign-ins of ${l.account}${l.address ? ` from ${l.address}` : " (from every address)"}` : `the failed sign-ins from ${l.address}`;
+  if ((await confirmAction(`Forget ${what}?`, false)) === null) return;
+  try { await api("DELETE", `/v1/lockouts?${q}`); await loadLockouts(); flash(`Forgot ${what}.`); }
+  catch (err) { flash(problemText(err), true); }
 }
 
 async function setDisabled(u, disabled) {
@@ -318,7 +341,7 @@ function resetPassword(u) {
   $("#password-title").textContent = `Reset the password of ${u.username}`;
   $("#password-form").onsubmit = (e) => submitDialog(e, dlg, async (f) => {
     await api("POST", `/v1/users/${encodeURIComponent(u.id)}/password`, { password: f.get("password") });
-    flash(`Password of ${u.username} set.`);
+    flash(`Password of ${u.username} set; every session of theirs has ended.`);
   });
 }
 
