@@ -32,7 +32,7 @@ func benchmarkRefusal(b *testing.B, username string) {
 		b.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.AccountFailures, cfg.AddressFailures = 0, 0
+	cfg.AccountFailures, cfg.AccountFailuresTotal, cfg.AddressFailures = 0, 0, 0
 	svc, err := NewService(ctx, cfg, store, h, v)
 	if err != nil {
 		b.Fatal(err)

@@ -453,7 +453,7 @@ func serveExisting(bin, dir string, where []string, key string, startupMs *float
 		return nil, err
 	}
 	args := append([]string{"serve", "--addr", addr, "--log-level", "error",
-		"--max-account-failures", "0", "--max-address-failures", "0", "--sweep-interval", "0",
+		"--max-account-failures", "0", "--max-account-failures-total", "0", "--max-address-failures", "0", "--sweep-interval", "0",
 		"--access-ttl", "1h"}, where...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr

@@ -452,6 +452,42 @@ func TestKeysRotate(t *testing.T) {
 	if err != nil || len(events.Items) != 2 || events.Items[0].Actor != "cli" {
 		t.Fatalf("rotation events: %+v, %v", events.Items, err)
 	}
+	s.Close()
+
+	// --revoke: only the new key is left.
+	r := runCLI(t, "", nil, "keys", "rotate", "--revoke", "--data", dir)
+	if r.code != 0 || !strings.Contains(r.stderr, "every other key is deleted") {
+		t.Fatalf("keys rotate --revoke: exit %d, %s", r.code, r.stderr)
+	}
+	s = openTestStore(t, dir)
+	defer s.Close()
+	keys, err = s.ListSigningKeys(context.Background())
+	if err != nil || len(keys) != 1 || !keys[0].RetiredAt.IsZero() {
+		t.Fatalf("keys after revoking: %+v, %v; want one, active", keys, err)
+	}
+	events, err = s.ListEvents(context.Background(), storage.EventFilter{Action: "keys.rotate"})
+	if err != nil || len(events.Items) != 3 || events.Items[2].Reason != "old keys revoked" {
+		t.Fatalf("rotation events: %+v, %v", events.Items, err)
+	}
+}
+
+// TestServeWarnsWithoutPublicURL: with handset proofs on and no
+// --public-url, proofs are checked against the Host each request names, and
+// the server says so at start.
+func TestServeWarnsWithoutPublicURL(t *testing.T) {
+	const warning = "pass --public-url"
+	srv := startServer(t, t.TempDir())
+	srv.stop(t)
+	if !strings.Contains(srv.stderr.String(), warning) {
+		t.Fatalf("no warning without --public-url:\n%s", srv.stderr)
+	}
+	for _, extra := range [][]string{{"--public-url", "https://tether.example"}, {"--device-proof", "off"}} {
+		srv := startServer(t, t.TempDir(), extra...)
+		srv.stop(t)
+		if strings.Contains(srv.stderr.String(), warning) {
+			t.Fatalf("a warning with %v:\n%s", extra, srv.stderr)
+		}
+	}
 }
 
 func TestDeviceImport(t *testing.T) {
