@@ -82,17 +82,9 @@ func LoadKeys(ctx context.Context, store storage.SigningKeys, life time.Duration
 // old keys verify what they signed until their life runs out. It returns
 // the new key's id.
 func (k *KeySet) Rotate(ctx context.Context, opts ...storage.WriteOption) (string, error) {
-	next, err := k.newKey()
-	if err != nil {
-		return "", err
-	}
-	if err := k.store.RotateSigningKey(ctx, next, opts...); err != nil {
-		return "", fmt.Errorf("rotate signing key: %w", err)
-	}
-	if err := k.reload(ctx); err != nil {
-		return "", err
-	}
-	return next.ID, nil
+	return k.replace(ctx, "rotate signing key", func(next storage.SigningKey) error {
+		return k.store.RotateSigningKey(ctx, next, opts...)
+	})
 }
 
 // Revoke makes a new signing key and deletes every other one at once: for
@@ -101,12 +93,19 @@ func (k *KeySet) Rotate(ctx context.Context, opts ...storage.WriteOption) (strin
 // any session (see catchUp); sessions go on through their refresh tokens,
 // which no signing key makes. It returns the new key's id.
 func (k *KeySet) Revoke(ctx context.Context, opts ...storage.WriteOption) (string, error) {
+	return k.replace(ctx, "revoke signing keys", func(next storage.SigningKey) error {
+		return k.store.RevokeSigningKeys(ctx, next, opts...)
+	})
+}
+
+// replace makes a new key, has write store it, and reloads.
+func (k *KeySet) replace(ctx context.Context, what string, write func(storage.SigningKey) error) (string, error) {
 	next, err := k.newKey()
 	if err != nil {
 		return "", err
 	}
-	if err := k.store.RevokeSigningKeys(ctx, next, opts...); err != nil {
-		return "", fmt.Errorf("revoke signing keys: %w", err)
+	if err := write(next); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	if err := k.reload(ctx); err != nil {
 		return "", err

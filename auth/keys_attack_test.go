@@ -11,8 +11,6 @@ import (
 
 	"tether/auth"
 	"tether/storage"
-	"tether/storage/postgres"
-	"tether/storage/postgres/pgtest"
 )
 
 // stolenKey is the active signing key as a thief with the store file has
@@ -45,14 +43,7 @@ func TestStolenSigningKey(t *testing.T) {
 		store func(t *testing.T) storage.Store
 	}{
 		{"bolt", func(t *testing.T) storage.Store { return newStore(t) }},
-		{"postgres", func(t *testing.T) storage.Store {
-			s, err := postgres.Open(context.Background(), pgtest.Schema(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}},
+		{"postgres", pgStore},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorldOn(t, tc.store(t))

@@ -327,15 +327,7 @@ func (m *memoryThrottles) ListAttempts(ctx context.Context, f storage.AttemptFil
 		return 0
 	})
 	limit := storage.PageLimit(f.Limit)
-	page := storage.Page[storage.Attempts]{Items: all}
-	if len(all) > limit {
-		page.Items = all[:limit]
-		page.Next = storage.AttemptCursor(all[limit-1].AttemptKey)
-	}
-	if page.Items == nil {
-		page.Items = []storage.Attempts{}
-	}
-	return page, nil
+	return storage.AttemptsPage(all[:min(len(all), limit+1)], limit), nil
 }
 
 func (m *memoryThrottles) ClearAttempts(ctx context.Context, account, address string) (int, error) {

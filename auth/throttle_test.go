@@ -232,6 +232,18 @@ func proofFrom(t *testing.T, w *world, ctx context.Context, k dpop.Key) context.
 	return auth.WithProof(ctx, auth.Proof{JWT: p, Method: "POST", URL: base + "/v1/auth/login"})
 }
 
+// pgStore is a PostgreSQL store in a schema of its own, for the servers of
+// one test to share.
+func pgStore(t *testing.T) storage.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // holdingStore holds every password check's user read until it is let go,
 // so that all the guesses of a burst are under way at once: the window in
 // which a limit checked before the hash and counted after it lets them all
@@ -261,14 +273,7 @@ func TestConcurrentGuesses(t *testing.T) {
 		instances int
 	}{
 		{"bolt", func(t *testing.T) storage.Store { return newStore(t) }, 1},
-		{"postgres, two servers", func(t *testing.T) storage.Store {
-			s, err := postgres.Open(context.Background(), pgtest.Schema(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}, 2},
+		{"postgres, two servers", pgStore, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := tc.store(t)

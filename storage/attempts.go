@@ -86,6 +86,20 @@ func ParseAttemptCursor(cursor string) (AttemptKey, bool) {
 	return AttemptKey{Account: account, Address: address}, ok
 }
 
+// AttemptsPage makes a page of counters from up to limit+1 of them, in
+// list order: the one past the limit only says that a next page exists.
+func AttemptsPage(items []Attempts, limit int) Page[Attempts] {
+	page := Page[Attempts]{Items: items}
+	if len(items) > limit {
+		page.Items = items[:limit]
+		page.Next = AttemptCursor(items[limit-1].AttemptKey)
+	}
+	if page.Items == nil {
+		page.Items = []Attempts{}
+	}
+	return page
+}
+
 // Throttles keeps the login throttle's counters. A store shared by several
 // servers implements it, so each limit holds for all of them together, not
 // once per server; a single server may keep the counters in its memory.

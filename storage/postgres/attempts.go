@@ -111,15 +111,7 @@ func (s *Store) ListAttempts(ctx context.Context, f storage.AttemptFilter) (stor
 	if err != nil {
 		return storage.Page[storage.Attempts]{}, err
 	}
-	page := storage.Page[storage.Attempts]{Items: items}
-	if len(items) > limit {
-		page.Items = items[:limit]
-		page.Next = storage.AttemptCursor(items[limit-1].AttemptKey)
-	}
-	if page.Items == nil {
-		page.Items = []storage.Attempts{}
-	}
-	return page, nil
+	return storage.AttemptsPage(items, limit), nil
 }
 
 // ClearAttempts implements storage.Throttles.
