@@ -11,19 +11,24 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/xuri/excelize/v2"
-
 	"tether"
 	"tether/storage"
 )
 
-// Import limits.
+// Import limits. They bound what reading one file may cost in memory,
+// whatever it holds, and are checked as the file is read.
 const (
 	// MaxImportRows is the most data rows one file may hold.
 	MaxImportRows = 50_000
-	// maxUnzipped bounds what an XLSX file may unpack to, so a small
-	// hostile file cannot expand into gigabytes.
-	maxUnzipped = 128 << 20
+	// MaxImportColumns is the most columns a row may use: the import knows
+	// seven names, and a sheet exported from elsewhere brings more.
+	MaxImportColumns = 64
+	// MaxImportCell is the longest cell, in bytes: a hundred assigned
+	// users of 64 characters fit.
+	MaxImportCell = 8 << 10
+	// MaxImportBytes bounds the cells of a file together, those of
+	// columns the import does not know included.
+	MaxImportBytes = 16 << 20
 )
 
 // The columns an import file may have. Header names match in any case,
@@ -80,59 +85,81 @@ const (
 
 // ReadImport reads an import file: a header row, then a row per handset.
 // Blank rows are kept (as rows with every field empty) so row numbers match
-// the file; unknown columns come back as warnings.
+// the file, except those after the last row with a value, which
+// spreadsheets leave behind; unknown columns come back as warnings.
+//
+// The limits above are checked as the file is read, so a file that breaks
+// one is refused without being read whole: the error is a
+// *tether.ValidationError on the field "file", as for every file that
+// cannot be read.
 func ReadImport(r io.Reader, format string) ([]ImportRow, []ImportIssue, error) {
-	var records [][]string
+	var rd importReader
+	var err error
 	switch format {
 	case FormatCSV:
-		var err error
-		if records, err = readCSV(r); err != nil {
-			return nil, nil, err
-		}
+		err = readCSV(r, rd.add)
 	case FormatXLSX:
-		f, err := excelize.OpenReader(r, excelize.Options{UnzipSizeLimit: maxUnzipped, UnzipXMLSizeLimit: maxUnzipped / 4})
-		if err != nil {
-			return nil, nil, tether.Invalid("file", "file_unreadable", "the file is not a readable XLSX workbook")
-		}
-		defer f.Close()
-		sheets := f.GetSheetList()
-		if len(sheets) == 0 {
-			return nil, nil, tether.Invalid("file", "file_empty", "the workbook has no sheet")
-		}
-		if records, err = f.GetRows(sheets[0]); err != nil {
-			return nil, nil, tether.Invalid("file", "file_unreadable", "the first sheet cannot be read")
-		}
+		err = readXLSX(r, rd.add)
 	default:
 		return nil, nil, fmt.Errorf("import format %q", format)
 	}
-	if len(records) == 0 {
+	if err != nil {
+		return nil, nil, err
+	}
+	if rd.records == 0 {
 		return nil, nil, tether.Invalid("file", "file_empty", "the file has no header row")
 	}
-	if len(records)-1 > MaxImportRows {
-		return nil, nil, tether.Invalid("file", "file_too_many_rows", fmt.Sprintf("at most %d rows per file", MaxImportRows))
-	}
+	return rd.rows, rd.warnings, nil
+}
 
-	cols := map[string]int{}
-	var warnings []ImportIssue
-	for i, h := range records[0] {
-		key := strings.ToLower(strings.NewReplacer(" ", "", "-", "", "_", "", "\ufeff", "").Replace(strings.TrimSpace(h)))
-		name, ok := importColumns[key]
-		switch {
-		case key == "":
-		case !ok:
-			warnings = append(warnings, ImportIssue{Row: 1, Field: h, Code: "column_unknown", Message: fmt.Sprintf("column %q is not imported", h)})
-		case cols[name] != 0:
-			return nil, nil, tether.Invalid("file", "column_repeated", fmt.Sprintf("column %q appears twice", h))
-		default:
-			cols[name] = i + 1 // 1-based, so 0 means absent
+// importReader turns a file's records into rows one at a time, as they
+// are read, so that nothing but the rows is kept.
+type importReader struct {
+	records  int // read so far, the header included
+	cells    int // bytes of every cell read so far
+	blank    int // blank records not yet kept: only if a row follows
+	cols     map[string]int
+	rows     []ImportRow
+	warnings []ImportIssue
+}
+
+var errTooManyRows = tether.Invalid("file", "file_too_many_rows", fmt.Sprintf("at most %d rows per file", MaxImportRows))
+
+// add takes the file's next record.
+func (rd *importReader) add(rec []string) error {
+	rd.records++
+	n := rd.records
+	empty := !slices.ContainsFunc(rec, func(c string) bool { return c != "" })
+	if !empty && n-1 > MaxImportRows {
+		return errTooManyRows
+	}
+	if len(rec) > MaxImportColumns {
+		return tooManyColumns("row", n)
+	}
+	for i, c := range rec {
+		if len(c) > MaxImportCell {
+			return tether.Invalid("file", "file_cell_too_long", fmt.Sprintf("row %d, column %d: a cell holds at most %d bytes", n, i+1, MaxImportCell))
 		}
+		rd.cells += len(c)
 	}
-	if cols["imei"] == 0 {
-		return nil, nil, tether.Invalid("file", "column_missing", "the header row has no imei column")
+	if rd.cells > MaxImportBytes {
+		return errTooLarge
 	}
-	cell := func(rec []string, name string) string {
-		if i := cols[name] - 1; i >= 0 && i < len(rec) {
-			return strings.TrimSpace(rec[i])
+	switch {
+	case n == 1:
+		return rd.header(rec)
+	case empty:
+		rd.blank++
+		return nil
+	}
+	for ; rd.blank > 0; rd.blank-- {
+		rd.rows = append(rd.rows, ImportRow{Row: n - rd.blank})
+	}
+	// The cells are copied: those of a CSV record share one string, which
+	// keeping one would keep whole.
+	cell := func(name string) string {
+		if i := rd.cols[name] - 1; i >= 0 && i < len(rec) {
+			return strings.Clone(strings.TrimSpace(rec[i]))
 		}
 		return ""
 	}
@@ -145,49 +172,141 @@ func ReadImport(r io.Reader, format string) ([]ImportRow, []ImportIssue, error) 
 		}
 		return out
 	}
-	rows := make([]ImportRow, 0, len(records)-1)
-	for i, rec := range records[1:] {
-		rows = append(rows, ImportRow{
-			Row: i + 2, IMEI: cell(rec, "imei"), IccIDs: list(cell(rec, "iccIds")),
-			Label: cell(rec, "label"), Group: cell(rec, "group"), AssignedUsers: list(cell(rec, "assignedUsers")),
-		})
+	rd.rows = append(rd.rows, ImportRow{
+		Row: n, IMEI: cell("imei"), IccIDs: list(cell("iccIds")),
+		Label: cell("label"), Group: cell("group"), AssignedUsers: list(cell("assignedUsers")),
+	})
+	return nil
+}
+
+var errTooLarge = tether.Invalid("file", "file_too_large", fmt.Sprintf("the cells of a file hold at most %d MiB", MaxImportBytes>>20))
+
+// tooManyColumns refuses a file at a row (XLSX) or line (CSV).
+func tooManyColumns(where string, n int) error {
+	return tether.Invalid("file", "file_too_many_columns", fmt.Sprintf("%s %d: at most %d columns per row", where, n, MaxImportColumns))
+}
+
+// header reads the header row: which column holds what.
+func (rd *importReader) header(rec []string) error {
+	rd.cols = map[string]int{}
+	for i, h := range rec {
+		key := strings.ToLower(strings.NewReplacer(" ", "", "-", "", "_", "", "\ufeff", "").Replace(strings.TrimSpace(h)))
+		name, ok := importColumns[key]
+		switch {
+		case key == "":
+		case !ok:
+			h = strings.Clone(h)
+			rd.warnings = append(rd.warnings, ImportIssue{Row: 1, Field: h, Code: "column_unknown", Message: fmt.Sprintf("column %q is not imported", h)})
+		case rd.cols[name] != 0:
+			return tether.Invalid("file", "column_repeated", fmt.Sprintf("column %q appears twice", h))
+		default:
+			rd.cols[name] = i + 1 // 1-based, so 0 means absent
+		}
 	}
-	return rows, warnings, nil
+	if rd.cols["imei"] == 0 {
+		return tether.Invalid("file", "column_missing", "the header row has no imei column")
+	}
+	return nil
 }
 
 // readCSV reads comma- or semicolon-separated values (spreadsheets in many
-// locales write the latter), with or without a byte-order mark.
-func readCSV(r io.Reader) ([][]string, error) {
+// locales write the latter), with or without a byte-order mark, passing
+// each record to add.
+func readCSV(r io.Reader, add func([]string) error) error {
 	br := bufio.NewReader(r)
 	head, err := br.Peek(4096)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return nil, err
+		return err
 	}
 	firstLine, _, _ := bytes.Cut(head, []byte("\n"))
-	cr := csv.NewReader(br)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = false
+	sep := byte(',')
 	if bytes.Count(firstLine, []byte(";")) > bytes.Count(firstLine, []byte(",")) {
-		cr.Comma = ';'
+		sep = ';'
 	}
-	var records [][]string
+	cr := csv.NewReader(&csvBounds{r: br, sep: sep, line: 1})
+	cr.Comma = rune(sep)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true // add copies what it keeps
+	end := 0              // the line the last record ended on
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
-			return records, nil
+			return nil
 		}
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return nil, tether.Invalid("file", "file_unreadable", fmt.Sprintf("CSV row %d: %v", pe.StartLine, pe.Err))
+				return tether.Invalid("file", "file_unreadable", fmt.Sprintf("CSV row %d: %v", pe.StartLine, pe.Err))
 			}
-			return nil, err
+			return err
 		}
-		if len(records) > MaxImportRows+1 {
-			return nil, tether.Invalid("file", "file_too_many_rows", fmt.Sprintf("at most %d rows per file", MaxImportRows))
+		// encoding/csv skips empty lines: after the header, each is a
+		// blank row, as a spreadsheet shows it.
+		if start, _ := cr.FieldPos(0); end > 0 {
+			for range start - end - 1 {
+				if err := add(nil); err != nil {
+					return err
+				}
+			}
 		}
-		records = append(records, rec)
+		last, _ := cr.FieldPos(len(rec) - 1)
+		end = last + strings.Count(rec[len(rec)-1], "\n")
+		if err := add(rec); err != nil {
+			return err
+		}
 	}
+}
+
+// csvBounds passes CSV text through to encoding/csv, which holds a whole
+// record before it returns it, and refuses the text as soon as a record
+// has more fields than MaxImportColumns or a field more bytes than a cell
+// of MaxImportCell can take quoted: a line of commas alone would
+// otherwise cost some sixty bytes of memory per byte read.
+type csvBounds struct {
+	r      io.Reader
+	sep    byte
+	quoted bool
+	fields int // separators seen in this record
+	field  int // bytes of this field
+	line   int
+	err    error
+}
+
+func (b *csvBounds) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	for i, c := range p[:n] {
+		switch {
+		case c == '"':
+			b.quoted = !b.quoted // a doubled quote turns it back at once
+			b.field++
+		case b.quoted:
+			b.field++
+			if c == '\n' {
+				b.line++
+			}
+		case c == b.sep:
+			b.fields++
+			b.field = 0
+		case c == '\n':
+			b.fields, b.field = 0, 0
+			b.line++
+		default:
+			b.field++
+		}
+		switch {
+		case b.fields >= MaxImportColumns:
+			b.err = tooManyColumns("line", b.line)
+		case b.field > 2*MaxImportCell+2:
+			b.err = tether.Invalid("file", "file_cell_too_long", fmt.Sprintf("line %d: a cell holds at most %d bytes", b.line, MaxImportCell))
+		default:
+			continue
+		}
+		return i, b.err
+	}
+	return n, err
 }
 
 func (r ImportRow) blank() bool {

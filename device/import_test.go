@@ -3,8 +3,10 @@ package device_test
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,7 +109,7 @@ func TestReadImport(t *testing.T) {
 	}{
 		{"semicolons and BOM", "\ufeffImei;Label;GROUP\n490154203237518;a;b\n", 1, ""},
 		{"quoted fields", "imei,label\n\"490154203237518\",\"van, seven\"\n", 1, ""},
-		{"blank rows kept", "imei\n490154203237518\n\n356938035643809\n", 2, ""},
+		{"blank rows kept", "imei\n490154203237518\n\n356938035643809\n", 3, ""},
 		{"ragged rows", "imei,label,group\n490154203237518\n356938035643809,a,b,c\n", 2, ""},
 		{"no imei column", "label,group\na,b\n", 0, "column_missing"},
 		{"column twice", "imei,IMEI\n1,2\n", 0, "column_repeated"},
@@ -122,8 +124,8 @@ func TestReadImport(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || len(rows) < c.rows {
-			t.Errorf("%s: %d rows, %v", c.name, len(rows), err)
+		if err != nil || len(rows) != c.rows || rows[len(rows)-1].Row != c.rows+1 {
+			t.Errorf("%s: got %d rows, %v; want %d, the last numbered %d", c.name, len(rows), err, c.rows, c.rows+1)
 		}
 	}
 	rows, _, err := device.ReadImport(strings.NewReader("IMEI,iccids,label\n490154203237518,8944500102198304826;89012608621145279111,\"van, 7\"\n"), device.FormatCSV)
@@ -163,6 +165,159 @@ func TestReadImportXLSX(t *testing.T) {
 	}
 	if _, _, err := device.ReadImport(strings.NewReader("not a zip"), device.FormatXLSX); fieldCode(err) != "file_unreadable" {
 		t.Fatalf("not XLSX: %v", err)
+	}
+}
+
+// TestReadImportLimits reads files at and just past each limit, as CSV
+// and as XLSX: past it, the file is refused with the limit's code.
+func TestReadImportLimits(t *testing.T) {
+	const imei = "490154203237518"
+	row := func(cells ...string) []string { return cells }
+	wide := func(n int) []string {
+		r := make([]string, n)
+		r[0] = imei
+		for i := 1; i < n; i++ {
+			r[i] = "x"
+		}
+		return r
+	}
+	header := func(n int) []string {
+		h := make([]string, n)
+		h[0] = "imei"
+		for i := 1; i < n; i++ {
+			h[i] = fmt.Sprintf("extra %d", i)
+		}
+		return h
+	}
+	cell := strings.Repeat("x", device.MaxImportCell)
+	var many [][]string // 2,049 rows of 8 KiB: over MaxImportBytes
+	for range device.MaxImportBytes/device.MaxImportCell + 1 {
+		many = append(many, row(imei, cell))
+	}
+	cases := []struct {
+		name string
+		rows [][]string // after a header of imei and label
+		n    int        // rows read
+		code string
+	}{
+		{"64 columns", [][]string{header(64), wide(64)}, 1, ""},
+		{"65 columns", [][]string{header(64), wide(65)}, 0, "file_too_many_columns"},
+		{"65 header columns", [][]string{header(65)}, 0, "file_too_many_columns"},
+		{"a cell at the limit", [][]string{row(imei, cell)}, 1, ""},
+		{"a cell over it", [][]string{row(imei, cell+"x")}, 0, "file_cell_too_long"},
+		{"16 MiB of cells", many, 0, "file_too_large"},
+		{"blank rows kept, trailing ones dropped", [][]string{row(imei), {}, row(imei), {}, {}}, 3, ""},
+	}
+	for _, c := range cases {
+		records := c.rows
+		if len(records) == 0 || records[0][0] != "imei" {
+			records = append([][]string{row("imei", "label")}, records...)
+		}
+		var text bytes.Buffer
+		w := csv.NewWriter(&text)
+		w.WriteAll(records)
+		x := excelize.NewFile()
+		for i, r := range records {
+			if len(r) > 0 {
+				cells := make([]any, len(r))
+				for j := range r {
+					cells[j] = r[j]
+				}
+				x.SetSheetRow("Sheet1", fmt.Sprintf("A%d", i+1), &cells)
+			}
+		}
+		var book bytes.Buffer
+		if _, err := x.WriteTo(&book); err != nil {
+			t.Fatal(err)
+		}
+		x.Close()
+		for format, data := range map[string][]byte{device.FormatCSV: text.Bytes(), device.FormatXLSX: book.Bytes()} {
+			rows, _, err := device.ReadImport(bytes.NewReader(data), format)
+			if got := fieldCode(err); got != c.code || len(rows) != c.n {
+				t.Errorf("%s (%s): got %d rows, %q (%v); want %d rows, %q", c.name, format, len(rows), got, err, c.n, c.code)
+			}
+		}
+	}
+}
+
+// TestReadImportCSVBounds refuses CSV text that encoding/csv would hold
+// whole before its record could be checked, and keeps every line that
+// is not.
+func TestReadImportCSVBounds(t *testing.T) {
+	cases := []struct {
+		name, csv string
+		code      string
+	}{
+		{"quoted cell of doubled quotes at the limit", "imei,label\n490154203237518,\"" + strings.Repeat(`""`, device.MaxImportCell) + "\"\n", ""},
+		{"quoted cell with new lines over the limit", "imei,label\n490154203237518,\"" + strings.Repeat("x\n", device.MaxImportCell) + "\"\n", "file_cell_too_long"},
+		{"semicolons inside a comma-separated cell", "imei,iccids\n490154203237518," + strings.Repeat(";", 100) + "\n", ""},
+		{"a line of semicolons", "imei;label\n" + strings.Repeat(";", 1<<20), "file_too_many_columns"},
+		{"50,000 rows and blank ones after",
+			"imei\n" + strings.Repeat("490154203237518\n", device.MaxImportRows) + strings.Repeat(",\n", 100), ""},
+	}
+	for _, c := range cases {
+		_, _, err := device.ReadImport(strings.NewReader(c.csv), device.FormatCSV)
+		if got := fieldCode(err); got != c.code {
+			t.Errorf("%s: got %q (%v); want %q", c.name, got, err, c.code)
+		}
+	}
+}
+
+// TestReadImportXLSXRows reads sheets a spreadsheet program may write:
+// rows left out and formatted rows with no cells count for their numbers;
+// those after the last cell do not count at all.
+func TestReadImportXLSXRows(t *testing.T) {
+	data := craftXLSX(t, map[string]func(io.Writer){sheet1: sheetXML(func(w io.Writer) {
+		io.WriteString(w, `<row r="1"><c r="A1" t="inlineStr"><is><t>imei</t></is></c></row>`+
+			`<row r="2" ht="30" customHeight="1"/>`+
+			`<row r="4"><c r="A4"><v>490154203237518</v></c></row>`)
+		for r := 5; r <= device.MaxImportRows+100; r++ {
+			fmt.Fprintf(w, `<row r="%d" s="1" customFormat="1"/>`, r)
+		}
+	})})
+	rows, _, err := device.ReadImport(bytes.NewReader(data), device.FormatXLSX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rows {
+		got = append(got, fmt.Sprintf("%d:%s", r.Row, r.IMEI))
+	}
+	if want := []string{"2:", "3:", "4:490154203237518"}; !slices.Equal(got, want) {
+		t.Fatalf("got rows %v; want %v", got, want)
+	}
+}
+
+// TestReadImportTempFiles reads a workbook whose sheet excelize spools to
+// disk, and one that fails to open after spooling it: neither leaves a
+// file behind.
+func TestReadImportTempFiles(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	sheet := sheetXML(func(w io.Writer) {
+		io.WriteString(w, `<row r="1"><c r="A1" t="inlineStr"><is><t>imei</t></is></c></row>`)
+		for r := 2; r <= 5_000; r++ {
+			fmt.Fprintf(w, `<row r="%d"><c r="B%d" t="inlineStr"><is><t>%s</t></is></c></row>`, r, r, strings.Repeat("n", 50))
+		}
+	})
+	cases := []struct {
+		name  string
+		parts map[string]func(io.Writer)
+		code  string
+	}{
+		{"read", map[string]func(io.Writer){sheet1: sheet}, ""},
+		{"a broken workbook", map[string]func(io.Writer){sheet1: sheet, "xl/workbook.xml": func(w io.Writer) {
+			io.WriteString(w, `<workbook><sheets></sheets></wrongbook>`)
+		}}, "file_unreadable"},
+	}
+	for _, c := range cases {
+		_, _, err := device.ReadImport(bytes.NewReader(craftXLSX(t, c.parts)), device.FormatXLSX)
+		if got := fieldCode(err); got != c.code {
+			t.Errorf("%s: got %q (%v); want %q", c.name, got, err, c.code)
+		}
+		if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+			t.Errorf("%s: left %v in the temporary directory (%v); want nothing", c.name, left, err)
+		}
 	}
 }
 
