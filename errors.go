@@ -45,6 +45,7 @@ const (
 	CodeAppVersionOld        Code = "app_version_unsupported"
 	CodeOSVersionOld         Code = "os_version_unsupported"
 	CodeTooManyAttempts      Code = "too_many_attempts"
+	CodeServerBusy           Code = "server_busy"
 	CodeInternal             Code = "internal"
 )
 

@@ -82,7 +82,8 @@ func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 }
 
 // newEnv takes options: func(*auth.Config) for the policies,
-// func(*api.Options) for the server.
+// func(*api.Options) for the server, func(device.Store) device.Store to
+// wrap the store the device service sees.
 func newEnv(t testing.TB, mutate ...any) *env {
 	t.Helper()
 	metrics := api.NewMetrics()
@@ -103,12 +104,15 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	hasher := auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16})
 	cfg := auth.DefaultConfig()
 	opts := api.Options{BodyLimit: bodyLimit}
+	var devices device.Store = store
 	for _, m := range mutate {
 		switch f := m.(type) {
 		case func(*auth.Config):
 			f(&cfg)
 		case func(*api.Options):
 			f(&opts)
+		case func(device.Store) device.Store:
+			devices = f(devices)
 		default:
 			t.Fatalf("newEnv option %T", m)
 		}
@@ -120,7 +124,7 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string)}
 	e.app = api.New(api.Deps{
 		Store:   store,
-		Devices: device.NewService(store, v),
+		Devices: device.NewService(devices, v),
 		Users:   auth.NewUsers(store, hasher, v),
 		APIKeys: keys,
 		Auth:    authSvc,

@@ -72,6 +72,7 @@ var statusOf = map[tether.Code]int{
 	tether.CodeAppVersionOld:        fiber.StatusUpgradeRequired,
 	tether.CodeOSVersionOld:         fiber.StatusUpgradeRequired,
 	tether.CodeTooManyAttempts:      fiber.StatusTooManyRequests,
+	tether.CodeServerBusy:           fiber.StatusServiceUnavailable,
 	tether.CodeInternal:             fiber.StatusInternalServerError,
 }
 

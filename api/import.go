@@ -79,11 +79,7 @@ func (s *server) importDevices(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	rows, warnings, err := device.ReadImport(r, format)
-	if err != nil {
-		return err
-	}
-	report, err := s.Devices.Import(c.UserContext(), principal(c).String(), rows, warnings, dryRun, nil)
+	report, err := s.Devices.ImportFile(c.UserContext(), principal(c).String(), r, format, dryRun)
 	if errors.Is(err, device.ErrImportInvalid) {
 		return device.ErrImportInvalid.With("report", report)
 	}

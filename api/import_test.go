@@ -2,12 +2,21 @@ package api_test
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"mime/multipart"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/xuri/excelize/v2"
+
+	"tether/device"
+	"tether/storage"
 )
 
 func importFixture(t *testing.T, name string) []byte {
@@ -84,4 +93,101 @@ func TestImportRoute(t *testing.T) {
 	}
 	wantProblem(t, e.do("POST", "/v1/devices/import", e.manager, "PK\x03\x04 not really", "Content-Type", mimeXLSX), 400, "validation_failed")
 	wantProblem(t, e.do("POST", "/v1/devices/import", e.introspect, "imei\n", "Content-Type", "text/csv"), 403, "forbidden")
+}
+
+// heldStore is the device service's store, but each IMEI lookup says so on
+// entered and then waits for release: an import checking its rows holds
+// its slot until then.
+type heldStore struct {
+	device.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *heldStore) GetDeviceByIMEI(ctx context.Context, imei string) (storage.Device, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Store.GetDeviceByIMEI(ctx, imei)
+}
+
+// TestImportBusy fires more imports at once than the server runs: while
+// as many as it runs are held mid-check, the others are answered at once
+// with 503 server_busy and a Retry-After, and write nothing; the held ones
+// then finish, and a later import succeeds.
+func TestImportBusy(t *testing.T) {
+	held := &heldStore{entered: make(chan struct{}, 64), release: make(chan struct{})}
+	e := newEnv(t, func(s device.Store) device.Store { held.Store = s; return held })
+	send := func(n int) (response, error) {
+		req := httptest.NewRequest("POST", "/v1/devices/import", strings.NewReader("imei\n"+imei(n)+"\n"))
+		req.Header.Set("Content-Type", "text/csv")
+		req.Header.Set("Authorization", "Bearer "+e.manager)
+		resp, err := e.app.Test(req, -1)
+		if err != nil {
+			return response{}, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, header: resp.Header, body: body}, err
+	}
+	wait := func(what string, done <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still waiting after 10s", what)
+		}
+	}
+	// Fire them all at once: a busy answer must not wait for a slot.
+	const excess = 6
+	answers := make([]response, device.DefaultImportSlots+excess)
+	errs := make([]error, len(answers))
+	var heldDone, busyDone sync.WaitGroup
+	for i := range answers {
+		wg := &busyDone
+		if i < device.DefaultImportSlots {
+			wg = &heldDone
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i], errs[i] = send(1000 + i)
+		}()
+		if i == device.DefaultImportSlots-1 {
+			for range device.DefaultImportSlots {
+				wait("the imports that fit to reach their check", held.entered)
+			}
+		}
+	}
+	busy := make(chan struct{})
+	go func() { busyDone.Wait(); close(busy) }()
+	wait("the busy answers", busy)
+	for i, r := range answers[device.DefaultImportSlots:] {
+		if errs[device.DefaultImportSlots+i] != nil {
+			t.Fatal(errs[device.DefaultImportSlots+i])
+		}
+		wantProblem(t, r, 503, "server_busy")
+		if got := r.header.Get("Retry-After"); got == "" || got == "0" {
+			t.Fatalf("Retry-After %q; want a number of seconds", got)
+		}
+	}
+	if n := e.deviceCount(); n != 0 {
+		t.Fatalf("got %d devices while the imports are held; want 0", n)
+	}
+
+	close(held.release)
+	done := make(chan struct{})
+	go func() { heldDone.Wait(); close(done) }()
+	wait("the held imports", done)
+	for i, r := range answers[:device.DefaultImportSlots] {
+		if errs[i] != nil || r.status != 200 || r.json(t)["created"] != float64(1) {
+			t.Fatalf("held import %d: got %d %s (%v); want one created", i, r.status, r.body, errs[i])
+		}
+	}
+	r := e.do("POST", "/v1/devices/import", e.manager, "imei\n"+imei(2000)+"\n", "Content-Type", "text/csv")
+	if r.status != 200 || r.json(t)["created"] != float64(1) {
+		t.Fatalf("import after: got %d %s; want one created", r.status, r.body)
+	}
+	if n := e.deviceCount(); n != device.DefaultImportSlots+1 {
+		t.Fatalf("got %d devices; want %d: the refused imports wrote some", n, device.DefaultImportSlots+1)
+	}
 }

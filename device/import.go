@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"tether"
 	"tether/storage"
@@ -30,6 +31,14 @@ const (
 	// columns the import does not know included.
 	MaxImportBytes = 16 << 20
 )
+
+// DefaultImportSlots is how many imports a Service reads and checks at
+// once (ImportFile); each may hold some tens of MiB while it runs.
+const DefaultImportSlots = 2
+
+// importRetry is when a client refused for want of a slot should try
+// again: about the time a whole import of MaxImportRows takes.
+const importRetry = 2 * time.Second
 
 // The columns an import file may have. Header names match in any case,
 // and with or without spaces, dashes and underscores.
@@ -82,6 +91,11 @@ const (
 	FormatCSV  = "csv"
 	FormatXLSX = "xlsx"
 )
+
+// ErrImportBusy is returned by ImportFile when as many imports as the
+// Service allows are under way. It tells the client when to try again.
+var ErrImportBusy = tether.NewError(tether.CodeServerBusy,
+	"other imports are under way: try again in a moment").After(importRetry)
 
 // ReadImport reads an import file: a header row, then a row per handset.
 // Blank rows are kept (as rows with every field empty) so row numbers match
@@ -368,6 +382,25 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 	}
 	report.Created = len(devices)
 	return report, nil
+}
+
+// ImportFile reads an import file (ReadImport) and imports its rows
+// (Import, without progress), holding one of the Service's import slots
+// throughout: reading and checking a file of MaxImportRows holds some tens
+// of MiB, so the slots bound what imports hold together. When every slot
+// is taken it fails at once with ErrImportBusy, having read nothing.
+func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, format string, dryRun bool) (ImportReport, error) {
+	select {
+	case s.imports <- struct{}{}:
+		defer func() { <-s.imports }()
+	default:
+		return ImportReport{}, ErrImportBusy
+	}
+	rows, warnings, err := ReadImport(file, format)
+	if err != nil {
+		return ImportReport{}, err
+	}
+	return s.Import(ctx, actor, rows, warnings, dryRun, nil)
 }
 
 // importRow checks one row and returns its device, or its issues.

@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/xuri/excelize/v2"
 
+	"tether"
 	"tether/device"
 	"tether/storage"
 )
@@ -319,6 +321,74 @@ func TestReadImportTempFiles(t *testing.T) {
 			t.Errorf("%s: left %v in the temporary directory (%v); want nothing", c.name, left, err)
 		}
 	}
+}
+
+// TestImportFileSlots holds both of a Service's import slots with files
+// that are still arriving: a third import is refused at once with
+// ErrImportBusy and when to retry, and reads nothing; once the two are
+// done, an import runs.
+func TestImportFileSlots(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	csv := func(n int) string {
+		body := fmt.Sprintf("35%012d", n)
+		return "imei\n" + body + string(device.LuhnDigit(body)) + "\n"
+	}
+	var (
+		wg      sync.WaitGroup
+		release = make(chan struct{})
+		reports = make([]device.ImportReport, device.DefaultImportSlots)
+		errs    = make([]error, device.DefaultImportSlots)
+	)
+	for i := range device.DefaultImportSlots {
+		r := &heldReader{started: make(chan struct{}), release: release, rest: strings.NewReader(csv(i + 1))}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reports[i], errs[i] = f.svc.ImportFile(ctx, "cli", r, device.FormatCSV, false)
+		}()
+		<-r.started
+	}
+	unread := &heldReader{started: make(chan struct{}), release: release, rest: strings.NewReader(csv(9))}
+	_, err := f.svc.ImportFile(ctx, "cli", unread, device.FormatCSV, false)
+	var terr *tether.Error
+	if !errors.Is(err, device.ErrImportBusy) || !errors.As(err, &terr) || terr.RetryAfter <= 0 {
+		t.Fatalf("a third import: got %v; want ErrImportBusy with a retry time", err)
+	}
+	select {
+	case <-unread.started:
+		t.Fatal("a refused import read its file")
+	default:
+	}
+	close(release)
+	wg.Wait()
+	for i := range errs {
+		if errs[i] != nil || reports[i].Created != 1 {
+			t.Fatalf("import %d: got %+v, %v; want one created", i, reports[i], errs[i])
+		}
+	}
+	report, err := f.svc.ImportFile(ctx, "cli", strings.NewReader(csv(9)), device.FormatCSV, false)
+	if err != nil || report.Created != 1 {
+		t.Fatalf("an import after: got %+v, %v; want one created", report, err)
+	}
+	if n := deviceCount(t, f.store); n != 3 {
+		t.Fatalf("got %d devices; want 3", n)
+	}
+}
+
+// heldReader is a file still arriving: its first Read says so on started
+// and waits for release.
+type heldReader struct {
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+	rest    io.Reader
+}
+
+func (r *heldReader) Read(p []byte) (int, error) {
+	r.once.Do(func() { close(r.started) })
+	<-r.release
+	return r.rest.Read(p)
 }
 
 func TestImportRowRules(t *testing.T) {

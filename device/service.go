@@ -46,6 +46,8 @@ type Service struct {
 	store    Store
 	validate *validator.Validate
 	now      func() time.Time
+	// imports holds a token for each import under way (ImportFile).
+	imports chan struct{}
 }
 
 // Option configures a Service.
@@ -56,10 +58,16 @@ func WithClock(now func() time.Time) Option {
 	return func(s *Service) { s.now = now }
 }
 
+// WithImportSlots sets how many imports ImportFile runs at once
+// (DefaultImportSlots); n below 1 counts as 1.
+func WithImportSlots(n int) Option {
+	return func(s *Service) { s.imports = make(chan struct{}, max(1, n)) }
+}
+
 // NewService returns a Service. v must have the device rules registered
 // (RegisterValidations).
 func NewService(store Store, v *validator.Validate, opts ...Option) *Service {
-	s := &Service{store: store, validate: v, now: time.Now}
+	s := &Service{store: store, validate: v, now: time.Now, imports: make(chan struct{}, DefaultImportSlots)}
 	for _, opt := range opts {
 		opt(s)
 	}
