@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"reflect"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -38,11 +39,9 @@ func dotnetTime(t time.Time) string {
 }
 
 var (
-	errDoctype  = tether.NewError(tether.CodeInvalidRequest, "XML with a DOCTYPE is not accepted")
-	errBadXML   = tether.NewError(tether.CodeInvalidRequest, "the XML body is malformed")
-	errBadForm  = tether.NewError(tether.CodeInvalidRequest, "the form body is malformed")
-	errJSONOnly = tether.NewError(tether.CodeUnsupportedMediaType, "send the body as application/json or text/json")
-	errJSONXML  = tether.NewError(tether.CodeUnsupportedMediaType, "send the body as application/json, text/json, application/xml or text/xml")
+	errDoctype = tether.NewError(tether.CodeInvalidRequest, "XML with a DOCTYPE is not accepted")
+	errBadXML  = tether.NewError(tether.CodeInvalidRequest, "the XML body is malformed")
+	errBadForm = tether.NewError(tether.CodeInvalidRequest, "the form body is malformed")
 )
 
 // bodyKinds says which request formats a dialect endpoint takes besides JSON.
@@ -87,10 +86,23 @@ func decodeLoose(c *fiber.Ctx, v any, kinds bodyKinds) error {
 		return nil
 	case kinds.form && mt == fiber.MIMEApplicationForm:
 		return decodeForm(body, v)
-	case kinds.xml:
-		return errJSONXML
 	}
-	return errJSONOnly
+	return kinds.unsupported()
+}
+
+// unsupported is the 415 of a body in a format the endpoint does not take,
+// naming the ones it does.
+func (k bodyKinds) unsupported() error {
+	types := []string{fiber.MIMEApplicationJSON, mimeTextJSON}
+	if k.xml {
+		types = append(types, fiber.MIMEApplicationXML, fiber.MIMETextXML)
+	}
+	if k.form {
+		types = append(types, fiber.MIMEApplicationForm)
+	}
+	last := len(types) - 1
+	return tether.NewError(tether.CodeUnsupportedMediaType,
+		"send the body as "+strings.Join(types[:last], ", ")+" or "+types[last])
 }
 
 // lowerXML rewrites an XML document with every element name in lower case
@@ -129,27 +141,35 @@ func lowerXML(body []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// decodeForm reads application/x-www-form-urlencoded into v through its
-// JSON field names ("true" and "false" as booleans). A field sent twice, in
-// any case, is refused as a repeated JSON member is.
+// decodeForm reads application/x-www-form-urlencoded into v, a pointer to
+// a struct, through its JSON field names: a boolean field takes "true" or
+// "false" in any case (empty: left out), every other field the text as it
+// is, so a password "true" stays text. A field sent twice, in any case, is
+// refused as a repeated JSON member is.
 func decodeForm(body []byte, v any) error {
 	args := fiber.AcquireArgs()
 	defer fiber.ReleaseArgs(args)
 	args.ParseBytes(body)
+	bools := boolFields(reflect.TypeOf(v))
 	m := map[string]any{}
 	names := memberNames{}
 	for k, val := range args.All() {
-		if err := names.add(string(k), "field"); err != nil {
+		name, s := string(k), string(val)
+		if err := names.add(name, "field"); err != nil {
 			return err
 		}
-		s := string(val)
-		switch strings.ToLower(s) {
+		if !bools[foldName(name)] {
+			m[name] = s
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(s)) {
 		case "true":
-			m[string(k)] = true
+			m[name] = true
 		case "false":
-			m[string(k)] = false
+			m[name] = false
+		case "":
 		default:
-			m[string(k)] = s
+			return invalidRequest("form field %q must be true or false", clip(name, maxQuotedName))
 		}
 	}
 	data, err := json.Marshal(m)
@@ -160,6 +180,34 @@ func decodeForm(body []byte, v any) error {
 		return errBadForm
 	}
 	return nil
+}
+
+// boolFields returns the folded JSON names of the boolean fields of the
+// struct t points to.
+func boolFields(t reflect.Type) map[string]bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	out := map[string]bool{}
+	if t.Kind() != reflect.Struct {
+		return out
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() != reflect.Bool {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		out[foldName(name)] = true
+	}
+	return out
 }
 
 // profileField returns a member of a user's profile object, matched by name

@@ -48,7 +48,7 @@ var errEmailMismatch = tether.NewError(tether.CodeTokenInvalid, "the email does 
 // email, when given, must be the token's user's username or email.
 func (s *server) regenerateToken(c *fiber.Ctx) error {
 	var req loginModel
-	if err := decodeLoose(c, &req, bodyKinds{xml: true}); err != nil {
+	if err := decodeLoose(c, &req, bodyKinds{xml: true, form: true}); err != nil {
 		return err
 	}
 	client := map[string]string{}

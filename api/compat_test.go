@@ -530,7 +530,7 @@ func TestRegenerateToken(t *testing.T) {
 		t.Fatalf("the refused attempts used the token up: %d %s", r.status, r.body)
 	}
 	wantProblem(t, e.do("POST", "/api/session/regeneratetoken", "", fixture(t, "regenerate-token.request.json", vars(token)), "X-Device-Id", phone), 401, "token_already_used")
-	wantProblem(t, e.do("POST", "/api/session/regeneratetoken", "", "email=x", "Content-Type", "application/x-www-form-urlencoded"), 415, "unsupported_media_type")
+	wantProblem(t, e.do("POST", "/api/session/regeneratetoken", "", "email: x", "Content-Type", "text/plain"), 415, "unsupported_media_type")
 }
 
 // TestOneUserEveryDialect logs one user in through the native API and every

@@ -499,8 +499,15 @@ func writeCSV(header []string, rows [][]*node) ([]byte, error) {
 }
 
 // writeXLSX writes one sheet: the header row, then a row per item. Numbers
-// and booleans keep their types; text stays text (never a formula).
+// and booleans keep their types; text stays text (never a formula). An
+// answer of one row at most (one value, one object) keeps its text in the
+// shared-strings part, as the seeds' samples do and as some readers expect;
+// lists are streamed, with their text inline, so a whole export is never
+// held cell by cell in memory.
 func writeXLSX(header []string, rows [][]*node) ([]byte, error) {
+	if len(rows) <= 1 {
+		return writeSmallXLSX(header, rows)
+	}
 	f := excelize.NewFile()
 	defer f.Close()
 	const sheet = "Sheet1"
@@ -535,6 +542,46 @@ func writeXLSX(header []string, rows [][]*node) ([]byte, error) {
 	}
 	if err := sw.Flush(); err != nil {
 		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeSmallXLSX writes a sheet of a few rows cell by cell, its text in
+// the shared-strings part.
+func writeSmallXLSX(header []string, rows [][]*node) ([]byte, error) {
+	f := excelize.NewFile()
+	defer f.Close()
+	const sheet = "Sheet1"
+	set := func(col, line int, v any) error {
+		if v == nil {
+			return nil
+		}
+		cell, err := excelize.CoordinatesToCellName(col, line)
+		if err != nil {
+			return err
+		}
+		return f.SetCellValue(sheet, cell, v)
+	}
+	line := 1
+	if header != nil {
+		for i, h := range header {
+			if err := set(i+1, line, h); err != nil {
+				return nil, err
+			}
+		}
+		line++
+	}
+	for _, r := range rows {
+		for i, n := range r {
+			if err := set(i+1, line, xlsxValue(n)); err != nil {
+				return nil, err
+			}
+		}
+		line++
 	}
 	var buf bytes.Buffer
 	if _, err := f.WriteTo(&buf); err != nil {
