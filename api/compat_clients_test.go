@@ -11,8 +11,11 @@ import (
 	"encoding/xml"
 	"io"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
+
+	"tether/auth"
 )
 
 // sharedStrings reads an XLSX answer the way a reader that knows only the
@@ -162,5 +165,95 @@ func TestRegenerateTokenClient(t *testing.T) {
 	wantProblem(t, r, 400, "invalid_request")
 	if !strings.Contains(string(r.body), "persistent") {
 		t.Fatalf("a bad boolean: got %s; want a message naming persistent", r.body)
+	}
+}
+
+// guidPattern is an RFC 4122 UUID in the form .NET prints a Guid.
+var guidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// TestTokenLoginClient is a client of token-login.txt: it logs in once with
+// generateReAuthenticationToken, keeps the re-authentication token, and
+// calls TokenLogin with that same token again and again, as an app does
+// each time it starts, each call long after the refresh grace (here 0).
+// Every call works until the session ends; Me.ID is a GUID, the same on
+// every answer.
+func TestTokenLoginClient(t *testing.T) {
+	e := newEnv(t, func(c *auth.Config) { c.RefreshReuseGrace = 0 })
+	phone, _ := e.fleet()
+	q := "?APIKey=" + e.do("POST", "/v1/api-keys", e.admin, map[string]any{"role": "client", "name": "field app"}).json(t)["key"].(string)
+	cases := []struct {
+		name, username string
+		headers        []string
+	}{
+		{"a manager, no handset", "maria", nil},
+		{"a worker on a handset (X-Device-Id)", "walter", []string{"X-Device-Id", phone}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := e.withT(t)
+			login := func() map[string]any {
+				body := `{"username": "` + c.username + `", "password": "correct horse", "generateReAuthenticationToken": true}`
+				r := e.do("POST", "/api/v1/Authentication/Login"+q, "", body, append([]string{"Content-Type", "application/json"}, c.headers...)...)
+				if r.status != 200 {
+					t.Fatalf("Login: got %d %s; want 200", r.status, r.body)
+				}
+				return shapeAgainst(t, "token-login.response.json", r.body)
+			}
+			first := login()
+			id, _ := first["Me"].(map[string]any)["ID"].(string)
+			if !guidPattern.MatchString(id) {
+				t.Fatalf("Me.ID: got %q; want a GUID, as the document's sample shows", id)
+			}
+			reauth := first["ReAuthenticationToken"].(string)
+			for i := range 3 {
+				for _, f := range []struct{ file, ctype string }{
+					{"token-login.request.json", "application/json"},
+					{"token-login.request.form", "application/x-www-form-urlencoded"},
+				} {
+					body := strings.TrimSpace(fixture(t, f.file, map[string]string{"reAuthenticationToken": reauth}))
+					r := e.do("POST", "/api/v1/Authentication/TokenLogin"+q, "", body, append([]string{"Content-Type", f.ctype}, c.headers...)...)
+					if r.status != 200 {
+						t.Fatalf("TokenLogin %d (%s) with the token from login: got %d %s; want 200", i+1, f.ctype, r.status, r.body)
+					}
+					got := shapeAgainst(t, "token-login.response.json", r.body)
+					if got["Authenticated"] != true || got["Me"].(map[string]any)["ID"] != id {
+						t.Fatalf("TokenLogin %d: got %s; want Authenticated and Me.ID %s", i+1, r.body, id)
+					}
+					if got["ReAuthenticationToken"] != reauth {
+						t.Errorf("TokenLogin %d: got re-authentication token %v; want the one from login, which the client keeps", i+1, got["ReAuthenticationToken"])
+					}
+					me := e.do("GET", "/v1/auth/me", got["SessionToken"].(string), nil)
+					if me.status != 200 {
+						t.Fatalf("TokenLogin %d: its SessionToken: got %d %s; want 200", i+1, me.status, me.body)
+					}
+				}
+			}
+			// Another login: another session, the same Me.ID.
+			if again := login()["Me"].(map[string]any)["ID"]; again != id {
+				t.Fatalf("Me.ID of a second login: got %v; want %s", again, id)
+			}
+		})
+	}
+}
+
+// TestTokenLoginRotateFlag: with --token-login-rotate each TokenLogin hands
+// out a new re-authentication token, and the first one, kept past the
+// grace, ends the session, as a refresh token does.
+func TestTokenLoginRotateFlag(t *testing.T) {
+	e := newEnv(t, func(c *auth.Config) { c.RotateReauthentication = true; c.RefreshReuseGrace = 0 })
+	e.fleet()
+	q := "?APIKey=" + e.do("POST", "/v1/api-keys", e.admin, map[string]any{"role": "client"}).json(t)["key"].(string)
+	login := e.do("POST", "/api/v1/Authentication/Login"+q, "", `{"username": "maria", "password": "correct horse", "generateReAuthenticationToken": true}`, "Content-Type", "application/json")
+	first := login.json(t)["ReAuthenticationToken"].(string)
+	reauth := func(token string) response {
+		return e.do("POST", "/api/v1/Authentication/TokenLogin"+q, "", `{"reAuthenticationToken": "`+token+`"}`, "Content-Type", "application/json")
+	}
+	r := reauth(first)
+	if r.status != 200 || r.json(t)["ReAuthenticationToken"] == first {
+		t.Fatalf("TokenLogin: got %d %s; want 200 and a new re-authentication token", r.status, r.body)
+	}
+	r = reauth(first)
+	if r.status != 401 || r.json(t)["Error"].(map[string]any)["Code"] != "refresh_token_reused" {
+		t.Fatalf("the first token again: got %d %s; want 401 refresh_token_reused", r.status, r.body)
 	}
 }

@@ -4,6 +4,8 @@ package api
 // POST /api/v1/Authentication/TokenLogin, answering LoginData.
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -23,6 +25,8 @@ type loginData struct {
 	Error                 *loginError  `json:"Error,omitempty"`
 }
 
+// currentUser is the seed's user. ID is a Guid in the seed: userGUID of
+// the user's id.
 type currentUser struct {
 	ID        string `json:"ID"`
 	FirstName string `json:"FirstName"`
@@ -118,7 +122,7 @@ func (s *server) tokenLoginFail(c *fiber.Ctx, q tokenLoginQuery, err error) erro
 func grantLoginData(g auth.Grant, reauth bool) loginData {
 	v := loginData{
 		Authenticated: true, SessionToken: g.AccessToken,
-		Me: &currentUser{ID: g.User.ID, FirstName: g.User.FirstName, LastName: g.User.LastName, ImageURL: g.User.ImageURL},
+		Me: &currentUser{ID: userGUID(g.User.ID), FirstName: g.User.FirstName, LastName: g.User.LastName, ImageURL: g.User.ImageURL},
 	}
 	if reauth {
 		v.ReAuthenticationToken = g.RefreshToken
@@ -134,7 +138,7 @@ type tokenLoginLoginRequest struct {
 
 // tokenLoginLogin is POST /api/v1/Authentication/Login. The handset, if
 // any, is named by X-Device-Id. With generateReAuthenticationToken the
-// answer carries a re-authentication token: a refresh token, which rotates.
+// answer carries a re-authentication token: the session's refresh token.
 func (s *server) tokenLoginLogin(c *fiber.Ctx) error {
 	q, err := s.readTokenLoginQuery(c)
 	if err != nil {
@@ -158,8 +162,9 @@ type tokenAuthentication struct {
 }
 
 // tokenLogin is POST /api/v1/Authentication/TokenLogin: it trades a
-// re-authentication token for a new session token and a new
-// re-authentication token, under every refresh rule.
+// re-authentication token for a new session token. The answer carries the
+// same re-authentication token, which the client keeps until the session
+// ends (a new one at each call with --token-login-rotate).
 func (s *server) tokenLogin(c *fiber.Ctx) error {
 	q, err := s.readTokenLoginQuery(c)
 	if err != nil {
@@ -169,9 +174,35 @@ func (s *server) tokenLogin(c *fiber.Ctx) error {
 	if err := decodeLoose(c, &req, bodyKinds{form: true}); err != nil {
 		return s.tokenLoginFail(c, q, err)
 	}
-	g, err := s.Auth.Refresh(c.UserContext(), req.ReAuthenticationToken, deviceHeader(c))
+	g, err := s.Auth.Reauthenticate(c.UserContext(), req.ReAuthenticationToken, deviceHeader(c))
 	if err != nil {
 		return s.tokenLoginFail(c, q, err)
 	}
 	return s.sendLoginData(c, q, fiber.StatusOK, grantLoginData(g, true))
+}
+
+// guidNamespace is Tether's namespace for the name-based UUIDs it shows
+// where a seed has a Guid. It never changes: the UUIDs made in it are
+// clients' user ids.
+var guidNamespace = [16]byte{0xde, 0x0b, 0x7c, 0x28, 0xc7, 0xdf, 0x4c, 0xda, 0x9b, 0x9b, 0x80, 0x57, 0x2a, 0x47, 0x93, 0x63}
+
+// userGUID is the Guid a seed shows for a user: the RFC 4122 (RFC 9562)
+// version 5 UUID of the user's id in guidNamespace. It depends on the id
+// alone, so it is the same at every login, on every server, after a
+// restart and after tether migrate, which keeps ids.
+func userGUID(userID string) string {
+	return nameUUID(guidNamespace, userID)
+}
+
+// nameUUID is the version 5 (SHA-1, name-based) UUID of name in namespace.
+func nameUUID(namespace [16]byte, name string) string {
+	h := sha1.New()
+	h.Write(namespace[:])
+	h.Write([]byte(name))
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[6] = u[6]&0x0f | 0x50 // version 5
+	u[8] = u[8]&0x3f | 0x80 // the RFC 4122 variant
+	x := hex.EncodeToString(u[:])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
 }

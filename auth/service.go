@@ -51,6 +51,13 @@ type Config struct {
 	ShortIdle         time.Duration
 	ShortMax          time.Duration
 	RefreshReuseGrace time.Duration
+	// RotateReauthentication makes a re-authentication (Reauthenticate:
+	// token-login's TokenLogin) rotate the refresh token as a refresh does,
+	// so that a stolen copy used after its owner's next use ends the
+	// session; the client must then keep the newest token. Off (the
+	// default), the token issued at login is reused until the session
+	// ends, as token-login's clients expect.
+	RotateReauthentication bool
 
 	EnrollmentMode string
 	// MinAppVersion is empty for no minimum.
