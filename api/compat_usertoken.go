@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -16,7 +20,8 @@ import (
 )
 
 // userCredentialModel is the seed's request, in JSON (camelCase) or XML
-// (PascalCase, read lower-cased). RapidlotVersion is the app's version.
+// (PascalCase, read lower-cased). RapidlotVersion is the app's version
+// (its Android versionName, any text). Every field is optional.
 type userCredentialModel struct {
 	DeviceInfo *struct {
 		Manufacturer string `json:"manufacturer" xml:"manufacturer"`
@@ -50,31 +55,96 @@ func (m userCredentialModel) payload() *device.Payload {
 	return p
 }
 
-// userTokenModel is the seed's answer.
+// userTokenModel is the seed's answer. Its XML (the seed shows none) is its
+// JSON's members in PascalCase: see MarshalXML.
 type userTokenModel struct {
-	XMLName              xml.Name      `json:"-" xml:"UserTokenModel"`
-	Token                string        `json:"token" xml:"Token"`
-	Expire               *string       `json:"expire" xml:"Expire,omitempty"`
-	IsSyncGatewayEnabled bool          `json:"isSyncGatewayEnabled" xml:"IsSyncGatewayEnabled"`
-	Message              string        `json:"message" xml:"Message"`
-	UserChannel          *string       `json:"userChannel" xml:"UserChannel,omitempty"`
-	UserDetailsAsw       *cacheUserAsw `json:"userDetailsAsw" xml:"UserDetailsAsw,omitempty"`
+	Token                string        `json:"token"`
+	Expire               *string       `json:"expire"`
+	IsSyncGatewayEnabled bool          `json:"isSyncGatewayEnabled"`
+	Message              string        `json:"message"`
+	UserChannel          *string       `json:"userChannel"`
+	UserDetailsAsw       *cacheUserAsw `json:"userDetailsAsw"`
 }
 
 // cacheUserAsw is the user part of the answer. The dealer and franchise
 // lists, cas, cw and id come from the user's profile object when it has
 // them.
 type cacheUserAsw struct {
-	Deleted       bool              `json:"deleted" xml:"Deleted"`
-	DealerList    []json.RawMessage `json:"dealerList" xml:"-"`
-	EmailID       string            `json:"emailId" xml:"EmailId"`
-	FirstName     string            `json:"firstName" xml:"FirstName"`
-	FranchiseList []json.RawMessage `json:"franchiseList" xml:"-"`
-	LastName      string            `json:"lastName" xml:"LastName"`
-	UserKey       uint64            `json:"userKey" xml:"UserKey"`
-	Cas           json.RawMessage   `json:"cas" xml:"-"`
-	Cw            string            `json:"cw" xml:"Cw"`
-	ID            string            `json:"id" xml:"Id"`
+	Deleted       bool              `json:"deleted"`
+	DealerList    []json.RawMessage `json:"dealerList"`
+	EmailID       string            `json:"emailId"`
+	FirstName     string            `json:"firstName"`
+	FranchiseList []json.RawMessage `json:"franchiseList"`
+	LastName      string            `json:"lastName"`
+	UserKey       uint64            `json:"userKey"`
+	Cas           json.RawMessage   `json:"cas"`
+	Cw            string            `json:"cw"`
+	ID            string            `json:"id"`
+}
+
+// xsiNamespace is the XML Schema instance namespace, of xsi:nil.
+const xsiNamespace = "http://www.w3.org/2001/XMLSchema-instance"
+
+// MarshalXML writes the answer as <UserTokenModel> holding every member of
+// its JSON form, in the same order, named in PascalCase (userDetailsAsw is
+// <UserDetailsAsw>), as the seed's XML request names its members: a null
+// is an empty element with xsi:nil="true", a list's items are elements
+// named for the list without "List" (<DealerList><Dealer>…), or <Item>,
+// and the profile's objects are written the same way.
+func (m userTokenModel) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tree, err := parseTree(data)
+	if err != nil {
+		return err
+	}
+	root := xml.StartElement{Name: xml.Name{Local: "UserTokenModel"},
+		Attr: []xml.Attr{{Name: xml.Name{Local: "xmlns:xsi"}, Value: xsiNamespace}}}
+	return writeDotnetXML(e, root, tree)
+}
+
+// writeDotnetXML writes n as the element start: see userTokenModel's
+// MarshalXML.
+func writeDotnetXML(e *xml.Encoder, start xml.StartElement, n *node) error {
+	if n.kind == 'z' {
+		start.Attr = append(start.Attr, xml.Attr{Name: xml.Name{Local: "xsi:nil"}, Value: "true"})
+	}
+	if err := e.EncodeToken(start); err != nil {
+		return err
+	}
+	switch n.kind {
+	case 'o':
+		for i, k := range n.keys {
+			if err := writeDotnetXML(e, xml.StartElement{Name: xml.Name{Local: pascalName(k)}}, n.vals[i]); err != nil {
+				return err
+			}
+		}
+	case 'a':
+		item := "Item"
+		if name, ok := strings.CutSuffix(start.Name.Local, "List"); ok && name != "" {
+			item = name
+		}
+		for _, it := range n.items {
+			if err := writeDotnetXML(e, xml.StartElement{Name: xml.Name{Local: item}}, it); err != nil {
+				return err
+			}
+		}
+	case 'z':
+	default:
+		if err := e.EncodeToken(xml.CharData(n.scalar)); err != nil {
+			return err
+		}
+	}
+	return e.EncodeToken(start.End())
+}
+
+// pascalName is a JSON member name as an XML element name in PascalCase.
+func pascalName(s string) string {
+	s = xmlName(s)
+	r, size := utf8.DecodeRuneInString(s)
+	return string(unicode.ToUpper(r)) + s[size:]
 }
 
 func newCacheUserAsw(g auth.Grant) *cacheUserAsw {
@@ -106,12 +176,21 @@ func (s *server) getUserToken(c *fiber.Ctx) error {
 		p := toProblem(err)
 		return fail(p.Status, p.Detail)
 	}
-	// The seed's own order: blank credentials are a 401.
-	if strings.TrimSpace(req.UserName) == "" || req.Password == "" {
+	// The seed's own order: blank credentials (empty, or only spaces) are
+	// a 401.
+	if strings.TrimSpace(req.UserName) == "" || strings.TrimSpace(req.Password) == "" {
 		return fail(fiber.StatusUnauthorized, "user name and password are required")
 	}
+	// Every field is optional in the seed: a handset that reported itself
+	// before may leave out what has not changed.
+	dev := req.payload()
+	if dev != nil {
+		if err := s.Devices.FillFromRecord(c.UserContext(), dev); err != nil {
+			return fail(s.userTokenStatus(c, err))
+		}
+	}
 	g, err := s.Auth.Login(c.UserContext(), auth.LoginRequest{
-		Username: req.UserName, Password: req.Password, Device: req.payload(), Persistent: true,
+		Username: req.UserName, Password: req.Password, Device: dev, Persistent: true,
 	})
 	if err != nil {
 		return fail(s.userTokenStatus(c, err))
@@ -152,5 +231,16 @@ func (s *server) userTokenStatus(c *fiber.Ctx, err error) (int, string) {
 	if p.retryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, retryAfter(p.retryAfter))
 	}
-	return fiber.StatusBadRequest, p.Detail
+	// The answer has no member for what a problem adds (minAppVersion,
+	// minOsApi): the message says it.
+	msg := p.Detail
+	keys := make([]string, 0, len(p.extra))
+	for k := range p.extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		msg += fmt.Sprintf(" (%s: %v)", k, p.extra[k])
+	}
+	return fiber.StatusBadRequest, msg
 }

@@ -252,7 +252,7 @@ func TestLoginFailures(t *testing.T) {
 	}
 	// A bad payload names every field and is not a failed login.
 	bad := payload("490154203237519")
-	bad.AppVersion = ptr("x")
+	bad.AppVersion = ptr("3.2\x00")
 	_, err = w.login("walter", bad)
 	if !errors.As(err, &ve) || len(ve.Fields) != 2 {
 		t.Fatalf("bad payload: %v", err)

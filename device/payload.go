@@ -41,7 +41,8 @@ const MaxSIMs = 4
 
 // Normalize puts every field in its canonical form: separators out of the
 // IMEI and ICC IDs, the "F" filler off ICC IDs, "Android" off the version
-// name, surrounding space off the rest. Validation runs on what it leaves.
+// name, surrounding space off the rest; a hasIccCard left out beside iccIds
+// is whether they hold any. Validation runs on what it leaves.
 func (p *Payload) Normalize() {
 	p.IMEI = stripSeparators(p.IMEI)
 	for i, id := range p.IccIDs {
@@ -50,6 +51,10 @@ func (p *Payload) Normalize() {
 			id = id[:n-1]
 		}
 		p.IccIDs[i] = id
+	}
+	if p.HasIccCard == nil && p.IccIDs != nil {
+		has := len(p.IccIDs) > 0
+		p.HasIccCard = &has
 	}
 	if p.OSVersion != nil {
 		p.OSVersion.Name = normalizeOSName(p.OSVersion.Name)

@@ -67,7 +67,7 @@ func TestPayloadValidation(t *testing.T) {
 		{"IMEI alone", func(p *Payload) { *p = Payload{IMEI: "490154203237518"} }, false, nil},
 		{"IMEI alone for a login", func(p *Payload) { *p = Payload{IMEI: "490154203237518"} }, true, []string{
 			"device.appVersion=app_version_required", "device.deviceInfo=device_info_required",
-			"device.hasIccCard=has_icc_card_required", "device.osVersion=os_version_required",
+			"device.osVersion=os_version_required",
 		}},
 
 		// IMEI
@@ -105,6 +105,12 @@ func TestPayloadValidation(t *testing.T) {
 		{"card without ICCID", func(p *Payload) { p.IccIDs = nil }, true, []string{"device.iccIds=iccid_missing"}},
 		{"no card with ICCID", func(p *Payload) { p.HasIccCard = ptr(false) }, true, []string{"device.iccIds=iccid_unexpected"}},
 		{"no card, no ICCID", func(p *Payload) { p.HasIccCard = ptr(false); p.IccIDs = nil }, true, nil},
+		{"no hasIccCard, an ICCID", func(p *Payload) { p.HasIccCard = nil }, true, nil},
+		{"no hasIccCard, no ICCID", func(p *Payload) { p.HasIccCard, p.IccIDs = nil, nil }, true, nil},
+		{"no hasIccCard, an empty list", func(p *Payload) { p.HasIccCard, p.IccIDs = nil, []string{} }, true, nil},
+		{"no hasIccCard, a bad ICCID", func(p *Payload) {
+			p.HasIccCard, p.IccIDs = nil, []string{"79445001021983048261"}
+		}, true, []string{"device.iccIds[0]=iccid_prefix"}},
 
 		// OS version
 		{"Android 14 spelled out", func(p *Payload) { p.OSVersion.Name = "Android 14" }, true, nil},
@@ -136,12 +142,20 @@ func TestPayloadValidation(t *testing.T) {
 		{"model unicode", func(p *Payload) { p.DeviceInfo.Model = "Galaxy Ｓ23 ✓" }, true, nil},
 		{"manufacturer control", func(p *Payload) { p.DeviceInfo.Manufacturer = "sam\x00sung" }, true, []string{"device.deviceInfo.manufacturer=manufacturer_chars"}},
 		{"manufacturer bad UTF-8", func(p *Payload) { p.DeviceInfo.Manufacturer = "sam\xffsung" }, true, []string{"device.deviceInfo.manufacturer=manufacturer_chars"}},
+		// Any Android versionName: --min-app-version reads its number.
 		{"app 3.2", func(p *Payload) { p.AppVersion = ptr("3.2") }, true, nil},
 		{"app with suffix", func(p *Payload) { p.AppVersion = ptr("3.2.1-beta.2") }, true, nil},
+		{"app one part", func(p *Payload) { p.AppVersion = ptr("7") }, true, nil},
+		{"app four parts", func(p *Payload) { p.AppVersion = ptr("3.2.1.145") }, true, nil},
+		{"app calendar", func(p *Payload) { p.AppVersion = ptr("2024.05-beta") }, true, nil},
+		{"app letters first", func(p *Payload) { p.AppVersion = ptr("v3.2") }, true, nil},
+		{"app words", func(p *Payload) { p.AppVersion = ptr("nightly build") }, true, nil},
+		{"app 64", func(p *Payload) { p.AppVersion = ptr(string(make64('7'))) }, true, nil},
+		{"app 65", func(p *Payload) { p.AppVersion = ptr(string(make64('7')) + "7") }, true, []string{"device.appVersion=app_version_format"}},
 		{"app empty", func(p *Payload) { p.AppVersion = ptr("") }, true, []string{"device.appVersion=app_version_format"}},
-		{"app one part", func(p *Payload) { p.AppVersion = ptr("3") }, true, []string{"device.appVersion=app_version_format"}},
-		{"app four parts", func(p *Payload) { p.AppVersion = ptr("3.2.1.0") }, true, []string{"device.appVersion=app_version_format"}},
-		{"app letters", func(p *Payload) { p.AppVersion = ptr("v3.2") }, true, []string{"device.appVersion=app_version_format"}},
+		{"app blank", func(p *Payload) { p.AppVersion = ptr("   ") }, true, []string{"device.appVersion=app_version_format"}},
+		{"app control", func(p *Payload) { p.AppVersion = ptr("3.2\x00") }, true, []string{"device.appVersion=app_version_format"}},
+		{"app bad UTF-8", func(p *Payload) { p.AppVersion = ptr("3.2\xff") }, true, []string{"device.appVersion=app_version_format"}},
 
 		// Every bad field is named, never just the first.
 		{"four bad fields", func(p *Payload) {
@@ -212,6 +226,20 @@ func TestAppVersionCompare(t *testing.T) {
 		{"2.99", "3.0", -1},
 		{"3.2.1-beta", "3.2.1", 0},
 		{"10.0.0", "9.0.0", 1},
+		{"3.2.1.145", "3.2.1.100", 1},
+		{"3.2.1.99", "3.2.1.100", -1},
+		{"3.2.1.0", "3.2.1", 0},
+		{"2024.05-beta", "2024.5", 0},
+		{"2024.05-beta", "3.0", 1},
+		{"7", "6.99", 1},
+		{"7", "7.0.1", -1},
+		{"007", "7", 0},
+		{"3.2.1 (145)", "3.2.1", 0},
+		{"3.2.", "3.2", 0},
+		{"3..2", "3", 0},
+		{"3.2b4", "3.2", 0},
+		{"99999999999999999999999", "99999999999999999999998", 1},
+		{"1.99999999999999999999", "2", -1},
 	}
 	for _, c := range cases {
 		a, err := ParseAppVersion(c.a)
@@ -224,6 +252,50 @@ func TestAppVersionCompare(t *testing.T) {
 		}
 		if got := a.Compare(b); got != c.want {
 			t.Errorf("%s vs %s: got %d; want %d", c.a, c.b, got, c.want)
+		}
+		if got := b.Compare(a); got != -c.want {
+			t.Errorf("%s vs %s: got %d; want %d", c.b, c.a, got, -c.want)
+		}
+	}
+}
+
+// TestAppVersionWithoutNumber: a version name that does not start with a
+// number has none to compare; callers count it below any minimum.
+func TestAppVersionWithoutNumber(t *testing.T) {
+	for _, s := range []string{"", "   ", "nightly", "v3.2", ".5", "-1", "beta 3"} {
+		if v, err := ParseAppVersion(s); err == nil {
+			t.Errorf("ParseAppVersion(%q): got %v; want an error", s, v)
+		}
+	}
+	for s, want := range map[string]string{"3.2.1.145": "3.2.1.145", "2024.05-beta": "2024.5-beta", "007": "7", "0.0": "0.0"} {
+		v, err := ParseAppVersion(s)
+		if err != nil || v.String() != want {
+			t.Errorf("ParseAppVersion(%q): got %v, %v; want %s", s, v, err, want)
+		}
+	}
+}
+
+// TestNormalizeDerivesHasIccCard: a hasIccCard left out beside iccIds is
+// whether they hold any; without iccIds it stays unsaid (a manager
+// registering by IMEI says nothing of SIMs).
+func TestNormalizeDerivesHasIccCard(t *testing.T) {
+	cases := []struct {
+		name string
+		in   Payload
+		want *bool
+	}{
+		{"ICC IDs", Payload{IccIDs: []string{"8944 5001 0219 8304 8261"}}, ptr(true)},
+		{"an empty list", Payload{IccIDs: []string{}}, ptr(false)},
+		{"neither", Payload{}, nil},
+		{"said false", Payload{HasIccCard: ptr(false), IccIDs: []string{"89445001021983048261"}}, ptr(false)},
+	}
+	for _, c := range cases {
+		c.in.Normalize()
+		switch {
+		case (c.in.HasIccCard == nil) != (c.want == nil):
+			t.Errorf("%s: got %v; want %v", c.name, c.in.HasIccCard, c.want)
+		case c.want != nil && *c.in.HasIccCard != *c.want:
+			t.Errorf("%s: got %v; want %v", c.name, *c.in.HasIccCard, *c.want)
 		}
 	}
 }

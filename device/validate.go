@@ -42,9 +42,11 @@ func RegisterValidations(v *validator.Validate) error {
 		},
 		"android_api": func(fl validator.FieldLevel) bool { return fl.Field().Int() >= MinAndroidAPI },
 		"os_name":     str(osNameValid),
+		// Any versionName: --min-app-version compares its leading number,
+		// and one with none is below any minimum (ParseAppVersion).
 		"app_version": str(func(s string) bool {
-			_, err := ParseAppVersion(s)
-			return err == nil
+			n := utf8.RuneCountInString(s)
+			return n >= 1 && n <= maxAppVersionLen && tether.Printable(s)
 		}),
 		"text_len": str(func(s string) bool {
 			n := utf8.RuneCountInString(s)
@@ -64,8 +66,12 @@ func RegisterValidations(v *validator.Validate) error {
 
 type completeKey struct{}
 
+// maxAppVersionLen bounds an app version, in characters.
+const maxAppVersionLen = 64
+
 // payloadRules checks what no single field can: that hasIccCard agrees with
-// iccIds, and, for a login, that the payload is whole.
+// iccIds, and, for a login, that the payload is whole (hasIccCard aside:
+// left out, it is what iccIds say).
 func payloadRules(ctx context.Context, sl validator.StructLevel) {
 	p := sl.Current().Interface().(Payload)
 	if p.HasIccCard != nil {
@@ -77,9 +83,6 @@ func payloadRules(ctx context.Context, sl validator.StructLevel) {
 		}
 	}
 	if complete, _ := ctx.Value(completeKey{}).(bool); complete {
-		if p.HasIccCard == nil {
-			sl.ReportError(p.HasIccCard, "hasIccCard", "HasIccCard", "required", "")
-		}
 		if p.OSVersion == nil {
 			sl.ReportError(p.OSVersion, "osVersion", "OSVersion", "required", "")
 		}
@@ -143,7 +146,7 @@ var tagCodes = map[string]struct{ code, message string }{
 	"iccid_unexpected": {"iccid_unexpected", "hasIccCard is false but ICC IDs were sent"},
 	"android_api":      {"os_api_invalid", fmt.Sprintf("API level must be %d or higher", MinAndroidAPI)},
 	"os_name":          {"os_name_invalid", `version name must be a version number such as "14" or "8.1"`},
-	"app_version":      {"app_version_format", "app version must be MAJOR.MINOR[.PATCH][-suffix]"},
+	"app_version":      {"app_version_format", fmt.Sprintf("app version must be 1 to %d printable characters", maxAppVersionLen)},
 }
 
 func describe(field, tag, param string) (string, string) {

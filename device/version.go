@@ -2,71 +2,91 @@ package device
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
-// AppVersion is a field app's version: MAJOR.MINOR[.PATCH][-suffix].
-// Versions compare numerically; the suffix is kept but not compared.
+// AppVersion is the number a field app's version name (its Android
+// versionName, any text) starts with: its leading numeric parts, "3.2.1.145"
+// is 3.2.1.145, "2024.05-beta" is 2024.5, "7" is 7, "3.2.1 (145)" is 3.2.1.
+// Versions compare part by part, numerically, a missing part counting as 0;
+// what follows the number is kept but not compared.
 type AppVersion struct {
-	Major, Minor, Patch int
-	Suffix              string
+	// parts are the numeric parts, in decimal without leading zeros, so
+	// that numbers of any length compare without overflow.
+	parts []string
+	// Suffix is what follows the number ("-beta", " (145)").
+	Suffix string
 }
 
-// ParseAppVersion reads "3.2.1", "3.2" or "3.2.1-beta.2".
+// ParseAppVersion reads the leading numeric parts of a version name. It
+// fails only for a name that does not start with a digit ("nightly",
+// "v3.2", ""), which has no number to compare: such a version counts as
+// below any minimum.
 func ParseAppVersion(s string) (AppVersion, error) {
-	core, suffix, hasSuffix := strings.Cut(s, "-")
-	if hasSuffix && !validSuffix(suffix) {
-		return AppVersion{}, fmt.Errorf("app version %q: bad suffix", s)
+	s = strings.TrimSpace(s)
+	if s == "" || !isDigit(s[0]) {
+		return AppVersion{}, fmt.Errorf("app version %q does not start with a number", s)
 	}
-	parts := strings.Split(core, ".")
-	if len(parts) < 2 || len(parts) > 3 {
-		return AppVersion{}, fmt.Errorf("app version %q: want MAJOR.MINOR[.PATCH]", s)
-	}
-	var nums [3]int
-	for i, p := range parts {
-		if p == "" || len(p) > 9 || !allDigits(p) {
-			return AppVersion{}, fmt.Errorf("app version %q: %q is not a number", s, p)
+	var v AppVersion
+	rest := s
+	for {
+		n := 0
+		for n < len(rest) && isDigit(rest[n]) {
+			n++
 		}
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return AppVersion{}, fmt.Errorf("app version %q: %w", s, err)
+		v.parts = append(v.parts, strings.TrimLeft(rest[:n], "0"))
+		rest = rest[n:]
+		// Another part only after a dot followed by a digit: "3.2." is 3.2.
+		if len(rest) < 2 || rest[0] != '.' || !isDigit(rest[1]) {
+			break
 		}
-		nums[i] = n
+		rest = rest[1:]
 	}
-	return AppVersion{Major: nums[0], Minor: nums[1], Patch: nums[2], Suffix: suffix}, nil
+	v.Suffix = rest
+	return v, nil
 }
 
-func validSuffix(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '.' || r == '-' || r == '+' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
 // Compare returns -1, 0 or 1 as v is older than, the same as, or newer than
 // w, by number alone.
 func (v AppVersion) Compare(w AppVersion) int {
-	for _, d := range [...]int{v.Major - w.Major, v.Minor - w.Minor, v.Patch - w.Patch} {
-		switch {
-		case d < 0:
-			return -1
-		case d > 0:
-			return 1
+	for i := range max(len(v.parts), len(w.parts)) {
+		if c := compareDigits(part(v.parts, i), part(w.parts, i)); c != 0 {
+			return c
 		}
 	}
 	return 0
 }
 
-func (v AppVersion) String() string {
-	s := fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
-	if v.Suffix != "" {
-		s += "-" + v.Suffix
+// part is the i-th part, "" (zero) past the end.
+func part(parts []string, i int) string {
+	if i < len(parts) {
+		return parts[i]
 	}
-	return s
+	return ""
+}
+
+// compareDigits compares two decimal numbers written without leading
+// zeros ("" is zero): the longer is the larger, else the first to differ.
+func compareDigits(a, b string) int {
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// String writes the number, then the suffix: "3.2.1.145", "2024.5-beta".
+func (v AppVersion) String() string {
+	parts := make([]string, len(v.parts))
+	for i, p := range v.parts {
+		if p == "" {
+			p = "0"
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ".") + v.Suffix
 }
