@@ -576,3 +576,36 @@ func sameMembers(t *testing.T, path string, j any, x *xmlTree) {
 		}
 	}
 }
+
+// TestNativePayloadWithoutHasIccCard: API.md section 2 makes hasIccCard
+// optional in the native payload too: left out, it is what iccIds say.
+func TestNativePayloadWithoutHasIccCard(t *testing.T) {
+	e := newEnv(t)
+	phone, _ := e.fleet()
+	cases := []struct {
+		name string
+		sims []string // nil: iccIds left out too
+		want bool
+	}{
+		{"with iccIds", []string{"89445001021983048261"}, true},
+		{"an empty iccIds", []string{}, false},
+	}
+	for _, c := range cases {
+		p := handset("490154203237518")
+		delete(p, "hasIccCard")
+		p["iccIds"] = c.sims
+		r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": p})
+		if r.status != 200 {
+			t.Fatalf("%s: got %d %s; want 200", c.name, r.status, r.body)
+		}
+		if d := e.do("GET", "/v1/devices/"+phone, e.manager, nil).json(t); d["hasIccCard"] != c.want {
+			t.Fatalf("%s: the handset's hasIccCard: got %v; want %v", c.name, d["hasIccCard"], c.want)
+		}
+	}
+	p := handset("490154203237518")
+	delete(p, "hasIccCard")
+	delete(p, "iccIds")
+	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": p}); r.status != 200 {
+		t.Fatalf("neither hasIccCard nor iccIds: got %d %s; want 200", r.status, r.body)
+	}
+}
