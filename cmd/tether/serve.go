@@ -213,7 +213,6 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.DurationVar(&a.ShortIdle, "session-idle-short", a.ShortIdle, "idle lifetime of a session whose login said persistent: false")
 	fs.DurationVar(&a.ShortMax, "session-max-short", a.ShortMax, "absolute lifetime of a session whose login said persistent: false")
 	fs.DurationVar(&a.RefreshReuseGrace, "refresh-reuse-grace", a.RefreshReuseGrace, "a rotated refresh token retried within this gets the same answer")
-	fs.BoolVar(&a.RotateReauthentication, "token-login-rotate", a.RotateReauthentication, "token-login's TokenLogin rotates the re-authentication token at every use, as a refresh does (a stolen copy used after its owner ends the session, but clients that keep the login's token stop working)")
 	fs.StringVar(&a.MinAppVersion, "min-app-version", a.MinAppVersion, "oldest app version that may log in (none by default)")
 	fs.IntVar(&a.MinOSAPI, "min-os-api", a.MinOSAPI, "oldest Android API level that may log in")
 	fs.BoolVar(&a.RequireDevice, "require-device", a.RequireDevice, "workers must log in from an enrolled handset")
@@ -235,6 +234,7 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	})
 	fs.BoolVar(&a.RequireAttestation, "require-attestation", a.RequireAttestation, "refuse handset keys without an Android key attestation")
 	fs.BoolVar(&a.DPoPNonce, "dpop-nonce", a.DPoPNonce, "make DPoP proofs carry a server nonce, handed out in the DPoP-Nonce header of every answer")
+	fs.BoolVar(&a.RotateReauthentication, "token-login-rotate", a.RotateReauthentication, "token-login's TokenLogin rotates the re-authentication token at every use, as a refresh does (a stolen copy used after its owner ends the session, but clients that keep the login's token stop working)")
 }
 
 // newLogger returns a structured logger writing to w, which adds the request
