@@ -505,10 +505,31 @@ func TestRenew(t *testing.T) {
 	if _, err := w.svc.Authenticate(w.ctx, r.AccessToken); err != nil {
 		t.Fatal(err)
 	}
+	// The same renewal again within the grace (a retry after a lost
+	// answer): the very same answer, and no new token.
+	w.clock.Advance(9 * time.Second)
+	again, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+	if err != nil || again.AccessToken != r.AccessToken || !again.AccessExpiresAt.Equal(r.AccessExpiresAt) {
+		t.Fatalf("a retry within the grace: %v; want the same token", err)
+	}
+	// From another handset, even within the grace: refused.
+	_, err = w.svc.Renew(w.ctx, g.AccessToken, w.other.ID)
+	wantErr(t, err, auth.ErrDeviceMismatch)
+	// After the grace: renewed already.
+	w.clock.Advance(2 * time.Second)
 	_, err = w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
 	wantErr(t, err, auth.ErrTokenAlreadyUsed)
+	// The renewed token renews on (once), and the first cannot come back
+	// as a retry of that.
+	r2, err := w.svc.Renew(w.ctx, r.AccessToken, w.phone.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+	wantErr(t, err, auth.ErrTokenAlreadyUsed)
+	r = r2
 
-	// A refresh makes the renewed token old too.
+	// A refresh makes the renewed token old too, retries included.
 	if _, err := w.svc.Refresh(w.ctx, g.RefreshToken, w.phone.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -524,34 +545,40 @@ func TestRenewWindow(t *testing.T) {
 	wantErr(t, err, auth.ErrRenewalWindowPassed)
 }
 
+// TestConcurrentRenew: of renewals of one token at once, one makes a new
+// token and the others, retries within the grace, get that same token;
+// only one new token ever exists.
 func TestConcurrentRenew(t *testing.T) {
 	w := newWorld(t)
 	g := w.mustLogin()
 	const n = 12
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	ok, used := 0, 0
+	tokens := map[string]int{}
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+		wg.Go(func() {
+			r, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+			if err != nil {
+				t.Errorf("renew: %v", err)
+				return
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			switch {
-			case err == nil:
-				ok++
-			case errors.Is(err, auth.ErrTokenAlreadyUsed):
-				used++
-			default:
-				t.Errorf("renew: %v", err)
-			}
-		}()
+			tokens[r.AccessToken]++
+		})
 	}
 	wg.Wait()
-	if ok != 1 || used != n-1 {
-		t.Fatalf("%d renewals succeeded, %d refused; want exactly 1 and %d", ok, used, n-1)
+	if len(tokens) != 1 {
+		t.Fatalf("%d renewals at once made %d different tokens; want 1", n, len(tokens))
 	}
+	for tok := range tokens {
+		if _, err := w.svc.Authenticate(w.ctx, tok); err != nil {
+			t.Fatalf("the renewed token: %v", err)
+		}
+	}
+	w.clock.Advance(11 * time.Second)
+	_, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+	wantErr(t, err, auth.ErrTokenAlreadyUsed)
 }
 
 func TestCutOff(t *testing.T) {

@@ -59,6 +59,12 @@ type Session struct {
 	// session: the only one that may be renewed.
 	AccessJTI       string    `json:"accessJti"`
 	AccessExpiresAt time.Time `json:"accessExpiresAt"`
+	// PrevAccessJTI is the access token the last renewal renewed, at
+	// RenewedAt; RenewReplay its answer, sealed with a key only that token
+	// yields, so a retry within the grace gets the very same answer.
+	PrevAccessJTI string    `json:"prevAccessJti,omitempty"`
+	RenewedAt     time.Time `json:"renewedAt,omitzero"`
+	RenewReplay   []byte    `json:"renewReplay,omitempty"`
 
 	RevokedAt    time.Time `json:"revokedAt,omitzero"`
 	RevokeReason string    `json:"revokeReason,omitempty"`
@@ -73,6 +79,7 @@ func (s Session) Clone() Session {
 	s.RefreshHash = bytes.Clone(s.RefreshHash)
 	s.PrevRefreshHash = bytes.Clone(s.PrevRefreshHash)
 	s.Replay = bytes.Clone(s.Replay)
+	s.RenewReplay = bytes.Clone(s.RenewReplay)
 	return s
 }
 
