@@ -127,7 +127,11 @@ func TestLoginRenewRefreshWalk(t *testing.T) {
 	if r := e.do("POST", "/v1/devices/"+phone+"/suspend", e.manager, nil); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	wantProblem(t, e.do("GET", "/v1/auth/me", access, nil), 401, "session_revoked")
+	// The code stays; the words say why.
+	p := wantProblem(t, e.do("GET", "/v1/auth/me", access, nil), 401, "session_revoked")
+	if p["reason"] != "device_suspended" || !strings.Contains(p["detail"].(string), "handset is suspended") {
+		t.Fatalf("after a suspension: %v; want it to say the handset is suspended", p)
+	}
 	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]any{
 		"username": "walter", "password": "correct horse", "device": handset("490154203237518"),
 	}), 403, "device_suspended")

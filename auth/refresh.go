@@ -91,7 +91,7 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 	}
 	now := s.now().UTC()
 	if sess.Revoked() {
-		return fail(ErrSessionRevoked)
+		return fail(sessionEnded(sess, now))
 	}
 	if !sess.Live(now) {
 		return fail(ErrTokenExpired)
@@ -130,7 +130,7 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 		last = cur
 		switch {
 		case cur.Revoked():
-			return cur, ErrSessionRevoked
+			return cur, sessionEnded(cur, now)
 		case bytes.Equal(cur.RefreshHash, presented):
 			cur.PrevRefreshHash, cur.RefreshHash = cur.RefreshHash, next.hash()
 			cur.JKT = sess.JKT
@@ -223,7 +223,7 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 		return fail(err)
 	}
 	if !sess.Live(now) {
-		return fail(ErrSessionRevoked)
+		return fail(sessionEnded(sess, now))
 	}
 	if err := s.keyCurrent(ctx, claims, b.NewestKey); err != nil {
 		return fail(err)
@@ -252,7 +252,7 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 		last = cur
 		switch {
 		case cur.Revoked():
-			return cur, ErrSessionRevoked
+			return cur, sessionEnded(cur, now)
 		case subtle.ConstantTimeCompare([]byte(cur.AccessJTI), []byte(claims.ID)) == 1:
 			cur.PrevAccessJTI, cur.RenewedAt, cur.RenewReplay = cur.AccessJTI, now, sealed
 			cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt, cur.JKT = jti, exp, now, sess.JKT
