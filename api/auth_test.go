@@ -445,3 +445,30 @@ func TestTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginBodyErrorsSayWhat: a login without its credentials names what
+// is missing (and is no failed login), and an unknown member is named in
+// the server's words, not the JSON decoder's.
+func TestLoginBodyErrorsSayWhat(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	for range 6 {
+		p := wantProblem(t, e.do("POST", "/v1/auth/login", "", `{}`), 400, "validation_failed")
+		codes := fieldCodes(t, p)
+		if codes["username"] != "username_required" || codes["password"] != "password_required" {
+			t.Fatalf("{}: %v; want username and password named as required", codes)
+		}
+	}
+	p := wantProblem(t, e.do("POST", "/v1/auth/login", "", `{"username":"  ","password":"correct horse"}`), 400, "validation_failed")
+	if codes := fieldCodes(t, p); codes["username"] != "username_required" || len(codes) != 1 {
+		t.Fatalf("a blank username: %v", codes)
+	}
+	// None of that counted against the account or the address.
+	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "maria", "password": "correct horse"}); r.status != 200 {
+		t.Fatalf("login after the empty bodies: %d %s", r.status, r.body)
+	}
+	p = wantProblem(t, e.do("POST", "/v1/auth/login", "", `{"username":"maria","password":"correct horse","remember":true}`), 400, "invalid_request")
+	if d := p["detail"].(string); strings.Contains(d, "json:") || !strings.Contains(d, `"remember"`) {
+		t.Fatalf("unknown member: %q; want it named in the server's words", d)
+	}
+}
