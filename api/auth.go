@@ -204,6 +204,7 @@ type sessionView struct {
 	Key          uint64    `json:"key"`
 	UserID       string    `json:"userId"`
 	DeviceID     string    `json:"deviceId,omitempty"`
+	DeviceName   string    `json:"deviceName,omitempty"`
 	Persistent   bool      `json:"persistent"`
 	CreatedAt    time.Time `json:"createdAt"`
 	LastUsedAt   time.Time `json:"lastUsedAt"`
@@ -218,7 +219,7 @@ type sessionView struct {
 
 func newSessionView(sess storage.Session, now time.Time) sessionView {
 	return sessionView{
-		ID: sess.ID, Key: sess.Key, UserID: sess.UserID, DeviceID: sess.DeviceID, Persistent: sess.Persistent,
+		ID: sess.ID, Key: sess.Key, UserID: sess.UserID, DeviceID: sess.DeviceID, DeviceName: sess.DeviceName, Persistent: sess.Persistent,
 		CreatedAt: sess.CreatedAt, LastUsedAt: sess.LastUsedAt, ExpiresAt: sess.ExpiresAt,
 		IdleExpires: sess.LastUsedAt.Add(sess.IdleTimeout), Live: sess.Live(now),
 		RevokedAt: sess.RevokedAt, RevokeReason: sess.RevokeReason, ClientIP: sess.ClientIP, UserAgent: sess.UserAgent,

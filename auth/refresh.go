@@ -89,6 +89,10 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
 		return fail(ErrDeviceMismatch)
 	}
+	if err := boundName(sess, deviceRef); err != nil {
+		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
+		return fail(err)
+	}
 	now := s.now().UTC()
 	if sess.Revoked() {
 		return fail(sessionEnded(sess, now))
@@ -220,6 +224,10 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 		return fail(ErrSessionRevoked)
 	}
 	if err != nil {
+		return fail(err)
+	}
+	if err := boundName(sess, deviceRef); err != nil {
+		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
 		return fail(err)
 	}
 	if !sess.Live(now) {

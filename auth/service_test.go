@@ -850,3 +850,61 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("%d events past the retention", len(page.Items))
 	}
 }
+
+// TestLoginWithDeviceName: a client may name its device with any string
+// that is not a handset's id or IMEI (the renew-login-token seed's "device
+// name from where login API was called"); the session is bound to that
+// exact string, under the rules of a login without a handset. An id or
+// IMEI keeps every handset rule.
+func TestLoginWithDeviceName(t *testing.T) {
+	w := newWorld(t)
+	login := func(name, ref string) (auth.Grant, error) {
+		return w.svc.Login(w.ctx, auth.LoginRequest{Username: name, Password: password, DeviceRef: ref, Persistent: true})
+	}
+	g, err := login("maria", "Front desk PC")
+	if err != nil {
+		t.Fatalf("a manager with a device name: %v", err)
+	}
+	if g.Session.DeviceID != "" || g.Session.DeviceName != "Front desk PC" {
+		t.Fatalf("session %+v; want no handset, the name", g.Session)
+	}
+	for _, other := range []string{"front desk pc", "Front desk PC ", "", w.phone.IMEI, w.phone.ID} {
+		_, err := w.svc.Renew(w.ctx, g.AccessToken, other)
+		wantErr(t, err, auth.ErrDeviceMismatch)
+		_, err = w.svc.Refresh(w.ctx, g.RefreshToken, other)
+		wantErr(t, err, auth.ErrDeviceMismatch)
+	}
+	r, err := w.svc.Renew(w.ctx, g.AccessToken, "Front desk PC")
+	if err != nil {
+		t.Fatalf("renewal with the same name: %v", err)
+	}
+	if _, err := w.svc.Refresh(w.ctx, g.RefreshToken, "Front desk PC"); err != nil {
+		t.Fatalf("refresh with the same name: %v", err)
+	}
+	_ = r
+
+	// A session without a name renews only without one.
+	plain, err := login("maria", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.svc.Renew(w.ctx, plain.AccessToken, "Front desk PC")
+	wantErr(t, err, auth.ErrDeviceMismatch)
+
+	// Workers need a handset unless --require-device=false.
+	_, err = login("walter", "Front desk PC")
+	wantErr(t, err, auth.ErrDeviceNotEnrolled)
+	loose := newWorld(t, func(c *auth.Config) { c.RequireDevice = false })
+	if g, err := loose.svc.Login(loose.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: "pos-12"}); err != nil || g.Session.DeviceName != "pos-12" {
+		t.Fatalf("a worker with a device name, handsets not required: %+v, %v", g.Session, err)
+	}
+	// An IMEI or id of no enrolled handset is a handset, not a name.
+	for _, ref := range []string{"356938035643817", "35-693803-564381-7", "dev_01NOSUCHDEVICE0000000000"} {
+		_, err := login("maria", ref)
+		wantErr(t, err, auth.ErrDeviceNotEnrolled)
+	}
+	// A name that is not printable text is the client's mistake.
+	if _, err := login("maria", "pos\x00"); fieldCode(err, "deviceId") != "device_name_invalid" {
+		t.Fatalf("a name with a NUL: %v", err)
+	}
+}

@@ -26,6 +26,10 @@ type Session struct {
 	Key      uint64 `json:"key"`
 	UserID   string `json:"userId"`
 	DeviceID string `json:"deviceId,omitempty"`
+	// DeviceName is, for a session without a handset, the device name its
+	// login gave (a client's name for the machine it runs on): it is
+	// refreshed and renewed only with that exact name.
+	DeviceName string `json:"deviceName,omitempty"`
 	// Persistent sessions get the long lifetimes.
 	Persistent bool `json:"persistent"`
 
