@@ -176,7 +176,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		go cert.reloadOn(hup, logger)
 	}
 	served := make(chan error, 1)
-	go func() { served <- app.Listener(ln) }()
+	go func() { served <- app.Listener(api.Listener(ln)) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "store", cfg.store.String(), "version", version,
 		"enrollment_mode", cfg.auth.EnrollmentMode, "sim_policy", cfg.auth.SIMPolicy)
 	if cfg.demo {
