@@ -170,6 +170,10 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 			lc.lingerOnClose()
 		}
 	}
+	if isTokenLogin(c.Path()) {
+		// The token-login document's errors, even those no handler saw.
+		return s.tokenLoginFail(c, tokenLoginQueryOf(c), err)
+	}
 	ctx := c.UserContext()
 	p.RequestID = RequestID(ctx)
 	if p.RequestID == "" {

@@ -130,6 +130,9 @@ func xmlNames(root, item string) renderOption {
 // themselves) are written as they say; others go through their JSON form.
 func (s *server) respond(c *fiber.Ctx, status int, v any, opts ...renderOption) error {
 	f, ct, err := negotiate(c.Get(fiber.HeaderAccept))
+	if err != nil && (isDialect(c.Path()) || isTokenLogin(c.Path())) {
+		f, ct, err = formatJSON, mimeAppJSON+charsetUTF8, nil
+	}
 	if err != nil {
 		return err
 	}
