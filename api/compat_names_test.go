@@ -96,7 +96,7 @@ func TestSuppressResponseCodesEverywhere(t *testing.T) {
 	q := "?suppressResponseCodes=true&APIKey=" + clientKey
 	for _, c := range []struct {
 		name, method, path, ctype, accept, body, code string
-		status                                     int
+		status                                        int
 	}{
 		{"unknown path", "POST", "/api/v1/Authentication/Nope", "application/json", "", `{}`, "not_found", 404},
 		{"wrong method", "GET", "/api/v1/Authentication/Login", "", "", "", "method_not_allowed", 405},
