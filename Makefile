@@ -20,9 +20,9 @@ help: ## list the targets
 run: ## serve on :8080 with the store in ./data (ADDR=, DATA= to change)
 	go run -ldflags "$(LDFLAGS)" ./cmd/tether serve --addr $(ADDR) --data $(DATA)
 
-test: ## go vet, then every test with the race detector (on PostgreSQL too, where it is installed)
+test: ## go vet, then every test with the race detector (.ci/test: with the JavaScript clients and a throwaway PostgreSQL where they can be had)
 	go vet ./...
-	TETHER_TEST_POSTGRES="$${TETHER_TEST_POSTGRES:-$$(.ci/postgres 2>/dev/null)}" go test -race ./...
+	.ci/test
 
 build: ## one static binary: bin/tether
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tether

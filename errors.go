@@ -38,6 +38,7 @@ const (
 	CodeDeviceMismatch       Code = "device_mismatch"
 	CodeSimChanged           Code = "sim_changed"
 	CodeNotFound             Code = "not_found"
+	CodeMethodNotAllowed     Code = "method_not_allowed"
 	CodeConflict             Code = "conflict"
 	CodePayloadTooLarge      Code = "payload_too_large"
 	CodeUnsupportedMediaType Code = "unsupported_media_type"

@@ -344,10 +344,23 @@ func TestRequestID(t *testing.T) {
 	}
 }
 
+// TestUnknownRoute: an unknown path is 404; a known one with a method it
+// does not take is 405 with Allow, on the native API and the dialects.
 func TestUnknownRoute(t *testing.T) {
 	e := newEnv(t)
 	wantProblem(t, e.do("GET", "/nope", "", nil), 404, "not_found")
-	wantProblem(t, e.do("DELETE", "/v1/devices", e.manager, nil), 404, "not_found")
+	for _, c := range []struct{ method, path, allow string }{
+		{"DELETE", "/v1/devices", "GET, POST"},
+		{"GET", "/v1/auth/login", "POST"},
+		{"PUT", "/api/Login", "POST"},
+		{"GET", "/api/User/GetUserToken", "POST"},
+	} {
+		r := e.do(c.method, c.path, e.manager, nil)
+		wantProblem(t, r, 405, "method_not_allowed")
+		if allow := r.header.Get("Allow"); !strings.Contains(allow, "POST") || c.allow == "GET, POST" && !strings.Contains(allow, "GET") {
+			t.Errorf("%s %s: Allow %q; want %s", c.method, c.path, allow, c.allow)
+		}
+	}
 }
 
 // TestInternalErrorsSayNothing closes the store under a running server: the

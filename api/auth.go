@@ -1,12 +1,16 @@
 package api
 
 import (
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"tether"
 	"tether/auth"
 	"tether/device"
 	"tether/storage"
@@ -55,9 +59,29 @@ func (s *server) sendGrant(c *fiber.Ctx, g auth.Grant, withUser bool) error {
 	return s.respond(c, fiber.StatusOK, v, xmlNames("token", "item"))
 }
 
+// missing names the members of a request that must not be empty and are,
+// each with the code NAME_required, or is nil.
+func missing(members map[string]string) error {
+	var errs []*tether.ValidationError
+	for _, name := range slices.Sorted(maps.Keys(members)) {
+		if members[name] == "" {
+			errs = append(errs, tether.Invalid(name, name+"_required", name+" is required"))
+		}
+	}
+	if all := tether.Join(errs...); all != nil {
+		return all
+	}
+	return nil
+}
+
 func (s *server) login(c *fiber.Ctx) error {
 	var req loginRequest
 	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	// A body without credentials is the client's mistake, said at once and
+	// not counted as a failed login.
+	if err := missing(map[string]string{"username": strings.TrimSpace(req.Username), "password": req.Password}); err != nil {
 		return err
 	}
 	g, err := s.Auth.Login(c.UserContext(), auth.LoginRequest{
@@ -180,6 +204,7 @@ type sessionView struct {
 	Key          uint64    `json:"key"`
 	UserID       string    `json:"userId"`
 	DeviceID     string    `json:"deviceId,omitempty"`
+	DeviceName   string    `json:"deviceName,omitempty"`
 	Persistent   bool      `json:"persistent"`
 	CreatedAt    time.Time `json:"createdAt"`
 	LastUsedAt   time.Time `json:"lastUsedAt"`
@@ -194,7 +219,7 @@ type sessionView struct {
 
 func newSessionView(sess storage.Session, now time.Time) sessionView {
 	return sessionView{
-		ID: sess.ID, Key: sess.Key, UserID: sess.UserID, DeviceID: sess.DeviceID, Persistent: sess.Persistent,
+		ID: sess.ID, Key: sess.Key, UserID: sess.UserID, DeviceID: sess.DeviceID, DeviceName: sess.DeviceName, Persistent: sess.Persistent,
 		CreatedAt: sess.CreatedAt, LastUsedAt: sess.LastUsedAt, ExpiresAt: sess.ExpiresAt,
 		IdleExpires: sess.LastUsedAt.Add(sess.IdleTimeout), Live: sess.Live(now),
 		RevokedAt: sess.RevokedAt, RevokeReason: sess.RevokeReason, ClientIP: sess.ClientIP, UserAgent: sess.UserAgent,

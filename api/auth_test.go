@@ -99,8 +99,11 @@ func TestLoginRenewRefreshWalk(t *testing.T) {
 	if r := e.do("GET", "/v1/auth/me", renewed, nil); r.status != 200 {
 		t.Fatalf("me with the renewed token: %d", r.status)
 	}
-	// The same old token again: 401.
-	wantProblem(t, e.do("POST", "/v1/auth/renew", "", map[string]any{"accessToken": access, "deviceId": phone}), 401, "token_already_used")
+	// The same old token again within the grace (a retry after a lost
+	// answer): the very same answer.
+	if r := e.do("POST", "/v1/auth/renew", "", map[string]any{"accessToken": access, "deviceId": phone}); r.status != 200 || r.json(t)["accessToken"] != renewed {
+		t.Fatalf("a renewal retried within the grace: %d %s; want the same token", r.status, r.body)
+	}
 
 	// Refresh, then replay the old refresh token after the grace: the session dies.
 	refresh := tok["refreshToken"].(string)
@@ -110,6 +113,8 @@ func TestLoginRenewRefreshWalk(t *testing.T) {
 	}
 	fresh := r.json(t)
 	time.Sleep(1100 * time.Millisecond)
+	// The old access token, past the grace: renewed already.
+	wantProblem(t, e.do("POST", "/v1/auth/renew", "", map[string]any{"accessToken": access, "deviceId": phone}), 401, "token_already_used")
 	wantProblem(t, e.do("POST", "/v1/auth/refresh", "", map[string]any{"refreshToken": refresh, "deviceId": phone}), 401, "refresh_token_reused")
 	wantProblem(t, e.do("POST", "/v1/auth/refresh", "", map[string]any{"refreshToken": fresh["refreshToken"], "deviceId": phone}), 401, "session_revoked")
 
@@ -122,7 +127,11 @@ func TestLoginRenewRefreshWalk(t *testing.T) {
 	if r := e.do("POST", "/v1/devices/"+phone+"/suspend", e.manager, nil); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	wantProblem(t, e.do("GET", "/v1/auth/me", access, nil), 401, "session_revoked")
+	// The code stays; the words say why.
+	p := wantProblem(t, e.do("GET", "/v1/auth/me", access, nil), 401, "session_revoked")
+	if p["reason"] != "device_suspended" || !strings.Contains(p["detail"].(string), "handset is suspended") {
+		t.Fatalf("after a suspension: %v; want it to say the handset is suspended", p)
+	}
 	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]any{
 		"username": "walter", "password": "correct horse", "device": handset("490154203237518"),
 	}), 403, "device_suspended")
@@ -434,5 +443,32 @@ func TestTrustedProxies(t *testing.T) {
 		if ip := lastIP(proxied); ip != want {
 			t.Errorf("X-Forwarded-For %q: client %s; want %s", xff, ip, want)
 		}
+	}
+}
+
+// TestLoginBodyErrorsSayWhat: a login without its credentials names what
+// is missing (and is no failed login), and an unknown member is named in
+// the server's words, not the JSON decoder's.
+func TestLoginBodyErrorsSayWhat(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	for range 6 {
+		p := wantProblem(t, e.do("POST", "/v1/auth/login", "", `{}`), 400, "validation_failed")
+		codes := fieldCodes(t, p)
+		if codes["username"] != "username_required" || codes["password"] != "password_required" {
+			t.Fatalf("{}: %v; want username and password named as required", codes)
+		}
+	}
+	p := wantProblem(t, e.do("POST", "/v1/auth/login", "", `{"username":"  ","password":"correct horse"}`), 400, "validation_failed")
+	if codes := fieldCodes(t, p); codes["username"] != "username_required" || len(codes) != 1 {
+		t.Fatalf("a blank username: %v", codes)
+	}
+	// None of that counted against the account or the address.
+	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "maria", "password": "correct horse"}); r.status != 200 {
+		t.Fatalf("login after the empty bodies: %d %s", r.status, r.body)
+	}
+	p = wantProblem(t, e.do("POST", "/v1/auth/login", "", `{"username":"maria","password":"correct horse","remember":true}`), 400, "invalid_request")
+	if d := p["detail"].(string); strings.Contains(d, "json:") || !strings.Contains(d, `"remember"`) {
+		t.Fatalf("unknown member: %q; want it named in the server's words", d)
 	}
 }

@@ -260,7 +260,7 @@ func TestGetUserToken(t *testing.T) {
 }
 
 func TestRenewLoginToken(t *testing.T) {
-	e := newEnv(t, func(c *auth.Config) { c.AccessTTL = time.Second })
+	e := newEnv(t, func(c *auth.Config) { c.AccessTTL = time.Second; c.RefreshReuseGrace = 300 * time.Millisecond })
 	phone, other := e.fleet()
 	r := e.do("POST", "/api/Login", "", map[string]any{"username": "walter", "password": "correct horse", "deviceId": "490154203237518"})
 	if r.status != 200 {
@@ -284,6 +284,12 @@ func TestRenewLoginToken(t *testing.T) {
 	}
 	shapeAgainst(t, "renew-login-token.response.json", r.body)
 	fresh := m["token"].(string)
+	// The same renewal again within the grace (the answer was lost): the
+	// very same token; past the grace, the token is used up.
+	if r, m := renew("/api/RenewLoginToken", token, phone, token); r.status != 200 || m["token"] != fresh {
+		t.Fatalf("a renewal retried within the grace: %d %s; want the same token", r.status, r.body)
+	}
+	time.Sleep(350 * time.Millisecond)
 
 	cases := []struct {
 		name, path, authtoken, device, token string
@@ -457,7 +463,7 @@ func TestAuthLoginSession(t *testing.T) {
 func TestRegenerateToken(t *testing.T) {
 	// Renewal takes live tokens as well as expired ones, so the test need
 	// not wait for expiry (TestLoginRenewRefreshWalk does that).
-	e := newEnv(t)
+	e := newEnv(t, func(c *auth.Config) { c.RefreshReuseGrace = 300 * time.Millisecond })
 	phone, other := e.fleet()
 	e.worker(t)
 	login := func() string {
@@ -525,9 +531,15 @@ func TestRegenerateToken(t *testing.T) {
 	wrong := vars(token)
 	wrong["email"] = "someone@else.com"
 	wantProblem(t, e.do("POST", "/api/session/regeneratetoken", "", fixture(t, "regenerate-token.request.json", wrong), "X-Device-Id", phone), 401, "token_invalid")
-	if r := e.do("POST", "/api/session/regeneratetoken", "", fixture(t, "regenerate-token.request.json", vars(token)), "X-Device-Id", phone); r.status != 200 {
-		t.Fatalf("the refused attempts used the token up: %d %s", r.status, r.body)
+	first := e.do("POST", "/api/session/regeneratetoken", "", fixture(t, "regenerate-token.request.json", vars(token)), "X-Device-Id", phone)
+	if first.status != 200 {
+		t.Fatalf("the refused attempts used the token up: %d %s", first.status, first.body)
 	}
+	// A retry within the grace gets the same token; past it, used up.
+	if r := e.do("POST", "/api/session/regeneratetoken", "", fixture(t, "regenerate-token.request.json", vars(token)), "X-Device-Id", phone); r.status != 200 || string(r.body) != string(first.body) {
+		t.Fatalf("a regeneration retried within the grace: %d %s; want %s", r.status, r.body, first.body)
+	}
+	time.Sleep(350 * time.Millisecond)
 	wantProblem(t, e.do("POST", "/api/session/regeneratetoken", "", fixture(t, "regenerate-token.request.json", vars(token)), "X-Device-Id", phone), 401, "token_already_used")
 	wantProblem(t, e.do("POST", "/api/session/regeneratetoken", "", "email: x", "Content-Type", "text/plain"), 415, "unsupported_media_type")
 }

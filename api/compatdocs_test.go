@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"tether/auth"
 )
 
 // docExamples reads the examples of docs/compat.md: each fenced block after
@@ -40,7 +41,9 @@ func TestCompatDocs(t *testing.T) {
 			t.Fatalf("docs/compat.md has no example %q", name)
 		}
 	}
-	e := newEnv(t)
+	// No retry grace: the documented error comes from renewing one token
+	// twice.
+	e := newEnv(t, func(c *auth.Config) { c.RefreshReuseGrace = 0 })
 	phone, _ := e.fleet()
 	clientKey := e.do("POST", "/v1/api-keys", e.admin, map[string]any{"role": "client"}).json(t)["key"].(string)
 

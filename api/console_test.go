@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"tether/api"
 )
 
 // url starts the app on a loopback port (once) and returns its base URL.
@@ -23,7 +25,7 @@ func (e *env) url() string {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		go e.app.Listener(ln)
+		go e.app.Listener(api.Listener(ln))
 		e.root.Cleanup(func() { e.app.Shutdown() })
 		*e.addr = ln.Addr().String()
 	})

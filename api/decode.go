@@ -184,6 +184,9 @@ func describeJSONError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return invalidRequest("the JSON body ends too soon")
 	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return invalidRequest("member %s is not one this endpoint takes (see /openapi.json)", clip(name, maxQuotedName+2))
+	}
 	// The decoder's remaining errors are "json: unknown field "x"" and
 	// the like: they quote only the client's own input.
 	return invalidRequest("%s", err.Error())

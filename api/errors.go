@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -65,6 +66,7 @@ var statusOf = map[tether.Code]int{
 	tether.CodeDeviceMismatch:       fiber.StatusForbidden,
 	tether.CodeSimChanged:           fiber.StatusForbidden,
 	tether.CodeNotFound:             fiber.StatusNotFound,
+	tether.CodeMethodNotAllowed:     fiber.StatusMethodNotAllowed,
 	tether.CodeConflict:             fiber.StatusConflict,
 	tether.CodePayloadTooLarge:      fiber.StatusRequestEntityTooLarge,
 	tether.CodeUnsupportedMediaType: fiber.StatusUnsupportedMediaType,
@@ -80,7 +82,7 @@ var statusOf = map[tether.Code]int{
 var fiberCodes = map[int]tether.Code{
 	fiber.StatusBadRequest:                  tether.CodeInvalidRequest,
 	fiber.StatusNotFound:                    tether.CodeNotFound,
-	fiber.StatusMethodNotAllowed:            tether.CodeNotFound,
+	fiber.StatusMethodNotAllowed:            tether.CodeMethodNotAllowed,
 	fiber.StatusRequestEntityTooLarge:       tether.CodePayloadTooLarge,
 	fiber.StatusUnsupportedMediaType:        tether.CodeUnsupportedMediaType,
 	fiber.StatusNotAcceptable:               tether.CodeNotAcceptable,
@@ -156,6 +158,22 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 		return nil
 	}
 	p := toProblem(err)
+	if p.Code == tether.CodePayloadTooLarge {
+		var ferr *fiber.Error
+		if errors.As(err, &ferr) {
+			p.Detail = fmt.Sprintf("the request body is over this server's limit of %d bytes (--body-limit)", s.opts.BodyLimit)
+			p.extra = map[string]any{"limit": s.opts.BodyLimit}
+		}
+		// The rest of the body is still coming: read and drop it, so the
+		// client gets this answer instead of a reset connection.
+		if lc, ok := c.Context().Conn().(lingerer); ok {
+			lc.lingerOnClose()
+		}
+	}
+	if isTokenLogin(c.Path()) {
+		// The token-login document's errors, even those no handler saw.
+		return s.tokenLoginFail(c, tokenLoginQueryOf(c), err)
+	}
 	ctx := c.UserContext()
 	p.RequestID = RequestID(ctx)
 	if p.RequestID == "" {

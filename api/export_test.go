@@ -195,3 +195,52 @@ func TestFormats(t *testing.T) {
 		t.Fatal("a 406 login still made a session")
 	}
 }
+
+// TestExportColumnsFixed: a list exports with the same columns whatever
+// its data: an empty list has its header, a member no row has is an empty
+// column, and free-form members (a profile, an event's details) are one
+// column of JSON text, not columns named by their keys.
+func TestExportColumnsFixed(t *testing.T) {
+	e := newEnv(t)
+	headerOf := func(path string) []string {
+		t.Helper()
+		r := e.do("GET", path, e.manager, nil, "Accept", "text/csv")
+		if r.status != 200 {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+		recs := readCSV(t, r.body)
+		if len(recs) == 0 {
+			t.Fatalf("%s: no header in %q", path, r.body)
+		}
+		return recs[0]
+	}
+	empty := map[string][]string{}
+	for _, path := range []string{"/v1/users", "/v1/devices", "/v1/sessions", "/v1/audit?action=nothing", "/v1/lockouts"} {
+		empty[path] = headerOf(path)
+	}
+	for _, want := range []string{"username", "email", "profile", "passwordChangedAt"} {
+		column(t, empty["/v1/users"], want)
+	}
+	for _, want := range []string{"imei", "label", "assignedUsers", "key.thumbprint"} {
+		column(t, empty["/v1/devices"], want)
+	}
+	column(t, empty["/v1/audit?action=nothing"], "detail")
+
+	// Data of every shape: the same columns.
+	e.do("POST", "/v1/users", e.admin, map[string]any{"username": "plain", "password": "correct horse"})
+	e.do("POST", "/v1/users", e.admin, map[string]any{"username": "rich", "password": "correct horse", "email": "rich@example.com",
+		"features": []string{"a", "b"}, "profile": map[string]any{"team": "north", "shift": map[string]any{"start": "06:00"}}})
+	e.do("POST", "/v1/auth/login", "", map[string]any{"username": "ghost", "password": "wrong horse"}, "User-Agent", "probe")
+	for path, before := range empty {
+		if after := headerOf(path); strings.Join(after, "|") != strings.Join(before, "|") {
+			t.Errorf("%s: columns %q with data; want %q as without", path, after, before)
+		}
+	}
+	recs := readCSV(t, e.do("GET", "/v1/users", e.manager, nil, "Accept", "text/csv").body)
+	col := column(t, recs[0], "profile")
+	for _, rec := range recs[1:] {
+		if rec[column(t, recs[0], "username")] == "rich" && rec[col] != `{"shift":{"start":"06:00"},"team":"north"}` {
+			t.Fatalf("profile cell %q; want the profile as JSON", rec[col])
+		}
+	}
+}

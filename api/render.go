@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/xuri/excelize/v2"
@@ -129,6 +130,9 @@ func xmlNames(root, item string) renderOption {
 // themselves) are written as they say; others go through their JSON form.
 func (s *server) respond(c *fiber.Ctx, status int, v any, opts ...renderOption) error {
 	f, ct, err := negotiate(c.Get(fiber.HeaderAccept))
+	if err != nil && (isDialect(c.Path()) || isTokenLogin(c.Path())) {
+		f, ct, err = formatJSON, mimeAppJSON+charsetUTF8, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -184,7 +188,13 @@ func render(f format, v any, a answer) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		header, rows := table(tree)
+		var header []string
+		var rows [][]*node
+		if cols := columnsOf(rowType(reflect.TypeOf(v))); cols != nil {
+			header, rows = tableOf(cols, tree)
+		} else {
+			header, rows = table(tree)
+		}
 		if f == formatCSV {
 			return writeCSV(header, rows)
 		}
@@ -319,6 +329,123 @@ func writeXML(w *bytes.Buffer, name, item string, n *node) error {
 	return nil
 }
 
+// rowType is the type of the rows of a table of a value of type t: the
+// items of a list ({"items": [...]}) or a slice, or t itself.
+func rowType(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return nil
+	}
+	if t.Kind() == reflect.Struct {
+		if f, ok := t.FieldByName("Items"); ok && f.Type.Kind() == reflect.Slice && jsonName(f) == "items" {
+			return f.Type.Elem()
+		}
+	}
+	if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+		return t.Elem()
+	}
+	return t
+}
+
+// columnsOf is the columns of a table of rows of type t, from the type
+// alone, so an export has the same columns whatever the data: a column per
+// JSON member, nested objects as "a.b" columns, and anything whose members
+// the type does not fix (maps, free-form JSON) as one column of JSON text.
+// It is nil for a type that is no struct.
+func columnsOf(t reflect.Type) [][]string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct || t == reflect.TypeOf(time.Time{}) {
+		return nil
+	}
+	var cols [][]string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := jsonName(f)
+		switch {
+		case name == "" || !f.IsExported() && !f.Anonymous:
+			continue
+		case f.Anonymous && f.Tag.Get("json") == "":
+			cols = append(cols, columnsOf(f.Type)...)
+			continue
+		}
+		if sub := columnsOf(f.Type); sub != nil && !implementsJSON(f.Type) {
+			for _, c := range sub {
+				cols = append(cols, append([]string{name}, c...))
+			}
+			continue
+		}
+		cols = append(cols, []string{name})
+	}
+	return cols
+}
+
+// jsonName is the member name encoding/json gives a field, or "" for one
+// it leaves out.
+func jsonName(f reflect.StructField) string {
+	tag := f.Tag.Get("json")
+	if tag == "-" {
+		return ""
+	}
+	if name, _, _ := strings.Cut(tag, ","); name != "" {
+		return name
+	}
+	return f.Name
+}
+
+// implementsJSON reports whether t writes its own JSON, so its members are
+// not the type's fields.
+func implementsJSON(t reflect.Type) bool {
+	m := reflect.TypeOf((*json.Marshaler)(nil)).Elem()
+	return t.Implements(m) || reflect.PointerTo(t).Implements(m)
+}
+
+// tableOf lays out rows under fixed columns: each row's value at each
+// column's path, or an empty cell where the row has none.
+func tableOf(cols [][]string, n *node) ([]string, [][]*node) {
+	rows := []*node{n}
+	switch {
+	case n.kind == 'a':
+		rows = n.items
+	case n.kind == 'o' && len(n.keys) > 0 && n.keys[0] == "items" && n.vals[0].kind == 'a':
+		rows = n.vals[0].items
+	}
+	header := make([]string, len(cols))
+	for i, c := range cols {
+		header[i] = strings.Join(c, ".")
+	}
+	out := make([][]*node, len(rows))
+	for r, row := range rows {
+		out[r] = make([]*node, len(cols))
+		for i, c := range cols {
+			if v := row.at(c); v != nil {
+				out[r][i] = cellNode(v)
+			}
+		}
+	}
+	return header, out
+}
+
+// at is the member at path, or nil.
+func (n *node) at(path []string) *node {
+	for _, k := range path {
+		if n == nil || n.kind != 'o' {
+			return nil
+		}
+		var next *node
+		for i, key := range n.keys {
+			if key == k {
+				next = n.vals[i]
+			}
+		}
+		n = next
+	}
+	return n
+}
+
 // table turns a value into a header and rows: a list ({"items": [...]}) or an
 // array is one row per item; an object is one row; a single value is one
 // cell with no header. Nested objects become "a.b" columns; arrays of
@@ -382,8 +509,14 @@ func prefixOr(prefix, dflt string) string {
 }
 
 // cellNode turns an array into one text cell: values joined with ";", or
-// JSON text when the items are not plain values.
+// JSON text when the items are not plain values; and an object into JSON
+// text.
 func cellNode(n *node) *node {
+	if n.kind == 'o' {
+		var buf bytes.Buffer
+		writeJSON(&buf, n)
+		return &node{kind: 's', scalar: buf.String()}
+	}
 	if n.kind != 'a' {
 		return n
 	}

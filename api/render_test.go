@@ -73,8 +73,8 @@ func TestRenderCSV(t *testing.T) {
 		t.Fatalf("CSV does not read back: %v\n%s", err, out)
 	}
 	want := [][]string{
-		{"id", "n", "ok", "tags", "inner.k", "note"},
-		{"a", "1", "true", "x;y", "v", "'=cmd|' /C calc'!A0"},
+		{"id", "n", "ok", "tags", "inner", "note"},
+		{"a", "1", "true", "x;y", `{"k":"v"}`, "'=cmd|' /C calc'!A0"},
 		{"b<&>", "2", "false", "", "", "plain"},
 	}
 	if len(recs) != len(want) {
@@ -110,7 +110,7 @@ func TestRenderXLSX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 3 || strings.Join(rows[0], "|") != "id|n|ok|tags|inner.k|note" || rows[1][0] != "a" || rows[2][0] != "b<&>" {
+	if len(rows) != 3 || strings.Join(rows[0], "|") != "id|n|ok|tags|inner|note" || rows[1][0] != "a" || rows[2][0] != "b<&>" {
 		t.Fatalf("rows %q", rows)
 	}
 	// Text that looks like a formula stays text.

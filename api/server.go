@@ -178,15 +178,9 @@ func New(d Deps, o Options) *fiber.App {
 
 	// The compatibility dialects (docs/compat.md). Routes match in any case,
 	// as the servers they stand in for did.
-	app.Post("/api/User/GetUserToken", s.getUserToken)
-	app.Post("/api/Login", s.commandLogin)
-	app.Post("/commandcenter/api/Login", s.commandLogin)
-	app.Post("/api/RenewLoginToken", s.renewLoginToken)
-	app.Post("/commandcenter/api/RenewLoginToken", s.renewLoginToken)
-	app.Post("/api/v1/Authentication/Login", s.tokenLoginLogin)
-	app.Post("/api/v1/Authentication/TokenLogin", s.tokenLogin)
-	app.Post("/Auth/Login", s.authLogin)
-	app.Post("/api/session/regeneratetoken", s.regenerateToken)
+	for path, handler := range s.dialectRoutes() {
+		app.Post(path, handler)
+	}
 
 	keys := v1.Group("/api-keys", admins...)
 	keys.Post("/", s.createAPIKey)
@@ -229,7 +223,7 @@ func identity(c *fiber.Ctx) auth.Identity {
 // acceptable refuses, before any work is done, a request whose Accept
 // header names no format the server writes.
 func acceptable(c *fiber.Ctx) error {
-	if _, _, err := negotiate(c.Get(fiber.HeaderAccept)); err != nil {
+	if _, _, err := negotiate(c.Get(fiber.HeaderAccept)); err != nil && !isDialect(c.Path()) {
 		return err
 	}
 	return c.Next()

@@ -214,11 +214,12 @@ func TestStaleTokens(t *testing.T) {
 			authenticate: auth.ErrTokenExpired, renew: auth.ErrRenewalWindowPassed,
 		},
 		{
-			name: "renewed already",
+			name: "renewed already, past the retry grace",
 			setup: func(w *world, g auth.Grant) string {
 				if _, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID); err != nil {
 					w.t.Fatal(err)
 				}
+				w.clock.Advance(11 * time.Second)
 				return w.phone.ID
 			},
 			renew: auth.ErrTokenAlreadyUsed,

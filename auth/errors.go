@@ -1,6 +1,11 @@
 package auth
 
-import "tether"
+import (
+	"time"
+
+	"tether"
+	"tether/storage"
+)
 
 // The errors of login, tokens and sessions. Each carries its stable code
 // and a message safe to show a client; callers wrap them with %w and the
@@ -26,3 +31,36 @@ var (
 	ErrEnrollmentCode      = tether.NewError(tether.CodeInvalidCredentials, "the enrollment code is unknown, expired, revoked or used up")
 	ErrSelfEnrollmentOff   = tether.NewError(tether.CodeForbidden, "handsets cannot enroll themselves on this server")
 )
+
+// Why a session ended, as a client is told it (by revoke reason): the code
+// stays session_revoked; the message and a "reason" member say why.
+var endedBecause = map[string]string{
+	"logout":               "the session has ended: it was logged out",
+	"replaced":             "the session has ended: a newer login on this handset replaced it",
+	"revoked":              "the session has ended: a manager ended it",
+	"logout_all":           "the session has ended: a manager logged the user out everywhere",
+	"device_suspended":     "the session has ended: the handset is suspended",
+	"device_retired":       "the session has ended: the handset is retired",
+	"device_key_replaced":  "the session has ended: a manager replaced the handset's key",
+	"account_disabled":     "the session has ended: the account is disabled",
+	"refresh_token_reused": "the session has ended: a refresh token was used twice",
+	"password_reset":       "the session has ended: the password was reset",
+	"password_changed":     "the session has ended: the password was changed",
+}
+
+// sessionEnded is ErrSessionRevoked for a session that is not live at now,
+// saying why where that is known: the reason it was revoked for, or that
+// it expired (unused too long, or past its lifetime).
+func sessionEnded(sess storage.Session, now time.Time) error {
+	reason, msg := sess.RevokeReason, endedBecause[sess.RevokeReason]
+	switch {
+	case sess.Revoked() && msg == "":
+		return ErrSessionRevoked.With("reason", "revoked")
+	case sess.Revoked():
+	case !now.Before(sess.ExpiresAt):
+		reason, msg = "expired", "the session has ended: it reached its longest lifetime, log in again"
+	default:
+		reason, msg = "idle", "the session has ended: it was not used for too long, log in again"
+	}
+	return tether.NewError(tether.CodeSessionRevoked, msg).With("reason", reason)
+}

@@ -89,9 +89,13 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
 		return fail(ErrDeviceMismatch)
 	}
+	if err := boundName(sess, deviceRef); err != nil {
+		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
+		return fail(err)
+	}
 	now := s.now().UTC()
 	if sess.Revoked() {
-		return fail(ErrSessionRevoked)
+		return fail(sessionEnded(sess, now))
 	}
 	if !sess.Live(now) {
 		return fail(ErrTokenExpired)
@@ -130,12 +134,14 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 		last = cur
 		switch {
 		case cur.Revoked():
-			return cur, ErrSessionRevoked
+			return cur, sessionEnded(cur, now)
 		case bytes.Equal(cur.RefreshHash, presented):
 			cur.PrevRefreshHash, cur.RefreshHash = cur.RefreshHash, next.hash()
 			cur.JKT = sess.JKT
 			cur.RotatedAt, cur.Replay = now, sealed
 			cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt = jti, accessExp, now
+			// The older access tokens are past renewing, retries too.
+			cur.PrevAccessJTI, cur.RenewReplay = "", nil
 			return cur, nil
 		case bytes.Equal(cur.PrevRefreshHash, presented) && now.Sub(cur.RotatedAt) <= s.cfg.RefreshReuseGrace:
 			return cur, errReplay
@@ -187,7 +193,9 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 // handset asking (or, for a session without a handset, the request names
 // none); it expired less than the renewal window ago; its session
 // is alive; the handset is still enrolled; and it is the latest token of its
-// session. Each access token renews once.
+// session. Each access token renews once: the same renewal again within
+// the reuse grace (a retry after a lost answer) gets the very same answer,
+// as a refresh does; later, ErrTokenAlreadyUsed.
 func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, error) {
 	ev := s.event(ctx, "renew", "failure")
 	fail := func(err error) (Grant, error) {
@@ -218,8 +226,12 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 	if err != nil {
 		return fail(err)
 	}
+	if err := boundName(sess, deviceRef); err != nil {
+		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
+		return fail(err)
+	}
 	if !sess.Live(now) {
-		return fail(ErrSessionRevoked)
+		return fail(sessionEnded(sess, now))
 	}
 	if err := s.keyCurrent(ctx, claims, b.NewestKey); err != nil {
 		return fail(err)
@@ -239,16 +251,34 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 	if err != nil {
 		return fail(fmt.Errorf("sign access token: %w", err))
 	}
+	sealed, err := seal(renewReplayKey(raw), replay{AccessToken: access, AccessExpiresAt: exp})
+	if err != nil {
+		return fail(err)
+	}
+	var last storage.Session
 	sess, err = s.store.UpdateSession(ctx, sess.ID, func(cur storage.Session) (storage.Session, error) {
-		if cur.Revoked() {
-			return cur, ErrSessionRevoked
+		last = cur
+		switch {
+		case cur.Revoked():
+			return cur, sessionEnded(cur, now)
+		case subtle.ConstantTimeCompare([]byte(cur.AccessJTI), []byte(claims.ID)) == 1:
+			cur.PrevAccessJTI, cur.RenewedAt, cur.RenewReplay = cur.AccessJTI, now, sealed
+			cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt, cur.JKT = jti, exp, now, sess.JKT
+			return cur, nil
+		case subtle.ConstantTimeCompare([]byte(cur.PrevAccessJTI), []byte(claims.ID)) == 1 && now.Sub(cur.RenewedAt) <= s.cfg.RefreshReuseGrace:
+			return cur, errReplay
 		}
-		if subtle.ConstantTimeCompare([]byte(cur.AccessJTI), []byte(claims.ID)) != 1 {
-			return cur, ErrTokenAlreadyUsed
-		}
-		cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt, cur.JKT = jti, exp, now, sess.JKT
-		return cur, nil
+		return cur, ErrTokenAlreadyUsed
 	}, storage.WithEvents(withOutcome(ev, "success")))
+	if errors.Is(err, errReplay) {
+		r, oerr := open(renewReplayKey(raw), last.RenewReplay)
+		if oerr != nil {
+			return fail(fmt.Errorf("%w: renewal replay cannot be opened: %w", ErrTokenInvalid, oerr))
+		}
+		ev.Outcome, ev.Reason = "success", "replayed within grace"
+		s.record(ctx, ev)
+		return Grant{AccessToken: r.AccessToken, AccessExpiresAt: r.AccessExpiresAt, Session: last, User: user, Device: dev}, nil
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -316,8 +316,11 @@ type LoginRequest struct {
 	Password string
 	// Device is the handset's payload; nil for a login without one.
 	Device *device.Payload
-	// DeviceRef names an enrolled handset (its id or IMEI) for clients
-	// that send no payload; it is ignored when Device is set.
+	// DeviceRef names the handset for clients that send no payload: an
+	// enrolled handset by its id or IMEI (every handset rule applies), or
+	// any other device name, to which the session is then bound (renewed
+	// and refreshed only with the same name), under the rules of a login
+	// without a handset. It is ignored when Device is set.
 	DeviceRef  string
 	Persistent bool
 }
@@ -358,6 +361,13 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 			return Grant{}, err
 		}
 	}
+	deviceName := ""
+	if ref := req.DeviceRef; req.Device == nil && strings.TrimSpace(ref) != "" && !namesHandset(ref) {
+		if len(ref) > maxDeviceName || !tether.Printable(ref) {
+			return Grant{}, tether.Invalid("deviceId", "device_name_invalid", fmt.Sprintf("a device name is printable text of at most %d bytes", maxDeviceName))
+		}
+		deviceName = ref
+	}
 
 	user, err := s.guardedCheck(ctx, req.Username, req.Password, s.ownHandset(ctx, req))
 	if err != nil {
@@ -379,6 +389,16 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 		}
 		dev, events = &d, evs
 		ev.DeviceID = d.ID
+	case deviceName != "":
+		// A name, not a handset: the rules of a login without one, and
+		// the session bound to the name.
+		if ev.Detail == nil {
+			ev.Detail = map[string]string{}
+		}
+		ev.Detail["deviceName"] = truncate(deviceName, 64)
+		if user.Role == storage.RoleWorker && s.cfg.RequireDevice {
+			return fail(ErrDeviceNotEnrolled)
+		}
 	case strings.TrimSpace(req.DeviceRef) != "":
 		d, err := s.admitDeviceRef(ctx, user, req.DeviceRef)
 		if err != nil {
@@ -399,12 +419,31 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 	if err != nil {
 		return fail(err)
 	}
-	grant, err := s.openSession(ctx, user, dev, jkt, req, append(events, withOutcome(ev, "success")))
+	grant, err := s.openSession(ctx, user, dev, deviceName, jkt, req, append(events, withOutcome(ev, "success")))
 	if err != nil {
 		return fail(err)
 	}
 	s.rehash(ctx, user, req.Password)
 	return grant, nil
+}
+
+// maxDeviceName bounds a device name (LoginRequest.DeviceRef).
+const maxDeviceName = 128
+
+// namesHandset reports whether a client's device reference names a
+// handset, enrolled or not (a device id or an IMEI), rather than being a
+// free device name.
+func namesHandset(ref string) bool {
+	return strings.HasPrefix(strings.TrimSpace(ref), storage.PrefixDevice) || device.LooksLikeIMEI(ref)
+}
+
+// boundName checks that a refresh or renewal of a session without a
+// handset names the device name its login gave (empty for none), exactly.
+func boundName(sess storage.Session, deviceRef string) error {
+	if sess.DeviceID == "" && subtle.ConstantTimeCompare([]byte(deviceRef), []byte(sess.DeviceName)) != 1 {
+		return ErrDeviceMismatch
+	}
+	return nil
 }
 
 func withOutcome(ev storage.Event, outcome string) storage.Event {
@@ -667,7 +706,7 @@ func deviceStatusError(status storage.DeviceStatus) error {
 // checked again inside the session's transaction, so a handset suspended or
 // a user disabled while the password was being checked cannot end up with a
 // live session.
-func (s *Service) openSession(ctx context.Context, user storage.User, dev *storage.Device, jkt string, req LoginRequest, events []storage.Event) (Grant, error) {
+func (s *Service) openSession(ctx context.Context, user storage.User, dev *storage.Device, deviceName, jkt string, req LoginRequest, events []storage.Event) (Grant, error) {
 	now := s.now().UTC()
 	idle, maxLife := s.cfg.ShortIdle, s.cfg.ShortMax
 	if req.Persistent {
@@ -684,6 +723,8 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 	}
 	if dev != nil {
 		sess.DeviceID = dev.ID
+	} else {
+		sess.DeviceName = deviceName
 	}
 	sess.AccessExpiresAt = minTime(now.Add(s.cfg.AccessTTL), sess.ExpiresAt)
 	// Sign with the store's newest key, not one another server revoked: a

@@ -505,10 +505,31 @@ func TestRenew(t *testing.T) {
 	if _, err := w.svc.Authenticate(w.ctx, r.AccessToken); err != nil {
 		t.Fatal(err)
 	}
+	// The same renewal again within the grace (a retry after a lost
+	// answer): the very same answer, and no new token.
+	w.clock.Advance(9 * time.Second)
+	again, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+	if err != nil || again.AccessToken != r.AccessToken || !again.AccessExpiresAt.Equal(r.AccessExpiresAt) {
+		t.Fatalf("a retry within the grace: %v; want the same token", err)
+	}
+	// From another handset, even within the grace: refused.
+	_, err = w.svc.Renew(w.ctx, g.AccessToken, w.other.ID)
+	wantErr(t, err, auth.ErrDeviceMismatch)
+	// After the grace: renewed already.
+	w.clock.Advance(2 * time.Second)
 	_, err = w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
 	wantErr(t, err, auth.ErrTokenAlreadyUsed)
+	// The renewed token renews on (once), and the first cannot come back
+	// as a retry of that.
+	r2, err := w.svc.Renew(w.ctx, r.AccessToken, w.phone.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+	wantErr(t, err, auth.ErrTokenAlreadyUsed)
+	r = r2
 
-	// A refresh makes the renewed token old too.
+	// A refresh makes the renewed token old too, retries included.
 	if _, err := w.svc.Refresh(w.ctx, g.RefreshToken, w.phone.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -524,34 +545,40 @@ func TestRenewWindow(t *testing.T) {
 	wantErr(t, err, auth.ErrRenewalWindowPassed)
 }
 
+// TestConcurrentRenew: of renewals of one token at once, one makes a new
+// token and the others, retries within the grace, get that same token;
+// only one new token ever exists.
 func TestConcurrentRenew(t *testing.T) {
 	w := newWorld(t)
 	g := w.mustLogin()
 	const n = 12
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	ok, used := 0, 0
+	tokens := map[string]int{}
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+		wg.Go(func() {
+			r, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+			if err != nil {
+				t.Errorf("renew: %v", err)
+				return
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			switch {
-			case err == nil:
-				ok++
-			case errors.Is(err, auth.ErrTokenAlreadyUsed):
-				used++
-			default:
-				t.Errorf("renew: %v", err)
-			}
-		}()
+			tokens[r.AccessToken]++
+		})
 	}
 	wg.Wait()
-	if ok != 1 || used != n-1 {
-		t.Fatalf("%d renewals succeeded, %d refused; want exactly 1 and %d", ok, used, n-1)
+	if len(tokens) != 1 {
+		t.Fatalf("%d renewals at once made %d different tokens; want 1", n, len(tokens))
 	}
+	for tok := range tokens {
+		if _, err := w.svc.Authenticate(w.ctx, tok); err != nil {
+			t.Fatalf("the renewed token: %v", err)
+		}
+	}
+	w.clock.Advance(11 * time.Second)
+	_, err := w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+	wantErr(t, err, auth.ErrTokenAlreadyUsed)
 }
 
 func TestCutOff(t *testing.T) {
@@ -821,5 +848,63 @@ func TestSweep(t *testing.T) {
 	}
 	if page, _ := w.store.ListEvents(w.ctx, storage.EventFilter{}); len(page.Items) != 0 {
 		t.Fatalf("%d events past the retention", len(page.Items))
+	}
+}
+
+// TestLoginWithDeviceName: a client may name its device with any string
+// that is not a handset's id or IMEI (the renew-login-token seed's "device
+// name from where login API was called"); the session is bound to that
+// exact string, under the rules of a login without a handset. An id or
+// IMEI keeps every handset rule.
+func TestLoginWithDeviceName(t *testing.T) {
+	w := newWorld(t)
+	login := func(name, ref string) (auth.Grant, error) {
+		return w.svc.Login(w.ctx, auth.LoginRequest{Username: name, Password: password, DeviceRef: ref, Persistent: true})
+	}
+	g, err := login("maria", "Front desk PC")
+	if err != nil {
+		t.Fatalf("a manager with a device name: %v", err)
+	}
+	if g.Session.DeviceID != "" || g.Session.DeviceName != "Front desk PC" {
+		t.Fatalf("session %+v; want no handset, the name", g.Session)
+	}
+	for _, other := range []string{"front desk pc", "Front desk PC ", "", w.phone.IMEI, w.phone.ID} {
+		_, err := w.svc.Renew(w.ctx, g.AccessToken, other)
+		wantErr(t, err, auth.ErrDeviceMismatch)
+		_, err = w.svc.Refresh(w.ctx, g.RefreshToken, other)
+		wantErr(t, err, auth.ErrDeviceMismatch)
+	}
+	r, err := w.svc.Renew(w.ctx, g.AccessToken, "Front desk PC")
+	if err != nil {
+		t.Fatalf("renewal with the same name: %v", err)
+	}
+	if _, err := w.svc.Refresh(w.ctx, g.RefreshToken, "Front desk PC"); err != nil {
+		t.Fatalf("refresh with the same name: %v", err)
+	}
+	_ = r
+
+	// A session without a name renews only without one.
+	plain, err := login("maria", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.svc.Renew(w.ctx, plain.AccessToken, "Front desk PC")
+	wantErr(t, err, auth.ErrDeviceMismatch)
+
+	// Workers need a handset unless --require-device=false.
+	_, err = login("walter", "Front desk PC")
+	wantErr(t, err, auth.ErrDeviceNotEnrolled)
+	loose := newWorld(t, func(c *auth.Config) { c.RequireDevice = false })
+	if g, err := loose.svc.Login(loose.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: "pos-12"}); err != nil || g.Session.DeviceName != "pos-12" {
+		t.Fatalf("a worker with a device name, handsets not required: %+v, %v", g.Session, err)
+	}
+	// An IMEI or id of no enrolled handset is a handset, not a name.
+	for _, ref := range []string{"356938035643817", "35-693803-564381-7", "dev_01NOSUCHDEVICE0000000000"} {
+		_, err := login("maria", ref)
+		wantErr(t, err, auth.ErrDeviceNotEnrolled)
+	}
+	// A name that is not printable text is the client's mistake.
+	if _, err := login("maria", "pos\x00"); fieldCode(err, "deviceId") != "device_name_invalid" {
+		t.Fatalf("a name with a NUL: %v", err)
 	}
 }

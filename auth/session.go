@@ -49,8 +49,8 @@ func (s *Service) authenticate(ctx context.Context, raw string, withProof bool) 
 	if err != nil {
 		return Identity{}, err
 	}
-	if !sess.Live(s.now()) {
-		return Identity{}, ErrSessionRevoked
+	if now := s.now(); !sess.Live(now) {
+		return Identity{}, sessionEnded(sess, now)
 	}
 	if err := s.keyCurrent(ctx, claims, b.NewestKey); err != nil {
 		return Identity{}, err

@@ -214,6 +214,12 @@ func replayKey(presented string) []byte {
 	return sha256Sum("tether refresh replay\x00" + presented)
 }
 
+// renewReplayKey is replayKey for a renewal's answer and the access token
+// that asked for it.
+func renewReplayKey(presented string) []byte {
+	return sha256Sum("tether renew replay\x00" + presented)
+}
+
 func seal(key []byte, v replay) ([]byte, error) {
 	plain, err := json.Marshal(v)
 	if err != nil {

@@ -115,3 +115,11 @@ func allDigits(s string) bool {
 	}
 	return true
 }
+
+// LooksLikeIMEI reports whether s is an IMEI (15 digits, spaces, hyphens
+// and slashes aside, with a valid check digit), enrolled or not: what a
+// client names a handset by, as opposed to a free device name.
+func LooksLikeIMEI(s string) bool {
+	d := stripSeparators(s)
+	return len(d) == 15 && allDigits(d) && luhnValid(d)
+}

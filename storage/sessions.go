@@ -26,6 +26,10 @@ type Session struct {
 	Key      uint64 `json:"key"`
 	UserID   string `json:"userId"`
 	DeviceID string `json:"deviceId,omitempty"`
+	// DeviceName is, for a session without a handset, the device name its
+	// login gave (a client's name for the machine it runs on): it is
+	// refreshed and renewed only with that exact name.
+	DeviceName string `json:"deviceName,omitempty"`
 	// Persistent sessions get the long lifetimes.
 	Persistent bool `json:"persistent"`
 
@@ -59,6 +63,12 @@ type Session struct {
 	// session: the only one that may be renewed.
 	AccessJTI       string    `json:"accessJti"`
 	AccessExpiresAt time.Time `json:"accessExpiresAt"`
+	// PrevAccessJTI is the access token the last renewal renewed, at
+	// RenewedAt; RenewReplay its answer, sealed with a key only that token
+	// yields, so a retry within the grace gets the very same answer.
+	PrevAccessJTI string    `json:"prevAccessJti,omitempty"`
+	RenewedAt     time.Time `json:"renewedAt,omitzero"`
+	RenewReplay   []byte    `json:"renewReplay,omitempty"`
 
 	RevokedAt    time.Time `json:"revokedAt,omitzero"`
 	RevokeReason string    `json:"revokeReason,omitempty"`
@@ -73,6 +83,7 @@ func (s Session) Clone() Session {
 	s.RefreshHash = bytes.Clone(s.RefreshHash)
 	s.PrevRefreshHash = bytes.Clone(s.PrevRefreshHash)
 	s.Replay = bytes.Clone(s.Replay)
+	s.RenewReplay = bytes.Clone(s.RenewReplay)
 	return s
 }
 

@@ -176,7 +176,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		go cert.reloadOn(hup, logger)
 	}
 	served := make(chan error, 1)
-	go func() { served <- app.Listener(ln) }()
+	go func() { served <- app.Listener(api.Listener(ln)) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "store", cfg.store.String(), "version", version,
 		"enrollment_mode", cfg.auth.EnrollmentMode, "sim_policy", cfg.auth.SIMPolicy)
 	if cfg.demo {
@@ -212,7 +212,7 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.DurationVar(&a.SessionMax, "session-max", a.SessionMax, "a persistent session ends this long after login")
 	fs.DurationVar(&a.ShortIdle, "session-idle-short", a.ShortIdle, "idle lifetime of a session whose login said persistent: false")
 	fs.DurationVar(&a.ShortMax, "session-max-short", a.ShortMax, "absolute lifetime of a session whose login said persistent: false")
-	fs.DurationVar(&a.RefreshReuseGrace, "refresh-reuse-grace", a.RefreshReuseGrace, "a rotated refresh token retried within this gets the same answer")
+	fs.DurationVar(&a.RefreshReuseGrace, "refresh-reuse-grace", a.RefreshReuseGrace, "a rotated refresh token, or a renewed access token, retried within this gets the same answer")
 	fs.StringVar(&a.MinAppVersion, "min-app-version", a.MinAppVersion, "oldest app version that may log in (none by default)")
 	fs.IntVar(&a.MinOSAPI, "min-os-api", a.MinOSAPI, "oldest Android API level that may log in")
 	fs.BoolVar(&a.RequireDevice, "require-device", a.RequireDevice, "workers must log in from an enrolled handset")
