@@ -15,8 +15,8 @@ import (
 // the session ends, and each use slides the session's idle expiry. It
 // checks what Refresh checks: the token is the session's current one, it
 // comes from the session's handset (with a proof, where the handset has a
-// key), the session is live, and the user and the handset are still
-// admitted.
+// key) or, for a session bound to a device name, names that name, the
+// session is live, and the user and the handset are still admitted.
 //
 // A token of the session that is no longer current (a refresh rotated it)
 // is answered as Refresh answers it: within the reuse grace, the
@@ -56,9 +56,13 @@ func (s *Service) Reauthenticate(ctx context.Context, raw, deviceRef string) (Gr
 		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
 		return fail(ErrDeviceMismatch)
 	}
+	if err := boundName(sess, deviceRef); err != nil {
+		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
+		return fail(err)
+	}
 	now := s.now().UTC()
 	if sess.Revoked() {
-		return fail(ErrSessionRevoked)
+		return fail(sessionEnded(sess, now))
 	}
 	if !sess.Live(now) {
 		return fail(ErrTokenExpired)
@@ -84,13 +88,16 @@ func (s *Service) Reauthenticate(ctx context.Context, raw, deviceRef string) (Gr
 	sess, err = s.store.UpdateSession(ctx, sess.ID, func(cur storage.Session) (storage.Session, error) {
 		switch {
 		case cur.Revoked():
-			return cur, ErrSessionRevoked
+			return cur, sessionEnded(cur, now)
 		case !currentRefresh(cur, presented):
 			// A refresh rotated the token since it was read.
 			return cur, ErrTokenAlreadyUsed
 		}
 		cur.JKT = sess.JKT
 		cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt = jti, accessExp, now
+		// The older access tokens are past renewing, retries too, as after
+		// a refresh.
+		cur.PrevAccessJTI, cur.RenewReplay = "", nil
 		return cur, nil
 	}, storage.WithEvents(withOutcome(ev, "success")))
 	if err != nil {

@@ -179,3 +179,34 @@ func TestReauthenticateNeedsTheHandsetKey(t *testing.T) {
 		w.clock.Advance(time.Minute)
 	}
 }
+
+// TestReauthenticateDeviceName: a session bound to a device name (a login
+// naming no enrolled handset) re-authenticates only with that exact name.
+func TestReauthenticateDeviceName(t *testing.T) {
+	w := newWorld(t)
+	g, err := w.svc.Login(w.ctx, auth.LoginRequest{Username: "maria", Password: password, DeviceRef: "DEPOT-PC-3", Persistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, device string
+		want         error
+	}{
+		{"no name", "", auth.ErrDeviceMismatch},
+		{"another name", "DEPOT-PC-4", auth.ErrDeviceMismatch},
+		{"the name in another case", "depot-pc-3", auth.ErrDeviceMismatch},
+		{"an enrolled handset", w.phone.ID, auth.ErrDeviceMismatch},
+		{"the name", "DEPOT-PC-3", nil},
+		{"the name again", "DEPOT-PC-3", nil},
+	}
+	for _, c := range cases {
+		r, err := w.svc.Reauthenticate(w.ctx, g.RefreshToken, c.device)
+		switch {
+		case c.want == nil && (err != nil || r.RefreshToken != g.RefreshToken):
+			t.Errorf("%s: got %v; want the same token back", c.name, err)
+		case c.want != nil && !errors.Is(err, c.want):
+			t.Errorf("%s: got %v; want %v", c.name, err, c.want)
+		}
+		w.clock.Advance(time.Minute)
+	}
+}
