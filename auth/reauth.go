@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 
 	"tether/storage"
@@ -34,14 +33,7 @@ func (s *Service) Reauthenticate(ctx context.Context, raw, deviceRef string) (Gr
 		s.record(ctx, ev)
 		return Grant{}, err
 	}
-	tok, err := parseRefreshToken(raw)
-	if err != nil {
-		return fail(err)
-	}
-	b, err := s.store.GetSessionBundleByFamily(ctx, familyHash(tok.family))
-	if errors.Is(err, storage.ErrNotFound) {
-		return fail(ErrTokenInvalid)
-	}
+	tok, b, err := s.refreshSession(ctx, raw)
 	if err != nil {
 		return fail(err)
 	}
@@ -50,33 +42,9 @@ func (s *Service) Reauthenticate(ctx context.Context, raw, deviceRef string) (Gr
 		// Before any proof is spent: Refresh checks this token afresh.
 		return s.Refresh(ctx, raw, deviceRef)
 	}
-	sess := b.Session
-	ev.SessionID, ev.UserID, ev.DeviceID = sess.ID, sess.UserID, sess.DeviceID
-	if !sameDevice(s.resolveDevice(ctx, deviceRef), sess.DeviceID) {
-		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
-		return fail(ErrDeviceMismatch)
-	}
-	if err := boundName(sess, deviceRef); err != nil {
-		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
-		return fail(err)
-	}
 	now := s.now().UTC()
-	if sess.Revoked() {
-		return fail(sessionEnded(sess, now))
-	}
-	if !sess.Live(now) {
-		return fail(ErrTokenExpired)
-	}
-	user, dev, err := admit(b)
+	sess, user, dev, err := s.usableSession(ctx, b, deviceRef, now, &ev)
 	if err != nil {
-		return fail(err)
-	}
-	ev.Username = user.Username
-	if sess.JKT, err = s.proveUse(ctx, sess, dev); err != nil {
-		return fail(err)
-	}
-	// Sign with the store's newest key, not one another server revoked.
-	if err := s.keys.catchUp(ctx, b.NewestKey); err != nil {
 		return fail(err)
 	}
 	jti := newJTI()

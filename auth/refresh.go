@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"tether"
 	"tether/storage"
@@ -60,6 +61,54 @@ func admit(b storage.SessionBundle) (storage.User, *storage.Device, error) {
 	return b.User, b.Device, nil
 }
 
+// refreshSession reads the session a refresh token names (ErrTokenInvalid
+// for a malformed token or one of no session).
+func (s *Service) refreshSession(ctx context.Context, raw string) (refreshToken, storage.SessionBundle, error) {
+	tok, err := parseRefreshToken(raw)
+	if err != nil {
+		return tok, storage.SessionBundle{}, err
+	}
+	b, err := s.store.GetSessionBundleByFamily(ctx, familyHash(tok.family))
+	if errors.Is(err, storage.ErrNotFound) {
+		return tok, b, ErrTokenInvalid
+	}
+	return tok, b, err
+}
+
+// usableSession checks what a refresh and a re-authentication check before
+// they write: the request comes from the session's handset (with a proof,
+// where it has a key) or names the session's device name, the session is
+// live, and its user and handset are still admitted. It returns the
+// session (bound to the key proven), its user and handset, fills ev in,
+// and makes sure new tokens are signed with the store's newest key.
+func (s *Service) usableSession(ctx context.Context, b storage.SessionBundle, deviceRef string, now time.Time, ev *storage.Event) (storage.Session, storage.User, *storage.Device, error) {
+	sess := b.Session
+	ev.SessionID, ev.UserID, ev.DeviceID = sess.ID, sess.UserID, sess.DeviceID
+	if !sameDevice(s.resolveDevice(ctx, deviceRef), sess.DeviceID) || boundName(sess, deviceRef) != nil {
+		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
+		return sess, storage.User{}, nil, ErrDeviceMismatch
+	}
+	if sess.Revoked() {
+		return sess, storage.User{}, nil, sessionEnded(sess, now)
+	}
+	if !sess.Live(now) {
+		return sess, storage.User{}, nil, ErrTokenExpired
+	}
+	user, dev, err := admit(b)
+	if err != nil {
+		return sess, user, dev, err
+	}
+	ev.Username = user.Username
+	if sess.JKT, err = s.proveUse(ctx, sess, dev); err != nil {
+		return sess, user, dev, err
+	}
+	// Sign with the store's newest key, not one another server revoked.
+	if err := s.keys.catchUp(ctx, b.NewestKey); err != nil {
+		return sess, user, dev, err
+	}
+	return sess, user, dev, nil
+}
+
 // Refresh trades a refresh token for a new access and refresh token,
 // rotating the refresh token. The same token again within the reuse grace,
 // from the same handset, gets the very same answer (a retry after a lost
@@ -72,44 +121,13 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 		s.record(ctx, ev)
 		return Grant{}, err
 	}
-	tok, err := parseRefreshToken(raw)
+	tok, b, err := s.refreshSession(ctx, raw)
 	if err != nil {
-		return fail(err)
-	}
-	b, err := s.store.GetSessionBundleByFamily(ctx, familyHash(tok.family))
-	if errors.Is(err, storage.ErrNotFound) {
-		return fail(ErrTokenInvalid)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	sess := b.Session
-	ev.SessionID, ev.UserID, ev.DeviceID = sess.ID, sess.UserID, sess.DeviceID
-	if !sameDevice(s.resolveDevice(ctx, deviceRef), sess.DeviceID) {
-		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
-		return fail(ErrDeviceMismatch)
-	}
-	if err := boundName(sess, deviceRef); err != nil {
-		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
 		return fail(err)
 	}
 	now := s.now().UTC()
-	if sess.Revoked() {
-		return fail(sessionEnded(sess, now))
-	}
-	if !sess.Live(now) {
-		return fail(ErrTokenExpired)
-	}
-	user, dev, err := admit(b)
+	sess, user, dev, err := s.usableSession(ctx, b, deviceRef, now, &ev)
 	if err != nil {
-		return fail(err)
-	}
-	ev.Username = user.Username
-	if sess.JKT, err = s.proveUse(ctx, sess, dev); err != nil {
-		return fail(err)
-	}
-	// Sign with the store's newest key, not one another server revoked.
-	if err := s.keys.catchUp(ctx, b.NewestKey); err != nil {
 		return fail(err)
 	}
 
