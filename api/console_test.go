@@ -82,19 +82,23 @@ func artifacts(t *testing.T) string {
 	return dir
 }
 
-// TestConsoleInBrowser drives the console in headless Chromium as a manager
-// would: sign in, register a handset, find it, suspend it and see its badge
-// change, import a file after a dry run, create an enrollment code and see
-// its QR image.
-func TestConsoleInBrowser(t *testing.T) {
+// browser is a headless Chromium driving the console of one env.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+}
+
+// newBrowser starts Chromium for e's console, window width by height
+// pixels. It skips the test in -short mode or where there is no Chromium
+// (but in CI).
+func newBrowser(t *testing.T, e *env, width, height int) *browser {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("drives a browser")
 	}
 	exe := chromium(t)
-	e := newEnv(t)
-	e.fleet() // walter (worker) and maria (manager), two handsets
 	base := e.url()
-
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
@@ -105,7 +109,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
+		chromedp.WindowSize(width, height),
 	)
 	// Teardown runs in reverse: close the browser and wait for it, stop the
 	// allocator, then (registered first, by t.TempDir) remove the profile.
@@ -113,53 +117,86 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Cleanup(cancelAlloc)
 	// chromedp reports protocol events it does not know (newer browsers
 	// send more): they are not errors of the page.
-	browser, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
 	t.Cleanup(func() {
-		if err := chromedp.Cancel(browser); err != nil && !errors.Is(err, context.Canceled) {
+		if err := chromedp.Cancel(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			t.Logf("closing chromium: %v", err)
 		}
 		cancel()
 	})
-
 	// Start the browser on its own context: the step contexts below only
 	// bound each step, and ending one must not end the browser.
-	if err := chromedp.Run(browser); err != nil {
+	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
+	return &browser{t: t, ctx: ctx, base: base}
+}
 
-	// Each step gets its own time limit, so a failing one still leaves time
-	// for a screenshot.
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		ctx, done := context.WithTimeout(browser, 20*time.Second)
-		defer done()
-		if err := chromedp.Run(ctx, actions...); err != nil {
-			var shot []byte
-			sctx, scancel := context.WithTimeout(browser, 5*time.Second)
-			defer scancel()
-			if chromedp.Run(sctx, chromedp.FullScreenshot(&shot, 100)) == nil {
-				os.WriteFile(filepath.Join(artifacts(t), "console-failure.png"), shot, 0o644)
-			}
-			var flash string
-			chromedp.Run(sctx, chromedp.Text("#flash", &flash, chromedp.ByQuery, chromedp.AtLeast(0)))
-			t.Fatalf("%s: %v (flash: %q)", step, err, flash)
+// run runs one step, with its own time limit so a failing one still
+// leaves time for a screenshot (console-failure-<test>.png).
+func (b *browser) run(step string, actions ...chromedp.Action) {
+	b.t.Helper()
+	ctx, done := context.WithTimeout(b.ctx, 20*time.Second)
+	defer done()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		var shot []byte
+		sctx, scancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer scancel()
+		if chromedp.Run(sctx, chromedp.FullScreenshot(&shot, 100)) == nil {
+			os.WriteFile(filepath.Join(artifacts(b.t), "console-failure-"+b.t.Name()+".png"), shot, 0o644)
 		}
+		var flash string
+		chromedp.Run(sctx, chromedp.Text("#flash", &flash, chromedp.ByQuery, chromedp.AtLeast(0)))
+		b.t.Fatalf("%s: %v (flash: %q)", step, err, flash)
 	}
-	textOf := func(sel string) string {
-		t.Helper()
-		var s string
-		run("read "+sel, chromedp.Text(sel, &s, chromedp.ByQuery))
-		return s
-	}
+}
 
-	run("sign in",
-		chromedp.Navigate(base+"/console"),
+// text is the text of the element sel selects.
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	var s string
+	b.run("read "+sel, chromedp.Text(sel, &s, chromedp.ByQuery))
+	return s
+}
+
+// eval evaluates a JavaScript expression into out.
+func (b *browser) eval(expr string, out any) {
+	b.t.Helper()
+	b.run("evaluate "+expr, chromedp.Evaluate(expr, out))
+}
+
+// save writes a screenshot to the artifacts.
+func (b *browser) save(name string, shot []byte) {
+	b.t.Helper()
+	if err := os.WriteFile(filepath.Join(artifacts(b.t), name), shot, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// signIn opens the console and signs in; the fleet shows.
+func (b *browser) signIn(username, password string) {
+	b.t.Helper()
+	b.run("sign in as "+username,
+		chromedp.Navigate(b.base+"/console"),
 		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
-		chromedp.SendKeys("#login-form input[name=username]", "maria", chromedp.ByQuery),
-		chromedp.SendKeys("#login-form input[name=password]", "correct horse", chromedp.ByQuery),
+		chromedp.SendKeys("#login-form input[name=username]", username, chromedp.ByQuery),
+		chromedp.SendKeys("#login-form input[name=password]", password, chromedp.ByQuery),
 		chromedp.Click("#login-form button[type=submit]", chromedp.ByQuery),
 		chromedp.WaitVisible("#fleet-table tbody tr td a", chromedp.ByQuery),
 	)
+}
+
+// TestConsoleInBrowser drives the console in headless Chromium as a manager
+// would: sign in, register a handset, find it, suspend it and see its badge
+// change, import a file after a dry run, create an enrollment code and see
+// its QR image.
+func TestConsoleInBrowser(t *testing.T) {
+	e := newEnv(t)
+	b := newBrowser(t, e, 1280, 900)
+	e.fleet() // walter (worker) and maria (manager), two handsets
+	run, textOf := b.run, b.text
+
+	b.signIn("maria", "correct horse")
 
 	const imei = "359881234567899"
 	run("register a handset",
@@ -236,9 +273,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(`//table[@id="fleet-table"]//a[text()="350000007000009"]`),
 		chromedp.FullScreenshot(&shot, 100),
 	)
-	if err := os.WriteFile(filepath.Join(artifacts(t), "console-fleet.png"), shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b.save("console-fleet.png", shot)
 
 	var qrWidth int
 	run("create an enrollment code and see its QR",
@@ -290,10 +325,60 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click("#confirm-yes", chromedp.ByQuery),
 		chromedp.WaitNotPresent(`//table[@id="lockouts-table"]//tr[td[text()="walter"] and td[text()="0.0.0.0"]]`),
 	)
-	if err := os.WriteFile(filepath.Join(artifacts(t), "console-lockouts.png"), shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b.save("console-lockouts.png", shot)
 	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": handset("490154203237518")}); r.status != 200 {
 		t.Fatalf("walter once the console cleared him: %d %s", r.status, r.body)
+	}
+}
+
+// displayed reports whether the element sel selects takes up room on the
+// page: hidden elements (the hidden attribute, display: none) do not.
+func (b *browser) displayed(sel string) bool {
+	b.t.Helper()
+	var shown bool
+	b.eval(fmt.Sprintf(`(() => { const el = document.querySelector(%q);
+		return !!el && el.getClientRects().length > 0; })()`, sel), &shown)
+	return shown
+}
+
+// TestConsoleMenuHiddenUntilSignedIn checks that the menu and "Log out"
+// show only to someone signed in, and that every element the script hides
+// stays hidden whatever its style (a dialog's reason field among them).
+func TestConsoleMenuHiddenUntilSignedIn(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	b := newBrowser(t, e, 1280, 900)
+	b.run("open the console", chromedp.Navigate(b.base+"/console"), chromedp.WaitVisible("#login-form", chromedp.ByQuery))
+	for _, sel := range []string{"#top", "#logout", `a[data-nav="fleet"]`} {
+		if b.displayed(sel) {
+			t.Fatalf("before signing in, %s is shown; want it hidden", sel)
+		}
+	}
+	b.signIn("maria", "correct horse")
+	for _, sel := range []string{"#top", "#logout", `a[data-nav="audit"]`} {
+		if !b.displayed(sel) {
+			t.Fatalf("signed in, %s is hidden; want it shown", sel)
+		}
+	}
+	// A confirmation that asks no reason shows no reason field.
+	b.run("ask to disable walter",
+		chromedp.Click(`a[data-nav="users"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[text()="walter"]]//button[text()="Disable"]`),
+		chromedp.Click(`//table[@id="users-table"]//tr[td[text()="walter"]]//button[text()="Disable"]`),
+		chromedp.WaitVisible("#confirm-dialog", chromedp.ByQuery),
+	)
+	if b.displayed("#confirm-reason") {
+		t.Fatal("disabling a user shows a reason field; want it hidden")
+	}
+	b.run("cancel and sign out",
+		chromedp.Click(`#confirm-dialog button[value="no"]`, chromedp.ByQuery),
+		chromedp.WaitNotVisible("#confirm-dialog", chromedp.ByQuery),
+		chromedp.Click("#logout", chromedp.ByQuery),
+		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
+	)
+	for _, sel := range []string{"#top", "#logout"} {
+		if b.displayed(sel) {
+			t.Fatalf("signed out, %s is shown; want it hidden", sel)
+		}
 	}
 }
