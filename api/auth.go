@@ -333,12 +333,21 @@ func (s *server) logoutAll(c *fiber.Ctx) error {
 	return s.respond(c, fiber.StatusOK, fiber.Map{"revoked": n}, xmlNames("logoutAll", "item"))
 }
 
+// listEvents is GET /v1/audit: oldest first, or newest first with
+// order=desc; either way nextCursor goes on in the same order.
 func (s *server) listEvents(c *fiber.Ctx) error {
 	limit, err := queryLimit(c)
 	if err != nil {
 		return err
 	}
 	f := storage.EventFilter{Action: query(c, "action"), UserID: query(c, "userId"), DeviceID: query(c, "deviceId")}
+	switch c.Query("order", "asc") {
+	case "asc":
+	case "desc":
+		f.NewestFirst = true
+	default:
+		return invalidRequest("order must be asc (oldest first) or desc (newest first)")
+	}
 	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
 		if raw := c.Query(name); raw != "" {
 			t, err := time.Parse(time.RFC3339, raw)

@@ -5,6 +5,7 @@ import (
 	"image/png"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -354,6 +355,41 @@ func TestAuditQuery(t *testing.T) {
 	if n := len(r.json(t)["items"].([]any)); n != 0 {
 		t.Fatalf("%d events from the future", n)
 	}
+
+	// order=desc walks the same events from the newest back, page by page;
+	// asc is the default.
+	walk := func(query string) []string {
+		var ids []string
+		for cursor := ""; ; {
+			r := e.do("GET", "/v1/audit?limit=2"+query+"&cursor="+cursor, e.manager, nil)
+			if r.status != 200 {
+				t.Fatalf("audit%s: %d %s", query, r.status, r.body)
+			}
+			page := r.json(t)
+			for _, item := range page["items"].([]any) {
+				ids = append(ids, item.(map[string]any)["id"].(string))
+			}
+			next, _ := page["nextCursor"].(string)
+			if next == "" || len(ids) > 100 {
+				return ids
+			}
+			cursor = next
+		}
+	}
+	oldest := walk("")
+	if asc := walk("&order=asc"); !slices.Equal(asc, oldest) || len(oldest) < 5 {
+		t.Fatalf("order=asc: got %v; want the default order %v", asc, oldest)
+	}
+	newest := walk("&order=desc")
+	slices.Reverse(oldest)
+	if !slices.Equal(newest, oldest) {
+		t.Fatalf("order=desc: got %v; want %v", newest, oldest)
+	}
+	r = e.do("GET", "/v1/audit?order=desc&limit=1&action=user.create", e.manager, nil)
+	if items := r.json(t)["items"].([]any); len(items) != 1 || items[0].(map[string]any)["username"] != "maria" {
+		t.Fatalf("the newest user.create: %s; want maria's", r.body)
+	}
+	wantProblem(t, e.do("GET", "/v1/audit?order=newest", e.manager, nil), 400, "invalid_request")
 }
 
 func TestEnrollmentQR(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"tether/storage"
 )
 
 // url starts the app on a loopback port (once) and returns its base URL.
@@ -380,5 +382,65 @@ func TestConsoleMenuHiddenUntilSignedIn(t *testing.T) {
 		if b.displayed(sel) {
 			t.Fatalf("signed out, %s is shown; want it hidden", sel)
 		}
+	}
+}
+
+// TestConsoleAuditNewestFirst checks that the audit page opens on the
+// newest events and that "Older events" goes back in time, to the oldest.
+func TestConsoleAuditNewestFirst(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	// More events than a page holds, made before the sign-in below.
+	var filler []storage.Event
+	for i := range 150 {
+		ev := storage.NewEvent(t.Context(), time.Now(), "test.filler", "success", "cli")
+		ev.Reason = fmt.Sprint(i)
+		filler = append(filler, ev)
+	}
+	if err := e.store.AppendEvents(t.Context(), filler...); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, e, 1366, 900)
+	b.signIn("maria", "correct horse")
+
+	// times reads the rows' times, and checks that they go back in time.
+	times := func() []float64 {
+		t.Helper()
+		var ts []float64 // milliseconds
+		b.eval(`Array.from(document.querySelectorAll("#audit-table tbody tr td:first-child time")).map((t) => Date.parse(t.dateTime))`, &ts)
+		for i := 1; i < len(ts); i++ {
+			if ts[i] > ts[i-1] {
+				t.Fatalf("row %d is at %v, after row %d at %v; want the newest first", i+1, ts[i], i, ts[i-1])
+			}
+		}
+		return ts
+	}
+	cell := func(row, col int) string {
+		return b.text(fmt.Sprintf("#audit-table tbody tr:nth-child(%d) td:nth-child(%d)", row, col))
+	}
+	b.run("open the audit trail",
+		chromedp.Click(`a[data-nav="audit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#audit-table tbody tr", chromedp.ByQuery),
+	)
+	if got := len(times()); got != 100 {
+		t.Fatalf("the first page has %d rows; want 100", got)
+	}
+	// The newest event is maria's sign-in, just now.
+	if action, user := cell(1, 2), cell(1, 6); action != "login" || user != "maria" {
+		t.Fatalf("the first row is %s by %s; want maria's login, the newest event", action, user)
+	}
+	b.run("go back in time",
+		chromedp.Click("#audit-more", chromedp.ByQuery),
+		chromedp.WaitVisible("#audit-table tbody tr:nth-child(101)", chromedp.ByQuery),
+	)
+	n := len(times())
+	// The oldest events are the API keys newEnv made.
+	if action := cell(n, 2); action != "apikey.create" {
+		t.Fatalf("the last row, after Older events, is %s; want apikey.create, the oldest event", action)
+	}
+	var more bool
+	b.eval(`document.querySelector("#audit-more").disabled`, &more)
+	if !more {
+		t.Fatal("Older events is still enabled at the oldest event")
 	}
 }

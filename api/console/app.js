@@ -33,6 +33,8 @@ function flash(text, bad = false) {
 }
 
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+// at is a time as an element, with the exact instant in its datetime.
+const at = (iso) => (iso ? h("time", { datetime: iso }, when(iso)) : "—");
 
 class APIError extends Error {
   constructor(status, problem) {
@@ -185,13 +187,13 @@ async function loadDevice(id) {
 
   const [sessions, events] = await Promise.all([
     api("GET", `/v1/sessions?deviceId=${encodeURIComponent(d.id)}`),
-    api("GET", `/v1/audit?deviceId=${encodeURIComponent(d.id)}&limit=200`),
+    api("GET", `/v1/audit?deviceId=${encodeURIComponent(d.id)}&order=desc&limit=200`),
   ]);
   $("#device-sessions tbody").replaceChildren(...sessions.items.map((s) => h("tr", {},
     h("td", {}, s.userId), h("td", {}, when(s.createdAt)), h("td", {}, when(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
     h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id) }, "End")))));
   if (!sessions.items.length) $("#device-sessions tbody").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No one is logged in on this handset.")));
-  $("#device-audit tbody").replaceChildren(...events.items.slice().reverse().map((e) => h("tr", {},
+  $("#device-audit tbody").replaceChildren(...events.items.map((e) => h("tr", {},
     h("td", {}, when(e.time)), h("td", {}, e.action), h("td", {}, e.outcome + (e.reason ? ` (${e.reason})` : "")),
     h("td", {}, e.actor || e.username || "—"), h("td", {}, e.clientIp || "—"))));
 }
@@ -387,15 +389,17 @@ async function revokeCode(c) {
 
 // ---- audit ----
 
+// loadAudit shows the newest events first; more appends the page before
+// them, going back in time.
 async function loadAudit(more) {
   const f = new FormData($("#audit-filter"));
-  const q = new URLSearchParams({ limit: "100" });
+  const q = new URLSearchParams({ limit: "100", order: "desc" });
   if (f.get("action")) q.set("action", f.get("action"));
   for (const k of ["from", "to"]) if (f.get(k)) q.set(k, new Date(f.get(k)).toISOString().replace(/\.\d+Z$/, "Z"));
   if (more && state.auditCursor) q.set("cursor", state.auditCursor);
   const page = await api("GET", `/v1/audit?${q}`);
   const rows = page.items.map((e) => h("tr", {},
-    h("td", {}, when(e.time)), h("td", {}, e.action), h("td", {}, e.outcome), h("td", {}, e.reason || "—"),
+    h("td", {}, at(e.time)), h("td", {}, e.action), h("td", {}, e.outcome), h("td", {}, e.reason || "—"),
     h("td", {}, e.actor || "—"), h("td", {}, e.username || e.userId || "—"), h("td", { class: "mono" }, e.deviceId || "—"), h("td", {}, e.clientIp || "—")));
   const body = $("#audit-table tbody");
   if (more) body.append(...rows); else body.replaceChildren(...rows);
