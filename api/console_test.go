@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -442,5 +443,72 @@ func TestConsoleAuditNewestFirst(t *testing.T) {
 	b.eval(`document.querySelector("#audit-more").disabled`, &more)
 	if !more {
 		t.Fatal("Older events is still enabled at the oldest event")
+	}
+}
+
+// TestConsoleNamesPeopleAndHandsets checks that the console shows people
+// by username and handsets by IMEI or label, never by their ids, in a
+// handset's details, sessions and audit trail and in the audit page; and
+// that the audit table fits a 1366-pixel screen.
+func TestConsoleNamesPeopleAndHandsets(t *testing.T) {
+	e := newEnv(t)
+	phone, _ := e.fleet()
+	if r := e.do("PATCH", "/v1/devices/"+phone, e.manager, map[string]any{"label": "van 7"}); r.status != 200 {
+		t.Fatalf("label: %d %s", r.status, r.body)
+	}
+	e.loginWorker() // walter, on the phone
+	b := newBrowser(t, e, 1366, 900)
+	b.signIn("maria", "correct horse")
+
+	ids := regexp.MustCompile(`(usr|dev|ak|ses)_[0-9A-Z]{26}`)
+	noIDs := func(where, text string) {
+		t.Helper()
+		if id := ids.FindString(text); id != "" {
+			t.Fatalf("%s shows the id %s; want names:\n%s", where, id, text)
+		}
+	}
+	b.run("open the phone and suspend it",
+		chromedp.Navigate(b.base+"/console#device/"+phone),
+		chromedp.WaitVisible(`#device-actions button[data-op="suspend"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#device-sessions tbody tr td", chromedp.ByQuery),
+	)
+	if got := b.text("#device-sessions tbody tr td"); got != "walter" {
+		t.Fatalf("the session's user shows as %q; want walter", got)
+	}
+	b.run("suspend it",
+		chromedp.Click(`#device-actions button[data-op="suspend"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#confirm-dialog", chromedp.ByQuery),
+		chromedp.Click("#confirm-yes", chromedp.ByQuery),
+		chromedp.WaitVisible(`#device-details .badge[data-status="suspended"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="device-audit"]//td[text()="device.suspend"]`),
+	)
+	details := b.text("#device-details")
+	noIDs("the handset's details", strings.ReplaceAll(details, phone, "")) // its own id is shown as such
+	if !strings.Contains(details, "API key manager") {
+		t.Fatalf("the details do not say the manager key registered it:\n%s", details)
+	}
+	if got := b.text("#device-audit tbody tr td:nth-child(4)"); got != "maria" {
+		t.Fatalf("the suspension's actor shows as %q; want maria", got)
+	}
+	noIDs("the handset's audit trail", b.text("#device-audit"))
+
+	b.run("open the audit trail",
+		chromedp.Click(`a[data-nav="audit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="audit-table"]//td[text()="device.suspend"]`),
+	)
+	noIDs("the audit page", b.text("#audit-table"))
+	var row []string
+	b.eval(`Array.from(document.querySelectorAll("#audit-table tbody tr")).find((tr) => tr.textContent.includes("device.suspend")).innerText.split("\t")`, &row)
+	if len(row) < 8 || row[4] != "maria" || !strings.Contains(row[6], "490154203237518") || !strings.Contains(row[6], "van 7") {
+		t.Fatalf("the suspension's row reads %q; want maria as its actor and the phone by IMEI and label", row)
+	}
+	var fits bool
+	b.eval(`(() => { const w = document.querySelector("#audit-view .table-wrap");
+		return w.scrollWidth <= w.clientWidth && document.documentElement.scrollWidth <= window.innerWidth; })()`, &fits)
+	var shot []byte
+	b.run("screenshot the audit trail", chromedp.CaptureScreenshot(&shot))
+	b.save("console-audit.png", shot)
+	if !fits {
+		t.Fatal("the audit table is wider than a 1366-pixel window (see console-audit.png)")
 	}
 }

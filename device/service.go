@@ -192,6 +192,12 @@ func (s *Service) List(ctx context.Context, f storage.DeviceFilter) (storage.Pag
 	return s.store.ListDevices(ctx, f)
 }
 
+// Names returns the IMEIs and labels of the devices with the given ids, in
+// one read; ids of no device are left out.
+func (s *Service) Names(ctx context.Context, ids []string) (map[string]storage.DeviceName, error) {
+	return s.store.DeviceNames(ctx, ids)
+}
+
 // Patch is a manager's edit of a device. Nil fields are left as they are; an
 // empty label or group clears it.
 type Patch struct {

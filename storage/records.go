@@ -115,6 +115,13 @@ func (d Device) Clone() Device {
 	return d
 }
 
+// DeviceName is how people tell a handset: its IMEI and its label (which
+// may be empty).
+type DeviceName struct {
+	IMEI  string
+	Label string
+}
+
 // DeviceFilter selects devices for ListDevices. Zero fields match all.
 type DeviceFilter struct {
 	Status DeviceStatus

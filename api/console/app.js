@@ -87,6 +87,32 @@ function signedOut(message) {
   flash(message || "", !!message);
 }
 
+// actorText names who acted ("user:…", "apikey:…", "code:…" or "cli")
+// by the name the server found for it, never by an id.
+function actorText(actor, name) {
+  switch ((actor || "").split(":")[0]) {
+    case "": return "—";
+    case "user": return name || "a user";
+    case "apikey": return name ? `API key ${name}` : "a revoked API key";
+    case "code": return name ? `enrollment code “${name}”` : "an enrollment code";
+    case "cli": return "the command line";
+  }
+  return name || actor;
+}
+
+// handsetText names a handset by its label and IMEI.
+const handsetText = (imei, label) => (label ? `${label} (${imei})` : imei);
+
+// userLink shows a user by username.
+const userLink = (id, username) => username || (id ? "a user" : "—");
+
+// handsetCell shows a handset by IMEI (linked to its page), its label
+// beneath.
+function handsetCell(id, imei, label) {
+  if (!id) return "—";
+  return [h("a", { href: `#device/${encodeURIComponent(id)}`, class: "mono" }, imei || "a handset"), label ? h("div", { class: "muted small" }, label) : null];
+}
+
 // problemText turns a problem into one readable line, naming bad fields.
 function problemText(err) {
   const p = err.problem || {};
@@ -166,8 +192,9 @@ async function loadDevice(id) {
     ["Android", d.osVersion ? `${d.osVersion.name} (API ${d.osVersion.api})` : "—"],
     ["Model", d.deviceInfo ? `${d.deviceInfo.manufacturer} ${d.deviceInfo.model}` : "—"],
     ["App", d.appVersion || "—"], ["Assigned users", d.assignedUsers.join(", ") || "any worker"],
-    ["Last seen", when(d.lastSeenAt)], ["Enrolled", `${when(d.enrolledAt)} by ${d.enrolledBy || "—"}`],
+    ["Last seen", when(d.lastSeenAt)], ["Enrolled", `${when(d.enrolledAt)} by ${actorText(d.enrolledBy, d.enrolledByName)}`],
   ];
+  if (d.statusChangedAt) rows.push(["Status changed", `${when(d.statusChangedAt)} by ${actorText(d.statusChangedBy, d.statusChangedByName)}`]);
   if (d.statusReason) rows.push(["Reason", d.statusReason]);
   rows.push(["Key", d.key ? `${d.key.type} ${d.key.thumbprint.slice(0, 12)}…, since ${when(d.key.enrolledAt)}` : "none: tokens bound to the device id only"]);
   if (d.key) {
@@ -190,12 +217,12 @@ async function loadDevice(id) {
     api("GET", `/v1/audit?deviceId=${encodeURIComponent(d.id)}&order=desc&limit=200`),
   ]);
   $("#device-sessions tbody").replaceChildren(...sessions.items.map((s) => h("tr", {},
-    h("td", {}, s.userId), h("td", {}, when(s.createdAt)), h("td", {}, when(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
+    h("td", {}, userLink(s.userId, s.username)), h("td", {}, at(s.createdAt)), h("td", {}, at(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
     h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id) }, "End")))));
   if (!sessions.items.length) $("#device-sessions tbody").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No one is logged in on this handset.")));
   $("#device-audit tbody").replaceChildren(...events.items.map((e) => h("tr", {},
-    h("td", {}, when(e.time)), h("td", {}, e.action), h("td", {}, e.outcome + (e.reason ? ` (${e.reason})` : "")),
-    h("td", {}, e.actor || e.username || "—"), h("td", {}, e.clientIp || "—"))));
+    h("td", {}, at(e.time)), h("td", {}, e.action), h("td", {}, e.outcome + (e.reason ? ` (${e.reason})` : "")),
+    h("td", {}, e.actor ? actorText(e.actor, e.actorName) : e.username || "—"), h("td", {}, e.clientIp || "—"))));
 }
 
 function confirmAction(text, withReason) {
@@ -400,7 +427,8 @@ async function loadAudit(more) {
   const page = await api("GET", `/v1/audit?${q}`);
   const rows = page.items.map((e) => h("tr", {},
     h("td", {}, at(e.time)), h("td", {}, e.action), h("td", {}, e.outcome), h("td", {}, e.reason || "—"),
-    h("td", {}, e.actor || "—"), h("td", {}, e.username || e.userId || "—"), h("td", { class: "mono" }, e.deviceId || "—"), h("td", {}, e.clientIp || "—")));
+    h("td", {}, actorText(e.actor, e.actorName)), h("td", {}, e.userId ? userLink(e.userId, e.username) : e.username || "—"),
+    h("td", {}, handsetCell(e.deviceId, e.deviceImei, e.deviceLabel)), h("td", { class: "mono" }, e.clientIp || "—")));
   const body = $("#audit-table tbody");
   if (more) body.append(...rows); else body.replaceChildren(...rows);
   state.auditCursor = page.nextCursor || "";

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -31,6 +32,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"DeviceList", testDeviceList},
 		{"DeviceConcurrentUpdates", testDeviceConcurrentUpdates},
 		{"DeviceCopies", testDeviceCopies},
+		{"DeviceNames", testDeviceNames},
 		{"UserCRUD", testUserCRUD},
 		{"UsernameUnique", testUsernameUnique},
 		{"UsernameConfusable", testUsernameConfusable},
@@ -802,6 +804,26 @@ func testCanceledContext(t *testing.T, s storage.Store) {
 	}
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testDeviceNames(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	a := newDevice("490154203237518")
+	b := newDevice("356938035643809")
+	b.Label = ""
+	mustCreateDevice(t, s, a)
+	mustCreateDevice(t, s, b)
+	got, err := s.DeviceNames(ctx, []string{b.ID, "dev_01NOSUCHDEVICE00000000000", a.ID, b.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]storage.DeviceName{a.ID: {IMEI: a.IMEI, Label: "van 7"}, b.ID: {IMEI: b.IMEI}}
+	if !maps.Equal(got, want) {
+		t.Fatalf("DeviceNames = %v; want %v", got, want)
+	}
+	if got, err := s.DeviceNames(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("DeviceNames(nil) = %v, %v", got, err)
 	}
 }
 
