@@ -302,10 +302,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SendKeys("#user-dialog input[name=username]", "jesse", chromedp.ByQuery),
 		chromedp.SendKeys("#user-dialog input[name=password]", "a long password", chromedp.ByQuery),
 		chromedp.Click("#user-dialog button[type=submit]", chromedp.ByQuery),
-		chromedp.WaitVisible(`//table[@id="users-table"]//td[text()="jesse"]`),
-		chromedp.Click(`//table[@id="users-table"]//tr[td[text()="jesse"]]//button[text()="Disable"]`),
+		chromedp.WaitVisible(`//table[@id="users-table"]//td[.="jesse"]`),
+		chromedp.Click(`//table[@id="users-table"]//tr[td[.="jesse"]]//button[text()="Disable"]`),
 		chromedp.Click("#confirm-yes", chromedp.ByQuery),
-		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[text()="jesse"]]//button[text()="Enable"]`),
+		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[.="jesse"]]//button[text()="Enable"]`),
 	)
 	u, err := e.store.GetUserByUsername(t.Context(), "jesse")
 	if err != nil || !u.Disabled {
@@ -366,8 +366,8 @@ func TestConsoleMenuHiddenUntilSignedIn(t *testing.T) {
 	// A confirmation that asks no reason shows no reason field.
 	b.run("ask to disable walter",
 		chromedp.Click(`a[data-nav="users"]`, chromedp.ByQuery),
-		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[text()="walter"]]//button[text()="Disable"]`),
-		chromedp.Click(`//table[@id="users-table"]//tr[td[text()="walter"]]//button[text()="Disable"]`),
+		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[.="walter"]]//button[text()="Disable"]`),
+		chromedp.Click(`//table[@id="users-table"]//tr[td[.="walter"]]//button[text()="Disable"]`),
 		chromedp.WaitVisible("#confirm-dialog", chromedp.ByQuery),
 	)
 	if b.displayed("#confirm-reason") {
@@ -511,4 +511,69 @@ func TestConsoleNamesPeopleAndHandsets(t *testing.T) {
 	if !fits {
 		t.Fatal("the audit table is wider than a 1366-pixel window (see console-audit.png)")
 	}
+}
+
+// TestConsoleEditHandset edits a handset's label, group, assigned users and
+// notes in the console, and finds it among its user's handsets.
+func TestConsoleEditHandset(t *testing.T) {
+	e := newEnv(t)
+	phone, _ := e.fleet()
+	b := newBrowser(t, e, 1280, 900)
+	b.signIn("maria", "correct horse")
+	fill := func(sel, value string) chromedp.Action {
+		return chromedp.SetValue(sel, value, chromedp.ByQuery)
+	}
+	b.run("edit the phone",
+		chromedp.Navigate(b.base+"/console#device/"+phone),
+		chromedp.WaitVisible("#device-edit", chromedp.ByQuery),
+		chromedp.Click("#device-edit", chromedp.ByQuery),
+		chromedp.WaitVisible("#device-dialog input[name=notes]", chromedp.ByQuery),
+		fill("#device-dialog input[name=label]", "van 12"),
+		fill("#device-dialog input[name=group]", "east"),
+		fill("#device-dialog input[name=assignedUsers]", "walter"),
+		fill("#device-dialog input[name=notes]", "screen cracked; charger in the glovebox"),
+		chromedp.Click("#device-dialog button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitNotVisible("#device-dialog", chromedp.ByQuery),
+		chromedp.WaitVisible(`//dl[@id="device-details"]/dd[.="screen cracked; charger in the glovebox"]`),
+	)
+	details := b.text("#device-details")
+	for _, want := range []string{"van 12", "east", "walter"} {
+		if !strings.Contains(details, want) {
+			t.Fatalf("the details after editing lack %q:\n%s", want, details)
+		}
+	}
+	d, err := e.store.GetDevice(t.Context(), phone)
+	if err != nil || d.Label != "van 12" || d.Group != "east" || len(d.AssignedUsers) != 1 || d.Notes != "screen cracked; charger in the glovebox" {
+		t.Fatalf("stored device after editing in the console: %+v, %v", d, err)
+	}
+	// A bad edit is refused in the dialog, naming the field.
+	b.run("assign a user who does not exist",
+		chromedp.Click("#device-edit", chromedp.ByQuery),
+		chromedp.WaitVisible("#device-dialog input[name=assignedUsers]", chromedp.ByQuery),
+		fill("#device-dialog input[name=assignedUsers]", "walter, nobody"),
+		chromedp.Click("#device-dialog button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible(`//dialog[@id="device-dialog"]//div[contains(@class,"errors")][contains(., "nobody")]`),
+		chromedp.Click("#device-dialog button[data-close]", chromedp.ByQuery),
+		chromedp.WaitNotVisible("#device-dialog", chromedp.ByQuery),
+	)
+
+	// walter's page lists the phone, and where he is logged in.
+	e.loginWorker()
+	b.run("open walter's page from the users",
+		chromedp.Click(`a[data-nav="users"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="users-table"]//a[.="walter"]`),
+		chromedp.Click(`//table[@id="users-table"]//a[.="walter"]`),
+		chromedp.WaitVisible(`//table[@id="user-devices"]//a[.="490154203237518"]`),
+		chromedp.WaitVisible(`//table[@id="user-sessions"]//a[.="490154203237518"]`),
+	)
+	if got := b.text("#user-devices tbody"); !strings.Contains(got, "van 12") || strings.Contains(got, "356938035643809") {
+		t.Fatalf("walter's handsets read %q; want the phone alone", got)
+	}
+	var shot []byte
+	b.run("screenshot walter's page", chromedp.FullScreenshot(&shot, 100))
+	b.save("console-user.png", shot)
+	b.run("from his handset back to the handset's page",
+		chromedp.Click(`//table[@id="user-devices"]//a[.="490154203237518"]`),
+		chromedp.WaitVisible(`//h1[@id="device-title"][contains(., "490154203237518")]`),
+	)
 }

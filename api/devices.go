@@ -30,6 +30,7 @@ type deviceView struct {
 	Label               string    `json:"label"`
 	Group               string    `json:"group"`
 	AssignedUsers       []string  `json:"assignedUsers"`
+	Notes               string    `json:"notes"`
 	EnrolledAt          time.Time `json:"enrolledAt"`
 	EnrolledBy          string    `json:"enrolledBy,omitempty"`
 	EnrolledByName      string    `json:"enrolledByName,omitempty"`
@@ -82,7 +83,7 @@ func (s *server) deviceView(ctx context.Context, d storage.Device, n *names) (de
 	v := deviceView{
 		ID: d.ID, IMEI: d.IMEI, HasIccCard: d.HasIccCard, IccIDs: d.IccIDs, AppVersion: d.AppVersion,
 		Status: string(d.Status), StatusReason: d.StatusReason, StatusChangedAt: d.StatusChangedAt,
-		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users,
+		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users, Notes: d.Notes,
 		EnrolledAt: d.EnrolledAt, EnrolledBy: d.EnrolledBy, LastSeenAt: d.LastSeenAt, UpdatedAt: d.UpdatedAt,
 		Key: keyViewOf(d.Key), EnrolledByName: n.actor(d.EnrolledBy), StatusChangedByName: n.actor(d.StatusChangedBy),
 	}
@@ -138,6 +139,7 @@ type registerDeviceRequest struct {
 	Label         string   `json:"label"`
 	Group         string   `json:"group"`
 	AssignedUsers []string `json:"assignedUsers"`
+	Notes         string   `json:"notes"`
 }
 
 func (s *server) registerDevice(c *fiber.Ctx) error {
@@ -146,7 +148,7 @@ func (s *server) registerDevice(c *fiber.Ctx) error {
 		return err
 	}
 	d, err := s.Devices.Register(c.UserContext(), principal(c).String(), device.Registration{
-		Payload: req.Payload, Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers,
+		Payload: req.Payload, Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes,
 	})
 	if err != nil {
 		return err
@@ -161,9 +163,10 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 		return err
 	}
 	f := storage.DeviceFilter{
-		Status: storage.DeviceStatus(query(c, "status")),
-		Group:  query(c, "group"),
-		Text:   query(c, "q"),
+		Status:       storage.DeviceStatus(query(c, "status")),
+		Group:        query(c, "group"),
+		Text:         query(c, "q"),
+		AssignedUser: query(c, "assignedUser"),
 	}
 	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Device], error) {
 		f.After, f.Limit = after, limit
@@ -207,6 +210,7 @@ type patchDeviceRequest struct {
 	Label         *string     `json:"label"`
 	Group         *string     `json:"group"`
 	AssignedUsers *[]string   `json:"assignedUsers"`
+	Notes         *string     `json:"notes"`
 	PublicKey     optionalRaw `json:"publicKey,omitempty"`
 }
 
@@ -227,7 +231,7 @@ func (s *server) patchDevice(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	patch := device.Patch{Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers}
+	patch := device.Patch{Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes}
 	if req.PublicKey.set {
 		patch.PublicKey = &req.PublicKey.raw
 	}

@@ -22,7 +22,7 @@ const (
 	// MaxImportRows is the most data rows one file may hold.
 	MaxImportRows = 50_000
 	// MaxImportColumns is the most columns a row may use: the import knows
-	// seven names, and a sheet exported from elsewhere brings more.
+	// nine names, and a sheet exported from elsewhere brings more.
 	MaxImportColumns = 64
 	// MaxImportCell is the longest cell, in bytes: a hundred assigned
 	// users of 64 characters fit.
@@ -45,6 +45,7 @@ const importRetry = 2 * time.Second
 var importColumns = map[string]string{
 	"imei": "imei", "iccids": "iccIds", "iccid": "iccIds", "label": "label",
 	"group": "group", "assignedusers": "assignedUsers", "users": "assignedUsers",
+	"notes": "notes", "note": "notes",
 }
 
 // ImportRow is one data row of an import file.
@@ -56,6 +57,7 @@ type ImportRow struct {
 	Label         string
 	Group         string
 	AssignedUsers []string
+	Notes         string
 }
 
 // ImportIssue is one problem of an import: of a row and field, or of the
@@ -189,6 +191,7 @@ func (rd *importReader) add(rec []string) error {
 	rd.rows = append(rd.rows, ImportRow{
 		Row: n, IMEI: cell("imei"), IccIDs: list(cell("iccIds")),
 		Label: cell("label"), Group: cell("group"), AssignedUsers: list(cell("assignedUsers")),
+		Notes: cell("notes"),
 	})
 	return nil
 }
@@ -324,7 +327,7 @@ func (b *csvBounds) Read(p []byte) (int, error) {
 }
 
 func (r ImportRow) blank() bool {
-	return r.IMEI == "" && len(r.IccIDs) == 0 && r.Label == "" && r.Group == "" && len(r.AssignedUsers) == 0
+	return r.IMEI == "" && len(r.IccIDs) == 0 && r.Label == "" && r.Group == "" && len(r.AssignedUsers) == 0 && r.Notes == ""
 }
 
 // Import checks every row of an import and, unless dryRun, registers every
@@ -423,8 +426,8 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, seen map[string]
 			add(f.Field, f.Code, f.Message)
 		}
 	}
-	label, group := strings.TrimSpace(row.Label), strings.TrimSpace(row.Group)
-	for _, ve := range []*tether.ValidationError{checkText("label", label, MaxLabel), checkText("group", group, MaxGroup)} {
+	label, group, notes := strings.TrimSpace(row.Label), strings.TrimSpace(row.Group), strings.TrimSpace(row.Notes)
+	for _, ve := range []*tether.ValidationError{checkText("label", label, MaxLabel), checkText("group", group, MaxGroup), checkText("notes", notes, MaxNotes)} {
 		if ve != nil {
 			add(ve.Fields[0].Field, ve.Fields[0].Code, ve.Fields[0].Message)
 		}
@@ -467,7 +470,7 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, seen map[string]
 	if len(issues) > 0 {
 		return issues, storage.Device{}, nil
 	}
-	d := storage.Device{Label: label, Group: group, AssignedUsers: ids}
+	d := storage.Device{Label: label, Group: group, AssignedUsers: ids, Notes: notes}
 	Apply(&d, p)
 	return nil, d, nil
 }

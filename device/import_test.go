@@ -32,8 +32,8 @@ func readFile(t *testing.T, name string) []device.ImportRow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warnings) != 1 || warnings[0].Code != "column_unknown" || warnings[0].Field != "Notes" {
-		t.Fatalf("warnings %+v; want the Notes column reported", warnings)
+	if len(warnings) != 0 {
+		t.Fatalf("warnings %+v; want none (every column is imported)", warnings)
 	}
 	return rows
 }
@@ -81,6 +81,9 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	d, err := f.store.GetDeviceByIMEI(ctx, "350000007000009")
 	if err != nil || d.Label != "Van 1" || d.Group != "north" || len(d.AssignedUsers) != 1 || d.IccIDs[0] != "8944500102000000000" || d.EnrolledBy != "apikey:ak_1" {
 		t.Fatalf("imported device %+v, %v", d, err)
+	}
+	if d, err := f.store.GetDeviceByIMEI(ctx, "350000007000074"); err != nil || d.Notes != "spare" {
+		t.Fatalf("Van 8's notes: %q, %v; want the file's", d.Notes, err)
 	}
 	events, _ := f.store.ListEvents(ctx, storage.EventFilter{Action: "device.import"})
 	if len(events.Items) != 1 || events.Items[0].Detail["created"] != "50" {
@@ -130,7 +133,11 @@ func TestReadImport(t *testing.T) {
 			t.Errorf("%s: got %d rows, %v; want %d, the last numbered %d", c.name, len(rows), err, c.rows, c.rows+1)
 		}
 	}
-	rows, _, err := device.ReadImport(strings.NewReader("IMEI,iccids,label\n490154203237518,8944500102198304826;89012608621145279111,\"van, 7\"\n"), device.FormatCSV)
+	rows, warnings, err := device.ReadImport(strings.NewReader("imei,Colour,Notes\n490154203237518,red, charger missing \n"), device.FormatCSV)
+	if err != nil || len(rows) != 1 || rows[0].Notes != "charger missing" || len(warnings) != 1 || warnings[0].Field != "Colour" || warnings[0].Code != "column_unknown" {
+		t.Fatalf("an unknown column: rows %+v, warnings %+v, %v; want the notes read and Colour reported", rows, warnings, err)
+	}
+	rows, _, err = device.ReadImport(strings.NewReader("IMEI,iccids,label\n490154203237518,8944500102198304826;89012608621145279111,\"van, 7\"\n"), device.FormatCSV)
 	if err != nil || len(rows) != 1 || len(rows[0].IccIDs) != 2 || rows[0].Label != "van, 7" || rows[0].Row != 2 {
 		t.Fatalf("rows %+v, %v", rows, err)
 	}
@@ -401,6 +408,8 @@ func TestImportRowRules(t *testing.T) {
 		{Row: 4, IMEI: "49015420323751-8"},
 		{Row: 5, IMEI: "356938035643809", Label: strings.Repeat("x", 65), Group: "g\x00"},
 		{Row: 6, IMEI: "", Label: "no imei"},
+		{Row: 7, IMEI: "352099001761481", Notes: strings.Repeat("n", device.MaxNotes+1)},
+		{Row: 8, Notes: "a row with notes alone is not blank"},
 	}
 	report, err := f.svc.Import(ctx, "cli", rows, nil, true, nil)
 	if err != nil {
@@ -410,7 +419,7 @@ func TestImportRowRules(t *testing.T) {
 	for _, e := range report.Errors {
 		got = append(got, fmt.Sprintf("%d:%s:%s", e.Row, e.Field, e.Code))
 	}
-	want := []string{"4:imei:imei_duplicate", "5:label:label_length", "5:group:group_chars", "6:imei:imei_required"}
+	want := []string{"4:imei:imei_duplicate", "5:label:label_length", "5:group:group_chars", "6:imei:imei_required", "7:notes:notes_length", "8:imei:imei_required"}
 	if !slices.Equal(got, want) || report.Skipped != 1 || report.Valid != 1 {
 		t.Fatalf("errors %v (skipped %d, valid %d); want %v", got, report.Skipped, report.Valid, want)
 	}

@@ -103,8 +103,8 @@ function actorText(actor, name) {
 // handsetText names a handset by its label and IMEI.
 const handsetText = (imei, label) => (label ? `${label} (${imei})` : imei);
 
-// userLink shows a user by username.
-const userLink = (id, username) => username || (id ? "a user" : "—");
+// userLink shows a user by username, linked to their page.
+const userLink = (id, username) => (id ? h("a", { href: `#user/${encodeURIComponent(id)}` }, username || "a user") : username || "—");
 
 // handsetCell shows a handset by IMEI (linked to its page), its label
 // beneath.
@@ -122,11 +122,13 @@ function problemText(err) {
 
 // ---- navigation ----
 
-const views = ["login", "fleet", "device", "users", "enroll", "audit"];
+const views = ["login", "fleet", "device", "users", "user", "enroll", "audit"];
+// A handset's page belongs to the fleet, a user's to the users.
+const section = { device: "fleet", user: "users" };
 
 function show(name) {
   for (const v of views) $(`#${v}-view`).hidden = v !== name;
-  for (const a of $$("[data-nav]")) a.toggleAttribute("aria-current", a.dataset.nav === name || (name === "device" && a.dataset.nav === "fleet"));
+  for (const a of $$("[data-nav]")) a.toggleAttribute("aria-current", a.dataset.nav === (section[name] || name));
   const heading = $(`#${name}-view h1`);
   if (heading) heading.setAttribute("tabindex", "-1");
 }
@@ -141,6 +143,7 @@ async function route() {
       case "enroll": show("enroll"); await loadCodes(); break;
       case "audit": show("audit"); state.auditCursor = ""; await loadAudit(false); break;
       case "device": show("device"); await loadDevice(decodeURIComponent(arg || "")); break;
+      case "user": show("user"); await loadUser(decodeURIComponent(arg || "")); break;
       default: show("fleet"); await loadFleet();
     }
   } catch (err) {
@@ -191,7 +194,7 @@ async function loadDevice(id) {
     ["SIMs", d.iccIds.length ? d.iccIds.join(", ") : "—"],
     ["Android", d.osVersion ? `${d.osVersion.name} (API ${d.osVersion.api})` : "—"],
     ["Model", d.deviceInfo ? `${d.deviceInfo.manufacturer} ${d.deviceInfo.model}` : "—"],
-    ["App", d.appVersion || "—"], ["Assigned users", d.assignedUsers.join(", ") || "any worker"],
+    ["App", d.appVersion || "—"], ["Assigned users", d.assignedUsers.join(", ") || "any worker"], ["Notes", d.notes || "—"],
     ["Last seen", when(d.lastSeenAt)], ["Enrolled", `${when(d.enrolledAt)} by ${actorText(d.enrolledBy, d.enrolledByName)}`],
   ];
   if (d.statusChangedAt) rows.push(["Status changed", `${when(d.statusChangedAt)} by ${actorText(d.statusChangedBy, d.statusChangedByName)}`]);
@@ -209,8 +212,9 @@ async function loadDevice(id) {
   if (d.status === "enrolled") actions.push(["suspend", "Suspend"], ["retire", "Retire"]);
   if (d.status === "suspended") actions.push(["reinstate", "Reinstate"], ["retire", "Retire"]);
   if (d.status === "retired") actions.push(["reinstate", "Reinstate"]);
-  $("#device-actions").replaceChildren(...actions.map(([op, label]) =>
-    h("button", { type: "button", class: op === "reinstate" ? "" : "danger", "data-op": op, onclick: () => lifecycle(op, label) }, label)));
+  $("#device-actions").replaceChildren(h("button", { type: "button", class: "quiet", id: "device-edit", onclick: editDevice }, "Edit"),
+    ...actions.map(([op, label]) =>
+      h("button", { type: "button", class: op === "reinstate" ? "" : "danger", "data-op": op, onclick: () => lifecycle(op, label) }, label)));
 
   const [sessions, events] = await Promise.all([
     api("GET", `/v1/sessions?deviceId=${encodeURIComponent(d.id)}`),
@@ -218,11 +222,30 @@ async function loadDevice(id) {
   ]);
   $("#device-sessions tbody").replaceChildren(...sessions.items.map((s) => h("tr", {},
     h("td", {}, userLink(s.userId, s.username)), h("td", {}, at(s.createdAt)), h("td", {}, at(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
-    h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id) }, "End")))));
+    h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id, () => loadDevice(d.id)) }, "End")))));
   if (!sessions.items.length) $("#device-sessions tbody").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No one is logged in on this handset.")));
   $("#device-audit tbody").replaceChildren(...events.items.map((e) => h("tr", {},
     h("td", {}, at(e.time)), h("td", {}, e.action), h("td", {}, e.outcome + (e.reason ? ` (${e.reason})` : "")),
     h("td", {}, e.actor ? actorText(e.actor, e.actorName) : e.username || "—"), h("td", {}, e.clientIp || "—"))));
+}
+
+// editDevice edits a handset's label, group, assigned users and notes.
+function editDevice() {
+  const d = state.device;
+  const dlg = openDialog("#device-dialog");
+  $("#device-edit-title").textContent = `Edit handset ${d.imei}`;
+  const form = $("#device-form");
+  form.elements.label.value = d.label;
+  form.elements.group.value = d.group;
+  form.elements.assignedUsers.value = d.assignedUsers.join(", ");
+  form.elements.notes.value = d.notes;
+  form.onsubmit = (e) => submitDialog(e, dlg, async (f) => {
+    await api("PATCH", `/v1/devices/${encodeURIComponent(d.id)}`, {
+      label: f.get("label"), group: f.get("group"), assignedUsers: list(f.get("assignedUsers")), notes: f.get("notes"),
+    });
+    flash(`Handset ${d.imei} saved.`);
+    await loadDevice(d.id);
+  });
 }
 
 function confirmAction(text, withReason) {
@@ -247,9 +270,10 @@ async function lifecycle(op, label) {
   } catch (err) { flash(problemText(err), true); }
 }
 
-async function endSession(id) {
+// endSession ends a session, then shows the page again with reload.
+async function endSession(id, reload) {
   if ((await confirmAction("End this session? Its tokens stop working at once.", false)) === null) return;
-  try { await api("DELETE", `/v1/sessions/${encodeURIComponent(id)}`); await loadDevice(state.device.id); }
+  try { await api("DELETE", `/v1/sessions/${encodeURIComponent(id)}`); await reload(); }
   catch (err) { flash(problemText(err), true); }
 }
 
@@ -327,7 +351,7 @@ async function loadUsers() {
   await loadLockouts();
   const page = await api("GET", "/v1/users?limit=1000");
   $("#users-table tbody").replaceChildren(...page.items.map((u) => h("tr", {},
-    h("td", { class: "mono" }, u.username),
+    h("td", { class: "mono" }, userLink(u.id, u.username)),
     h("td", {}, [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"),
     h("td", {}, u.role),
     h("td", {}, u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")),
@@ -335,6 +359,37 @@ async function loadUsers() {
       h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled) }, u.disabled ? "Enable" : "Disable"),
       h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
       h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u) }, "Log out everywhere")))));
+}
+
+// loadUser shows a user: their account, the handsets assigned to them
+// and where they are logged in.
+async function loadUser(id) {
+  const [u, devices, sessions] = await Promise.all([
+    api("GET", `/v1/users/${encodeURIComponent(id)}`),
+    api("GET", `/v1/devices?assignedUser=${encodeURIComponent(id)}&limit=1000`),
+    api("GET", `/v1/sessions?userId=${encodeURIComponent(id)}&limit=1000`),
+  ]);
+  const reload = () => loadUser(u.id);
+  $("#user-title").textContent = `User ${u.username}`;
+  $("#user-details").replaceChildren(...[
+    ["Username", u.username], ["Name", [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"], ["Email", u.email || "—"],
+    ["Role", u.role], ["State", u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")],
+    ["Created", when(u.createdAt)],
+  ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  $("#user-actions").replaceChildren(
+    h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled, reload) }, u.disabled ? "Enable" : "Disable"),
+    h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
+    h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u, reload) }, "Log out everywhere"));
+  $("#user-devices tbody").replaceChildren(...devices.items.map((d) => h("tr", {},
+    h("td", {}, h("a", { href: `#device/${encodeURIComponent(d.id)}`, class: "mono" }, d.imei)),
+    h("td", {}, d.label || "—"), h("td", {}, d.group || "—"), h("td", {}, badge(d.status)), h("td", {}, at(d.lastSeenAt)),
+    h("td", {}, d.assignedUsers.join(", ")))));
+  if (!devices.items.length) $("#user-devices tbody").append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No handset is assigned to this user.")));
+  $("#user-sessions tbody").replaceChildren(...sessions.items.map((s) => h("tr", {},
+    h("td", {}, s.deviceId ? handsetCell(s.deviceId, s.deviceImei, s.deviceLabel) : "no handset (console or API)"),
+    h("td", {}, at(s.createdAt)), h("td", {}, at(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
+    h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id, reload) }, "End")))));
+  if (!sessions.items.length) $("#user-sessions tbody").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Not logged in anywhere.")));
 }
 
 async function loadLockouts() {
@@ -359,9 +414,11 @@ async function clearLockout(l) {
   catch (err) { flash(problemText(err), true); }
 }
 
-async function setDisabled(u, disabled) {
+// setDisabled disables or enables a user, then shows the page again with
+// reload (the users list by default).
+async function setDisabled(u, disabled, reload = loadUsers) {
   if (disabled && (await confirmAction(`Disable ${u.username}? Every session of theirs ends at once.`, false)) === null) return;
-  try { await api("PATCH", `/v1/users/${encodeURIComponent(u.id)}`, { disabled }); await loadUsers(); flash(`${u.username} ${disabled ? "disabled" : "enabled"}.`); }
+  try { await api("PATCH", `/v1/users/${encodeURIComponent(u.id)}`, { disabled }); await reload(); flash(`${u.username} ${disabled ? "disabled" : "enabled"}.`); }
   catch (err) { flash(problemText(err), true); }
 }
 
@@ -374,10 +431,13 @@ function resetPassword(u) {
   });
 }
 
-async function logoutAll(u) {
+async function logoutAll(u, reload) {
   if ((await confirmAction(`Log ${u.username} out everywhere?`, false)) === null) return;
-  try { const r = await api("POST", `/v1/users/${encodeURIComponent(u.id)}/logout-all`); flash(`${r.revoked} session(s) of ${u.username} ended.`); }
-  catch (err) { flash(problemText(err), true); }
+  try {
+    const r = await api("POST", `/v1/users/${encodeURIComponent(u.id)}/logout-all`);
+    if (reload) await reload();
+    flash(`${r.revoked} session(s) of ${u.username} ended.`);
+  } catch (err) { flash(problemText(err), true); }
 }
 
 // ---- enrollment codes ----

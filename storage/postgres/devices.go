@@ -81,12 +81,13 @@ func (s *Store) DeviceNames(ctx context.Context, ids []string) (map[string]stora
 	return out, err
 }
 
-// ListDevices implements storage.Devices. Status and group are filtered by
-// the database, the text search by DeviceFilter.Match.
+// ListDevices implements storage.Devices. Status, group and assigned user
+// are filtered by the database, the text search by DeviceFilter.Match.
 func (s *Store) ListDevices(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
 	where, args := conditions(
 		cond{"status = $%d", string(f.Status), f.Status != ""},
 		cond{"grp = $%d", f.Group, f.Group != ""},
+		cond{"(data::jsonb -> 'assignedUsers') ? $%d", f.AssignedUser, f.AssignedUser != ""},
 	)
 	var page storage.Page[storage.Device]
 	err := s.view(ctx, "list devices", func(tx pgx.Tx) error {

@@ -82,6 +82,7 @@ func newDevice(imei string) storage.Device {
 		Status:       storage.DeviceEnrolled,
 		Label:        "van 7",
 		Group:        "north",
+		Notes:        "charger in the glovebox; screen cracked",
 		EnrolledAt:   now,
 		EnrolledBy:   "apikey:test",
 		UpdatedAt:    now,
@@ -355,6 +356,12 @@ func testDeviceList(t *testing.T, s storage.Store) {
 		if i == 5 {
 			d.Model = "Pixel 8"
 		}
+		if i%3 == 0 {
+			d.AssignedUsers = []string{"usr_alice", "usr_bob"}
+		}
+		if i == 4 {
+			d.AssignedUsers = []string{"usr_bob"}
+		}
 		all = append(all, mustCreateDevice(t, s, d))
 	}
 	slices.SortFunc(all, func(a, b storage.Device) int {
@@ -413,6 +420,12 @@ func testDeviceList(t *testing.T, s storage.Store) {
 			return d.Group == "south" && d.Status == storage.DeviceEnrolled
 		}},
 		{"no match", storage.DeviceFilter{Text: "nothing like this"}, func(storage.Device) bool { return false }},
+		{"assigned user", storage.DeviceFilter{AssignedUser: "usr_alice"}, func(d storage.Device) bool { return slices.Contains(d.AssignedUsers, "usr_alice") }},
+		{"assigned user and status", storage.DeviceFilter{AssignedUser: "usr_bob", Status: storage.DeviceEnrolled}, func(d storage.Device) bool {
+			return slices.Contains(d.AssignedUsers, "usr_bob") && d.Status == storage.DeviceEnrolled
+		}},
+		{"assigned user, a prefix of one", storage.DeviceFilter{AssignedUser: "usr_al"}, func(storage.Device) bool { return false }},
+		{"assigned to nobody known", storage.DeviceFilter{AssignedUser: "usr_carol"}, func(storage.Device) bool { return false }},
 	}
 	for _, c := range cases {
 		page, err := s.ListDevices(ctx, c.f)
