@@ -577,3 +577,65 @@ func TestConsoleEditHandset(t *testing.T) {
 		chromedp.WaitVisible(`//h1[@id="device-title"][contains(., "490154203237518")]`),
 	)
 }
+
+// TestConsoleImportValidRows checks an import with invalid rows: the dry
+// run counts rows (not problems), the all-or-nothing import stays off, and
+// an explicit button imports the valid rows, listing the others.
+func TestConsoleImportValidRows(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	// Row 3 has two problems; row 4 repeats a registered IMEI.
+	file := filepath.Join(t.TempDir(), "fleet.csv")
+	if err := os.WriteFile(file, []byte("imei,label,assignedUsers\n"+
+		"359881234567899,ok,walter\n"+
+		"490154203237519,bad check digit,nobody\n"+
+		"490154203237518,taken,\n"+
+		"352099001761481,ok too,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, e, 1280, 900)
+	b.signIn("maria", "correct horse")
+	b.run("check the file",
+		chromedp.Click("#import-open", chromedp.ByQuery),
+		chromedp.WaitVisible("#import-dialog", chromedp.ByQuery),
+		chromedp.SetUploadFiles("#import-form input[type=file]", []string{file}, chromedp.ByQuery),
+		chromedp.Click("#import-dry", chromedp.ByQuery),
+		chromedp.WaitVisible("#import-summary", chromedp.ByQuery),
+	)
+	if got := b.text("#import-summary"); !strings.Contains(got, "4 rows: 2 ready to import, 2 with errors") {
+		t.Fatalf("the dry run says %q; want it to count 2 rows with errors (of 3 problems)", got)
+	}
+	if n := len(strings.Split(strings.TrimSpace(b.text("#import-report tbody")), "\n")); n != 3 {
+		t.Fatalf("the report lists %d problems; want 3", n)
+	}
+	var all bool
+	b.eval(`document.querySelector("#import-commit").disabled`, &all)
+	if !all {
+		t.Fatal("Import (all or nothing) is enabled for a file with invalid rows")
+	}
+	if !b.displayed("#import-valid") {
+		t.Fatal("no button imports the valid rows")
+	}
+	if got := b.text("#import-valid"); got != "Import the 2 valid rows" {
+		t.Fatalf("the button says %q; want Import the 2 valid rows", got)
+	}
+	var shot []byte
+	b.run("screenshot the dry run", chromedp.CaptureScreenshot(&shot))
+	b.save("console-import.png", shot)
+	b.run("import the valid rows",
+		chromedp.Click("#import-valid", chromedp.ByQuery),
+		chromedp.WaitVisible(`//p[@id="import-summary"][contains(., "Imported 2 handsets")]`),
+	)
+	if got := b.text("#import-summary"); !strings.Contains(got, "2 rows with errors were left out") {
+		t.Fatalf("after importing the valid rows the summary says %q", got)
+	}
+	if got := b.text("#import-report tbody"); !strings.Contains(got, "imei_checksum") || !strings.Contains(got, "user_unknown") || !strings.Contains(got, "imei_taken") {
+		t.Fatalf("the invalid rows are no longer listed: %q", got)
+	}
+	if n := e.deviceCount(); n != 4 {
+		t.Fatalf("%d devices after importing the valid rows; want 4", n)
+	}
+	if b.displayed("#import-valid") {
+		t.Fatal("the button to import the valid rows is still there after the import")
+	}
+}

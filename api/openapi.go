@@ -67,7 +67,7 @@ var operations = []op{
 
 	{method: "POST", path: "/v1/devices", summary: "Register a handset", tag: "devices", auth: "manager", body: registerDeviceRequest{}, okStatus: 201, ok: deviceView{}},
 	{method: "GET", path: "/v1/devices", summary: "List handsets (CSV and XLSX export whole)", tag: "devices", auth: "manager", okStatus: 200, ok: page[deviceView]{}, query: []string{"status", "group", "q", "assignedUser", "limit", "cursor"}},
-	{method: "POST", path: "/v1/devices/import", summary: "Import handsets from CSV or XLSX, all or nothing", tag: "devices", auth: "manager", body: "text/csv", okStatus: 200, ok: device.ImportReport{}, query: []string{"dryRun"}},
+	{method: "POST", path: "/v1/devices/import", summary: "Import handsets from CSV or XLSX: all or nothing, or (skipInvalid) the valid rows", tag: "devices", auth: "manager", body: "text/csv", okStatus: 200, ok: device.ImportReport{}, query: []string{"dryRun", "skipInvalid"}},
 	{method: "GET", path: "/v1/devices/{id}", summary: "A handset, by id or IMEI", tag: "devices", auth: "manager", okStatus: 200, ok: deviceView{}},
 	{method: "PATCH", path: "/v1/devices/{id}", summary: "Edit a handset's label, group, assigned users, notes, or replace (publicKey: a JWK) or clear (null) its key, ending its sessions", tag: "devices", auth: "manager", body: patchDeviceRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/suspend", summary: "Suspend a handset (its sessions end)", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
@@ -120,6 +120,7 @@ var queryDocs = map[string]string{
 	"live": "true (default) or all", "from": "RFC 3339 time, inclusive", "to": "RFC 3339 time, exclusive",
 	"action": "an audit action", "dryRun": "true: check and report, write nothing", "code": "the enrollment code",
 	"account": "a username, compared as logins compare it", "address": "a client IP address",
+	"skipInvalid":  "true: import the valid rows and report the invalid ones (by default an invalid row stops the import)",
 	"assignedUser": "a username or user id: the handsets assigned to that user (not those any worker may use)",
 	"order":        "asc (oldest first, the default) or desc (newest first); nextCursor goes on in the same order",
 }

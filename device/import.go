@@ -69,19 +69,32 @@ type ImportIssue struct {
 	Message string `json:"message"`
 }
 
-// ImportReport says what an import did, or would do.
+// ImportReport says what an import did, or would do. Its counts are of
+// rows: Rows = Skipped + Valid + Invalid.
 type ImportReport struct {
 	DryRun bool `json:"dryRun"`
 	// Rows counts the data rows read; Skipped the blank ones among them.
 	Rows    int `json:"rows"`
 	Skipped int `json:"skipped"`
-	// Valid counts the rows that would be created; Created those that were.
+	// Valid counts the rows that would be created, Invalid those with
+	// errors (one row may have several); Created the rows that were.
 	Valid   int `json:"valid"`
+	Invalid int `json:"invalid"`
 	Created int `json:"created"`
-	// Errors stop an import: with any, nothing is written.
+	// Errors are the invalid rows' problems. They stop an import (nothing
+	// is written) unless it skips invalid rows.
 	Errors []ImportIssue `json:"errors"`
 	// Warnings do not, such as a column the import does not know.
 	Warnings []ImportIssue `json:"warnings"`
+}
+
+// ImportOptions say how Import treats a file.
+type ImportOptions struct {
+	// DryRun checks and reports, writing nothing.
+	DryRun bool
+	// SkipInvalid registers the valid rows and reports the invalid ones,
+	// where by default an invalid row stops the whole import.
+	SkipInvalid bool
 }
 
 // ErrImportInvalid is returned by Import when a row has errors: the
@@ -330,13 +343,15 @@ func (r ImportRow) blank() bool {
 	return r.IMEI == "" && len(r.IccIDs) == 0 && r.Label == "" && r.Group == "" && len(r.AssignedUsers) == 0 && r.Notes == ""
 }
 
-// Import checks every row of an import and, unless dryRun, registers every
-// handset in one transaction. Any row error (a bad field, an IMEI twice in
-// the file or already registered, an unknown user) stops the import: the
-// report names every one, nothing is written, and the error is
-// ErrImportInvalid. progress, if not nil, is told how many rows are
-// checked.
-func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, warnings []ImportIssue, dryRun bool, progress func(done, total int)) (ImportReport, error) {
+// Import checks every row of an import and, unless opts.DryRun, registers
+// the handsets in one transaction. By default any row error (a bad field,
+// an IMEI twice in the file or already registered, an unknown user) stops
+// the import: the report names every one, nothing is written, and the
+// error is ErrImportInvalid. With opts.SkipInvalid the valid rows are
+// registered and the invalid ones reported. progress, if not nil, is told
+// how many rows are checked.
+func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, warnings []ImportIssue, opts ImportOptions, progress func(done, total int)) (ImportReport, error) {
+	dryRun := opts.DryRun
 	report := ImportReport{DryRun: dryRun, Rows: len(rows), Errors: []ImportIssue{}, Warnings: warnings}
 	if report.Warnings == nil {
 		report.Warnings = []ImportIssue{}
@@ -362,6 +377,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 		}
 		if len(issues) > 0 {
 			report.Errors = append(report.Errors, issues...)
+			report.Invalid++
 			continue
 		}
 		seen[d.IMEI] = row.Row
@@ -369,7 +385,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 		devices = append(devices, d)
 	}
 	report.Valid = len(devices)
-	if len(report.Errors) > 0 {
+	if report.Invalid > 0 && !opts.SkipInvalid {
 		if dryRun {
 			return report, nil
 		}
@@ -380,6 +396,9 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 	}
 	ev := storage.NewEvent(ctx, now, "device.import", "success", actor)
 	ev.Detail = map[string]string{"created": fmt.Sprint(len(devices)), "rows": fmt.Sprint(len(rows))}
+	if report.Invalid > 0 {
+		ev.Detail["invalid"] = fmt.Sprint(report.Invalid)
+	}
 	if err := s.store.CreateDevices(ctx, devices, storage.WithEvents(ev)); err != nil {
 		return report, fmt.Errorf("import: %w", err)
 	}
@@ -392,7 +411,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 // throughout: reading and checking a file of MaxImportRows holds some tens
 // of MiB, so the slots bound what imports hold together. When every slot
 // is taken it fails at once with ErrImportBusy, having read nothing.
-func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, format string, dryRun bool) (ImportReport, error) {
+func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, format string, opts ImportOptions) (ImportReport, error) {
 	select {
 	case s.imports <- struct{}{}:
 		defer func() { <-s.imports }()
@@ -403,7 +422,7 @@ func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, 
 	if err != nil {
 		return ImportReport{}, err
 	}
-	return s.Import(ctx, actor, rows, warnings, dryRun, nil)
+	return s.Import(ctx, actor, rows, warnings, opts, nil)
 }
 
 // importRow checks one row and returns its device, or its issues.

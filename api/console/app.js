@@ -304,29 +304,56 @@ const list = (s) => (s || "").split(",").map((x) => x.trim()).filter(Boolean);
 
 // ---- import ----
 
-async function runImport(dryRun) {
+// resetImport forgets the last check: importing needs a new one.
+function resetImport() {
+  $("#import-report").textContent = "";
+  $("#import-commit").disabled = true;
+  $("#import-valid").hidden = true;
+}
+
+// runImport checks the file (dryRun), imports it all or nothing, or, with
+// skipInvalid, imports its valid rows and lists the invalid ones. The
+// summary counts rows; the table lists each problem.
+async function runImport(dryRun, skipInvalid = false) {
   const file = $("#import-form input[type=file]").files[0];
   const out = $("#import-report");
   if (!file) { out.textContent = "Choose a file first."; return; }
   const form = new FormData();
   form.append("file", file);
+  const q = new URLSearchParams();
+  if (dryRun) q.set("dryRun", "true");
+  if (skipInvalid) q.set("skipInvalid", "true");
   out.textContent = dryRun ? "Checking…" : "Importing…";
+  $("#import-commit").disabled = true;
+  $("#import-valid").hidden = true;
   let report;
   try {
-    report = await api("POST", `/v1/devices/import${dryRun ? "?dryRun=true" : ""}`, undefined, { form });
+    const query = q.toString();
+    report = await api("POST", `/v1/devices/import${query ? `?${query}` : ""}`, undefined, { form });
   } catch (err) {
     report = err.problem && err.problem.report;
     if (!report) { out.textContent = problemText(err); return; }
   }
-  const summary = report.dryRun
-    ? `${report.rows} rows: ${report.valid} ready to import, ${report.errors.length} errors, ${report.skipped} blank.`
-    : report.created ? `Imported ${report.created} handsets.` : `Nothing imported: ${report.errors.length} errors.`;
+  const rows = (n) => `${n} ${n === 1 ? "row" : "rows"}`;
+  let summary;
+  if (report.dryRun) {
+    summary = `${rows(report.rows)}: ${report.valid} ready to import, ${report.invalid} with errors, ${report.skipped} blank.`;
+  } else if (report.created) {
+    summary = `Imported ${report.created} handsets${report.invalid ? `; ${rows(report.invalid)} with errors were left out` : ""}.`;
+  } else {
+    summary = `Nothing imported: ${rows(report.invalid)} with errors.`;
+  }
   const issues = [...report.errors.map((e) => ["error", e]), ...report.warnings.map((w) => ["warning", w])];
-  out.replaceChildren(h("p", { class: report.errors.length ? "bad" : "good", id: "import-summary" }, summary),
+  out.replaceChildren(h("p", { class: report.invalid && !report.created ? "bad" : "good", id: "import-summary" }, summary),
     issues.length ? h("table", { class: "compact" },
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Row"), h("th", { scope: "col" }, "Field"), h("th", { scope: "col" }, "Problem"))),
       h("tbody", {}, issues.map(([kind, e]) => h("tr", { class: kind }, h("td", {}, e.row), h("td", {}, e.field || "—"), h("td", {}, `${e.message} (${e.code})`))))) : "");
-  $("#import-commit").disabled = !(report.dryRun && report.errors.length === 0 && report.valid > 0);
+  if (report.dryRun && report.valid > 0) {
+    $("#import-commit").disabled = report.invalid > 0;
+    const valid = $("#import-valid");
+    valid.hidden = report.invalid === 0;
+    valid.textContent = `Import the ${report.valid} valid ${report.valid === 1 ? "row" : "rows"}`;
+  }
   if (!report.dryRun && report.created) { state.page = 0; state.cursors = [""]; await loadFleet(); }
 }
 
@@ -531,10 +558,11 @@ document.addEventListener("DOMContentLoaded", () => {
       await loadFleet();
     });
   });
-  $("#import-open").addEventListener("click", () => { openDialog("#import-dialog"); $("#import-report").textContent = ""; $("#import-commit").disabled = true; });
-  $("#import-form input[type=file]").addEventListener("change", () => { $("#import-commit").disabled = true; $("#import-report").textContent = ""; });
+  $("#import-open").addEventListener("click", () => { openDialog("#import-dialog"); resetImport(); });
+  $("#import-form input[type=file]").addEventListener("change", resetImport);
   $("#import-dry").addEventListener("click", () => runImport(true));
   $("#import-commit").addEventListener("click", () => runImport(false));
+  $("#import-valid").addEventListener("click", () => runImport(false, true));
 
   $("#user-open").addEventListener("click", () => {
     const dlg = openDialog("#user-dialog");

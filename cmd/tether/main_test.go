@@ -504,8 +504,17 @@ func TestDeviceImport(t *testing.T) {
 		t.Fatalf("dry run of the bad file: exit %d\n%s", r.code, r.stderr)
 	}
 	r = runCLI(t, "", nil, "device", "import", bad, "--data", dir)
-	if r.code != 1 || !strings.Contains(r.stderr, "nothing was imported") {
+	if r.code != 1 || !strings.Contains(r.stderr, "3 rows have errors: nothing was imported") {
 		t.Fatalf("import of the bad file: exit %d\n%s", r.code, r.stderr)
+	}
+	// Told to, it imports the valid rows of the bad file and lists the others.
+	other := t.TempDir()
+	if r := runCLI(t, "long enough\n", nil, "user", "add", "--data", other, "--username", "walter", "--password-stdin"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r = runCLI(t, "", nil, "device", "import", "--skip-invalid", bad, "--data", other)
+	if r.code != 0 || !strings.Contains(r.stderr, "imported 47 handsets, 3 rows with errors left out") || !strings.Contains(r.stderr, "row 38: assignedUsers") {
+		t.Fatalf("import of the bad file's valid rows: exit %d\n%s", r.code, r.stderr)
 	}
 	r = runCLI(t, "", map[string]string{"TERM_FOR_TEST": "1"}, "device", "import", good, "--data", dir)
 	if r.code != 0 || !strings.Contains(r.stderr, "imported 50 handsets") || !strings.Contains(r.stderr, "[##############################] 50/50") {
