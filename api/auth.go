@@ -442,6 +442,9 @@ type codeView struct {
 	Usable    bool      `json:"usable"`
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy,omitempty"`
+	// Warnings come with a new code: why a handset may not manage to
+	// enroll with it (self-enrollment off, an enroll URL of localhost).
+	Warnings []auth.CodeWarning `json:"warnings,omitempty"`
 }
 
 func newCodeView(rec storage.EnrollmentCode) codeView {
@@ -475,6 +478,7 @@ func (s *server) createCode(c *fiber.Ctx) error {
 	v.Code = code
 	v.EnrollURL = auth.EnrollURL(s.serverURL(c), code)
 	v.QRPath = "/v1/enrollment-codes/" + rec.ID + "/qr.png?code=" + url.QueryEscape(code)
+	v.Warnings = s.Auth.CodeWarnings(v.EnrollURL)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return s.respond(c, fiber.StatusCreated, v, xmlNames("enrollmentCode", "item"))
 }

@@ -639,3 +639,37 @@ func TestConsoleImportValidRows(t *testing.T) {
 		t.Fatal("the button to import the valid rows is still there after the import")
 	}
 }
+
+// TestConsoleCodeWarnings: where self-enrollment is off and the console is
+// opened at a loopback address without --public-url, a new code comes
+// with both warnings, each naming its setting.
+func TestConsoleCodeWarnings(t *testing.T) {
+	e := newEnv(t) // enrollment mode preregistered, no public URL
+	e.fleet()
+	b := newBrowser(t, e, 1280, 900)
+	b.signIn("maria", "correct horse")
+	b.run("create a code",
+		chromedp.Click(`a[data-nav="enroll"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#code-form", chromedp.ByQuery),
+		chromedp.Click("#code-form button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible("#code-result", chromedp.ByQuery),
+	)
+	if code := b.text("#code-value"); len(code) != 19 {
+		t.Fatalf("code shown %q; want one made despite the warnings", code)
+	}
+	if !b.displayed("#code-warnings") {
+		t.Fatal("no warnings shown")
+	}
+	for _, c := range []struct{ code, setting, says string }{
+		{"self_enrollment_off", "--enrollment-mode", "self-enrollment is off"},
+		{"enroll_url_unreachable", "--public-url", "127.0.0.1, which a handset cannot reach"},
+	} {
+		got := b.text(fmt.Sprintf(`#code-warnings li[data-code=%q]`, c.code))
+		if !strings.Contains(got, c.setting) || !strings.Contains(got, c.says) {
+			t.Fatalf("warning %s reads %q; want it to say %q and name %s", c.code, got, c.says, c.setting)
+		}
+	}
+	var shot []byte
+	b.run("screenshot the code", chromedp.FullScreenshot(&shot, 100))
+	b.save("console-code.png", shot)
+}

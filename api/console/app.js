@@ -486,6 +486,12 @@ async function createCode(event) {
     });
     $("#code-value").textContent = c.code;
     $("#code-url").textContent = c.enrollUrl;
+    // The code is made, but a handset may not manage to use it: say why,
+    // naming the server setting that changes it.
+    const warnings = c.warnings || [];
+    $("#code-warnings").replaceChildren(...warnings.map((w) => h("li", { "data-code": w.code, "data-setting": w.setting || "" },
+      ...(w.setting ? w.message.split(w.setting).flatMap((part, i) => (i ? [h("code", {}, w.setting), part] : [part])) : [w.message]))));
+    $("#code-warnings").hidden = !warnings.length;
     const png = await api("GET", c.qrPath, undefined, { accept: "*/*", raw: true });
     const img = $("#code-qr");
     if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);

@@ -329,6 +329,8 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&label, "label", "", "label given to the handsets it enrolls")
 	fs.StringVar(&group, "group", "", "group given to the handsets it enrolls")
 	fs.StringVar(&publicURL, "public-url", "http://localhost:8080", "the address handsets reach the server at (the server's --public-url)")
+	cfg := auth.DefaultConfig()
+	fs.StringVar(&cfg.EnrollmentMode, "enrollment-mode", cfg.EnrollmentMode, "the server's --enrollment-mode, to warn when handsets cannot enroll themselves")
 	masterFile := fs.String("master-key-file", "", "the server's --master-key-file, if it has one")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -339,7 +341,6 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 	}
 	var code string
 	err = c.withStore(ctx, sc, func(svc *services) error {
-		cfg := auth.DefaultConfig()
 		a, err := auth.NewService(ctx, cfg, svc.store, svc.hasher, svc.validate, auth.WithMasterKey(master))
 		if err != nil {
 			return err
@@ -357,6 +358,13 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 		fmt.Fprint(c.stderr, qr.ToSmallString(false))
 		fmt.Fprintf(c.stderr, "%s\nenrollment code %s: %d use(s), expires %s; it is shown once\n",
 			enroll, rec.ID, rec.MaxUses, rec.ExpiresAt.Format(time.RFC3339))
+		warnings := a.CodeWarnings(enroll)
+		for _, w := range warnings {
+			fmt.Fprintf(c.stderr, "warning: %s\n", w.Message)
+		}
+		if len(warnings) > 0 {
+			fmt.Fprintln(c.stderr, "(this command knows the server's settings only from its own --enrollment-mode and --public-url, or their TETHER_ variables)")
+		}
 		return nil
 	})
 	if err != nil {

@@ -546,6 +546,28 @@ func TestEnrollmentCodeCreate(t *testing.T) {
 	if !strings.Contains(r.stderr, "https://tether.example.com/v1/enroll?code="+code) || !strings.Contains(r.stderr, "█") {
 		t.Fatalf("stderr lacks the QR or the URL:\n%s", r.stderr)
 	}
+	warnings := func(stderr string) []string {
+		var out []string
+		for _, line := range strings.Split(stderr, "\n") {
+			if strings.HasPrefix(line, "warning: ") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	// Like the server, the command takes self-enrollment to be off unless
+	// told otherwise, and says so; the URL is fine.
+	if w := warnings(r.stderr); len(w) != 1 || !strings.Contains(w[0], "self-enrollment is off") || !strings.Contains(w[0], "--enrollment-mode code") {
+		t.Fatalf("warnings %q; want one, that self-enrollment is off\n%s", w, r.stderr)
+	}
+	// Without --public-url the QR points at localhost: a warning, not a failure.
+	r = runCLI(t, "", map[string]string{"TETHER_ENROLLMENT_MODE": "code"}, "enrollment-code", "create", "--data", dir)
+	if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+		t.Fatalf("without --public-url: exit %d: %s", r.code, r.stderr)
+	}
+	if w := warnings(r.stderr); len(w) != 1 || !strings.Contains(w[0], "point at localhost, which a handset cannot reach") || !strings.Contains(w[0], "--public-url") {
+		t.Fatalf("warnings %q; want one, that a handset cannot reach localhost\n%s", w, r.stderr)
+	}
 	if r := runCLI(t, "", nil, "enrollment-code", "create", "--data", dir, "--max-uses", "-1", "--expires-in", "1s"); r.code != 1 ||
 		!strings.Contains(r.stderr, "max_uses_range") || !strings.Contains(r.stderr, "expires_in_range") || r.stdout != "" {
 		t.Fatalf("bad flags: exit %d: %s", r.code, r.stderr)
@@ -553,7 +575,7 @@ func TestEnrollmentCodeCreate(t *testing.T) {
 	s := openTestStore(t, dir)
 	defer s.Close()
 	codes, err := s.ListEnrollmentCodes(context.Background())
-	if err != nil || len(codes) != 1 || codes[0].MaxUses != 5 || codes[0].Label != "spare" {
+	if err != nil || len(codes) != 2 || codes[0].MaxUses != 5 || codes[0].Label != "spare" {
 		t.Fatalf("codes: %+v, %v", codes, err)
 	}
 }
