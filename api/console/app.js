@@ -100,17 +100,16 @@ function actorText(actor, name) {
   return name || actor;
 }
 
-// handsetText names a handset by its label and IMEI.
-const handsetText = (imei, label) => (label ? `${label} (${imei})` : imei);
-
 // userLink shows a user by username, linked to their page.
 const userLink = (id, username) => (id ? h("a", { href: `#user/${encodeURIComponent(id)}` }, username || "a user") : username || "—");
 
 // handsetCell shows a handset by IMEI (linked to its page), its label
-// beneath.
+// beneath. A device the server could not name (a name a legacy client
+// gave, not an enrolled handset) shows as it was given.
 function handsetCell(id, imei, label) {
   if (!id) return "—";
-  return [h("a", { href: `#device/${encodeURIComponent(id)}`, class: "mono" }, imei || "a handset"), label ? h("div", { class: "muted small" }, label) : null];
+  if (!imei) return h("span", { class: "mono" }, id);
+  return [h("a", { href: `#device/${encodeURIComponent(id)}`, class: "mono" }, imei), label ? h("div", { class: "muted small" }, label) : null];
 }
 
 // problemText turns a problem into one readable line, naming bad fields.
