@@ -200,11 +200,15 @@ func (s *server) clearLockouts(c *fiber.Ctx) error {
 }
 
 type sessionView struct {
-	ID           string    `json:"id"`
-	Key          uint64    `json:"key"`
-	UserID       string    `json:"userId"`
+	ID     string `json:"id"`
+	Key    uint64 `json:"key"`
+	UserID string `json:"userId"`
+	// Username, DeviceIMEI and DeviceLabel name the user and handset.
+	Username     string    `json:"username,omitempty"`
 	DeviceID     string    `json:"deviceId,omitempty"`
 	DeviceName   string    `json:"deviceName,omitempty"`
+	DeviceIMEI   string    `json:"deviceImei,omitempty"`
+	DeviceLabel  string    `json:"deviceLabel,omitempty"`
 	Persistent   bool      `json:"persistent"`
 	CreatedAt    time.Time `json:"createdAt"`
 	LastUsedAt   time.Time `json:"lastUsedAt"`
@@ -228,9 +232,12 @@ func newSessionView(sess storage.Session, now time.Time) sessionView {
 
 func (s *server) me(c *fiber.Ctx) error {
 	id := identity(c)
-	out := fiber.Map{"user": newUserView(id.User), "session": newSessionView(id.Session, time.Now())}
+	sess := newSessionView(id.Session, time.Now())
+	sess.Username = id.User.Username
+	out := fiber.Map{"user": newUserView(id.User), "session": &sess}
 	if id.Device != nil {
-		v, err := s.deviceView(c.UserContext(), *id.Device)
+		sess.DeviceIMEI, sess.DeviceLabel = id.Device.IMEI, id.Device.Label
+		v, err := s.deviceView(c.UserContext(), *id.Device, s.names())
 		if err != nil {
 			return err
 		}
@@ -335,10 +342,23 @@ func (s *server) listSessions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	users := make([]string, 0, len(page.Items))
+	devices := make([]string, 0, len(page.Items))
+	for _, sess := range page.Items {
+		users, devices = append(users, sess.UserID), append(devices, sess.DeviceID)
+	}
+	names := s.names()
+	if err := names.learn(c.UserContext(), users, devices, nil); err != nil {
+		return err
+	}
 	now := time.Now()
 	out := listView[sessionView]{Items: make([]sessionView, 0, len(page.Items)), NextCursor: page.Next}
 	for _, sess := range page.Items {
-		out.Items = append(out.Items, newSessionView(sess, now))
+		v := newSessionView(sess, now)
+		v.Username = names.users[sess.UserID]
+		d := names.devices[sess.DeviceID]
+		v.DeviceIMEI, v.DeviceLabel = d.IMEI, d.Label
+		out.Items = append(out.Items, v)
 	}
 	return s.respond(c, fiber.StatusOK, out, xmlNames("sessions", "session"))
 }
@@ -358,12 +378,21 @@ func (s *server) logoutAll(c *fiber.Ctx) error {
 	return s.respond(c, fiber.StatusOK, fiber.Map{"revoked": n}, xmlNames("logoutAll", "item"))
 }
 
+// listEvents is GET /v1/audit: oldest first, or newest first with
+// order=desc; either way nextCursor goes on in the same order.
 func (s *server) listEvents(c *fiber.Ctx) error {
 	limit, err := queryLimit(c)
 	if err != nil {
 		return err
 	}
 	f := storage.EventFilter{Action: query(c, "action"), UserID: query(c, "userId"), DeviceID: query(c, "deviceId")}
+	switch c.Query("order", "asc") {
+	case "asc":
+	case "desc":
+		f.NewestFirst = true
+	default:
+		return invalidRequest("order must be asc (oldest first) or desc (newest first)")
+	}
 	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
 		if raw := c.Query(name); raw != "" {
 			t, err := time.Parse(time.RFC3339, raw)
@@ -380,7 +409,38 @@ func (s *server) listEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.respond(c, fiber.StatusOK, listView[storage.Event]{Items: page.Items, NextCursor: page.Next}, xmlNames("events", "event"))
+	users := make([]string, 0, len(page.Items))
+	devices := make([]string, 0, len(page.Items))
+	actors := make([]string, 0, len(page.Items))
+	for _, e := range page.Items {
+		users, devices, actors = append(users, e.UserID), append(devices, e.DeviceID), append(actors, e.Actor)
+	}
+	names := s.names()
+	if err := names.learn(c.UserContext(), users, devices, actors); err != nil {
+		return err
+	}
+	out := listView[eventView]{Items: make([]eventView, 0, len(page.Items)), NextCursor: page.Next}
+	for _, e := range page.Items {
+		v := eventView{Event: e, ActorName: names.actor(e.Actor)}
+		if v.Username == "" {
+			// Usernames never change: the user's is the one they had.
+			v.Username = names.users[e.UserID]
+		}
+		d := names.devices[e.DeviceID]
+		v.DeviceIMEI, v.DeviceLabel = d.IMEI, d.Label
+		out.Items = append(out.Items, v)
+	}
+	return s.respond(c, fiber.StatusOK, out, xmlNames("events", "event"))
+}
+
+// eventView is an audit event with the names, as they are now, of who acted
+// and of the handset: ActorName is the actor's username or API key name.
+// A username the event did not record is filled in from its userId.
+type eventView struct {
+	storage.Event
+	ActorName   string `json:"actorName,omitempty"`
+	DeviceIMEI  string `json:"deviceImei,omitempty"`
+	DeviceLabel string `json:"deviceLabel,omitempty"`
 }
 
 type createCodeRequest struct {
@@ -407,6 +467,9 @@ type codeView struct {
 	Usable    bool      `json:"usable"`
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy,omitempty"`
+	// Warnings come with a new code: why a handset may not manage to
+	// enroll with it (self-enrollment off, an enroll URL of localhost).
+	Warnings []auth.CodeWarning `json:"warnings,omitempty"`
 }
 
 func newCodeView(rec storage.EnrollmentCode) codeView {
@@ -440,6 +503,7 @@ func (s *server) createCode(c *fiber.Ctx) error {
 	v.Code = code
 	v.EnrollURL = auth.EnrollURL(s.serverURL(c), code)
 	v.QRPath = "/v1/enrollment-codes/" + rec.ID + "/qr.png?code=" + url.QueryEscape(code)
+	v.Warnings = s.Auth.CodeWarnings(v.EnrollURL)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return s.respond(c, fiber.StatusCreated, v, xmlNames("enrollmentCode", "item"))
 }

@@ -2,9 +2,12 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"image/png"
+	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -344,6 +347,65 @@ func TestEnrollmentCodes(t *testing.T) {
 	wantProblem(t, off.do("POST", "/v1/enroll", "", map[string]any{"code": secret, "device": handset("352099001761481")}), 403, "forbidden")
 }
 
+// TestEnrollmentCodeWarnings: creating a code succeeds whatever the
+// settings, and warns when a handset could not enroll with it: where
+// self-enrollment is off, and when its enroll URL (without --public-url,
+// the address the request came to) is this machine.
+func TestEnrollmentCodeWarnings(t *testing.T) {
+	code := newEnv(t, func(c *auth.Config) { c.EnrollmentMode = auth.EnrollCode })
+	public := newEnv(t, func(c *auth.Config) { c.EnrollmentMode = auth.EnrollCode }, func(o *api.Options) { o.PublicURL = "https://tether.example.com" })
+	off := newEnv(t, func(o *api.Options) { o.PublicURL = "https://tether.example.com" })
+	for _, c := range []struct {
+		name string
+		e    *env
+		host string
+		want []string // codes, then settings
+	}{
+		{"self-enrollment on, a public host", code, "tether.example.com", nil},
+		{"self-enrollment on, a LAN address", code, "192.168.1.20:8080", nil},
+		{"self-enrollment on, localhost", code, "localhost:8080", []string{"enroll_url_unreachable", "--public-url"}},
+		{"self-enrollment on, loopback", code, "", []string{"enroll_url_unreachable", "--public-url"}},
+		{"self-enrollment on, IPv6 loopback", code, "[::1]:8080", []string{"enroll_url_unreachable", "--public-url"}},
+		{"--public-url, from localhost", public, "localhost:8080", nil},
+		{"self-enrollment off", off, "", []string{"self_enrollment_off", "--enrollment-mode"}},
+	} {
+		req, err := http.NewRequest("POST", c.e.url()+"/v1/enrollment-codes", strings.NewReader(`{"label": "spare"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+c.e.manager)
+		if c.host != "" {
+			req.Host = c.host
+		}
+		resp, err := c.e.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Code     string `json:"code"`
+			Warnings []struct {
+				Code, Message, Setting string
+			} `json:"warnings"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 201 || body.Code == "" {
+			t.Fatalf("%s: %d, %v; want a new code", c.name, resp.StatusCode, err)
+		}
+		var got, settings []string
+		for _, w := range body.Warnings {
+			got, settings = append(got, w.Code), append(settings, w.Setting)
+			if !strings.Contains(w.Message, w.Setting) {
+				t.Errorf("%s: warning %q does not name its setting %s", c.name, w.Message, w.Setting)
+			}
+		}
+		if got = append(got, settings...); !slices.Equal(got, c.want) {
+			t.Errorf("%s: warnings %v; want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestAuditQuery(t *testing.T) {
 	e := newEnv(t)
 	e.fleet()
@@ -363,6 +425,41 @@ func TestAuditQuery(t *testing.T) {
 	if n := len(r.json(t)["items"].([]any)); n != 0 {
 		t.Fatalf("%d events from the future", n)
 	}
+
+	// order=desc walks the same events from the newest back, page by page;
+	// asc is the default.
+	walk := func(query string) []string {
+		var ids []string
+		for cursor := ""; ; {
+			r := e.do("GET", "/v1/audit?limit=2"+query+"&cursor="+cursor, e.manager, nil)
+			if r.status != 200 {
+				t.Fatalf("audit%s: %d %s", query, r.status, r.body)
+			}
+			page := r.json(t)
+			for _, item := range page["items"].([]any) {
+				ids = append(ids, item.(map[string]any)["id"].(string))
+			}
+			next, _ := page["nextCursor"].(string)
+			if next == "" || len(ids) > 100 {
+				return ids
+			}
+			cursor = next
+		}
+	}
+	oldest := walk("")
+	if asc := walk("&order=asc"); !slices.Equal(asc, oldest) || len(oldest) < 5 {
+		t.Fatalf("order=asc: got %v; want the default order %v", asc, oldest)
+	}
+	newest := walk("&order=desc")
+	slices.Reverse(oldest)
+	if !slices.Equal(newest, oldest) {
+		t.Fatalf("order=desc: got %v; want %v", newest, oldest)
+	}
+	r = e.do("GET", "/v1/audit?order=desc&limit=1&action=user.create", e.manager, nil)
+	if items := r.json(t)["items"].([]any); len(items) != 1 || items[0].(map[string]any)["username"] != "maria" {
+		t.Fatalf("the newest user.create: %s; want maria's", r.body)
+	}
+	wantProblem(t, e.do("GET", "/v1/audit?order=newest", e.manager, nil), 400, "invalid_request")
 }
 
 func TestEnrollmentQR(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"tether/api"
+	"tether/storage"
 )
 
 // url starts the app on a loopback port (once) and returns its base URL.
@@ -84,19 +86,23 @@ func artifacts(t *testing.T) string {
 	return dir
 }
 
-// TestConsoleInBrowser drives the console in headless Chromium as a manager
-// would: sign in, register a handset, find it, suspend it and see its badge
-// change, import a file after a dry run, create an enrollment code and see
-// its QR image.
-func TestConsoleInBrowser(t *testing.T) {
+// browser is a headless Chromium driving the console of one env.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+}
+
+// newBrowser starts Chromium for e's console, window width by height
+// pixels. It skips the test in -short mode or where there is no Chromium
+// (but in CI).
+func newBrowser(t *testing.T, e *env, width, height int) *browser {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("drives a browser")
 	}
 	exe := chromium(t)
-	e := newEnv(t)
-	e.fleet() // walter (worker) and maria (manager), two handsets
 	base := e.url()
-
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
@@ -107,7 +113,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
+		chromedp.WindowSize(width, height),
 	)
 	// Teardown runs in reverse: close the browser and wait for it, stop the
 	// allocator, then (registered first, by t.TempDir) remove the profile.
@@ -115,53 +121,86 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Cleanup(cancelAlloc)
 	// chromedp reports protocol events it does not know (newer browsers
 	// send more): they are not errors of the page.
-	browser, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
 	t.Cleanup(func() {
-		if err := chromedp.Cancel(browser); err != nil && !errors.Is(err, context.Canceled) {
+		if err := chromedp.Cancel(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			t.Logf("closing chromium: %v", err)
 		}
 		cancel()
 	})
-
 	// Start the browser on its own context: the step contexts below only
 	// bound each step, and ending one must not end the browser.
-	if err := chromedp.Run(browser); err != nil {
+	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
+	return &browser{t: t, ctx: ctx, base: base}
+}
 
-	// Each step gets its own time limit, so a failing one still leaves time
-	// for a screenshot.
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		ctx, done := context.WithTimeout(browser, 20*time.Second)
-		defer done()
-		if err := chromedp.Run(ctx, actions...); err != nil {
-			var shot []byte
-			sctx, scancel := context.WithTimeout(browser, 5*time.Second)
-			defer scancel()
-			if chromedp.Run(sctx, chromedp.FullScreenshot(&shot, 100)) == nil {
-				os.WriteFile(filepath.Join(artifacts(t), "console-failure.png"), shot, 0o644)
-			}
-			var flash string
-			chromedp.Run(sctx, chromedp.Text("#flash", &flash, chromedp.ByQuery, chromedp.AtLeast(0)))
-			t.Fatalf("%s: %v (flash: %q)", step, err, flash)
+// run runs one step, with its own time limit so a failing one still
+// leaves time for a screenshot (console-failure-<test>.png).
+func (b *browser) run(step string, actions ...chromedp.Action) {
+	b.t.Helper()
+	ctx, done := context.WithTimeout(b.ctx, 20*time.Second)
+	defer done()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		var shot []byte
+		sctx, scancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer scancel()
+		if chromedp.Run(sctx, chromedp.FullScreenshot(&shot, 100)) == nil {
+			os.WriteFile(filepath.Join(artifacts(b.t), "console-failure-"+b.t.Name()+".png"), shot, 0o644)
 		}
+		var flash string
+		chromedp.Run(sctx, chromedp.Text("#flash", &flash, chromedp.ByQuery, chromedp.AtLeast(0)))
+		b.t.Fatalf("%s: %v (flash: %q)", step, err, flash)
 	}
-	textOf := func(sel string) string {
-		t.Helper()
-		var s string
-		run("read "+sel, chromedp.Text(sel, &s, chromedp.ByQuery))
-		return s
-	}
+}
 
-	run("sign in",
-		chromedp.Navigate(base+"/console"),
+// text is the text of the element sel selects.
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	var s string
+	b.run("read "+sel, chromedp.Text(sel, &s, chromedp.ByQuery))
+	return s
+}
+
+// eval evaluates a JavaScript expression into out.
+func (b *browser) eval(expr string, out any) {
+	b.t.Helper()
+	b.run("evaluate "+expr, chromedp.Evaluate(expr, out))
+}
+
+// save writes a screenshot to the artifacts.
+func (b *browser) save(name string, shot []byte) {
+	b.t.Helper()
+	if err := os.WriteFile(filepath.Join(artifacts(b.t), name), shot, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// signIn opens the console and signs in; the fleet shows.
+func (b *browser) signIn(username, password string) {
+	b.t.Helper()
+	b.run("sign in as "+username,
+		chromedp.Navigate(b.base+"/console"),
 		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
-		chromedp.SendKeys("#login-form input[name=username]", "maria", chromedp.ByQuery),
-		chromedp.SendKeys("#login-form input[name=password]", "correct horse", chromedp.ByQuery),
+		chromedp.SendKeys("#login-form input[name=username]", username, chromedp.ByQuery),
+		chromedp.SendKeys("#login-form input[name=password]", password, chromedp.ByQuery),
 		chromedp.Click("#login-form button[type=submit]", chromedp.ByQuery),
 		chromedp.WaitVisible("#fleet-table tbody tr td a", chromedp.ByQuery),
 	)
+}
+
+// TestConsoleInBrowser drives the console in headless Chromium as a manager
+// would: sign in, register a handset, find it, suspend it and see its badge
+// change, import a file after a dry run, create an enrollment code and see
+// its QR image.
+func TestConsoleInBrowser(t *testing.T) {
+	e := newEnv(t)
+	b := newBrowser(t, e, 1280, 900)
+	e.fleet() // walter (worker) and maria (manager), two handsets
+	run, textOf := b.run, b.text
+
+	b.signIn("maria", "correct horse")
 
 	const imei = "359881234567899"
 	run("register a handset",
@@ -238,9 +277,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(`//table[@id="fleet-table"]//a[text()="350000007000009"]`),
 		chromedp.FullScreenshot(&shot, 100),
 	)
-	if err := os.WriteFile(filepath.Join(artifacts(t), "console-fleet.png"), shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b.save("console-fleet.png", shot)
 
 	var qrWidth int
 	run("create an enrollment code and see its QR",
@@ -266,10 +303,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SendKeys("#user-dialog input[name=username]", "jesse", chromedp.ByQuery),
 		chromedp.SendKeys("#user-dialog input[name=password]", "a long password", chromedp.ByQuery),
 		chromedp.Click("#user-dialog button[type=submit]", chromedp.ByQuery),
-		chromedp.WaitVisible(`//table[@id="users-table"]//td[text()="jesse"]`),
-		chromedp.Click(`//table[@id="users-table"]//tr[td[text()="jesse"]]//button[text()="Disable"]`),
+		chromedp.WaitVisible(`//table[@id="users-table"]//td[.="jesse"]`),
+		chromedp.Click(`//table[@id="users-table"]//tr[td[.="jesse"]]//button[text()="Disable"]`),
 		chromedp.Click("#confirm-yes", chromedp.ByQuery),
-		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[text()="jesse"]]//button[text()="Enable"]`),
+		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[.="jesse"]]//button[text()="Enable"]`),
 	)
 	u, err := e.store.GetUserByUsername(t.Context(), "jesse")
 	if err != nil || !u.Disabled {
@@ -292,10 +329,348 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click("#confirm-yes", chromedp.ByQuery),
 		chromedp.WaitNotPresent(`//table[@id="lockouts-table"]//tr[td[text()="walter"] and td[text()="0.0.0.0"]]`),
 	)
-	if err := os.WriteFile(filepath.Join(artifacts(t), "console-lockouts.png"), shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b.save("console-lockouts.png", shot)
 	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": handset("490154203237518")}); r.status != 200 {
 		t.Fatalf("walter once the console cleared him: %d %s", r.status, r.body)
 	}
+}
+
+// displayed reports whether the element sel selects takes up room on the
+// page: hidden elements (the hidden attribute, display: none) do not.
+func (b *browser) displayed(sel string) bool {
+	b.t.Helper()
+	var shown bool
+	b.eval(fmt.Sprintf(`(() => { const el = document.querySelector(%q);
+		return !!el && el.getClientRects().length > 0; })()`, sel), &shown)
+	return shown
+}
+
+// TestConsoleMenuHiddenUntilSignedIn checks that the menu and "Log out"
+// show only to someone signed in, and that every element the script hides
+// stays hidden whatever its style (a dialog's reason field among them).
+func TestConsoleMenuHiddenUntilSignedIn(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	b := newBrowser(t, e, 1280, 900)
+	b.run("open the console", chromedp.Navigate(b.base+"/console"), chromedp.WaitVisible("#login-form", chromedp.ByQuery))
+	for _, sel := range []string{"#top", "#logout", `a[data-nav="fleet"]`} {
+		if b.displayed(sel) {
+			t.Fatalf("before signing in, %s is shown; want it hidden", sel)
+		}
+	}
+	b.signIn("maria", "correct horse")
+	for _, sel := range []string{"#top", "#logout", `a[data-nav="audit"]`} {
+		if !b.displayed(sel) {
+			t.Fatalf("signed in, %s is hidden; want it shown", sel)
+		}
+	}
+	// A confirmation that asks no reason shows no reason field.
+	b.run("ask to disable walter",
+		chromedp.Click(`a[data-nav="users"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="users-table"]//tr[td[.="walter"]]//button[text()="Disable"]`),
+		chromedp.Click(`//table[@id="users-table"]//tr[td[.="walter"]]//button[text()="Disable"]`),
+		chromedp.WaitVisible("#confirm-dialog", chromedp.ByQuery),
+	)
+	if b.displayed("#confirm-reason") {
+		t.Fatal("disabling a user shows a reason field; want it hidden")
+	}
+	b.run("cancel and sign out",
+		chromedp.Click(`#confirm-dialog button[value="no"]`, chromedp.ByQuery),
+		chromedp.WaitNotVisible("#confirm-dialog", chromedp.ByQuery),
+		chromedp.Click("#logout", chromedp.ByQuery),
+		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
+	)
+	for _, sel := range []string{"#top", "#logout"} {
+		if b.displayed(sel) {
+			t.Fatalf("signed out, %s is shown; want it hidden", sel)
+		}
+	}
+}
+
+// TestConsoleAuditNewestFirst checks that the audit page opens on the
+// newest events and that "Older events" goes back in time, to the oldest.
+func TestConsoleAuditNewestFirst(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	// More events than a page holds, made before the sign-in below.
+	var filler []storage.Event
+	for i := range 150 {
+		ev := storage.NewEvent(t.Context(), time.Now(), "test.filler", "success", "cli")
+		ev.Reason = fmt.Sprint(i)
+		filler = append(filler, ev)
+	}
+	if err := e.store.AppendEvents(t.Context(), filler...); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, e, 1366, 900)
+	b.signIn("maria", "correct horse")
+
+	// times reads the rows' times, and checks that they go back in time.
+	times := func() []float64 {
+		t.Helper()
+		var ts []float64 // milliseconds
+		b.eval(`Array.from(document.querySelectorAll("#audit-table tbody tr td:first-child time")).map((t) => Date.parse(t.dateTime))`, &ts)
+		for i := 1; i < len(ts); i++ {
+			if ts[i] > ts[i-1] {
+				t.Fatalf("row %d is at %v, after row %d at %v; want the newest first", i+1, ts[i], i, ts[i-1])
+			}
+		}
+		return ts
+	}
+	cell := func(row, col int) string {
+		return b.text(fmt.Sprintf("#audit-table tbody tr:nth-child(%d) td:nth-child(%d)", row, col))
+	}
+	b.run("open the audit trail",
+		chromedp.Click(`a[data-nav="audit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#audit-table tbody tr", chromedp.ByQuery),
+	)
+	if got := len(times()); got != 100 {
+		t.Fatalf("the first page has %d rows; want 100", got)
+	}
+	// The newest event is maria's sign-in, just now.
+	if action, user := cell(1, 2), cell(1, 6); action != "login" || user != "maria" {
+		t.Fatalf("the first row is %s by %s; want maria's login, the newest event", action, user)
+	}
+	b.run("go back in time",
+		chromedp.Click("#audit-more", chromedp.ByQuery),
+		chromedp.WaitVisible("#audit-table tbody tr:nth-child(101)", chromedp.ByQuery),
+	)
+	n := len(times())
+	// The oldest events are the API keys newEnv made.
+	if action := cell(n, 2); action != "apikey.create" {
+		t.Fatalf("the last row, after Older events, is %s; want apikey.create, the oldest event", action)
+	}
+	var more bool
+	b.eval(`document.querySelector("#audit-more").disabled`, &more)
+	if !more {
+		t.Fatal("Older events is still enabled at the oldest event")
+	}
+}
+
+// TestConsoleNamesPeopleAndHandsets checks that the console shows people
+// by username and handsets by IMEI or label, never by their ids, in a
+// handset's details, sessions and audit trail and in the audit page; and
+// that the audit table fits a 1366-pixel screen.
+func TestConsoleNamesPeopleAndHandsets(t *testing.T) {
+	e := newEnv(t)
+	phone, _ := e.fleet()
+	if r := e.do("PATCH", "/v1/devices/"+phone, e.manager, map[string]any{"label": "van 7"}); r.status != 200 {
+		t.Fatalf("label: %d %s", r.status, r.body)
+	}
+	e.loginWorker() // walter, on the phone
+	b := newBrowser(t, e, 1366, 900)
+	b.signIn("maria", "correct horse")
+
+	ids := regexp.MustCompile(`(usr|dev|ak|ses)_[0-9A-Z]{26}`)
+	noIDs := func(where, text string) {
+		t.Helper()
+		if id := ids.FindString(text); id != "" {
+			t.Fatalf("%s shows the id %s; want names:\n%s", where, id, text)
+		}
+	}
+	b.run("open the phone and suspend it",
+		chromedp.Navigate(b.base+"/console#device/"+phone),
+		chromedp.WaitVisible(`#device-actions button[data-op="suspend"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#device-sessions tbody tr td", chromedp.ByQuery),
+	)
+	if got := b.text("#device-sessions tbody tr td"); got != "walter" {
+		t.Fatalf("the session's user shows as %q; want walter", got)
+	}
+	b.run("suspend it",
+		chromedp.Click(`#device-actions button[data-op="suspend"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#confirm-dialog", chromedp.ByQuery),
+		chromedp.Click("#confirm-yes", chromedp.ByQuery),
+		chromedp.WaitVisible(`#device-details .badge[data-status="suspended"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="device-audit"]//td[text()="device.suspend"]`),
+	)
+	details := b.text("#device-details")
+	noIDs("the handset's details", strings.ReplaceAll(details, phone, "")) // its own id is shown as such
+	if !strings.Contains(details, "API key manager") {
+		t.Fatalf("the details do not say the manager key registered it:\n%s", details)
+	}
+	if got := b.text("#device-audit tbody tr td:nth-child(4)"); got != "maria" {
+		t.Fatalf("the suspension's actor shows as %q; want maria", got)
+	}
+	noIDs("the handset's audit trail", b.text("#device-audit"))
+
+	b.run("open the audit trail",
+		chromedp.Click(`a[data-nav="audit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="audit-table"]//td[text()="device.suspend"]`),
+	)
+	noIDs("the audit page", b.text("#audit-table"))
+	var row []string
+	b.eval(`Array.from(document.querySelectorAll("#audit-table tbody tr")).find((tr) => tr.textContent.includes("device.suspend")).innerText.split("\t")`, &row)
+	if len(row) < 8 || row[4] != "maria" || !strings.Contains(row[6], "490154203237518") || !strings.Contains(row[6], "van 7") {
+		t.Fatalf("the suspension's row reads %q; want maria as its actor and the phone by IMEI and label", row)
+	}
+	var fits bool
+	b.eval(`(() => { const w = document.querySelector("#audit-view .table-wrap");
+		return w.scrollWidth <= w.clientWidth && document.documentElement.scrollWidth <= window.innerWidth; })()`, &fits)
+	var shot []byte
+	b.run("screenshot the audit trail", chromedp.CaptureScreenshot(&shot))
+	b.save("console-audit.png", shot)
+	if !fits {
+		t.Fatal("the audit table is wider than a 1366-pixel window (see console-audit.png)")
+	}
+}
+
+// TestConsoleEditHandset edits a handset's label, group, assigned users and
+// notes in the console, and finds it among its user's handsets.
+func TestConsoleEditHandset(t *testing.T) {
+	e := newEnv(t)
+	phone, _ := e.fleet()
+	b := newBrowser(t, e, 1280, 900)
+	b.signIn("maria", "correct horse")
+	fill := func(sel, value string) chromedp.Action {
+		return chromedp.SetValue(sel, value, chromedp.ByQuery)
+	}
+	b.run("edit the phone",
+		chromedp.Navigate(b.base+"/console#device/"+phone),
+		chromedp.WaitVisible("#device-edit", chromedp.ByQuery),
+		chromedp.Click("#device-edit", chromedp.ByQuery),
+		chromedp.WaitVisible("#device-dialog input[name=notes]", chromedp.ByQuery),
+		fill("#device-dialog input[name=label]", "van 12"),
+		fill("#device-dialog input[name=group]", "east"),
+		fill("#device-dialog input[name=assignedUsers]", "walter"),
+		fill("#device-dialog input[name=notes]", "screen cracked; charger in the glovebox"),
+		chromedp.Click("#device-dialog button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitNotVisible("#device-dialog", chromedp.ByQuery),
+		chromedp.WaitVisible(`//dl[@id="device-details"]/dd[.="screen cracked; charger in the glovebox"]`),
+	)
+	details := b.text("#device-details")
+	for _, want := range []string{"van 12", "east", "walter"} {
+		if !strings.Contains(details, want) {
+			t.Fatalf("the details after editing lack %q:\n%s", want, details)
+		}
+	}
+	d, err := e.store.GetDevice(t.Context(), phone)
+	if err != nil || d.Label != "van 12" || d.Group != "east" || len(d.AssignedUsers) != 1 || d.Notes != "screen cracked; charger in the glovebox" {
+		t.Fatalf("stored device after editing in the console: %+v, %v", d, err)
+	}
+	// A bad edit is refused in the dialog, naming the field.
+	b.run("assign a user who does not exist",
+		chromedp.Click("#device-edit", chromedp.ByQuery),
+		chromedp.WaitVisible("#device-dialog input[name=assignedUsers]", chromedp.ByQuery),
+		fill("#device-dialog input[name=assignedUsers]", "walter, nobody"),
+		chromedp.Click("#device-dialog button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible(`//dialog[@id="device-dialog"]//div[contains(@class,"errors")][contains(., "nobody")]`),
+		chromedp.Click("#device-dialog button[data-close]", chromedp.ByQuery),
+		chromedp.WaitNotVisible("#device-dialog", chromedp.ByQuery),
+	)
+
+	// walter's page lists the phone, and where he is logged in.
+	e.loginWorker()
+	b.run("open walter's page from the users",
+		chromedp.Click(`a[data-nav="users"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//table[@id="users-table"]//a[.="walter"]`),
+		chromedp.Click(`//table[@id="users-table"]//a[.="walter"]`),
+		chromedp.WaitVisible(`//table[@id="user-devices"]//a[.="490154203237518"]`),
+		chromedp.WaitVisible(`//table[@id="user-sessions"]//a[.="490154203237518"]`),
+	)
+	if got := b.text("#user-devices tbody"); !strings.Contains(got, "van 12") || strings.Contains(got, "356938035643809") {
+		t.Fatalf("walter's handsets read %q; want the phone alone", got)
+	}
+	var shot []byte
+	b.run("screenshot walter's page", chromedp.FullScreenshot(&shot, 100))
+	b.save("console-user.png", shot)
+	b.run("from his handset back to the handset's page",
+		chromedp.Click(`//table[@id="user-devices"]//a[.="490154203237518"]`),
+		chromedp.WaitVisible(`//h1[@id="device-title"][contains(., "490154203237518")]`),
+	)
+}
+
+// TestConsoleImportValidRows checks an import with invalid rows: the dry
+// run counts rows (not problems), the all-or-nothing import stays off, and
+// an explicit button imports the valid rows, listing the others.
+func TestConsoleImportValidRows(t *testing.T) {
+	e := newEnv(t)
+	e.fleet()
+	// Row 3 has two problems; row 4 repeats a registered IMEI.
+	file := filepath.Join(t.TempDir(), "fleet.csv")
+	if err := os.WriteFile(file, []byte("imei,label,assignedUsers\n"+
+		"359881234567899,ok,walter\n"+
+		"490154203237519,bad check digit,nobody\n"+
+		"490154203237518,taken,\n"+
+		"352099001761481,ok too,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, e, 1280, 900)
+	b.signIn("maria", "correct horse")
+	b.run("check the file",
+		chromedp.Click("#import-open", chromedp.ByQuery),
+		chromedp.WaitVisible("#import-dialog", chromedp.ByQuery),
+		chromedp.SetUploadFiles("#import-form input[type=file]", []string{file}, chromedp.ByQuery),
+		chromedp.Click("#import-dry", chromedp.ByQuery),
+		chromedp.WaitVisible("#import-summary", chromedp.ByQuery),
+	)
+	if got := b.text("#import-summary"); !strings.Contains(got, "4 rows: 2 ready to import, 2 with errors") {
+		t.Fatalf("the dry run says %q; want it to count 2 rows with errors (of 3 problems)", got)
+	}
+	if n := len(strings.Split(strings.TrimSpace(b.text("#import-report tbody")), "\n")); n != 3 {
+		t.Fatalf("the report lists %d problems; want 3", n)
+	}
+	var all bool
+	b.eval(`document.querySelector("#import-commit").disabled`, &all)
+	if !all {
+		t.Fatal("Import (all or nothing) is enabled for a file with invalid rows")
+	}
+	if !b.displayed("#import-valid") {
+		t.Fatal("no button imports the valid rows")
+	}
+	if got := b.text("#import-valid"); got != "Import the 2 valid rows" {
+		t.Fatalf("the button says %q; want Import the 2 valid rows", got)
+	}
+	var shot []byte
+	b.run("screenshot the dry run", chromedp.CaptureScreenshot(&shot))
+	b.save("console-import.png", shot)
+	b.run("import the valid rows",
+		chromedp.Click("#import-valid", chromedp.ByQuery),
+		chromedp.WaitVisible(`//p[@id="import-summary"][contains(., "Imported 2 handsets")]`),
+	)
+	if got := b.text("#import-summary"); !strings.Contains(got, "2 rows with errors were left out") {
+		t.Fatalf("after importing the valid rows the summary says %q", got)
+	}
+	if got := b.text("#import-report tbody"); !strings.Contains(got, "imei_checksum") || !strings.Contains(got, "user_unknown") || !strings.Contains(got, "imei_taken") {
+		t.Fatalf("the invalid rows are no longer listed: %q", got)
+	}
+	if n := e.deviceCount(); n != 4 {
+		t.Fatalf("%d devices after importing the valid rows; want 4", n)
+	}
+	if b.displayed("#import-valid") {
+		t.Fatal("the button to import the valid rows is still there after the import")
+	}
+}
+
+// TestConsoleCodeWarnings: where self-enrollment is off and the console is
+// opened at a loopback address without --public-url, a new code comes
+// with both warnings, each naming its setting.
+func TestConsoleCodeWarnings(t *testing.T) {
+	e := newEnv(t) // enrollment mode preregistered, no public URL
+	e.fleet()
+	b := newBrowser(t, e, 1280, 900)
+	b.signIn("maria", "correct horse")
+	b.run("create a code",
+		chromedp.Click(`a[data-nav="enroll"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#code-form", chromedp.ByQuery),
+		chromedp.Click("#code-form button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible("#code-result", chromedp.ByQuery),
+	)
+	if code := b.text("#code-value"); len(code) != 19 {
+		t.Fatalf("code shown %q; want one made despite the warnings", code)
+	}
+	if !b.displayed("#code-warnings") {
+		t.Fatal("no warnings shown")
+	}
+	for _, c := range []struct{ code, setting, says string }{
+		{"self_enrollment_off", "--enrollment-mode", "self-enrollment is off"},
+		{"enroll_url_unreachable", "--public-url", "127.0.0.1, which a handset cannot reach"},
+	} {
+		got := b.text(fmt.Sprintf(`#code-warnings li[data-code=%q]`, c.code))
+		if !strings.Contains(got, c.setting) || !strings.Contains(got, c.says) {
+			t.Fatalf("warning %s reads %q; want it to say %q and name %s", c.code, got, c.says, c.setting)
+		}
+	}
+	var shot []byte
+	b.run("screenshot the code", chromedp.FullScreenshot(&shot, 100))
+	b.save("console-code.png", shot)
 }

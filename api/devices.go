@@ -24,14 +24,19 @@ type deviceView struct {
 	StatusReason    string            `json:"statusReason,omitempty"`
 	StatusChangedAt time.Time         `json:"statusChangedAt,omitzero"`
 	StatusChangedBy string            `json:"statusChangedBy,omitempty"`
-	Label           string            `json:"label"`
-	Group           string            `json:"group"`
-	AssignedUsers   []string          `json:"assignedUsers"`
-	EnrolledAt      time.Time         `json:"enrolledAt"`
-	EnrolledBy      string            `json:"enrolledBy,omitempty"`
-	LastSeenAt      time.Time         `json:"lastSeenAt,omitzero"`
-	UpdatedAt       time.Time         `json:"updatedAt"`
-	Key             *keyView          `json:"key,omitempty"`
+	// StatusChangedByName and EnrolledByName name those actors: a
+	// username, an API key's name.
+	StatusChangedByName string    `json:"statusChangedByName,omitempty"`
+	Label               string    `json:"label"`
+	Group               string    `json:"group"`
+	AssignedUsers       []string  `json:"assignedUsers"`
+	Notes               string    `json:"notes"`
+	EnrolledAt          time.Time `json:"enrolledAt"`
+	EnrolledBy          string    `json:"enrolledBy,omitempty"`
+	EnrolledByName      string    `json:"enrolledByName,omitempty"`
+	LastSeenAt          time.Time `json:"lastSeenAt,omitzero"`
+	UpdatedAt           time.Time `json:"updatedAt"`
+	Key                 *keyView  `json:"key,omitempty"`
 }
 
 // keyView shows a handset's enrolled key and what its attestation showed.
@@ -65,23 +70,22 @@ func keyViewOf(k *storage.DeviceKey) *keyView {
 	return v
 }
 
-// deviceView shows a device. names, if not nil, remembers usernames across
-// the devices of one answer.
-func (s *server) deviceView(ctx context.Context, d storage.Device, names ...map[string]string) (deviceView, error) {
-	var memo map[string]string
-	if len(names) > 0 {
-		memo = names[0]
+// deviceView shows a device, with the names n finds (n learns them first,
+// if it does not know them yet).
+func (s *server) deviceView(ctx context.Context, d storage.Device, n *names) (deviceView, error) {
+	if err := n.learn(ctx, nil, nil, []string{d.EnrolledBy, d.StatusChangedBy}); err != nil {
+		return deviceView{}, err
 	}
-	users, err := s.Devices.AssignedUsernames(ctx, d, memo)
+	users, err := s.Devices.AssignedUsernames(ctx, d, n.users)
 	if err != nil {
 		return deviceView{}, err
 	}
 	v := deviceView{
 		ID: d.ID, IMEI: d.IMEI, HasIccCard: d.HasIccCard, IccIDs: d.IccIDs, AppVersion: d.AppVersion,
 		Status: string(d.Status), StatusReason: d.StatusReason, StatusChangedAt: d.StatusChangedAt,
-		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users,
+		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users, Notes: d.Notes,
 		EnrolledAt: d.EnrolledAt, EnrolledBy: d.EnrolledBy, LastSeenAt: d.LastSeenAt, UpdatedAt: d.UpdatedAt,
-		Key: keyViewOf(d.Key),
+		Key: keyViewOf(d.Key), EnrolledByName: n.actor(d.EnrolledBy), StatusChangedByName: n.actor(d.StatusChangedBy),
 	}
 	if v.IccIDs == nil {
 		v.IccIDs = []string{}
@@ -97,7 +101,7 @@ func (s *server) deviceView(ctx context.Context, d storage.Device, names ...map[
 
 // sendDevice answers with a device.
 func (s *server) sendDevice(c *fiber.Ctx, status int, d storage.Device) error {
-	v, err := s.deviceView(c.UserContext(), d)
+	v, err := s.deviceView(c.UserContext(), d, s.names())
 	if err != nil {
 		return err
 	}
@@ -135,6 +139,7 @@ type registerDeviceRequest struct {
 	Label         string   `json:"label"`
 	Group         string   `json:"group"`
 	AssignedUsers []string `json:"assignedUsers"`
+	Notes         string   `json:"notes"`
 }
 
 func (s *server) registerDevice(c *fiber.Ctx) error {
@@ -143,7 +148,7 @@ func (s *server) registerDevice(c *fiber.Ctx) error {
 		return err
 	}
 	d, err := s.Devices.Register(c.UserContext(), principal(c).String(), device.Registration{
-		Payload: req.Payload, Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers,
+		Payload: req.Payload, Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes,
 	})
 	if err != nil {
 		return err
@@ -158,9 +163,10 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 		return err
 	}
 	f := storage.DeviceFilter{
-		Status: storage.DeviceStatus(query(c, "status")),
-		Group:  query(c, "group"),
-		Text:   query(c, "q"),
+		Status:       storage.DeviceStatus(query(c, "status")),
+		Group:        query(c, "group"),
+		Text:         query(c, "q"),
+		AssignedUser: query(c, "assignedUser"),
 	}
 	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Device], error) {
 		f.After, f.Limit = after, limit
@@ -170,8 +176,15 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 		return err
 	}
 	out := listView[deviceView]{Items: make([]deviceView, 0, len(page.Items)), NextCursor: page.Next}
-	names := map[string]string{}
-	if err := s.Devices.LearnUsernames(c.UserContext(), page.Items, names); err != nil {
+	names := s.names()
+	if err := s.Devices.LearnUsernames(c.UserContext(), page.Items, names.users); err != nil {
+		return err
+	}
+	actors := make([]string, 0, 2*len(page.Items))
+	for _, d := range page.Items {
+		actors = append(actors, d.EnrolledBy, d.StatusChangedBy)
+	}
+	if err := names.learn(c.UserContext(), nil, nil, actors); err != nil {
 		return err
 	}
 	for _, d := range page.Items {
@@ -197,6 +210,7 @@ type patchDeviceRequest struct {
 	Label         *string     `json:"label"`
 	Group         *string     `json:"group"`
 	AssignedUsers *[]string   `json:"assignedUsers"`
+	Notes         *string     `json:"notes"`
 	PublicKey     optionalRaw `json:"publicKey,omitempty"`
 }
 
@@ -217,7 +231,7 @@ func (s *server) patchDevice(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	patch := device.Patch{Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers}
+	patch := device.Patch{Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes}
 	if req.PublicKey.set {
 		patch.PublicKey = &req.PublicKey.raw
 	}

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -278,9 +279,17 @@ func TestGetPatchAndLifecycle(t *testing.T) {
 	if got := fieldCodes(t, p); got["label"] != "label_length" || got["assignedUsers[0]"] != "user_unknown" {
 		t.Fatalf("bad patch fields: %v", got)
 	}
+	r = e.do("PATCH", "/v1/devices/"+id, e.manager, map[string]any{"notes": " screen cracked "})
+	if d := r.json(t); r.status != 200 || d["notes"] != "screen cracked" || d["label"] != "van 9" {
+		t.Fatalf("patch notes: %d %s", r.status, r.body)
+	}
+	p = wantProblem(t, e.do("PATCH", "/v1/devices/"+id, e.manager, map[string]any{"notes": strings.Repeat("n", 501)}), 400, "validation_failed")
+	if got := fieldCodes(t, p); got["notes"] != "notes_length" {
+		t.Fatalf("long notes: %v", got)
+	}
 	wantProblem(t, e.do("PATCH", "/v1/devices/"+id, e.manager, map[string]any{"imei": "356938035643809"}), 400, "invalid_request")
 	wantProblem(t, e.do("PATCH", "/v1/devices/dev_missing", e.manager, map[string]any{"label": "x"}), 404, "not_found")
-	if r := e.do("GET", "/v1/devices/"+id, e.manager, nil); r.json(t)["label"] != "van 9" {
+	if r := e.do("GET", "/v1/devices/"+id, e.manager, nil); r.json(t)["label"] != "van 9" || r.json(t)["notes"] != "screen cracked" {
 		t.Fatalf("refused patches changed the device: %s", r.body)
 	}
 
@@ -313,6 +322,40 @@ func TestGetPatchAndLifecycle(t *testing.T) {
 	p = wantProblem(t, e.do("POST", "/v1/devices/"+id+"/retire", e.manager, map[string]any{"reason": strings.Repeat("r", 300)}), 400, "validation_failed")
 	if fieldCodes(t, p)["reason"] != "reason_length" {
 		t.Fatalf("long reason: %v", p)
+	}
+}
+
+// TestUsersHandsets: a handset registered with notes and assigned users is
+// listed among each of those users' handsets, by username or id.
+func TestUsersHandsets(t *testing.T) {
+	e := newEnv(t)
+	e.fleet() // walter and maria; two handsets assigned to nobody
+	r := e.do("POST", "/v1/devices", e.manager, map[string]any{"imei": "359881234567899", "assignedUsers": []string{"walter"}, "notes": "spare battery"})
+	if r.status != 201 || r.json(t)["notes"] != "spare battery" {
+		t.Fatalf("register with notes: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["id"].(string)
+	walter := e.do("GET", "/v1/users?q=walter", e.manager, nil).json(t)["items"].([]any)[0].(map[string]any)["id"].(string)
+	for _, c := range []struct {
+		ref  string
+		want []string
+	}{
+		{"walter", []string{id}},
+		{walter, []string{id}},
+		{"maria", nil},
+		{"nobody", nil},
+	} {
+		r := e.do("GET", "/v1/devices?assignedUser="+c.ref, e.manager, nil)
+		if r.status != 200 {
+			t.Fatalf("handsets of %s: %d %s", c.ref, r.status, r.body)
+		}
+		var got []string
+		for _, d := range r.json(t)["items"].([]any) {
+			got = append(got, d.(map[string]any)["id"].(string))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Fatalf("handsets of %s: got %v; want %v", c.ref, got, c.want)
+		}
 	}
 }
 

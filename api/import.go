@@ -65,21 +65,23 @@ func importFile(c *fiber.Ctx) (io.Reader, string, error) {
 	return bytes.NewReader(data), f, errors.Join(err, file.Close())
 }
 
-// importDevices is POST /v1/devices/import[?dryRun=true].
+// importDevices is POST /v1/devices/import[?dryRun=true][&skipInvalid=true].
 func (s *server) importDevices(c *fiber.Ctx) error {
-	dryRun := false
-	switch strings.ToLower(c.Query("dryRun")) {
-	case "", "false":
-	case "true":
-		dryRun = true
-	default:
-		return invalidRequest("dryRun must be true or false")
+	var opts device.ImportOptions
+	for name, dst := range map[string]*bool{"dryRun": &opts.DryRun, "skipInvalid": &opts.SkipInvalid} {
+		switch strings.ToLower(c.Query(name)) {
+		case "", "false":
+		case "true":
+			*dst = true
+		default:
+			return invalidRequest("%s must be true or false", name)
+		}
 	}
 	r, format, err := importFile(c)
 	if err != nil {
 		return err
 	}
-	report, err := s.Devices.ImportFile(c.UserContext(), principal(c).String(), r, format, dryRun)
+	report, err := s.Devices.ImportFile(c.UserContext(), principal(c).String(), r, format, opts)
 	if errors.Is(err, device.ErrImportInvalid) {
 		return device.ErrImportInvalid.With("report", report)
 	}

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http/httptest"
@@ -41,8 +42,8 @@ func TestImportRoute(t *testing.T) {
 	if first := errs[0].(map[string]any); first["row"] != float64(6) || first["field"] != "imei" || first["code"] != "imei_checksum" {
 		t.Fatalf("first error: %v", first)
 	}
-	if w := report["warnings"].([]any); len(w) != 1 || w[0].(map[string]any)["field"] != "Notes" {
-		t.Fatalf("warnings: %v", w)
+	if w := report["warnings"].([]any); len(w) != 0 {
+		t.Fatalf("warnings: %v; want none (the Notes column is imported)", w)
 	}
 	if n := e.deviceCount(); n != 2 {
 		t.Fatalf("dry run wrote: %d devices", n)
@@ -87,12 +88,57 @@ func TestImportRoute(t *testing.T) {
 
 	wantProblem(t, e.do("POST", "/v1/devices/import", e.manager, `{"imei":"1"}`, "Content-Type", "application/json"), 415, "unsupported_media_type")
 	wantProblem(t, e.do("POST", "/v1/devices/import?dryRun=maybe", e.manager, "imei\n", "Content-Type", "text/csv"), 400, "invalid_request")
+	wantProblem(t, e.do("POST", "/v1/devices/import?skipInvalid=1", e.manager, "imei\n", "Content-Type", "text/csv"), 400, "invalid_request")
 	p = wantProblem(t, e.do("POST", "/v1/devices/import", e.manager, "label\nx\n", "Content-Type", "text/csv"), 400, "validation_failed")
 	if fieldCodes(t, p)["file"] != "column_missing" {
 		t.Fatal(p)
 	}
 	wantProblem(t, e.do("POST", "/v1/devices/import", e.manager, "PK\x03\x04 not really", "Content-Type", mimeXLSX), 400, "validation_failed")
 	wantProblem(t, e.do("POST", "/v1/devices/import", e.introspect, "imei\n", "Content-Type", "text/csv"), 403, "forbidden")
+}
+
+// TestImportSkipInvalid: skipInvalid=true imports the valid rows and lists
+// the invalid ones, whose count is of rows, not problems.
+func TestImportSkipInvalid(t *testing.T) {
+	e := newEnv(t)
+	e.fleet() // walter exists; two handsets are registered
+	// Row 3 has two problems; row 4 repeats a registered IMEI.
+	file := "imei,label,assignedUsers\n" +
+		"359881234567899,ok,walter\n" +
+		"490154203237519,bad check digit,nobody\n" +
+		"490154203237518,taken,\n" +
+		"352099001761481,ok too,\n"
+	for _, c := range []struct {
+		query                           string
+		status                          int
+		valid, invalid, created, errors int
+		devices                         int
+	}{
+		{"?dryRun=true", 200, 2, 2, 0, 3, 2},
+		{"?dryRun=true&skipInvalid=true", 200, 2, 2, 0, 3, 2},
+		{"", 400, 2, 2, 0, 3, 2},
+		{"?skipInvalid=false", 400, 2, 2, 0, 3, 2},
+		{"?skipInvalid=true", 200, 2, 2, 2, 3, 4},
+	} {
+		r := e.do("POST", "/v1/devices/import"+c.query, e.manager, file, "Content-Type", "text/csv")
+		report := map[string]any{}
+		if c.status == 200 {
+			if r.status != 200 {
+				t.Fatalf("%q: %d %s", c.query, r.status, r.body)
+			}
+			report = r.json(t)
+		} else {
+			report, _ = wantProblem(t, r, c.status, "validation_failed")["report"].(map[string]any)
+		}
+		got := fmt.Sprintf("rows %v, valid %v, invalid %v, created %v, %d errors", report["rows"], report["valid"], report["invalid"], report["created"], len(report["errors"].([]any)))
+		want := fmt.Sprintf("rows 4, valid %d, invalid %d, created %d, %d errors", c.valid, c.invalid, c.created, c.errors)
+		if got != want {
+			t.Fatalf("%q: got %s; want %s", c.query, got, want)
+		}
+		if n := e.deviceCount(); n != c.devices {
+			t.Fatalf("%q: %d devices; want %d", c.query, n, c.devices)
+		}
+	}
 }
 
 // heldStore is the device service's store, but each IMEI lookup says so on

@@ -14,7 +14,6 @@ import (
 	"tether"
 	"tether/auth"
 	"tether/device"
-	"tether/storage"
 )
 
 // The OpenAPI 3.1 document of the native API, served at /openapi.json. It
@@ -67,10 +66,10 @@ var operations = []op{
 	{method: "POST", path: "/v1/enroll/challenge", summary: "A challenge for the handset's keystore to attest its key with (good for ten minutes)", tag: "devices", okStatus: 200, ok: challengeView{}},
 
 	{method: "POST", path: "/v1/devices", summary: "Register a handset", tag: "devices", auth: "manager", body: registerDeviceRequest{}, okStatus: 201, ok: deviceView{}},
-	{method: "GET", path: "/v1/devices", summary: "List handsets (CSV and XLSX export whole)", tag: "devices", auth: "manager", okStatus: 200, ok: page[deviceView]{}, query: []string{"status", "group", "q", "limit", "cursor"}},
-	{method: "POST", path: "/v1/devices/import", summary: "Import handsets from CSV or XLSX, all or nothing", tag: "devices", auth: "manager", body: "text/csv", okStatus: 200, ok: device.ImportReport{}, query: []string{"dryRun"}},
+	{method: "GET", path: "/v1/devices", summary: "List handsets (CSV and XLSX export whole)", tag: "devices", auth: "manager", okStatus: 200, ok: page[deviceView]{}, query: []string{"status", "group", "q", "assignedUser", "limit", "cursor"}},
+	{method: "POST", path: "/v1/devices/import", summary: "Import handsets from CSV or XLSX: all or nothing, or (skipInvalid) the valid rows", tag: "devices", auth: "manager", body: "text/csv", okStatus: 200, ok: device.ImportReport{}, query: []string{"dryRun", "skipInvalid"}},
 	{method: "GET", path: "/v1/devices/{id}", summary: "A handset, by id or IMEI", tag: "devices", auth: "manager", okStatus: 200, ok: deviceView{}},
-	{method: "PATCH", path: "/v1/devices/{id}", summary: "Edit a handset's label, group, assigned users, or replace (publicKey: a JWK) or clear (null) its key, ending its sessions", tag: "devices", auth: "manager", body: patchDeviceRequest{}, okStatus: 200, ok: deviceView{}},
+	{method: "PATCH", path: "/v1/devices/{id}", summary: "Edit a handset's label, group, assigned users, notes, or replace (publicKey: a JWK) or clear (null) its key, ending its sessions", tag: "devices", auth: "manager", body: patchDeviceRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/suspend", summary: "Suspend a handset (its sessions end)", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/retire", summary: "Retire a handset (its sessions end)", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/reinstate", summary: "Reinstate a handset", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
@@ -86,7 +85,7 @@ var operations = []op{
 
 	{method: "GET", path: "/v1/sessions", summary: "Who is logged in where", tag: "sessions", auth: "manager", okStatus: 200, ok: page[sessionView]{}, query: []string{"userId", "deviceId", "live", "limit", "cursor"}},
 	{method: "DELETE", path: "/v1/sessions/{id}", summary: "End a session", tag: "sessions", auth: "manager", okStatus: 204},
-	{method: "GET", path: "/v1/audit", summary: "The audit trail, oldest first", tag: "audit", auth: "manager", okStatus: 200, ok: page[storage.Event]{}, query: []string{"from", "to", "action", "userId", "deviceId", "limit", "cursor"}},
+	{method: "GET", path: "/v1/audit", summary: "The audit trail, oldest first (or newest first, order=desc)", tag: "audit", auth: "manager", okStatus: 200, ok: page[eventView]{}, query: []string{"from", "to", "action", "userId", "deviceId", "order", "limit", "cursor"}},
 	{method: "GET", path: "/v1/lockouts", summary: "The login throttle's counters: accounts and addresses with failed logins, and until when each is held back", tag: "users", auth: "manager", okStatus: 200, ok: page[lockoutView]{}, query: []string{"account", "address", "limit", "cursor"}},
 	{method: "DELETE", path: "/v1/lockouts", summary: "Forget failed logins: an account's (from every address), an address's, or the pair's", tag: "users", auth: "manager", okStatus: 200, ok: struct {
 		Cleared int `json:"cleared"`
@@ -121,6 +120,9 @@ var queryDocs = map[string]string{
 	"live": "true (default) or all", "from": "RFC 3339 time, inclusive", "to": "RFC 3339 time, exclusive",
 	"action": "an audit action", "dryRun": "true: check and report, write nothing", "code": "the enrollment code",
 	"account": "a username, compared as logins compare it", "address": "a client IP address",
+	"skipInvalid":  "true: import the valid rows and report the invalid ones (by default an invalid row stops the import)",
+	"assignedUser": "a username or user id: the handsets assigned to that user (not those any worker may use)",
+	"order":        "asc (oldest first, the default) or desc (newest first); nextCursor goes on in the same order",
 }
 
 // schemas collects the component schemas of the document.

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -216,6 +217,53 @@ func (s *Service) EnrollmentCodeFor(ctx context.Context, id, code string) (stora
 // posts {code, device} to that endpoint.
 func EnrollURL(serverURL, code string) string {
 	return strings.TrimRight(serverURL, "/") + "/v1/enroll?code=" + url.QueryEscape(code)
+}
+
+// CodeWarning is something a manager should know about an enrollment code
+// just made: the code is valid, but a handset may not manage to use it.
+type CodeWarning struct {
+	// Code is stable: self_enrollment_off or enroll_url_unreachable.
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Setting names the server setting that changes it.
+	Setting string `json:"setting,omitempty"`
+}
+
+// CodeWarnings says why a handset may fail to enroll with a code made now,
+// whose enroll URL is enrollURL: self-enrollment is off
+// (EnrollPreregistered), or the URL names this machine itself (localhost,
+// a loopback or unspecified address), as one taken from a request to
+// localhost does when the server has no public URL.
+func (s *Service) CodeWarnings(enrollURL string) []CodeWarning {
+	var out []CodeWarning
+	if s.cfg.EnrollmentMode == EnrollPreregistered {
+		out = append(out, CodeWarning{
+			Code: "self_enrollment_off", Setting: "--enrollment-mode",
+			Message: "self-enrollment is off on this server (enrollment mode preregistered): no handset can enroll with this code until the server runs with --enrollment-mode code",
+		})
+	}
+	if host, ok := thisMachine(enrollURL); ok {
+		out = append(out, CodeWarning{
+			Code: "enroll_url_unreachable", Setting: "--public-url",
+			Message: fmt.Sprintf("the enroll URL and its QR code point at %s, which a handset cannot reach (to it, that is the handset itself): set --public-url to the address handsets reach the server at", host),
+		})
+	}
+	return out
+}
+
+// thisMachine reports whether a URL's host names the machine it is used
+// on, and returns the host.
+func thisMachine(rawURL string) (string, bool) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", false
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return u.Hostname(), true
+	}
+	ip, err := netip.ParseAddr(host)
+	return u.Hostname(), err == nil && (ip.Unmap().IsLoopback() || ip.IsUnspecified())
 }
 
 // enrollKey reads the key a self-enrolling handset offers, under the

@@ -234,6 +234,12 @@ func (s *Users) Get(ctx context.Context, id string) (storage.User, error) {
 	return s.store.GetUser(ctx, id)
 }
 
+// Usernames returns the usernames of the users with the given ids, in one
+// read; ids of no user are left out.
+func (s *Users) Usernames(ctx context.Context, ids []string) (map[string]string, error) {
+	return s.store.Usernames(ctx, ids)
+}
+
 // List returns one page of users.
 func (s *Users) List(ctx context.Context, f storage.UserFilter) (storage.Page[storage.User], error) {
 	if f.Role != "" && f.Role != storage.RoleWorker && f.Role != storage.RoleManager && f.Role != storage.RoleAdmin {

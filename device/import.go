@@ -22,7 +22,7 @@ const (
 	// MaxImportRows is the most data rows one file may hold.
 	MaxImportRows = 50_000
 	// MaxImportColumns is the most columns a row may use: the import knows
-	// seven names, and a sheet exported from elsewhere brings more.
+	// nine names, and a sheet exported from elsewhere brings more.
 	MaxImportColumns = 64
 	// MaxImportCell is the longest cell, in bytes: a hundred assigned
 	// users of 64 characters fit.
@@ -45,6 +45,7 @@ const importRetry = 2 * time.Second
 var importColumns = map[string]string{
 	"imei": "imei", "iccids": "iccIds", "iccid": "iccIds", "label": "label",
 	"group": "group", "assignedusers": "assignedUsers", "users": "assignedUsers",
+	"notes": "notes", "note": "notes",
 }
 
 // ImportRow is one data row of an import file.
@@ -56,6 +57,7 @@ type ImportRow struct {
 	Label         string
 	Group         string
 	AssignedUsers []string
+	Notes         string
 }
 
 // ImportIssue is one problem of an import: of a row and field, or of the
@@ -67,19 +69,32 @@ type ImportIssue struct {
 	Message string `json:"message"`
 }
 
-// ImportReport says what an import did, or would do.
+// ImportReport says what an import did, or would do. Its counts are of
+// rows: Rows = Skipped + Valid + Invalid.
 type ImportReport struct {
 	DryRun bool `json:"dryRun"`
 	// Rows counts the data rows read; Skipped the blank ones among them.
 	Rows    int `json:"rows"`
 	Skipped int `json:"skipped"`
-	// Valid counts the rows that would be created; Created those that were.
+	// Valid counts the rows that would be created, Invalid those with
+	// errors (one row may have several); Created the rows that were.
 	Valid   int `json:"valid"`
+	Invalid int `json:"invalid"`
 	Created int `json:"created"`
-	// Errors stop an import: with any, nothing is written.
+	// Errors are the invalid rows' problems. They stop an import (nothing
+	// is written) unless it skips invalid rows.
 	Errors []ImportIssue `json:"errors"`
 	// Warnings do not, such as a column the import does not know.
 	Warnings []ImportIssue `json:"warnings"`
+}
+
+// ImportOptions say how Import treats a file.
+type ImportOptions struct {
+	// DryRun checks and reports, writing nothing.
+	DryRun bool
+	// SkipInvalid registers the valid rows and reports the invalid ones,
+	// where by default an invalid row stops the whole import.
+	SkipInvalid bool
 }
 
 // ErrImportInvalid is returned by Import when a row has errors: the
@@ -189,6 +204,7 @@ func (rd *importReader) add(rec []string) error {
 	rd.rows = append(rd.rows, ImportRow{
 		Row: n, IMEI: cell("imei"), IccIDs: list(cell("iccIds")),
 		Label: cell("label"), Group: cell("group"), AssignedUsers: list(cell("assignedUsers")),
+		Notes: cell("notes"),
 	})
 	return nil
 }
@@ -324,16 +340,18 @@ func (b *csvBounds) Read(p []byte) (int, error) {
 }
 
 func (r ImportRow) blank() bool {
-	return r.IMEI == "" && len(r.IccIDs) == 0 && r.Label == "" && r.Group == "" && len(r.AssignedUsers) == 0
+	return r.IMEI == "" && len(r.IccIDs) == 0 && r.Label == "" && r.Group == "" && len(r.AssignedUsers) == 0 && r.Notes == ""
 }
 
-// Import checks every row of an import and, unless dryRun, registers every
-// handset in one transaction. Any row error (a bad field, an IMEI twice in
-// the file or already registered, an unknown user) stops the import: the
-// report names every one, nothing is written, and the error is
-// ErrImportInvalid. progress, if not nil, is told how many rows are
-// checked.
-func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, warnings []ImportIssue, dryRun bool, progress func(done, total int)) (ImportReport, error) {
+// Import checks every row of an import and, unless opts.DryRun, registers
+// the handsets in one transaction. By default any row error (a bad field,
+// an IMEI twice in the file or already registered, an unknown user) stops
+// the import: the report names every one, nothing is written, and the
+// error is ErrImportInvalid. With opts.SkipInvalid the valid rows are
+// registered and the invalid ones reported. progress, if not nil, is told
+// how many rows are checked.
+func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, warnings []ImportIssue, opts ImportOptions, progress func(done, total int)) (ImportReport, error) {
+	dryRun := opts.DryRun
 	report := ImportReport{DryRun: dryRun, Rows: len(rows), Errors: []ImportIssue{}, Warnings: warnings}
 	if report.Warnings == nil {
 		report.Warnings = []ImportIssue{}
@@ -359,6 +377,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 		}
 		if len(issues) > 0 {
 			report.Errors = append(report.Errors, issues...)
+			report.Invalid++
 			continue
 		}
 		seen[d.IMEI] = row.Row
@@ -366,7 +385,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 		devices = append(devices, d)
 	}
 	report.Valid = len(devices)
-	if len(report.Errors) > 0 {
+	if report.Invalid > 0 && !opts.SkipInvalid {
 		if dryRun {
 			return report, nil
 		}
@@ -377,6 +396,9 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 	}
 	ev := storage.NewEvent(ctx, now, "device.import", "success", actor)
 	ev.Detail = map[string]string{"created": fmt.Sprint(len(devices)), "rows": fmt.Sprint(len(rows))}
+	if report.Invalid > 0 {
+		ev.Detail["invalid"] = fmt.Sprint(report.Invalid)
+	}
 	if err := s.store.CreateDevices(ctx, devices, storage.WithEvents(ev)); err != nil {
 		return report, fmt.Errorf("import: %w", err)
 	}
@@ -389,7 +411,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 // throughout: reading and checking a file of MaxImportRows holds some tens
 // of MiB, so the slots bound what imports hold together. When every slot
 // is taken it fails at once with ErrImportBusy, having read nothing.
-func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, format string, dryRun bool) (ImportReport, error) {
+func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, format string, opts ImportOptions) (ImportReport, error) {
 	select {
 	case s.imports <- struct{}{}:
 		defer func() { <-s.imports }()
@@ -400,7 +422,7 @@ func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, 
 	if err != nil {
 		return ImportReport{}, err
 	}
-	return s.Import(ctx, actor, rows, warnings, dryRun, nil)
+	return s.Import(ctx, actor, rows, warnings, opts, nil)
 }
 
 // importRow checks one row and returns its device, or its issues.
@@ -423,8 +445,8 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, seen map[string]
 			add(f.Field, f.Code, f.Message)
 		}
 	}
-	label, group := strings.TrimSpace(row.Label), strings.TrimSpace(row.Group)
-	for _, ve := range []*tether.ValidationError{checkText("label", label, MaxLabel), checkText("group", group, MaxGroup)} {
+	label, group, notes := strings.TrimSpace(row.Label), strings.TrimSpace(row.Group), strings.TrimSpace(row.Notes)
+	for _, ve := range []*tether.ValidationError{checkText("label", label, MaxLabel), checkText("group", group, MaxGroup), checkText("notes", notes, MaxNotes)} {
 		if ve != nil {
 			add(ve.Fields[0].Field, ve.Fields[0].Code, ve.Fields[0].Message)
 		}
@@ -467,7 +489,7 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, seen map[string]
 	if len(issues) > 0 {
 		return issues, storage.Device{}, nil
 	}
-	d := storage.Device{Label: label, Group: group, AssignedUsers: ids}
+	d := storage.Device{Label: label, Group: group, AssignedUsers: ids, Notes: notes}
 	Apply(&d, p)
 	return nil, d, nil
 }

@@ -32,8 +32,8 @@ func readFile(t *testing.T, name string) []device.ImportRow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warnings) != 1 || warnings[0].Code != "column_unknown" || warnings[0].Field != "Notes" {
-		t.Fatalf("warnings %+v; want the Notes column reported", warnings)
+	if len(warnings) != 0 {
+		t.Fatalf("warnings %+v; want none (every column is imported)", warnings)
 	}
 	return rows
 }
@@ -45,7 +45,7 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	f := newFixture(t)
 	f.user(t, "walter")
 
-	report, err := f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, true, nil)
+	report, err := f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, device.ImportOptions{DryRun: true}, nil)
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
 	}
@@ -54,7 +54,7 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 		got = append(got, fmt.Sprintf("%d:%s:%s", e.Row, e.Field, e.Code))
 	}
 	want := []string{"6:imei:imei_checksum", "21:iccIds[0]:iccid_prefix", "38:assignedUsers:user_unknown"}
-	if !slices.Equal(got, want) || report.Rows != 50 || report.Valid != 47 || report.Created != 0 {
+	if !slices.Equal(got, want) || report.Rows != 50 || report.Valid != 47 || report.Invalid != 3 || report.Created != 0 {
 		t.Fatalf("dry run report %+v\nerrors %v; want %v", report, got, want)
 	}
 	if n := deviceCount(t, f.store); n != 0 {
@@ -62,7 +62,7 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	}
 
 	// The same file for real: all or nothing, so nothing.
-	_, err = f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, false, nil)
+	_, err = f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, device.ImportOptions{}, nil)
 	if !errors.Is(err, device.ErrImportInvalid) {
 		t.Fatalf("import with bad rows: %v", err)
 	}
@@ -71,7 +71,7 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	}
 
 	var ticks []int
-	report, err = f.svc.Import(ctx, "apikey:ak_1", readFile(t, "fleet-50.csv"), nil, false, func(done, total int) { ticks = append(ticks, done) })
+	report, err = f.svc.Import(ctx, "apikey:ak_1", readFile(t, "fleet-50.csv"), nil, device.ImportOptions{}, func(done, total int) { ticks = append(ticks, done) })
 	if err != nil || report.Created != 50 || len(report.Errors) != 0 {
 		t.Fatalf("corrected import: %+v, %v", report, err)
 	}
@@ -82,13 +82,16 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	if err != nil || d.Label != "Van 1" || d.Group != "north" || len(d.AssignedUsers) != 1 || d.IccIDs[0] != "8944500102000000000" || d.EnrolledBy != "apikey:ak_1" {
 		t.Fatalf("imported device %+v, %v", d, err)
 	}
+	if d, err := f.store.GetDeviceByIMEI(ctx, "350000007000074"); err != nil || d.Notes != "spare" {
+		t.Fatalf("Van 8's notes: %q, %v; want the file's", d.Notes, err)
+	}
 	events, _ := f.store.ListEvents(ctx, storage.EventFilter{Action: "device.import"})
 	if len(events.Items) != 1 || events.Items[0].Detail["created"] != "50" {
 		t.Fatalf("import events %+v", events.Items)
 	}
 
 	// Importing it again: every row is already registered.
-	report, err = f.svc.Import(ctx, "cli", readFile(t, "fleet-50.csv"), nil, true, nil)
+	report, err = f.svc.Import(ctx, "cli", readFile(t, "fleet-50.csv"), nil, device.ImportOptions{DryRun: true}, nil)
 	if err != nil || len(report.Errors) != 50 || report.Errors[0].Code != "imei_taken" {
 		t.Fatalf("second import: %d errors, %v", len(report.Errors), err)
 	}
@@ -130,7 +133,11 @@ func TestReadImport(t *testing.T) {
 			t.Errorf("%s: got %d rows, %v; want %d, the last numbered %d", c.name, len(rows), err, c.rows, c.rows+1)
 		}
 	}
-	rows, _, err := device.ReadImport(strings.NewReader("IMEI,iccids,label\n490154203237518,8944500102198304826;89012608621145279111,\"van, 7\"\n"), device.FormatCSV)
+	rows, warnings, err := device.ReadImport(strings.NewReader("imei,Colour,Notes\n490154203237518,red, charger missing \n"), device.FormatCSV)
+	if err != nil || len(rows) != 1 || rows[0].Notes != "charger missing" || len(warnings) != 1 || warnings[0].Field != "Colour" || warnings[0].Code != "column_unknown" {
+		t.Fatalf("an unknown column: rows %+v, warnings %+v, %v; want the notes read and Colour reported", rows, warnings, err)
+	}
+	rows, _, err = device.ReadImport(strings.NewReader("IMEI,iccids,label\n490154203237518,8944500102198304826;89012608621145279111,\"van, 7\"\n"), device.FormatCSV)
 	if err != nil || len(rows) != 1 || len(rows[0].IccIDs) != 2 || rows[0].Label != "van, 7" || rows[0].Row != 2 {
 		t.Fatalf("rows %+v, %v", rows, err)
 	}
@@ -345,12 +352,12 @@ func TestImportFileSlots(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reports[i], errs[i] = f.svc.ImportFile(ctx, "cli", r, device.FormatCSV, false)
+			reports[i], errs[i] = f.svc.ImportFile(ctx, "cli", r, device.FormatCSV, device.ImportOptions{})
 		}()
 		<-r.started
 	}
 	unread := &heldReader{started: make(chan struct{}), release: release, rest: strings.NewReader(csv(9))}
-	_, err := f.svc.ImportFile(ctx, "cli", unread, device.FormatCSV, false)
+	_, err := f.svc.ImportFile(ctx, "cli", unread, device.FormatCSV, device.ImportOptions{})
 	var terr *tether.Error
 	if !errors.Is(err, device.ErrImportBusy) || !errors.As(err, &terr) || terr.RetryAfter <= 0 {
 		t.Fatalf("a third import: got %v; want ErrImportBusy with a retry time", err)
@@ -367,7 +374,7 @@ func TestImportFileSlots(t *testing.T) {
 			t.Fatalf("import %d: got %+v, %v; want one created", i, reports[i], errs[i])
 		}
 	}
-	report, err := f.svc.ImportFile(ctx, "cli", strings.NewReader(csv(9)), device.FormatCSV, false)
+	report, err := f.svc.ImportFile(ctx, "cli", strings.NewReader(csv(9)), device.FormatCSV, device.ImportOptions{})
 	if err != nil || report.Created != 1 {
 		t.Fatalf("an import after: got %+v, %v; want one created", report, err)
 	}
@@ -401,8 +408,10 @@ func TestImportRowRules(t *testing.T) {
 		{Row: 4, IMEI: "49015420323751-8"},
 		{Row: 5, IMEI: "356938035643809", Label: strings.Repeat("x", 65), Group: "g\x00"},
 		{Row: 6, IMEI: "", Label: "no imei"},
+		{Row: 7, IMEI: "352099001761481", Notes: strings.Repeat("n", device.MaxNotes+1)},
+		{Row: 8, Notes: "a row with notes alone is not blank"},
 	}
-	report, err := f.svc.Import(ctx, "cli", rows, nil, true, nil)
+	report, err := f.svc.Import(ctx, "cli", rows, nil, device.ImportOptions{DryRun: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,9 +419,58 @@ func TestImportRowRules(t *testing.T) {
 	for _, e := range report.Errors {
 		got = append(got, fmt.Sprintf("%d:%s:%s", e.Row, e.Field, e.Code))
 	}
-	want := []string{"4:imei:imei_duplicate", "5:label:label_length", "5:group:group_chars", "6:imei:imei_required"}
+	want := []string{"4:imei:imei_duplicate", "5:label:label_length", "5:group:group_chars", "6:imei:imei_required", "7:notes:notes_length", "8:imei:imei_required"}
 	if !slices.Equal(got, want) || report.Skipped != 1 || report.Valid != 1 {
 		t.Fatalf("errors %v (skipped %d, valid %d); want %v", got, report.Skipped, report.Valid, want)
+	}
+	// The summary counts rows: six problems in five rows.
+	if report.Rows != 7 || report.Invalid != 5 {
+		t.Fatalf("report counts %d rows, %d invalid; want 7 rows, 5 invalid (rows 4 to 8)", report.Rows, report.Invalid)
+	}
+}
+
+// TestImportSkipInvalid: asked to, an import registers the valid rows in
+// one transaction and reports the invalid ones; by default it stays all or
+// nothing.
+func TestImportSkipInvalid(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.user(t, "walter")
+	opts := device.ImportOptions{DryRun: true, SkipInvalid: true}
+	report, err := f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
+	if err != nil || report.Valid != 47 || report.Invalid != 3 || report.Created != 0 || len(report.Errors) != 3 {
+		t.Fatalf("dry run skipping invalid rows: %+v, %v; want 47 valid, 3 invalid, none created", report, err)
+	}
+	if n := deviceCount(t, f.store); n != 0 {
+		t.Fatalf("a dry run wrote %d devices", n)
+	}
+
+	opts.DryRun = false
+	report, err = f.svc.Import(ctx, "apikey:ak_1", readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
+	if err != nil || report.Valid != 47 || report.Invalid != 3 || report.Created != 47 || len(report.Errors) != 3 {
+		t.Fatalf("import skipping invalid rows: %+v, %v; want 47 created and the 3 invalid rows reported", report, err)
+	}
+	if n := deviceCount(t, f.store); n != 47 {
+		t.Fatalf("%d devices after the import; want 47", n)
+	}
+	for _, e := range report.Errors {
+		if e.Row == 6 { // its IMEI has a bad check digit; the others are valid
+			continue
+		}
+		imei := readFile(t, "fleet-50-bad.csv")[e.Row-2].IMEI
+		if _, err := f.store.GetDeviceByIMEI(ctx, imei); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("row %d (%s), invalid, was imported: %v", e.Row, imei, err)
+		}
+	}
+	events, _ := f.store.ListEvents(ctx, storage.EventFilter{Action: "device.import"})
+	if len(events.Items) != 1 || events.Items[0].Detail["created"] != "47" || events.Items[0].Detail["invalid"] != "3" {
+		t.Fatalf("import events %+v", events.Items)
+	}
+
+	// Every row invalid now (all registered): nothing to create, no error.
+	report, err = f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
+	if err != nil || report.Valid != 0 || report.Invalid != 50 || report.Created != 0 {
+		t.Fatalf("the same file again: %+v, %v; want 50 invalid rows and nothing created", report, err)
 	}
 }
 
@@ -434,7 +492,7 @@ func BenchmarkImport10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		report, err := f.svc.Import(context.Background(), "bench", rows, warnings, false, nil)
+		report, err := f.svc.Import(context.Background(), "bench", rows, warnings, device.ImportOptions{}, nil)
 		if err != nil || report.Created != 10_000 {
 			b.Fatalf("%+v %v", report.Errors[:min(3, len(report.Errors))], err)
 		}

@@ -38,6 +38,7 @@ const (
 	MaxLabel         = 64
 	MaxGroup         = 64
 	MaxReason        = 256
+	MaxNotes         = 500
 	MaxAssignedUsers = 100
 )
 
@@ -83,6 +84,8 @@ type Registration struct {
 	// AssignedUsers are usernames or user IDs; empty lets any worker use
 	// the handset.
 	AssignedUsers []string
+	// Notes is free text about the handset, on one line.
+	Notes string
 }
 
 // Register validates and stores a new handset. It returns a
@@ -92,6 +95,7 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 	r.Payload.Normalize()
 	r.Label = strings.TrimSpace(r.Label)
 	r.Group = strings.TrimSpace(r.Group)
+	r.Notes = strings.TrimSpace(r.Notes)
 
 	var verr *tether.ValidationError
 	if err := Validate(s.validate, r.Payload, "", false); err != nil {
@@ -115,7 +119,8 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 			return storage.Device{}, err
 		}
 	}
-	if all := tether.Join(verr, checkText("label", r.Label, MaxLabel), checkText("group", r.Group, MaxGroup), uerr, kerr); all != nil {
+	if all := tether.Join(verr, checkText("label", r.Label, MaxLabel), checkText("group", r.Group, MaxGroup),
+		checkText("notes", r.Notes, MaxNotes), uerr, kerr); all != nil {
 		return storage.Device{}, all
 	}
 
@@ -125,6 +130,7 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 		Label:         r.Label,
 		Group:         r.Group,
 		AssignedUsers: ids,
+		Notes:         r.Notes,
 		EnrolledAt:    now,
 		EnrolledBy:    actor,
 		UpdatedAt:     now,
@@ -183,21 +189,40 @@ func (s *Service) resolve(ctx context.Context, ref string) (string, error) {
 	return d.ID, nil
 }
 
-// List returns one page of devices.
+// List returns one page of devices. f.AssignedUser may be a username or
+// a user ID: a user's handsets are those assigned to them by name (not
+// those any worker may use); a username of no user has none.
 func (s *Service) List(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
 	if f.Status != "" && !f.Status.Valid() {
 		return storage.Page[storage.Device]{}, tether.Invalid("status", "status_invalid",
 			"status must be enrolled, suspended or retired")
 	}
+	if f.AssignedUser != "" && !strings.HasPrefix(f.AssignedUser, storage.PrefixUser) {
+		u, err := s.store.GetUserByUsername(ctx, f.AssignedUser)
+		if errors.Is(err, storage.ErrNotFound) {
+			return storage.Page[storage.Device]{Items: []storage.Device{}}, nil
+		}
+		if err != nil {
+			return storage.Page[storage.Device]{}, err
+		}
+		f.AssignedUser = u.ID
+	}
 	return s.store.ListDevices(ctx, f)
 }
 
+// Names returns the IMEIs and labels of the devices with the given ids, in
+// one read; ids of no device are left out.
+func (s *Service) Names(ctx context.Context, ids []string) (map[string]storage.DeviceName, error) {
+	return s.store.DeviceNames(ctx, ids)
+}
+
 // Patch is a manager's edit of a device. Nil fields are left as they are; an
-// empty label or group clears it.
+// empty label, group or notes clears it.
 type Patch struct {
 	Label         *string
 	Group         *string
 	AssignedUsers *[]string
+	Notes         *string
 	// PublicKey replaces the handset's key with this public JWK, or, as
 	// JSON null, removes it (the handset may then enroll a new one at its
 	// next login). Either way its sessions end: they were bound to the old
@@ -221,6 +246,11 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 		v := strings.TrimSpace(*p.Group)
 		p.Group = &v
 		errs = append(errs, checkText("group", v, MaxGroup))
+	}
+	if p.Notes != nil {
+		v := strings.TrimSpace(*p.Notes)
+		p.Notes = &v
+		errs = append(errs, checkText("notes", v, MaxNotes))
 	}
 	var ids []string
 	if p.AssignedUsers != nil {
@@ -268,6 +298,9 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 		}
 		if p.AssignedUsers != nil {
 			d.AssignedUsers = ids
+		}
+		if p.Notes != nil {
+			d.Notes = *p.Notes
 		}
 		d.UpdatedAt = s.now().UTC()
 		return d, nil

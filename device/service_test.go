@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +191,94 @@ func TestUpdate(t *testing.T) {
 	stored, err := f.store.GetDevice(ctx, d.ID)
 	if err != nil || stored.Group != "g" || stored.AssignedUsers[0] != bob.ID {
 		t.Fatalf("a refused update changed the device: %+v", stored)
+	}
+}
+
+// TestNotes: notes are free text a manager writes about a handset, at
+// registration or later, trimmed and bounded like a label.
+func TestNotes(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	d, err := f.svc.Register(ctx, "cli", device.Registration{Payload: device.Payload{IMEI: "490154203237518"}, Notes: "  charger in the glovebox "})
+	if err != nil || d.Notes != "charger in the glovebox" {
+		t.Fatalf("Register with notes = %q, %v; want them trimmed", d.Notes, err)
+	}
+	for _, c := range []struct {
+		name, notes, code string
+	}{
+		{"set", "screen cracked; goes back Friday", ""},
+		{"longest", strings.Repeat("n", device.MaxNotes), ""},
+		{"too long", strings.Repeat("n", device.MaxNotes+1), "notes_length"},
+		{"a line break", "one\ntwo", "notes_chars"},
+		{"a control character", "bell\a", "notes_chars"},
+		{"cleared", "", ""},
+	} {
+		before, _ := f.store.GetDevice(ctx, d.ID)
+		notes := c.notes
+		got, err := f.svc.Update(ctx, "cli", d.ID, device.Patch{Notes: &notes})
+		if code := fieldCode(err); code != c.code || (c.code == "" && err != nil) {
+			t.Fatalf("%s: Update = %v; want code %q", c.name, err, c.code)
+		}
+		stored, _ := f.store.GetDevice(ctx, d.ID)
+		want := c.notes
+		if c.code != "" {
+			want = before.Notes
+		} else if got.Notes != want {
+			t.Fatalf("%s: Update returned notes %q; want %q", c.name, got.Notes, want)
+		}
+		if stored.Notes != want {
+			t.Fatalf("%s: stored notes %q; want %q", c.name, stored.Notes, want)
+		}
+	}
+	if _, err := f.svc.Register(ctx, "cli", device.Registration{Payload: device.Payload{IMEI: "356938035643809"}, Notes: "tab\there"}); fieldCode(err) != "notes_chars" {
+		t.Fatalf("Register with a tab in the notes: %v; want notes_chars", err)
+	}
+}
+
+// TestListByAssignedUser: a user's handsets, named by username (in any
+// case) or id; a name of no user has none.
+func TestListByAssignedUser(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	alice, bob := f.user(t, "alice"), f.user(t, "bob")
+	var ids []string
+	for i, c := range []struct {
+		imei  string
+		users []string
+	}{
+		{"490154203237518", []string{"alice"}},
+		{"356938035643809", []string{"alice", "bob"}},
+		{"352099001761481", nil}, // any worker: not listed as anyone's
+	} {
+		d, err := f.svc.Register(ctx, "cli", device.Registration{Payload: device.Payload{IMEI: c.imei}, AssignedUsers: c.users})
+		if err != nil {
+			t.Fatalf("register %d: %v", i, err)
+		}
+		ids = append(ids, d.ID)
+	}
+	for _, c := range []struct {
+		ref  string
+		want []string
+	}{
+		{"alice", ids[:2]},
+		{"ALICE", ids[:2]},
+		{alice.ID, ids[:2]},
+		{"bob", ids[1:2]},
+		{bob.ID, ids[1:2]},
+		{"carol", nil},
+		{"usr_01NOSUCHUSER0000000000000", nil},
+	} {
+		page, err := f.svc.List(ctx, storage.DeviceFilter{AssignedUser: c.ref})
+		if err != nil {
+			t.Fatalf("%s: List: %v", c.ref, err)
+		}
+		var got []string
+		for _, d := range page.Items {
+			got = append(got, d.ID)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Fatalf("handsets of %s: got %v; want %v", c.ref, got, c.want)
+		}
 	}
 }
 

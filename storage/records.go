@@ -50,6 +50,8 @@ type Device struct {
 	Group string `json:"group,omitempty"`
 	// AssignedUsers holds user IDs. Empty means any worker may use it.
 	AssignedUsers []string `json:"assignedUsers,omitempty"`
+	// Notes is what managers write about the handset, free text.
+	Notes string `json:"notes,omitempty"`
 
 	EnrolledAt time.Time `json:"enrolledAt"`
 	// EnrolledBy names the actor that registered it, such as "apikey:ak_…".
@@ -115,10 +117,19 @@ func (d Device) Clone() Device {
 	return d
 }
 
+// DeviceName is how people tell a handset: its IMEI and its label (which
+// may be empty).
+type DeviceName struct {
+	IMEI  string
+	Label string
+}
+
 // DeviceFilter selects devices for ListDevices. Zero fields match all.
 type DeviceFilter struct {
 	Status DeviceStatus
 	Group  string
+	// AssignedUser keeps the devices whose AssignedUsers hold this user ID.
+	AssignedUser string
 	// Text matches, case-insensitively, a substring of the ID, IMEI, label,
 	// group, manufacturer or model.
 	Text string
@@ -128,13 +139,17 @@ type DeviceFilter struct {
 	Limit int
 }
 
-// Match reports whether d passes the filter's Status, Group and Text. It is
-// the definition backends implement, and what scanning backends call.
+// Match reports whether d passes the filter's Status, Group, AssignedUser
+// and Text. It is the definition backends implement, and what scanning
+// backends call.
 func (f DeviceFilter) Match(d Device) bool {
 	if f.Status != "" && d.Status != f.Status {
 		return false
 	}
 	if f.Group != "" && d.Group != f.Group {
+		return false
+	}
+	if f.AssignedUser != "" && !slices.Contains(d.AssignedUsers, f.AssignedUser) {
 		return false
 	}
 	if f.Text == "" {

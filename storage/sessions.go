@@ -254,11 +254,17 @@ type EventFilter struct {
 	Action   string
 	UserID   string
 	DeviceID string
-	After    string
-	Limit    int
+	// NewestFirst lists the newest events first. After is then the cursor
+	// going back in time: the page holds the events before it.
+	NewestFirst bool
+	// After is the cursor from the previous page (an event's ID); Limit
+	// the page size (see PageLimit).
+	After string
+	Limit int
 }
 
-// Match reports whether e passes the filter's fields other than the cursor.
+// Match reports whether e passes the filter's fields other than the cursor
+// and order.
 func (f EventFilter) Match(e Event) bool {
 	switch {
 	case !f.From.IsZero() && e.Time.Before(f.From):
@@ -279,7 +285,9 @@ func (f EventFilter) Match(e Event) bool {
 type Audit interface {
 	// AppendEvents stores events (each with a unique ID).
 	AppendEvents(ctx context.Context, events ...Event) error
-	// ListEvents returns one page of events matching f, oldest first.
+	// ListEvents returns one page of events matching f, in ID order (which
+	// is the order they were made in): oldest first, or newest first with
+	// f.NewestFirst.
 	ListEvents(ctx context.Context, f EventFilter) (Page[Event], error)
 	// PurgeEvents deletes the events older than t, in write transactions
 	// of at most batch events, and returns how many.

@@ -84,6 +84,9 @@ type Devices interface {
 	GetDevice(ctx context.Context, id string) (Device, error)
 	// GetDeviceByIMEI returns the device with the given IMEI, or ErrNotFound.
 	GetDeviceByIMEI(ctx context.Context, imei string) (Device, error)
+	// DeviceNames returns the IMEIs and labels of the devices with the
+	// given IDs, in one read; IDs of no device are left out.
+	DeviceNames(ctx context.Context, ids []string) (map[string]DeviceName, error)
 	// ListDevices returns one page of the devices matching f, in ID order.
 	ListDevices(ctx context.Context, f DeviceFilter) (Page[Device], error)
 	// UpdateDevice replaces the device with what fn returns (see the package

@@ -33,6 +33,8 @@ function flash(text, bad = false) {
 }
 
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+// at is a time as an element, with the exact instant in its datetime.
+const at = (iso) => (iso ? h("time", { datetime: iso }, when(iso)) : "—");
 
 class APIError extends Error {
   constructor(status, problem) {
@@ -85,6 +87,31 @@ function signedOut(message) {
   flash(message || "", !!message);
 }
 
+// actorText names who acted ("user:…", "apikey:…", "code:…" or "cli")
+// by the name the server found for it, never by an id.
+function actorText(actor, name) {
+  switch ((actor || "").split(":")[0]) {
+    case "": return "—";
+    case "user": return name || "a user";
+    case "apikey": return name ? `API key ${name}` : "a revoked API key";
+    case "code": return name ? `enrollment code “${name}”` : "an enrollment code";
+    case "cli": return "the command line";
+  }
+  return name || actor;
+}
+
+// userLink shows a user by username, linked to their page.
+const userLink = (id, username) => (id ? h("a", { href: `#user/${encodeURIComponent(id)}` }, username || "a user") : username || "—");
+
+// handsetCell shows a handset by IMEI (linked to its page), its label
+// beneath. A device the server could not name (a name a legacy client
+// gave, not an enrolled handset) shows as it was given.
+function handsetCell(id, imei, label) {
+  if (!id) return "—";
+  if (!imei) return h("span", { class: "mono" }, id);
+  return [h("a", { href: `#device/${encodeURIComponent(id)}`, class: "mono" }, imei), label ? h("div", { class: "muted small" }, label) : null];
+}
+
 // problemText turns a problem into one readable line, naming bad fields.
 function problemText(err) {
   const p = err.problem || {};
@@ -94,11 +121,13 @@ function problemText(err) {
 
 // ---- navigation ----
 
-const views = ["login", "fleet", "device", "users", "enroll", "audit"];
+const views = ["login", "fleet", "device", "users", "user", "enroll", "audit"];
+// A handset's page belongs to the fleet, a user's to the users.
+const section = { device: "fleet", user: "users" };
 
 function show(name) {
   for (const v of views) $(`#${v}-view`).hidden = v !== name;
-  for (const a of $$("[data-nav]")) a.toggleAttribute("aria-current", a.dataset.nav === name || (name === "device" && a.dataset.nav === "fleet"));
+  for (const a of $$("[data-nav]")) a.toggleAttribute("aria-current", a.dataset.nav === (section[name] || name));
   const heading = $(`#${name}-view h1`);
   if (heading) heading.setAttribute("tabindex", "-1");
 }
@@ -113,6 +142,7 @@ async function route() {
       case "enroll": show("enroll"); await loadCodes(); break;
       case "audit": show("audit"); state.auditCursor = ""; await loadAudit(false); break;
       case "device": show("device"); await loadDevice(decodeURIComponent(arg || "")); break;
+      case "user": show("user"); await loadUser(decodeURIComponent(arg || "")); break;
       default: show("fleet"); await loadFleet();
     }
   } catch (err) {
@@ -163,9 +193,10 @@ async function loadDevice(id) {
     ["SIMs", d.iccIds.length ? d.iccIds.join(", ") : "—"],
     ["Android", d.osVersion ? `${d.osVersion.name} (API ${d.osVersion.api})` : "—"],
     ["Model", d.deviceInfo ? `${d.deviceInfo.manufacturer} ${d.deviceInfo.model}` : "—"],
-    ["App", d.appVersion || "—"], ["Assigned users", d.assignedUsers.join(", ") || "any worker"],
-    ["Last seen", when(d.lastSeenAt)], ["Enrolled", `${when(d.enrolledAt)} by ${d.enrolledBy || "—"}`],
+    ["App", d.appVersion || "—"], ["Assigned users", d.assignedUsers.join(", ") || "any worker"], ["Notes", d.notes || "—"],
+    ["Last seen", when(d.lastSeenAt)], ["Enrolled", `${when(d.enrolledAt)} by ${actorText(d.enrolledBy, d.enrolledByName)}`],
   ];
+  if (d.statusChangedAt) rows.push(["Status changed", `${when(d.statusChangedAt)} by ${actorText(d.statusChangedBy, d.statusChangedByName)}`]);
   if (d.statusReason) rows.push(["Reason", d.statusReason]);
   rows.push(["Key", d.key ? `${d.key.type} ${d.key.thumbprint.slice(0, 12)}…, since ${when(d.key.enrolledAt)}` : "none: tokens bound to the device id only"]);
   if (d.key) {
@@ -180,20 +211,40 @@ async function loadDevice(id) {
   if (d.status === "enrolled") actions.push(["suspend", "Suspend"], ["retire", "Retire"]);
   if (d.status === "suspended") actions.push(["reinstate", "Reinstate"], ["retire", "Retire"]);
   if (d.status === "retired") actions.push(["reinstate", "Reinstate"]);
-  $("#device-actions").replaceChildren(...actions.map(([op, label]) =>
-    h("button", { type: "button", class: op === "reinstate" ? "" : "danger", "data-op": op, onclick: () => lifecycle(op, label) }, label)));
+  $("#device-actions").replaceChildren(h("button", { type: "button", class: "quiet", id: "device-edit", onclick: editDevice }, "Edit"),
+    ...actions.map(([op, label]) =>
+      h("button", { type: "button", class: op === "reinstate" ? "" : "danger", "data-op": op, onclick: () => lifecycle(op, label) }, label)));
 
   const [sessions, events] = await Promise.all([
     api("GET", `/v1/sessions?deviceId=${encodeURIComponent(d.id)}`),
-    api("GET", `/v1/audit?deviceId=${encodeURIComponent(d.id)}&limit=200`),
+    api("GET", `/v1/audit?deviceId=${encodeURIComponent(d.id)}&order=desc&limit=200`),
   ]);
   $("#device-sessions tbody").replaceChildren(...sessions.items.map((s) => h("tr", {},
-    h("td", {}, s.userId), h("td", {}, when(s.createdAt)), h("td", {}, when(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
-    h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id) }, "End")))));
+    h("td", {}, userLink(s.userId, s.username)), h("td", {}, at(s.createdAt)), h("td", {}, at(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
+    h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id, () => loadDevice(d.id)) }, "End")))));
   if (!sessions.items.length) $("#device-sessions tbody").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No one is logged in on this handset.")));
-  $("#device-audit tbody").replaceChildren(...events.items.slice().reverse().map((e) => h("tr", {},
-    h("td", {}, when(e.time)), h("td", {}, e.action), h("td", {}, e.outcome + (e.reason ? ` (${e.reason})` : "")),
-    h("td", {}, e.actor || e.username || "—"), h("td", {}, e.clientIp || "—"))));
+  $("#device-audit tbody").replaceChildren(...events.items.map((e) => h("tr", {},
+    h("td", {}, at(e.time)), h("td", {}, e.action), h("td", {}, e.outcome + (e.reason ? ` (${e.reason})` : "")),
+    h("td", {}, e.actor ? actorText(e.actor, e.actorName) : e.username || "—"), h("td", {}, e.clientIp || "—"))));
+}
+
+// editDevice edits a handset's label, group, assigned users and notes.
+function editDevice() {
+  const d = state.device;
+  const dlg = openDialog("#device-dialog");
+  $("#device-edit-title").textContent = `Edit handset ${d.imei}`;
+  const form = $("#device-form");
+  form.elements.label.value = d.label;
+  form.elements.group.value = d.group;
+  form.elements.assignedUsers.value = d.assignedUsers.join(", ");
+  form.elements.notes.value = d.notes;
+  form.onsubmit = (e) => submitDialog(e, dlg, async (f) => {
+    await api("PATCH", `/v1/devices/${encodeURIComponent(d.id)}`, {
+      label: f.get("label"), group: f.get("group"), assignedUsers: list(f.get("assignedUsers")), notes: f.get("notes"),
+    });
+    flash(`Handset ${d.imei} saved.`);
+    await loadDevice(d.id);
+  });
 }
 
 function confirmAction(text, withReason) {
@@ -218,9 +269,10 @@ async function lifecycle(op, label) {
   } catch (err) { flash(problemText(err), true); }
 }
 
-async function endSession(id) {
+// endSession ends a session, then shows the page again with reload.
+async function endSession(id, reload) {
   if ((await confirmAction("End this session? Its tokens stop working at once.", false)) === null) return;
-  try { await api("DELETE", `/v1/sessions/${encodeURIComponent(id)}`); await loadDevice(state.device.id); }
+  try { await api("DELETE", `/v1/sessions/${encodeURIComponent(id)}`); await reload(); }
   catch (err) { flash(problemText(err), true); }
 }
 
@@ -251,29 +303,56 @@ const list = (s) => (s || "").split(",").map((x) => x.trim()).filter(Boolean);
 
 // ---- import ----
 
-async function runImport(dryRun) {
+// resetImport forgets the last check: importing needs a new one.
+function resetImport() {
+  $("#import-report").textContent = "";
+  $("#import-commit").disabled = true;
+  $("#import-valid").hidden = true;
+}
+
+// runImport checks the file (dryRun), imports it all or nothing, or, with
+// skipInvalid, imports its valid rows and lists the invalid ones. The
+// summary counts rows; the table lists each problem.
+async function runImport(dryRun, skipInvalid = false) {
   const file = $("#import-form input[type=file]").files[0];
   const out = $("#import-report");
   if (!file) { out.textContent = "Choose a file first."; return; }
   const form = new FormData();
   form.append("file", file);
+  const q = new URLSearchParams();
+  if (dryRun) q.set("dryRun", "true");
+  if (skipInvalid) q.set("skipInvalid", "true");
   out.textContent = dryRun ? "Checking…" : "Importing…";
+  $("#import-commit").disabled = true;
+  $("#import-valid").hidden = true;
   let report;
   try {
-    report = await api("POST", `/v1/devices/import${dryRun ? "?dryRun=true" : ""}`, undefined, { form });
+    const query = q.toString();
+    report = await api("POST", `/v1/devices/import${query ? `?${query}` : ""}`, undefined, { form });
   } catch (err) {
     report = err.problem && err.problem.report;
     if (!report) { out.textContent = problemText(err); return; }
   }
-  const summary = report.dryRun
-    ? `${report.rows} rows: ${report.valid} ready to import, ${report.errors.length} errors, ${report.skipped} blank.`
-    : report.created ? `Imported ${report.created} handsets.` : `Nothing imported: ${report.errors.length} errors.`;
+  const rows = (n) => `${n} ${n === 1 ? "row" : "rows"}`;
+  let summary;
+  if (report.dryRun) {
+    summary = `${rows(report.rows)}: ${report.valid} ready to import, ${report.invalid} with errors, ${report.skipped} blank.`;
+  } else if (report.created) {
+    summary = `Imported ${report.created} handsets${report.invalid ? `; ${rows(report.invalid)} with errors were left out` : ""}.`;
+  } else {
+    summary = `Nothing imported: ${rows(report.invalid)} with errors.`;
+  }
   const issues = [...report.errors.map((e) => ["error", e]), ...report.warnings.map((w) => ["warning", w])];
-  out.replaceChildren(h("p", { class: report.errors.length ? "bad" : "good", id: "import-summary" }, summary),
+  out.replaceChildren(h("p", { class: report.invalid && !report.created ? "bad" : "good", id: "import-summary" }, summary),
     issues.length ? h("table", { class: "compact" },
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Row"), h("th", { scope: "col" }, "Field"), h("th", { scope: "col" }, "Problem"))),
       h("tbody", {}, issues.map(([kind, e]) => h("tr", { class: kind }, h("td", {}, e.row), h("td", {}, e.field || "—"), h("td", {}, `${e.message} (${e.code})`))))) : "");
-  $("#import-commit").disabled = !(report.dryRun && report.errors.length === 0 && report.valid > 0);
+  if (report.dryRun && report.valid > 0) {
+    $("#import-commit").disabled = report.invalid > 0;
+    const valid = $("#import-valid");
+    valid.hidden = report.invalid === 0;
+    valid.textContent = `Import the ${report.valid} valid ${report.valid === 1 ? "row" : "rows"}`;
+  }
   if (!report.dryRun && report.created) { state.page = 0; state.cursors = [""]; await loadFleet(); }
 }
 
@@ -298,7 +377,7 @@ async function loadUsers() {
   await loadLockouts();
   const page = await api("GET", "/v1/users?limit=1000");
   $("#users-table tbody").replaceChildren(...page.items.map((u) => h("tr", {},
-    h("td", { class: "mono" }, u.username),
+    h("td", { class: "mono" }, userLink(u.id, u.username)),
     h("td", {}, [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"),
     h("td", {}, u.role),
     h("td", {}, u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")),
@@ -306,6 +385,37 @@ async function loadUsers() {
       h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled) }, u.disabled ? "Enable" : "Disable"),
       h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
       h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u) }, "Log out everywhere")))));
+}
+
+// loadUser shows a user: their account, the handsets assigned to them
+// and where they are logged in.
+async function loadUser(id) {
+  const [u, devices, sessions] = await Promise.all([
+    api("GET", `/v1/users/${encodeURIComponent(id)}`),
+    api("GET", `/v1/devices?assignedUser=${encodeURIComponent(id)}&limit=1000`),
+    api("GET", `/v1/sessions?userId=${encodeURIComponent(id)}&limit=1000`),
+  ]);
+  const reload = () => loadUser(u.id);
+  $("#user-title").textContent = `User ${u.username}`;
+  $("#user-details").replaceChildren(...[
+    ["Username", u.username], ["Name", [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"], ["Email", u.email || "—"],
+    ["Role", u.role], ["State", u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")],
+    ["Created", when(u.createdAt)],
+  ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  $("#user-actions").replaceChildren(
+    h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled, reload) }, u.disabled ? "Enable" : "Disable"),
+    h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
+    h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u, reload) }, "Log out everywhere"));
+  $("#user-devices tbody").replaceChildren(...devices.items.map((d) => h("tr", {},
+    h("td", {}, h("a", { href: `#device/${encodeURIComponent(d.id)}`, class: "mono" }, d.imei)),
+    h("td", {}, d.label || "—"), h("td", {}, d.group || "—"), h("td", {}, badge(d.status)), h("td", {}, at(d.lastSeenAt)),
+    h("td", {}, d.assignedUsers.join(", ")))));
+  if (!devices.items.length) $("#user-devices tbody").append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No handset is assigned to this user.")));
+  $("#user-sessions tbody").replaceChildren(...sessions.items.map((s) => h("tr", {},
+    h("td", {}, s.deviceId ? handsetCell(s.deviceId, s.deviceImei, s.deviceLabel) : s.deviceName ? `device named ${s.deviceName}` : "no handset (console or API)"),
+    h("td", {}, at(s.createdAt)), h("td", {}, at(s.lastUsedAt)), h("td", {}, s.clientIp || "—"),
+    h("td", {}, h("button", { type: "button", class: "quiet", onclick: () => endSession(s.id, reload) }, "End")))));
+  if (!sessions.items.length) $("#user-sessions tbody").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Not logged in anywhere.")));
 }
 
 async function loadLockouts() {
@@ -330,9 +440,11 @@ async function clearLockout(l) {
   catch (err) { flash(problemText(err), true); }
 }
 
-async function setDisabled(u, disabled) {
+// setDisabled disables or enables a user, then shows the page again with
+// reload (the users list by default).
+async function setDisabled(u, disabled, reload = loadUsers) {
   if (disabled && (await confirmAction(`Disable ${u.username}? Every session of theirs ends at once.`, false)) === null) return;
-  try { await api("PATCH", `/v1/users/${encodeURIComponent(u.id)}`, { disabled }); await loadUsers(); flash(`${u.username} ${disabled ? "disabled" : "enabled"}.`); }
+  try { await api("PATCH", `/v1/users/${encodeURIComponent(u.id)}`, { disabled }); await reload(); flash(`${u.username} ${disabled ? "disabled" : "enabled"}.`); }
   catch (err) { flash(problemText(err), true); }
 }
 
@@ -345,10 +457,13 @@ function resetPassword(u) {
   });
 }
 
-async function logoutAll(u) {
+async function logoutAll(u, reload) {
   if ((await confirmAction(`Log ${u.username} out everywhere?`, false)) === null) return;
-  try { const r = await api("POST", `/v1/users/${encodeURIComponent(u.id)}/logout-all`); flash(`${r.revoked} session(s) of ${u.username} ended.`); }
-  catch (err) { flash(problemText(err), true); }
+  try {
+    const r = await api("POST", `/v1/users/${encodeURIComponent(u.id)}/logout-all`);
+    if (reload) await reload();
+    flash(`${r.revoked} session(s) of ${u.username} ended.`);
+  } catch (err) { flash(problemText(err), true); }
 }
 
 // ---- enrollment codes ----
@@ -370,6 +485,12 @@ async function createCode(event) {
     });
     $("#code-value").textContent = c.code;
     $("#code-url").textContent = c.enrollUrl;
+    // The code is made, but a handset may not manage to use it: say why,
+    // naming the server setting that changes it.
+    const warnings = c.warnings || [];
+    $("#code-warnings").replaceChildren(...warnings.map((w) => h("li", { "data-code": w.code, "data-setting": w.setting || "" },
+      ...(w.setting ? w.message.split(w.setting).flatMap((part, i) => (i ? [h("code", {}, w.setting), part] : [part])) : [w.message]))));
+    $("#code-warnings").hidden = !warnings.length;
     const png = await api("GET", c.qrPath, undefined, { accept: "*/*", raw: true });
     const img = $("#code-qr");
     if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
@@ -387,16 +508,19 @@ async function revokeCode(c) {
 
 // ---- audit ----
 
+// loadAudit shows the newest events first; more appends the page before
+// them, going back in time.
 async function loadAudit(more) {
   const f = new FormData($("#audit-filter"));
-  const q = new URLSearchParams({ limit: "100" });
+  const q = new URLSearchParams({ limit: "100", order: "desc" });
   if (f.get("action")) q.set("action", f.get("action"));
   for (const k of ["from", "to"]) if (f.get(k)) q.set(k, new Date(f.get(k)).toISOString().replace(/\.\d+Z$/, "Z"));
   if (more && state.auditCursor) q.set("cursor", state.auditCursor);
   const page = await api("GET", `/v1/audit?${q}`);
   const rows = page.items.map((e) => h("tr", {},
-    h("td", {}, when(e.time)), h("td", {}, e.action), h("td", {}, e.outcome), h("td", {}, e.reason || "—"),
-    h("td", {}, e.actor || "—"), h("td", {}, e.username || e.userId || "—"), h("td", { class: "mono" }, e.deviceId || "—"), h("td", {}, e.clientIp || "—")));
+    h("td", {}, at(e.time)), h("td", {}, e.action), h("td", {}, e.outcome), h("td", {}, e.reason || "—"),
+    h("td", {}, actorText(e.actor, e.actorName)), h("td", {}, e.userId ? userLink(e.userId, e.username) : e.username || "—"),
+    h("td", {}, handsetCell(e.deviceId, e.deviceImei, e.deviceLabel)), h("td", { class: "mono" }, e.clientIp || "—")));
   const body = $("#audit-table tbody");
   if (more) body.append(...rows); else body.replaceChildren(...rows);
   state.auditCursor = page.nextCursor || "";
@@ -439,10 +563,11 @@ document.addEventListener("DOMContentLoaded", () => {
       await loadFleet();
     });
   });
-  $("#import-open").addEventListener("click", () => { openDialog("#import-dialog"); $("#import-report").textContent = ""; $("#import-commit").disabled = true; });
-  $("#import-form input[type=file]").addEventListener("change", () => { $("#import-commit").disabled = true; $("#import-report").textContent = ""; });
+  $("#import-open").addEventListener("click", () => { openDialog("#import-dialog"); resetImport(); });
+  $("#import-form input[type=file]").addEventListener("change", resetImport);
   $("#import-dry").addEventListener("click", () => runImport(true));
   $("#import-commit").addEventListener("click", () => runImport(false));
+  $("#import-valid").addEventListener("click", () => runImport(false, true));
 
   $("#user-open").addEventListener("click", () => {
     const dlg = openDialog("#user-dialog");

@@ -248,10 +248,11 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 
 func (c *cli) deviceImport(ctx context.Context, args []string) error {
 	var sc storeConfig
-	var dryRun bool
+	var opts device.ImportOptions
 	fs := c.flagSet("device import")
 	storeFlags(fs, &sc)
-	fs.BoolVar(&dryRun, "dry-run", false, "check every row and report, writing nothing")
+	fs.BoolVar(&opts.DryRun, "dry-run", false, "check every row and report, writing nothing")
+	fs.BoolVar(&opts.SkipInvalid, "skip-invalid", false, "register the valid rows and list the invalid ones (by default an invalid row stops the whole import)")
 	file, err := c.parseWithFile(fs, args)
 	if err != nil {
 		return err
@@ -287,35 +288,31 @@ func (c *cli) deviceImport(ctx context.Context, args []string) error {
 		}
 	}
 	return c.withStore(ctx, sc, func(svc *services) error {
-		report, err := svc.devices.Import(ctx, auth.CLI.String(), rows, warnings, dryRun, progress)
+		report, err := svc.devices.Import(ctx, auth.CLI.String(), rows, warnings, opts, progress)
 		for _, w := range report.Warnings {
 			fmt.Fprintf(c.stderr, "warning: row %d: %s\n", w.Row, w.Message)
 		}
 		for _, e := range report.Errors {
 			fmt.Fprintf(c.stderr, "row %d: %s: %s (%s)\n", e.Row, e.Field, e.Message, e.Code)
 		}
+		leftOut := ""
+		if report.Invalid > 0 {
+			leftOut = fmt.Sprintf(", %d rows with errors left out", report.Invalid)
+		}
 		switch {
 		case errors.Is(err, device.ErrImportInvalid):
-			return fmt.Errorf("%d rows have errors: nothing was imported", rowsWithErrors(report))
+			return fmt.Errorf("%d rows have errors: nothing was imported (--skip-invalid imports the %d valid rows)", report.Invalid, report.Valid)
 		case err != nil:
 			return err
-		case dryRun && len(report.Errors) > 0:
-			return fmt.Errorf("dry run: %d of %d rows have errors", rowsWithErrors(report), report.Rows)
-		case dryRun:
-			fmt.Fprintf(c.stderr, "dry run: %d rows would be imported, %d blank rows skipped; nothing written\n", report.Valid, report.Skipped)
+		case opts.DryRun && report.Invalid > 0 && !opts.SkipInvalid:
+			return fmt.Errorf("dry run: %d of %d rows have errors", report.Invalid, report.Rows)
+		case opts.DryRun:
+			fmt.Fprintf(c.stderr, "dry run: %d rows would be imported%s, %d blank rows skipped; nothing written\n", report.Valid, leftOut, report.Skipped)
 		default:
-			fmt.Fprintf(c.stderr, "imported %d handsets, %d blank rows skipped\n", report.Created, report.Skipped)
+			fmt.Fprintf(c.stderr, "imported %d handsets%s, %d blank rows skipped\n", report.Created, leftOut, report.Skipped)
 		}
 		return nil
 	})
-}
-
-func rowsWithErrors(r device.ImportReport) int {
-	rows := map[int]bool{}
-	for _, e := range r.Errors {
-		rows[e.Row] = true
-	}
-	return len(rows)
 }
 
 func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
@@ -332,6 +329,8 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&label, "label", "", "label given to the handsets it enrolls")
 	fs.StringVar(&group, "group", "", "group given to the handsets it enrolls")
 	fs.StringVar(&publicURL, "public-url", "http://localhost:8080", "the address handsets reach the server at (the server's --public-url)")
+	cfg := auth.DefaultConfig()
+	fs.StringVar(&cfg.EnrollmentMode, "enrollment-mode", cfg.EnrollmentMode, "the server's --enrollment-mode, to warn when handsets cannot enroll themselves")
 	masterFile := fs.String("master-key-file", "", "the server's --master-key-file, if it has one")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -342,7 +341,6 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 	}
 	var code string
 	err = c.withStore(ctx, sc, func(svc *services) error {
-		cfg := auth.DefaultConfig()
 		a, err := auth.NewService(ctx, cfg, svc.store, svc.hasher, svc.validate, auth.WithMasterKey(master))
 		if err != nil {
 			return err
@@ -360,6 +358,13 @@ func (c *cli) enrollmentCodeCreate(ctx context.Context, args []string) error {
 		fmt.Fprint(c.stderr, qr.ToSmallString(false))
 		fmt.Fprintf(c.stderr, "%s\nenrollment code %s: %d use(s), expires %s; it is shown once\n",
 			enroll, rec.ID, rec.MaxUses, rec.ExpiresAt.Format(time.RFC3339))
+		warnings := a.CodeWarnings(enroll)
+		for _, w := range warnings {
+			fmt.Fprintf(c.stderr, "warning: %s\n", w.Message)
+		}
+		if len(warnings) > 0 {
+			fmt.Fprintln(c.stderr, "(this command knows the server's settings only from its own --enrollment-mode and --public-url, or their TETHER_ variables)")
+		}
 		return nil
 	})
 	if err != nil {

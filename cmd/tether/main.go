@@ -77,9 +77,9 @@ Usage:
   tether serve [--addr :8080] [--data ./data | --store postgres://…] [flags]
   tether user add --username NAME [--role worker|manager|admin] [--password-stdin] [flags]
   tether device add --imei IMEI [--label L] [--group G] [flags]
-  tether device import FILE.csv|FILE.xlsx [--dry-run]
+  tether device import FILE.csv|FILE.xlsx [--dry-run] [--skip-invalid]
   tether apikey create --role manager|admin|introspect|client [--name N]
-  tether enrollment-code create [--expires-in 24h] [--max-uses 1] [--label L] [--group G]
+  tether enrollment-code create [--expires-in 24h] [--max-uses 1] [--label L] [--group G] [--public-url URL] [--enrollment-mode M]
   tether keys rotate
   tether backup --out FILE
   tether restore FILE

@@ -504,8 +504,17 @@ func TestDeviceImport(t *testing.T) {
 		t.Fatalf("dry run of the bad file: exit %d\n%s", r.code, r.stderr)
 	}
 	r = runCLI(t, "", nil, "device", "import", bad, "--data", dir)
-	if r.code != 1 || !strings.Contains(r.stderr, "nothing was imported") {
+	if r.code != 1 || !strings.Contains(r.stderr, "3 rows have errors: nothing was imported") {
 		t.Fatalf("import of the bad file: exit %d\n%s", r.code, r.stderr)
+	}
+	// Told to, it imports the valid rows of the bad file and lists the others.
+	other := t.TempDir()
+	if r := runCLI(t, "long enough\n", nil, "user", "add", "--data", other, "--username", "walter", "--password-stdin"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r = runCLI(t, "", nil, "device", "import", "--skip-invalid", bad, "--data", other)
+	if r.code != 0 || !strings.Contains(r.stderr, "imported 47 handsets, 3 rows with errors left out") || !strings.Contains(r.stderr, "row 38: assignedUsers") {
+		t.Fatalf("import of the bad file's valid rows: exit %d\n%s", r.code, r.stderr)
 	}
 	r = runCLI(t, "", map[string]string{"TERM_FOR_TEST": "1"}, "device", "import", good, "--data", dir)
 	if r.code != 0 || !strings.Contains(r.stderr, "imported 50 handsets") || !strings.Contains(r.stderr, "[##############################] 50/50") {
@@ -537,6 +546,28 @@ func TestEnrollmentCodeCreate(t *testing.T) {
 	if !strings.Contains(r.stderr, "https://tether.example.com/v1/enroll?code="+code) || !strings.Contains(r.stderr, "█") {
 		t.Fatalf("stderr lacks the QR or the URL:\n%s", r.stderr)
 	}
+	warnings := func(stderr string) []string {
+		var out []string
+		for _, line := range strings.Split(stderr, "\n") {
+			if strings.HasPrefix(line, "warning: ") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	// Like the server, the command takes self-enrollment to be off unless
+	// told otherwise, and says so; the URL is fine.
+	if w := warnings(r.stderr); len(w) != 1 || !strings.Contains(w[0], "self-enrollment is off") || !strings.Contains(w[0], "--enrollment-mode code") {
+		t.Fatalf("warnings %q; want one, that self-enrollment is off\n%s", w, r.stderr)
+	}
+	// Without --public-url the QR points at localhost: a warning, not a failure.
+	r = runCLI(t, "", map[string]string{"TETHER_ENROLLMENT_MODE": "code"}, "enrollment-code", "create", "--data", dir)
+	if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+		t.Fatalf("without --public-url: exit %d: %s", r.code, r.stderr)
+	}
+	if w := warnings(r.stderr); len(w) != 1 || !strings.Contains(w[0], "point at localhost, which a handset cannot reach") || !strings.Contains(w[0], "--public-url") {
+		t.Fatalf("warnings %q; want one, that a handset cannot reach localhost\n%s", w, r.stderr)
+	}
 	if r := runCLI(t, "", nil, "enrollment-code", "create", "--data", dir, "--max-uses", "-1", "--expires-in", "1s"); r.code != 1 ||
 		!strings.Contains(r.stderr, "max_uses_range") || !strings.Contains(r.stderr, "expires_in_range") || r.stdout != "" {
 		t.Fatalf("bad flags: exit %d: %s", r.code, r.stderr)
@@ -544,7 +575,7 @@ func TestEnrollmentCodeCreate(t *testing.T) {
 	s := openTestStore(t, dir)
 	defer s.Close()
 	codes, err := s.ListEnrollmentCodes(context.Background())
-	if err != nil || len(codes) != 1 || codes[0].MaxUses != 5 || codes[0].Label != "spare" {
+	if err != nil || len(codes) != 2 || codes[0].MaxUses != 5 || codes[0].Label != "spare" {
 		t.Fatalf("codes: %+v, %v", codes, err)
 	}
 }

@@ -43,7 +43,7 @@ func (s *Store) ListEvents(ctx context.Context, f storage.EventFilter) (storage.
 	var page storage.Page[storage.Event]
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		page, err = list(tx.Bucket(bucketEvents), f.After, f.Limit, f.Match,
+		page, err = walk(tx.Bucket(bucketEvents), f.After, f.Limit, f.NewestFirst, f.Match,
 			func(e storage.Event) string { return e.ID })
 		return err
 	})

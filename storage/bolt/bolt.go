@@ -293,17 +293,40 @@ func claim(idx *bolt.Bucket, key []byte, id string, conflict *storage.ConflictEr
 // record into a T and keeping those match accepts, up to limit. It looks one
 // match further to tell whether there is a next page.
 func list[T any](b *bolt.Bucket, after string, limit int, match func(T) bool, id func(T) string) (storage.Page[T], error) {
+	return walk(b, after, limit, false, match, id)
+}
+
+// walk is list in either order: with backwards, from the last key down,
+// the cursor naming the key to go on below.
+func walk[T any](b *bolt.Bucket, after string, limit int, backwards bool, match func(T) bool, id func(T) string) (storage.Page[T], error) {
 	limit = storage.PageLimit(limit)
 	page := storage.Page[T]{Items: []T{}}
 	c := b.Cursor()
-	k, v := c.First()
-	if after != "" {
+	step := c.Next
+	if backwards {
+		step = c.Prev
+	}
+	var k, v []byte
+	switch {
+	case after == "" && backwards:
+		k, v = c.Last()
+	case after == "":
+		k, v = c.First()
+	case backwards:
+		// Seek lands on the first key at or above the cursor (nil past
+		// the last): the page starts on the key below it.
+		if k, _ = c.Seek([]byte(after)); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+	default:
 		k, v = c.Seek([]byte(after))
 		if k != nil && string(k) == after {
 			k, v = c.Next()
 		}
 	}
-	for ; k != nil; k, v = c.Next() {
+	for ; k != nil; k, v = step() {
 		var rec T
 		if err := json.Unmarshal(v, &rec); err != nil {
 			return storage.Page[T]{}, fmt.Errorf("decode %q: %w", k, err)

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,6 +64,31 @@ func (s *Store) GetDeviceByIMEI(ctx context.Context, imei string) (storage.Devic
 		return get(tx.Bucket(bucketDevices), "device", id, &d)
 	})
 	return d, err
+}
+
+// DeviceNames implements storage.Devices: one read transaction, and only
+// the IMEI and label of each record decoded.
+func (s *Store) DeviceNames(ctx context.Context, ids []string) (map[string]storage.DeviceName, error) {
+	out := make(map[string]storage.DeviceName, len(ids))
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		devices := tx.Bucket(bucketDevices)
+		for _, id := range ids {
+			data := devices.Get([]byte(id))
+			if data == nil {
+				continue
+			}
+			var d struct {
+				IMEI  string `json:"imei"`
+				Label string `json:"label"`
+			}
+			if err := json.Unmarshal(data, &d); err != nil {
+				return fmt.Errorf("decode device %q: %w", id, err)
+			}
+			out[id] = storage.DeviceName{IMEI: d.IMEI, Label: d.Label}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // ListDevices implements storage.Devices.

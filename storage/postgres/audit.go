@@ -45,7 +45,7 @@ func (s *Store) ListEvents(ctx context.Context, f storage.EventFilter) (storage.
 	var page storage.Page[storage.Event]
 	err := s.view(ctx, "list events", func(tx pgx.Tx) error {
 		var err error
-		page, err = list(ctx, tx, "events", where, args, f.After, f.Limit, f.Match,
+		page, err = walk(ctx, tx, "events", where, args, f.After, f.Limit, f.NewestFirst, f.Match,
 			func(e storage.Event) string { return e.ID })
 		return err
 	})

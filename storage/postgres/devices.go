@@ -62,12 +62,32 @@ func (s *Store) GetDeviceByIMEI(ctx context.Context, imei string) (storage.Devic
 	return d, err
 }
 
-// ListDevices implements storage.Devices. Status and group are filtered by
-// the database, the text search by DeviceFilter.Match.
+// DeviceNames implements storage.Devices: one statement.
+func (s *Store) DeviceNames(ctx context.Context, ids []string) (map[string]storage.DeviceName, error) {
+	out := make(map[string]storage.DeviceName, len(ids))
+	err := s.read(ctx, "device names", func(q querier) error {
+		rows, err := q.Query(ctx, `SELECT id, imei, coalesce(data->>'label', '') FROM devices WHERE id = ANY($1)`, ids)
+		if err != nil {
+			return err
+		}
+		var id string
+		var n storage.DeviceName
+		_, err = pgx.ForEachRow(rows, []any{&id, &n.IMEI, &n.Label}, func() error {
+			out[id] = n
+			return nil
+		})
+		return err
+	})
+	return out, err
+}
+
+// ListDevices implements storage.Devices. Status, group and assigned user
+// are filtered by the database, the text search by DeviceFilter.Match.
 func (s *Store) ListDevices(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
 	where, args := conditions(
 		cond{"status = $%d", string(f.Status), f.Status != ""},
 		cond{"grp = $%d", f.Group, f.Group != ""},
+		cond{"(data::jsonb -> 'assignedUsers') ? $%d", f.AssignedUser, f.AssignedUser != ""},
 	)
 	var page storage.Page[storage.Device]
 	err := s.view(ctx, "list devices", func(tx pgx.Tx) error {

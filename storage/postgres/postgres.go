@@ -425,16 +425,30 @@ func all[T any](ctx context.Context, q querier, query string, args ...any) ([]T,
 // then match. It reads in chunks and looks one match further to tell
 // whether there is a next page.
 func list[T any](ctx context.Context, q querier, table, where string, args []any, after string, limit int, match func(T) bool, id func(T) string) (storage.Page[T], error) {
+	return walk(ctx, q, table, where, args, after, limit, false, match, id)
+}
+
+// walk is list in either order: with backwards, from the greatest ID down,
+// the cursor naming the ID to go on below.
+func walk[T any](ctx context.Context, q querier, table, where string, args []any, after string, limit int, backwards bool, match func(T) bool, id func(T) string) (storage.Page[T], error) {
 	limit = storage.PageLimit(limit)
 	page := storage.Page[T]{Items: []T{}}
-	cond := "id > $1"
-	if where != "" {
-		cond += " AND " + where
+	query := func(cursor string) string {
+		cond, order := "id > $1", "id"
+		if backwards {
+			cond, order = "id < $1", "id DESC"
+			if cursor == "" {
+				cond = "$1::text = ''" // from the greatest ID: no bound
+			}
+		}
+		if where != "" {
+			cond += " AND " + where
+		}
+		return "SELECT data FROM " + table + " WHERE " + cond + " ORDER BY " + order + " LIMIT " + strconv.Itoa(limit+1)
 	}
-	query := "SELECT data FROM " + table + " WHERE " + cond + " ORDER BY id LIMIT " + strconv.Itoa(limit+1)
 	cursor := after
 	for {
-		recs, err := all[T](ctx, q, query, append([]any{cursor}, args...)...)
+		recs, err := all[T](ctx, q, query(cursor), append([]any{cursor}, args...)...)
 		if err != nil {
 			return storage.Page[T]{}, err
 		}

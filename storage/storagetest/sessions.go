@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -350,6 +351,67 @@ func testAudit(t *testing.T, s storage.Store) {
 	}
 	if err := s.AppendEvents(ctx, storage.Event{Action: "no id"}); err == nil {
 		t.Fatal("an event without an id was accepted")
+	}
+
+	// Newest first: the same events backwards, page by page, filtered or
+	// not; a cursor is an event's ID, so one from either order works.
+	eventIDs := func(es []storage.Event) []string {
+		out := make([]string, len(es))
+		for i, e := range es {
+			out[i] = e.ID
+		}
+		return out
+	}
+	backwards := func(es []storage.Event, keep func(storage.Event) bool) []string {
+		var out []string
+		for i := len(es) - 1; i >= 0; i-- {
+			if keep(es[i]) {
+				out = append(out, es[i].ID)
+			}
+		}
+		return out
+	}
+	every := func(storage.Event) bool { return true }
+	for _, c := range []struct {
+		name string
+		f    storage.EventFilter
+		want []string
+	}{
+		{"all", storage.EventFilter{}, backwards(all, every)},
+		{"logins", storage.EventFilter{Action: "login"}, backwards(all, func(e storage.Event) bool { return e.Action == "login" })},
+		{"a user's", storage.EventFilter{UserID: "usr_1"}, backwards(all, func(e storage.Event) bool { return e.UserID == "usr_1" })},
+		{"a time range", storage.EventFilter{From: now.Add(2 * time.Minute), To: now.Add(5 * time.Minute)}, backwards(all[2:5], every)},
+		{"before an event", storage.EventFilter{After: all[6].ID}, backwards(all[:6], every)},
+		{"before the oldest", storage.EventFilter{After: all[0].ID}, nil},
+		{"before an ID after every event", storage.EventFilter{After: "evt_~"}, backwards(all, every)},
+		{"before an ID between events", storage.EventFilter{After: all[3].ID + "0"}, backwards(all[:4], every)},
+		{"none", storage.EventFilter{DeviceID: "dev_2"}, nil},
+	} {
+		for _, limit := range []int{1, 3, 10} {
+			f := c.f
+			f.NewestFirst, f.Limit = true, limit
+			var walked []string
+			for pages := 0; ; pages++ {
+				if pages > len(all) {
+					t.Fatalf("%s, pages of %d: paging does not end", c.name, limit)
+				}
+				page, err := s.ListEvents(ctx, f)
+				if err != nil {
+					t.Fatalf("%s: ListEvents: %v", c.name, err)
+				}
+				if len(page.Items) > limit {
+					t.Fatalf("%s: page of %d; want at most %d", c.name, len(page.Items), limit)
+				}
+				walked = append(walked, eventIDs(page.Items)...)
+				if page.Next == "" {
+					break
+				}
+				f.After = page.Next
+			}
+			if !slices.Equal(walked, c.want) {
+				t.Fatalf("%s, newest first in pages of %d: got %v; want %v", c.name, limit, walked, c.want)
+			}
+		}
 	}
 }
 

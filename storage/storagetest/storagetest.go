@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -31,6 +32,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"DeviceList", testDeviceList},
 		{"DeviceConcurrentUpdates", testDeviceConcurrentUpdates},
 		{"DeviceCopies", testDeviceCopies},
+		{"DeviceNames", testDeviceNames},
 		{"UserCRUD", testUserCRUD},
 		{"UsernameUnique", testUsernameUnique},
 		{"UsernameConfusable", testUsernameConfusable},
@@ -80,6 +82,7 @@ func newDevice(imei string) storage.Device {
 		Status:       storage.DeviceEnrolled,
 		Label:        "van 7",
 		Group:        "north",
+		Notes:        "charger in the glovebox; screen cracked",
 		EnrolledAt:   now,
 		EnrolledBy:   "apikey:test",
 		UpdatedAt:    now,
@@ -353,6 +356,12 @@ func testDeviceList(t *testing.T, s storage.Store) {
 		if i == 5 {
 			d.Model = "Pixel 8"
 		}
+		if i%3 == 0 {
+			d.AssignedUsers = []string{"usr_alice", "usr_bob"}
+		}
+		if i == 4 {
+			d.AssignedUsers = []string{"usr_bob"}
+		}
 		all = append(all, mustCreateDevice(t, s, d))
 	}
 	slices.SortFunc(all, func(a, b storage.Device) int {
@@ -411,6 +420,12 @@ func testDeviceList(t *testing.T, s storage.Store) {
 			return d.Group == "south" && d.Status == storage.DeviceEnrolled
 		}},
 		{"no match", storage.DeviceFilter{Text: "nothing like this"}, func(storage.Device) bool { return false }},
+		{"assigned user", storage.DeviceFilter{AssignedUser: "usr_alice"}, func(d storage.Device) bool { return slices.Contains(d.AssignedUsers, "usr_alice") }},
+		{"assigned user and status", storage.DeviceFilter{AssignedUser: "usr_bob", Status: storage.DeviceEnrolled}, func(d storage.Device) bool {
+			return slices.Contains(d.AssignedUsers, "usr_bob") && d.Status == storage.DeviceEnrolled
+		}},
+		{"assigned user, a prefix of one", storage.DeviceFilter{AssignedUser: "usr_al"}, func(storage.Device) bool { return false }},
+		{"assigned to nobody known", storage.DeviceFilter{AssignedUser: "usr_carol"}, func(storage.Device) bool { return false }},
 	}
 	for _, c := range cases {
 		page, err := s.ListDevices(ctx, c.f)
@@ -802,6 +817,26 @@ func testCanceledContext(t *testing.T, s storage.Store) {
 	}
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testDeviceNames(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	a := newDevice("490154203237518")
+	b := newDevice("356938035643809")
+	b.Label = ""
+	mustCreateDevice(t, s, a)
+	mustCreateDevice(t, s, b)
+	got, err := s.DeviceNames(ctx, []string{b.ID, "dev_01NOSUCHDEVICE00000000000", a.ID, b.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]storage.DeviceName{a.ID: {IMEI: a.IMEI, Label: "van 7"}, b.ID: {IMEI: b.IMEI}}
+	if !maps.Equal(got, want) {
+		t.Fatalf("DeviceNames = %v; want %v", got, want)
+	}
+	if got, err := s.DeviceNames(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("DeviceNames(nil) = %v, %v", got, err)
 	}
 }
 
