@@ -121,7 +121,7 @@ func TestImportSkipInvalid(t *testing.T) {
 		{"?skipInvalid=true", 200, 2, 2, 2, 3, 4},
 	} {
 		r := e.do("POST", "/v1/devices/import"+c.query, e.manager, file, "Content-Type", "text/csv")
-		report := map[string]any{}
+		var report map[string]any
 		if c.status == 200 {
 			if r.status != 200 {
 				t.Fatalf("%q: %d %s", c.query, r.status, r.body)
