@@ -47,19 +47,7 @@ type tokenLoginQuery struct {
 // readTokenLoginQuery reads the seed's query parameters and checks APIKey,
 // which must be a registered client key.
 func (s *server) readTokenLoginQuery(c *fiber.Ctx) (tokenLoginQuery, error) {
-	var q tokenLoginQuery
-	for k, v := range c.Context().QueryArgs().All() {
-		switch strings.ToLower(string(k)) {
-		case "fields":
-			for _, f := range strings.Split(string(v), ",") {
-				if f = strings.TrimSpace(f); f != "" {
-					q.fields = append(q.fields, f)
-				}
-			}
-		case "suppressresponsecodes":
-			q.suppress = strings.EqualFold(string(v), "true")
-		}
-	}
+	q := tokenLoginQueryOf(c)
 	key := ""
 	for k, v := range c.Context().QueryArgs().All() {
 		if strings.EqualFold(string(k), "APIKey") {

@@ -406,13 +406,7 @@ func implementsJSON(t reflect.Type) bool {
 // tableOf lays out rows under fixed columns: each row's value at each
 // column's path, or an empty cell where the row has none.
 func tableOf(cols [][]string, n *node) ([]string, [][]*node) {
-	rows := []*node{n}
-	switch {
-	case n.kind == 'a':
-		rows = n.items
-	case n.kind == 'o' && len(n.keys) > 0 && n.keys[0] == "items" && n.vals[0].kind == 'a':
-		rows = n.vals[0].items
-	}
+	rows, _ := rowsOf(n)
 	header := make([]string, len(cols))
 	for i, c := range cols {
 		header[i] = strings.Join(c, ".")
@@ -446,18 +440,26 @@ func (n *node) at(path []string) *node {
 	return n
 }
 
+// rowsOf is the rows of a table of n: the items of a list ({"items":
+// [...]}) or an array, or n itself for an object. It reports false for a
+// single value, which is a cell of its own.
+func rowsOf(n *node) ([]*node, bool) {
+	switch {
+	case n.kind == 'a':
+		return n.items, true
+	case n.kind == 'o' && len(n.keys) > 0 && n.keys[0] == "items" && n.vals[0].kind == 'a':
+		return n.vals[0].items, true
+	}
+	return []*node{n}, n.kind == 'o'
+}
+
 // table turns a value into a header and rows: a list ({"items": [...]}) or an
 // array is one row per item; an object is one row; a single value is one
 // cell with no header. Nested objects become "a.b" columns; arrays of
 // values are joined with ";"; anything deeper is kept as JSON text.
 func table(n *node) ([]string, [][]*node) {
-	rows := []*node{n}
-	switch {
-	case n.kind == 'a':
-		rows = n.items
-	case n.kind == 'o' && len(n.keys) > 0 && n.keys[0] == "items" && n.vals[0].kind == 'a':
-		rows = n.vals[0].items
-	case n.kind != 'o':
+	rows, ok := rowsOf(n)
+	if !ok {
 		return nil, [][]*node{{n}}
 	}
 	var header []string
