@@ -39,6 +39,8 @@ const (
 	CodeSimChanged           Code = "sim_changed"
 	CodeNotFound             Code = "not_found"
 	CodeMethodNotAllowed     Code = "method_not_allowed"
+	CodeDirectoryUnavailable Code = "directory_unavailable"
+	CodeDirectoryManaged     Code = "directory_managed"
 	CodeConflict             Code = "conflict"
 	CodePayloadTooLarge      Code = "payload_too_large"
 	CodeUnsupportedMediaType Code = "unsupported_media_type"

@@ -67,6 +67,8 @@ var statusOf = map[tether.Code]int{
 	tether.CodeSimChanged:           fiber.StatusForbidden,
 	tether.CodeNotFound:             fiber.StatusNotFound,
 	tether.CodeMethodNotAllowed:     fiber.StatusMethodNotAllowed,
+	tether.CodeDirectoryUnavailable: fiber.StatusServiceUnavailable,
+	tether.CodeDirectoryManaged:     fiber.StatusConflict,
 	tether.CodeConflict:             fiber.StatusConflict,
 	tether.CodePayloadTooLarge:      fiber.StatusRequestEntityTooLarge,
 	tether.CodeUnsupportedMediaType: fiber.StatusUnsupportedMediaType,
