@@ -697,7 +697,7 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 		case strings.HasPrefix(path, "/v1/api-keys") || strings.HasPrefix(path, "/v1/admin/"):
 			return admin, true
 		}
-		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes", "/v1/lockouts"} {
+		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes", "/v1/lockouts", "/v1/directory"} {
 			if path == p || strings.HasPrefix(path, p+"/") {
 				return manager, true
 			}

@@ -28,6 +28,7 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	events   *prometheus.CounterVec
 	tx       *prometheus.HistogramVec
+	syncs    *prometheus.CounterVec
 }
 
 // NewMetrics returns the metrics, with Go runtime and process metrics.
@@ -51,7 +52,10 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5},
 		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.events, m.tx,
+	m.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tether_directory_sync_total", Help: "Directory syncs this server ran, by result (success or failure).",
+	}, []string{"result"})
+	m.reg.MustRegister(m.requests, m.latency, m.events, m.tx, m.syncs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -59,6 +63,9 @@ func NewMetrics() *Metrics {
 // ObserveEvent counts an audit event the auth service wrote.
 func (m *Metrics) ObserveEvent(e storage.Event) {
 	m.events.WithLabelValues(e.Action, e.Outcome, e.Reason).Inc()
+	if e.Action == "directory.sync" {
+		m.syncs.WithLabelValues(e.Outcome).Inc()
+	}
 }
 
 // ObserveTx times a store transaction.
@@ -133,6 +140,16 @@ func (m *Metrics) register(s *server) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tether_password_hash_queue", Help: "Password hashes running or waiting.",
 		}, func() float64 { return float64(s.Auth.HashQueueDepth()) }))
+		if s.Auth.HasDirectory() {
+			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "tether_directory_up", Help: "1 when the company directory answered the last time it was asked, else 0.",
+			}, func() float64 {
+				if up, _ := s.Auth.DirectoryUp(); up {
+					return 1
+				}
+				return 0
+			}))
+		}
 	}
 }
 

@@ -75,7 +75,7 @@ var operations = []op{
 	{method: "POST", path: "/v1/devices/{id}/reinstate", summary: "Reinstate a handset", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 
 	{method: "POST", path: "/v1/users", summary: "Create a user", tag: "users", auth: "manager", body: createUserRequest{}, okStatus: 201, ok: userView{}},
-	{method: "GET", path: "/v1/users", summary: "List users", tag: "users", auth: "manager", okStatus: 200, ok: page[userView]{}, query: []string{"role", "disabled", "q", "limit", "cursor"}},
+	{method: "GET", path: "/v1/users", summary: "List users", tag: "users", auth: "manager", okStatus: 200, ok: page[userView]{}, query: []string{"role", "disabled", "source", "q", "limit", "cursor"}},
 	{method: "GET", path: "/v1/users/{id}", summary: "A user", tag: "users", auth: "manager", okStatus: 200, ok: userView{}},
 	{method: "PATCH", path: "/v1/users/{id}", summary: "Edit a user (disabling ends their sessions)", tag: "users", auth: "manager", body: patchUserRequest{}, okStatus: 200, ok: userView{}},
 	{method: "POST", path: "/v1/users/{id}/password", summary: "Reset a user's password (every session of theirs ends)", tag: "users", auth: "manager", body: passwordRequest{}, okStatus: 204},
@@ -86,6 +86,7 @@ var operations = []op{
 	{method: "GET", path: "/v1/sessions", summary: "Who is logged in where", tag: "sessions", auth: "manager", okStatus: 200, ok: page[sessionView]{}, query: []string{"userId", "deviceId", "live", "limit", "cursor"}},
 	{method: "DELETE", path: "/v1/sessions/{id}", summary: "End a session", tag: "sessions", auth: "manager", okStatus: 204},
 	{method: "GET", path: "/v1/audit", summary: "The audit trail, oldest first (or newest first, order=desc)", tag: "audit", auth: "manager", okStatus: 200, ok: page[eventView]{}, query: []string{"from", "to", "action", "userId", "deviceId", "order", "limit", "cursor"}},
+	{method: "GET", path: "/v1/directory", summary: "Directory sign-in: configured, answering, and the last sync (when, what it changed)", tag: "users", auth: "manager", okStatus: 200, ok: directoryView{}},
 	{method: "GET", path: "/v1/lockouts", summary: "The login throttle's counters: accounts and addresses with failed logins, and until when each is held back", tag: "users", auth: "manager", okStatus: 200, ok: page[lockoutView]{}, query: []string{"account", "address", "limit", "cursor"}},
 	{method: "DELETE", path: "/v1/lockouts", summary: "Forget failed logins: an account's (from every address), an address's, or the pair's", tag: "users", auth: "manager", okStatus: 200, ok: struct {
 		Cleared int `json:"cleared"`
@@ -119,7 +120,7 @@ var queryDocs = map[string]string{
 	"role": "worker, manager or admin", "disabled": "true or false", "userId": "a user id", "deviceId": "a device id",
 	"live": "true (default) or all", "from": "RFC 3339 time, inclusive", "to": "RFC 3339 time, exclusive",
 	"action": "an audit action", "dryRun": "true: check and report, write nothing", "code": "the enrollment code",
-	"account": "a username, compared as logins compare it", "address": "a client IP address",
+	"account": "a username, compared as logins compare it", "source": "local or ldap (users of the company directory)", "address": "a client IP address",
 	"skipInvalid":  "true: import the valid rows and report the invalid ones (by default an invalid row stops the import)",
 	"assignedUser": "a username or user id: the handsets assigned to that user (not those any worker may use)",
 	"order":        "asc (oldest first, the default) or desc (newest first); nextCursor goes on in the same order",

@@ -163,6 +163,8 @@ func New(d Deps, o Options) *fiber.App {
 
 	v1.Get("/audit", append(managers, s.listEvents)...)
 
+	v1.Get("/directory", append(managers, s.directoryStatus)...)
+
 	lockouts := v1.Group("/lockouts", managers...)
 	lockouts.Get("/", s.listLockouts)
 	lockouts.Delete("/", s.clearLockouts)

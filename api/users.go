@@ -2,10 +2,13 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"tether"
 	"tether/auth"
 	"tether/storage"
 )
@@ -26,6 +29,10 @@ type userView struct {
 	PasswordChangedAt time.Time       `json:"passwordChangedAt,omitzero"`
 	CreatedAt         time.Time       `json:"createdAt"`
 	UpdatedAt         time.Time       `json:"updatedAt"`
+	// Source is "local", or "ldap" for a user of the company directory,
+	// which owns their names, email, role and password.
+	Source    string                 `json:"source"`
+	Directory *storage.UserDirectory `json:"directory,omitempty"`
 }
 
 func newUserView(u storage.User) userView {
@@ -33,7 +40,7 @@ func newUserView(u storage.User) userView {
 		ID: u.ID, Key: u.Key, Username: u.Username, Role: u.Role, FirstName: u.FirstName,
 		LastName: u.LastName, Email: u.Email, ImageURL: u.ImageURL, Features: u.Features,
 		Profile: u.Profile, Disabled: u.Disabled, PasswordChangedAt: u.PasswordChangedAt,
-		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Source: u.Source(), Directory: u.Directory,
 	}
 	if v.Features == nil {
 		v.Features = []string{}
@@ -79,8 +86,12 @@ func (s *server) listUsers(c *fiber.Ctx) error {
 		return err
 	}
 	f := storage.UserFilter{
-		Role: storage.Role(query(c, "role")),
-		Text: query(c, "q"),
+		Role:   storage.Role(query(c, "role")),
+		Text:   query(c, "q"),
+		Source: query(c, "source"),
+	}
+	if f.Source != "" && f.Source != storage.SourceLocal && f.Source != storage.SourceDirectory {
+		return tether.Invalid("source", "source_invalid", "source must be local or ldap")
 	}
 	switch c.Query("disabled") {
 	case "":
@@ -153,4 +164,45 @@ func (s *server) setPassword(c *fiber.Ctx) error {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// directoryView is the state of directory sign-in.
+type directoryView struct {
+	// Configured is false when the server has no directory.
+	Configured bool `json:"configured"`
+	// Up is whether the directory answered this server the last time it
+	// asked; absent before it asked.
+	Up *bool `json:"up,omitempty"`
+	// LastSync is the last sync, from whichever server ran it.
+	LastSync *directorySyncView `json:"lastSync,omitempty"`
+}
+
+type directorySyncView struct {
+	At       time.Time `json:"at"`
+	Outcome  string    `json:"outcome"`
+	Reason   string    `json:"reason,omitempty"`
+	Checked  int       `json:"checked"`
+	Updated  int       `json:"updated"`
+	Disabled int       `json:"disabled"`
+	Enabled  int       `json:"enabled"`
+}
+
+// directoryStatus is GET /v1/directory.
+func (s *server) directoryStatus(c *fiber.Ctx) error {
+	v := directoryView{Configured: s.Auth.HasDirectory()}
+	if up, known := s.Auth.DirectoryUp(); known {
+		v.Up = &up
+	}
+	if v.Configured {
+		ev, err := s.Auth.LastDirectorySync(c.UserContext())
+		switch {
+		case err == nil:
+			n := func(k string) int { i, _ := strconv.Atoi(ev.Detail[k]); return i }
+			v.LastSync = &directorySyncView{At: ev.Time, Outcome: ev.Outcome, Reason: ev.Reason,
+				Checked: n("checked"), Updated: n("updated"), Disabled: n("disabled"), Enabled: n("enabled")}
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+	}
+	return s.respond(c, fiber.StatusOK, v, xmlNames("directory", "item"))
 }

@@ -46,6 +46,8 @@ var endedBecause = map[string]string{
 	"refresh_token_reused": "the session has ended: a refresh token was used twice",
 	"password_reset":       "the session has ended: the password was reset",
 	"password_changed":     "the session has ended: the password was changed",
+	"role_changed":         "the session has ended: the user's role changed in the company directory",
+	"directory_disabled":   "the session has ended: the account was disabled in the company directory",
 }
 
 // sessionEnded is ErrSessionRevoked for a session that is not live at now,

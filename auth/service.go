@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-playground/validator/v10"
@@ -195,6 +197,14 @@ type Service struct {
 	// dummyHash is verified for unknown usernames, so they cost what a
 	// known one does.
 	dummyHash string
+
+	// dir, when set, signs in the users it has (WithDirectory).
+	dir Directory
+	// dirUp is 1 when the directory answered last time it was asked, 0
+	// when it did not, -1 before it is asked.
+	dirUp atomic.Int32
+	// syncing lets one directory sync run at a time in this process.
+	syncing sync.Mutex
 }
 
 // ServiceOption configures a Service.
@@ -527,6 +537,11 @@ func (s *Service) checkPassword(ctx context.Context, username, password string) 
 	}
 	defer release()
 	user, err := s.store.GetUserByUsername(ctx, username)
+	// A name no local user has, or a directory user's, is the directory's
+	// to check; a local user of the same name wins.
+	if s.dir != nil && (errors.Is(err, storage.ErrNotFound) || (err == nil && user.Directory != nil)) {
+		return s.directoryPassword(ctx, username, password, user)
+	}
 	hash := user.PasswordHash
 	switch {
 	case errors.Is(err, storage.ErrNotFound) || (err == nil && hash == ""):
@@ -546,7 +561,9 @@ func (s *Service) checkPassword(ctx context.Context, username, password string) 
 
 // rehash replaces a password hash made with older parameters.
 func (s *Service) rehash(ctx context.Context, u storage.User, password string) {
-	if !s.hasher.NeedsRehash(u.PasswordHash) {
+	// A user without a hash of Tether's (a directory user's password is
+	// the directory's) gets none.
+	if u.PasswordHash == "" || !s.hasher.NeedsRehash(u.PasswordHash) {
 		return
 	}
 	hash, err := s.hasher.Hash(password)

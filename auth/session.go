@@ -96,6 +96,9 @@ func (s *Service) ChangePassword(ctx context.Context, id Identity, current, next
 		s.record(ctx, ev)
 		return err
 	}
+	if id.User.Directory != nil {
+		return fail(ErrDirectoryManaged)
+	}
 	if verr := passwordPolicy(next); verr != nil {
 		for i := range verr.Fields {
 			verr.Fields[i].Field = "newPassword"

@@ -280,6 +280,11 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s editing a %s: %w", by, u.Role, ErrForbidden)
 		}
+		// What the directory owns is changed there; disabling, features
+		// and the profile are Tether's own.
+		if u.Directory != nil && (p.Role != nil || p.FirstName != nil || p.LastName != nil || p.Email != nil) {
+			return u, ErrDirectoryManaged
+		}
 		if by.Kind == KindUser && by.ID == u.ID && ((p.Disabled != nil && *p.Disabled) || (p.Role != nil && *p.Role != u.Role)) {
 			return u, fmt.Errorf("%s disabling or demoting itself: %w", by, ErrForbidden)
 		}
@@ -309,6 +314,10 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 		u.Features, u.Profile = pr.Features, pr.Profile
 		if p.Disabled != nil {
 			u.Disabled = *p.Disabled
+			if u.Directory != nil {
+				// A manager's word: the directory does not undo it.
+				u.Directory.DisabledFor = ""
+			}
 		}
 		u.UpdatedAt = now
 		return u, nil
@@ -331,6 +340,9 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	if !by.CanGrant(target.Role) {
 		return fmt.Errorf("%s setting the password of a %s: %w", by, target.Role, ErrForbidden)
 	}
+	if target.Directory != nil {
+		return ErrDirectoryManaged
+	}
 	// Hash outside the store's transaction: it is slow on purpose.
 	hash, err := s.hasher.Hash(password)
 	if err != nil {
@@ -342,6 +354,9 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s setting the password of a %s: %w", by, u.Role, ErrForbidden)
+		}
+		if u.Directory != nil {
+			return u, ErrDirectoryManaged
 		}
 		u.PasswordHash = hash
 		u.PasswordChangedAt = now

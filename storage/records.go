@@ -196,13 +196,51 @@ type User struct {
 	Disabled          bool      `json:"disabled,omitempty"`
 	CreatedAt         time.Time `json:"createdAt"`
 	UpdatedAt         time.Time `json:"updatedAt"`
+	// Directory is set for a user who signs in with the company
+	// directory: the directory owns their names, email, role and
+	// password.
+	Directory *UserDirectory `json:"directory,omitempty"`
+}
+
+// UserDirectory is what Tether keeps of a directory user's entry.
+type UserDirectory struct {
+	// DN is the entry's distinguished name.
+	DN             string `json:"dn"`
+	DisplayName    string `json:"displayName,omitempty"`
+	EmployeeNumber string `json:"employeeNumber,omitempty"`
+	// SyncedAt is when the entry was last read: a sign-in or a sync.
+	SyncedAt time.Time `json:"syncedAt"`
+	// DisabledFor says why the directory had the account disabled (it
+	// was deleted, disabled there, or left the allowed groups); empty when
+	// it did not. An account the directory allows again is enabled again,
+	// one a manager disabled is not.
+	DisabledFor string `json:"disabledFor,omitempty"`
 }
 
 // Clone returns a deep copy of u.
 func (u User) Clone() User {
 	u.Features = slices.Clone(u.Features)
 	u.Profile = bytes.Clone(u.Profile)
+	if u.Directory != nil {
+		d := *u.Directory
+		u.Directory = &d
+	}
 	return u
+}
+
+// User sources, as UserFilter.Source selects them.
+const (
+	SourceLocal     = "local"
+	SourceDirectory = "ldap"
+)
+
+// Source is where the user's account lives: SourceLocal or
+// SourceDirectory.
+func (u User) Source() string {
+	if u.Directory != nil {
+		return SourceDirectory
+	}
+	return SourceLocal
 }
 
 // UserFilter selects users for ListUsers. Zero fields match all.
@@ -210,6 +248,9 @@ type UserFilter struct {
 	Role Role
 	// Disabled, when set, keeps only users whose Disabled equals it.
 	Disabled *bool
+	// Source, when set, keeps only the users of that source
+	// (SourceLocal, SourceDirectory).
+	Source string
 	// Text matches, case-insensitively, a substring of the ID, username,
 	// first name, last name or email.
 	Text  string
@@ -223,6 +264,9 @@ func (f UserFilter) Match(u User) bool {
 		return false
 	}
 	if f.Disabled != nil && u.Disabled != *f.Disabled {
+		return false
+	}
+	if f.Source != "" && u.Source() != f.Source {
 		return false
 	}
 	if f.Text == "" {

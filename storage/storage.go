@@ -188,3 +188,13 @@ type ProofLedger interface {
 	// PurgeProofs forgets the proofs that expired before t.
 	PurgeProofs(ctx context.Context, before time.Time) (int, error)
 }
+
+// Locker is a store shared by several servers that can make one of them
+// do a job at a time, such as the directory sync. A single server needs
+// none.
+type Locker interface {
+	// TryLock takes the lock named name if no server holds it, and reports
+	// whether it did; unlock gives it back. A server that dies holding it
+	// gives it back too.
+	TryLock(ctx context.Context, name string) (unlock func(), ok bool, err error)
+}

@@ -61,6 +61,44 @@ func TestMigrationFillsSkeletons(t *testing.T) {
 	}
 }
 
+// TestLocker: of two servers on one database, one holds a lock at a time;
+// one that goes away gives it back.
+func TestLocker(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Schema(t)
+	a, b := open(t, url), open(t, url)
+	unlock, ok, err := a.TryLock(ctx, "directory-sync")
+	if err != nil || !ok {
+		t.Fatalf("first lock: %v, %v", ok, err)
+	}
+	if _, ok, err := b.TryLock(ctx, "directory-sync"); err != nil || ok {
+		t.Fatalf("second server while the first holds it: %v, %v; want refused", ok, err)
+	}
+	if unlockOther, ok, err := b.TryLock(ctx, "another job"); err != nil || !ok {
+		t.Fatalf("another lock's name: %v, %v", ok, err)
+	} else {
+		unlockOther()
+	}
+	unlock()
+	unlockB, ok, err := b.TryLock(ctx, "directory-sync")
+	if err != nil || !ok {
+		t.Fatalf("after unlock: %v, %v", ok, err)
+	}
+	ok = false
+	// A server whose connection dies holding the lock gives it back.
+	if _, err := a.Pool().Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
+		t.Fatal(err)
+	}
+	var unlockA func()
+	for deadline := time.Now().Add(5 * time.Second); !ok; time.Sleep(20 * time.Millisecond) {
+		if unlockA, ok, err = a.TryLock(ctx, "directory-sync"); err != nil || (!ok && time.Now().After(deadline)) {
+			t.Fatalf("after the holder's connection died: %v, %v", ok, err)
+		}
+	}
+	unlockB() // on a dead connection: no harm
+	unlockA()
+}
+
 // TestInstancesMigrateOnce: instances starting together on an empty
 // database migrate it once, and all of them open it.
 func TestInstancesMigrateOnce(t *testing.T) {
