@@ -373,17 +373,38 @@ async function exportList(path, kind) {
 
 // ---- users ----
 
+// fromDirectory is whether a user signs in with the company directory,
+// which owns their names, email, role and password.
+const fromDirectory = (u) => u.source === "ldap";
+
+function sourceCell(u) {
+  return fromDirectory(u) ? h("span", { class: "badge enrolled", title: u.directory.dn }, "directory") : "local";
+}
+
+async function loadDirectoryStatus() {
+  const d = await api("GET", "/v1/directory");
+  const el = $("#directory-status");
+  el.hidden = !d.configured;
+  if (!d.configured) return;
+  const up = d.up === false ? " The directory did not answer the last time it was asked." : "";
+  const s = d.lastSync;
+  el.textContent = s
+    ? `Company directory: last sync ${new Date(s.at).toLocaleString()} (${s.outcome}): ${s.checked} checked, ${s.updated} updated, ${s.disabled} disabled, ${s.enabled} enabled again.${up}`
+    : `Company directory: no sync has run yet.${up}`;
+}
+
 async function loadUsers() {
-  await loadLockouts();
+  await Promise.all([loadLockouts(), loadDirectoryStatus()]);
   const page = await api("GET", "/v1/users?limit=1000");
   $("#users-table tbody").replaceChildren(...page.items.map((u) => h("tr", {},
     h("td", { class: "mono" }, userLink(u.id, u.username)),
     h("td", {}, [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"),
     h("td", {}, u.role),
+    h("td", {}, sourceCell(u)),
     h("td", {}, u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")),
     h("td", { class: "row-actions" },
       h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled) }, u.disabled ? "Enable" : "Disable"),
-      h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
+      fromDirectory(u) ? null : h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
       h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u) }, "Log out everywhere")))));
 }
 
@@ -400,12 +421,18 @@ async function loadUser(id) {
   $("#user-details").replaceChildren(...[
     ["Username", u.username], ["Name", [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"], ["Email", u.email || "—"],
     ["Role", u.role], ["State", u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")],
+    ["Source", fromDirectory(u)
+      ? h("span", {}, sourceCell(u), " ", h("span", { class: "muted" }, "names, email, role and password are managed in the company directory"))
+      : "local"],
+    ...(fromDirectory(u) ? [["Directory entry", h("span", { class: "mono" }, u.directory.dn)], ["Last read", when(u.directory.syncedAt)]] : []),
+    ...(fromDirectory(u) && u.directory.disabledFor ? [["Disabled by the directory", u.directory.disabledFor]] : []),
     ["Created", when(u.createdAt)],
   ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-  $("#user-actions").replaceChildren(
+  $("#user-actions").replaceChildren(...[
     h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled, reload) }, u.disabled ? "Enable" : "Disable"),
-    h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
-    h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u, reload) }, "Log out everywhere"));
+    fromDirectory(u) ? null : h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
+    h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u, reload) }, "Log out everywhere"),
+  ].filter(Boolean));
   $("#user-devices tbody").replaceChildren(...devices.items.map((d) => h("tr", {},
     h("td", {}, h("a", { href: `#device/${encodeURIComponent(d.id)}`, class: "mono" }, d.imei)),
     h("td", {}, d.label || "—"), h("td", {}, d.group || "—"), h("td", {}, badge(d.status)), h("td", {}, at(d.lastSeenAt)),
