@@ -100,7 +100,7 @@ func (d *Directory) probe(ctx context.Context, c *conn) error {
 	if d.s.BindDN != "" {
 		return c.do(ctx, d.s.OperationTimeout, func() error { return c.l.Bind(d.s.BindDN, d.s.BindPassword) })
 	}
-	_, err := d.search(ctx, c, "", ldap.ScopeBaseObject, "(objectClass=*)", 1, []string{"1.1"})
+	_, err := d.searchOne(ctx, c, "", ldap.ScopeBaseObject, "(objectClass=*)", 1, []string{"1.1"})
 	if isResult(err) {
 		return nil // an answer, whatever it is
 	}
@@ -109,7 +109,7 @@ func (d *Directory) probe(ctx context.Context, c *conn) error {
 
 // checkEntry reads the entry dn, named by setting.
 func (d *Directory) checkEntry(ctx context.Context, c *conn, dn, setting string) error {
-	entries, err := d.search(ctx, c, dn, ldap.ScopeBaseObject, "(objectClass=*)", 1, []string{"1.1"})
+	entries, err := d.searchOne(ctx, c, dn, ldap.ScopeBaseObject, "(objectClass=*)", 1, []string{"1.1"})
 	switch code := resultCode(err); {
 	case err == nil && len(entries) == 0, code == ldap.LDAPResultNoSuchObject:
 		return configErr(fmt.Sprintf("%s: no such entry, or the service account may not see it", dn), setting)
@@ -128,7 +128,7 @@ func (d *Directory) checkEntry(ctx context.Context, c *conn, dn, setting string)
 // checkFilter has the directory run filter once; what it finds does not
 // matter, only that it takes the filter.
 func (d *Directory) checkFilter(ctx context.Context, c *conn, base string, scope int, filter, setting string) error {
-	_, err := d.search(ctx, c, base, scope, filter, 1, []string{"1.1"})
+	_, err := d.searchOne(ctx, c, base, scope, filter, 1, []string{"1.1"})
 	switch code := resultCode(err); {
 	case err == nil, code == ldap.LDAPResultSizeLimitExceeded:
 		return nil

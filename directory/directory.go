@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/go-ldap/ldap/v3"
@@ -174,7 +175,7 @@ func (d *Directory) find(ctx context.Context, username string) (auth.DirectoryUs
 func (d *Directory) read(ctx context.Context, c *conn, username string) (auth.DirectoryUser, error) {
 	s := d.s
 	filter := strings.ReplaceAll(s.UserFilter, "{username}", ldap.EscapeFilter(username))
-	entries, err := d.search(ctx, c, s.UserBase, ldap.ScopeWholeSubtree, filter, 2, s.attrs)
+	entries, err := d.searchOne(ctx, c, s.UserBase, ldap.ScopeWholeSubtree, filter, 2, s.attrs)
 	switch {
 	case resultCode(err) == ldap.LDAPResultSizeLimitExceeded || len(entries) > 1:
 		return auth.DirectoryUser{}, errAmbiguous
@@ -205,14 +206,39 @@ func (d *Directory) read(ctx context.Context, c *conn, username string) (auth.Di
 		}
 	}
 
+	// The groups and the disabled check go together, each on its own
+	// message of the connection: one round trip, not two.
+	var groups, disabled []*ldap.Entry
+	var groupsErr, disabledErr error
+	err = c.do(ctx, s.OperationTimeout, func() error {
+		var wg sync.WaitGroup
+		if !s.memberOf {
+			filter := strings.NewReplacer("{dn}", ldap.EscapeFilter(e.DN), "{username}", ldap.EscapeFilter(u.Username)).Replace(s.GroupFilter)
+			wg.Go(func() {
+				groups, groupsErr = d.search(c, s.GroupBase, ldap.ScopeWholeSubtree, filter, 0, []string{"1.1"})
+			})
+		}
+		if s.DisabledFilter != "" {
+			disabled, disabledErr = d.search(c, e.DN, ldap.ScopeBaseObject, s.DisabledFilter, 1, []string{"1.1"})
+		}
+		wg.Wait()
+		for _, err := range []error{groupsErr, disabledErr} {
+			if err != nil && !isResult(err) {
+				return err // the connection failed
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return auth.DirectoryUser{}, fmt.Errorf("read the groups of %s: %w", e.DN, err)
+	}
+
 	if s.memberOf {
 		u.Groups = e.GetEqualFoldAttributeValues("memberOf")
 	} else {
-		filter := strings.NewReplacer("{dn}", ldap.EscapeFilter(e.DN), "{username}", ldap.EscapeFilter(u.Username)).Replace(s.GroupFilter)
-		groups, err := d.search(ctx, c, s.GroupBase, ldap.ScopeWholeSubtree, filter, 0, []string{"1.1"})
 		// A size limit still gives the groups read before it.
-		if err != nil && resultCode(err) != ldap.LDAPResultSizeLimitExceeded {
-			return auth.DirectoryUser{}, fmt.Errorf("search the group base %s: %w", s.GroupBase, err)
+		if groupsErr != nil && resultCode(groupsErr) != ldap.LDAPResultSizeLimitExceeded {
+			return auth.DirectoryUser{}, fmt.Errorf("search the group base %s: %w", s.GroupBase, groupsErr)
 		}
 		for _, g := range groups {
 			u.Groups = append(u.Groups, g.DN)
@@ -220,16 +246,13 @@ func (d *Directory) read(ctx context.Context, c *conn, username string) (auth.Di
 	}
 	u.Role = d.role(u.Groups)
 
-	if s.DisabledFilter != "" {
-		match, err := d.search(ctx, c, e.DN, ldap.ScopeBaseObject, s.DisabledFilter, 1, []string{"1.1"})
-		switch {
-		case resultCode(err) == ldap.LDAPResultNoSuchObject:
-			return auth.DirectoryUser{}, errNoEntry // deleted since the search
-		case err != nil:
-			return auth.DirectoryUser{}, fmt.Errorf("check %s against the disabled filter: %w", e.DN, err)
-		}
-		u.Disabled = len(match) > 0
+	switch {
+	case resultCode(disabledErr) == ldap.LDAPResultNoSuchObject:
+		return auth.DirectoryUser{}, errNoEntry // deleted since the search
+	case disabledErr != nil:
+		return auth.DirectoryUser{}, fmt.Errorf("check %s against the disabled filter: %w", e.DN, disabledErr)
 	}
+	u.Disabled = len(disabled) > 0
 	return u, nil
 }
 
@@ -257,19 +280,26 @@ func sameDN(want *ldap.DN, got string) bool {
 	return want.EqualFold(dn)
 }
 
-func (d *Directory) search(ctx context.Context, c *conn, base string, scope int, filter string, limit int, attrs []string) ([]*ldap.Entry, error) {
+// search runs one search on c, which the caller runs under c.do.
+func (d *Directory) search(c *conn, base string, scope int, filter string, limit int, attrs []string) ([]*ldap.Entry, error) {
 	req := ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, limit,
 		int(d.s.OperationTimeout.Seconds()), false, filter, attrs, nil)
-	var res *ldap.SearchResult
-	err := c.do(ctx, d.s.OperationTimeout, func() error {
-		var err error
-		res, err = c.l.Search(req)
-		return err
-	})
+	res, err := c.l.Search(req)
 	if res == nil {
 		return nil, err
 	}
 	return res.Entries, err
+}
+
+// searchOne runs one search on c under the operation timeout and ctx.
+func (d *Directory) searchOne(ctx context.Context, c *conn, base string, scope int, filter string, limit int, attrs []string) ([]*ldap.Entry, error) {
+	var entries []*ldap.Entry
+	err := c.do(ctx, d.s.OperationTimeout, func() error {
+		var err error
+		entries, err = d.search(c, base, scope, filter, limit, attrs)
+		return err
+	})
+	return entries, err
 }
 
 // bind checks password by binding as dn on a connection of its own,
