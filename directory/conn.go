@@ -235,7 +235,7 @@ func (c *conn) do(ctx context.Context, timeout time.Duration, op func() error) e
 	if !stop() {
 		c.broken = true
 		if err == nil {
-			err = context.Cause(ctx)
+			return context.Cause(ctx)
 		}
 		return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
 	}
@@ -243,7 +243,7 @@ func (c *conn) do(ctx context.Context, timeout time.Duration, op func() error) e
 	if err != nil && !isResult(err) {
 		c.broken = true
 		if time.Now().After(deadline) {
-			err = fmt.Errorf("no answer within %v: %w", timeout, err)
+			err = fmt.Errorf("no answer in time (operation timeout %v): %w", timeout, err)
 		}
 		return err
 	}

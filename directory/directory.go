@@ -230,7 +230,7 @@ func (d *Directory) read(ctx context.Context, c *conn, username string) (auth.Di
 		return nil
 	})
 	if err != nil {
-		return auth.DirectoryUser{}, fmt.Errorf("read the groups of %s: %w", e.DN, err)
+		return auth.DirectoryUser{}, fmt.Errorf("read the groups of %s and check it against the disabled filter: %w", e.DN, err)
 	}
 
 	if s.memberOf {

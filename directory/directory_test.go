@@ -153,6 +153,30 @@ func equalUser(a, b auth.DirectoryUser) bool {
 	return slices.Equal(a.Groups, b.Groups) && reflect.DeepEqual(a, b)
 }
 
+// The username a sign-in returns is the directory's, from the attribute
+// the filter compares first, whatever name the person typed: the sync
+// looks them up by it.
+func TestUsernameAttribute(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.config()
+	cfg.UserFilter = "(&(objectClass=inetOrgPerson)(|(uid={username})(mail={username})))"
+	d := open(t, cfg)
+	u, err := d.Authenticate(context.Background(), "Alice@Example.com", "alice-pw")
+	if err != nil || u.Username != "alice" {
+		t.Fatalf("got %+v, %v; want alice", u, err)
+	}
+	if _, err := d.Lookup(context.Background(), u.Username); err != nil {
+		t.Errorf("Lookup(%q): %v", u.Username, err)
+	}
+
+	cfg.UserFilter = "(mail={username})"
+	cfg.UsernameAttribute = "employeeNumber"
+	d = open(t, cfg)
+	if u, err := d.Authenticate(context.Background(), "alice@example.com", "alice-pw"); err != nil || u.Username != "1001" {
+		t.Errorf("with UsernameAttribute: got %+v, %v; want 1001", u, err)
+	}
+}
+
 // Without role groups every person found is a worker.
 func TestAuthenticateWithoutRoleGroups(t *testing.T) {
 	f := newFixture(t)
@@ -565,6 +589,20 @@ func TestNew(t *testing.T) {
 	}
 	if _, err := directory.New(good); err != nil {
 		t.Fatalf("a good configuration: %v", err)
+	}
+	ad := directory.Config{
+		URLs:           []string{"ldaps://dc1.example.com", "ldaps://dc2.example.com:636"},
+		BindDN:         "CN=Tether,OU=Service Accounts,DC=example,DC=com",
+		BindPassword:   "secret",
+		UserBase:       "OU=Staff,DC=example,DC=com",
+		UserFilter:     "(&(objectClass=user)(sAMAccountName={username}))",
+		GroupBase:      "OU=Groups,DC=example,DC=com",
+		GroupFilter:    "(member:1.2.840.113556.1.4.1941:={dn})",
+		WorkerGroup:    "CN=Handset Users,OU=Groups,DC=example,DC=com",
+		DisabledFilter: "(userAccountControl:1.2.840.113556.1.4.803:=2)",
+	}
+	if _, err := directory.New(ad); err != nil {
+		t.Fatalf("an Active Directory configuration: %v", err)
 	}
 	for _, tt := range []struct {
 		name    string
