@@ -114,8 +114,19 @@ type ConfigError struct {
 	err     error
 }
 
-func (e *ConfigError) Error() string {
-	return strings.Join(e.Settings, ", ") + ": " + e.Problem
+func (e *ConfigError) Error() string { return e.Format(nil) }
+
+// Format is the error's line with each setting called what name returns
+// for it (a flag's name, say); a nil name keeps the field names.
+func (e *ConfigError) Format(name func(setting string) string) string {
+	names := e.Settings
+	if name != nil {
+		names = make([]string, len(e.Settings))
+		for i, s := range e.Settings {
+			names[i] = name(s)
+		}
+	}
+	return strings.Join(names, ", ") + ": " + e.Problem
 }
 
 // Unwrap returns auth.ErrDirectoryUnavailable where Check reached no

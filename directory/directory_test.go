@@ -569,6 +569,10 @@ func TestCheck(t *testing.T) {
 			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.HasPrefix(msg, strings.Join(tt.settings, ", ")+": ") {
 				t.Errorf("got %q; want one line naming %v", msg, tt.settings)
 			}
+			flag := func(s string) string { return "--" + strings.ToLower(s) }
+			if got, want := ce.Format(flag), "--"+strings.ToLower(strings.Join(tt.settings, ", --"))+": "+ce.Problem; got != want {
+				t.Errorf("Format: got %q; want %q", got, want)
+			}
 			if strings.Contains(err.Error(), ldaptest.ServicePassword) || strings.Contains(err.Error(), "wrong") {
 				t.Errorf("got %q, which holds the bind password", err)
 			}
