@@ -141,20 +141,25 @@ func (d *Directory) dialURL(ctx context.Context, u *url.URL) (*conn, error) {
 	stop := context.AfterFunc(ctx, func() { _ = tcp.SetDeadline(longAgo) })
 	defer stop()
 
+	fail := func(err error) (*conn, error) {
+		tcp.Close()
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			err = fmt.Errorf("no answer in time (connect timeout %v): %w", d.s.ConnectTimeout, err)
+		}
+		return nil, err
+	}
 	var nc net.Conn = tcp
 	useTLS := u.Scheme == "ldaps"
 	if u.Scheme == "ldap" && d.s.StartTLS {
 		if err := startTLS(tcp); err != nil {
-			tcp.Close()
-			return nil, err
+			return fail(err)
 		}
 		useTLS = true
 	}
 	if useTLS {
 		tc := tls.Client(tcp, d.s.tlsFor(u))
 		if err := tc.HandshakeContext(ctx); err != nil {
-			tcp.Close()
-			return nil, &tlsError{err}
+			return fail(&tlsError{err})
 		}
 		nc = tc
 	}
