@@ -86,7 +86,7 @@ func (d *Directory) Check(ctx context.Context) error {
 		}
 	}
 	for _, rg := range d.s.roleGroups {
-		if err := d.checkEntry(ctx, c, rg.dn.String(), rg.setting); err != nil {
+		if err := d.checkEntry(ctx, c, rg.raw, rg.setting); err != nil {
 			return err
 		}
 	}

@@ -151,6 +151,7 @@ type settings struct {
 type roleGroup struct {
 	setting string
 	role    string
+	raw     string // as configured
 	dn      *ldap.DN
 }
 
@@ -205,6 +206,9 @@ func check(cfg Config) (*settings, error) {
 			return nil, err
 		}
 	} else {
+		if c.GroupFilter != "" {
+			return nil, configErr("empty, with a group filter set: set where to search for groups, or leave the filter out to read groups from memberOf", "GroupBase")
+		}
 		s.memberOf = true
 	}
 	for _, g := range []struct{ setting, role, dn string }{
@@ -219,7 +223,7 @@ func check(cfg Config) (*settings, error) {
 		if err != nil {
 			return nil, configErr(fmt.Sprintf("%q is not a DN: %v", g.dn, err), g.setting)
 		}
-		s.roleGroups = append(s.roleGroups, roleGroup{g.setting, g.role, dn})
+		s.roleGroups = append(s.roleGroups, roleGroup{g.setting, g.role, g.dn, dn})
 	}
 	if c.DisabledFilter != "" {
 		if c.DisabledFilter, err = checkFilter(c.DisabledFilter, "DisabledFilter"); err != nil {

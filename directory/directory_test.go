@@ -626,6 +626,7 @@ func TestNew(t *testing.T) {
 		{"bad user filter", func(c *directory.Config) { c.UserFilter = "(&(uid={username})" }, "UserFilter"},
 		{"group filter without {dn}", func(c *directory.Config) { c.GroupBase = "ou=groups,dc=example,dc=com"; c.GroupFilter = "(member=x)" }, "GroupFilter"},
 		{"bad group DN", func(c *directory.Config) { c.ManagerGroup = "managers" }, "ManagerGroup"},
+		{"group filter without a group base", func(c *directory.Config) { c.GroupFilter = "(member={dn})" }, "GroupBase"},
 		{"bad disabled filter", func(c *directory.Config) { c.DisabledFilter = "(a=b))(" }, "DisabledFilter"},
 		{"missing CA file", func(c *directory.Config) { c.CAFile = "/nonexistent/ca.pem" }, "CAFile"},
 		{"CA file without PEM", func(c *directory.Config) { c.CAFile = "/etc/hostname" }, "CAFile"},
