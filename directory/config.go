@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"tether/storage"
 )
 
 // The defaults New fills in for settings left empty or zero.
@@ -150,7 +152,7 @@ type settings struct {
 
 type roleGroup struct {
 	setting string
-	role    string
+	role    storage.Role
 	raw     string // as configured
 	dn      *ldap.DN
 }
@@ -211,10 +213,14 @@ func check(cfg Config) (*settings, error) {
 		}
 		s.memberOf = true
 	}
-	for _, g := range []struct{ setting, role, dn string }{
-		{"AdminGroup", "admin", c.AdminGroup},
-		{"ManagerGroup", "manager", c.ManagerGroup},
-		{"WorkerGroup", "worker", c.WorkerGroup},
+	for _, g := range []struct {
+		setting string
+		role    storage.Role
+		dn      string
+	}{
+		{"AdminGroup", storage.RoleAdmin, c.AdminGroup},
+		{"ManagerGroup", storage.RoleManager, c.ManagerGroup},
+		{"WorkerGroup", storage.RoleWorker, c.WorkerGroup},
 	} {
 		if g.dn == "" {
 			continue

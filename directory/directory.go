@@ -265,7 +265,7 @@ func (d *Directory) role(groups []string) storage.Role {
 	for _, rg := range d.s.roleGroups { // admin, manager, worker
 		for _, g := range groups {
 			if sameDN(rg.dn, g) {
-				return storage.Role(rg.role)
+				return rg.role
 			}
 		}
 	}
