@@ -61,6 +61,7 @@ func (s *Service) SyncDirectory(ctx context.Context) (DirectorySync, error) {
 	}
 	if err != nil {
 		ev.Outcome, ev.Reason = "failure", reasonOf(err)
+		ev.Detail["error"] = truncate(err.Error(), 512)
 	}
 	s.record(ctx, ev)
 	return r, err
@@ -78,7 +79,26 @@ func (s *Service) lockSync(ctx context.Context) (func(), bool, error) {
 	return s.syncing.Unlock, true, nil
 }
 
+// mostGone is how many directory users one sync may find gone from the
+// directory before it suspects the directory rather than the users (a
+// service account that lost its read access finds nobody): past it, and
+// past half of them, it changes nothing and fails.
+const mostGone = 10
+
+// errImplausibleSync stops a sync that would disable most users as gone.
+var errImplausibleSync = errors.New("the directory no longer has most directory users")
+
 func (s *Service) syncDirectory(ctx context.Context, r *DirectorySync) error {
+	// First every lookup, changing nothing: a directory that stops
+	// answering halfway, or answers implausibly, leaves everyone as they
+	// were.
+	type lookup struct {
+		user storage.User
+		du   DirectoryUser
+		err  error
+	}
+	var found []lookup
+	live, gone := 0, 0
 	f := storage.UserFilter{Source: storage.SourceDirectory, Limit: storage.MaxPageSize}
 	for {
 		page, err := s.store.ListUsers(ctx, f)
@@ -86,28 +106,43 @@ func (s *Service) syncDirectory(ctx context.Context, r *DirectorySync) error {
 			return err
 		}
 		for _, u := range page.Items {
-			if err := s.syncUser(ctx, u, r); err != nil {
-				return err
+			du, err := s.dir.Lookup(ctx, u.Username)
+			s.noteDirectory(err)
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("look up %s: %w", u.Username, err)
 			}
+			if !u.Disabled {
+				live++
+				if err != nil {
+					gone++
+				}
+			}
+			found = append(found, lookup{u, du, err})
 		}
 		if page.Next == "" {
-			return nil
+			break
 		}
 		f.After = page.Next
 	}
+	r.Checked = len(found)
+	if gone > mostGone && 2*gone > live {
+		return fmt.Errorf("%w: %d of the %d enabled ones are not found, so nothing was changed: check that the service account can still read them, and the user base and filter; if they were really removed, disable them in Tether", errImplausibleSync, gone, live)
+	}
+	for _, l := range found {
+		if err := s.syncUser(ctx, l.user, l.du, l.err, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// syncUser brings one directory user in step with the directory.
-func (s *Service) syncUser(ctx context.Context, u storage.User, r *DirectorySync) error {
-	du, err := s.dir.Lookup(ctx, u.Username)
-	s.noteDirectory(err)
-	r.Checked++
+// syncUser brings one directory user in step with what the directory said
+// of them (du, or lookupErr).
+func (s *Service) syncUser(ctx context.Context, u storage.User, du DirectoryUser, lookupErr error, r *DirectorySync) error {
 	reason := ""
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(lookupErr, storage.ErrNotFound):
 		reason = goneFromDirectory
-	case err != nil:
-		return fmt.Errorf("look up %s: %w", u.Username, err)
 	case du.Disabled:
 		reason = disabledInDirectory
 	case du.Role == "":
@@ -180,7 +215,7 @@ var errNotDirectory = errors.New("not a directory user any more")
 
 // RunDirectorySync syncs every interval until ctx is done. A failed sync is
 // logged; the next one tries again.
-func (s *Service) RunDirectorySync(ctx context.Context, every time.Duration, observe func(DirectorySync, error)) {
+func (s *Service) RunDirectorySync(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -192,9 +227,6 @@ func (s *Service) RunDirectorySync(ctx context.Context, every time.Duration, obs
 		r, err := s.SyncDirectory(ctx)
 		if ctx.Err() != nil {
 			return
-		}
-		if observe != nil {
-			observe(r, err)
 		}
 		switch {
 		case err != nil:

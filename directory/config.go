@@ -25,9 +25,12 @@ const (
 	DefaultLastNameAttribute       = "sn"
 	DefaultEmailAttribute          = "mail"
 	DefaultEmployeeNumberAttribute = "employeeNumber"
-	DefaultConnectTimeout          = 5 * time.Second
-	DefaultOperationTimeout        = 10 * time.Second
-	DefaultMaxIdleConns            = 4
+	// DefaultPasswordChangedAttribute is OpenLDAP's (with the ppolicy
+	// overlay); Active Directory's is pwdLastSet.
+	DefaultPasswordChangedAttribute = "pwdChangedTime"
+	DefaultConnectTimeout           = 5 * time.Second
+	DefaultOperationTimeout         = 10 * time.Second
+	DefaultMaxIdleConns             = 4
 )
 
 // Config is how to reach the directory and read people from it. The zero
@@ -91,6 +94,11 @@ type Config struct {
 	LastNameAttribute       string
 	EmailAttribute          string
 	EmployeeNumberAttribute string
+	// PasswordChangedAttribute holds when the person's password last
+	// changed: a generalized time (OpenLDAP's pwdChangedTime) or a Windows
+	// file time (Active Directory's pwdLastSet). Tether ends every session
+	// of a person whose password changed. "-" reads none.
+	PasswordChangedAttribute string
 
 	// ConnectTimeout bounds a connection's setup: TCP, then TLS (ldaps or
 	// StartTLS). OperationTimeout bounds each LDAP operation after it
@@ -242,14 +250,19 @@ func check(cfg Config) (*settings, error) {
 	c.LastNameAttribute = orDefault(c.LastNameAttribute, DefaultLastNameAttribute)
 	c.EmailAttribute = orDefault(c.EmailAttribute, DefaultEmailAttribute)
 	c.EmployeeNumberAttribute = orDefault(c.EmployeeNumberAttribute, DefaultEmployeeNumberAttribute)
-	for _, a := range []struct{ setting, name string }{
+	c.PasswordChangedAttribute = orDefault(c.PasswordChangedAttribute, DefaultPasswordChangedAttribute)
+	read := []struct{ setting, name string }{
 		{"UsernameAttribute", c.UsernameAttribute},
 		{"DisplayNameAttribute", c.DisplayNameAttribute},
 		{"FirstNameAttribute", c.FirstNameAttribute},
 		{"LastNameAttribute", c.LastNameAttribute},
 		{"EmailAttribute", c.EmailAttribute},
 		{"EmployeeNumberAttribute", c.EmployeeNumberAttribute},
-	} {
+	}
+	if c.PasswordChangedAttribute != "-" {
+		read = append(read, struct{ setting, name string }{"PasswordChangedAttribute", c.PasswordChangedAttribute})
+	}
+	for _, a := range read {
 		if !attrName.MatchString(a.name) {
 			return nil, configErr(fmt.Sprintf("%q is not an attribute name", a.name), a.setting)
 		}

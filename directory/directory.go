@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-ldap/ldap/v3"
@@ -194,6 +196,9 @@ func (d *Directory) read(ctx context.Context, c *conn, username string) (auth.Di
 		Email:          e.GetEqualFoldAttributeValue(s.EmailAttribute),
 		EmployeeNumber: e.GetEqualFoldAttributeValue(s.EmployeeNumberAttribute),
 	}
+	if s.PasswordChangedAttribute != "-" {
+		u.PasswordChangedAt = passwordTime(e.GetEqualFoldAttributeValue(s.PasswordChangedAttribute))
+	}
 	// The directory's spelling of the name: the value that matched, where
 	// the attribute has several.
 	if names := e.GetEqualFoldAttributeValues(s.UsernameAttribute); len(names) > 0 {
@@ -326,4 +331,27 @@ func (d *Directory) bind(ctx context.Context, dn, password string) error {
 	default:
 		return unavailable(fmt.Errorf("bind as %s: %s", dn, describe(err)))
 	}
+}
+
+// passwordTime reads when a password changed: a generalized time
+// (20261203141500Z, with optional fractions) or a Windows file time (100 ns
+// units since 1601, as pwdLastSet holds). Anything else, and 0 (Active
+// Directory's "must change at next sign-in"), is the zero time.
+func passwordTime(v string) time.Time {
+	if v == "" {
+		return time.Time{}
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && len(v) > 14 {
+		if n <= 0 {
+			return time.Time{}
+		}
+		const fileTimeToUnix = 116444736000000000 // 1601 to 1970, in 100 ns
+		return time.Unix(0, (n-fileTimeToUnix)*100).UTC()
+	}
+	for _, layout := range []string{"20060102150405Z0700", "20060102150405.999999999Z0700", "20060102150405Z", "20060102150405.999999999Z"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
 }

@@ -671,3 +671,4 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+

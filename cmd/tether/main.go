@@ -84,6 +84,7 @@ Usage:
   tether backup --out FILE
   tether restore FILE
   tether migrate --from DATA|FILE.db|postgres://… --to DATA|FILE.db|postgres://…
+  tether ldap test --username NAME [--password-stdin | --no-password] --ldap-url URL [directory flags]
   tether version
 
 The commands that use the store take --data (the embedded store's
@@ -144,6 +145,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.keysRotate(ctx, rest[1:])
 	case cmd == "migrate":
 		return c.migrate(ctx, rest)
+	case cmd == "ldap" && sub == "test":
+		return c.ldapTest(ctx, rest[1:])
 	case cmd == "version" || cmd == "--version":
 		fmt.Fprintln(c.stdout, version)
 		return nil

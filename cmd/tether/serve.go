@@ -39,6 +39,7 @@ type serveConfig struct {
 	masterKeyFile   string
 	// attestationRoots is a PEM file replacing Google's attestation roots.
 	attestationRoots string
+	ldap             ldapConfig
 }
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -62,6 +63,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.sweepEvery, "sweep-interval", 10*time.Minute, "how often ended sessions, dead enrollment codes and old audit events are removed")
 	fs.BoolVar(&cfg.demo, "demo", false, "start on a temporary store with demo users and handsets, and print commands to try (deleted at exit)")
 	authFlags(fs, &cfg.auth)
+	ldapFlags(fs, &cfg.ldap)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -129,6 +131,19 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		}
 		authOpts = append(authOpts, auth.WithAttestationRoots(roots))
 	}
+	dir, err := cfg.ldap.open()
+	if err != nil {
+		return err
+	}
+	if dir != nil {
+		defer dir.Close()
+		if err := cfg.ldap.check(ctx, dir, func(msg string) {
+			logger.Warn("the company directory cannot be reached: directory users cannot sign in until it can", "error", msg)
+		}); err != nil {
+			return err
+		}
+		authOpts = append(authOpts, auth.WithDirectory(dir))
+	}
 	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate, authOpts...)
 	if err != nil {
 		return err
@@ -187,6 +202,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	defer stopSweeper()
 	if cfg.sweepEvery > 0 {
 		go authSvc.RunSweeper(sweepCtx, cfg.sweepEvery)
+	}
+	if dir != nil && cfg.ldap.syncInterval > 0 {
+		go authSvc.RunDirectorySync(sweepCtx, cfg.ldap.syncInterval)
 	}
 
 	select {
