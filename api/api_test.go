@@ -105,6 +105,7 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	cfg := auth.DefaultConfig()
 	opts := api.Options{BodyLimit: bodyLimit}
 	var devices device.Store = store
+	var authOpts []auth.ServiceOption
 	for _, m := range mutate {
 		switch f := m.(type) {
 		case func(*auth.Config):
@@ -113,11 +114,13 @@ func newEnv(t testing.TB, mutate ...any) *env {
 			f(&opts)
 		case func(device.Store) device.Store:
 			devices = f(devices)
+		case auth.Directory:
+			authOpts = append(authOpts, auth.WithDirectory(f))
 		default:
 			t.Fatalf("newEnv option %T", m)
 		}
 	}
-	authSvc, err := auth.NewService(context.Background(), cfg, store, hasher, v, auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent))
+	authSvc, err := auth.NewService(context.Background(), cfg, store, hasher, v, append(authOpts, auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent))...)
 	if err != nil {
 		t.Fatal(err)
 	}
