@@ -45,6 +45,9 @@ type env struct {
 	// listen starts the app on a real loopback port, once, for sendRaw.
 	listen *sync.Once
 	addr   *string
+	// auth is the server's auth service, for what no route starts (a
+	// directory sync).
+	auth *auth.Service
 }
 
 // withT returns a copy of e that reports to t, for subtests.
@@ -124,7 +127,7 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string)}
+	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string), auth: authSvc}
 	e.app = api.New(api.Deps{
 		Store:   store,
 		Devices: device.NewService(devices, v),

@@ -674,3 +674,46 @@ func TestConsoleCodeWarnings(t *testing.T) {
 	b.run("screenshot the code", chromedp.FullScreenshot(&shot, 100))
 	b.save("console-code.png", shot)
 }
+
+// TestConsoleDirectoryUsers: a directory user is shown as such, with their
+// entry, and without what the directory owns to change (no password
+// reset); the users page says when the last sync ran and what it did.
+func TestConsoleDirectoryUsers(t *testing.T) {
+	e, _ := directoryEnv(t)
+	r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "alice", "password": "alice's secret", "device": handset("490154203237518")})
+	if r.status != 200 {
+		t.Fatalf("alice: %d %s", r.status, r.body)
+	}
+	alice := r.json(t)["user"].(map[string]any)["id"].(string)
+	if _, err := e.auth.SyncDirectory(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, e, 1280, 900)
+	b.signIn("maria", "correct horse")
+	var shot []byte
+	b.run("the users page",
+		chromedp.Navigate(b.base+"/console#users"),
+		chromedp.WaitVisible(`//table[@id="users-table"]//tr[.//a[text()="alice"]]//span[text()="directory"]`),
+		chromedp.WaitVisible("#directory-status", chromedp.ByQuery),
+	)
+	if status := b.text("#directory-status"); !strings.Contains(status, "last sync") || !strings.Contains(status, "1 checked") {
+		t.Fatalf("the sync's status line: %q", status)
+	}
+	var resets int
+	b.eval(`[...document.querySelectorAll("#users-table tr")].filter(tr => tr.textContent.includes("alice") && tr.textContent.includes("Reset password")).length`, &resets)
+	if resets != 0 {
+		t.Fatal("the users page offers to reset a directory user's password")
+	}
+	b.run("alice's page",
+		chromedp.Navigate(b.base+"/console#user/"+alice),
+		chromedp.WaitVisible(`//dl[@id="user-details"]//dd[contains(., "managed in the company directory")]`),
+		chromedp.CaptureScreenshot(&shot),
+	)
+	b.save("console-directory-user.png", shot)
+	if details := b.text("#user-details"); !strings.Contains(details, "uid=alice,ou=people") {
+		t.Fatalf("alice's details lack her entry:\n%s", details)
+	}
+	if actions := b.text("#user-actions"); strings.Contains(actions, "Reset password") || !strings.Contains(actions, "Disable") {
+		t.Fatalf("alice's actions: %q; want Disable and no password reset", actions)
+	}
+}
