@@ -44,7 +44,7 @@ func TestDirectorySignInEverywhere(t *testing.T) {
 	}
 	clientKey := e.do("POST", "/v1/api-keys", e.admin, map[string]any{"role": "client"}).json(t)["key"].(string)
 	for name, r := range map[string]response{
-		"get-user-token": e.do("POST", "/api/User/GetUserToken", "", fixture(t, "get-user-token.request.json", map[string]string{"username": "alice", "password": "alice's secret"})),
+		"get-user-token":    e.do("POST", "/api/User/GetUserToken", "", fixture(t, "get-user-token.request.json", map[string]string{"username": "alice", "password": "alice's secret"})),
 		"renew-login-token": e.do("POST", "/api/Login", "", map[string]any{"username": "alice", "password": "alice's secret", "deviceId": "490154203237518"}),
 		"token-login": e.do("POST", "/api/v1/Authentication/Login?APIKey="+clientKey, "", map[string]any{"username": "alice", "password": "alice's secret"},
 			"X-Device-Id", "490154203237518"),

@@ -671,4 +671,3 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
-
