@@ -32,6 +32,14 @@ type Session struct {
 	DeviceName string `json:"deviceName,omitempty"`
 	// Persistent sessions get the long lifetimes.
 	Persistent bool `json:"persistent"`
+	// ClientID is the OAuth client the session's tokens were issued to,
+	// and Scope what they may do, for a session opened through the OAuth
+	// endpoints; both empty for the native API's.
+	ClientID string `json:"clientId,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+	// AuthTime is when the person last proved who they are (for the ID
+	// token's auth_time); zero means CreatedAt.
+	AuthTime time.Time `json:"authTime,omitzero"`
 
 	CreatedAt  time.Time `json:"createdAt"`
 	LastUsedAt time.Time `json:"lastUsedAt"`

@@ -9,7 +9,7 @@ import (
 var (
 	ErrIDChanged       = errors.New("update must not change the record id")
 	ErrKeyChanged      = errors.New("update must not change the user key")
-	ErrSessionIdentity = errors.New("update must not change the session's id, key, user, device, device name or family")
+	ErrSessionIdentity = errors.New("update must not change the session's id, key, user, device, device name, client or family")
 )
 
 // CheckDeviceUpdate reports an update that changes what identifies a
@@ -36,7 +36,7 @@ func CheckUserUpdate(old, next User) error {
 // session.
 func CheckSessionUpdate(old, next Session) error {
 	if next.ID != old.ID || next.Key != old.Key || next.UserID != old.UserID ||
-		next.DeviceID != old.DeviceID || next.DeviceName != old.DeviceName || !bytes.Equal(next.FamilyHash, old.FamilyHash) {
+		next.DeviceID != old.DeviceID || next.DeviceName != old.DeviceName || next.ClientID != old.ClientID || !bytes.Equal(next.FamilyHash, old.FamilyHash) {
 		return ErrSessionIdentity
 	}
 	return nil
