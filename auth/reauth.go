@@ -37,6 +37,9 @@ func (s *Service) Reauthenticate(ctx context.Context, raw, deviceRef string) (Gr
 	if err != nil {
 		return fail(err)
 	}
+	if b.Session.ClientID != "" {
+		return fail(fmt.Errorf("%w: an OAuth client's token", ErrTokenInvalid))
+	}
 	presented := tok.hash()
 	if !currentRefresh(b.Session, presented) {
 		// Before any proof is spent: Refresh checks this token afresh.

@@ -115,7 +115,17 @@ func (s *Service) usableSession(ctx context.Context, b storage.SessionBundle, de
 // response); after the grace, or a token from an older generation, ends
 // the session. Of concurrent refreshes of one token exactly one rotates.
 func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, error) {
+	return s.RefreshFor(ctx, "", raw, deviceRef)
+}
+
+// RefreshFor is Refresh by an OAuth client (clientID, authenticated by
+// the caller), or by the native API (""): a session's refresh token is
+// good only with the client its session was opened for.
+func (s *Service) RefreshFor(ctx context.Context, clientID, raw, deviceRef string) (Grant, error) {
 	ev := s.event(ctx, "refresh", "failure")
+	if clientID != "" {
+		ev.Detail = map[string]string{"client": truncate(clientID, 64)}
+	}
 	fail := func(err error) (Grant, error) {
 		ev.Reason = reasonOf(err)
 		s.record(ctx, ev)
@@ -124,6 +134,9 @@ func (s *Service) Refresh(ctx context.Context, raw, deviceRef string) (Grant, er
 	tok, b, err := s.refreshSession(ctx, raw)
 	if err != nil {
 		return fail(err)
+	}
+	if subtle.ConstantTimeCompare([]byte(b.Session.ClientID), []byte(clientID)) != 1 {
+		return fail(fmt.Errorf("%w: the session belongs to another client", ErrTokenInvalid))
 	}
 	now := s.now().UTC()
 	sess, user, dev, err := s.usableSession(ctx, b, deviceRef, now, &ev)
@@ -247,6 +260,11 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 	if err := boundName(sess, deviceRef); err != nil {
 		ev.Detail = map[string]string{"presentedDevice": truncate(deviceRef, 64)}
 		return fail(err)
+	}
+	if sess.ClientID != "" {
+		// An OAuth client's tokens are renewed by its refresh token, at
+		// the token endpoint, with the client authenticated.
+		return fail(fmt.Errorf("%w: an OAuth client's token", ErrTokenInvalid))
 	}
 	if !sess.Live(now) {
 		return fail(sessionEnded(sess, now))

@@ -326,6 +326,17 @@ type LoginRequest struct {
 	Password string
 	// Device is the handset's payload; nil for a login without one.
 	Device *device.Payload
+	// ClientID and Scope open the session for an OAuth client: its tokens
+	// carry them, and only that client may refresh it. Empty for the
+	// native API.
+	ClientID string
+	Scope    string
+	// AuthTime is when the person proved who they are, where that was
+	// before this request (an OAuth code redeemed); zero means now.
+	AuthTime time.Time
+	// DPoPJKT, when set, is the key the request's DPoP proof must be made
+	// with (an OAuth dpop_jkt).
+	DPoPJKT string
 	// DeviceRef names the handset for clients that send no payload: an
 	// enrolled handset by its id or IMEI (every handset rule applies), or
 	// any other device name, to which the session is then bound (renewed
@@ -350,55 +361,141 @@ type Grant struct {
 
 // Login checks a username, password and handset, and opens a session.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
-	ev := s.event(ctx, "login", "failure")
-	ev.Username = printableName(req.Username)
-	fail := func(err error) (Grant, error) {
-		var te *tether.Error
-		if errors.As(err, &te) {
-			ev.Reason = string(te.Code)
-		} else {
-			ev.Reason = "internal"
-		}
-		s.record(ctx, ev)
+	ev := s.loginEvent(ctx, "login", req)
+	fail := s.failLogin(ctx, &ev)
+	deviceName, err := s.checkLoginRequest(&req)
+	if err != nil {
 		return Grant{}, err
 	}
+	user, err := s.guardedCheck(ctx, req.Username, req.Password, s.ownHandset(ctx, req))
+	if err != nil {
+		return Grant{}, fail(err)
+	}
+	grant, err := s.admitAndOpen(ctx, user, req, deviceName, &ev)
+	if err != nil {
+		return Grant{}, fail(err)
+	}
+	s.rehash(ctx, user, req.Password)
+	return grant, nil
+}
 
-	// Validate the payload before anything costly: a bad payload is the
-	// client's bug, answered at once and not counted as a failed login.
+// SignedIn is a person who proved their password, and the handset the
+// request named, admitted: the first half of a login, for the OAuth flows
+// whose tokens are issued later (Open).
+type SignedIn struct {
+	User storage.User
+	// Device is the admitted handset, or nil.
+	Device *storage.Device
+	// DeviceName is the device name the request gave instead, or "".
+	DeviceName string
+	At         time.Time
+}
+
+// SignIn checks a username, password and handset as Login does (the
+// throttle, the directory, every handset rule) but opens no session: an
+// OAuth authorization or a device approval, whose tokens Open issues when
+// the client redeems it. It is audited as oauth.sign_in.
+func (s *Service) SignIn(ctx context.Context, req LoginRequest) (SignedIn, error) {
+	ev := s.loginEvent(ctx, "oauth.sign_in", req)
+	fail := s.failLogin(ctx, &ev)
+	deviceName, err := s.checkLoginRequest(&req)
+	if err != nil {
+		return SignedIn{}, err
+	}
+	user, err := s.guardedCheck(ctx, req.Username, req.Password, s.ownHandset(ctx, req))
+	if err != nil {
+		return SignedIn{}, fail(err)
+	}
+	dev, events, err := s.admitFor(ctx, user, req, deviceName, &ev)
+	if err != nil {
+		return SignedIn{}, fail(err)
+	}
+	s.record(ctx, append(events, withOutcome(ev, "success"))...)
+	s.rehash(ctx, user, req.Password)
+	return SignedIn{User: user, Device: dev, DeviceName: deviceName, At: s.now().UTC()}, nil
+}
+
+// Open issues the tokens of a sign-in made earlier (SignIn) to an OAuth
+// client: the user and the handset named by req (its payload, or its id
+// as DeviceRef) are checked again, the handset's key is proven with the
+// request's DPoP proof where it has one, and a session is opened, as at
+// the end of Login. req's Username and Password are not used.
+func (s *Service) Open(ctx context.Context, userID string, req LoginRequest) (Grant, error) {
+	ev := s.loginEvent(ctx, "login", req)
+	ev.UserID = userID
+	fail := s.failLogin(ctx, &ev)
+	deviceName, err := s.checkLoginRequest(&req)
+	if err != nil {
+		return Grant{}, err
+	}
+	user, err := s.store.GetUser(ctx, userID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Grant{}, fail(ErrAccountDisabled)
+	}
+	if err != nil {
+		return Grant{}, fail(err)
+	}
+	return s.admitAndOpen(ctx, user, req, deviceName, &ev)
+}
+
+// loginEvent starts the audit event of a login (or of one of its halves).
+func (s *Service) loginEvent(ctx context.Context, action string, req LoginRequest) storage.Event {
+	ev := s.event(ctx, action, "failure")
+	ev.Username = printableName(req.Username)
+	if req.ClientID != "" {
+		ev.Detail = map[string]string{"client": truncate(req.ClientID, 64)}
+	}
+	return ev
+}
+
+// failLogin returns a function that records ev as failed with err's
+// reason and returns err.
+func (s *Service) failLogin(ctx context.Context, ev *storage.Event) func(error) error {
+	return func(err error) error {
+		ev.Reason = reasonOf(err)
+		s.record(ctx, *ev)
+		return err
+	}
+}
+
+// checkLoginRequest validates what a login request carries before
+// anything costly: a bad payload or device name is the client's mistake,
+// answered at once and not counted as a failed login. It returns the
+// device name the request gives instead of a handset, if it does.
+func (s *Service) checkLoginRequest(req *LoginRequest) (string, error) {
 	if req.Device != nil {
 		req.Device.Normalize()
 		if err := device.Validate(s.validate, *req.Device, "device.", true); err != nil {
-			return Grant{}, err
+			return "", err
 		}
 	}
-	deviceName := ""
 	if ref := req.DeviceRef; req.Device == nil && strings.TrimSpace(ref) != "" && !namesHandset(ref) {
 		if len(ref) > maxDeviceName || !tether.Printable(ref) {
-			return Grant{}, tether.Invalid("deviceId", "device_name_invalid", fmt.Sprintf("a device name is printable text of at most %d bytes", maxDeviceName))
+			return "", tether.Invalid("deviceId", "device_name_invalid", fmt.Sprintf("a device name is printable text of at most %d bytes", maxDeviceName))
 		}
-		deviceName = ref
+		return ref, nil
 	}
+	return "", nil
+}
 
-	user, err := s.guardedCheck(ctx, req.Username, req.Password, s.ownHandset(ctx, req))
-	if err != nil {
-		return fail(err)
-	}
+// admitFor applies the rules of the account and the handset a request
+// names to user: the account enabled, then the handset (its payload, its
+// id or IMEI, or a device name that is no handset), or none where the
+// user may log in without one. It returns the admitted handset and the
+// events to write with the session.
+func (s *Service) admitFor(ctx context.Context, user storage.User, req LoginRequest, deviceName string, ev *storage.Event) (*storage.Device, []storage.Event, error) {
 	ev.UserID, ev.Username = user.ID, user.Username
 	if user.Disabled {
-		return fail(ErrAccountDisabled)
+		return nil, nil, ErrAccountDisabled
 	}
-
-	var dev *storage.Device
-	var events []storage.Event
 	switch {
 	case req.Device != nil:
 		d, evs, err := s.admitDevice(ctx, user, *req.Device)
-		if err != nil {
-			ev.DeviceID = d.ID
-			return fail(err)
-		}
-		dev, events = &d, evs
 		ev.DeviceID = d.ID
+		if err != nil {
+			return nil, nil, err
+		}
+		return &d, evs, nil
 	case deviceName != "":
 		// A name, not a handset: the rules of a login without one, and
 		// the session bound to the name.
@@ -407,34 +504,75 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 		}
 		ev.Detail["deviceName"] = truncate(deviceName, 64)
 		if user.Role == storage.RoleWorker && s.cfg.RequireDevice {
-			return fail(ErrDeviceNotEnrolled)
+			return nil, nil, ErrDeviceNotEnrolled
 		}
 	case strings.TrimSpace(req.DeviceRef) != "":
 		d, err := s.admitDeviceRef(ctx, user, req.DeviceRef)
-		if err != nil {
-			ev.DeviceID = d.ID
-			return fail(err)
-		}
-		dev = &d
 		ev.DeviceID = d.ID
+		if err != nil {
+			return nil, nil, err
+		}
+		return &d, nil, nil
 	case user.Role == storage.RoleWorker && s.cfg.RequireDevice:
-		return fail(tether.Invalid("device", "device_required", "workers log in from an enrolled handset: send the device payload"))
+		return nil, nil, tether.Invalid("device", "device_required", "workers log in from an enrolled handset: send the device payload")
 	}
+	return nil, nil, nil
+}
 
+// admitAndOpen is the end of a login: the account and handset admitted,
+// the handset's key proven (and a key the payload offers enrolled), and
+// the session opened with ev as its success event.
+func (s *Service) admitAndOpen(ctx context.Context, user storage.User, req LoginRequest, deviceName string, ev *storage.Event) (Grant, error) {
+	dev, events, err := s.admitFor(ctx, user, req, deviceName, ev)
+	if err != nil {
+		return Grant{}, err
+	}
 	var offered device.Payload
 	if req.Device != nil {
 		offered = *req.Device
 	}
 	jkt, err := s.proveLogin(ctx, user, dev, offered)
 	if err != nil {
-		return fail(err)
+		return Grant{}, err
 	}
-	grant, err := s.openSession(ctx, user, dev, deviceName, jkt, req, append(events, withOutcome(ev, "success")))
+	if req.ClientID != "" {
+		if jkt, err = s.clientKey(ctx, jkt, req.DPoPJKT); err != nil {
+			return Grant{}, err
+		}
+	}
+	return s.openSession(ctx, user, dev, deviceName, jkt, req, append(events, withOutcome(*ev, "success")))
+}
+
+// clientKey is the key an OAuth client's session is bound to (RFC 9449):
+// the handset's (bound, already proven), or, for a session without a
+// handset key, the key of the request's DPoP proof where it carries one,
+// so its tokens are DPoP-bound. want, when set (dpop_jkt), is the key the
+// authorization request named: the proof must be made with it.
+func (s *Service) clientKey(ctx context.Context, bound, want string) (string, error) {
+	if bound != "" || s.cfg.DeviceProof == ProofOff {
+		if want != "" && subtle.ConstantTimeCompare([]byte(bound), []byte(want)) != 1 {
+			return "", proofError("the proof is not made with the key the authorization request named (dpop_jkt)")
+		}
+		return bound, nil
+	}
+	p, ok := proofOf(ctx)
+	if !ok {
+		if want != "" {
+			return "", ErrProofRequired
+		}
+		return "", nil
+	}
+	cp, err := verifyProof(p, "", s.now())
 	if err != nil {
-		return fail(err)
+		return "", err
 	}
-	s.rehash(ctx, user, req.Password)
-	return grant, nil
+	if want != "" && subtle.ConstantTimeCompare([]byte(cp.jkt), []byte(want)) != 1 {
+		return "", proofError("the proof is not made with the key the authorization request named (dpop_jkt)")
+	}
+	if err := s.requireProof(ctx, cp.jkt, ""); err != nil {
+		return "", err
+	}
+	return cp.jkt, nil
 }
 
 // maxDeviceName bounds a device name (LoginRequest.DeviceRef).
@@ -742,6 +880,10 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 		sess.DeviceID = dev.ID
 	} else {
 		sess.DeviceName = deviceName
+	}
+	sess.ClientID, sess.Scope, sess.AuthTime = req.ClientID, req.Scope, req.AuthTime
+	if sess.AuthTime.IsZero() {
+		sess.AuthTime = now
 	}
 	sess.AccessExpiresAt = minTime(now.Add(s.cfg.AccessTTL), sess.ExpiresAt)
 	// Sign with the store's newest key, not one another server revoked: a
