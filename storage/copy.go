@@ -36,8 +36,8 @@ const copyBatch = MaxPageSize
 // while no server uses either store.
 //
 // The authorization and device codes of OAuth grants are not copied: they
-// live minutes, and a grant in progress while the servers stop is started
-// again by its client. The clients they were issued to are copied.
+// live minutes, and a grant left unfinished by the move fails, for its
+// client to start again. The OAuth clients are copied.
 func Copy(ctx context.Context, from Store, to interface {
 	Store
 	Loader
