@@ -16,14 +16,15 @@ type Loader interface {
 	LoadSigningKeys(ctx context.Context, keys []SigningKey) error
 }
 
-// Counts is how many records of each kind a store holds.
+// Counts is how many records of each kind a store holds. The codes of
+// OAuth grants in progress are not counted: they are not copied.
 type Counts struct {
-	Devices, Users, APIKeys, Sessions, Events, SigningKeys, EnrollmentCodes int
+	Devices, Users, APIKeys, Sessions, Events, SigningKeys, EnrollmentCodes, OAuthClients int
 }
 
 func (c Counts) String() string {
-	return fmt.Sprintf("%d devices, %d users, %d API keys, %d sessions, %d audit events, %d signing keys, %d enrollment codes",
-		c.Devices, c.Users, c.APIKeys, c.Sessions, c.Events, c.SigningKeys, c.EnrollmentCodes)
+	return fmt.Sprintf("%d devices, %d users, %d API keys, %d sessions, %d audit events, %d signing keys, %d enrollment codes, %d OAuth clients",
+		c.Devices, c.Users, c.APIKeys, c.Sessions, c.Events, c.SigningKeys, c.EnrollmentCodes, c.OAuthClients)
 }
 
 // copyBatch is how many records each write of Copy carries.
@@ -33,6 +34,10 @@ const copyBatch = MaxPageSize
 // batches of short transactions, and then counts both: it returns the
 // counts, or an error if to does not hold exactly what from holds. Copy
 // while no server uses either store.
+//
+// The authorization and device codes of OAuth grants are not copied: they
+// live minutes, and a grant left unfinished by the move fails, for its
+// client to start again. The OAuth clients are copied.
 func Copy(ctx context.Context, from Store, to interface {
 	Store
 	Loader
@@ -86,6 +91,18 @@ func Copy(ctx context.Context, from Store, to interface {
 			}
 			for _, c := range codes {
 				if err := to.CreateEnrollmentCode(ctx, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"OAuth clients", func() error {
+			clients, err := from.ListOAuthClients(ctx)
+			if err != nil {
+				return err
+			}
+			for _, c := range clients {
+				if err := to.CreateOAuthClient(ctx, c); err != nil {
 					return err
 				}
 			}
@@ -195,6 +212,10 @@ func Count(ctx context.Context, s Store) (Counts, error) {
 	if err != nil {
 		return c, err
 	}
-	c.APIKeys, c.SigningKeys, c.EnrollmentCodes = len(keys), len(signing), len(codes)
+	clients, err := s.ListOAuthClients(ctx)
+	if err != nil {
+		return c, err
+	}
+	c.APIKeys, c.SigningKeys, c.EnrollmentCodes, c.OAuthClients = len(keys), len(signing), len(codes), len(clients)
 	return c, nil
 }

@@ -73,7 +73,8 @@ type OAuthClients interface {
 	// ListOAuthClients returns every client, in ID order.
 	ListOAuthClients(ctx context.Context) ([]OAuthClient, error)
 	// UpdateOAuthClient replaces the client with what fn returns (see the
-	// package contract). Changing the ID is an error.
+	// package contract). Changing the ID is an error; changing the
+	// registration hash to one that is taken is a *ConflictError.
 	UpdateOAuthClient(ctx context.Context, id string, fn func(OAuthClient) (OAuthClient, error), opts ...WriteOption) (OAuthClient, error)
 	// DeleteOAuthClient removes a client, or returns ErrNotFound; the
 	// write options run in the same transaction.
@@ -168,14 +169,16 @@ type OAuthGrants interface {
 	// UpdateAuthCode finds the code whose hash is hash (or returns
 	// ErrNotFound) and replaces it with what fn returns, atomically with
 	// respect to every other update of it (see the package contract): a
-	// code is redeemed once, however many redeem it at once.
+	// code is redeemed once, however many redeem it at once. Changing the
+	// ID or the hash is an error.
 	UpdateAuthCode(ctx context.Context, hash []byte, fn func(AuthCode) (AuthCode, error), opts ...WriteOption) (AuthCode, error)
 	// CreateDeviceCode stores a new device code, or returns a
 	// *ConflictError (Field "userCode") if a live one has its user code.
 	CreateDeviceCode(ctx context.Context, c DeviceCode, opts ...WriteOption) error
 	// UpdateDeviceCode finds the device code whose hash is hash (or
 	// returns ErrNotFound) and replaces it with what fn returns, as
-	// UpdateAuthCode does.
+	// UpdateAuthCode does. Changing the ID, the hash or the user code is
+	// an error.
 	UpdateDeviceCode(ctx context.Context, hash []byte, fn func(DeviceCode) (DeviceCode, error), opts ...WriteOption) (DeviceCode, error)
 	// UpdateDeviceCodeByUserCode is UpdateDeviceCode by user code, among
 	// the codes not expired at now; ErrNotFound if none.

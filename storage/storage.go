@@ -140,6 +140,8 @@ type Store interface {
 	Audit
 	SigningKeys
 	EnrollmentCodes
+	OAuthClients
+	OAuthGrants
 	// Ping reports whether the store can serve reads.
 	Ping(ctx context.Context) error
 	// Close releases the store. Nothing may be called after it.

@@ -50,3 +50,29 @@ func CheckCodeUpdate(old, next EnrollmentCode) error {
 	}
 	return nil
 }
+
+// CheckOAuthClientUpdate reports an update that changes a client's ID.
+func CheckOAuthClientUpdate(old, next OAuthClient) error {
+	if next.ID != old.ID {
+		return ErrIDChanged
+	}
+	return nil
+}
+
+// CheckAuthCodeUpdate reports an update that changes what identifies an
+// authorization code: its ID or hash.
+func CheckAuthCodeUpdate(old, next AuthCode) error {
+	if next.ID != old.ID || !bytes.Equal(next.Hash, old.Hash) {
+		return ErrIDChanged
+	}
+	return nil
+}
+
+// CheckDeviceCodeUpdate reports an update that changes what identifies a
+// device code: its ID, hash or user code.
+func CheckDeviceCodeUpdate(old, next DeviceCode) error {
+	if next.ID != old.ID || !bytes.Equal(next.Hash, old.Hash) || next.UserCode != old.UserCode {
+		return ErrIDChanged
+	}
+	return nil
+}

@@ -56,6 +56,14 @@ var (
 	bucketEnrollCodes    = []byte("enrollment_codes")
 	bucketEnrollCodeHash = []byte("enrollment_codes_by_hash")
 
+	bucketOAuthClients       = []byte("oauth_clients")
+	bucketOAuthClientReg     = []byte("oauth_clients_by_registration") // registration hash → client
+	bucketAuthCodes          = []byte("auth_codes")
+	bucketAuthCodeHash       = []byte("auth_codes_by_hash")
+	bucketDeviceCodes        = []byte("device_codes")
+	bucketDeviceCodeHash     = []byte("device_codes_by_hash")
+	bucketDeviceCodeUserCode = []byte("device_codes_by_user_code") // user code → its newest device code
+
 	keySchemaVersion = []byte("schema_version")
 )
 
@@ -94,6 +102,11 @@ var migrations = []func(tx *bolt.Tx) error{
 			}
 			return idx.Put(skeletonKey(u.Username, u.ID), nil)
 		})
+	},
+	// 3 → 4: OAuth clients, authorization codes, device codes.
+	func(tx *bolt.Tx) error {
+		return createBuckets(tx, bucketOAuthClients, bucketOAuthClientReg, bucketAuthCodes,
+			bucketAuthCodeHash, bucketDeviceCodes, bucketDeviceCodeHash, bucketDeviceCodeUserCode)
 	},
 }
 

@@ -224,6 +224,15 @@ func TestMigratesFromSchema1(t *testing.T) {
 	if _, err := s.CreateSession(ctx, sess, nil); err != nil {
 		t.Fatalf("a session in the migrated store: %v", err)
 	}
+	// The OAuth buckets of schema 4 are there.
+	client := storage.OAuthClient{ID: storage.NewID(storage.PrefixClient), RegistrationHash: []byte("registration")}
+	if err := s.CreateOAuthClient(ctx, client); err != nil {
+		t.Fatalf("an OAuth client in the migrated store: %v", err)
+	}
+	code := storage.DeviceCode{ID: storage.NewID(storage.PrefixDeviceCode), Hash: []byte("device"), UserCode: "BCDFGHJK", ExpiresAt: time.Now().Add(time.Minute), CreatedAt: time.Now()}
+	if err := s.CreateDeviceCode(ctx, code); err != nil {
+		t.Fatalf("a device code in the migrated store: %v", err)
+	}
 }
 
 // TestBackupUnderWrites backs up while writers keep writing, restores the

@@ -48,8 +48,13 @@ func TestMigrationFillsSkeletons(t *testing.T) {
 	if _, err := s.CreateUser(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	// Back to schema 3, as a database of an older build.
-	for _, sql := range []string{`DROP INDEX users_username_skeleton_idx`, `ALTER TABLE users DROP COLUMN username_skeleton`, `DELETE FROM schema_migrations WHERE version = 4`} {
+	// Back to schema 3, as a database of an older build (undoing schema 5
+	// too).
+	for _, sql := range []string{
+		`DROP TABLE oauth_clients, auth_codes, device_codes`,
+		`DROP INDEX users_username_skeleton_idx`, `ALTER TABLE users DROP COLUMN username_skeleton`,
+		`DELETE FROM schema_migrations WHERE version >= 4`,
+	} {
 		if _, err := s.Pool().Exec(ctx, sql); err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,7 @@ type loader interface {
 // one, and checks that the copy holds the same records, integer keys,
 // revocations and key retirements included, and goes on as the original
 // would: new keys follow the copied ones, a new login replaces the copied
-// live session.
+// live session. The short-lived codes of OAuth grants are left behind.
 func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	ctx := context.Background()
 	from := newStore(t)
@@ -35,11 +35,19 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	k1 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now}
 	k2 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now.Add(time.Hour)}
 	ev := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "login", Outcome: "success", UserID: u.ID}
+	registered := newOAuthClient(storage.NewID(storage.PrefixClient))
+	registered.RegistrationHash = randBytes(32)
+	authCode := newAuthCode(registered.ID, u.ID)
+	deviceCode := newDeviceCode("BCDFGHJK", now)
 	for _, err := range []error{
 		from.RotateSigningKey(ctx, k1), from.RotateSigningKey(ctx, k2),
 		from.CreateAPIKey(ctx, storage.APIKey{ID: storage.NewID(storage.PrefixAPIKey), Role: storage.RoleManager, Hash: randBytes(32), Hint: "tak_1234", CreatedAt: now}),
 		from.CreateEnrollmentCode(ctx, storage.EnrollmentCode{ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), MaxUses: 3, Uses: 1, ExpiresAt: now.Add(time.Hour), CreatedAt: now}),
 		from.AppendEvents(ctx, ev),
+		from.CreateOAuthClient(ctx, newOAuthClient(storage.NewID(storage.PrefixClient))),
+		from.CreateOAuthClient(ctx, registered),
+		from.CreateAuthCode(ctx, authCode),
+		from.CreateDeviceCode(ctx, deviceCode),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -54,7 +62,7 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
 	}
-	want := storage.Counts{Devices: 1, Users: 2, APIKeys: 1, Sessions: 2, Events: 1, SigningKeys: 2, EnrollmentCodes: 1}
+	want := storage.Counts{Devices: 1, Users: 2, APIKeys: 1, Sessions: 2, Events: 1, SigningKeys: 2, EnrollmentCodes: 1, OAuthClients: 2}
 	if counts != want {
 		t.Fatalf("copied %s; want %s", counts, want)
 	}
@@ -83,4 +91,18 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	if got, err := to.GetSession(ctx, live.ID); err != nil || got.RevokeReason != "replaced" {
 		t.Fatalf("the copied live session after a new login: %+v, %v; want replaced", got, err)
 	}
+	// OAuth clients are copied whole, their registration hash still taken;
+	// the codes of grants in progress are not copied (see storage.Copy).
+	got, err := to.GetOAuthClient(ctx, registered.ID)
+	if err != nil {
+		t.Fatalf("copied OAuth client: %v", err)
+	}
+	sameJSON(t, "copied OAuth client", got, registered)
+	taken := newOAuthClient(storage.NewID(storage.PrefixClient))
+	taken.RegistrationHash = registered.RegistrationHash
+	wantConflict(t, to.CreateOAuthClient(ctx, taken), "registrationHash")
+	_, err = to.UpdateAuthCode(ctx, authCode.Hash, func(c storage.AuthCode) (storage.AuthCode, error) { return c, nil })
+	wantNotFound(t, err)
+	_, err = to.UpdateDeviceCode(ctx, deviceCode.Hash, func(c storage.DeviceCode) (storage.DeviceCode, error) { return c, nil })
+	wantNotFound(t, err)
 }

@@ -54,6 +54,14 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"EnrollmentCodes", testEnrollmentCodes},
 		{"Purges", testPurges},
 		{"SessionBundle", testSessionBundle},
+		{"OAuthClientCRUD", testOAuthClientCRUD},
+		{"OAuthClientCopies", testOAuthClientCopies},
+		{"AuthCodes", testAuthCodes},
+		{"AuthCodeConcurrentRedemption", testAuthCodeConcurrentRedemption},
+		{"DeviceCodes", testDeviceCodes},
+		{"DeviceCodeConcurrentApproval", testDeviceCodeConcurrentApproval},
+		{"DeviceCodeUserCodeRace", testDeviceCodeUserCodeRace},
+		{"OAuthGrantsPurge", testOAuthGrantsPurge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
