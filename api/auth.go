@@ -315,11 +315,13 @@ func (s *server) rotateKeys(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	kid, err := s.Auth.RotateKeys(c.UserContext(), principal(c), req.Revoke)
+	kids, err := s.Auth.RotateKeys(c.UserContext(), principal(c), req.Revoke)
 	if err != nil {
 		return err
 	}
-	return s.respond(c, fiber.StatusOK, fiber.Map{"kid": kid, "revoked": req.Revoke}, xmlNames("rotation", "item"))
+	// kid is the key access tokens are signed with from now on; kids has
+	// the new key of every algorithm.
+	return s.respond(c, fiber.StatusOK, fiber.Map{"kid": kids[s.Auth.Config().TokenAlg], "kids": kids, "revoked": req.Revoke}, xmlNames("rotation", "item"))
 }
 
 func (s *server) listSessions(c *fiber.Ctx) error {

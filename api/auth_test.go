@@ -3,7 +3,9 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image/png"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -293,15 +295,22 @@ func TestIntrospectAndJWKS(t *testing.T) {
 
 	r = e.do("GET", "/.well-known/jwks.json", "", nil)
 	keys := r.json(t)["keys"].([]any)
-	if r.status != 200 || len(keys) != 1 || keys[0].(map[string]any)["alg"] != "EdDSA" || keys[0].(map[string]any)["crv"] != "Ed25519" {
-		t.Fatalf("jwks: %s", r.body)
+	kinds := map[string]string{}
+	for _, k := range keys {
+		k := k.(map[string]any)
+		kinds[fmt.Sprint(k["alg"])] = fmt.Sprint(k["kty"], " ", k["crv"], " ", k["use"])
+	}
+	want := map[string]string{"EdDSA": "OKP Ed25519 sig", "ES256": "EC P-256 sig", "RS256": "RSA <nil> sig"}
+	if r.status != 200 || len(keys) != 3 || !maps.Equal(kinds, want) {
+		t.Fatalf("jwks: got %v; want %v", kinds, want)
 	}
 	r = e.do("POST", "/v1/admin/keys/rotate", e.admin, nil)
-	if r.status != 200 || r.json(t)["kid"] == "" {
-		t.Fatalf("rotate: %d %s", r.status, r.body)
+	kids, _ := r.json(t)["kids"].(map[string]any)
+	if r.status != 200 || r.json(t)["kid"] == "" || r.json(t)["kid"] != kids["EdDSA"] || len(kids) != 3 {
+		t.Fatalf("rotate: %d %s; want the new key of each algorithm, and the EdDSA one as kid", r.status, r.body)
 	}
-	if n := len(e.do("GET", "/.well-known/jwks.json", "", nil).json(t)["keys"].([]any)); n != 2 {
-		t.Fatalf("jwks after rotation: %d keys", n)
+	if n := len(e.do("GET", "/.well-known/jwks.json", "", nil).json(t)["keys"].([]any)); n != 6 {
+		t.Fatalf("jwks after rotation: got %d keys; want 6", n)
 	}
 	if r := e.do("GET", "/v1/auth/me", tok["accessToken"].(string), nil); r.status != 200 {
 		t.Fatalf("old-key token after rotation: %d", r.status)

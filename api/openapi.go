@@ -101,8 +101,9 @@ var operations = []op{
 	{method: "GET", path: "/v1/api-keys", summary: "List API keys", tag: "admin", auth: "admin", okStatus: 200, ok: page[apiKeyView]{}},
 	{method: "DELETE", path: "/v1/api-keys/{id}", summary: "Revoke an API key", tag: "admin", auth: "admin", okStatus: 204},
 	{method: "POST", path: "/v1/admin/keys/rotate", summary: "Start signing tokens with a new key; with revoke, delete every other key at once (a key that may be stolen: the tokens it signed stop verifying, apps refresh)", tag: "admin", auth: "admin", body: rotateRequest{}, okStatus: 200, ok: struct {
-		Kid     string `json:"kid"`
-		Revoked bool   `json:"revoked"`
+		Kid     string            `json:"kid"`
+		Kids    map[string]string `json:"kids"`
+		Revoked bool              `json:"revoked"`
 	}{}},
 	{method: "GET", path: "/v1/admin/backup", summary: "A consistent snapshot of the store, streamed", tag: "admin", auth: "admin", okStatus: 200, ok: "application/octet-stream"},
 }

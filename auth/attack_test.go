@@ -2,9 +2,16 @@ package auth_test
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"os"
 	"strings"
@@ -38,62 +45,160 @@ func forge(t *testing.T, real string, method jwt.SigningMethod, key any, mutate 
 	return s
 }
 
+// strangerKeys are keys of every algorithm, and of some we do not sign
+// with, that are not the server's, with the method each signs with.
+func strangerKeys(t *testing.T) map[string]struct {
+	method jwt.SigningMethod
+	key    crypto.Signer
+} {
+	t.Helper()
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]struct {
+		method jwt.SigningMethod
+		key    crypto.Signer
+	}{
+		auth.EdDSA: {jwt.SigningMethodEdDSA, ed},
+		auth.ES256: {jwt.SigningMethodES256, p256},
+		auth.RS256: {jwt.SigningMethodRS256, rsaKey},
+		"ES384":    {jwt.SigningMethodES384, p384},
+		"PS256":    {jwt.SigningMethodPS256, rsaKey},
+		"RS512":    {jwt.SigningMethodRS512, rsaKey},
+	}
+}
+
+// publicKeyForms are the forms an attacker may find our public key in and
+// try as an HMAC secret: the JWK's own members, the JWK, PKIX DER and PEM.
+func publicKeyForms(t *testing.T, k auth.JWK) map[string][]byte {
+	t.Helper()
+	pub := jwkKeys(t, []auth.JWK{k})[k.Kid].pub
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, err := json.Marshal(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forms := map[string][]byte{
+		"JWK": jwk, "PKIX DER": der,
+		"PEM": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}),
+	}
+	switch pub := pub.(type) {
+	case ed25519.PublicKey:
+		forms["raw"] = pub
+	case *rsa.PublicKey:
+		forms["modulus"] = pub.N.Bytes()
+		forms["PKCS #1 PEM"] = pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(pub)})
+	}
+	return forms
+}
+
+// TestTokenAttacks forges, tampers with and confuses the access tokens of
+// each algorithm: HMAC keyed with the public key in every form it is
+// published or stored in, the algorithm swapped (to another of ours, with
+// a key of that algorithm, or with the genuine signature kept), and the
+// usual tampering.
 func TestTokenAttacks(t *testing.T) {
-	w := newWorld(t)
-	g := w.mustLogin()
-	jwks := w.svc.Keys().JWKS()
-	pub, err := base64.RawURLEncoding.DecodeString(jwks[0].X)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, stranger, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts := strings.Split(g.AccessToken, ".")
-	b64 := base64.RawURLEncoding.EncodeToString
+	strangers := strangerKeys(t)
+	for _, alg := range auth.Algorithms() {
+		t.Run(alg, func(t *testing.T) {
+			w := newWorld(t, func(c *auth.Config) { c.TokenAlg = alg })
+			g := w.mustLogin()
+			kid := headerKid(t, g.AccessToken)
+			var own auth.JWK
+			for _, k := range w.svc.Keys().JWKS() {
+				if k.Kid == kid {
+					own = k
+				}
+			}
+			if own.Alg != alg {
+				t.Fatalf("the token's key %s is a %q key; want %s", kid, own.Alg, alg)
+			}
+			parts := strings.Split(g.AccessToken, ".")
+			b64 := base64.RawURLEncoding.EncodeToString
+			same := strangers[alg]
 
-	attacks := map[string]string{
-		"alg none":                        forge(t, g.AccessToken, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil),
-		"HS256 keyed with the public key": forge(t, g.AccessToken, jwt.SigningMethodHS256, pub, nil),
-		"another key, same kid":           forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, nil),
-		"unknown kid": forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, func(_ jwt.MapClaims, h map[string]any) {
-			h["kid"] = "key_UNKNOWN"
-		}),
-		"path-like kid": forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, func(_ jwt.MapClaims, h map[string]any) {
-			h["kid"] = "../../etc/passwd"
-		}),
-		"no kid": forge(t, g.AccessToken, jwt.SigningMethodEdDSA, stranger, func(_ jwt.MapClaims, h map[string]any) {
-			delete(h, "kid")
-		}),
-		"tampered role":     parts[0] + "." + b64([]byte(strings.Replace(mustDecode(t, parts[1]), `"worker"`, `"admin"`, 1))) + "." + parts[2],
-		"tampered expiry":   parts[0] + "." + b64([]byte(strings.Replace(mustDecode(t, parts[1]), `"exp":`, `"exp":9`, 1))) + "." + parts[2],
-		"signature cut":     parts[0] + "." + parts[1] + ".",
-		"two parts":         parts[0] + "." + parts[1],
-		"empty":             "",
-		"garbage":           "not.a.token",
-		"huge":              strings.Repeat("A", 10000),
-		"refresh as access": g.RefreshToken,
-	}
-	for name, tok := range attacks {
-		if _, err := w.svc.Authenticate(w.ctx, tok); !errors.Is(err, auth.ErrTokenInvalid) {
-			t.Errorf("%s: Authenticate = %v; want token_invalid", name, err)
-		}
-		if _, err := w.svc.Renew(w.ctx, tok, w.phone.ID); !errors.Is(err, auth.ErrTokenInvalid) {
-			t.Errorf("%s: Renew = %v; want token_invalid", name, err)
-		}
-		if w.svc.Introspect(w.ctx, tok).Active {
-			t.Errorf("%s: introspection says active", name)
-		}
-	}
+			attacks := map[string]string{
+				"alg none":              forge(t, g.AccessToken, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil),
+				"another key, same kid": forge(t, g.AccessToken, same.method, same.key, nil),
+				"unknown kid": forge(t, g.AccessToken, same.method, same.key, func(_ jwt.MapClaims, h map[string]any) {
+					h["kid"] = "key_UNKNOWN"
+				}),
+				"path-like kid": forge(t, g.AccessToken, same.method, same.key, func(_ jwt.MapClaims, h map[string]any) {
+					h["kid"] = "../../etc/passwd"
+				}),
+				"no kid": forge(t, g.AccessToken, same.method, same.key, func(_ jwt.MapClaims, h map[string]any) {
+					delete(h, "kid")
+				}),
+				"tampered role":     parts[0] + "." + b64([]byte(strings.Replace(mustDecode(t, parts[1]), `"worker"`, `"admin"`, 1))) + "." + parts[2],
+				"tampered expiry":   parts[0] + "." + b64([]byte(strings.Replace(mustDecode(t, parts[1]), `"exp":`, `"exp":9`, 1))) + "." + parts[2],
+				"signature cut":     parts[0] + "." + parts[1] + ".",
+				"two parts":         parts[0] + "." + parts[1],
+				"empty":             "",
+				"garbage":           "not.a.token",
+				"huge":              strings.Repeat("A", 10000),
+				"refresh as access": g.RefreshToken,
+			}
+			for form, secret := range publicKeyForms(t, own) {
+				for _, m := range []jwt.SigningMethod{jwt.SigningMethodHS256, jwt.SigningMethodHS512} {
+					attacks[m.Alg()+" keyed with the public key, "+form] = forge(t, g.AccessToken, m, secret, nil)
+				}
+			}
+			for other, s := range strangers {
+				if other == alg {
+					continue
+				}
+				// A key of another algorithm presented under our key's id:
+				// the algorithm is the key's, not the token's.
+				attacks["alg swapped to "+other] = forge(t, g.AccessToken, s.method, s.key, nil)
+				header := b64([]byte(strings.Replace(mustDecode(t, parts[0]), `"alg":"`+alg+`"`, `"alg":"`+other+`"`, 1)))
+				attacks["alg swapped to "+other+", signature kept"] = header + "." + parts[1] + "." + parts[2]
+			}
+			// Our own key of another algorithm, named by its id, with our
+			// key's algorithm in the header.
+			for _, k := range w.svc.Keys().JWKS() {
+				if k.Alg != alg {
+					attacks["kid of our "+k.Alg+" key, signed "+alg] = forge(t, g.AccessToken, same.method, same.key, func(_ jwt.MapClaims, h map[string]any) {
+						h["kid"] = k.Kid
+					})
+				}
+			}
+			for name, tok := range attacks {
+				if _, err := w.svc.Authenticate(w.ctx, tok); !errors.Is(err, auth.ErrTokenInvalid) {
+					t.Errorf("%s: Authenticate got %v; want token_invalid", name, err)
+				}
+				if _, err := w.svc.Renew(w.ctx, tok, w.phone.ID); !errors.Is(err, auth.ErrTokenInvalid) {
+					t.Errorf("%s: Renew got %v; want token_invalid", name, err)
+				}
+				if w.svc.Introspect(w.ctx, tok).Active {
+					t.Errorf("%s: introspection says active", name)
+				}
+			}
 
-	// And a genuine token stays good through all of that.
-	if _, err := w.svc.Authenticate(w.ctx, g.AccessToken); err != nil {
-		t.Fatalf("the real token: %v", err)
-	}
-	w.clock.Advance(time.Hour)
-	if _, err := w.svc.Authenticate(w.ctx, g.AccessToken); !errors.Is(err, auth.ErrTokenExpired) {
-		t.Fatalf("expired: %v", err)
+			// And a genuine token stays good through all of that.
+			if _, err := w.svc.Authenticate(w.ctx, g.AccessToken); err != nil {
+				t.Fatalf("the real token: %v", err)
+			}
+			w.clock.Advance(time.Hour)
+			if _, err := w.svc.Authenticate(w.ctx, g.AccessToken); !errors.Is(err, auth.ErrTokenExpired) {
+				t.Fatalf("expired: got %v; want token_expired", err)
+			}
+		})
 	}
 }
 

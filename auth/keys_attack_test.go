@@ -13,8 +13,8 @@ import (
 	"tether/storage"
 )
 
-// stolenKey is the active signing key as a thief with the store file has
-// it: its id and private key.
+// stolenKey is the active Ed25519 signing key as a thief with the store
+// file has it: its id and private key.
 func stolenKey(t *testing.T, store storage.SigningKeys) (string, ed25519.PrivateKey) {
 	t.Helper()
 	keys, err := store.ListSigningKeys(context.Background())
@@ -22,11 +22,11 @@ func stolenKey(t *testing.T, store storage.SigningKeys) (string, ed25519.Private
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		if k.RetiredAt.IsZero() {
+		if k.RetiredAt.IsZero() && k.Algorithm() == auth.EdDSA {
 			return k.ID, ed25519.NewKeyFromSeed(k.Private)
 		}
 	}
-	t.Fatal("no active key")
+	t.Fatal("no active EdDSA key")
 	return "", nil
 }
 
@@ -86,10 +86,11 @@ func TestStolenSigningKey(t *testing.T) {
 				}
 				stale = append(stale, svc)
 			}
-			newKid, err := w.svc.RotateKeys(w.ctx, auth.CLI, true)
+			kids, err := w.svc.RotateKeys(w.ctx, auth.CLI, true)
 			if err != nil {
 				t.Fatal(err)
 			}
+			newKid := kids[auth.EdDSA]
 			// At once, on both servers: the other never reloaded on its own.
 			for name, svc := range map[string]*auth.Service{"this server": w.svc, "the other": other} {
 				if _, err := svc.Authenticate(w.ctx, usual); !errors.Is(err, auth.ErrTokenInvalid) {

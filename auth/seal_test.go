@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -16,21 +15,27 @@ import (
 	"tether/auth"
 )
 
+// TestSealedSigningKeys: with a master key, the keys of every algorithm
+// are sealed in the store (those found unsealed in place, new ones as they
+// are made), and tokens of every algorithm are signed and verified with
+// them; without the master key, or with another, the server does not
+// start.
 func TestSealedSigningKeys(t *testing.T) {
-	ctx := context.Background()
-	store := newStore(t)
-	v := validatorFor(t)
-	now := func() time.Time { return time.Now() }
+	w := newWorld(t)
+	ctx, v := w.ctx, validatorFor(t)
 
 	// A store that started unsealed…
-	if _, err := auth.LoadKeys(ctx, store, time.Hour, now, nil); err != nil {
-		t.Fatal(err)
+	keys, err := w.store.ListSigningKeys(ctx)
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("unsealed store: %d keys, %v; want 3", len(keys), err)
 	}
-	keys, _ := store.ListSigningKeys(ctx)
-	if len(keys) != 1 || keys[0].Sealed {
-		t.Fatalf("unsealed store: %+v", keys)
+	var privates [][]byte
+	for _, k := range keys {
+		if k.Sealed {
+			t.Fatalf("%s key sealed without a master key", k.Algorithm())
+		}
+		privates = append(privates, bytes.Clone(k.Private))
 	}
-	seed := bytes.Clone(keys[0].Private)
 
 	// …is sealed in place once a master key is given.
 	raw := make([]byte, 32)
@@ -39,32 +44,77 @@ func TestSealedSigningKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := auth.NewService(ctx, auth.DefaultConfig(), store, auth.NewHasher(cheap), v, auth.WithMasterKey(master))
-	if err != nil {
+	sealed := func(alg string) *auth.Service {
+		t.Helper()
+		cfg := auth.DefaultConfig()
+		cfg.TokenAlg = alg
+		svc, err := auth.NewService(ctx, cfg, w.store, auth.NewHasher(cheap), v, auth.WithMasterKey(master), auth.WithClock(w.clock.Now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	services := map[string]*auth.Service{}
+	for _, alg := range auth.Algorithms() {
+		services[alg] = sealed(alg)
+	}
+	keys, _ = w.store.ListSigningKeys(ctx)
+	if len(keys) != 3 {
+		t.Fatalf("%d keys after sealing; want the same 3", len(keys))
+	}
+	for i, k := range keys {
+		if !k.Sealed || bytes.Contains(k.Private, privates[i]) {
+			t.Fatalf("%s key after sealing: sealed %v, private key visible %v; want sealed, not visible", k.Algorithm(), k.Sealed, bytes.Contains(k.Private, privates[i]))
+		}
+	}
+	login := func(svc *auth.Service, alg string) auth.Grant {
+		t.Helper()
+		g, err := svc.Login(ctx, auth.LoginRequest{Username: "walter", Password: password, Device: payload(w.phone.IMEI)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := headerAlg(t, g.AccessToken); got != alg {
+			t.Fatalf("token signed %s; want %s", got, alg)
+		}
+		for _, other := range services {
+			if _, err := other.Authenticate(ctx, g.AccessToken); err != nil {
+				t.Fatalf("%s token with sealed keys: %v", alg, err)
+			}
+		}
+		return g
+	}
+	for alg, svc := range services {
+		login(svc, alg)
+	}
+	if _, err := services[auth.EdDSA].RotateKeys(ctx, auth.CLI, false); err != nil {
 		t.Fatal(err)
 	}
-	keys, _ = store.ListSigningKeys(ctx)
-	if len(keys) != 1 || !keys[0].Sealed || bytes.Contains(keys[0].Private, seed) {
-		t.Fatalf("after sealing: sealed=%v, seed visible=%v", keys[0].Sealed, bytes.Contains(keys[0].Private, seed))
+	// Past the shortest wait before the others look for keys they do not
+	// know yet.
+	w.clock.Advance(time.Second)
+	keys, _ = w.store.ListSigningKeys(ctx)
+	if len(keys) != 6 {
+		t.Fatalf("%d keys after a rotation; want 6", len(keys))
 	}
-	if _, err := svc.RotateKeys(ctx, auth.CLI, false); err != nil {
-		t.Fatal(err)
+	for _, k := range keys[3:] {
+		if !k.Sealed {
+			t.Fatalf("a rotated %s key is stored unsealed", k.Algorithm())
+		}
 	}
-	keys, _ = store.ListSigningKeys(ctx)
-	if len(keys) != 2 || !keys[1].Sealed {
-		t.Fatalf("a rotated key is stored unsealed: %+v", keys[1].Sealed)
+	for alg, svc := range services {
+		login(svc, alg)
 	}
 
 	// Without the master key, or with another, the server does not start.
-	_, err = auth.NewService(ctx, auth.DefaultConfig(), store, auth.NewHasher(cheap), v)
+	_, err = auth.NewService(ctx, auth.DefaultConfig(), w.store, auth.NewHasher(cheap), v)
 	if !errors.Is(err, auth.ErrSealed) {
-		t.Fatalf("no master key: %v; want ErrSealed", err)
+		t.Fatalf("no master key: got %v; want ErrSealed", err)
 	}
 	other, _ := auth.NewMasterKey(bytes.Repeat([]byte{7}, 32))
-	if _, err := auth.NewService(ctx, auth.DefaultConfig(), store, auth.NewHasher(cheap), v, auth.WithMasterKey(other)); err == nil || !strings.Contains(err.Error(), "does not open") {
-		t.Fatalf("another master key: %v", err)
+	if _, err := auth.NewService(ctx, auth.DefaultConfig(), w.store, auth.NewHasher(cheap), v, auth.WithMasterKey(other)); err == nil || !strings.Contains(err.Error(), "does not open") {
+		t.Fatalf("another master key: got %v; want does not open", err)
 	}
-	if _, err := auth.NewService(ctx, auth.DefaultConfig(), store, auth.NewHasher(cheap), v, auth.WithMasterKey(master)); err != nil {
+	if _, err := auth.NewService(ctx, auth.DefaultConfig(), w.store, auth.NewHasher(cheap), v, auth.WithMasterKey(master)); err != nil {
 		t.Fatalf("the right master key: %v", err)
 	}
 }

@@ -43,6 +43,10 @@ const (
 type Config struct {
 	Issuer   string
 	Audience string
+	// TokenAlg is the algorithm access tokens are signed with: EdDSA (the
+	// default, also when empty), ES256 or RS256. Tokens of every algorithm
+	// verify whatever it is, so it can be changed on a running fleet.
+	TokenAlg string
 
 	AccessTTL   time.Duration
 	RenewWindow time.Duration
@@ -105,6 +109,7 @@ func DefaultConfig() Config {
 	return Config{
 		Issuer:               "tether",
 		Audience:             "tether",
+		TokenAlg:             EdDSA,
 		AccessTTL:            15 * time.Minute,
 		RenewWindow:          24 * time.Hour,
 		SessionIdle:          720 * time.Hour,
@@ -134,6 +139,9 @@ func (c Config) Validate() error {
 	case EnrollPreregistered, EnrollCode, EnrollOpen:
 	default:
 		errs = append(errs, fmt.Errorf("enrollment mode %q: want preregistered, code or open", c.EnrollmentMode))
+	}
+	if c.TokenAlg != "" && !slices.Contains(Algorithms(), c.TokenAlg) {
+		errs = append(errs, fmt.Errorf("token algorithm %q: want EdDSA, ES256 or RS256", c.TokenAlg))
 	}
 	switch c.SIMPolicy {
 	case SIMAllow, SIMAudit, SIMBlock:
@@ -235,6 +243,9 @@ func WithLogger(l *slog.Logger) ServiceOption {
 func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Hasher, v *validator.Validate, opts ...ServiceOption) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.TokenAlg == "" {
+		cfg.TokenAlg = EdDSA
 	}
 	s := &Service{cfg: cfg, store: store, hasher: hasher, validate: v, now: time.Now, log: slog.Default()}
 	for _, opt := range opts {

@@ -2,9 +2,15 @@ package auth_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -143,25 +149,78 @@ func wantErr(t *testing.T, err, want error) {
 }
 
 // verifyWithJWKS checks a token as a resource server would: with nothing but
-// the published keys and a standard JWT library.
+// the published keys and a standard JWT library, the algorithm pinned to
+// the one its key's JWK names.
 func (w *world) verifyWithJWKS(token string) jwt.MapClaims {
 	w.t.Helper()
-	keys := map[string]ed25519.PublicKey{}
-	for _, k := range w.svc.Keys().JWKS() {
-		x, err := base64.RawURLEncoding.DecodeString(k.X)
-		if err != nil || k.Kty != "OKP" || k.Crv != "Ed25519" || k.Alg != "EdDSA" {
-			w.t.Fatalf("bad JWK %+v", k)
-		}
-		keys[k.Kid] = x
-	}
+	keys := jwkKeys(w.t, w.svc.Keys().JWKS())
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
-		return keys[t.Header["kid"].(string)], nil
-	}, jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithTimeFunc(w.clock.Now))
+		k, ok := keys[t.Header["kid"].(string)]
+		if !ok || t.Method.Alg() != k.alg {
+			return nil, fmt.Errorf("no %v key %v in the JWKS", t.Header["alg"], t.Header["kid"])
+		}
+		return k.pub, nil
+	}, jwt.WithValidMethods(auth.Algorithms()), jwt.WithTimeFunc(w.clock.Now))
 	if err != nil {
 		w.t.Fatalf("token does not verify against the JWKS: %v", err)
 	}
 	return claims
+}
+
+// jwkKey is a public key read back from its JWK.
+type jwkKey struct {
+	alg string
+	pub crypto.PublicKey
+}
+
+// jwkKeys reads the keys of a JWKS back, by key id, from their JWK members
+// alone (RFC 7517, 7518 and 8037), failing the test on a member missing,
+// wrong or extra.
+func jwkKeys(t testing.TB, jwks []auth.JWK) map[string]jwkKey {
+	t.Helper()
+	b64 := func(s string) []byte {
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil || len(b) == 0 {
+			t.Fatalf("JWK member %q: %v", s, err)
+		}
+		return b
+	}
+	keys := map[string]jwkKey{}
+	for _, k := range jwks {
+		if k.Use != "sig" || k.Kid == "" {
+			t.Fatalf("JWK %+v: want use sig and a kid", k)
+		}
+		var pub crypto.PublicKey
+		switch {
+		case k.Alg == auth.EdDSA && k.Kty == "OKP" && k.Crv == "Ed25519" && k.Y+k.N+k.E == "":
+			x := b64(k.X)
+			if len(x) != ed25519.PublicKeySize {
+				t.Fatalf("Ed25519 JWK x of %d bytes", len(x))
+			}
+			pub = ed25519.PublicKey(x)
+		case k.Alg == auth.ES256 && k.Kty == "EC" && k.Crv == "P-256" && k.N+k.E == "":
+			x, y := b64(k.X), b64(k.Y)
+			if len(x) != 32 || len(y) != 32 {
+				t.Fatalf("P-256 JWK x of %d bytes and y of %d; want 32 each", len(x), len(y))
+			}
+			p, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+			if err != nil {
+				t.Fatalf("P-256 JWK: %v", err)
+			}
+			pub = p
+		case k.Alg == auth.RS256 && k.Kty == "RSA" && k.Crv+k.X+k.Y == "":
+			p := &rsa.PublicKey{N: new(big.Int).SetBytes(b64(k.N)), E: int(new(big.Int).SetBytes(b64(k.E)).Int64())}
+			if p.N.BitLen() < 2048 || p.E != 65537 {
+				t.Fatalf("RSA JWK of %d bits, e %d", p.N.BitLen(), p.E)
+			}
+			pub = p
+		default:
+			t.Fatalf("JWK %+v: members do not fit its algorithm", k)
+		}
+		keys[k.Kid] = jwkKey{alg: k.Alg, pub: pub}
+	}
+	return keys
 }
 
 func TestLogin(t *testing.T) {
@@ -653,10 +712,11 @@ func TestCutOff(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	w := newWorld(t)
 	before := w.mustLogin()
-	kid, err := w.svc.RotateKeys(w.ctx, auth.CLI, false)
+	kids, err := w.svc.RotateKeys(w.ctx, auth.CLI, false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	kid := kids[auth.EdDSA]
 	after := w.mustLogin()
 	if got := headerKid(t, after.AccessToken); got != kid {
 		t.Fatalf("new token kid %s; want the new key %s", got, kid)
@@ -664,8 +724,8 @@ func TestKeyRotation(t *testing.T) {
 	if headerKid(t, before.AccessToken) == kid {
 		t.Fatal("old token has the new kid")
 	}
-	if n := len(w.svc.Keys().JWKS()); n != 2 {
-		t.Fatalf("JWKS has %d keys; want 2 while old tokens live", n)
+	if n := len(w.svc.Keys().JWKS()); n != 6 {
+		t.Fatalf("JWKS has %d keys; want 6 (two of each algorithm) while old tokens live", n)
 	}
 	w.verifyWithJWKS(before.AccessToken)
 	// The old token was replaced by the later login on the same handset, so
@@ -686,8 +746,8 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := w2.svc.RotateKeys(w2.ctx, auth.CLI, false); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(w2.svc.Keys().JWKS()); n != 2 {
-		t.Fatalf("JWKS has %d keys after the first one's life; want 2", n)
+	if n := len(w2.svc.Keys().JWKS()); n != 6 {
+		t.Fatalf("JWKS has %d keys after the first ones' life; want 6", n)
 	}
 	_, err = w2.svc.Renew(w2.ctx, old.AccessToken, "")
 	wantErr(t, err, auth.ErrTokenInvalid)

@@ -219,12 +219,13 @@ func (s *Service) mayManage(ctx context.Context, by Principal, userID string) er
 	return nil
 }
 
-// RotateKeys makes a new signing key and returns its id. With revoke every
-// other key is deleted at once (KeySet.Revoke): the emergency rotation, for
-// a key that may have been stolen.
-func (s *Service) RotateKeys(ctx context.Context, by Principal, revoke bool) (string, error) {
+// RotateKeys makes a new signing key of every algorithm and returns their
+// ids by algorithm (KeySet.Rotate). With revoke every other key is deleted
+// at once (KeySet.Revoke): the emergency rotation, for a key that may have
+// been stolen.
+func (s *Service) RotateKeys(ctx context.Context, by Principal, revoke bool) (map[string]string, error) {
 	if err := by.Require(storage.RoleAdmin); err != nil {
-		return "", err
+		return nil, err
 	}
 	ev := s.event(ctx, "keys.rotate", "success")
 	ev.Actor = by.String()

@@ -39,9 +39,9 @@ type Confirmation struct {
 	JKT string `json:"jkt"`
 }
 
-// signAccess makes an access token for a session.
+// signAccess makes an access token for a session, signed with the key of
+// Config.TokenAlg.
 func (s *Service) signAccess(sess storage.Session, role storage.Role, jti string, iat, exp time.Time) (string, error) {
-	kid, priv := s.keys.signer()
 	claims := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.cfg.Issuer,
@@ -58,21 +58,48 @@ func (s *Service) signAccess(sess storage.Session, role storage.Role, jti string
 	if sess.JKT != "" {
 		claims.Cnf = &Confirmation{JKT: sess.JKT}
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	return s.SignJWT(claims, s.cfg.TokenAlg, nil)
+}
+
+// SignJWT signs claims with this server's active key of alg (EdDSA, ES256
+// or RS256; see Algorithms), naming the key in the "kid" header: a token
+// anyone can verify with the JWKS (KeySet.JWKS). header adds members to
+// the JOSE header, such as "typ"; it cannot set "alg" or "kid". An
+// algorithm of no key is ErrUnsupportedAlgorithm.
+//
+// It is for tokens other than access tokens, such as OpenID Connect ID
+// tokens in the algorithm each client asks for. They verify with the same
+// keys as access tokens, so they must not pass for one: access tokens
+// carry Config.Audience in "aud" (and "sid", "sub" and "jti"), so give
+// them another audience, such as the client's id.
+func (s *Service) SignJWT(claims jwt.Claims, alg string, header map[string]any) (string, error) {
+	kid, key, method := s.keys.signer(alg)
+	if kid == "" {
+		return "", fmt.Errorf("%w: %q", ErrUnsupportedAlgorithm, alg)
+	}
+	tok := jwt.NewWithClaims(method, claims)
+	for name, v := range header {
+		if name == "alg" || name == "kid" {
+			return "", fmt.Errorf("sign token: the %q header is the key's", name)
+		}
+		tok.Header[name] = v
+	}
 	tok.Header["kid"] = kid
-	return tok.SignedString(priv)
+	return tok.SignedString(key)
 }
 
 // parseAccess verifies an access token's signature and claims. With
 // allowExpired it accepts a token past its expiry (for renewal), leaving the
-// time checks to the caller. Only EdDSA with a key of ours is accepted: the
-// algorithm is pinned, "none", HMAC and unknown key ids are refused.
+// time checks to the caller. Only a key of ours verifies, and only with
+// its own algorithm: whatever the token's header says, a token of an
+// ES256 key verifies as ES256 or not at all; "none", HMAC and unknown key
+// ids are refused.
 func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool) (*Claims, error) {
 	if len(raw) == 0 || len(raw) > 4096 {
 		return nil, ErrTokenInvalid
 	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithValidMethods(Algorithms()),
 		jwt.WithIssuer(s.cfg.Issuer),
 		jwt.WithAudience(s.cfg.Audience),
 		jwt.WithExpirationRequired(),
@@ -83,16 +110,16 @@ func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool
 	}
 	var claims Claims
 	_, err := jwt.NewParser(opts...).ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
-		if t.Method != jwt.SigningMethodEdDSA {
-			return nil, fmt.Errorf("algorithm %v", t.Header["alg"])
-		}
 		kid, ok := t.Header["kid"].(string)
 		if !ok {
 			return nil, errors.New("no key id")
 		}
-		pub, ok := s.keys.verifier(ctx, kid)
+		alg, pub, ok := s.keys.verifier(ctx, kid)
 		if !ok {
 			return nil, fmt.Errorf("unknown key id %q", kid)
+		}
+		if t.Method == nil || t.Method.Alg() != alg {
+			return nil, fmt.Errorf("algorithm %v for a %s key", t.Header["alg"], alg)
 		}
 		claims.kid = kid
 		return pub, nil
@@ -139,7 +166,7 @@ func (s *Service) keyCurrent(ctx context.Context, c *Claims, newest string) erro
 	if err := s.keys.catchUp(ctx, newest); err != nil {
 		return err
 	}
-	if _, ok := s.keys.verifier(ctx, c.kid); !ok {
+	if _, _, ok := s.keys.verifier(ctx, c.kid); !ok {
 		return fmt.Errorf("%w: key %q revoked", ErrTokenInvalid, c.kid)
 	}
 	return nil

@@ -302,20 +302,36 @@ type Audit interface {
 	PurgeEvents(ctx context.Context, before time.Time, batch int) (int, error)
 }
 
-// SigningKey is an Ed25519 key that signs access tokens.
+// SigningKey is a key that signs tokens: Ed25519 (EdDSA), ECDSA P-256
+// (ES256) or RSA (RS256).
 type SigningKey struct {
 	// ID is the JWT "kid".
 	ID string `json:"id"`
-	// Private is the Ed25519 seed (32 bytes), or, when Sealed, the seed
-	// sealed with the server's master key.
+	// Alg is the JOSE algorithm the key signs with: "EdDSA", "ES256" or
+	// "RS256". Empty is EdDSA (keys stored before there were others); see
+	// Algorithm.
+	Alg string `json:"alg,omitempty"`
+	// Private is, for EdDSA, the Ed25519 seed (32 bytes), and for the
+	// others the PKCS #8 private key in DER; or, when Sealed, that sealed
+	// with the server's master key.
 	Private []byte `json:"private"`
 	Sealed  bool   `json:"sealed,omitempty"`
-	// Public is the Ed25519 public key (32 bytes).
+	// Public is, for EdDSA, the Ed25519 public key (32 bytes), and for the
+	// others the PKIX public key in DER.
 	Public    []byte    `json:"public"`
 	CreatedAt time.Time `json:"createdAt"`
-	// RetiredAt is when a newer key took over signing; zero for the active
-	// key. A retired key still verifies the tokens it signed.
+	// RetiredAt is when a newer key of its algorithm took over signing;
+	// zero for an active key. A retired key still verifies the tokens it
+	// signed.
 	RetiredAt time.Time `json:"retiredAt,omitzero"`
+}
+
+// Algorithm is the key's algorithm: Alg, or "EdDSA" where Alg is empty.
+func (k SigningKey) Algorithm() string {
+	if k.Alg == "" {
+		return "EdDSA"
+	}
+	return k.Alg
 }
 
 // Clone returns a deep copy of k.
@@ -325,16 +341,27 @@ func (k SigningKey) Clone() SigningKey {
 	return k
 }
 
-// SigningKeys persists token signing keys.
+// SigningKeys persists token signing keys. Each key has an algorithm
+// (SigningKey.Algorithm), and the keys of one algorithm rotate apart from
+// the others': an active (unretired) key of each, and retired ones.
 type SigningKeys interface {
 	// ListSigningKeys returns every key, oldest first.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
-	// RotateSigningKey stores next as the active key and marks every other
-	// unretired key retired at next.CreatedAt, in one transaction.
-	RotateSigningKey(ctx context.Context, next SigningKey, opts ...WriteOption) error
-	// RevokeSigningKeys stores next as the active key and deletes every
-	// other key, in one transaction: what they signed stops verifying.
-	RevokeSigningKeys(ctx context.Context, next SigningKey, opts ...WriteOption) error
+	// AddMissingSigningKeys stores each key of next whose algorithm has
+	// no active key, and leaves out the others, in one transaction: of
+	// instances starting together on one store, each with keys of its
+	// own, one key per algorithm is stored.
+	AddMissingSigningKeys(ctx context.Context, next []SigningKey) error
+	// RotateSigningKeys stores the keys of next, at most one per
+	// algorithm, as active keys, and marks every other unretired key of
+	// one of their algorithms retired at the CreatedAt of the new key of
+	// its algorithm, in one transaction. Keys of other algorithms are left
+	// as they are. A key whose ID is taken is a *ConflictError.
+	RotateSigningKeys(ctx context.Context, next []SigningKey, opts ...WriteOption) error
+	// RevokeSigningKeys stores the keys of next as the active keys and
+	// deletes every other key, in one transaction: what they signed stops
+	// verifying.
+	RevokeSigningKeys(ctx context.Context, next []SigningKey, opts ...WriteOption) error
 	// DeleteSigningKey removes a key, or returns ErrNotFound.
 	DeleteSigningKey(ctx context.Context, id string) error
 	// ReplaceSigningKey stores k in place of the key with its ID (to seal

@@ -230,20 +230,29 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 		ev := storage.NewEvent(ctx, time.Now(), "keys.rotate", "success", auth.CLI.String())
 		if *revoke {
 			ev.Reason = "old keys revoked"
-			kid, err := keys.Revoke(ctx, storage.WithEvents(ev))
+			kids, err := keys.Revoke(ctx, storage.WithEvents(ev))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stderr, "new signing key %s; every other key is deleted: the access tokens they signed no longer verify, and apps get new ones by refreshing\n", kid)
+			fmt.Fprintf(c.stderr, "new signing keys %s; every other key is deleted: the access tokens they signed no longer verify, and apps get new ones by refreshing\n", keyList(kids))
 			return nil
 		}
-		kid, err := keys.Rotate(ctx, storage.WithEvents(ev))
+		kids, err := keys.Rotate(ctx, storage.WithEvents(ev))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stderr, "new signing key %s; tokens signed by the old ones verify until they expire\n", kid)
+		fmt.Fprintf(c.stderr, "new signing keys %s; tokens signed by the old ones verify until they expire\n", keyList(kids))
 		return nil
 	})
+}
+
+// keyList names new signing keys: "EdDSA key_…, ES256 key_…, RS256 key_…".
+func keyList(kids map[string]string) string {
+	var parts []string
+	for _, alg := range auth.Algorithms() {
+		parts = append(parts, alg+" "+kids[alg])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (c *cli) deviceImport(ctx context.Context, args []string) error {

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -427,7 +428,7 @@ func TestKeysRotate(t *testing.T) {
 	dir := t.TempDir()
 	for i := 1; i <= 2; i++ {
 		r := runCLI(t, "", nil, "keys", "rotate", "--data", dir)
-		if r.code != 0 || !strings.Contains(r.stderr, "new signing key key_") {
+		if r.code != 0 || !strings.Contains(r.stderr, "new signing keys EdDSA key_") || !strings.Contains(r.stderr, ", RS256 key_") {
 			t.Fatalf("keys rotate: exit %d, %s", r.code, r.stderr)
 		}
 	}
@@ -437,16 +438,16 @@ func TestKeysRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first run made the first key and rotated to a second; the next
-	// rotated to a third. Only the newest signs.
-	active := 0
+	// The first run made the first key of each algorithm and rotated to a
+	// second; the next rotated to a third. Only the newest of each signs.
+	active := map[string]int{}
 	for _, k := range keys {
 		if k.RetiredAt.IsZero() {
-			active++
+			active[k.Algorithm()]++
 		}
 	}
-	if len(keys) != 3 || active != 1 || !keys[2].RetiredAt.IsZero() {
-		t.Fatalf("keys after two rotations: %d, %d active", len(keys), active)
+	if len(keys) != 9 || len(active) != 3 || active["EdDSA"] != 1 || active["ES256"] != 1 || active["RS256"] != 1 || !keys[8].RetiredAt.IsZero() {
+		t.Fatalf("keys after two rotations: got %d, active %v; want 9, one active of each algorithm", len(keys), active)
 	}
 	events, err := s.ListEvents(context.Background(), storage.EventFilter{Action: "keys.rotate"})
 	if err != nil || len(events.Items) != 2 || events.Items[0].Actor != "cli" {
@@ -462,12 +463,59 @@ func TestKeysRotate(t *testing.T) {
 	s = openTestStore(t, dir)
 	defer s.Close()
 	keys, err = s.ListSigningKeys(context.Background())
-	if err != nil || len(keys) != 1 || !keys[0].RetiredAt.IsZero() {
-		t.Fatalf("keys after revoking: %+v, %v; want one, active", keys, err)
+	if err != nil || len(keys) != 3 || !keys[0].RetiredAt.IsZero() || !keys[1].RetiredAt.IsZero() || !keys[2].RetiredAt.IsZero() {
+		t.Fatalf("keys after revoking: %+v, %v; want three, active", keys, err)
 	}
 	events, err = s.ListEvents(context.Background(), storage.EventFilter{Action: "keys.rotate"})
 	if err != nil || len(events.Items) != 3 || events.Items[2].Reason != "old keys revoked" {
 		t.Fatalf("rotation events: %+v, %v", events.Items, err)
+	}
+}
+
+// TestTokenAlgFlag: --token-alg (or TETHER_TOKEN_ALG) chooses the
+// algorithm of access tokens, signed by a key the JWKS publishes beside
+// those of the other algorithms; an algorithm Tether has no keys of stops
+// the start, naming the three.
+func TestTokenAlgFlag(t *testing.T) {
+	dir := t.TempDir()
+	if r := runCLI(t, "correct horse\n", nil, "user", "add", "--data", dir, "--username", "boss", "--role", "manager", "--password-stdin"); r.code != 0 {
+		t.Fatalf("user add: %s", r.stderr)
+	}
+	srv := startServer(t, dir, "--token-alg", "RS256")
+	base := "http://" + srv.addr
+	code, login := request(t, "POST", base+"/v1/auth/login", "", `{"username":"boss","password":"correct horse"}`)
+	if code != 200 {
+		t.Fatalf("login: %d %v", code, login)
+	}
+	header, err := base64.RawURLEncoding.DecodeString(strings.Split(login["accessToken"].(string), ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct{ Alg, Kid string }
+	if err := json.Unmarshal(header, &h); err != nil || h.Alg != "RS256" {
+		t.Fatalf("access token header %s, %v; want RS256", header, err)
+	}
+	code, jwks := request(t, "GET", base+"/.well-known/jwks.json", "", "")
+	algs := map[string]string{}
+	for _, k := range jwks["keys"].([]any) {
+		k := k.(map[string]any)
+		algs[k["kid"].(string)] = k["alg"].(string)
+	}
+	if code != 200 || len(algs) != 3 || algs[h.Kid] != "RS256" {
+		t.Fatalf("JWKS %d %v; want 3 keys, %s the RS256 one", code, algs, h.Kid)
+	}
+	srv.stop(t)
+
+	for name, env := range map[string]map[string]string{
+		"flag": nil, "environment": {"TETHER_TOKEN_ALG": "HS256"},
+	} {
+		args := []string{"serve", "--data", t.TempDir()}
+		if env == nil {
+			args = append(args, "--token-alg", "HS256")
+		}
+		if r := runCLI(t, "", env, args...); r.code != 1 || !strings.Contains(r.stderr, "want EdDSA, ES256 or RS256") {
+			t.Errorf("%s HS256: exit %d, %s; want 1 naming the algorithms", name, r.code, r.stderr)
+		}
 	}
 }
 

@@ -237,6 +237,7 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.StringVar(&a.SIMPolicy, "sim-policy", a.SIMPolicy, "a login whose SIMs differ from the enrolled ones: allow, audit or block")
 	fs.StringVar(&a.Issuer, "issuer", a.Issuer, "the iss claim of access tokens")
 	fs.StringVar(&a.Audience, "audience", a.Audience, "the aud claim of access tokens")
+	fs.StringVar(&a.TokenAlg, "token-alg", a.TokenAlg, "the algorithm access tokens are signed with: EdDSA, ES256 or RS256 (for resource servers that cannot verify EdDSA; RS256 signs slowest); tokens of all three verify, and the JWKS has a key of each")
 	fs.IntVar(&a.AccountFailures, "max-account-failures", a.AccountFailures, "failed passwords for an account from one client address before each further attempt from it waits (1s, doubling; 0: no limit)")
 	fs.IntVar(&a.AccountFailuresTotal, "max-account-failures-total", a.AccountFailuresTotal, "failed passwords for an account from all addresses together before its logins wait, but from a handset assigned to it (0: no limit)")
 	fs.IntVar(&a.AddressFailures, "max-address-failures", a.AddressFailures, "failed passwords (and enrollment codes) from one client address, any account, before its attempts wait (0: no limit)")

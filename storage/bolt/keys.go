@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -26,12 +27,50 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, erro
 	return keys, err
 }
 
-// RotateSigningKey implements storage.SigningKeys.
-func (s *Store) RotateSigningKey(ctx context.Context, next storage.SigningKey, opts ...storage.WriteOption) error {
+// AddMissingSigningKeys implements storage.SigningKeys.
+func (s *Store) AddMissingSigningKeys(ctx context.Context, next []storage.SigningKey) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSigningKeys)
+		active := map[string]bool{}
+		err := b.ForEach(func(id, v []byte) error {
+			var k storage.SigningKey
+			if err := json.Unmarshal(v, &k); err != nil {
+				return fmt.Errorf("decode signing key %q: %w", id, err)
+			}
+			if k.RetiredAt.IsZero() {
+				active[k.Algorithm()] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range next {
+			if active[k.Algorithm()] {
+				continue
+			}
+			if b.Get([]byte(k.ID)) != nil {
+				return &storage.ConflictError{Entity: "signing key", Field: "id", Value: k.ID}
+			}
+			if err := put(b, []byte(k.ID), k); err != nil {
+				return err
+			}
+			active[k.Algorithm()] = true
+		}
+		return nil
+	})
+}
+
+// RotateSigningKeys implements storage.SigningKeys.
+func (s *Store) RotateSigningKeys(ctx context.Context, next []storage.SigningKey, opts ...storage.WriteOption) error {
 	return s.write(ctx, opts, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSigningKeys)
-		if b.Get([]byte(next.ID)) != nil {
-			return &storage.ConflictError{Entity: "signing key", Field: "id", Value: next.ID}
+		retireAt := map[string]time.Time{}
+		for _, k := range next {
+			if b.Get([]byte(k.ID)) != nil {
+				return &storage.ConflictError{Entity: "signing key", Field: "id", Value: k.ID}
+			}
+			retireAt[k.Algorithm()] = k.CreatedAt
 		}
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -39,19 +78,24 @@ func (s *Store) RotateSigningKey(ctx context.Context, next storage.SigningKey, o
 			if err := json.Unmarshal(v, &old); err != nil {
 				return fmt.Errorf("decode signing key %q: %w", k, err)
 			}
-			if old.RetiredAt.IsZero() {
-				old.RetiredAt = next.CreatedAt
+			if at, ok := retireAt[old.Algorithm()]; ok && old.RetiredAt.IsZero() {
+				old.RetiredAt = at
 				if err := put(b, k, old); err != nil {
 					return err
 				}
 			}
 		}
-		return put(b, []byte(next.ID), next)
+		for _, k := range next {
+			if err := put(b, []byte(k.ID), k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
 // RevokeSigningKeys implements storage.SigningKeys.
-func (s *Store) RevokeSigningKeys(ctx context.Context, next storage.SigningKey, opts ...storage.WriteOption) error {
+func (s *Store) RevokeSigningKeys(ctx context.Context, next []storage.SigningKey, opts ...storage.WriteOption) error {
 	return s.write(ctx, opts, func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(bucketSigningKeys); err != nil {
 			return err
@@ -60,7 +104,12 @@ func (s *Store) RevokeSigningKeys(ctx context.Context, next storage.SigningKey, 
 		if err != nil {
 			return err
 		}
-		return put(b, []byte(next.ID), next)
+		for _, k := range next {
+			if err := put(b, []byte(k.ID), k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

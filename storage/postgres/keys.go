@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,47 +22,92 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, erro
 	return keys, err
 }
 
-// RotateSigningKey implements storage.SigningKeys. Instances rotating at
-// once are serialised: one key wins the active place, the other retires.
-func (s *Store) RotateSigningKey(ctx context.Context, next storage.SigningKey, opts ...storage.WriteOption) error {
-	return s.write(ctx, "rotate signing key", opts, func(tx pgx.Tx) error {
+// AddMissingSigningKeys implements storage.SigningKeys. Instances adding
+// at once are serialised: the transaction reads every key, so of two that
+// both found an algorithm without an active key, one commits and the other
+// runs again and finds it.
+func (s *Store) AddMissingSigningKeys(ctx context.Context, next []storage.SigningKey) error {
+	return s.update(ctx, "add signing keys", func(tx pgx.Tx) error {
 		keys, err := all[storage.SigningKey](ctx, tx, `SELECT data FROM signing_keys ORDER BY id FOR UPDATE`)
 		if err != nil {
 			return err
 		}
+		active := map[string]bool{}
 		for _, k := range keys {
-			if k.ID == next.ID {
-				return &storage.ConflictError{Entity: "signing key", Field: "id", Value: next.ID}
-			}
 			if k.RetiredAt.IsZero() {
-				k.RetiredAt = next.CreatedAt
+				active[k.Algorithm()] = true
+			}
+		}
+		for _, k := range next {
+			if active[k.Algorithm()] {
+				continue
+			}
+			if err := insertKey(ctx, tx, k); err != nil {
+				return err
+			}
+			active[k.Algorithm()] = true
+		}
+		return nil
+	})
+}
+
+// RotateSigningKeys implements storage.SigningKeys. Instances rotating at
+// once are serialised: one key of each algorithm wins the active place,
+// the other retires.
+func (s *Store) RotateSigningKeys(ctx context.Context, next []storage.SigningKey, opts ...storage.WriteOption) error {
+	return s.write(ctx, "rotate signing keys", opts, func(tx pgx.Tx) error {
+		keys, err := all[storage.SigningKey](ctx, tx, `SELECT data FROM signing_keys ORDER BY id FOR UPDATE`)
+		if err != nil {
+			return err
+		}
+		retireAt := map[string]time.Time{}
+		for _, k := range next {
+			retireAt[k.Algorithm()] = k.CreatedAt
+		}
+		for _, k := range keys {
+			for _, n := range next {
+				if k.ID == n.ID {
+					return &storage.ConflictError{Entity: "signing key", Field: "id", Value: n.ID}
+				}
+			}
+			if at, ok := retireAt[k.Algorithm()]; ok && k.RetiredAt.IsZero() {
+				k.RetiredAt = at
 				if err := putKey(ctx, tx, k); err != nil {
 					return err
 				}
 			}
 		}
-		data, err := json.Marshal(next)
-		if err != nil {
-			return err
+		for _, k := range next {
+			if err := insertKey(ctx, tx, k); err != nil {
+				return err
+			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO signing_keys (id, data) VALUES ($1, $2)`, next.ID, data)
-		return unique(err, "signing_keys_pkey", &storage.ConflictError{Entity: "signing key", Field: "id", Value: next.ID})
+		return nil
 	})
 }
 
 // RevokeSigningKeys implements storage.SigningKeys.
-func (s *Store) RevokeSigningKeys(ctx context.Context, next storage.SigningKey, opts ...storage.WriteOption) error {
+func (s *Store) RevokeSigningKeys(ctx context.Context, next []storage.SigningKey, opts ...storage.WriteOption) error {
 	return s.write(ctx, "revoke signing keys", opts, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM signing_keys`); err != nil {
 			return err
 		}
-		data, err := json.Marshal(next)
-		if err != nil {
-			return err
+		for _, k := range next {
+			if err := insertKey(ctx, tx, k); err != nil {
+				return err
+			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO signing_keys (id, data) VALUES ($1, $2)`, next.ID, data)
-		return err
+		return nil
 	})
+}
+
+func insertKey(ctx context.Context, tx pgx.Tx, k storage.SigningKey) error {
+	data, err := json.Marshal(k)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO signing_keys (id, data) VALUES ($1, $2)`, k.ID, data)
+	return unique(err, "signing_keys_pkey", &storage.ConflictError{Entity: "signing key", Field: "id", Value: k.ID})
 }
 
 func putKey(ctx context.Context, tx pgx.Tx, k storage.SigningKey) error {
@@ -103,12 +149,7 @@ func (s *Store) ReplaceSigningKey(ctx context.Context, k storage.SigningKey) err
 func (s *Store) LoadSigningKeys(ctx context.Context, keys []storage.SigningKey) error {
 	return s.update(ctx, "load signing keys", func(tx pgx.Tx) error {
 		for _, k := range keys {
-			data, err := json.Marshal(k)
-			if err != nil {
-				return err
-			}
-			_, err = tx.Exec(ctx, `INSERT INTO signing_keys (id, data) VALUES ($1, $2)`, k.ID, data)
-			if err := unique(err, "signing_keys_pkey", &storage.ConflictError{Entity: "signing key", Field: "id", Value: k.ID}); err != nil {
+			if err := insertKey(ctx, tx, k); err != nil {
 				return err
 			}
 		}

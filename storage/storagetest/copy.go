@@ -32,15 +32,16 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	k1 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now}
-	k2 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now.Add(time.Hour)}
+	k1 := signingKey("", now)
+	k2 := signingKey("EdDSA", now.Add(time.Hour))
+	k3 := signingKey("RS256", now.Add(time.Hour))
 	ev := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "login", Outcome: "success", UserID: u.ID}
 	registered := newOAuthClient(storage.NewID(storage.PrefixClient))
 	registered.RegistrationHash = randBytes(32)
 	authCode := newAuthCode(registered.ID, u.ID)
 	deviceCode := newDeviceCode("BCDFGHJK", now)
 	for _, err := range []error{
-		from.RotateSigningKey(ctx, k1), from.RotateSigningKey(ctx, k2),
+		from.RotateSigningKeys(ctx, []storage.SigningKey{k1}), from.RotateSigningKeys(ctx, []storage.SigningKey{k2, k3}),
 		from.CreateAPIKey(ctx, storage.APIKey{ID: storage.NewID(storage.PrefixAPIKey), Role: storage.RoleManager, Hash: randBytes(32), Hint: "tak_1234", CreatedAt: now}),
 		from.CreateEnrollmentCode(ctx, storage.EnrollmentCode{ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), MaxUses: 3, Uses: 1, ExpiresAt: now.Add(time.Hour), CreatedAt: now}),
 		from.AppendEvents(ctx, ev),
@@ -62,7 +63,7 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
 	}
-	want := storage.Counts{Devices: 1, Users: 2, APIKeys: 1, Sessions: 2, Events: 1, SigningKeys: 2, EnrollmentCodes: 1, OAuthClients: 2}
+	want := storage.Counts{Devices: 1, Users: 2, APIKeys: 1, Sessions: 2, Events: 1, SigningKeys: 3, EnrollmentCodes: 1, OAuthClients: 2}
 	if counts != want {
 		t.Fatalf("copied %s; want %s", counts, want)
 	}
@@ -80,8 +81,9 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 		t.Fatalf("copied revoked session %+v, %v", got, err)
 	}
 	keys, err := to.ListSigningKeys(ctx)
-	if err != nil || len(keys) != 2 || keys[0].RetiredAt.IsZero() || !keys[1].RetiredAt.IsZero() {
-		t.Fatalf("copied signing keys %+v, %v; want the first retired, the second active", keys, err)
+	if err != nil || len(keys) != 3 || keys[0].RetiredAt.IsZero() || !keys[1].RetiredAt.IsZero() || !keys[2].RetiredAt.IsZero() ||
+		keys[0].Alg != "" || keys[1].Alg != "EdDSA" || keys[2].Alg != "RS256" || string(keys[2].Private) != string(k3.Private) {
+		t.Fatalf("copied signing keys %+v, %v; want the first retired, the others active, each with its algorithm", keys, err)
 	}
 	// A new login on the same handset replaces the copied live session.
 	again := mustCreateSession(t, to, newSession(u.ID, d.ID))

@@ -432,53 +432,144 @@ func testAuditInWriteTransaction(t *testing.T, s storage.Store) {
 	}
 }
 
+// signingKey is a key record of alg made at the given time. The bytes are
+// random: the store keeps them and does not read them.
+func signingKey(alg string, at time.Time) storage.SigningKey {
+	return storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Alg: alg, Private: randBytes(32), Public: randBytes(32), CreatedAt: at}
+}
+
+// activeByAlg is the id of each algorithm's active key, and fails the test
+// if an algorithm has more than one.
+func activeByAlg(t *testing.T, s storage.Store) map[string]string {
+	t.Helper()
+	keys, err := s.ListSigningKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := map[string]string{}
+	for _, k := range keys {
+		if !k.RetiredAt.IsZero() {
+			continue
+		}
+		if other, ok := active[k.Algorithm()]; ok {
+			t.Fatalf("two active %s keys: %s and %s", k.Algorithm(), other, k.ID)
+		}
+		active[k.Algorithm()] = k.ID
+	}
+	return active
+}
+
 func testSigningKeys(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	keys, err := s.ListSigningKeys(ctx)
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("new store has %d keys, %v", len(keys), err)
 	}
-	k1 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now}
-	if err := s.RotateSigningKey(ctx, k1); err != nil {
+	algs := []string{"EdDSA", "ES256", "RS256"}
+
+	// Instances starting together on an empty store each add a key of
+	// every algorithm: one of each is stored.
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() {
+			var next []storage.SigningKey
+			for _, alg := range algs {
+				next = append(next, signingKey(alg, now))
+			}
+			errs[i] = s.AddMissingSigningKeys(ctx, next)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	k2 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now.Add(time.Hour)}
-	if err := s.RotateSigningKey(ctx, k2); err != nil {
-		t.Fatal(err)
-	}
-	wantConflict(t, s.RotateSigningKey(ctx, k2), "id")
 	keys, err = s.ListSigningKeys(ctx)
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("%d keys, %v", len(keys), err)
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("%d keys after adding them at once, %v; want 3", len(keys), err)
 	}
-	if keys[0].ID != k1.ID || !keys[0].RetiredAt.Equal(k2.CreatedAt) || !keys[1].RetiredAt.IsZero() ||
-		string(keys[1].Private) != string(k2.Private) || string(keys[1].Public) != string(k2.Public) {
-		t.Fatalf("keys after rotation: %+v", keys)
+	first := activeByAlg(t, s)
+	if len(first) != 3 {
+		t.Fatalf("active keys %v; want one of each of %v", first, algs)
 	}
-	if err := s.DeleteSigningKey(ctx, k1.ID); err != nil {
+
+	// A key stored before keys had an algorithm is EdDSA: rotating one in
+	// retires the EdDSA key only, and AddMissingSigningKeys counts it.
+	old := signingKey("", now.Add(time.Minute))
+	if err := s.RotateSigningKeys(ctx, []storage.SigningKey{old}); err != nil {
 		t.Fatal(err)
 	}
-	wantNotFound(t, s.DeleteSigningKey(ctx, k1.ID))
+	if err := s.AddMissingSigningKeys(ctx, []storage.SigningKey{signingKey("EdDSA", now), signingKey("ES256", now)}); err != nil {
+		t.Fatal(err)
+	}
+	active := activeByAlg(t, s)
+	if active["EdDSA"] != old.ID || active["ES256"] != first["ES256"] || active["RS256"] != first["RS256"] {
+		t.Fatalf("active keys %v; want the old-style key for EdDSA and the first ES256 and RS256 keys", active)
+	}
+	keys, _ = s.ListSigningKeys(ctx)
+	if len(keys) != 4 || keys[0].ID != first["EdDSA"] || !keys[0].RetiredAt.Equal(old.CreatedAt) || keys[3].ID != old.ID || keys[3].Alg != "" {
+		t.Fatalf("keys after rotating in an old-style key: %+v", keys)
+	}
+
+	// Rotating every algorithm at once retires each at the time of the new
+	// key of its own algorithm; a taken id writes nothing.
+	next := []storage.SigningKey{
+		signingKey("EdDSA", now.Add(time.Hour)), signingKey("ES256", now.Add(2*time.Hour)), signingKey("RS256", now.Add(3*time.Hour)),
+	}
+	wantConflict(t, s.RotateSigningKeys(ctx, []storage.SigningKey{next[0], old}), "id")
+	if got := activeByAlg(t, s); got["EdDSA"] != old.ID {
+		t.Fatalf("a failed rotation changed the active keys: %v", got)
+	}
+	if err := s.RotateSigningKeys(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	keys, err = s.ListSigningKeys(ctx)
+	if err != nil || len(keys) != 7 {
+		t.Fatalf("%d keys after the rotation, %v; want 7", len(keys), err)
+	}
+	retiredAt := map[string]time.Time{old.ID: next[0].CreatedAt, first["ES256"]: next[1].CreatedAt, first["RS256"]: next[2].CreatedAt}
+	for _, k := range keys {
+		if want, ok := retiredAt[k.ID]; ok && !k.RetiredAt.Equal(want) {
+			t.Errorf("%s key %s retired at %v; want %v", k.Algorithm(), k.ID, k.RetiredAt, want)
+		}
+	}
+	for i, k := range keys[4:] {
+		if k.ID != next[i].ID || k.Alg != next[i].Alg || !k.RetiredAt.IsZero() ||
+			string(k.Private) != string(next[i].Private) || string(k.Public) != string(next[i].Public) {
+			t.Fatalf("new key %d: got %+v; want %+v", i, k, next[i])
+		}
+	}
+	if err := s.DeleteSigningKey(ctx, first["EdDSA"]); err != nil {
+		t.Fatal(err)
+	}
+	wantNotFound(t, s.DeleteSigningKey(ctx, first["EdDSA"]))
 
 	// A session read says which key is newest, so a server sees another's
 	// rotation with no read of its own.
 	u, d := fixtures(t, s)
 	sess := mustCreateSession(t, s, newSession(u.ID, d.ID))
-	if b, err := s.GetSessionBundle(ctx, sess.ID); err != nil || b.NewestKey != k2.ID {
-		t.Fatalf("bundle's newest key %q, %v; want %s", b.NewestKey, err, k2.ID)
+	if b, err := s.GetSessionBundle(ctx, sess.ID); err != nil || b.NewestKey != next[2].ID {
+		t.Fatalf("bundle's newest key %q, %v; want %s", b.NewestKey, err, next[2].ID)
 	}
-	// Revoking leaves only the new key, in one transaction with its event.
-	k3 := storage.SigningKey{ID: storage.NewID(storage.PrefixKey), Private: randBytes(32), Public: randBytes(32), CreatedAt: now.Add(2 * time.Hour)}
+	// Revoking leaves only the new keys, in one transaction with its event.
+	revoked := []storage.SigningKey{
+		signingKey("EdDSA", now.Add(4*time.Hour)), signingKey("ES256", now.Add(4*time.Hour)), signingKey("RS256", now.Add(4*time.Hour)),
+	}
 	ev := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "keys.rotate", Outcome: "success"}
-	if err := s.RevokeSigningKeys(ctx, k3, storage.WithEvents(ev)); err != nil {
+	if err := s.RevokeSigningKeys(ctx, revoked, storage.WithEvents(ev)); err != nil {
 		t.Fatal(err)
 	}
 	keys, err = s.ListSigningKeys(ctx)
-	if err != nil || len(keys) != 1 || keys[0].ID != k3.ID || !keys[0].RetiredAt.IsZero() {
-		t.Fatalf("keys after revoking: %+v, %v; want only %s", keys, err, k3.ID)
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("keys after revoking: %+v, %v; want only the 3 new ones", keys, err)
 	}
-	if b, err := s.GetSessionBundleByFamily(ctx, sess.FamilyHash); err != nil || b.NewestKey != k3.ID {
-		t.Fatalf("bundle's newest key %q, %v; want %s", b.NewestKey, err, k3.ID)
+	for i, k := range keys {
+		if k.ID != revoked[i].ID || !k.RetiredAt.IsZero() {
+			t.Fatalf("key %d after revoking: got %s; want %s, active", i, k.ID, revoked[i].ID)
+		}
+	}
+	if b, err := s.GetSessionBundleByFamily(ctx, sess.FamilyHash); err != nil || b.NewestKey != revoked[2].ID {
+		t.Fatalf("bundle's newest key %q, %v; want %s", b.NewestKey, err, revoked[2].ID)
 	}
 	if page, err := s.ListEvents(ctx, storage.EventFilter{Action: "keys.rotate"}); err != nil || len(page.Items) != 1 {
 		t.Fatalf("the revocation's event: %+v, %v", page.Items, err)
