@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"tether"
+	"tether/oauth"
 	"tether/storage"
 )
 
@@ -100,6 +101,7 @@ func toProblem(err error) problem {
 		terr  *tether.Error
 		cerr  *storage.ConflictError
 		ferr  *fiber.Error
+		oerr  *oauth.Error
 		code  tether.Code
 		p     problem
 		title string
@@ -111,6 +113,13 @@ func toProblem(err error) problem {
 		code, p.Detail, p.extra, p.retryAfter = terr.Code, terr.Message, terr.Extra, terr.RetryAfter
 	case errors.As(err, &cerr):
 		code, p.Detail = tether.CodeConflict, cerr.Error()
+	case errors.As(err, &oerr):
+		// An OAuth error on the manager API (a client's metadata).
+		if oerr.Code == oauth.CodeServerError || oerr.Code == oauth.CodeTemporarilyUnavailable {
+			code = tether.CodeInternal
+			break
+		}
+		code, p.Detail, p.extra = tether.CodeInvalidRequest, oerr.Description, map[string]any{"error": oerr.Code}
 	case errors.Is(err, storage.ErrNotFound):
 		code, p.Detail = tether.CodeNotFound, "the resource does not exist"
 	case errors.As(err, &ferr):
@@ -159,6 +168,7 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 		}
 		return nil
 	}
+	err = s.oauthOff(c, err)
 	p := toProblem(err)
 	if p.Code == tether.CodePayloadTooLarge {
 		var ferr *fiber.Error
@@ -171,6 +181,10 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 		if lc, ok := c.Context().Conn().(lingerer); ok {
 			lc.lingerOnClose()
 		}
+	}
+	if isOAuthPath(c.Path()) {
+		// RFC 6749 error bodies, even for what no handler saw.
+		return s.oauthError(c, err)
 	}
 	if isTokenLogin(c.Path()) {
 		// The token-login document's errors, even those no handler saw.

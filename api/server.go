@@ -17,6 +17,7 @@ import (
 	"tether"
 	"tether/auth"
 	"tether/device"
+	"tether/oauth"
 	"tether/storage"
 )
 
@@ -28,7 +29,10 @@ type Deps struct {
 	Users   *auth.Users
 	APIKeys *auth.APIKeys
 	Auth    *auth.Service
-	Logger  *slog.Logger
+	// OAuth serves the OAuth 2.0 and OpenID Connect endpoints; nil when
+	// the server has no public URL (they then say how to turn them on).
+	OAuth  *oauth.Provider
+	Logger *slog.Logger
 	// Metrics, if set, is served at /metrics and counts every request.
 	Metrics *Metrics
 }
@@ -127,6 +131,7 @@ func New(d Deps, o Options) *fiber.App {
 	v1 := app.Group("/v1")
 	managers := []fiber.Handler{s.authenticate, s.require(storage.RoleManager, storage.RoleAdmin)}
 	admins := []fiber.Handler{s.authenticate, s.require(storage.RoleAdmin)}
+	s.mountOAuth(app, admins)
 
 	handset := v1.Group("/auth")
 	handset.Post("/login", s.login)

@@ -92,6 +92,16 @@ type checkedProof struct {
 
 var errReplayed = proofError("the proof was used before: make a new one for each request")
 
+// ErrUseNonce is the proof_invalid of a proof without the server's current
+// nonce (Config.DPoPNonce): the client retries with the nonce of the
+// DPoP-Nonce header. It matches ErrProofInvalid too.
+var ErrUseNonce error = &nonceError{tether.NewError(tether.CodeProofInvalid, "the DPoP proof is not valid: use the nonce in the DPoP-Nonce header of this answer")}
+
+type nonceError struct{ err *tether.Error }
+
+func (e *nonceError) Error() string { return e.err.Error() }
+func (e *nonceError) Unwrap() error { return e.err }
+
 // proofError is ErrProofInvalid saying why; the reasons quote only what
 // the client sent.
 func proofError(format string, args ...any) error {
@@ -254,7 +264,7 @@ func (s *Service) requireProof(ctx context.Context, jkt, accessToken string) err
 		return proofError("the proof is signed by another key than the handset's")
 	}
 	if s.cfg.DPoPNonce && !s.validNonce(cp.nonce) {
-		return proofError("use the nonce in the DPoP-Nonce header of this answer")
+		return ErrUseNonce
 	}
 	if !s.replays.use(cp.jkt, cp.jti, cp.iat, now) {
 		return errReplayed

@@ -43,6 +43,11 @@ const (
 type Config struct {
 	Issuer   string
 	Audience string
+	// OAuthIssuer is the iss of the tokens of OAuth clients' sessions
+	// (the OpenID provider's issuer URL, --public-url), so resource
+	// servers configured from the issuer URL accept them; empty without
+	// OAuth. The native API's tokens keep Issuer.
+	OAuthIssuer string
 	// TokenAlg is the algorithm access tokens are signed with: EdDSA (the
 	// default, also when empty), ES256 or RS256. Tokens of every algorithm
 	// verify whatever it is, so it can be changed on a running fleet.
@@ -353,8 +358,11 @@ type LoginRequest struct {
 	// any other device name, to which the session is then bound (renewed
 	// and refreshed only with the same name), under the rules of a login
 	// without a handset. It is ignored when Device is set.
-	DeviceRef  string
-	Persistent bool
+	DeviceRef string
+	// BoundDevice, when set, is the handset the request must come from (an
+	// OAuth code's): a payload naming another handset is refused.
+	BoundDevice string
+	Persistent  bool
 }
 
 // Grant is what a successful login, refresh or renewal hands out.
@@ -506,6 +514,9 @@ func (s *Service) admitFor(ctx context.Context, user storage.User, req LoginRequ
 		if err != nil {
 			return nil, nil, err
 		}
+		if req.BoundDevice != "" && !sameDevice(d.ID, req.BoundDevice) {
+			return nil, nil, ErrDeviceMismatch
+		}
 		return &d, evs, nil
 	case deviceName != "":
 		// A name, not a handset: the rules of a login without one, and
@@ -584,6 +595,13 @@ func (s *Service) clientKey(ctx context.Context, bound, want string) (string, er
 		return "", err
 	}
 	return cp.jkt, nil
+}
+
+// ProveClientKey is the key an OAuth client's DPoP proof on this request
+// is made with, checked and used up, for a token without a session
+// (client_credentials); "" without a proof, or with proofs off.
+func (s *Service) ProveClientKey(ctx context.Context) (string, error) {
+	return s.clientKey(ctx, "", "")
 }
 
 // maxDeviceName bounds a device name (LoginRequest.DeviceRef).

@@ -43,7 +43,7 @@ func (s *Service) authenticate(ctx context.Context, raw string, withProof bool) 
 	}
 	b, err := s.store.GetSessionBundle(ctx, claims.SID)
 	sess := b.Session
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (sess.UserID != claims.Subject || sess.DeviceID != claims.DID)) {
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (sess.UserID != claims.Subject || sess.DeviceID != claims.DID || sess.ClientID != claims.ClientID)) {
 		return Identity{}, ErrSessionRevoked
 	}
 	if err != nil {
@@ -76,6 +76,26 @@ func (s *Service) Logout(ctx context.Context, id Identity) error {
 	_, err := s.store.UpdateSession(ctx, id.Session.ID, func(cur storage.Session) (storage.Session, error) {
 		if !cur.Revoked() {
 			cur.RevokedAt, cur.RevokeReason = s.now().UTC(), "logout"
+		}
+		return cur, nil
+	}, storage.WithEvents(ev))
+	return err
+}
+
+// EndSession ends one session on the OAuth provider's word (an
+// authorization code presented twice, RP-initiated logout), with reason;
+// storage.ErrNotFound if there is none. Ending an ended session is no
+// error.
+func (s *Service) EndSession(ctx context.Context, id, reason string) error {
+	sess, err := s.store.GetSession(ctx, id)
+	if err != nil {
+		return err
+	}
+	ev := s.event(ctx, "session.revoke", "success")
+	ev.SessionID, ev.Reason, ev.UserID, ev.DeviceID = id, reason, sess.UserID, sess.DeviceID
+	_, err = s.store.UpdateSession(ctx, id, func(cur storage.Session) (storage.Session, error) {
+		if !cur.Revoked() {
+			cur.RevokedAt, cur.RevokeReason = s.now().UTC(), reason
 		}
 		return cur, nil
 	}, storage.WithEvents(ev))

@@ -21,12 +21,14 @@ type SweepReport struct {
 	Sessions int
 	Codes    int
 	Events   int
+	// OAuthCodes are authorization and device codes.
+	OAuthCodes int
 }
 
 // Sweep removes sessions that ended over a week ago, enrollment codes that
 // expired or were revoked over a week ago, audit events older than
 // Config.AuditRetention (none when it is 0), and the login throttle's
-// counters and the DPoP proofs that expired. Each kind goes in batches of
+// counters, the DPoP proofs and the OAuth codes that expired. Each kind goes in batches of
 // short write transactions. It also reloads the signing keys, so an
 // instance sharing its store with others signs with the key another one
 // rotated in, and drops retired keys past their life.
@@ -49,6 +51,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 	}
 	if _, err = s.throttle.counters.PurgeAttempts(ctx, now); err != nil {
+		return r, err
+	}
+	// OAuth codes live minutes; an hour past expiry, a code presented
+	// again is answered as unknown rather than as reused.
+	if r.OAuthCodes, err = s.store.PurgeOAuthGrants(ctx, now.Add(-time.Hour)); err != nil {
 		return r, err
 	}
 	if s.cfg.AuditRetention > 0 {

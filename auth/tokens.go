@@ -29,6 +29,11 @@ type Claims struct {
 	// Cnf binds the token to a handset key (RFC 9449 section 6.1): it is
 	// used only with a DPoP proof signed by the key of that thumbprint.
 	Cnf *Confirmation `json:"cnf,omitempty"`
+	// ClientID and Scope are set on the tokens of an OAuth client's
+	// session (RFC 9068 section 2.2), with AuthTime.
+	ClientID string `json:"client_id,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+	AuthTime int64  `json:"auth_time,omitempty"`
 
 	// kid is the id of the key the token was verified with.
 	kid string
@@ -58,7 +63,14 @@ func (s *Service) signAccess(sess storage.Session, role storage.Role, jti string
 	if sess.JKT != "" {
 		claims.Cnf = &Confirmation{JKT: sess.JKT}
 	}
-	return s.SignJWT(claims, s.cfg.TokenAlg, nil)
+	if sess.ClientID == "" {
+		return s.SignJWT(claims, s.cfg.TokenAlg, nil)
+	}
+	// An OAuth client's: a JWT access token of RFC 9068, from the OpenID
+	// provider's issuer.
+	claims.Issuer, claims.ClientID, claims.Scope = s.cfg.OAuthIssuer, sess.ClientID, sess.Scope
+	claims.AuthTime = sess.AuthTime.Unix()
+	return s.SignJWT(claims, s.cfg.TokenAlg, map[string]any{"typ": "at+jwt"})
 }
 
 // SignJWT signs claims with this server's active key of alg (EdDSA, ES256
@@ -100,7 +112,6 @@ func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(Algorithms()),
-		jwt.WithIssuer(s.cfg.Issuer),
 		jwt.WithAudience(s.cfg.Audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(s.now),
@@ -133,12 +144,17 @@ func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool
 	}
 	if allowExpired {
 		// Claims validation was off: check what it would have, but expiry.
-		if claims.Issuer != s.cfg.Issuer || !audienceHas(claims.Audience, s.cfg.Audience) || claims.ExpiresAt == nil {
+		if !audienceHas(claims.Audience, s.cfg.Audience) || claims.ExpiresAt == nil {
 			return nil, fmt.Errorf("%w: issuer, audience or expiry wrong", ErrTokenInvalid)
 		}
 	}
 	if claims.SID == "" || claims.Subject == "" || claims.ID == "" {
 		return nil, fmt.Errorf("%w: missing sid, sub or jti", ErrTokenInvalid)
+	}
+	// The native API's tokens come from Issuer, OAuth clients' from the
+	// OAuth issuer: each kind from its own.
+	if want := s.issuerOf(claims.ClientID); want == "" || claims.Issuer != want {
+		return nil, fmt.Errorf("%w: issuer %q", ErrTokenInvalid, truncate(claims.Issuer, 64))
 	}
 	// No token of ours lives longer than the access lifetime, or was
 	// issued in the future: one that claims to was not made here, whatever
@@ -152,6 +168,15 @@ func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool
 		return nil, fmt.Errorf("%w: issued in the future", ErrTokenInvalid)
 	}
 	return &claims, nil
+}
+
+// issuerOf is the iss of the tokens of a session of clientID ("" for the
+// native API).
+func (s *Service) issuerOf(clientID string) string {
+	if clientID != "" {
+		return s.cfg.OAuthIssuer
+	}
+	return s.cfg.Issuer
 }
 
 // maxClockSkew is how far ahead of this server's clock another server

@@ -42,6 +42,11 @@ type OAuthClient struct {
 	Scopes []string `json:"scopes,omitempty"`
 	// IDTokenAlg signs its ID tokens: "RS256" (default), "ES256", "EdDSA".
 	IDTokenAlg string `json:"idTokenAlg,omitempty"`
+	// ApplicationType is "native" or "web" as registered, or empty.
+	ApplicationType string `json:"applicationType,omitempty"`
+	// DPoPBound makes DPoP proofs mandatory for the client at the token
+	// endpoint (dpop_bound_access_tokens, RFC 9449 section 5.2).
+	DPoPBound bool `json:"dpopBound,omitempty"`
 	// RegistrationHash is the SHA-256 of its registration access token
 	// (RFC 7592), for clients registered dynamically.
 	RegistrationHash []byte    `json:"registrationHash,omitempty"`
@@ -96,9 +101,11 @@ type AuthCode struct {
 	// DPoPJKT binds the code to a DPoP key (dpop_jkt), or is empty.
 	DPoPJKT string `json:"dpopJkt,omitempty"`
 	UserID  string `json:"userId"`
-	// DeviceID is the handset the sign-in was admitted on, or empty.
-	DeviceID string    `json:"deviceId,omitempty"`
-	AuthTime time.Time `json:"authTime"`
+	// DeviceID is the handset the sign-in was admitted on, or empty;
+	// DeviceName the device name it gave instead, or empty.
+	DeviceID   string    `json:"deviceId,omitempty"`
+	DeviceName string    `json:"deviceName,omitempty"`
+	AuthTime   time.Time `json:"authTime"`
 	// AMR are how the person authenticated, for the ID token.
 	AMR       []string  `json:"amr,omitempty"`
 	ExpiresAt time.Time `json:"expiresAt"`
@@ -106,6 +113,9 @@ type AuthCode struct {
 	// tokens belong to: a code redeemed again revokes that session.
 	UsedAt    time.Time `json:"usedAt,omitzero"`
 	SessionID string    `json:"sessionId,omitempty"`
+	// Replayed is set when the code was presented after its redemption:
+	// the session of the redemption, once it has one, is revoked.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Clone returns a deep copy of c.
@@ -129,6 +139,9 @@ type DeviceCode struct {
 	// Device is the handset payload the device authorization request
 	// carried, as JSON, or empty.
 	Device json.RawMessage `json:"device,omitempty"`
+	// DeviceRef is the handset's id or IMEI, or a device name, that the
+	// request gave instead of a payload, or empty.
+	DeviceRef string `json:"deviceRef,omitempty"`
 	// DPoPJKT binds the grant to a DPoP key, or is empty.
 	DPoPJKT string `json:"dpopJkt,omitempty"`
 	// Status is "pending", "approved", "denied" or "used".

@@ -17,6 +17,8 @@ import (
 
 	"tether/api"
 	"tether/auth"
+	"tether/oauth"
+	"tether/storage"
 )
 
 type serveConfig struct {
@@ -144,7 +146,17 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		}
 		authOpts = append(authOpts, auth.WithDirectory(dir))
 	}
+	if cfg.publicURL != "" {
+		if err := oauth.ValidateIssuer(cfg.publicURL); err != nil {
+			return fmt.Errorf("--public-url: %w", err)
+		}
+		cfg.auth.OAuthIssuer = strings.TrimSuffix(cfg.publicURL, "/")
+	}
 	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate, authOpts...)
+	if err != nil {
+		return err
+	}
+	provider, err := newProvider(ctx, cfg.publicURL, authSvc, store, logger)
 	if err != nil {
 		return err
 	}
@@ -166,6 +178,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		Users:   svc.users,
 		APIKeys: svc.apiKeys,
 		Auth:    authSvc,
+		OAuth:   provider,
 		Logger:  logger,
 		Metrics: metrics,
 	}, api.Options{
@@ -218,6 +231,23 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// newProvider is the OAuth provider for the public URL, or nil without
+// one; a store with OAuth clients needs one, for its clients would
+// otherwise fail without a word.
+func newProvider(ctx context.Context, publicURL string, a *auth.Service, store storage.Store, logger *slog.Logger) (*oauth.Provider, error) {
+	if publicURL == "" {
+		clients, err := store.ListOAuthClients(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(clients) > 0 {
+			return nil, fmt.Errorf("the store has %d OAuth client(s), and OAuth needs the server's issuer URL: pass --public-url (TETHER_PUBLIC_URL), such as https://tether.example.com", len(clients))
+		}
+		return nil, nil
+	}
+	return oauth.New(oauth.Config{Issuer: publicURL}, a, store, oauth.WithLogger(logger))
 }
 
 // authFlags binds the login and token policies (API.md section 1).

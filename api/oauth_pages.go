@@ -1,0 +1,332 @@
+package api
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tether"
+	"tether/oauth"
+)
+
+// The pages a person sees in a browser during an OAuth flow: the sign-in
+// page of the authorization endpoint, the device verification page, and
+// the signed-out page. Plain HTML from the binary, styled by the
+// console's stylesheet, under the console's CSP; their forms carry a
+// token that must match a SameSite=Strict cookie, so no other site can
+// submit them.
+
+var pages = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{{.Title}} · Tether</title>
+<link rel="stylesheet" href="/console/app.css">
+</head>
+<body>
+<main>
+<div class="card narrow">
+<h1>{{.Title}}</h1>
+{{if .Client}}<p class="muted">{{.Client}} asks you to sign in{{if .Handset}} on {{.Handset}}{{end}}.</p>{{end}}
+{{if .Error}}<p class="errors" role="alert" id="error">{{.Error}}</p>{{end}}
+{{if .Message}}<p id="message">{{.Message}}</p>{{end}}
+{{if .SignIn}}
+<form method="post" action="{{.Action}}" autocomplete="on">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+{{if .UserCode}}<label>Code shown on the handset<input name="user_code" value="{{.UserCode}}" readonly class="mono"></label>{{end}}
+<label>Username<input name="username" value="{{.Username}}" autocomplete="username" required autofocus autocapitalize="none" spellcheck="false"></label>
+<label>Password<input name="password" type="password" autocomplete="current-password" required></label>
+<div class="actions">
+<button type="submit" name="action" value="approve" id="submit">Sign in</button>
+<button type="submit" name="action" value="deny" class="quiet" formnovalidate id="cancel">{{if .UserCode}}Deny{{else}}Cancel{{end}}</button>
+</div>
+</form>
+{{end}}
+{{if .AskCode}}
+<form method="get" action="{{.Action}}">
+<label>Code shown on the handset<input name="user_code" required autofocus autocapitalize="characters" spellcheck="false" class="mono" placeholder="BCDF-GHJK"></label>
+<div class="actions"><button type="submit" id="next">Next</button></div>
+</form>
+{{end}}
+</div>
+</main>
+</body>
+</html>
+`))
+
+type htmlPage struct {
+	Title    string
+	Client   string
+	Handset  string
+	Error    string
+	Message  string
+	SignIn   bool
+	AskCode  bool
+	Action   string
+	CSRF     string
+	Username string
+	UserCode string
+}
+
+const csrfCookie = "tether_oauth_form"
+
+// render writes a page with the console's CSP, form-action widened to
+// formTarget (the origin or scheme the form's answer redirects to), if
+// any: browsers hold a form's redirect to form-action too.
+func (s *server) render(c *fiber.Ctx, status int, p htmlPage, formTarget string) error {
+	var buf bytes.Buffer
+	if err := pages.Execute(&buf, p); err != nil {
+		return err
+	}
+	csp := consoleCSP
+	if formTarget != "" {
+		csp = strings.Replace(csp, "form-action 'self'", "form-action 'self' "+formTarget, 1)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	c.Set(fiber.HeaderContentSecurityPolicy, csp)
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderXFrameOptions, "DENY")
+	c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
+	c.Set("Cross-Origin-Opener-Policy", "same-origin")
+	noStore(c)
+	return c.Status(status).Send(buf.Bytes())
+}
+
+// formTarget is the CSP source of a redirect URI: its origin for http and
+// https, its scheme for a private-use scheme. Registered URIs were
+// checked, so what comes out has no spaces or semicolons.
+func formTarget(redirect string) string {
+	u, err := url.Parse(redirect)
+	if err != nil || strings.ContainsAny(redirect, " ;,'\"") {
+		return ""
+	}
+	if u.Scheme == "http" || u.Scheme == "https" {
+		return u.Scheme + "://" + u.Host
+	}
+	return u.Scheme + ":"
+}
+
+// csrf sets a fresh form token cookie and returns the token.
+func (s *server) csrf(c *fiber.Ctx) string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	c.Cookie(&fiber.Cookie{
+		Name: csrfCookie, Value: tok, Path: "/oauth2", HTTPOnly: true, SameSite: fiber.CookieSameSiteStrictMode,
+		Secure: strings.HasPrefix(s.OAuth.Issuer(), "https://"), Expires: time.Now().Add(30 * time.Minute),
+	})
+	return tok
+}
+
+// checkCSRF compares the form's token with the cookie's.
+func checkCSRF(c *fiber.Ctx) bool {
+	cookie, form := c.Cookies(csrfCookie), c.FormValue("csrf")
+	return cookie != "" && subtle.ConstantTimeCompare([]byte(cookie), []byte(form)) == 1
+}
+
+var errStaleForm = "The form expired or came from elsewhere: sign in again."
+
+// queryOf is the request's query string, with every value of a repeated
+// parameter.
+func queryOf(c *fiber.Ctx) url.Values {
+	q, err := url.ParseQuery(string(c.Request().URI().QueryString()))
+	if err != nil {
+		return url.Values{"_malformed": {""}, "_malformed2": {""}}
+	}
+	return q
+}
+
+func clientName(a *oauth.Authorization) string {
+	if a.Client.Name != "" {
+		return a.Client.Name
+	}
+	return a.Client.ID
+}
+
+func handsetName(a *oauth.Authorization) string {
+	if a.Device != nil && a.Device.DeviceInfo != nil {
+		return strings.TrimSpace(a.Device.DeviceInfo.Manufacturer + " " + a.Device.DeviceInfo.Model)
+	}
+	return ""
+}
+
+// authorizePage is the authorization endpoint: the sign-in page for a
+// good request, an error page for a request that names no client or a
+// redirect URI it did not register, the client's redirect URI for the
+// rest.
+func (s *server) authorizePage(c *fiber.Ctx) error {
+	a, oe := s.OAuth.ParseAuthorization(c.UserContext(), queryOf(c))
+	if oe != nil {
+		if a == nil {
+			return s.render(c, fiber.StatusBadRequest, htmlPage{Title: "This sign-in link is not valid", Error: oe.Description}, "")
+		}
+		return c.Redirect(s.OAuth.ErrorRedirect(a, oe), fiber.StatusSeeOther)
+	}
+	return s.render(c, fiber.StatusOK, htmlPage{
+		Title: "Sign in", Client: clientName(a), Handset: handsetName(a), SignIn: true,
+		Action: c.OriginalURL(), CSRF: s.csrf(c), Username: a.LoginHint,
+	}, formTarget(a.RedirectURI))
+}
+
+// authorizeSubmit is the sign-in form's answer.
+func (s *server) authorizeSubmit(c *fiber.Ctx) error {
+	a, oe := s.OAuth.ParseAuthorization(c.UserContext(), queryOf(c))
+	if oe != nil {
+		if a == nil {
+			return s.render(c, fiber.StatusBadRequest, htmlPage{Title: "This sign-in link is not valid", Error: oe.Description}, "")
+		}
+		return c.Redirect(s.OAuth.ErrorRedirect(a, oe), fiber.StatusSeeOther)
+	}
+	again := htmlPage{
+		Title: "Sign in", Client: clientName(a), Handset: handsetName(a), SignIn: true,
+		Action: c.OriginalURL(), Username: c.FormValue("username"),
+	}
+	if !checkCSRF(c) {
+		again.Error, again.CSRF = errStaleForm, s.csrf(c)
+		return s.render(c, fiber.StatusForbidden, again, formTarget(a.RedirectURI))
+	}
+	if c.FormValue("action") == "deny" {
+		return c.Redirect(s.OAuth.Deny(a), fiber.StatusSeeOther)
+	}
+	to, err := s.OAuth.SignIn(c.UserContext(), a, c.FormValue("username"), c.FormValue("password"))
+	if err != nil {
+		status, msg := s.pageError(c, err)
+		again.Error, again.CSRF = msg, s.csrf(c)
+		return s.render(c, status, again, formTarget(a.RedirectURI))
+	}
+	// The cookie has done its work.
+	c.ClearCookie(csrfCookie)
+	return c.Redirect(to, fiber.StatusSeeOther)
+}
+
+// pageError is what a page says about a refused sign-in: the same safe
+// message the API would give, and its status.
+func (s *server) pageError(c *fiber.Ctx, err error) (int, string) {
+	p := toProblem(err)
+	if p.Status >= 500 {
+		s.log.ErrorContext(c.UserContext(), "sign-in page failed", "error", err.Error())
+		return p.Status, "The server failed. Try again in a moment."
+	}
+	if p.retryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, retryAfter(p.retryAfter))
+	}
+	msg := p.Detail
+	if len(p.Errors) > 0 {
+		parts := make([]string, len(p.Errors))
+		for i, f := range p.Errors {
+			parts[i] = f.Field + ": " + f.Message
+		}
+		msg = "The handset's details are not valid: " + strings.Join(parts, "; ")
+	}
+	if msg != "" {
+		msg = strings.ToUpper(msg[:1]) + msg[1:] + "."
+	}
+	return p.Status, msg
+}
+
+// devicePage is the verification page of the device flow: with a user
+// code that waits, what asks and the sign-in form; without one, a field
+// for it.
+func (s *server) devicePage(c *fiber.Ctx) error {
+	code := c.Query("user_code")
+	action := oauth.PathDevice
+	if code == "" {
+		return s.render(c, fiber.StatusOK, htmlPage{Title: "Sign in a handset", AskCode: true, Action: action}, "")
+	}
+	pd, err := s.OAuth.LookupDevice(c.UserContext(), code)
+	if err != nil {
+		status, msg := s.pageError(c, err)
+		return s.render(c, status, htmlPage{Title: "Sign in a handset", AskCode: true, Action: action, Error: msg}, "")
+	}
+	return s.render(c, fiber.StatusOK, s.devicePageOf(pd, c), "")
+}
+
+func (s *server) devicePageOf(pd oauth.PendingDevice, c *fiber.Ctx) htmlPage {
+	handset := pd.Model
+	if pd.IMEI != "" {
+		handset = strings.TrimSpace(handset + " (IMEI ending " + pd.IMEI[max(0, len(pd.IMEI)-4):] + ")")
+	}
+	if handset == "" {
+		handset = pd.DeviceRef
+	}
+	return htmlPage{
+		Title: "Sign in a handset", Client: pd.ClientName, Handset: handset, SignIn: true,
+		Action: oauth.PathDevice, CSRF: s.csrf(c), UserCode: pd.UserCode,
+	}
+}
+
+// deviceSubmit is the verification form's answer: approve (with the
+// person's password) or deny.
+func (s *server) deviceSubmit(c *fiber.Ctx) error {
+	code := c.FormValue("user_code")
+	pd, err := s.OAuth.LookupDevice(c.UserContext(), code)
+	if err != nil {
+		status, msg := s.pageError(c, err)
+		return s.render(c, status, htmlPage{Title: "Sign in a handset", AskCode: true, Action: oauth.PathDevice, Error: msg}, "")
+	}
+	again := s.devicePageOf(pd, c)
+	again.Username = c.FormValue("username")
+	if !checkCSRF(c) {
+		again.Error = errStaleForm
+		return s.render(c, fiber.StatusForbidden, again, "")
+	}
+	if c.FormValue("action") == "deny" {
+		if err := s.OAuth.DenyDevice(c.UserContext(), code); err != nil {
+			status, msg := s.pageError(c, err)
+			again.Error = msg
+			return s.render(c, status, again, "")
+		}
+		c.ClearCookie(csrfCookie)
+		return s.render(c, fiber.StatusOK, htmlPage{Title: "Sign-in denied", Message: "The handset will not be signed in. You can close this page."}, "")
+	}
+	if err := s.OAuth.ApproveDevice(c.UserContext(), code, c.FormValue("username"), c.FormValue("password")); err != nil {
+		status, msg := s.pageError(c, err)
+		again.Error = msg
+		return s.render(c, status, again, "")
+	}
+	c.ClearCookie(csrfCookie)
+	return s.render(c, fiber.StatusOK, htmlPage{Title: "Handset signed in", Message: "The handset is signing in now. You can close this page."}, "")
+}
+
+// logoutPage is RP-initiated logout: the session the ID token names ends,
+// and the browser goes to the client's registered page, or is told it is
+// signed out.
+func (s *server) logoutPage(c *fiber.Ctx) error {
+	q := queryOf(c)
+	if c.Method() == fiber.MethodPost {
+		form, err := oauthForm(c)
+		if err != nil {
+			return err
+		}
+		for k, v := range form {
+			q[k] = append(q[k], v...)
+		}
+	}
+	to, err := s.OAuth.Logout(c.UserContext(), q)
+	if err != nil {
+		var oe *oauth.Error
+		msg := "The sign-out request is not valid."
+		if errors.As(err, &oe) {
+			msg = oe.Description
+		}
+		return s.render(c, fiber.StatusBadRequest, htmlPage{Title: "Sign out", Error: msg}, "")
+	}
+	if to != "" {
+		return c.Redirect(to, fiber.StatusSeeOther)
+	}
+	return s.render(c, fiber.StatusOK, htmlPage{Title: "Signed out", Message: "You are signed out. You can close this page."}, "")
+}
+
+var _ = tether.CodeNotFound
