@@ -284,4 +284,3 @@ func validVerifier(v string) bool {
 	}
 	return true
 }
-
