@@ -294,7 +294,6 @@ func (k *KeySet) reload(ctx context.Context) error {
 	active := make(map[string]*loadedKey, len(Algorithms()))
 	var published []*loadedKey
 	var newest string
-	var seeds [][]byte
 	for _, key := range stored {
 		newest = max(newest, key.ID)
 		if !key.RetiredAt.IsZero() && now.Sub(key.RetiredAt) > k.life {
@@ -316,13 +315,17 @@ func (k *KeySet) reload(ctx context.Context) error {
 		published = append(published, lk)
 		if lk.retiredAt.IsZero() {
 			active[lk.alg] = lk
-		} else if lk.seed != nil {
-			seeds = append(seeds, lk.seed)
 		}
 	}
 	slices.Reverse(published)
+	var seeds [][]byte
 	if a := active[EdDSA]; a != nil {
-		seeds = append([][]byte{a.seed}, seeds...)
+		seeds = append(seeds, a.seed)
+	}
+	for _, lk := range published {
+		if lk.seed != nil && lk != active[EdDSA] {
+			seeds = append(seeds, lk.seed)
+		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
