@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"tether"
 	"tether/device"
@@ -41,5 +42,63 @@ func benchmarkRefusal(b *testing.B, username string) {
 		if _, err := svc.Login(ctx, LoginRequest{Username: username, Password: "wrong password"}); !errors.Is(err, ErrInvalidCredentials) {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchmarkKeys is a service on a fresh store and an access token of alg
+// for a session it does not need to read.
+func benchmarkKeys(b *testing.B, alg string) (*Service, storage.Session) {
+	store, err := bolt.Open(filepath.Join(b.TempDir(), "tether.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	v := tether.NewValidator()
+	if err := device.RegisterValidations(v); err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.TokenAlg = alg
+	svc, err := NewService(context.Background(), cfg, store, NewHasher(Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}), v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sess := storage.Session{ID: storage.NewID(storage.PrefixSession), UserID: storage.NewID(storage.PrefixUser), DeviceID: storage.NewID(storage.PrefixDevice)}
+	return svc, sess
+}
+
+// BenchmarkSignAccess is the signature of one access token, per algorithm.
+func BenchmarkSignAccess(b *testing.B) {
+	for _, alg := range Algorithms() {
+		b.Run(alg, func(b *testing.B) {
+			svc, sess := benchmarkKeys(b, alg)
+			now := time.Now()
+			for b.Loop() {
+				if _, err := svc.signAccess(sess, storage.RoleWorker, "jti", now, now.Add(15*time.Minute)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVerifyAccess is the verification of one access token (parsing,
+// signature with the algorithm pinned, claims), per algorithm.
+func BenchmarkVerifyAccess(b *testing.B) {
+	for _, alg := range Algorithms() {
+		b.Run(alg, func(b *testing.B) {
+			svc, sess := benchmarkKeys(b, alg)
+			now := time.Now()
+			tok, err := svc.signAccess(sess, storage.RoleWorker, "jti", now, now.Add(15*time.Minute))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := svc.parseAccess(ctx, tok, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

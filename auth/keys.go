@@ -47,8 +47,9 @@ var ErrUnsupportedAlgorithm = errors.New("unsupported signing algorithm: want Ed
 
 // rsaBits is the size of new RSA keys. 2048 bits is what NIST (SP 800-57)
 // accepts until 2030, and what most identity providers sign with; a key
-// signs only until the next rotation. 3072 bits would cost some three to
-// four times as much at every RS256 signature, and each renewal signs one.
+// signs only until the next rotation. A 3072-bit signature costs three
+// times as much (2.4 ms against 0.8 ms on the development machine), and
+// every renewal signs one; a key takes five times as long to make.
 const rsaBits = 2048
 
 // KeySet holds the keys that sign and verify tokens: for each algorithm an
@@ -293,7 +294,6 @@ func (k *KeySet) reload(ctx context.Context) error {
 	active := make(map[string]*loadedKey, len(Algorithms()))
 	var published []*loadedKey
 	var newest string
-	var seeds [][]byte
 	for _, key := range stored {
 		newest = max(newest, key.ID)
 		if !key.RetiredAt.IsZero() && now.Sub(key.RetiredAt) > k.life {
@@ -315,13 +315,17 @@ func (k *KeySet) reload(ctx context.Context) error {
 		published = append(published, lk)
 		if lk.retiredAt.IsZero() {
 			active[lk.alg] = lk
-		} else if lk.seed != nil {
-			seeds = append(seeds, lk.seed)
 		}
 	}
 	slices.Reverse(published)
+	var seeds [][]byte
 	if a := active[EdDSA]; a != nil {
-		seeds = append([][]byte{a.seed}, seeds...)
+		seeds = append(seeds, a.seed)
+	}
+	for _, lk := range published {
+		if lk.seed != nil && lk != active[EdDSA] {
+			seeds = append(seeds, lk.seed)
+		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -83,7 +83,10 @@ func (s *Service) signAccess(sess storage.Session, role storage.Role, jti string
 // tokens in the algorithm each client asks for. They verify with the same
 // keys as access tokens, so they must not pass for one: access tokens
 // carry Config.Audience in "aud" (and "sid", "sub" and "jti"), so give
-// them another audience, such as the client's id.
+// them another audience, such as the client's id. It signs with the keys
+// this server knows, reading nothing: after another instance revoked the
+// keys, it signs with the new ones once this server has caught up, as
+// every login, refresh and session read here makes it do; sign after one.
 func (s *Service) SignJWT(claims jwt.Claims, alg string, header map[string]any) (string, error) {
 	kid, key, method := s.keys.signer(alg)
 	if kid == "" {
