@@ -25,6 +25,7 @@ import (
 	"tether/api"
 	"tether/auth"
 	"tether/device"
+	"tether/oauth"
 	"tether/storage"
 	"tether/storage/bolt"
 )
@@ -48,7 +49,16 @@ type env struct {
 	// auth is the server's auth service, for what no route starts (a
 	// directory sync).
 	auth *auth.Service
+	// ln is the listener opened before the app, when its URL had to be
+	// known first (the OAuth issuer); oauth the provider then.
+	ln    net.Listener
+	oauth *oauth.Provider
 }
+
+// oauthOn makes newEnv serve OAuth 2.0 and OpenID Connect: the app's
+// loopback port is chosen first, and its URL is the issuer (and the
+// public URL).
+type oauthOn struct{}
 
 // withT returns a copy of e that reports to t, for subtests.
 func (e *env) withT(t *testing.T) *env {
@@ -109,6 +119,18 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	opts := api.Options{BodyLimit: bodyLimit}
 	var devices device.Store = store
 	var authOpts []auth.ServiceOption
+	var ln net.Listener
+	issuer := ""
+	for _, m := range mutate {
+		if _, ok := m.(oauthOn); ok {
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			issuer = "http://" + ln.Addr().String()
+			opts.PublicURL, cfg.OAuthIssuer = issuer, issuer
+		}
+	}
 	for _, m := range mutate {
 		switch f := m.(type) {
 		case func(*auth.Config):
@@ -119,6 +141,7 @@ func newEnv(t testing.TB, mutate ...any) *env {
 			devices = f(devices)
 		case auth.Directory:
 			authOpts = append(authOpts, auth.WithDirectory(f))
+		case oauthOn:
 		default:
 			t.Fatalf("newEnv option %T", m)
 		}
@@ -127,13 +150,19 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string), auth: authSvc}
+	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string), auth: authSvc, ln: ln}
+	if issuer != "" {
+		if e.oauth, err = oauth.New(oauth.Config{Issuer: issuer}, authSvc, store, oauth.WithLogger(logger)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.app = api.New(api.Deps{
 		Store:   store,
 		Devices: device.NewService(devices, v),
 		Users:   auth.NewUsers(store, hasher, v),
 		APIKeys: keys,
 		Auth:    authSvc,
+		OAuth:   e.oauth,
 		Logger:  logger,
 		Metrics: metrics,
 	}, opts)

@@ -23,9 +23,12 @@ import (
 func (e *env) url() string {
 	e.t.Helper()
 	e.listen.Do(func() {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			e.t.Fatal(err)
+		ln := e.ln
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				e.t.Fatal(err)
+			}
 		}
 		go e.app.Listener(api.Listener(ln))
 		e.root.Cleanup(func() { e.app.Shutdown() })

@@ -226,9 +226,12 @@ func (s *server) pageError(c *fiber.Ctx, err error) (int, string) {
 	if len(p.Errors) > 0 {
 		parts := make([]string, len(p.Errors))
 		for i, f := range p.Errors {
-			parts[i] = f.Field + ": " + f.Message
+			parts[i] = f.Message
+			if strings.HasPrefix(f.Field, "device.") {
+				parts[i] = "the handset's " + strings.TrimPrefix(f.Field, "device.") + ": " + f.Message
+			}
 		}
-		msg = "The handset's details are not valid: " + strings.Join(parts, "; ")
+		msg = strings.Join(parts, "; ")
 	}
 	if msg != "" {
 		msg = strings.ToUpper(msg[:1]) + msg[1:] + "."

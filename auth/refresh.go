@@ -138,6 +138,15 @@ func (s *Service) RefreshFor(ctx context.Context, clientID, raw, deviceRef strin
 	if subtle.ConstantTimeCompare([]byte(b.Session.ClientID), []byte(clientID)) != 1 {
 		return fail(fmt.Errorf("%w: the session belongs to another client", ErrTokenInvalid))
 	}
+	if clientID != "" && strings.TrimSpace(deviceRef) == "" {
+		// An OAuth client's refresh may leave the handset out (standard
+		// clients send no such parameter): the refresh token is the
+		// session's, and a handset with a key still proves it below.
+		deviceRef = b.Session.DeviceID
+		if deviceRef == "" {
+			deviceRef = b.Session.DeviceName
+		}
+	}
 	now := s.now().UTC()
 	sess, user, dev, err := s.usableSession(ctx, b, deviceRef, now, &ev)
 	if err != nil {
