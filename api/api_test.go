@@ -705,7 +705,7 @@ func waitsWithin(d time.Duration) int {
 // Each must be refused before the handler runs. A route this test does
 // not know fails it, so a new route cannot be added without its role.
 func TestEveryRouteChecksItsRole(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, oauthOn{})
 	e.fleet()
 	worker := e.loginWorker()["accessToken"].(string)
 	r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "maria", "password": "correct horse"})
@@ -729,7 +729,7 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 			return self, true
 		case path == "/v1/auth/introspect":
 			return introspector, true
-		case strings.HasPrefix(path, "/v1/api-keys") || strings.HasPrefix(path, "/v1/admin/"):
+		case strings.HasPrefix(path, "/v1/api-keys") || strings.HasPrefix(path, "/v1/admin/") || strings.HasPrefix(path, "/v1/oauth/"):
 			return admin, true
 		}
 		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes", "/v1/lockouts", "/v1/directory"} {
@@ -791,7 +791,22 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 			}
 		}
 	}
-	if seen < 25 {
+	if seen < 30 {
 		t.Fatalf("only %d routes checked", seen)
+	}
+	// Dynamic client registration is the admins' too, answered in RFC
+	// 6749 / 6750 terms.
+	for _, c := range creds {
+		r := e.do("POST", "/oauth2/register", "", `{"redirect_uris":["https://app.example.com/cb"]}`, append([]string{"Content-Type", "application/json"}, c.header...)...)
+		want, status := "insufficient_scope", 403
+		if c.header == nil {
+			want, status = "invalid_token", 401
+		}
+		if r.status != status || r.json(t)["error"] != want {
+			t.Errorf("POST /oauth2/register with %s: %d %s; want %d %s", c.name, r.status, r.body, status, want)
+		}
+	}
+	if r := e.do("POST", "/oauth2/register", e.admin, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}}); r.status != 201 {
+		t.Errorf("POST /oauth2/register with the admin key: %d %s", r.status, r.body)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,6 +198,7 @@ func run() error {
 		{"renew", withStore, w.renew},
 		{"renew with DPoP proof", withStore, w.renewProven},
 		{"refresh", withStore, w.refresh},
+		{"refresh at /oauth2/token", withStore, w.oauthRefresh},
 		{"GET /v1/auth/me", bare, w.me},
 		{"introspect", bare, w.introspect},
 		{"device register", "", w.register},
@@ -454,7 +456,7 @@ func serveExisting(bin, dir string, where []string, key string, startupMs *float
 	}
 	args := append([]string{"serve", "--addr", addr, "--log-level", "error",
 		"--max-account-failures", "0", "--max-account-failures-total", "0", "--max-address-failures", "0", "--sweep-interval", "0",
-		"--access-ttl", "1h"}, where...)
+		"--access-ttl", "1h", "--public-url", "http://" + addr}, where...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	start := time.Now()
@@ -519,8 +521,12 @@ type world struct {
 	sessions      []*client
 	// keyed are sessions of handsets with an enrolled key, renewed with
 	// DPoP proofs.
-	keyed      []*client
-	registered atomic.Int64
+	keyed []*client
+	// oauth are sessions of an OAuth client (password grant), refreshed
+	// at the token endpoint with the client's secret.
+	oauth                  []*client
+	clientID, clientSecret string
+	registered             atomic.Int64
 }
 
 const benchPassword = "correct horse battery"
@@ -535,10 +541,21 @@ func seed(s *server, clients int) (*world, error) {
 		return nil, err
 	}
 	w.introspectKey = k.Key
+	var cl struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	if err := admin.do("POST", "/v1/oauth/clients", s.key, map[string]any{
+		"client_name": "bench", "token_endpoint_auth_method": "client_secret_basic", "grant_types": []string{"password", "refresh_token"},
+	}, &cl); err != nil {
+		return nil, err
+	}
+	w.clientID, w.clientSecret = cl.ID, cl.Secret
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	w.sessions = make([]*client, clients)
 	w.keyed = make([]*client, clients)
+	w.oauth = make([]*client, clients)
 	// A few at a time: each user costs a password hash on the server.
 	gate := make(chan struct{}, 4)
 	for i := range clients {
@@ -582,6 +599,28 @@ func seed(s *server, clients int) (*world, error) {
 			}
 			kc.access, kc.refresh, kc.device = t.AccessToken, t.RefreshToken, t.DeviceID
 			w.keyed[i] = kc
+			// A third session, of the OAuth client, on a third handset (a
+			// login replaces the sessions of its handset).
+			if err := c.do("POST", "/v1/devices", s.key, map[string]any{"imei": imei(200_000 + i), "assignedUsers": []string{name}}, nil); err != nil {
+				errs <- err
+				return
+			}
+			oc := &client{http: admin.http, base: s.base}
+			dev, err := json.Marshal(payload(imei(200_000 + i)))
+			if err != nil {
+				errs <- err
+				return
+			}
+			var ot oauthTokens
+			if err := oc.form("/oauth2/token", w.clientID, w.clientSecret, url.Values{
+				"grant_type": {"password"}, "username": {name}, "password": {benchPassword},
+				"scope": {"offline_access"}, "device": {string(dev)},
+			}, &ot); err != nil {
+				errs <- err
+				return
+			}
+			oc.access, oc.refresh = ot.AccessToken, ot.RefreshToken
+			w.oauth[i] = oc
 		}()
 	}
 	wg.Wait()
@@ -649,6 +688,49 @@ func (w *world) refresh(c *client, i int) error {
 	}
 	s.access, s.refresh = t.AccessToken, t.RefreshToken
 	return nil
+}
+
+type oauthTokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+// oauthRefresh is refresh through the OAuth token endpoint, as a standard
+// client does it: a form, and the client's secret in HTTP Basic. The
+// scope has no openid, so no ID token is signed: the same work as the
+// native refresh, behind the OAuth protocol.
+func (w *world) oauthRefresh(c *client, i int) error {
+	s := w.oauth[i]
+	s.http = c.http
+	var t oauthTokens
+	if err := s.form("/oauth2/token", w.clientID, w.clientSecret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {s.refresh}}, &t); err != nil {
+		return err
+	}
+	s.access, s.refresh = t.AccessToken, t.RefreshToken
+	return nil
+}
+
+// form posts an OAuth form with client credentials in HTTP Basic.
+func (c *client) form(path, id, secret string, form url.Values, into any) error {
+	req, err := http.NewRequest("POST", c.base+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("POST %s: %d %.200s", path, resp.StatusCode, data)
+	}
+	return json.Unmarshal(data, into)
 }
 
 func (w *world) me(c *client, i int) error {
