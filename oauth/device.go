@@ -341,5 +341,5 @@ func (p *Provider) redeemDeviceCode(ctx context.Context, c storage.OAuthClient, 
 		p.revoke(ctx, g.Session.ID, "server_error")
 		return Tokens{}, err
 	}
-	return p.tokens(ctx, c, g, "", true)
+	return p.tokens(ctx, c, g, "")
 }

@@ -117,12 +117,17 @@ func (p *Provider) redeemCode(ctx context.Context, c storage.OAuthClient, r Toke
 		return Tokens{}, oe
 	}
 	now := p.now()
-	var verdict *Error
+	var (
+		verdict *Error
+		replay  bool
+	)
 	rec, err := p.store.UpdateAuthCode(ctx, hashSecret(code), func(cur storage.AuthCode) (storage.AuthCode, error) {
-		verdict = nil
+		verdict, replay = nil, false
 		switch {
 		case !cur.UsedAt.IsZero():
-			cur.Replayed = true
+			// Presented again: whatever it opened dies, now or, if its
+			// session is still being opened, as soon as it is.
+			replay, cur.Replayed = true, true
 			return cur, nil
 		case subtle.ConstantTimeCompare([]byte(cur.ClientID), []byte(c.ID)) != 1:
 			// Another client's code: not used up, so the client it was
@@ -145,16 +150,11 @@ func (p *Provider) redeemCode(ctx context.Context, c storage.OAuthClient, r Toke
 		return Tokens{}, errCodeInvalid
 	case err != nil:
 		return Tokens{}, err
-	case rec.Replayed && rec.UsedAt.Before(now.UTC()) || rec.Replayed && verdict == nil && rec.SessionID != "":
+	case replay:
 		p.codeReplayed(ctx, rec)
 		return Tokens{}, errCodeInvalid
 	case verdict != nil:
 		return Tokens{}, verdict
-	}
-	if rec.Replayed {
-		// Used before (at this very instant): a replay all the same.
-		p.codeReplayed(ctx, rec)
-		return Tokens{}, errCodeInvalid
 	}
 	req := auth.LoginRequest{
 		ClientID: c.ID, Scope: rec.Scope, AuthTime: rec.AuthTime, DPoPJKT: rec.DPoPJKT,
@@ -184,7 +184,7 @@ func (p *Provider) redeemCode(ctx context.Context, c storage.OAuthClient, r Toke
 		}
 		return Tokens{}, errCodeInvalid
 	}
-	return p.tokens(ctx, c, g, rec.Nonce, true)
+	return p.tokens(ctx, c, g, rec.Nonce)
 }
 
 // codeReplayed revokes what a code's first redemption opened.
@@ -234,7 +234,7 @@ func (p *Provider) refresh(ctx context.Context, c storage.OAuthClient, r TokenRe
 			}
 		}
 	}
-	return p.tokens(ctx, c, g, "", false)
+	return p.tokens(ctx, c, g, "")
 }
 
 // password is the resource owner password grant, for the field apps that
@@ -260,7 +260,7 @@ func (p *Provider) password(ctx context.Context, c storage.OAuthClient, r TokenR
 	if err != nil {
 		return Tokens{}, err
 	}
-	return p.tokens(ctx, c, g, "", true)
+	return p.tokens(ctx, c, g, "")
 }
 
 // clientCredentials is the client_credentials grant: a token naming the
@@ -301,7 +301,7 @@ func expiresIn(exp, now time.Time) int64 {
 // the refresh token only to a client that may use it, and an ID token
 // where the scope has openid (on a refresh, without nonce, as OpenID
 // Connect Core section 12.2 allows).
-func (p *Provider) tokens(ctx context.Context, c storage.OAuthClient, g auth.Grant, nonce string, fresh bool) (Tokens, error) {
+func (p *Provider) tokens(ctx context.Context, c storage.OAuthClient, g auth.Grant, nonce string) (Tokens, error) {
 	now := p.now()
 	t := Tokens{
 		AccessToken: g.AccessToken, TokenType: tokenType(g.Session.JKT),
@@ -317,7 +317,6 @@ func (p *Provider) tokens(ctx context.Context, c storage.OAuthClient, g auth.Gra
 		}
 		t.IDToken = id
 	}
-	_ = fresh
 	return t, nil
 }
 
