@@ -17,8 +17,8 @@ VULNDB   ?= $(if $(wildcard ../shared/vulndb/README.md),file://$(abspath ../shar
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: ## serve on :8080 with the store in ./data (ADDR=, DATA= to change)
-	go run -ldflags "$(LDFLAGS)" ./cmd/tether serve --addr $(ADDR) --data $(DATA)
+run: ## serve on :8080 with the store in ./data (ADDR=, DATA= to change; PUBLIC_URL= turns OAuth/OpenID Connect on)
+	go run -ldflags "$(LDFLAGS)" ./cmd/tether serve --addr $(ADDR) --data $(DATA) $(if $(PUBLIC_URL),--public-url $(PUBLIC_URL))
 
 test: ## go vet, then every test with the race detector (.ci/test: with the JavaScript clients and a throwaway PostgreSQL where they can be had)
 	go vet ./...
