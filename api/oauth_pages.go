@@ -215,7 +215,7 @@ func (s *server) authorizeSubmit(c *fiber.Ctx) error {
 // message the API would give, and its status.
 func (s *server) pageError(c *fiber.Ctx, err error) (int, string) {
 	p := toProblem(err)
-	if p.Status >= 500 {
+	if p.Code == tether.CodeInternal {
 		s.log.ErrorContext(c.UserContext(), "sign-in page failed", "error", err.Error())
 		return p.Status, "The server failed. Try again in a moment."
 	}
@@ -331,5 +331,3 @@ func (s *server) logoutPage(c *fiber.Ctx) error {
 	}
 	return s.render(c, fiber.StatusOK, htmlPage{Title: "Signed out", Message: "You are signed out. You can close this page."}, "")
 }
-
-var _ = tether.CodeNotFound
