@@ -96,7 +96,8 @@ func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 
 // newEnv takes options: func(*auth.Config) for the policies,
 // func(*api.Options) for the server, func(device.Store) device.Store to
-// wrap the store the device service sees.
+// wrap the store the device service sees, oauthOn to serve OAuth and
+// func(*oauth.Config) to tune it.
 func newEnv(t testing.TB, mutate ...any) *env {
 	t.Helper()
 	metrics := api.NewMetrics()
@@ -121,6 +122,7 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	var authOpts []auth.ServiceOption
 	var ln net.Listener
 	issuer := ""
+	var oauthCfg oauth.Config
 	for _, m := range mutate {
 		if _, ok := m.(oauthOn); ok {
 			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
@@ -141,6 +143,8 @@ func newEnv(t testing.TB, mutate ...any) *env {
 			devices = f(devices)
 		case auth.Directory:
 			authOpts = append(authOpts, auth.WithDirectory(f))
+		case func(*oauth.Config):
+			f(&oauthCfg)
 		case oauthOn:
 		default:
 			t.Fatalf("newEnv option %T", m)
@@ -152,7 +156,8 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	}
 	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string), auth: authSvc, ln: ln}
 	if issuer != "" {
-		if e.oauth, err = oauth.New(oauth.Config{Issuer: issuer}, authSvc, store, oauth.WithLogger(logger)); err != nil {
+		oauthCfg.Issuer = issuer
+		if e.oauth, err = oauth.New(oauthCfg, authSvc, store, oauth.WithLogger(logger)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,16 +84,21 @@ func TestTokensVerifyWithJose(t *testing.T) {
 // (testdata/jose), or skips the test without them (CI must have them).
 func joseTool(t *testing.T) (node, dir string) {
 	t.Helper()
-	dir = filepath.Join("..", "testdata", "jose")
+	return nodePackage(t, "jose", "jose")
+}
+
+// nodePackage returns node and testdata/<dir>, where npm ci installed
+// pkg, or, without them, skips the test locally and fails it in CI
+// (skipOrFail): .ci/run and .ci/test install them.
+func nodePackage(t *testing.T, dir, pkg string) (node, path string) {
+	t.Helper()
+	path = filepath.Join("..", "testdata", dir)
 	node, err := exec.LookPath("node")
 	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "node_modules", "jose"))
+		_, err = os.Stat(filepath.Join(path, "node_modules", pkg, "package.json"))
 	}
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must run this: %v (run npm ci in testdata/jose)", err)
-		}
-		t.Skipf("node or testdata/jose/node_modules missing: %v", err)
+		skipOrFail(t, fmt.Sprintf("node or %s from testdata/%s is missing (npm ci --prefix testdata/%s): %v", pkg, dir, dir, err))
 	}
-	return node, dir
+	return node, path
 }

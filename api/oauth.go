@@ -157,8 +157,10 @@ func (s *server) oauthError(c *fiber.Ctx, err error) error {
 	case oe.Code == oauth.CodeInvalidClient && oe.Basic:
 		c.Set(fiber.HeaderWWWAuthenticate, `Basic realm="tether"`)
 	case status == fiber.StatusUnauthorized || status == fiber.StatusForbidden:
+		// The DPoP errors are the DPoP scheme's (RFC 9449 sections 7.1
+		// and 12.2): a client reads use_dpop_nonce from a DPoP challenge.
 		scheme := "Bearer"
-		if _, dpop := credential(c); dpop {
+		if _, dpop := credential(c); dpop || oe.DPoP || oe.Code == oauth.CodeInvalidDPoPProof || oe.Code == oauth.CodeUseDPoPNonce {
 			scheme = "DPoP"
 		}
 		c.Set(fiber.HeaderWWWAuthenticate, scheme+` realm="tether", error="`+oe.Code+`", error_description="`+strings.ReplaceAll(oe.Description, `"`, `'`)+`"`)
@@ -299,12 +301,18 @@ func (s *server) userinfo(c *fiber.Ctx) error {
 	if secret == "" || strings.HasPrefix(secret, auth.APIKeyPrefix) {
 		return &oauth.Error{Code: oauth.CodeInvalidToken, Description: "an access token is required"}
 	}
+	errBound := &oauth.Error{Code: oauth.CodeInvalidToken, Description: "the token is DPoP-bound: send it as Authorization: DPoP, with a proof", DPoP: true}
 	id, err := s.Auth.Authenticate(c.UserContext(), secret)
+	if errors.Is(err, auth.ErrProofRequired) && !dpopScheme {
+		// A bound token sent as Bearer, without a proof: the token is
+		// what is wrong, not a proof (RFC 9449 section 7.2).
+		return errBound
+	}
 	if err != nil {
 		return err
 	}
 	if auth.TokenTypeOf(id.Claims) == "DPoP" && !dpopScheme {
-		return &oauth.Error{Code: oauth.CodeInvalidToken, Description: "the token is DPoP-bound: send it as Authorization: DPoP, with a proof"}
+		return errBound
 	}
 	claims, err := s.OAuth.UserInfo(id)
 	if err != nil {

@@ -433,6 +433,27 @@ func (s *Service) nonceFor(seed []byte, window int64) string {
 	return base64.RawURLEncoding.EncodeToString(append(body, s.keys.challengeMAC(append([]byte("nonce\x00"), seed...), body)...))
 }
 
+// CheckNonce is ErrUseNonce for a request whose DPoP proof, otherwise
+// well formed, lacks a live server nonce (Config.DPoPNonce); nil for any
+// other request, even one whose proof is bad in another way: that is for
+// the full check. A grant that uses something up (an authorization code)
+// asks first, so that the client's retry with the nonce (RFC 9449
+// section 8) still finds it unused.
+func (s *Service) CheckNonce(ctx context.Context) error {
+	if !s.cfg.DPoPNonce {
+		return nil
+	}
+	p, ok := proofOf(ctx)
+	if !ok {
+		return nil
+	}
+	cp, err := verifyProof(p, "", s.now())
+	if err != nil || s.validNonce(cp.nonce) {
+		return nil
+	}
+	return ErrUseNonce
+}
+
 // validNonce reports whether n is a nonce of this window or the last one.
 func (s *Service) validNonce(n string) bool {
 	now := s.now().Unix() / int64(nonceWindow/time.Second)

@@ -47,6 +47,10 @@ type Error struct {
 	// Basic says the client tried HTTP Basic authentication, so an
 	// invalid_client answer challenges for it (RFC 6749 section 5.2).
 	Basic bool
+	// DPoP says the resource must be asked for with the DPoP scheme (a
+	// DPoP-bound token sent as Bearer), so the challenge names DPoP (RFC
+	// 9449 section 7.1), whatever scheme the request used.
+	DPoP bool
 	// Err is the cause, for the log; never shown.
 	Err error
 }

@@ -67,6 +67,11 @@ func (p *Provider) Token(ctx context.Context, r TokenRequest) (Tokens, error) {
 	if c.DPoPBound && !r.DPoP {
 		return Tokens{}, oerr(CodeInvalidDPoPProof, "this client's tokens are DPoP-bound: send a DPoP proof")
 	}
+	// A proof without the server's nonce is refused before a grant uses
+	// its code up: the client is meant to retry with the nonce.
+	if err := p.auth.CheckNonce(ctx); err != nil {
+		return Tokens{}, fromAuth(err)
+	}
 	var (
 		t   Tokens
 		err error
@@ -89,10 +94,7 @@ func (p *Provider) Token(ctx context.Context, r TokenRequest) (Tokens, error) {
 	return t, nil
 }
 
-var (
-	errCodeInvalid = oerr(CodeInvalidGrant, "the authorization code is not valid, has expired or was used")
-	errCodeUsed    = errors.New("code used before")
-)
+var errCodeInvalid = oerr(CodeInvalidGrant, "the authorization code is not valid, has expired or was used")
 
 // redeemCode is the authorization_code grant (RFC 6749 section 4.1.3,
 // RFC 7636 section 4.6). The code is used up by the first redemption that
