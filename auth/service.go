@@ -553,16 +553,17 @@ func (s *Service) admitAndOpen(ctx context.Context, user storage.User, req Login
 	if req.Device != nil {
 		offered = *req.Device
 	}
-	jkt, err := s.proveLogin(ctx, user, dev, offered)
+	handsetKey, err := s.proveLogin(ctx, user, dev, offered)
 	if err != nil {
 		return Grant{}, err
 	}
+	jkt := handsetKey
 	if req.ClientID != "" {
-		if jkt, err = s.clientKey(ctx, jkt, req.DPoPJKT); err != nil {
+		if jkt, err = s.clientKey(ctx, handsetKey, req.DPoPJKT); err != nil {
 			return Grant{}, err
 		}
 	}
-	return s.openSession(ctx, user, dev, deviceName, jkt, req, append(events, withOutcome(*ev, "success")))
+	return s.openSession(ctx, user, dev, deviceName, jkt, handsetKey, req, append(events, withOutcome(*ev, "success")))
 }
 
 // clientKey is the key an OAuth client's session is bound to (RFC 9449):
@@ -886,11 +887,14 @@ func deviceStatusError(status storage.DeviceStatus) error {
 }
 
 // openSession creates the session of a login (replacing the user's older
-// one on the same handset) and signs its tokens. The handset and user are
-// checked again inside the session's transaction, so a handset suspended or
-// a user disabled while the password was being checked cannot end up with a
-// live session.
-func (s *Service) openSession(ctx context.Context, user storage.User, dev *storage.Device, deviceName, jkt string, req LoginRequest, events []storage.Event) (Grant, error) {
+// one on the same handset) and signs its tokens, bound to the key jkt. The
+// handset and user are checked again inside the session's transaction, so
+// a handset suspended or a user disabled while the password was being
+// checked cannot end up with a live session, nor a session bound to the
+// handset's key handsetKey once the handset has another. jkt is
+// handsetKey but for an OAuth client's session without a handset key,
+// bound to the key of the client's own proof.
+func (s *Service) openSession(ctx context.Context, user storage.User, dev *storage.Device, deviceName, jkt, handsetKey string, req LoginRequest, events []storage.Event) (Grant, error) {
 	now := s.now().UTC()
 	idle, maxLife := s.cfg.ShortIdle, s.cfg.ShortMax
 	if req.Persistent {
@@ -939,7 +943,7 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 			return err
 		}
 		// The key the login was proven with is still the handset's.
-		if jkt != "" && (d.Key == nil || d.Key.Thumbprint != jkt) {
+		if handsetKey != "" && (d.Key == nil || d.Key.Thumbprint != handsetKey) {
 			return proofError("the handset's key was replaced during the login")
 		}
 		return nil
