@@ -509,6 +509,11 @@ func (s *Service) admitFor(ctx context.Context, user storage.User, req LoginRequ
 	}
 	switch {
 	case req.Device != nil:
+		// Another handset's payload is refused before it is admitted,
+		// which writes what it reports to that handset's record.
+		if req.BoundDevice != "" && !sameDevice(s.resolveDevice(ctx, req.Device.IMEI), req.BoundDevice) {
+			return nil, nil, ErrDeviceMismatch
+		}
 		d, evs, err := s.admitDevice(ctx, user, *req.Device)
 		ev.DeviceID = d.ID
 		if err != nil {
