@@ -686,3 +686,176 @@ func TestOAuthErrorsAreRFC6749(t *testing.T) {
 		t.Fatalf("registration as text: %d %s %s", r.status, r.header.Get("Content-Type"), r.body)
 	}
 }
+
+// TestOAuthAttackSignInCSRF: the sign-in and verification forms are
+// taken only with the token of the cookie the page set (SameSite=Strict,
+// HttpOnly, below /oauth2): a form posted from elsewhere signs nobody in.
+func TestOAuthAttackSignInCSRF(t *testing.T) {
+	clk := newFakeClock()
+	e := newEnv(t, oauthOn{Now: clk.Now})
+	e.fleet()
+	id, _ := e.authClient()
+	u, _ := e.authorizeURL(id, cb, nil)
+	victim, attacker := cookieBrowser(), cookieBrowser()
+	status, h, page := httpGet(t, victim, u)
+	m := formToken.FindStringSubmatch(page)
+	if status != 200 || m == nil {
+		t.Fatalf("sign-in page: %d", status)
+	}
+	cookie := h.Get("Set-Cookie")
+	for _, attr := range []string{"HttpOnly", "SameSite=Strict", "Path=/oauth2"} {
+		if !strings.Contains(strings.ToLower(cookie), strings.ToLower(attr)) {
+			t.Errorf("form cookie %q lacks %s", cookie, attr)
+		}
+	}
+	for name, c := range map[string]struct {
+		client *http.Client
+		token  string
+	}{
+		"without the cookie":     {attacker, m[1]},
+		"without the token":      {victim, ""},
+		"with another token":     {victim, strings.Repeat("A", len(m[1]))},
+		"with the cookie's name": {victim, "tether_oauth_form"},
+	} {
+		f := vals("username", "maria", "password", "correct horse", "action", "approve")
+		if c.token != "" {
+			f.Set("csrf", c.token)
+		}
+		status, h, _ := httpPost(t, c.client, u, f)
+		if status != 403 || h.Get("Location") != "" {
+			t.Errorf("sign-in %s: %d Location %q; want 403 and no redirect", name, status, h.Get("Location"))
+		}
+	}
+	// The device verification form likewise.
+	dev, _ := e.oauthClient(map[string]any{"token_endpoint_auth_method": "none", "grant_types": []string{oauth.GrantDeviceCode}})
+	da := e.postForm("/oauth2/device_authorization", vals("client_id", dev)).json(t)
+	uc := da["user_code"].(string)
+	_, _, page = httpGet(t, victim, e.url()+"/oauth2/device?user_code="+uc)
+	m = formToken.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("the verification page has no form")
+	}
+	if status, _, _ := httpPost(t, attacker, e.url()+"/oauth2/device", vals("csrf", m[1], "user_code", uc, "username", "maria", "password", "correct horse", "action", "approve")); status != 403 {
+		t.Fatalf("a verification form without the cookie: %d; want 403", status)
+	}
+	if status, _, _ := httpPost(t, attacker, e.url()+"/oauth2/device", vals("csrf", m[1], "user_code", uc, "action", "deny")); status != 403 {
+		t.Fatalf("a denial without the cookie: %d; want 403", status)
+	}
+	clk.Advance(6 * time.Second)
+	wantOAuthError(t, e.tokenReq(vals("grant_type", oauth.GrantDeviceCode, "device_code", da["device_code"].(string), "client_id", dev)), 400, "authorization_pending")
+	if n := len(e.oauthSessions("")); n != 0 {
+		t.Fatalf("%d sessions", n)
+	}
+}
+
+// TestOAuthAttackCodeMisuse: a code redeemed with another redirect_uri
+// than its request's, without one, or late is refused and spent; a
+// loopback redirect's port is the request's, not the registration's.
+func TestOAuthAttackCodeMisuse(t *testing.T) {
+	clk := newFakeClock()
+	e := newEnv(t, oauthOn{Now: clk.Now, Config: oauth.Config{CodeTTL: 30 * time.Second}})
+	e.fleet()
+	id, secret := e.authClient()
+	spent := func(name string, mutate func(url.Values)) {
+		t.Helper()
+		code, a := e.signInCode(t, id, cb, "maria", nil)
+		f := redeemForm(id, code, a, cb)
+		mutate(f)
+		wantOAuthError(t, e.tokenReq(f, basicAuth(id, secret)...), 400, "invalid_grant")
+		wantOAuthError(t, e.tokenReq(redeemForm(id, code, a, cb), basicAuth(id, secret)...), 400, "invalid_grant")
+		if n := len(e.oauthSessions("")); n != 0 {
+			t.Fatalf("%s: %d sessions", name, n)
+		}
+	}
+	spent("another redirect_uri", func(f url.Values) { f.Set("redirect_uri", "http://127.0.0.1:7777/other") })
+	spent("a longer redirect_uri", func(f url.Values) { f.Set("redirect_uri", cb+"/") })
+	spent("no redirect_uri", func(f url.Values) { f.Del("redirect_uri") })
+
+	// The loopback port of the request, not the registered one.
+	other := "http://127.0.0.1:5555/cb"
+	code, a := e.signInCode(t, id, other, "maria", nil)
+	wantOAuthError(t, e.tokenReq(redeemForm(id, code, a, cb), basicAuth(id, secret)...), 400, "invalid_grant")
+	code, a = e.signInCode(t, id, other, "maria", nil)
+	wantTokens(t, e.tokenReq(redeemForm(id, code, a, other), basicAuth(id, secret)...))
+	wantOAuthError(t, e.tokenReq(redeemForm(id, "not-a-code", a, other), basicAuth(id, secret)...), 400, "invalid_grant")
+	if n := len(e.oauthSessions("")); n != 1 {
+		t.Fatalf("%d sessions; want 1", n)
+	}
+	// Last, as it moves the provider's clock past the codes' lifetime.
+	code, a = e.signInCode(t, id, cb, "maria", nil)
+	clk.Advance(31 * time.Second)
+	if d := wantOAuthError(t, e.tokenReq(redeemForm(id, code, a, cb), basicAuth(id, secret)...), 400, "invalid_grant")["error_description"]; !strings.Contains(fmt.Sprint(d), "expired") {
+		t.Fatalf("a late code: %v; want it said to have expired", d)
+	}
+	if n := len(e.oauthSessions("")); n != 1 {
+		t.Fatalf("%d sessions; want 1", n)
+	}
+}
+
+// TestOAuthAttackTokenConfusion: each token is taken only for what it
+// is: an ID token is no access token, an access token no ID token hint
+// nor refresh token, a native token no OpenID Connect token.
+func TestOAuthAttackTokenConfusion(t *testing.T) {
+	e := newEnv(t, oauthOn{})
+	e.fleet()
+	id, secret := e.authClient()
+	rs, rsSecret := e.oauthClient(map[string]any{"grant_types": []string{"client_credentials"}})
+	code, a := e.signInCode(t, id, cb, "maria", url.Values{"scope": {"openid offline_access"}})
+	tok := wantTokens(t, e.tokenReq(redeemForm(id, code, a, cb), basicAuth(id, secret)...))
+	idToken, access := tok["id_token"].(string), tok["access_token"].(string)
+
+	wantProblem(t, e.do("GET", "/v1/auth/me", idToken, nil), 401, "token_invalid")
+	wantOAuthError(t, e.do("GET", "/oauth2/userinfo", idToken, nil), 401, "invalid_token")
+	if r := e.postForm("/oauth2/introspect", vals("token", idToken), basicAuth(rs, rsSecret)...); string(r.body) != `{"active":false}` {
+		t.Fatalf("introspection of an ID token: %s; want inactive", r.body)
+	}
+	wantOAuthError(t, e.postForm("/oauth2/introspect", vals("token", access), "Authorization", "Bearer "+idToken), 401, "invalid_token")
+	for _, wrong := range []string{idToken, access} {
+		wantOAuthError(t, e.tokenReq(vals("grant_type", "refresh_token", "refresh_token", wrong), basicAuth(id, secret)...), 400, "invalid_grant")
+	}
+	if status, _, _ := httpGet(t, cookieBrowser(), e.url()+"/oauth2/logout?"+vals("id_token_hint", access).Encode()); status != 400 {
+		t.Fatalf("an access token as id_token_hint: %d; want 400", status)
+	}
+	native := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "walter", "password": "correct horse", "device": handset(phoneIMEI)}).json(t)["accessToken"].(string)
+	wantOAuthError(t, e.do("GET", "/oauth2/userinfo", native, nil), 403, "insufficient_scope")
+	if status, _, _ := httpGet(t, cookieBrowser(), e.url()+"/oauth2/logout?"+vals("id_token_hint", native).Encode()); status != 400 {
+		t.Fatalf("a native token as id_token_hint: %d; want 400", status)
+	}
+	// Nothing above ended anything.
+	if r := e.do("GET", "/v1/auth/me", access, nil); r.status != 200 {
+		t.Fatalf("the session after the confusion: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/v1/auth/me", native, nil); r.status != 200 {
+		t.Fatalf("the native session after the confusion: %d %s", r.status, r.body)
+	}
+}
+
+// TestOAuthAttackScopeEscalation: a client gets no scope it was not
+// registered for, at any endpoint; offline_access only when asked.
+func TestOAuthAttackScopeEscalation(t *testing.T) {
+	e := newEnv(t, oauthOn{})
+	e.fleet()
+	narrow, _ := e.oauthClient(map[string]any{"token_endpoint_auth_method": "none", "redirect_uris": []string{cb}, "scope": "openid",
+		"grant_types": []string{"authorization_code", "password", oauth.GrantDeviceCode, "refresh_token"}})
+	u, _ := e.authorizeURL(narrow, cb, url.Values{"scope": {"openid profile"}})
+	_, h, _ := httpGet(t, cookieBrowser(), u)
+	if loc, _ := url.Parse(h.Get("Location")); loc == nil || loc.Query().Get("error") != "invalid_scope" {
+		t.Fatalf("a wider scope at the authorization endpoint: Location %q; want invalid_scope", h.Get("Location"))
+	}
+	wantOAuthError(t, e.tokenReq(vals("grant_type", "password", "client_id", narrow, "username", "maria", "password", "correct horse", "scope", "openid email")), 400, "invalid_scope")
+	wantOAuthError(t, e.postForm("/oauth2/device_authorization", vals("client_id", narrow, "scope", "offline_access")), 400, "invalid_scope")
+	if n := len(e.oauthSessions("")); n != 0 {
+		t.Fatalf("%d sessions", n)
+	}
+	// No scope asked: the client's, without offline_access.
+	wide, _ := e.oauthClient(map[string]any{"token_endpoint_auth_method": "none", "grant_types": []string{"password", "refresh_token"}})
+	tok := wantTokens(t, e.tokenReq(vals("grant_type", "password", "client_id", wide, "username", "maria", "password", "correct horse")))
+	if tok["scope"] != "openid profile email" {
+		t.Fatalf("default scope %v; want openid profile email", tok["scope"])
+	}
+	for _, s := range e.oauthSessions(wide) {
+		if s.Persistent {
+			t.Fatal("a session without offline_access is persistent")
+		}
+	}
+}

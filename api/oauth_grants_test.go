@@ -953,7 +953,18 @@ func TestOAuthDynamicRegistration(t *testing.T) {
 		c["token_endpoint_auth_method"] != "client_secret_basic" || !reflect.DeepEqual(c["response_types"], []any{"code"}) {
 		t.Fatalf("registration answer %s", r.body)
 	}
-	second := e.do("POST", "/oauth2/register", e.admin, meta).json(t)
+	// An admin's bearer token does too; a manager's does not.
+	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "ada", "password": "correct horse", "role": "admin"}); r.status != 201 {
+		t.Fatalf("admin user: %d %s", r.status, r.body)
+	}
+	login := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "ada", "password": "correct horse"})
+	second := e.do("POST", "/oauth2/register", login.json(t)["accessToken"].(string), meta).json(t)
+	if second["registration_access_token"] == nil || second["created_by"] == nil {
+		t.Fatalf("registration with an admin's token: %v", second)
+	}
+	e.do("POST", "/v1/users", e.admin, map[string]any{"username": "mona", "password": "correct horse", "role": "manager"})
+	login = e.do("POST", "/v1/auth/login", "", map[string]any{"username": "mona", "password": "correct horse"})
+	wantOAuthError(t, e.do("POST", "/oauth2/register", login.json(t)["accessToken"].(string), meta), 403, "insufficient_scope")
 	path := strings.TrimPrefix(uri, e.url())
 
 	// Read: its own token only.
