@@ -1504,3 +1504,69 @@ func TestOAuthDPoPNonce(t *testing.T) {
 		t.Fatalf("%d sessions; want 2", n)
 	}
 }
+
+// signInAnswer fills the sign-in page of an authorization request in and
+// returns the answer, whatever it is.
+func (e *env) signInAnswer(t testing.TB, authURL, username string) (int, http.Header, string) {
+	t.Helper()
+	b := cookieBrowser()
+	status, _, page := httpGet(t, b, authURL)
+	m := formToken.FindStringSubmatch(page)
+	if status != 200 || m == nil {
+		t.Fatalf("sign-in page: %d\n%s", status, page)
+	}
+	return httpPost(t, b, authURL, vals("csrf", m[1], "username", username, "password", "correct horse", "action", "approve"))
+}
+
+// TestOAuthHandsetPolicies: the version, SIM and assignment rules of a
+// login hold at every door of the OAuth provider: the password grant,
+// the sign-in page, the device approval. A refusal says why and opens
+// nothing.
+func TestOAuthHandsetPolicies(t *testing.T) {
+	e := newEnv(t, oauthOn{}, func(c *auth.Config) { c.MinAppVersion = "3.0.0"; c.SIMPolicy = auth.SIMBlock })
+	phone, _ := e.fleet()
+	field, _ := e.oauthClient(map[string]any{"token_endpoint_auth_method": "none", "redirect_uris": []string{cb}, "grant_types": []string{"password", "authorization_code", oauth.GrantDeviceCode}})
+	with := func(change func(map[string]any)) string {
+		p := handset(phoneIMEI)
+		change(p)
+		b, _ := json.Marshal(p)
+		return string(b)
+	}
+	grant := func(device string) response {
+		return e.tokenReq(vals("grant_type", "password", "client_id", field, "username", "walter", "password", "correct horse", "device", device))
+	}
+	// The first login records the SIM.
+	wantTokens(t, grant(devicePayload(phoneIMEI)))
+	oldApp := with(func(p map[string]any) { p["appVersion"] = "2.9.9" })
+	otherSIM := with(func(p map[string]any) { p["iccIds"] = []string{"89445001021983048279"} })
+	oldOS := with(func(p map[string]any) { p["osVersion"] = map[string]any{"api": 24, "name": "7.0"} })
+	for name, c := range map[string]struct {
+		device, says string
+	}{
+		"an old app":      {oldApp, "too old"},
+		"another SIM":     {otherSIM, "SIM"},
+		"an old Android":  {oldOS, "too old"},
+		"an unknown IMEI": {devicePayload("359881234567899"), "not enrolled"},
+	} {
+		if d := wantOAuthError(t, grant(c.device), 400, "invalid_grant")["error_description"]; !strings.Contains(fmt.Sprint(d), c.says) {
+			t.Errorf("password grant, %s: %v; want it to say %q", name, d, c.says)
+		}
+		u, _ := e.authorizeURL(field, cb, url.Values{"device": {c.device}})
+		if status, h, page := e.signInAnswer(t, u, "walter"); status < 400 || h.Get("Location") != "" || !strings.Contains(page, c.says) {
+			t.Errorf("sign-in page, %s: %d %q; want the page to refuse, saying %q", name, status, h.Get("Location"), c.says)
+		}
+		da := e.postForm("/oauth2/device_authorization", vals("client_id", field, "device", c.device)).json(t)
+		if status, page := e.verifyDevice(t, da["user_code"].(string), "approve", "walter", "correct horse"); status < 400 || !strings.Contains(page, c.says) {
+			t.Errorf("device approval, %s: %d; want it refused, saying %q", name, status, c.says)
+		}
+	}
+	// Assigned to maria: walter is refused at the page.
+	e.do("PATCH", "/v1/devices/"+phone, e.manager, map[string]any{"assignedUsers": []string{e.userIDOf("maria")}})
+	u, _ := e.authorizeURL(field, cb, url.Values{"device": {devicePayload(phoneIMEI)}})
+	if status, _, page := e.signInAnswer(t, u, "walter"); status != 403 || !strings.Contains(page, "not assigned") {
+		t.Errorf("walter signing in on maria's handset: %d; want 403 saying it is not assigned", status)
+	}
+	if n := len(e.oauthSessions(field)); n != 1 {
+		t.Fatalf("%d sessions; want the first grant's", n)
+	}
+}
