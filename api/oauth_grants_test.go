@@ -1570,3 +1570,78 @@ func TestOAuthHandsetPolicies(t *testing.T) {
 		t.Fatalf("%d sessions; want the first grant's", n)
 	}
 }
+
+// TestOAuthGrantsWithGoClients: the password and device grants, refresh
+// and ID token validation as golang.org/x/oauth2 and go-oidc do them,
+// configured from the issuer URL alone: x/oauth2 polls the device grant
+// itself, on the interval the server gives.
+func TestOAuthGrantsWithGoClients(t *testing.T) {
+	e := newEnv(t, oauthOn{Config: oauth.Config{DeviceInterval: time.Second}})
+	phone, _ := e.fleet()
+	ctx := context.Background()
+	provider, err := oidc.NewProvider(ctx, e.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := e.oauthClient(map[string]any{"client_name": "Scanner", "token_endpoint_auth_method": "none", "grant_types": []string{"password", oauth.GrantDeviceCode, "refresh_token"}})
+	conf := oauth2.Config{ClientID: id, Endpoint: provider.Endpoint(), Scopes: []string{oidc.ScopeOpenID, "profile", oidc.ScopeOfflineAccess}}
+	if conf.Endpoint.DeviceAuthURL != e.url()+"/oauth2/device_authorization" {
+		t.Fatalf("go-oidc's device authorization URL %q", conf.Endpoint.DeviceAuthURL)
+	}
+	conf.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+	verifier := provider.Verifier(&oidc.Config{ClientID: id})
+
+	tok, err := conf.PasswordCredentialsToken(ctx, "maria", "correct horse")
+	if err != nil {
+		t.Fatalf("password grant: %v", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := verifier.Verify(ctx, raw)
+	if err != nil || idt.Subject != e.userIDOf("maria") || idt.VerifyAccessToken(tok.AccessToken) != nil {
+		t.Fatalf("password grant ID token %v: %v", idt, err)
+	}
+	if _, err := conf.PasswordCredentialsToken(ctx, "maria", "wrong password"); err == nil {
+		t.Fatal("a wrong password got a token")
+	} else if re, ok := err.(*oauth2.RetrieveError); !ok || re.ErrorCode != "invalid_grant" {
+		t.Fatalf("a wrong password: %v; want invalid_grant", err)
+	}
+
+	da, err := conf.DeviceAuth(ctx, oauth2.SetAuthURLParam("device", devicePayload(phoneIMEI)))
+	if err != nil {
+		t.Fatalf("device authorization: %v", err)
+	}
+	if da.VerificationURIComplete == "" || da.Interval != 1 || time.Until(da.Expiry) < 9*time.Minute {
+		t.Fatalf("device authorization %+v", da)
+	}
+	if status, page := e.verifyDevice(t, da.UserCode, "approve", "walter", "correct horse"); status != 200 {
+		t.Fatalf("approval: %d\n%s", status, page)
+	}
+	tok, err = conf.DeviceAccessToken(ctx, da)
+	if err != nil {
+		t.Fatalf("device grant: %v", err)
+	}
+	if claims := e.verifyJWT(t, tok.AccessToken); claims["did"] != phone || claims["sub"] != e.userIDOf("walter") {
+		t.Fatalf("device grant token %v", claims)
+	}
+	if _, err := verifier.Verify(ctx, tok.Extra("id_token").(string)); err != nil {
+		t.Fatalf("device grant ID token: %v", err)
+	}
+	tok.Expiry = time.Now().Add(-time.Minute)
+	fresh, err := conf.TokenSource(ctx, tok).Token()
+	if err != nil || fresh.RefreshToken == tok.RefreshToken {
+		t.Fatalf("refresh: %v", err)
+	}
+
+	da, err = conf.DeviceAuth(ctx, oauth2.SetAuthURLParam("device", devicePayload(phoneIMEI)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := e.verifyDevice(t, da.UserCode, "deny", "", ""); status != 200 {
+		t.Fatalf("deny: %d", status)
+	}
+	if _, err := conf.DeviceAccessToken(ctx, da); err == nil {
+		t.Fatal("a denied device grant got a token")
+	} else if re, ok := err.(*oauth2.RetrieveError); !ok || re.ErrorCode != "access_denied" {
+		t.Fatalf("a denied device grant: %v; want access_denied", err)
+	}
+}
