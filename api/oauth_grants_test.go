@@ -414,7 +414,7 @@ func TestOAuthPasswordGrant(t *testing.T) {
 // ended by a reuse after it; only for the client the session is for, and
 // not at the native endpoint.
 func TestOAuthRefreshGrant(t *testing.T) {
-	e := newEnv(t, oauthOn{}, func(c *auth.Config) { c.RefreshReuseGrace = 500 * time.Millisecond })
+	e := newEnv(t, oauthOn{}, func(c *auth.Config) { c.RefreshReuseGrace = time.Second })
 	phone, _ := e.fleet()
 	field, _ := e.oauthClient(map[string]any{"token_endpoint_auth_method": "none", "grant_types": []string{"password", "refresh_token"}})
 	other, _ := e.oauthClient(map[string]any{"token_endpoint_auth_method": "none", "grant_types": []string{"password", "refresh_token"}})
@@ -443,7 +443,7 @@ func TestOAuthRefreshGrant(t *testing.T) {
 	if again := wantTokens(t, refresh(field, rt)); again["refresh_token"] != next["refresh_token"] || again["access_token"] != next["access_token"] {
 		t.Fatalf("a retry within the grace got other tokens: %v; want %v", again, next)
 	}
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	if d := wantOAuthError(t, refresh(field, rt), 400, "invalid_grant")["error_description"]; !strings.Contains(fmt.Sprint(d), "already used") {
 		t.Fatalf("a reuse after the grace: %v; want it said", d)
 	}
