@@ -57,8 +57,12 @@ type env struct {
 
 // oauthOn makes newEnv serve OAuth 2.0 and OpenID Connect: the app's
 // loopback port is chosen first, and its URL is the issuer (and the
-// public URL).
-type oauthOn struct{}
+// public URL). Config tunes the provider (short TTLs; its Issuer is
+// ignored), and Now, if set, is the provider's clock.
+type oauthOn struct {
+	Config oauth.Config
+	Now    func() time.Time
+}
 
 // withT returns a copy of e that reports to t, for subtests.
 func (e *env) withT(t *testing.T) *env {
@@ -123,8 +127,10 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	var ln net.Listener
 	issuer := ""
 	var oauthCfg oauth.Config
+	var on oauthOn
 	for _, m := range mutate {
-		if _, ok := m.(oauthOn); ok {
+		if o, ok := m.(oauthOn); ok {
+			on = o
 			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 				t.Fatal(err)
 			}
@@ -156,8 +162,16 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	}
 	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string), auth: authSvc, ln: ln}
 	if issuer != "" {
-		oauthCfg.Issuer = issuer
-		if e.oauth, err = oauth.New(oauthCfg, authSvc, store, oauth.WithLogger(logger)); err != nil {
+		ocfg := on.Config
+		if ocfg == (oauth.Config{}) {
+			ocfg = oauthCfg
+		}
+		ocfg.Issuer = issuer
+		oopts := []oauth.Option{oauth.WithLogger(logger)}
+		if on.Now != nil {
+			oopts = append(oopts, oauth.WithClock(on.Now))
+		}
+		if e.oauth, err = oauth.New(ocfg, authSvc, store, oopts...); err != nil {
 			t.Fatal(err)
 		}
 	}

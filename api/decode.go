@@ -47,6 +47,12 @@ func isJSON(contentType string) bool {
 // (or 415) that says what was wrong. The decoder copies every string out of
 // the request's memory, which Fiber reuses after the handler returns.
 func decodeJSON(c *fiber.Ctx, v any) error {
+	return decodeBody(c, v, true)
+}
+
+// decodeBody is decodeJSON; strict refuses members v does not have, which
+// are otherwise ignored.
+func decodeBody(c *fiber.Ctx, v any, strict bool) error {
 	if !isJSON(c.Get(fiber.HeaderContentType)) {
 		return errUnsupportedMedia
 	}
@@ -61,7 +67,9 @@ func decodeJSON(c *fiber.Ctx, v any) error {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return describeJSONError(err)
 	}

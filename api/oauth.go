@@ -342,9 +342,26 @@ func (s *server) deviceAuthorization(c *fiber.Ctx) error {
 // Dynamic registration (RFC 7591) for admins, and its management by the
 // client holding the registration access token (RFC 7592).
 
+// decodeMetadata reads the client metadata of a registration request (RFC
+// 7591 section 2): members the server does not understand are ignored, as
+// the RFC says, and a body that cannot be read as metadata (malformed, a
+// member of the wrong type) is invalid_client_metadata (section 3.2.2).
+func decodeMetadata(c *fiber.Ctx, v any) error {
+	err := decodeBody(c, v, false)
+	if err == nil || errors.Is(err, errUnsupportedMedia) {
+		return err
+	}
+	desc := toProblem(err).Detail
+	var verr *tether.ValidationError
+	if errors.As(err, &verr) {
+		desc = verr.Error()
+	}
+	return &oauth.Error{Code: oauth.CodeInvalidClientMetadata, Description: desc, Err: err}
+}
+
 func (s *server) register(c *fiber.Ctx) error {
 	var m oauth.Metadata
-	if err := decodeJSON(c, &m); err != nil {
+	if err := decodeMetadata(c, &m); err != nil {
 		return err
 	}
 	cl, err := s.OAuth.CreateClient(c.UserContext(), principal(c), m, true)
@@ -391,7 +408,7 @@ func (s *server) updateRegistration(c *fiber.Ctx) error {
 		ClientSecretExpiresAt int64  `json:"client_secret_expires_at"`
 		RegistrationClientURI string `json:"registration_client_uri"`
 	}
-	if err := decodeJSON(c, &body); err != nil {
+	if err := decodeMetadata(c, &body); err != nil {
 		return err
 	}
 	id := c.Params("id")

@@ -228,9 +228,11 @@ func identity(c *fiber.Ctx) auth.Identity {
 }
 
 // acceptable refuses, before any work is done, a request whose Accept
-// header names no format the server writes.
+// header names no format the server writes. The dialects and the OAuth
+// endpoints, which each write one format whatever is asked (an OAuth
+// page's HTML, a token's JSON), are not held to it.
 func acceptable(c *fiber.Ctx) error {
-	if _, _, err := negotiate(c.Get(fiber.HeaderAccept)); err != nil && !isDialect(c.Path()) {
+	if _, _, err := negotiate(c.Get(fiber.HeaderAccept)); err != nil && !isDialect(c.Path()) && !isOAuthPath(c.Path()) {
 		return err
 	}
 	return c.Next()

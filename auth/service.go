@@ -509,6 +509,11 @@ func (s *Service) admitFor(ctx context.Context, user storage.User, req LoginRequ
 	}
 	switch {
 	case req.Device != nil:
+		// Another handset's payload is refused before it is admitted,
+		// which writes what it reports to that handset's record.
+		if req.BoundDevice != "" && !sameDevice(s.resolveDevice(ctx, req.Device.IMEI), req.BoundDevice) {
+			return nil, nil, ErrDeviceMismatch
+		}
 		d, evs, err := s.admitDevice(ctx, user, *req.Device)
 		ev.DeviceID = d.ID
 		if err != nil {
@@ -887,10 +892,13 @@ func deviceStatusError(status storage.DeviceStatus) error {
 }
 
 // openSession creates the session of a login (replacing the user's older
-// one on the same handset) and signs its tokens. The handset and user are
-// checked again inside the session's transaction, so a handset suspended or
-// a user disabled while the password was being checked cannot end up with a
-// live session.
+// one on the same handset) and signs its tokens, bound to the key jkt. The
+// handset and user are checked again inside the session's transaction, so
+// a handset suspended or a user disabled while the password was being
+// checked cannot end up with a live session, nor a session bound to the
+// handset's key handsetKey once the handset has another. jkt is
+// handsetKey but for an OAuth client's session without a handset key,
+// bound to the key of the client's own proof.
 func (s *Service) openSession(ctx context.Context, user storage.User, dev *storage.Device, deviceName, jkt, handsetKey string, req LoginRequest, events []storage.Event) (Grant, error) {
 	now := s.now().UTC()
 	idle, maxLife := s.cfg.ShortIdle, s.cfg.ShortMax

@@ -21,11 +21,12 @@ import (
 // Claims are the claims of an access token (API.md section 4).
 type Claims struct {
 	jwt.RegisteredClaims
-	// SID is the session id.
-	SID string `json:"sid"`
+	// SID is the session id, and Role its user's role: both absent from a
+	// client's own token (client_credentials), which has no session.
+	SID string `json:"sid,omitempty"`
 	// DID is the device id; absent for tokens issued without a handset.
 	DID  string       `json:"did,omitempty"`
-	Role storage.Role `json:"role"`
+	Role storage.Role `json:"role,omitempty"`
 	// Cnf binds the token to a handset key (RFC 9449 section 6.1): it is
 	// used only with a DPoP proof signed by the key of that thumbprint.
 	Cnf *Confirmation `json:"cnf,omitempty"`

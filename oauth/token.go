@@ -99,9 +99,10 @@ var errCodeInvalid = oerr(CodeInvalidGrant, "the authorization code is not valid
 // redeemCode is the authorization_code grant (RFC 6749 section 4.1.3,
 // RFC 7636 section 4.6). The code is used up by the first redemption that
 // gets as far as the client's check, whatever comes after: a wrong
-// verifier cannot be retried. A code presented again revokes the session
-// its first redemption opened (section 4.1.2), even if that one is still
-// being opened.
+// verifier cannot be retried. The one exception is a DPoP proof without
+// the server's nonce, which RFC 9449 section 8 has the client retry. A
+// code presented again revokes the session its first redemption opened
+// (section 4.1.2), even if that one is still being opened.
 func (p *Provider) redeemCode(ctx context.Context, c storage.OAuthClient, r TokenRequest) (Tokens, error) {
 	code, verifier, redirect := r.Form.Get("code"), r.Form.Get("code_verifier"), r.Form.Get("redirect_uri")
 	switch {
@@ -170,6 +171,20 @@ func (p *Provider) redeemCode(ctx context.Context, c storage.OAuthClient, r Toke
 		}
 	}
 	g, err := p.auth.Open(ctx, rec.UserID, req)
+	if errors.Is(err, auth.ErrUseNonce) {
+		// The client retries with the server's nonce (RFC 9449 section
+		// 8): the code is given back for that retry, unless it was
+		// presented again meanwhile.
+		if _, uerr := p.store.UpdateAuthCode(ctx, rec.Hash, func(cur storage.AuthCode) (storage.AuthCode, error) {
+			if !cur.Replayed && cur.SessionID == "" && cur.UsedAt.Equal(rec.UsedAt) {
+				cur.UsedAt = time.Time{}
+			}
+			return cur, nil
+		}); uerr != nil {
+			p.log.ErrorContext(ctx, "give an authorization code back", "error", uerr)
+		}
+		return Tokens{}, err
+	}
 	if err != nil {
 		return Tokens{}, err
 	}
