@@ -39,7 +39,7 @@ func (e *env) url() string {
 
 func TestConsoleServesWithStrictHeaders(t *testing.T) {
 	e := newEnv(t)
-	for _, path := range []string{"/console", "/console/", "/console/app.js", "/console/app.css"} {
+	for _, path := range []string{"/console", "/console/", "/console/app.js", "/console/app.css", "/console/icon.svg"} {
 		r := e.do("GET", path, "", nil)
 		if r.status != 200 {
 			t.Fatalf("%s: %d", path, r.status)

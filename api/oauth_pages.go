@@ -31,21 +31,22 @@ var pages = template.Must(template.New("page").Parse(`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>{{.Title}} · Tether</title>
+<link rel="icon" href="/console/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/console/app.css">
 </head>
 <body>
 <main>
 <div class="card narrow">
 <h1>{{.Title}}</h1>
-{{if .Client}}<p class="muted">{{.Client}} asks you to sign in{{if .Handset}} on {{.Handset}}{{end}}.</p>{{end}}
+{{if .Client}}<p class="muted"><strong>{{.Client}}</strong> asks you to sign in{{if .Handset}} on {{.Handset}}{{end}}.</p>{{end}}
 {{if .Error}}<p class="errors" role="alert" id="error">{{.Error}}</p>{{end}}
 {{if .Message}}<p id="message">{{.Message}}</p>{{end}}
 {{if .SignIn}}
 <form method="post" action="{{.Action}}" autocomplete="on">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
 {{if .UserCode}}<label>Code shown on the handset<input name="user_code" value="{{.UserCode}}" readonly class="mono"></label>{{end}}
-<label>Username<input name="username" value="{{.Username}}" autocomplete="username" required autofocus autocapitalize="none" spellcheck="false"></label>
-<label>Password<input name="password" type="password" autocomplete="current-password" required></label>
+<label>Username<input name="username" value="{{.Username}}" autocomplete="username" required{{if not .Username}} autofocus{{end}} autocapitalize="none" spellcheck="false"></label>
+<label>Password<input name="password" type="password" autocomplete="current-password" required{{if .Username}} autofocus{{end}}></label>
 <div class="actions">
 <button type="submit" name="action" value="approve" id="submit">Sign in</button>
 <button type="submit" name="action" value="deny" class="quiet" formnovalidate id="cancel">{{if .UserCode}}Deny{{else}}Cancel{{end}}</button>
@@ -54,7 +55,7 @@ var pages = template.Must(template.New("page").Parse(`<!doctype html>
 {{end}}
 {{if .AskCode}}
 <form method="get" action="{{.Action}}">
-<label>Code shown on the handset<input name="user_code" required autofocus autocapitalize="characters" spellcheck="false" class="mono" placeholder="BCDF-GHJK"></label>
+<label>Code shown on the handset<input name="user_code" value="{{.UserCode}}" required autofocus autocapitalize="characters" spellcheck="false" class="mono" placeholder="BCDF-GHJK"></label>
 <div class="actions"><button type="submit" id="next">Next</button></div>
 </form>
 {{end}}
@@ -138,6 +139,38 @@ func checkCSRF(c *fiber.Ctx) bool {
 
 var errStaleForm = "The form expired or came from elsewhere: sign in again."
 
+// sentence makes an error description (lower case, no final stop, as
+// error strings are) read as a sentence on a page.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	s = strings.ToUpper(s[:1]) + s[1:]
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
+}
+
+// typedCode is a user code someone typed, to show again beside the
+// error: what fits in the field.
+func typedCode(code string) string {
+	if len(code) > 32 {
+		return ""
+	}
+	return code
+}
+
+// invalidLink is the page for an authorization request that cannot be
+// answered at its redirect URI: it names the fault for whoever set the
+// app up, and tells the person what to do.
+func invalidLink(oe *oauth.Error) htmlPage {
+	return htmlPage{
+		Title: "This sign-in link is not valid", Error: sentence(oe.Description),
+		Message: "Go back to the app and start again. If this keeps happening, the app is not set up for this server: tell whoever looks after it.",
+	}
+}
+
 // queryOf is the request's query string, with every value of a repeated
 // parameter.
 func queryOf(c *fiber.Ctx) url.Values {
@@ -170,7 +203,7 @@ func (s *server) authorizePage(c *fiber.Ctx) error {
 	a, oe := s.OAuth.ParseAuthorization(c.UserContext(), queryOf(c))
 	if oe != nil {
 		if a == nil {
-			return s.render(c, fiber.StatusBadRequest, htmlPage{Title: "This sign-in link is not valid", Error: oe.Description}, "")
+			return s.render(c, fiber.StatusBadRequest, invalidLink(oe), "")
 		}
 		return c.Redirect(s.OAuth.ErrorRedirect(a, oe), fiber.StatusSeeOther)
 	}
@@ -185,7 +218,7 @@ func (s *server) authorizeSubmit(c *fiber.Ctx) error {
 	a, oe := s.OAuth.ParseAuthorization(c.UserContext(), queryOf(c))
 	if oe != nil {
 		if a == nil {
-			return s.render(c, fiber.StatusBadRequest, htmlPage{Title: "This sign-in link is not valid", Error: oe.Description}, "")
+			return s.render(c, fiber.StatusBadRequest, invalidLink(oe), "")
 		}
 		return c.Redirect(s.OAuth.ErrorRedirect(a, oe), fiber.StatusSeeOther)
 	}
@@ -233,10 +266,7 @@ func (s *server) pageError(c *fiber.Ctx, err error) (int, string) {
 		}
 		msg = strings.Join(parts, "; ")
 	}
-	if msg != "" {
-		msg = strings.ToUpper(msg[:1]) + msg[1:] + "."
-	}
-	return p.Status, msg
+	return p.Status, sentence(msg)
 }
 
 // devicePage is the verification page of the device flow: with a user
@@ -251,7 +281,7 @@ func (s *server) devicePage(c *fiber.Ctx) error {
 	pd, err := s.OAuth.LookupDevice(c.UserContext(), code)
 	if err != nil {
 		status, msg := s.pageError(c, err)
-		return s.render(c, status, htmlPage{Title: "Sign in a handset", AskCode: true, Action: action, Error: msg}, "")
+		return s.render(c, status, htmlPage{Title: "Sign in a handset", AskCode: true, Action: action, Error: msg, UserCode: typedCode(code)}, "")
 	}
 	return s.render(c, fiber.StatusOK, s.devicePageOf(pd, c), "")
 }
@@ -277,7 +307,7 @@ func (s *server) deviceSubmit(c *fiber.Ctx) error {
 	pd, err := s.OAuth.LookupDevice(c.UserContext(), code)
 	if err != nil {
 		status, msg := s.pageError(c, err)
-		return s.render(c, status, htmlPage{Title: "Sign in a handset", AskCode: true, Action: oauth.PathDevice, Error: msg}, "")
+		return s.render(c, status, htmlPage{Title: "Sign in a handset", AskCode: true, Action: oauth.PathDevice, Error: msg, UserCode: typedCode(code)}, "")
 	}
 	again := s.devicePageOf(pd, c)
 	again.Username = c.FormValue("username")
@@ -322,7 +352,7 @@ func (s *server) logoutPage(c *fiber.Ctx) error {
 		var oe *oauth.Error
 		msg := "The sign-out request is not valid."
 		if errors.As(err, &oe) {
-			msg = oe.Description
+			msg = sentence(oe.Description)
 		}
 		return s.render(c, fiber.StatusBadRequest, htmlPage{Title: "Sign out", Error: msg}, "")
 	}

@@ -83,6 +83,8 @@ async function refresh() {
 function signedOut(message) {
   Object.assign(state, { access: "", refresh: "", expiresAt: 0, user: null });
   $("#top").hidden = true;
+  showRoleItems();
+  hideSecret();
   show("login");
   flash(message || "", !!message);
 }
@@ -121,9 +123,16 @@ function problemText(err) {
 
 // ---- navigation ----
 
-const views = ["login", "fleet", "device", "users", "user", "enroll", "audit"];
+const views = ["login", "fleet", "device", "users", "user", "enroll", "audit", "clients"];
 // A handset's page belongs to the fleet, a user's to the users.
 const section = { device: "fleet", user: "users" };
+
+// showRoleItems shows what is for one role (data-role) to that role
+// alone, and hides it from everyone when no one is signed in. The server
+// refuses the others anyway: this only spares them a button that fails.
+function showRoleItems() {
+  for (const el of $$("[data-role]")) el.hidden = !state.user || el.dataset.role !== state.user.role;
+}
 
 function show(name) {
   for (const v of views) $(`#${v}-view`).hidden = v !== name;
@@ -136,6 +145,7 @@ async function route() {
   if (!state.access) return show("login");
   const [name, arg] = location.hash.slice(1).split("/");
   flash("");
+  hideSecret();
   try {
     switch (name) {
       case "users": show("users"); await loadUsers(); break;
@@ -143,6 +153,9 @@ async function route() {
       case "audit": show("audit"); state.auditCursor = ""; await loadAudit(false); break;
       case "device": show("device"); await loadDevice(decodeURIComponent(arg || "")); break;
       case "user": show("user"); await loadUser(decodeURIComponent(arg || "")); break;
+      case "clients":
+        if (state.user.role === "admin") { show("clients"); await loadClients(); break; }
+        show("fleet"); await loadFleet(); break;
       default: show("fleet"); await loadFleet();
     }
   } catch (err) {
@@ -296,6 +309,8 @@ async function submitDialog(event, dlg, action) {
     dlg.close();
   } catch (err) {
     errors.textContent = problemText(err);
+    // A long form scrolls: the reason must show.
+    errors.scrollIntoView({ block: "nearest" });
   }
 }
 
@@ -554,6 +569,120 @@ async function loadAudit(more) {
   $("#audit-more").disabled = !page.nextCursor;
 }
 
+// ---- OAuth clients (admins) ----
+
+const grantNames = { "urn:ietf:params:oauth:grant-type:device_code": "device_code" };
+const needsSecret = (c) => c.token_endpoint_auth_method === "client_secret_basic" || c.token_endpoint_auth_method === "client_secret_post";
+const clientName = (c) => c.client_name || c.client_id;
+const lines = (s) => (s || "").split("\n").map((x) => x.trim()).filter(Boolean);
+
+// withSetting writes a server message with the setting it names as code.
+const withSetting = (message, setting) => message.split(setting).flatMap((part, i) => (i ? [h("code", {}, setting), part] : [part]));
+
+// loadClients lists the clients; on a server without OAuth (no
+// --public-url), it says so instead.
+async function loadClients() {
+  let page;
+  try {
+    page = await api("GET", "/v1/oauth/clients");
+  } catch (err) {
+    if (err.status !== 404 || err.problem.code !== "not_found") throw err;
+    $("#clients-off").replaceChildren(...withSetting(`Off on this server: ${err.message}.`, "--public-url"));
+    for (const [sel, off] of [["#clients-off", false], ["#clients-about", true], ["#clients-wrap", true], ["#client-open", true]]) $(sel).hidden = off;
+    return;
+  }
+  // Apps are set up from the issuer URL: it is --public-url, which may
+  // not be the address the console was opened at.
+  const issuer = await api("GET", "/.well-known/openid-configuration").then((m) => m.issuer, () => "");
+  for (const [sel, off] of [["#clients-off", true], ["#clients-about", !issuer], ["#clients-wrap", false], ["#client-open", false]]) $(sel).hidden = off;
+  $("#clients-issuer").textContent = issuer;
+  const body = $("#clients-table tbody");
+  body.replaceChildren(...page.items.map((c) => h("tr", { "data-client": c.client_id },
+    h("td", {}, clientName(c)),
+    h("td", { class: "mono nowrap" }, c.client_id),
+    h("td", {}, c.token_endpoint_auth_method === "none" ? "public" : "confidential",
+      h("div", { class: "muted small" }, c.token_endpoint_auth_method),
+      c.dpop_bound_access_tokens ? h("div", { class: "muted small" }, "DPoP-bound") : null),
+    h("td", { class: "nowrap" }, (c.grant_types || []).map((g) => h("div", {}, grantNames[g] || g))),
+    h("td", { class: "uris" }, (c.redirect_uris || []).length ? c.redirect_uris.map((u) => h("div", { class: "mono" }, u)) : "—"),
+    h("td", { class: "row-actions" },
+      needsSecret(c) ? h("button", { type: "button", class: "quiet", onclick: () => rotateSecret(c) }, "Rotate secret") : null,
+      h("button", { type: "button", class: "quiet", onclick: () => deleteClient(c) }, "Delete")))));
+  if (!page.items.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No client is registered yet.")));
+}
+
+// showSecret shows a client's secret, the one time the server tells it.
+function showSecret(c) {
+  $("#client-secret-title").textContent = `Client secret of “${clientName(c)}”`;
+  $("#client-secret-value").value = c.client_secret;
+  $("#client-secret-hint").textContent = "";
+  $("#client-secret").hidden = false;
+  $("#client-secret-value").focus();
+  $("#client-secret-value").select();
+}
+
+// hideSecret forgets the secret shown: it leaves the page.
+function hideSecret() {
+  $("#client-secret-value").value = "";
+  $("#client-secret").hidden = true;
+}
+
+async function copySecret() {
+  const input = $("#client-secret-value");
+  input.focus();
+  input.select();
+  try {
+    await navigator.clipboard.writeText(input.value);
+    $("#client-secret-hint").textContent = "Copied to the clipboard.";
+  } catch {
+    $("#client-secret-hint").textContent = "Selected: press Ctrl+C (⌘C on a Mac) to copy it.";
+  }
+}
+
+function newClient() {
+  hideSecret();
+  const dlg = openDialog("#client-dialog");
+  $("#client-form").onsubmit = (e) => submitDialog(e, dlg, async (f) => {
+    const auth = f.get("auth");
+    const grants = f.getAll("grant");
+    const scopes = f.getAll("scope");
+    if (!grants.length) throw new APIError(400, { detail: "Choose at least one grant." });
+    if (!scopes.length) throw new APIError(400, { detail: "Choose at least one scope." });
+    const c = await api("POST", "/v1/oauth/clients", {
+      client_name: f.get("name").trim(),
+      token_endpoint_auth_method: auth,
+      application_type: auth === "none" ? "native" : undefined,
+      redirect_uris: lines(f.get("redirectUris")),
+      grant_types: grants,
+      scope: scopes.join(" "),
+      id_token_signed_response_alg: f.get("alg"),
+      dpop_bound_access_tokens: f.get("dpop") === "on",
+    });
+    await loadClients();
+    flash(`Client “${clientName(c)}” created: its client_id is ${c.client_id}.`);
+    if (c.client_secret) showSecret(c);
+  });
+}
+
+async function rotateSecret(c) {
+  if ((await confirmAction(`Rotate the secret of “${clientName(c)}”? The old secret stops working at once: the app needs the new one.`, false)) === null) return;
+  try {
+    const r = await api("POST", `/v1/oauth/clients/${encodeURIComponent(c.client_id)}/secret`);
+    flash(`New secret for “${clientName(c)}”; the old one no longer works.`);
+    showSecret(r);
+  } catch (err) { flash(problemText(err), true); }
+}
+
+async function deleteClient(c) {
+  if ((await confirmAction(`Delete the client “${clientName(c)}”? It can no longer sign anyone in; its refresh tokens stop working at once.`, false)) === null) return;
+  try {
+    await api("DELETE", `/v1/oauth/clients/${encodeURIComponent(c.client_id)}`);
+    hideSecret();
+    await loadClients();
+    flash(`Client “${clientName(c)}” deleted.`);
+  } catch (err) { flash(problemText(err), true); }
+}
+
 // ---- wiring ----
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -569,6 +698,7 @@ document.addEventListener("DOMContentLoaded", () => {
       e.target.reset();
       $("#top").hidden = false;
       $("#who").textContent = `${state.user.username} (${state.user.role})`;
+      showRoleItems();
       if (!location.hash || location.hash === "#login") location.hash = "#fleet"; else await route();
     } catch (err) { state.access = ""; flash(problemText(err), true); }
   });
@@ -605,6 +735,9 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
   $("#code-form").addEventListener("submit", createCode);
+  $("#client-open").addEventListener("click", newClient);
+  $("#client-secret-copy").addEventListener("click", copySecret);
+  $("#client-secret-done").addEventListener("click", hideSecret);
   $("#audit-filter").addEventListener("submit", (e) => { e.preventDefault(); loadAudit(false).catch((err) => flash(problemText(err), true)); });
   $("#audit-more").addEventListener("click", () => loadAudit(true).catch((err) => flash(problemText(err), true)));
 
