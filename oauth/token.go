@@ -89,10 +89,7 @@ func (p *Provider) Token(ctx context.Context, r TokenRequest) (Tokens, error) {
 	return t, nil
 }
 
-var (
-	errCodeInvalid = oerr(CodeInvalidGrant, "the authorization code is not valid, has expired or was used")
-	errCodeUsed    = errors.New("code used before")
-)
+var errCodeInvalid = oerr(CodeInvalidGrant, "the authorization code is not valid, has expired or was used")
 
 // redeemCode is the authorization_code grant (RFC 6749 section 4.1.3,
 // RFC 7636 section 4.6). The code is used up by the first redemption that
