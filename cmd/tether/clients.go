@@ -41,7 +41,11 @@ func (cf *clientFlags) bind(fs *flag.FlagSet) {
 	storeFlags(fs, &cf.store)
 	fs.StringVar(&cf.publicURL, "public-url", "", "the server's --public-url: its issuer URL, such as https://tether.example.com (required)")
 	fs.StringVar(&cf.masterFile, "master-key-file", "", "the server's --master-key-file, if it has one")
-	fs.BoolVar(&cf.json, "json", false, "print the client as JSON (RFC 7591 client information)")
+}
+
+// bindJSON adds --json, for the commands that print clients.
+func (cf *clientFlags) bindJSON(fs *flag.FlagSet, usage string) {
+	fs.BoolVar(&cf.json, "json", false, usage)
 }
 
 // checkPublicURL reports a missing or bad --public-url: OAuth clients work only on a
@@ -90,6 +94,7 @@ func (c *cli) clientCreate(ctx context.Context, args []string) error {
 	)
 	fs := c.flagSet("client create")
 	cf.bind(fs)
+	cf.bindJSON(fs, "print the RFC 7591 client information, secret included, instead")
 	fs.StringVar(&name, "name", "", "the client's name, shown on the sign-in page")
 	fs.Var(&redirects, "redirect-uri", "a redirect URI (repeated for more): https, http to a loopback IP literal (any port), or a private-use scheme such as com.example.app:/callback")
 	fs.BoolVar(&public, "public", false, "a public client (a native app): no secret, token_endpoint_auth_method none")
@@ -165,6 +170,7 @@ func (c *cli) clientList(ctx context.Context, args []string) error {
 	var cf clientFlags
 	fs := c.flagSet("client list")
 	cf.bind(fs)
+	cf.bindJSON(fs, "print the clients as JSON, as the manager API lists them")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -221,6 +227,7 @@ func (c *cli) clientRotateSecret(ctx context.Context, args []string) error {
 	var cf clientFlags
 	fs := c.flagSet("client rotate-secret")
 	cf.bind(fs)
+	cf.bindJSON(fs, "print the client, with its new secret, as JSON")
 	id, err := c.parseWithArg(fs, args, "name the client (its client_id)")
 	if err != nil {
 		return err
