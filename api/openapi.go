@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,17 +17,21 @@ import (
 	"tether/device"
 )
 
-// The OpenAPI 3.1 document of the native API, served at /openapi.json. It
-// is built from the table below and from the Go types of the answers
-// themselves, so it cannot drift from what the handlers write; a test
-// checks that every route the server serves is in it and every path in it
-// is served.
+// The OpenAPI 3.1 document of the native API, and, on a server with a
+// public URL, of the OAuth 2.0 and OpenID Connect endpoints
+// (oauthOperations), served at /openapi.json. It is built from the tables
+// below and from the Go types of the answers themselves, so it cannot
+// drift from what the handlers write; a test checks that every route the
+// server serves is in it and every path in it is served.
 
 // op documents one operation.
 type op struct {
 	method, path, summary, tag string
 	// auth is "" (none), "manager", "admin", "user" (an access token),
-	// "introspect" (an API key of that role).
+	// "introspect" (an API key of that role), and for OAuth: "client" (the
+	// client authenticates, or names itself if public), "client-or-token"
+	// (that, or a client_credentials token), "registration" (an RFC 7592
+	// registration access token), "token" (an OAuth access token).
 	auth string
 	// body is the request body's Go value (a zero value of its type), or a
 	// media type name for non-JSON bodies.
@@ -35,6 +40,33 @@ type op struct {
 	okStatus int
 	ok       any
 	query    []string
+
+	// What the OAuth operations need besides.
+	//
+	// description says more than the summary. form is the Go value of an
+	// application/x-www-form-urlencoded body (formOptional: it may be
+	// left out), params of the query parameters, one per member (with
+	// their doc and enum tags). jsonOnly says answers are JSON whatever
+	// Accept says; oauthErrors
+	// that errors are RFC 6749 JSON, not problem+json. more are further
+	// answers, by status, with what they are. dpop describes the DPoP
+	// header the operation takes, if it is not one of dpopOps.
+	description  string
+	form         any
+	formOptional bool
+	params       any
+	jsonOnly     bool
+	oauthErrors  bool
+	more         map[string]docAnswer
+	dpop         string
+}
+
+// docAnswer is one more answer of an operation: its description, and an HTML
+// page or a redirect (a Location header).
+type docAnswer struct {
+	description string
+	html        bool
+	redirect    bool
 }
 
 type page[T any] struct {
@@ -196,7 +228,23 @@ func (s *schemas) object(t reflect.Type) map[string]any {
 			if name == "" {
 				name = f.Name
 			}
-			props[name] = s.of(f.Type)
+			prop := s.of(f.Type)
+			if doc, enum := f.Tag.Get("doc"), f.Tag.Get("enum"); doc != "" || enum != "" {
+				// A copy: a referenced schema is shared, and a $ref may
+				// have siblings in OpenAPI 3.1.
+				described := map[string]any{}
+				for k, v := range prop {
+					described[k] = v
+				}
+				if doc != "" {
+					described["description"] = doc
+				}
+				if enum != "" {
+					described["enum"] = strings.Fields(enum)
+				}
+				prop = described
+			}
+			props[name] = prop
 			if !strings.Contains(opts, "omit") && f.Type.Kind() != reflect.Pointer {
 				required = append(required, name)
 			}
@@ -211,27 +259,74 @@ func (s *schemas) object(t reflect.Type) map[string]any {
 	return o
 }
 
-var (
-	openapiOnce sync.Once
-	openapiDoc  []byte
-)
+// params are the query parameters of t's members, as object lists them.
+func (s *schemas) params(t reflect.Type) []any {
+	o := s.object(t)
+	props, _ := o["properties"].(map[string]any)
+	required := map[string]bool{}
+	if r, ok := o["required"].([]string); ok {
+		for _, name := range r {
+			required[name] = true
+		}
+	}
+	names := make([]string, 0, len(props))
+	for name := range props {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]any, 0, len(names))
+	for _, name := range names {
+		schema := props[name].(map[string]any)
+		p := map[string]any{"name": name, "in": "query", "required": required[name]}
+		if d, ok := schema["description"]; ok {
+			p["description"] = d
+			trimmed := map[string]any{}
+			for k, v := range schema {
+				if k != "description" {
+					trimmed[k] = v
+				}
+			}
+			schema = trimmed
+		}
+		p["schema"] = schema
+		out = append(out, p)
+	}
+	return out
+}
 
-// OpenAPI returns the document.
-func OpenAPI(version string) []byte {
-	openapiOnce.Do(func() {
+// openapiDocs are the two documents, without OAuth and with it, each built
+// once.
+var openapiDocs [2]struct {
+	once sync.Once
+	doc  []byte
+}
+
+// OpenAPI returns the document; withOAuth adds the OAuth 2.0 and OpenID
+// Connect endpoints, which a server with a public URL serves.
+func OpenAPI(version string, withOAuth bool) []byte {
+	d := &openapiDocs[0]
+	if withOAuth {
+		d = &openapiDocs[1]
+	}
+	d.once.Do(func() {
 		if version == "" {
 			version = "dev"
 		}
-		openapiDoc = buildOpenAPI(version)
+		d.doc = buildOpenAPI(version, withOAuth)
 	})
-	return openapiDoc
+	return d.doc
 }
 
-func buildOpenAPI(version string) []byte {
+func buildOpenAPI(version string, withOAuth bool) []byte {
 	s := &schemas{defs: map[string]any{}}
 	problem := s.of(reflect.TypeOf(problemDoc{}))
+	oauthError := s.of(reflect.TypeOf(oauthErrorDoc{}))
 	paths := map[string]map[string]any{}
-	for _, o := range operations {
+	ops := operations
+	if withOAuth {
+		ops = append(slices.Clip(ops), oauthOperations...)
+	}
+	for _, o := range ops {
 		item := paths[o.path]
 		if item == nil {
 			item = map[string]any{}
@@ -249,13 +344,22 @@ func buildOpenAPI(version string) []byte {
 		for _, q := range o.query {
 			params = append(params, map[string]any{"name": q, "in": "query", "description": queryDocs[q], "schema": map[string]any{"type": "string"}})
 		}
-		if dpopOps[o.method+" "+o.path] {
+		if o.params != nil {
+			params = append(params, s.params(reflect.TypeOf(o.params))...)
+		}
+		switch {
+		case dpopOps[o.method+" "+o.path]:
 			params = append(params, map[string]any{"name": "DPoP", "in": "header",
 				"description": "An RFC 9449 proof signed by the handset's enrolled key (ES256 or EdDSA, the public JWK in its header; htm, htu, iat, jti, and ath when an access token is sent): required for handsets with a key (401 proof_required, proof_invalid)",
 				"schema":      map[string]any{"type": "string"}})
+		case o.dpop != "":
+			params = append(params, map[string]any{"name": "DPoP", "in": "header", "description": o.dpop, "schema": map[string]any{"type": "string"}})
 		}
 		if len(params) > 0 {
 			op["parameters"] = params
+		}
+		if o.description != "" {
+			op["description"] = o.description
 		}
 		switch b := o.body.(type) {
 		case nil:
@@ -270,6 +374,10 @@ func buildOpenAPI(version string) []byte {
 			op["requestBody"] = map[string]any{"required": o.method != "POST" || !strings.HasSuffix(o.path, "suspend") && !strings.HasSuffix(o.path, "retire") && !strings.HasSuffix(o.path, "reinstate"),
 				"content": map[string]any{fiber.MIMEApplicationJSON: map[string]any{"schema": s.of(reflect.TypeOf(b))}}}
 		}
+		if o.form != nil {
+			op["requestBody"] = map[string]any{"required": !o.formOptional,
+				"content": map[string]any{fiber.MIMEApplicationForm: map[string]any{"schema": s.of(reflect.TypeOf(o.form))}}}
+		}
 		responses := map[string]any{}
 		okDesc := "success"
 		switch v := o.ok.(type) {
@@ -277,48 +385,100 @@ func buildOpenAPI(version string) []byte {
 			responses[strconv.Itoa(o.okStatus)] = map[string]any{"description": okDesc}
 		case string:
 			responses[strconv.Itoa(o.okStatus)] = map[string]any{"description": okDesc, "content": map[string]any{v: map[string]any{"schema": map[string]any{"type": "string"}}}}
+		case docAnswer:
+			responses[strconv.Itoa(o.okStatus)] = v.object()
 		default:
-			responses[strconv.Itoa(o.okStatus)] = map[string]any{"description": okDesc, "content": answerContent(s.of(reflect.TypeOf(v)))}
+			content := answerContent(s.of(reflect.TypeOf(v)))
+			if o.jsonOnly {
+				content = map[string]any{mimeAppJSON: map[string]any{"schema": s.of(reflect.TypeOf(v))}}
+			}
+			responses[strconv.Itoa(o.okStatus)] = map[string]any{"description": okDesc, "content": content}
 		}
-		responses["default"] = map[string]any{"description": "an error (RFC 9457)", "content": map[string]any{
-			"application/problem+json": map[string]any{"schema": problem},
-		}}
+		for status, a := range o.more {
+			responses[status] = a.object()
+		}
+		if o.oauthErrors {
+			errAnswer := map[string]any{"description": "an error (RFC 6749 section 5.2)", "content": map[string]any{
+				mimeAppJSON: map[string]any{"schema": oauthError},
+			}}
+			if o.dpop != "" {
+				errAnswer["headers"] = map[string]any{
+					"DPoP-Nonce":       map[string]any{"description": "with use_dpop_nonce: the nonce the next proof must carry", "schema": map[string]any{"type": "string"}},
+					"WWW-Authenticate": map[string]any{"description": "on 401 and 403: the scheme (Basic for a client that tried it, Bearer or DPoP) and the error", "schema": map[string]any{"type": "string"}},
+				}
+			}
+			responses["default"] = errAnswer
+		} else {
+			responses["default"] = map[string]any{"description": "an error (RFC 9457)", "content": map[string]any{
+				"application/problem+json": map[string]any{"schema": problem},
+			}}
+		}
 		op["responses"] = responses
 		switch o.auth {
 		case "manager", "admin":
 			op["security"] = []any{map[string]any{"bearer": []any{}}, map[string]any{"apiKey": []any{}}}
-			op["description"] = "Role: " + o.auth + " (or admin). Bearer: an API key or a user's access token."
+			op["description"] = joinDesc("Role: "+o.auth+" (or admin). Bearer: an API key or a user's access token.", o.description)
 		case "user":
 			op["security"] = []any{map[string]any{"bearer": []any{}}}
 		case "introspect":
 			op["security"] = []any{map[string]any{"bearer": []any{}}, map[string]any{"apiKey": []any{}}}
 			op["description"] = "An API key of role introspect or admin."
+		case "client":
+			// {}: a public client names itself in the form, and the other
+			// methods (client_secret_post, private_key_jwt) are form
+			// members too.
+			op["security"] = []any{map[string]any{"clientBasic": []any{}}, map[string]any{}}
+			op["description"] = joinDesc(o.description, clientAuthDoc)
+		case "client-or-token":
+			op["security"] = []any{map[string]any{"clientBasic": []any{}}, map[string]any{"clientCredentialsToken": []any{}}, map[string]any{}}
+			op["description"] = joinDesc(o.description, clientAuthDoc)
+		case "registration":
+			op["security"] = []any{map[string]any{"registrationAccessToken": []any{}}}
+		case "token":
+			op["security"] = []any{map[string]any{"oauthAccessToken": []any{}}, map[string]any{"oauthDPoPToken": []any{}}}
+			if o.form != nil {
+				// Or access_token in the form.
+				op["security"] = append(op["security"].([]any), map[string]any{})
+			}
 		}
 		item[strings.ToLower(o.method)] = op
+	}
+	description := "Enrollment and authentication for company Android handsets: the native API. Answers follow Accept (JSON, XML, CSV, XLSX, compressed JSON); errors are problem+json."
+	tags := []any{
+		map[string]any{"name": "tokens", "description": "Login, refresh, renewal, logout"},
+		map[string]any{"name": "devices", "description": "Handsets, imports, enrollment codes"},
+		map[string]any{"name": "users", "description": "Accounts"},
+		map[string]any{"name": "sessions", "description": "Who is logged in where"},
+		map[string]any{"name": "audit", "description": "The audit trail"},
+		map[string]any{"name": "admin", "description": "API keys, signing keys, backups"},
+		map[string]any{"name": "operations", "description": "Health, metrics, this document"},
+	}
+	securitySchemes := map[string]any{
+		"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "An API key (tak_…) or an access token; a token bound to a handset key (token type DPoP) is sent as Authorization: DPoP <token> with a DPoP proof"},
+		"apiKey": map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
+	}
+	if withOAuth {
+		description = "Enrollment and authentication for company Android handsets: the native API (answers follow Accept: JSON, XML, CSV, XLSX, compressed JSON; errors are problem+json), and the OAuth 2.0 and OpenID Connect endpoints of the issuer --public-url (JSON; errors are RFC 6749 JSON under /oauth2 and /.well-known, problem+json under /v1)."
+		tags = append(tags,
+			map[string]any{"name": "oauth", "description": "OAuth 2.0 and OpenID Connect: discovery, authorization, tokens, revocation, introspection, userinfo, logout, device authorization, dynamic registration"},
+			map[string]any{"name": "oauth clients", "description": "OAuth clients, for admins (the manager API)"},
+		)
+		for name, scheme := range oauthSecuritySchemes {
+			securitySchemes[name] = scheme
+		}
 	}
 	doc := map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{
 			"title":       "Tether",
 			"version":     version,
-			"description": "Enrollment and authentication for company Android handsets: the native API. Answers follow Accept (JSON, XML, CSV, XLSX, compressed JSON); errors are problem+json.",
+			"description": description,
 		},
-		"tags": []any{
-			map[string]any{"name": "tokens", "description": "Login, refresh, renewal, logout"},
-			map[string]any{"name": "devices", "description": "Handsets, imports, enrollment codes"},
-			map[string]any{"name": "users", "description": "Accounts"},
-			map[string]any{"name": "sessions", "description": "Who is logged in where"},
-			map[string]any{"name": "audit", "description": "The audit trail"},
-			map[string]any{"name": "admin", "description": "API keys, signing keys, backups"},
-			map[string]any{"name": "operations", "description": "Health, metrics, this document"},
-		},
+		"tags":  tags,
 		"paths": paths,
 		"components": map[string]any{
-			"schemas": s.defs,
-			"securitySchemes": map[string]any{
-				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "An API key (tak_…) or an access token; a token bound to a handset key (token type DPoP) is sent as Authorization: DPoP <token> with a DPoP proof"},
-				"apiKey": map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
-			},
+			"schemas":         s.defs,
+			"securitySchemes": securitySchemes,
 		},
 	}
 	out, err := json.MarshalIndent(doc, "", "  ")
@@ -358,5 +518,5 @@ type problemDoc struct {
 func (s *server) openapi(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, mimeAppJSON+charsetUTF8)
 	c.Set(fiber.HeaderCacheControl, "no-cache")
-	return c.Send(OpenAPI(s.opts.Version))
+	return c.Send(OpenAPI(s.opts.Version, s.OAuth != nil))
 }

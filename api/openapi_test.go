@@ -28,9 +28,14 @@ var notNative = map[string]bool{
 }
 
 // TestOpenAPIMatchesRoutes checks that every route the server serves is in
-// /openapi.json, and every operation there is served.
+// /openapi.json, and every operation there is served: without OAuth (no
+// public URL), and with it.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	e := newEnv(t)
+	t.Run("native", func(t *testing.T) { checkOpenAPIRoutes(t, newEnv(t), 30) })
+	t.Run("oauth", func(t *testing.T) { checkOpenAPIRoutes(t, newEnv(t, oauthOn{}), 60) })
+}
+
+func checkOpenAPIRoutes(t *testing.T, e *env, least int) {
 	r := e.do("GET", "/openapi.json", "", nil)
 	var doc struct {
 		OpenAPI string                                `json:"openapi"`
@@ -74,7 +79,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	for _, key := range missing {
 		t.Errorf("in /openapi.json but not served: %s", key)
 	}
-	if len(served) < 30 {
+	if len(served) < least {
 		t.Fatalf("only %d routes found: the route listing is broken", len(served))
 	}
 }
@@ -93,16 +98,17 @@ func TestOpenAPIValid(t *testing.T) {
 		}
 		t.Skipf("node or testdata/openapi/node_modules missing: %v", err)
 	}
-	e := newEnv(t)
-	file := filepath.Join(t.TempDir(), "openapi.json")
-	if err := os.WriteFile(file, e.do("GET", "/openapi.json", "", nil).body, 0o600); err != nil {
-		t.Fatal(err)
+	for name, e := range map[string]*env{"native": newEnv(t), "oauth": newEnv(t, oauthOn{})} {
+		file := filepath.Join(t.TempDir(), "openapi.json")
+		if err := os.WriteFile(file, e.do("GET", "/openapi.json", "", nil).body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(node, filepath.Join(dir, "validate.mjs"), file).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "valid: Tether") {
+			t.Fatalf("the validator refuses the %s /openapi.json: %v\n%s", name, err, out)
+		}
+		t.Logf("%s: %s", name, strings.TrimSpace(string(out)))
 	}
-	out, err := exec.Command(node, filepath.Join(dir, "validate.mjs"), file).CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "valid: Tether") {
-		t.Fatalf("the validator refuses /openapi.json: %v\n%s", err, out)
-	}
-	t.Log(strings.TrimSpace(string(out)))
 
 	// And it refuses a broken document, so the check means something.
 	broken := filepath.Join(t.TempDir(), "broken.json")

@@ -6,6 +6,9 @@
 //	tether device import FILE        register handsets from a CSV or XLSX file
 //	tether apikey create [flags]     create an API key (printed alone on stdout)
 //	tether enrollment-code create    make a code handsets enroll with (and its QR)
+//	tether client create [flags]     register an OAuth client (its id, and secret, on stdout)
+//	tether client list|delete|rotate-secret
+//	                                 list, delete an OAuth client, or give it a new secret
 //	tether keys rotate [flags]       start signing tokens with a new key
 //	tether backup --out FILE         copy the store (server stopped; else GET /v1/admin/backup)
 //	tether restore FILE              check a backup and put it in place of the store
@@ -80,6 +83,10 @@ Usage:
   tether device import FILE.csv|FILE.xlsx [--dry-run] [--skip-invalid]
   tether apikey create --role manager|admin|introspect|client [--name N]
   tether enrollment-code create [--expires-in 24h] [--max-uses 1] [--label L] [--group G] [--public-url URL] [--enrollment-mode M]
+  tether client create --public-url URL [--name N] [--redirect-uri URI]... [--public | --auth-method M] [--grant G]... [--json]
+  tether client list --public-url URL [--json]
+  tether client delete CLIENT_ID --public-url URL
+  tether client rotate-secret CLIENT_ID --public-url URL
   tether keys rotate
   tether backup --out FILE
   tether restore FILE
@@ -137,6 +144,14 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.apikeyCreate(ctx, rest[1:])
 	case cmd == "enrollment-code" && sub == "create":
 		return c.enrollmentCodeCreate(ctx, rest[1:])
+	case cmd == "client" && sub == "create":
+		return c.clientCreate(ctx, rest[1:])
+	case cmd == "client" && sub == "list":
+		return c.clientList(ctx, rest[1:])
+	case cmd == "client" && sub == "delete":
+		return c.clientDelete(ctx, rest[1:])
+	case cmd == "client" && sub == "rotate-secret":
+		return c.clientRotateSecret(ctx, rest[1:])
 	case cmd == "backup":
 		return c.backup(ctx, rest)
 	case cmd == "restore":
@@ -199,6 +214,12 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 // parseWithFile parses a command that takes one file argument, before or
 // among its flags.
 func (c *cli) parseWithFile(fs *flag.FlagSet, args []string) (string, error) {
+	return c.parseWithArg(fs, args, "name the file")
+}
+
+// parseWithArg parses a command that takes one argument, before or among
+// its flags; missing says what to do without it.
+func (c *cli) parseWithArg(fs *flag.FlagSet, args []string, missing string) (string, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return "", err
@@ -206,11 +227,11 @@ func (c *cli) parseWithFile(fs *flag.FlagSet, args []string) (string, error) {
 		return "", errUsage
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintf(c.stderr, "%s: name the file\n", fs.Name())
+		fmt.Fprintf(c.stderr, "%s: %s\n", fs.Name(), missing)
 		return "", errUsage
 	}
-	file := fs.Arg(0)
-	return file, c.parse(fs, fs.Args()[1:])
+	arg := fs.Arg(0)
+	return arg, c.parse(fs, fs.Args()[1:])
 }
 
 // envName is the environment variable of a flag: "min-os-api" is
