@@ -1645,3 +1645,38 @@ func TestOAuthGrantsWithGoClients(t *testing.T) {
 		t.Fatalf("a denied device grant: %v; want access_denied", err)
 	}
 }
+
+// TestOAuthAppsShareAHandset: the native app and two OAuth apps signed in
+// on one handset keep their sessions side by side; each app's new sign-in
+// replaces only its own older one; a manager logging the person out
+// everywhere ends them all.
+func TestOAuthAppsShareAHandset(t *testing.T) {
+	e := newEnv(t, oauthOn{})
+	e.fleet()
+	meta := map[string]any{"token_endpoint_auth_method": "none", "grant_types": []string{"password", "refresh_token"}}
+	mail, _ := e.oauthClient(meta)
+	maps, _ := e.oauthClient(meta)
+	signIn := func(client string) string {
+		return wantTokens(t, e.tokenReq(vals("grant_type", "password", "client_id", client, "username", "walter",
+			"password", "correct horse", "device", devicePayload(phoneIMEI))))["access_token"].(string)
+	}
+	native := e.loginWorker()["accessToken"].(string)
+	first, other := signIn(mail), signIn(maps)
+	second := signIn(mail)
+	for name, c := range map[string]struct {
+		token  string
+		status int
+	}{"native": {native, 200}, "the other app": {other, 200}, "the app's new session": {second, 200}, "the app's old session": {first, 401}} {
+		if r := e.do("GET", "/v1/auth/me", c.token, nil); r.status != c.status {
+			t.Errorf("%s: %d %s; want %d", name, r.status, r.body, c.status)
+		}
+	}
+	if r := e.do("POST", "/v1/users/"+e.userIDOf("walter")+"/logout-all", e.manager, nil); r.status != 200 {
+		t.Fatalf("logout-all: %d %s", r.status, r.body)
+	}
+	for _, tok := range []string{native, other, second} {
+		if r := e.do("GET", "/v1/auth/me", tok, nil); r.status != 401 {
+			t.Errorf("after logout-all: %d; want 401", r.status)
+		}
+	}
+}

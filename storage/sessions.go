@@ -152,7 +152,8 @@ func (f SessionFilter) Match(s Session) bool {
 type Sessions interface {
 	// CreateSession stores a new session and returns it with Key set. In
 	// the same transaction it revokes (with reason "replaced") any live
-	// session of the same user and device, and runs the write options. If
+	// session of the same user, device and OAuth client (ClientID, "" for
+	// the native API), and runs the write options. If
 	// check is not nil it is called inside the transaction with the
 	// session's user and device (the zero Device for a session without
 	// one) as they are then; an error from it aborts everything.

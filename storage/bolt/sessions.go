@@ -12,9 +12,14 @@ import (
 	"tether/storage"
 )
 
-// pairKey is the sessions_by_pair key of a user on a device.
-func pairKey(userID, deviceID string) []byte {
-	return []byte(userID + "\x00" + deviceID)
+// pairKey is the sessions_by_pair key of a user on a device, for the
+// native API or an OAuth client (whose keys, added later, are longer, so
+// the native ones are as they were).
+func pairKey(userID, deviceID, clientID string) []byte {
+	if clientID == "" {
+		return []byte(userID + "\x00" + deviceID)
+	}
+	return []byte(userID + "\x00" + deviceID + "\x00" + clientID)
 }
 
 func refKey(owner, sessionID string) []byte {
@@ -56,9 +61,10 @@ func createSession(tx *bolt.Tx, sess storage.Session, check func(storage.User, s
 	if sessions.Get([]byte(sess.ID)) != nil {
 		return sess, &storage.ConflictError{Entity: "session", Field: "id", Value: sess.ID}
 	}
-	// One live session per user and device: the new one replaces it.
+	// One live session per user, device and client: the new one replaces
+	// it.
 	pairs := tx.Bucket(bucketSessionPair)
-	pk := pairKey(sess.UserID, sess.DeviceID)
+	pk := pairKey(sess.UserID, sess.DeviceID, sess.ClientID)
 	if old := pairs.Get(pk); old != nil {
 		if err := revokeOne(tx, string(old), "replaced", sess.CreatedAt); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return sess, err
@@ -113,7 +119,7 @@ func (s *Store) LoadSessions(ctx context.Context, ss []storage.Session) error {
 				}
 			}
 			if !sess.Revoked() {
-				if err := tx.Bucket(bucketSessionPair).Put(pairKey(sess.UserID, sess.DeviceID), []byte(sess.ID)); err != nil {
+				if err := tx.Bucket(bucketSessionPair).Put(pairKey(sess.UserID, sess.DeviceID, sess.ClientID), []byte(sess.ID)); err != nil {
 					return err
 				}
 			}
@@ -240,7 +246,7 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 // still points at that session.
 func releasePair(tx *bolt.Tx, sess storage.Session) error {
 	pairs := tx.Bucket(bucketSessionPair)
-	pk := pairKey(sess.UserID, sess.DeviceID)
+	pk := pairKey(sess.UserID, sess.DeviceID, sess.ClientID)
 	if cur := pairs.Get(pk); cur != nil && string(cur) == sess.ID {
 		return pairs.Delete(pk)
 	}

@@ -48,9 +48,11 @@ func TestMigrationFillsSkeletons(t *testing.T) {
 	if _, err := s.CreateUser(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	// Back to schema 3, as a database of an older build (undoing schema 5
-	// too).
+	// Back to schema 3, as a database of an older build (undoing schemas 5
+	// and 6 too).
 	for _, sql := range []string{
+		`ALTER TABLE session_pairs DROP CONSTRAINT session_pairs_pkey`, `ALTER TABLE session_pairs DROP COLUMN client_id`,
+		`ALTER TABLE session_pairs ADD PRIMARY KEY (user_id, device_id)`,
 		`DROP TABLE oauth_clients, auth_codes, device_codes`,
 		`DROP INDEX users_username_skeleton_idx`, `ALTER TABLE users DROP COLUMN username_skeleton`,
 		`DELETE FROM schema_migrations WHERE version >= 4`,

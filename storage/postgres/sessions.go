@@ -45,10 +45,11 @@ func createSession(ctx context.Context, tx pgx.Tx, sess storage.Session, check f
 			return sess, err
 		}
 	}
-	// One live session per user and device: the new one replaces it.
+	// One live session per user, device and client: the new one replaces
+	// it.
 	var old string
-	err := tx.QueryRow(ctx, `SELECT session_id FROM session_pairs WHERE user_id = $1 AND device_id = $2 FOR UPDATE`,
-		sess.UserID, sess.DeviceID).Scan(&old)
+	err := tx.QueryRow(ctx, `SELECT session_id FROM session_pairs WHERE user_id = $1 AND device_id = $2 AND client_id = $3 FOR UPDATE`,
+		sess.UserID, sess.DeviceID, sess.ClientID).Scan(&old)
 	switch {
 	case err == nil:
 		if err := revokeOne(ctx, tx, old, "replaced", sess.CreatedAt); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -73,9 +74,9 @@ func createSession(ctx context.Context, tx pgx.Tx, sess storage.Session, check f
 	if err := unique(err, "sessions_family_key", &storage.ConflictError{Entity: "session", Field: "family", Value: sess.ID}); err != nil {
 		return sess, err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO session_pairs (user_id, device_id, session_id) VALUES ($1, $2, $3)
-		ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = EXCLUDED.session_id`,
-		sess.UserID, sess.DeviceID, sess.ID)
+	_, err = tx.Exec(ctx, `INSERT INTO session_pairs (user_id, device_id, client_id, session_id) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (user_id, device_id, client_id) DO UPDATE SET session_id = EXCLUDED.session_id`,
+		sess.UserID, sess.DeviceID, sess.ClientID, sess.ID)
 	return sess, err
 }
 
@@ -106,9 +107,9 @@ func (s *Store) LoadSessions(ctx context.Context, ss []storage.Session) error {
 				return err
 			}
 			if !sess.Revoked() {
-				if _, err := tx.Exec(ctx, `INSERT INTO session_pairs (user_id, device_id, session_id) VALUES ($1, $2, $3)
-					ON CONFLICT (user_id, device_id) DO UPDATE SET session_id = EXCLUDED.session_id`,
-					sess.UserID, sess.DeviceID, sess.ID); err != nil {
+				if _, err := tx.Exec(ctx, `INSERT INTO session_pairs (user_id, device_id, client_id, session_id) VALUES ($1, $2, $3, $4)
+					ON CONFLICT (user_id, device_id, client_id) DO UPDATE SET session_id = EXCLUDED.session_id`,
+					sess.UserID, sess.DeviceID, sess.ClientID, sess.ID); err != nil {
 					return err
 				}
 			}
@@ -250,8 +251,8 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 // releasePair drops the user-and-device entry of a session that ends, if it
 // still points at that session.
 func releasePair(ctx context.Context, tx pgx.Tx, sess storage.Session) error {
-	_, err := tx.Exec(ctx, `DELETE FROM session_pairs WHERE user_id = $1 AND device_id = $2 AND session_id = $3`,
-		sess.UserID, sess.DeviceID, sess.ID)
+	_, err := tx.Exec(ctx, `DELETE FROM session_pairs WHERE user_id = $1 AND device_id = $2 AND client_id = $3 AND session_id = $4`,
+		sess.UserID, sess.DeviceID, sess.ClientID, sess.ID)
 	return err
 }
 

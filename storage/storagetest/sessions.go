@@ -130,9 +130,36 @@ func testSessionReplacesPair(t *testing.T, s storage.Store) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	mustCreateSession(t, s, newSession(u.ID, d.ID))
+	native := mustCreateSession(t, s, newSession(u.ID, d.ID))
 	if cur, _ := s.GetSession(ctx, second.ID); cur.RevokeReason != "logout" {
 		t.Fatalf("a logged-out session was revoked again: %q", cur.RevokeReason)
+	}
+
+	// OAuth clients' sessions on the same handset live beside the native
+	// one and each other's; each client's newest replaces its own older
+	// one only.
+	app := func(client string) storage.Session {
+		x := newSession(u.ID, d.ID)
+		x.ClientID = client
+		return mustCreateSession(t, s, x)
+	}
+	a1, b1 := app("cli_a"), app("cli_b")
+	a2 := app("cli_a")
+	for _, c := range []struct {
+		id      string
+		revoked bool
+	}{{native.ID, false}, {b1.ID, false}, {a2.ID, false}, {a1.ID, true}} {
+		got, err := s.GetSession(ctx, c.id)
+		if err != nil || got.Revoked() != c.revoked || (c.revoked && got.RevokeReason != "replaced") {
+			t.Errorf("session %s of client %q: revoked %v (%q), %v; want revoked %v", c.id, got.ClientID, got.Revoked(), got.RevokeReason, err, c.revoked)
+		}
+	}
+	// A new native login replaces the native session only.
+	mustCreateSession(t, s, newSession(u.ID, d.ID))
+	for id, want := range map[string]bool{native.ID: true, b1.ID: false, a2.ID: false} {
+		if got, _ := s.GetSession(ctx, id); got.Revoked() != want {
+			t.Errorf("after a native login, session %s of client %q revoked %v; want %v", id, got.ClientID, got.Revoked(), want)
+		}
 	}
 }
 
