@@ -156,6 +156,11 @@ func (s *server) oauthError(c *fiber.Ctx, err error) error {
 	switch {
 	case oe.Code == oauth.CodeInvalidClient && oe.Basic:
 		c.Set(fiber.HeaderWWWAuthenticate, `Basic realm="tether"`)
+	case oe.Code == oauth.CodeInvalidClient:
+		// Credentials in the form, or none: RFC 6749 section 5.2 allows
+		// 400, and a 401 would need a challenge for a scheme the client
+		// did not use.
+		status = fiber.StatusBadRequest
 	case status == fiber.StatusUnauthorized || status == fiber.StatusForbidden:
 		// The DPoP errors are the DPoP scheme's (RFC 9449 sections 7.1
 		// and 12.2): a client reads use_dpop_nonce from a DPoP challenge.

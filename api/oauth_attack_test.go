@@ -482,23 +482,23 @@ func TestOAuthAttackClientAuthMismatch(t *testing.T) {
 		code    string
 		basic   bool
 	}{
-		{"a public client with a secret in the form", pw("client_id", pub, "client_secret", "made-up"), nil, 401, "invalid_client", false},
+		{"a public client with a secret in the form", pw("client_id", pub, "client_secret", "made-up"), nil, 400, "invalid_client", false},
 		{"a public client with Basic", pw(), basicAuth(pub, "made-up"), 401, "invalid_client", true},
 		{"a public client with Basic and no secret", pw(), basicAuth(pub, ""), 401, "invalid_client", true},
-		{"a confidential client without its secret", pw("client_id", conf), nil, 401, "invalid_client", false},
-		{"a Basic client in the form", pw("client_id", conf, "client_secret", secret), nil, 401, "invalid_client", false},
+		{"a confidential client without its secret", pw("client_id", conf), nil, 400, "invalid_client", false},
+		{"a Basic client in the form", pw("client_id", conf, "client_secret", secret), nil, 400, "invalid_client", false},
 		{"a form client with Basic", pw(), basicAuth(post, postSecret), 401, "invalid_client", true},
-		{"a form client without its secret", pw("client_id", post), nil, 401, "invalid_client", false},
+		{"a form client without its secret", pw("client_id", post), nil, 400, "invalid_client", false},
 		{"a wrong secret", pw(), basicAuth(conf, secret+"x"), 401, "invalid_client", true},
 		{"another client's secret", pw(), basicAuth(conf, postSecret), 401, "invalid_client", true},
 		{"an unknown client", pw(), basicAuth("cli_nobody", secret), 401, "invalid_client", true},
-		{"no client at all", pw(), nil, 401, "invalid_client", false},
+		{"no client at all", pw(), nil, 400, "invalid_client", false},
 		{"Basic and the form's secret", pw("client_secret", secret), basicAuth(conf, secret), 400, "invalid_request", false},
 		{"Basic and another client_id", pw("client_id", pub), basicAuth(conf, secret), 400, "invalid_request", false},
 		{"Basic and an assertion", pw("client_assertion_type", oauth.AssertionType, "client_assertion", "e30.e30.x"), basicAuth(conf, secret), 400, "invalid_request", false},
 		{"Basic not base64", pw(), []string{"Authorization", "Basic %%%"}, 401, "invalid_client", true},
 		{"Basic without a colon", pw(), []string{"Authorization", "Basic " + "Y2xpX3g="}, 401, "invalid_client", true},
-		{"another scheme", pw(), []string{"Authorization", "Digest x"}, 401, "invalid_client", false},
+		{"another scheme", pw(), []string{"Authorization", "Digest x"}, 400, "invalid_client", false},
 	} {
 		r := e.tokenReq(c.form, c.headers...)
 		if r.status != c.status || r.json(t)["error"] != c.code {
@@ -599,7 +599,7 @@ func TestOAuthAttackMalformedForms(t *testing.T) {
 		{"an unknown parameter twice", "/oauth2/token", pw + "&x=1&x=2", formType, 400, "invalid_request"},
 		{"an empty parameter twice", "/oauth2/token", pw + "&scope=&scope=", formType, 400, "invalid_request"},
 		{"code twice", "/oauth2/token", "grant_type=authorization_code&client_id=" + pub + "&code=a&code=b&code_verifier=" + strings.Repeat("a", 43), formType, 400, "invalid_request"},
-		{"a long client_id", "/oauth2/token", "grant_type=password&client_id=" + strings.Repeat("c", 200), formType, 401, "invalid_client"},
+		{"a long client_id", "/oauth2/token", "grant_type=password&client_id=" + strings.Repeat("c", 200), formType, 400, "invalid_client"},
 		{"a long code", "/oauth2/token", "grant_type=authorization_code&client_id=" + pub + "&code=" + strings.Repeat("c", 300) + "&code_verifier=" + strings.Repeat("a", 43), formType, 400, "invalid_grant"},
 		{"a long device_code", "/oauth2/token", "grant_type=" + url.QueryEscape(oauth.GrantDeviceCode) + "&client_id=" + pub + "&device_code=" + strings.Repeat("c", 300), formType, 400, "invalid_grant"},
 		{"a device payload not JSON", "/oauth2/token", strings.Replace(pw, "device=", "device=not-json&x=", 1), formType, 400, "invalid_request"},

@@ -335,16 +335,16 @@ func TestBrowserOAuthCodeFlow(t *testing.T) {
 	if fields.Username != "walter" || fields.Password != "" || focused != "password" {
 		t.Fatalf("after a wrong password the form holds %+v, the focus on %q; want the username kept, the password empty and focused", fields, focused)
 	}
-	if _, status := w.csp(authURL); status != 401 {
-		t.Fatalf("a wrong password answers %d; want 401", status)
+	if _, status := w.csp(authURL); status != 400 {
+		t.Fatalf("a wrong password answers %d; want 400 (a page, not a challenge)", status)
 	}
 	w.strictCSP(authURL, appOrigin)
 	b.styled("the sign-in page with an error")
 	b.shoot("oauth-signin-error.png")
 	noRedirect(t, got, "after a wrong password")
 	// Chromium logs the status of the page itself; that is all it may log.
-	if !w.expect("status of 401 (Unauthorized) (" + authURL + ")") {
-		t.Fatal("Chromium did not log the page's 401: the watch hears nothing")
+	if !w.expect("status of 400 (Bad Request) (" + authURL + ")") {
+		t.Fatal("Chromium did not log the page's 400: the watch hears nothing")
 	}
 	w.clean("the sign-in page after a wrong password")
 

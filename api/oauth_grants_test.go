@@ -506,7 +506,7 @@ func TestOAuthDeviceFlow(t *testing.T) {
 	if status != 200 || !strings.Contains(page, "Rugged scanner") || !strings.Contains(page, "SM-G991B") || !strings.Contains(page, "7518") {
 		t.Fatalf("verification page: %d\n%s", status, page)
 	}
-	if status, page := e.verifyDevice(t, uc, "approve", "walter", "wrong password"); status != 401 || !strings.Contains(page, "wrong") {
+	if status, page := e.verifyDevice(t, uc, "approve", "walter", "wrong password"); status != 400 || !strings.Contains(page, "wrong") {
 		t.Fatalf("approval with a wrong password: %d\n%s", status, page)
 	}
 	clk.Advance(16 * time.Second)
@@ -699,7 +699,7 @@ func TestOAuthIntrospection(t *testing.T) {
 	}
 
 	// A public client may not ask; nor a wrong secret.
-	wantOAuthError(t, e.postForm("/oauth2/introspect", vals("token", access, "client_id", field)), 401, "invalid_client")
+	wantOAuthError(t, e.postForm("/oauth2/introspect", vals("token", access, "client_id", field)), 400, "invalid_client")
 	wrong := e.postForm("/oauth2/introspect", vals("token", access), basicAuth(rsBasic, "wrong")...)
 	wantOAuthError(t, wrong, 401, "invalid_client")
 	if !strings.HasPrefix(wrong.header.Get("WWW-Authenticate"), "Basic") {
@@ -913,7 +913,7 @@ func TestOAuthPrivateKeyJWT(t *testing.T) {
 			}
 			// A private_key_jwt client cannot fall back to a secret.
 			wantOAuthError(t, e.tokenReq(vals("grant_type", "client_credentials"), basicAuth(id, "guess")...), 401, "invalid_client")
-			wantOAuthError(t, e.tokenReq(vals("grant_type", "client_credentials", "client_id", id)), 401, "invalid_client")
+			wantOAuthError(t, e.tokenReq(vals("grant_type", "client_credentials", "client_id", id)), 400, "invalid_client")
 			// The introspection endpoint takes an assertion made for it.
 			r := e.postForm("/oauth2/introspect", vals("token", "x", "client_assertion_type", oauth.AssertionType, "client_assertion", key.assertion(t, id, issuer+"/oauth2/introspect", nil)))
 			if r.status != 200 || string(r.body) != `{"active":false}` {
@@ -1678,5 +1678,44 @@ func TestOAuthAppsShareAHandset(t *testing.T) {
 		if r := e.do("GET", "/v1/auth/me", tok, nil); r.status != 401 {
 			t.Errorf("after logout-all: %d; want 401", r.status)
 		}
+	}
+}
+
+// TestOAuthDPoPWithHandsetProofsOff: --device-proof off governs handset
+// keys only. An OAuth client's own DPoP key still binds its tokens, its
+// refreshes and its userinfo calls, dpop_jkt still holds, and a junk
+// proof is refused rather than ignored.
+func TestOAuthDPoPWithHandsetProofsOff(t *testing.T) {
+	e := newEnv(t, oauthOn{}, func(c *auth.Config) { c.DeviceProof = auth.ProofOff })
+	e.fleet()
+	app, _ := e.oauthClient(map[string]any{"token_endpoint_auth_method": "none", "redirect_uris": []string{cb},
+		"grant_types": []string{"authorization_code", "refresh_token", "password"}, "scope": "openid offline_access"})
+	k := dpopKey(t, "EC")
+	pw := vals("grant_type", "password", "client_id", app, "username", "walter", "password", "correct horse",
+		"device", devicePayload(phoneIMEI), "scope", "openid")
+	wantOAuthError(t, e.tokenReq(pw, "DPoP", "not.a.proof"), 400, "invalid_dpop_proof")
+	tok := wantTokens(t, e.tokenReq(pw, "DPoP", e.dpopProof(t, k, "POST", "/oauth2/token", "")))
+	access := tok["access_token"].(string)
+	if c := e.verifyJWT(t, access); tok["token_type"] != "DPoP" || c["cnf"] == nil {
+		t.Fatalf("token_type %v, cnf %v; want DPoP-bound", tok["token_type"], c["cnf"])
+	}
+	if r := e.do("GET", "/oauth2/userinfo", "", nil, "Authorization", "DPoP "+access); r.status != 401 {
+		t.Fatalf("userinfo without the proof: %d %s; want 401", r.status, r.body)
+	}
+	if r := e.do("GET", "/oauth2/userinfo", "", nil, "Authorization", "DPoP "+access, "DPoP", e.dpopProof(t, k, "GET", "/oauth2/userinfo", access)); r.status != 200 {
+		t.Fatalf("userinfo with the proof: %d %s", r.status, r.body)
+	}
+	refresh := vals("grant_type", "refresh_token", "client_id", app, "refresh_token", tok["refresh_token"].(string))
+	wantOAuthError(t, e.tokenReq(refresh), 400, "invalid_dpop_proof")
+	if next := wantTokens(t, e.tokenReq(refresh, "DPoP", e.dpopProof(t, k, "POST", "/oauth2/token", ""))); next["token_type"] != "DPoP" {
+		t.Fatalf("the refresh unbound the session: %v", next)
+	}
+	// dpop_jkt: a proof by another key is refused, by the named key taken.
+	k2 := dpopKey(t, "OKP")
+	code, a := e.signInCode(t, app, cb, "walter", url.Values{"device": {devicePayload(phoneIMEI)}, "dpop_jkt": {k2.Thumbprint()}})
+	wantOAuthError(t, e.tokenReq(redeemForm(app, code, a, cb), "DPoP", e.dpopProof(t, k, "POST", "/oauth2/token", "")), 400, "invalid_dpop_proof")
+	code, a = e.signInCode(t, app, cb, "walter", url.Values{"device": {devicePayload(phoneIMEI)}, "dpop_jkt": {k2.Thumbprint()}})
+	if tok := wantTokens(t, e.tokenReq(redeemForm(app, code, a, cb), "DPoP", e.dpopProof(t, k2, "POST", "/oauth2/token", ""))); tok["token_type"] != "DPoP" {
+		t.Fatalf("a code bound by dpop_jkt: %v", tok)
 	}
 }

@@ -255,6 +255,11 @@ func (s *server) pageError(c *fiber.Ctx, err error) (int, string) {
 	if p.retryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, retryAfter(p.retryAfter))
 	}
+	if p.Status == fiber.StatusUnauthorized {
+		// A page, not an HTTP authentication challenge: 401 would need
+		// WWW-Authenticate.
+		p.Status = fiber.StatusBadRequest
+	}
 	msg := p.Detail
 	if len(p.Errors) > 0 {
 		parts := make([]string, len(p.Errors))

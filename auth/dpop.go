@@ -396,6 +396,14 @@ func keyDetail(k *storage.DeviceKey) map[string]string {
 // before its handset had a key, by that key, which binds the session from
 // now on), and returns the thumbprint the new tokens are bound to.
 func (s *Service) proveUse(ctx context.Context, sess storage.Session, dev *storage.Device) (string, error) {
+	if clientBound(sess, dev) {
+		// An OAuth client's own key: the handset policy does not govern
+		// it, the client chose it.
+		if err := s.requireProof(ctx, sess.JKT, ""); err != nil {
+			return "", err
+		}
+		return sess.JKT, nil
+	}
 	policy := s.proofPolicy(dev)
 	if policy == ProofOff {
 		return "", nil
@@ -414,6 +422,13 @@ func (s *Service) proveUse(ctx context.Context, sess storage.Session, dev *stora
 		return "", err
 	}
 	return bound, nil
+}
+
+// clientBound reports whether sess is bound to an OAuth client's own DPoP
+// key (RFC 9449) rather than to its handset's enrolled key: such a binding
+// holds whatever the handset proof policy is.
+func clientBound(sess storage.Session, dev *storage.Device) bool {
+	return sess.ClientID != "" && sess.JKT != "" && (dev == nil || dev.Key == nil || dev.Key.Thumbprint != sess.JKT)
 }
 
 // Server nonces (RFC 9449 section 8): with Config.DPoPNonce, proofs must

@@ -577,7 +577,7 @@ func (s *Service) admitAndOpen(ctx context.Context, user storage.User, req Login
 // so its tokens are DPoP-bound. want, when set (dpop_jkt), is the key the
 // authorization request named: the proof must be made with it.
 func (s *Service) clientKey(ctx context.Context, bound, want string) (string, error) {
-	if bound != "" || s.cfg.DeviceProof == ProofOff {
+	if bound != "" {
 		if want != "" && subtle.ConstantTimeCompare([]byte(bound), []byte(want)) != 1 {
 			return "", proofError("the proof is not made with the key the authorization request named (dpop_jkt)")
 		}

@@ -61,7 +61,9 @@ func (s *Service) authenticate(ctx context.Context, raw string, withProof bool) 
 	}
 	// A key-bound token is used only with a proof of its key, bound to the
 	// token itself (ath).
-	if withProof && claims.Cnf != nil && s.cfg.DeviceProof != ProofOff {
+	// An OAuth client's key-bound token always: its key is the client's
+	// choice, not the handset policy's.
+	if withProof && claims.Cnf != nil && (s.cfg.DeviceProof != ProofOff || claims.ClientID != "") {
 		if err := s.requireProof(ctx, claims.Cnf.JKT, raw); err != nil {
 			return Identity{}, err
 		}
