@@ -218,6 +218,15 @@ func oauthForm(c *fiber.Ctx) (url.Values, error) {
 	return v, nil
 }
 
+// formClient reads a form request and its client's credentials.
+func formClient(c *fiber.Ctx) (oauth.ClientAuth, error) {
+	form, err := oauthForm(c)
+	if err != nil {
+		return oauth.ClientAuth{}, err
+	}
+	return clientAuth(c, form)
+}
+
 // clientAuth reads a request's client credentials.
 func clientAuth(c *fiber.Ctx, form url.Values) (oauth.ClientAuth, error) {
 	ca := oauth.ClientAuth{Form: form}
@@ -242,11 +251,7 @@ func clientAuth(c *fiber.Ctx, form url.Values) (oauth.ClientAuth, error) {
 }
 
 func (s *server) oauthToken(c *fiber.Ctx) error {
-	form, err := oauthForm(c)
-	if err != nil {
-		return err
-	}
-	ca, err := clientAuth(c, form)
+	ca, err := formClient(c)
 	if err != nil {
 		return err
 	}
@@ -259,11 +264,7 @@ func (s *server) oauthToken(c *fiber.Ctx) error {
 }
 
 func (s *server) oauthRevoke(c *fiber.Ctx) error {
-	form, err := oauthForm(c)
-	if err != nil {
-		return err
-	}
-	ca, err := clientAuth(c, form)
+	ca, err := formClient(c)
 	if err != nil {
 		return err
 	}
@@ -328,11 +329,7 @@ func (s *server) userinfo(c *fiber.Ctx) error {
 }
 
 func (s *server) deviceAuthorization(c *fiber.Ctx) error {
-	form, err := oauthForm(c)
-	if err != nil {
-		return err
-	}
-	ca, err := clientAuth(c, form)
+	ca, err := formClient(c)
 	if err != nil {
 		return err
 	}

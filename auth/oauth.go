@@ -86,18 +86,8 @@ func (s *Service) VerifyJWT(ctx context.Context, raw string, claims jwt.Claims) 
 func (s *Service) verify(ctx context.Context, raw string, claims jwt.Claims, opts ...jwt.ParserOption) error {
 	opts = append(opts, jwt.WithValidMethods(Algorithms()))
 	_, err := jwt.NewParser(opts...).ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
-		kid, ok := t.Header["kid"].(string)
-		if !ok {
-			return nil, errors.New("no key id")
-		}
-		alg, pub, ok := s.keys.verifier(ctx, kid)
-		if !ok {
-			return nil, fmt.Errorf("unknown key id %q", kid)
-		}
-		if t.Method == nil || t.Method.Alg() != alg {
-			return nil, fmt.Errorf("algorithm %v for a %s key", t.Header["alg"], alg)
-		}
-		return pub, nil
+		_, pub, err := s.keyOf(ctx, t)
+		return pub, err
 	})
 	return err
 }

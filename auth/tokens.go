@@ -125,19 +125,9 @@ func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool
 	}
 	var claims Claims
 	_, err := jwt.NewParser(opts...).ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
-		kid, ok := t.Header["kid"].(string)
-		if !ok {
-			return nil, errors.New("no key id")
-		}
-		alg, pub, ok := s.keys.verifier(ctx, kid)
-		if !ok {
-			return nil, fmt.Errorf("unknown key id %q", kid)
-		}
-		if t.Method == nil || t.Method.Alg() != alg {
-			return nil, fmt.Errorf("algorithm %v for a %s key", t.Header["alg"], alg)
-		}
+		kid, pub, err := s.keyOf(ctx, t)
 		claims.kid = kid
-		return pub, nil
+		return pub, err
 	})
 	switch {
 	case err == nil:
@@ -172,6 +162,23 @@ func (s *Service) parseAccess(ctx context.Context, raw string, allowExpired bool
 		return nil, fmt.Errorf("%w: issued in the future", ErrTokenInvalid)
 	}
 	return &claims, nil
+}
+
+// keyOf is the key a token's kid names, if it is one of ours and the
+// token's alg is that key's own (the algorithm pinned per key).
+func (s *Service) keyOf(ctx context.Context, t *jwt.Token) (string, any, error) {
+	kid, ok := t.Header["kid"].(string)
+	if !ok {
+		return "", nil, errors.New("no key id")
+	}
+	alg, pub, ok := s.keys.verifier(ctx, kid)
+	if !ok {
+		return "", nil, fmt.Errorf("unknown key id %q", kid)
+	}
+	if t.Method == nil || t.Method.Alg() != alg {
+		return "", nil, fmt.Errorf("algorithm %v for a %s key", t.Header["alg"], alg)
+	}
+	return kid, pub, nil
 }
 
 // issuerOf is the iss of the tokens of a session of clientID ("" for the
