@@ -355,8 +355,8 @@ func TestClientAgainstServer(t *testing.T) {
 	base = "http://" + srv.addr
 	if code, body := postForm(t, base+"/oauth2/token", url.Values{
 		"grant_type": {"refresh_token"}, "client_id": {app}, "refresh_token": {again["refresh_token"].(string)},
-	}, "", ""); code != 401 || body["error"] != "invalid_client" {
-		t.Fatalf("refresh of a deleted client: %d %v; want 401 invalid_client", code, body)
+	}, "", ""); code != 400 || body["error"] != "invalid_client" {
+		t.Fatalf("refresh of a deleted client: %d %v; want 400 invalid_client", code, body)
 	}
 	srv.stop(t)
 }
