@@ -5,6 +5,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"tether/auth"
 	"tether/storage"
 )
 
@@ -15,17 +16,21 @@ type apiKeyView struct {
 	Hint      string       `json:"hint"`
 	CreatedAt time.Time    `json:"createdAt"`
 	CreatedBy string       `json:"createdBy,omitempty"`
+	// AllowFrom are the networks the key is accepted from; absent for
+	// anywhere.
+	AllowFrom []string `json:"allowFrom,omitempty" xml:"allowFrom>network,omitempty"`
 	// Key is the secret, present only in the answer that creates it.
 	Key string `json:"key,omitempty"`
 }
 
 func newAPIKeyView(k storage.APIKey) apiKeyView {
-	return apiKeyView{ID: k.ID, Name: k.Name, Role: k.Role, Hint: k.Hint, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy}
+	return apiKeyView{ID: k.ID, Name: k.Name, Role: k.Role, Hint: k.Hint, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy, AllowFrom: k.AllowFrom}
 }
 
 type createAPIKeyRequest struct {
-	Role storage.Role `json:"role"`
-	Name string       `json:"name"`
+	Role      storage.Role `json:"role"`
+	Name      string       `json:"name"`
+	AllowFrom []string     `json:"allowFrom"`
 }
 
 func (s *server) createAPIKey(c *fiber.Ctx) error {
@@ -33,7 +38,7 @@ func (s *server) createAPIKey(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	secret, k, err := s.APIKeys.Create(c.UserContext(), principal(c), req.Role, req.Name)
+	secret, k, err := s.APIKeys.CreateKey(c.UserContext(), principal(c), auth.NewAPIKey{Role: req.Role, Name: req.Name, AllowFrom: req.AllowFrom})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,9 +43,80 @@ func HashAPIKey(secret string) []byte {
 	return sum[:]
 }
 
+// NewAPIKey is what a new API key is made with.
+type NewAPIKey struct {
+	Role storage.Role
+	Name string
+	// AllowFrom limits the key to these networks: CIDR prefixes, or single
+	// addresses; empty for anywhere.
+	AllowFrom []string
+}
+
+// maxAllowFrom bounds a key's networks.
+const maxAllowFrom = 32
+
 // Create makes a key with the given role and returns its secret, which is
 // shown once and never again.
 func (k *APIKeys) Create(ctx context.Context, by Principal, role storage.Role, name string) (string, storage.APIKey, error) {
+	return k.CreateKey(ctx, by, NewAPIKey{Role: role, Name: name})
+}
+
+// allowFrom checks and canonicalizes a key's networks.
+func allowFrom(in []string) ([]string, error) {
+	if len(in) > maxAllowFrom {
+		return nil, tether.Invalid("allowFrom", "too_many", fmt.Sprintf("at most %d networks", maxAllowFrom))
+	}
+	var (
+		out  []string
+		errs tether.ValidationError
+	)
+	for i, raw := range in {
+		p, ok := parseNetwork(raw)
+		if !ok {
+			errs.Fields = append(errs.Fields, tether.FieldError{Field: fmt.Sprintf("allowFrom[%d]", i), Code: "network_invalid",
+				Message: "a network is a CIDR prefix such as 10.20.0.0/16 or 2001:db8::/32, or one address"})
+			continue
+		}
+		if !slices.Contains(out, p.String()) {
+			out = append(out, p.String())
+		}
+	}
+	if len(errs.Fields) > 0 {
+		return nil, &errs
+	}
+	return out, nil
+}
+
+// parseNetwork reads a CIDR prefix or one address, IPv4 in IPv6 taken as
+// IPv4, masked.
+func parseNetwork(raw string) (netip.Prefix, bool) {
+	raw = strings.TrimSpace(raw)
+	p, err := netip.ParsePrefix(raw)
+	if err != nil {
+		a, aerr := netip.ParseAddr(raw)
+		if aerr != nil || a.Zone() != "" {
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	a, bits := p.Addr(), p.Bits()
+	if a.Is4In6() {
+		if bits < 96 {
+			return netip.Prefix{}, false
+		}
+		a, bits = a.Unmap(), bits-96
+	}
+	return netip.PrefixFrom(a, bits).Masked(), true
+}
+
+// CreateKey makes a key as spec says and returns its secret, which is
+// shown once and never again.
+func (k *APIKeys) CreateKey(ctx context.Context, by Principal, spec NewAPIKey) (string, storage.APIKey, error) {
+	role, name := spec.Role, spec.Name
+	nets, err := allowFrom(spec.AllowFrom)
+	if err != nil {
+		return "", storage.APIKey{}, err
+	}
 	switch role {
 	case storage.RoleManager, storage.RoleAdmin, storage.RoleIntrospect, storage.RoleClient:
 	default:
@@ -69,9 +142,13 @@ func (k *APIKeys) Create(ctx context.Context, by Principal, role storage.Role, n
 		Hint:      secret[:len(APIKeyPrefix)+6],
 		CreatedAt: k.now().UTC(),
 		CreatedBy: by.String(),
+		AllowFrom: nets,
 	}
 	ev := storage.NewEvent(ctx, key.CreatedAt, "apikey.create", "success", by.String())
 	ev.Detail = map[string]string{"key": key.ID, "role": string(role)}
+	if len(nets) > 0 {
+		ev.Detail["allowFrom"] = truncate(strings.Join(nets, " "), 256)
+	}
 	if err := k.store.CreateAPIKey(ctx, key, storage.WithEvents(ev)); err != nil {
 		return "", storage.APIKey{}, fmt.Errorf("create api key: %w", err)
 	}
@@ -96,7 +173,31 @@ func (k *APIKeys) Authenticate(ctx context.Context, secret string) (Principal, e
 	if subtle.ConstantTimeCompare(hash, key.Hash) != 1 {
 		return Principal{}, ErrUnauthenticated
 	}
+	if !allowedFrom(key.AllowFrom, tether.OriginOf(ctx).IP) {
+		// The same answer as a wrong key: the holder of a key used from
+		// elsewhere learns nothing; the log says why.
+		return Principal{}, fmt.Errorf("%w: key %s used from %s, outside its networks", ErrUnauthenticated, key.ID, tether.OriginOf(ctx).IP)
+	}
 	return Principal{Kind: KindAPIKey, ID: key.ID, Role: key.Role}, nil
+}
+
+// allowedFrom reports whether a request from ip may use a key limited to
+// nets (none: from anywhere). An unknown address is allowed nowhere.
+func allowedFrom(nets []string, ip string) bool {
+	if len(nets) == 0 {
+		return true
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, n := range nets {
+		if p, err := netip.ParsePrefix(n); err == nil && p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns every key (without secrets: the store has none).

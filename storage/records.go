@@ -318,11 +318,15 @@ type APIKey struct {
 	Hint      string    `json:"hint"`
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy,omitempty"`
+	// AllowFrom, when not empty, holds the networks (CIDR prefixes) the
+	// key is accepted from; from elsewhere it is refused.
+	AllowFrom []string `json:"allowFrom,omitempty"`
 }
 
 // Clone returns a deep copy of k.
 func (k APIKey) Clone() APIKey {
 	k.Hash = bytes.Clone(k.Hash)
+	k.AllowFrom = slices.Clone(k.AllowFrom)
 	return k
 }
 

@@ -164,10 +164,12 @@ func (c *cli) deviceAdd(ctx context.Context, args []string) error {
 func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
 	var sc storeConfig
 	var role, name string
+	var nets listFlag
 	fs := c.flagSet("apikey create")
 	storeFlags(fs, &sc)
 	fs.StringVar(&role, "role", "", "role: manager, admin, introspect or client")
 	fs.StringVar(&name, "name", "", "a name to tell the key apart")
+	fs.Var(&nets, "allow-from", "accept the key only from these networks: CIDR prefixes or addresses, comma-separated or repeated (default: anywhere)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -179,7 +181,7 @@ func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
 	var key storage.APIKey
 	err := c.withStore(ctx, sc, func(svc *services) error {
 		var err error
-		secret, key, err = svc.apiKeys.Create(ctx, auth.CLI, storage.Role(role), name)
+		secret, key, err = svc.apiKeys.CreateKey(ctx, auth.CLI, auth.NewAPIKey{Role: storage.Role(role), Name: name, AllowFrom: nets})
 		return c.report(err)
 	})
 	if err != nil {

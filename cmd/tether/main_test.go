@@ -113,6 +113,32 @@ func TestAPIKeyCreatePrintsSecretAlone(t *testing.T) {
 	if err != nil || p.Role != storage.RoleManager {
 		t.Fatalf("printed key does not authenticate: %+v, %v", p, err)
 	}
+	s.Close()
+
+	// --allow-from limits the key to networks, every bad one refused.
+	r = runCLI(t, "", nil, "apikey", "create", "--data", dir, "--role", "manager", "--allow-from", "10.0.0.0/8,192.168.1.7", "--allow-from", "2001:db8::/32")
+	if r.code != 0 {
+		t.Fatalf("--allow-from: exit %d: %s", r.code, r.stderr)
+	}
+	s = openTestStore(t, dir)
+	keys = auth.NewAPIKeys(s)
+	list, err := keys.List(context.Background())
+	if err != nil || len(list) != 2 {
+		t.Fatalf("keys: %v, %v", list, err)
+	}
+	var nets []string
+	for _, k := range list {
+		if len(k.AllowFrom) > 0 {
+			nets = k.AllowFrom
+		}
+	}
+	if strings.Join(nets, " ") != "10.0.0.0/8 192.168.1.7/32 2001:db8::/32" {
+		t.Fatalf("allowFrom %v", nets)
+	}
+	s.Close()
+	if r := runCLI(t, "", nil, "apikey", "create", "--data", dir, "--role", "manager", "--allow-from", "10.0.0.0/40"); r.code == 0 || !strings.Contains(r.stderr, "allowFrom[0]") {
+		t.Fatalf("a bad network: exit %d: %s", r.code, r.stderr)
+	}
 }
 
 func TestUserAdd(t *testing.T) {
