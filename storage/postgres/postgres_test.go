@@ -49,14 +49,14 @@ func TestMigrationFillsSkeletons(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to schema 3, as a database of an older build (undoing schemas 5
-	// and 6 too).
-	for _, sql := range []string{
+	// to 7 too).
+	for _, sql := range append(undoScopes,
 		`ALTER TABLE session_pairs DROP CONSTRAINT session_pairs_pkey`, `ALTER TABLE session_pairs DROP COLUMN client_id`,
 		`ALTER TABLE session_pairs ADD PRIMARY KEY (user_id, device_id)`,
 		`DROP TABLE oauth_clients, auth_codes, device_codes`,
 		`DROP INDEX users_username_skeleton_idx`, `ALTER TABLE users DROP COLUMN username_skeleton`,
 		`DELETE FROM schema_migrations WHERE version >= 4`,
-	} {
+	) {
 		if _, err := s.Pool().Exec(ctx, sql); err != nil {
 			t.Fatal(err)
 		}
@@ -66,6 +66,15 @@ func TestMigrationFillsSkeletons(t *testing.T) {
 	if _, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "аlice" /* Cyrillic а */, Role: storage.RoleWorker}); !errors.Is(err, storage.ErrConflict) {
 		t.Fatalf("a look-alike of a user from schema 3: %v; want a conflict", err)
 	}
+}
+
+// undoScopes takes a database back from schema 7 to schema 6.
+var undoScopes = []string{
+	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes`,
+	`ALTER TABLE devices DROP COLUMN assigned_users`,
+	`ALTER TABLE enrollment_codes DROP COLUMN grp`,
+	`ALTER TABLE events DROP COLUMN groups`,
+	`DELETE FROM schema_migrations WHERE version >= 7`,
 }
 
 // TestLocker: of two servers on one database, one holds a lock at a time;

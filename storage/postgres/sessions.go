@@ -204,15 +204,25 @@ func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, wher
 
 // ListSessions implements storage.Sessions.
 func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (storage.Page[storage.Session], error) {
+	groups, none := scope(f.Groups)
+	if none {
+		return storage.Page[storage.Session]{Items: []storage.Session{}}, ctx.Err()
+	}
 	where, args := conditions(
 		cond{"user_id = $%d", f.UserID, f.UserID != ""},
 		cond{"device_id = $%d", f.DeviceID, f.DeviceID != ""},
 		cond{"NOT revoked AND ended_at > $%d", f.LiveAt, !f.LiveAt.IsZero()},
+		// storage.SessionInScope: its handset is in scope, or its user is.
+		cond{`(device_id IN (SELECT id FROM devices WHERE grp = ANY($%[1]d))
+			OR user_id IN (SELECT id FROM users WHERE ` + workerInScope("users", "%[1]d") + `))`, groups, groups != nil},
 	)
+	rest := f
+	rest.Groups = nil // the database's
 	var page storage.Page[storage.Session]
 	err := s.view(ctx, "list sessions", func(tx pgx.Tx) error {
 		var err error
-		page, err = list(ctx, tx, "sessions", where, args, f.After, f.Limit, f.Match,
+		page, err = list(ctx, tx, "sessions", where, args, f.After, f.Limit,
+			func(s storage.Session) bool { return rest.Match(s, "", storage.User{}, nil) },
 			func(s storage.Session) string { return s.ID })
 		return err
 	})
