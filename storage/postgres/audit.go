@@ -25,7 +25,9 @@ const eventGroupsSQL = `SELECT coalesce(array_agg(DISTINCT g ORDER BY g), '{}') 
 
 // appendEvents writes events with their groups (storage.Event.Groups),
 // worked out in the statement that inserts each one: one round trip per
-// event, as before there were groups.
+// event, as before there were groups. The record's JSON gets the groups
+// spliced in as text rather than rebuilt through jsonb, so it stays as Go
+// wrote it (jsonb would refuse a NUL escape that a json column keeps).
 func appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error {
 	for _, e := range events {
 		if e.ID == "" {
@@ -39,12 +41,12 @@ func appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error 
 		}
 		if _, err := tx.Exec(ctx, `WITH eg AS (`+eventGroupsSQL+`)
 			INSERT INTO events (id, at, action, user_id, device_id, groups, data)
-			SELECT $1, $2, $3, $4, $5, eg.groups, CASE WHEN cardinality(eg.groups) = 0 THEN $6::json
-				ELSE ($6::jsonb || jsonb_build_object('groups', eg.groups))::json END
+			SELECT $1, $2, $3, $4, $5, eg.groups, CASE WHEN cardinality(eg.groups) = 0 THEN $6::text::json
+				ELSE (left($6::text, -1) || ',"groups":' || array_to_json(eg.groups)::text || '}')::json END
 			FROM eg
 			ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, action = EXCLUDED.action, user_id = EXCLUDED.user_id,
 				device_id = EXCLUDED.device_id, groups = EXCLUDED.groups, data = EXCLUDED.data`,
-			e.ID, e.Time, e.Action, e.UserID, e.DeviceID, data, orEmpty(given)); err != nil {
+			e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)); err != nil {
 			return err
 		}
 	}

@@ -85,7 +85,7 @@ func (s *Store) SessionInScope(ctx context.Context, id string, groups []string) 
 func (s *Store) HandsetGroups(ctx context.Context, userID string) ([]string, error) {
 	var gs []string
 	err := s.read(ctx, "handset groups", func(q querier) error {
-		return q.QueryRow(ctx, `SELECT `+handsetGroupsSQL("$1::text")).Scan(&gs)
+		return q.QueryRow(ctx, `SELECT `+handsetGroupsSQL("$1::text"), userID).Scan(&gs)
 	})
 	return storage.ScopeGroups(gs), err
 }

@@ -42,7 +42,7 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, role, scopes, data) VALUES ($1, $2, $3, $4, $5, $6)`,
-			rec.ID, storage.UsernameKey(rec.Username), storage.UsernameSkeleton(rec.Username), string(rec.Role), orEmpty(rec.Scopes), data)
+			rec.ID, storage.UsernameKey(rec.Username), storage.UsernameSkeleton(rec.Username), string(rec.Role), orEmpty(storage.ScopeGroups(rec.Scopes)), data)
 		err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: rec.ID})
 		if err := unique(err, "users_username_key", usernameConflict(rec.Username)); err != nil {
 			return err
@@ -131,7 +131,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE users SET username_key = $2, username_skeleton = $3, role = $4, scopes = $5, data = $6 WHERE id = $1`,
-			id, storage.UsernameKey(next.Username), storage.UsernameSkeleton(next.Username), string(next.Role), orEmpty(next.Scopes), data)
+			id, storage.UsernameKey(next.Username), storage.UsernameSkeleton(next.Username), string(next.Role), orEmpty(storage.ScopeGroups(next.Scopes)), data)
 		if err := unique(err, "users_username_key", usernameConflict(next.Username)); err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 				return err
 			}
 			_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, role, scopes, data) VALUES ($1, $2, $3, $4, $5, $6)`,
-				u.ID, storage.UsernameKey(u.Username), storage.UsernameSkeleton(u.Username), string(u.Role), orEmpty(u.Scopes), data)
+				u.ID, storage.UsernameKey(u.Username), storage.UsernameSkeleton(u.Username), string(u.Role), orEmpty(storage.ScopeGroups(u.Scopes)), data)
 			err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: u.ID})
 			if err := unique(err, "users_username_key", usernameConflict(u.Username)); err != nil {
 				return err

@@ -62,6 +62,11 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"DeviceCodeConcurrentApproval", testDeviceCodeConcurrentApproval},
 		{"DeviceCodeUserCodeRace", testDeviceCodeUserCodeRace},
 		{"OAuthGrantsPurge", testOAuthGrantsPurge},
+		{"ScopeFilters", testScopeFilters},
+		{"ScopePaging", testScopePaging},
+		{"EventGroups", testEventGroups},
+		{"ScopeMove", testScopeMove},
+		{"ScopeConcurrent", testScopeConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

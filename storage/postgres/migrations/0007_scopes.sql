@@ -13,7 +13,7 @@
 ALTER TABLE users ADD COLUMN role text NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN scopes text[] COLLATE "C" NOT NULL DEFAULT '{}';
 UPDATE users SET role = coalesce(data->>'role', ''),
-    scopes = ARRAY(SELECT json_array_elements_text(coalesce(data->'scopes', '[]')));
+    scopes = ARRAY(SELECT g FROM json_array_elements_text(coalesce(data->'scopes', '[]')) g WHERE g <> '');
 CREATE INDEX users_scopes_idx ON users USING gin (scopes);
 
 ALTER TABLE devices ADD COLUMN assigned_users text[] COLLATE "C" NOT NULL DEFAULT '{}';
