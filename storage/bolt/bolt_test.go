@@ -350,3 +350,40 @@ func TestRestoreRefuses(t *testing.T) {
 		t.Fatalf("restoring over an open store: %v; want ErrLocked", err)
 	}
 }
+
+// TestMigratesScopeIndexes: a store of schema 4, without the scope
+// indexes, gets them filled from its devices and users as it opens.
+func TestMigratesScopeIndexes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tether.db")
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := storagetest.SeedScopes(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range []string{"devices_by_group", "devices_by_assignee", "users_by_group", "events_by_group"} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), binary.BigEndian.AppendUint64(nil, 4))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = bolt.Open(path)
+	if err != nil {
+		t.Fatalf("Open of a schema 4 store: %v", err)
+	}
+	defer s.Close()
+	check(t, s)
+}

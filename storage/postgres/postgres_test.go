@@ -68,6 +68,22 @@ func TestMigrationFillsSkeletons(t *testing.T) {
 	}
 }
 
+// TestMigrationFillsScopeColumns: a database of schema 6 gets the scope
+// columns filled from its records as it migrates.
+func TestMigrationFillsScopeColumns(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Schema(t)
+	s := open(t, url)
+	check := storagetest.SeedScopes(t, s)
+	for _, sql := range undoScopes {
+		if _, err := s.Pool().Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	check(t, open(t, url))
+}
+
 // undoScopes takes a database back from schema 7 to schema 6.
 var undoScopes = []string{
 	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes`,

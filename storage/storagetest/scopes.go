@@ -923,3 +923,63 @@ func testScopeConcurrent(t *testing.T, s storage.Store) {
 		}
 	}
 }
+
+// SeedScopes fills s, for a test of the migration that brings the scope
+// indexes or columns, with handsets of two groups, workers on them (one
+// also created into a group), a manager, sessions and an event. The check
+// it returns fails the test unless the store, migrated, holds in each
+// scope what it should: events written before have no groups and are in
+// none.
+func SeedScopes(t *testing.T, s storage.Store) (check func(t *testing.T, s storage.Store)) {
+	t.Helper()
+	ctx := context.Background()
+	wA := mustCreateUser(t, s, newUser("wa", storage.RoleWorker))
+	wS := newUser("ws", storage.RoleWorker)
+	wS.Scopes = []string{south}
+	wS = mustCreateUser(t, s, wS)
+	mA := newUser("ma", storage.RoleManager)
+	mA.Scopes = []string{north}
+	mA = mustCreateUser(t, s, mA)
+	dA := mustCreateDevice(t, s, scopedDevice(north, wA.ID, mA.ID))
+	dB := mustCreateDevice(t, s, scopedDevice(south))
+	sA := mustCreateSession(t, s, newSession(wA.ID, dA.ID))
+	sS := mustCreateSession(t, s, newSession(wS.ID, ""))
+	code := storage.EnrollmentCode{ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), Group: south, MaxUses: 1, ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+	if err := s.CreateEnrollmentCode(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendEvents(ctx, event("login", wA.ID, dA.ID)); err != nil {
+		t.Fatal(err)
+	}
+	return func(t *testing.T, s storage.Store) {
+		t.Helper()
+		for _, c := range []struct {
+			name      string
+			got, want []string
+		}{
+			{"devices of north", allDevices(t, s, storage.DeviceFilter{Groups: []string{north}}, 10), []string{dA.ID}},
+			{"devices of south", allDevices(t, s, storage.DeviceFilter{Groups: []string{south}}, 10), []string{dB.ID}},
+			{"devices assigned to wA", allDevices(t, s, storage.DeviceFilter{AssignedUser: wA.ID}, 10), []string{dA.ID}},
+			{"users of north", allUsers(t, s, storage.UserFilter{Groups: []string{north}}, 10), []string{wA.ID}},
+			{"users of south", allUsers(t, s, storage.UserFilter{Groups: []string{south}}, 10), []string{wS.ID}},
+			{"sessions of north", allSessions(t, s, storage.SessionFilter{Groups: []string{north}}, 10), []string{sA.ID}},
+			{"sessions of south", allSessions(t, s, storage.SessionFilter{Groups: []string{south}}, 10), []string{sS.ID}},
+			{"codes of south", codeIDs(t, s, storage.CodeFilter{Groups: []string{south}}), []string{code.ID}},
+			{"events of north", allEvents(t, s, storage.EventFilter{Groups: []string{north}}, 10), nil},
+		} {
+			if !slices.Equal(c.got, c.want) {
+				t.Fatalf("after the migration, %s: %v; want %v", c.name, c.got, c.want)
+			}
+		}
+		if gs, err := s.HandsetGroups(ctx, mA.ID); err != nil || !slices.Equal(gs, []string{north}) {
+			t.Fatalf("after the migration, the manager's handset groups: %q, %v", gs, err)
+		}
+		after := event("login", wA.ID, "")
+		if err := s.AppendEvents(ctx, after); err != nil {
+			t.Fatal(err)
+		}
+		if got := allEvents(t, s, storage.EventFilter{Groups: []string{north}}, 10); !slices.Equal(got, []string{after.ID}) {
+			t.Fatalf("after the migration, a new event of north: %v; want %s", got, after.ID)
+		}
+	}
+}
