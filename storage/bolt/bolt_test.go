@@ -387,3 +387,26 @@ func TestMigratesScopeIndexes(t *testing.T) {
 	defer s.Close()
 	check(t, s)
 }
+
+func openBench(b *testing.B) *bolt.Store {
+	s, err := bolt.Open(filepath.Join(b.TempDir(), "tether.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// BenchmarkEventGroups: an event's write, about nobody, or about a worker
+// on 0 to 10,000 handsets (docs/scaling.md quotes the figures).
+func BenchmarkEventGroups(b *testing.B) {
+	for _, n := range []int{-1, 0, 10, 1000, 10000} {
+		b.Run(fmt.Sprintf("handsets=%d", n), func(b *testing.B) { storagetest.BenchEventGroups(b, openBench(b), n) })
+	}
+}
+
+// BenchmarkScopedLists: a page of each list, unscoped and scoped, on a
+// store of 20,000 handsets, workers and sessions and 200,000 events.
+func BenchmarkScopedLists(b *testing.B) {
+	storagetest.BenchScopedLists(b, openBench(b), 20000)
+}

@@ -11,16 +11,13 @@ import (
 
 // eventGroupsSQL is storage.EventGroups in SQL, on an event's given groups
 // ($7), device ($5) and user ($4), as the rows are in the transaction: the
-// device's group; and for a worker, their scopes and the groups of the
-// handsets assigned to them (the GIN index on devices.assigned_users finds
-// those). Sorted as Go sorts them (bytewise: the "C" collation).
+// device's group, and the groups the user is in (users.groups: for a
+// worker, their scopes and their handsets' groups; for anyone else none).
+// Two primary key lookups. Sorted as Go sorts them (the "C" collation).
 const eventGroupsSQL = `SELECT coalesce(array_agg(DISTINCT g ORDER BY g), '{}') AS groups FROM (
 		SELECT unnest($7::text[]) COLLATE "C" AS g
 		UNION ALL SELECT grp COLLATE "C" FROM devices WHERE $5 <> '' AND id = $5
-		UNION ALL SELECT unnest(scopes) FROM users WHERE $4 <> '' AND id = $4 AND role = 'worker'
-		UNION ALL SELECT d.grp COLLATE "C" FROM devices d
-			WHERE $4 <> '' AND d.assigned_users @> ARRAY[$4::text]
-			AND EXISTS (SELECT 1 FROM users WHERE id = $4 AND role = 'worker')
+		UNION ALL SELECT unnest(groups) FROM users WHERE $4 <> '' AND id = $4
 	) s WHERE g <> ''`
 
 // appendEvents writes events with their groups (storage.Event.Groups),

@@ -115,6 +115,9 @@ func (s *Store) EnrollWithCode(ctx context.Context, hash []byte, enroll func(sto
 		if err := createDevice(ctx, tx, dev); err != nil {
 			return err
 		}
+		if err := refreshGroups(ctx, tx, dev); err != nil {
+			return err
+		}
 		if err := putCode(ctx, tx, next); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,7 +18,10 @@ func imeiConflict(imei string) *storage.ConflictError {
 // CreateDevice implements storage.Devices.
 func (s *Store) CreateDevice(ctx context.Context, d storage.Device, opts ...storage.WriteOption) error {
 	return s.write(ctx, "create device", opts, func(tx pgx.Tx) error {
-		return createDevice(ctx, tx, d)
+		if err := createDevice(ctx, tx, d); err != nil {
+			return err
+		}
+		return refreshGroups(ctx, tx, d)
 	})
 }
 
@@ -29,7 +33,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []storage.Device, opts ...
 				return err
 			}
 		}
-		return nil
+		return refreshGroups(ctx, tx, ds...)
 	})
 }
 
@@ -128,6 +132,11 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Dev
 			id, next.IMEI, string(next.Status), next.Group, orEmpty(next.AssignedUsers), data)
 		if err := unique(err, "devices_imei_key", imeiConflict(next.IMEI)); err != nil {
 			return err
+		}
+		if old.Group != next.Group || !slices.Equal(old.AssignedUsers, next.AssignedUsers) {
+			if err := refreshGroups(ctx, tx, old, next); err != nil {
+				return err
+			}
 		}
 		updated = next.Clone()
 		return nil

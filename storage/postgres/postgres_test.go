@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -86,7 +87,7 @@ func TestMigrationFillsScopeColumns(t *testing.T) {
 
 // undoScopes takes a database back from schema 7 to schema 6.
 var undoScopes = []string{
-	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes`,
+	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes, DROP COLUMN groups`,
 	`ALTER TABLE devices DROP COLUMN assigned_users`,
 	`ALTER TABLE enrollment_codes DROP COLUMN grp`,
 	`ALTER TABLE events DROP COLUMN groups`,
@@ -214,4 +215,18 @@ func TestProofLedger(t *testing.T) {
 	if n, err := a.PurgeProofs(ctx, exp.Add(time.Second)); err != nil || n != 1 {
 		t.Fatalf("purge: %d, %v; want 1 (jkt.2)", n, err)
 	}
+}
+
+// BenchmarkEventGroups: an event's write, about nobody, or about a worker
+// on 0 to 10,000 handsets (docs/scaling.md quotes the figures).
+func BenchmarkEventGroups(b *testing.B) {
+	for _, n := range []int{-1, 0, 10, 1000, 10000} {
+		b.Run(fmt.Sprintf("handsets=%d", n), func(b *testing.B) { storagetest.BenchEventGroups(b, open(b, pgtest.Schema(b)), n) })
+	}
+}
+
+// BenchmarkScopedLists: a page of each list, unscoped and scoped, on a
+// store of 20,000 handsets, workers and sessions and 200,000 events.
+func BenchmarkScopedLists(b *testing.B) {
+	storagetest.BenchScopedLists(b, open(b, pgtest.Schema(b)), 20000)
 }

@@ -41,7 +41,8 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, role, scopes, data) VALUES ($1, $2, $3, $4, $5, $6)`,
+		_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, role, scopes, groups, data)
+			VALUES ($1, $2, $3, $4, $5, `+memberOf("$1", "$4", "$5")+`, $6)`,
 			rec.ID, storage.UsernameKey(rec.Username), storage.UsernameSkeleton(rec.Username), string(rec.Role), orEmpty(storage.ScopeGroups(rec.Scopes)), data)
 		err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: rec.ID})
 		if err := unique(err, "users_username_key", usernameConflict(rec.Username)); err != nil {
@@ -86,7 +87,7 @@ func (s *Store) ListUsers(ctx context.Context, f storage.UserFilter) (storage.Pa
 	}
 	where, args := conditions(
 		cond{"role = $%d", string(f.Role), f.Role != ""},
-		cond{workerInScope("users", "%[1]d"), groups, groups != nil},
+		cond{"groups && $%d::text[]", groups, groups != nil},
 	)
 	rest := f
 	rest.Groups = nil // the database's
@@ -99,16 +100,6 @@ func (s *Store) ListUsers(ctx context.Context, f storage.UserFilter) (storage.Pa
 		return err
 	})
 	return page, err
-}
-
-// workerInScope is the SQL condition, on the users row named table, of
-// storage.UserInScope for the groups in $arg: a worker whose own scopes,
-// or one of whose handsets' groups, are among them. The GIN indexes on
-// users.scopes and devices.assigned_users and the index on devices.grp
-// serve it.
-func workerInScope(table, arg string) string {
-	return table + `.role = 'worker' AND (` + table + `.scopes && $` + arg + ` OR EXISTS (
-		SELECT 1 FROM devices sd WHERE sd.grp = ANY($` + arg + `) AND sd.assigned_users @> ARRAY[` + table + `.id]))`
 }
 
 // UpdateUser implements storage.Users.
@@ -130,7 +121,8 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE users SET username_key = $2, username_skeleton = $3, role = $4, scopes = $5, data = $6 WHERE id = $1`,
+		_, err = tx.Exec(ctx, `UPDATE users SET username_key = $2, username_skeleton = $3, role = $4, scopes = $5,
+			groups = `+memberOf("$1", "$4", "$5")+`, data = $6 WHERE id = $1`,
 			id, storage.UsernameKey(next.Username), storage.UsernameSkeleton(next.Username), string(next.Role), orEmpty(storage.ScopeGroups(next.Scopes)), data)
 		if err := unique(err, "users_username_key", usernameConflict(next.Username)); err != nil {
 			return err
@@ -156,7 +148,8 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 			if err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, role, scopes, data) VALUES ($1, $2, $3, $4, $5, $6)`,
+			_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, role, scopes, groups, data)
+				VALUES ($1, $2, $3, $4, $5, `+memberOf("$1", "$4", "$5")+`, $6)`,
 				u.ID, storage.UsernameKey(u.Username), storage.UsernameSkeleton(u.Username), string(u.Role), orEmpty(storage.ScopeGroups(u.Scopes)), data)
 			err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: u.ID})
 			if err := unique(err, "users_username_key", usernameConflict(u.Username)); err != nil {
