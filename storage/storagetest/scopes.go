@@ -383,6 +383,16 @@ func testScopeFilters(t *testing.T, s storage.Store) {
 		}
 	}
 
+	// Scopes are kept as given, order and all; a copy is the caller's.
+	if got, err := s.GetUser(ctx, w.users["mNone"].ID); err != nil || !slices.Equal(got.Scopes, []string{"", "\x00"}) {
+		t.Fatalf("GetUser(mNone).Scopes = %q, %v", got.Scopes, err)
+	}
+	if got, err := s.GetUser(ctx, w.users["wS"].ID); err != nil || !slices.Equal(got.Scopes, []string{south}) {
+		t.Fatalf("GetUser(wS).Scopes = %q, %v", got.Scopes, err)
+	} else if c := got.Clone(); &c.Scopes[0] == &got.Scopes[0] {
+		t.Fatal("User.Clone shares Scopes")
+	}
+
 	// One record at a time.
 	for _, c := range []struct {
 		user   string
