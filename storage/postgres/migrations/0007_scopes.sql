@@ -2,21 +2,22 @@
 -- filters on, written from the records in the same transaction as they:
 --   devices.assigned_users    the users assigned to the handset;
 --   users.role, users.scopes  the user's role and own scopes;
---   users.groups              the groups they are in if they are a
---                             worker: their own scopes and the groups of
---                             their handsets, worked out
---                             again whenever one of these changes (a
---                             write of the user, or of a handset they are
---                             or were assigned to), so that neither a
---                             scoped list nor an event's write has to;
---   enrollment_codes.grp      the group the code enrolls into;
+--   users.groups              for a worker, the groups they are in: their
+--                             own scopes and their handsets' groups,
+--                             worked out again by every write that can
+--                             change them (of the user, or of a handset
+--                             they are or were assigned to), so that
+--                             neither a scoped list nor an event's write
+--                             has to; none for anyone else;
+--   enrollment_codes.grp      the group the code enrolls into (codes are
+--                             few: no index);
 --   events.groups             the groups the event concerns, set when it
 --                             is written (Event.Groups).
--- Arrays, in the "C" collation (as the ids they hold and Go's sorting),
--- with GIN indexes for &&. The users' and devices' are kept up to date
--- at once (fastupdate off): they are read by every event's write, and
--- change seldom. Events written before have no groups: they stay for
--- unscoped principals only.
+-- Arrays in the "C" collation (that of the ids they hold, and Go's sort
+-- order), with GIN indexes. Those of users and devices are updated at once
+-- (fastupdate off: no pending list for every read to scan), as they change
+-- seldom. Events written before have no groups: they stay for unscoped
+-- principals only.
 ALTER TABLE devices ADD COLUMN assigned_users text[] COLLATE "C" NOT NULL DEFAULT '{}';
 UPDATE devices SET assigned_users = ARRAY(SELECT json_array_elements_text(data->'assignedUsers'))
     WHERE json_typeof(data->'assignedUsers') = 'array';
