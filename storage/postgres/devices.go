@@ -146,7 +146,7 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Dev
 
 // cond is one optional SQL condition with its argument.
 type cond struct {
-	sql string // with %d (or %[1]d, as often as needed) for the argument's number
+	sql string // with one %d for the argument's number
 	arg any
 	on  bool
 }
