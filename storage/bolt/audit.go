@@ -47,6 +47,9 @@ func (s *Store) LoadEvents(ctx context.Context, events []storage.Event) error {
 			if e.ID == "" {
 				return errEventID
 			}
+			if tx.Bucket(bucketEvents).Get([]byte(e.ID)) != nil {
+				return &storage.ConflictError{Entity: "event", Field: "id", Value: e.ID}
+			}
 			if err := putEvent(tx, e); err != nil {
 				return err
 			}
