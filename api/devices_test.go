@@ -169,7 +169,7 @@ func TestHostileBodies(t *testing.T) {
 	if err != nil || len(sessions.Items) != 0 {
 		t.Fatalf("%d sessions after hostile bodies", len(sessions.Items))
 	}
-	codes, err := e.store.ListEnrollmentCodes(t.Context())
+	codes, err := e.store.ListEnrollmentCodes(t.Context(), storage.CodeFilter{})
 	if err != nil || len(codes) != 0 {
 		t.Fatalf("%d enrollment codes after hostile bodies", len(codes))
 	}

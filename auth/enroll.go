@@ -108,7 +108,7 @@ func (s *Service) CreateEnrollmentCode(ctx context.Context, by Principal, req Ne
 
 // ListEnrollmentCodes returns every code.
 func (s *Service) ListEnrollmentCodes(ctx context.Context) ([]storage.EnrollmentCode, error) {
-	return s.store.ListEnrollmentCodes(ctx)
+	return s.store.ListEnrollmentCodes(ctx, storage.CodeFilter{})
 }
 
 // RevokeEnrollmentCode stops a code from enrolling any more handsets.

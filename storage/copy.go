@@ -14,6 +14,9 @@ type Loader interface {
 	// the live session of its user and device.
 	LoadSessions(ctx context.Context, sessions []Session) error
 	LoadSigningKeys(ctx context.Context, keys []SigningKey) error
+	// LoadEvents stores audit events as they are, their Groups included
+	// (AppendEvents would set them anew from the records as they are now).
+	LoadEvents(ctx context.Context, events []Event) error
 }
 
 // Counts is how many records of each kind a store holds. The codes of
@@ -85,7 +88,7 @@ func Copy(ctx context.Context, from Store, to interface {
 			return nil
 		}},
 		{"enrollment codes", func() error {
-			codes, err := from.ListEnrollmentCodes(ctx)
+			codes, err := from.ListEnrollmentCodes(ctx, CodeFilter{})
 			if err != nil {
 				return err
 			}
@@ -116,9 +119,7 @@ func Copy(ctx context.Context, from Store, to interface {
 		{"audit events", func() error {
 			return pages(ctx, func(after string) (Page[Event], error) {
 				return from.ListEvents(ctx, EventFilter{After: after, Limit: copyBatch})
-			}, func(e Event) string { return e.ID }, func(ctx context.Context, es []Event) error {
-				return to.AppendEvents(ctx, es...)
-			})
+			}, func(e Event) string { return e.ID }, to.LoadEvents)
 		}},
 	}
 	for _, step := range steps {
@@ -208,7 +209,7 @@ func Count(ctx context.Context, s Store) (Counts, error) {
 	if err != nil {
 		return c, err
 	}
-	codes, err := s.ListEnrollmentCodes(ctx)
+	codes, err := s.ListEnrollmentCodes(ctx, CodeFilter{})
 	if err != nil {
 		return c, err
 	}

@@ -133,17 +133,23 @@ type DeviceFilter struct {
 	// Text matches, case-insensitively, a substring of the ID, IMEI, label,
 	// group, manufacturer or model.
 	Text string
+	// Groups keeps the devices in that scope (see DeviceInScope): nil
+	// keeps all, an empty slice none.
+	Groups []string
 	// After is the cursor from the previous page; Limit the page size (see
 	// PageLimit).
 	After string
 	Limit int
 }
 
-// Match reports whether d passes the filter's Status, Group, AssignedUser
-// and Text. It is the definition backends implement, and what scanning
-// backends call.
+// Match reports whether d passes the filter's Status, Group, AssignedUser,
+// Text and Groups. It is the definition backends implement, and what
+// scanning backends call.
 func (f DeviceFilter) Match(d Device) bool {
 	if f.Status != "" && d.Status != f.Status {
+		return false
+	}
+	if !DeviceInScope(d, f.Groups) {
 		return false
 	}
 	if f.Group != "" && d.Group != f.Group {
@@ -189,6 +195,10 @@ type User struct {
 	Features []string `json:"features,omitempty"`
 	// Profile is a free-form JSON object, or nil.
 	Profile json.RawMessage `json:"profile,omitempty"`
+	// Scopes are, for a manager, the handset groups they manage (none: the
+	// whole fleet); for a worker, the groups a scoped manager created them
+	// into. See the scope rules in scopes.go.
+	Scopes []string `json:"scopes,omitempty"`
 	// PasswordHash is a PHC-format argon2id hash, or empty when the account
 	// cannot log in with a password.
 	PasswordHash      string    `json:"passwordHash,omitempty"`
@@ -220,6 +230,7 @@ type UserDirectory struct {
 // Clone returns a deep copy of u.
 func (u User) Clone() User {
 	u.Features = slices.Clone(u.Features)
+	u.Scopes = slices.Clone(u.Scopes)
 	u.Profile = bytes.Clone(u.Profile)
 	if u.Directory != nil {
 		d := *u.Directory
@@ -253,14 +264,22 @@ type UserFilter struct {
 	Source string
 	// Text matches, case-insensitively, a substring of the ID, username,
 	// first name, last name or email.
-	Text  string
-	After string
-	Limit int
+	Text string
+	// Groups keeps the users in that scope (see UserInScope): nil keeps
+	// all, an empty slice none.
+	Groups []string
+	After  string
+	Limit  int
 }
 
-// Match reports whether u passes the filter's Role, Disabled and Text.
-func (f UserFilter) Match(u User) bool {
+// Match reports whether u passes the filter's Role, Disabled, Source, Text
+// and Groups. handsetGroups are the groups of the handsets u is assigned
+// to; they are read only when f.Groups is set.
+func (f UserFilter) Match(u User, handsetGroups []string) bool {
 	if f.Role != "" && u.Role != f.Role {
+		return false
+	}
+	if !UserInScope(u, handsetGroups, f.Groups) {
 		return false
 	}
 	if f.Disabled != nil && u.Disabled != *f.Disabled {
@@ -321,12 +340,16 @@ type APIKey struct {
 	// AllowFrom, when not empty, holds the networks (CIDR prefixes) the
 	// key is accepted from; from elsewhere it is refused.
 	AllowFrom []string `json:"allowFrom,omitempty"`
+	// Scopes are the handset groups a manager's key manages; none means
+	// the whole fleet.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // Clone returns a deep copy of k.
 func (k APIKey) Clone() APIKey {
 	k.Hash = bytes.Clone(k.Hash)
 	k.AllowFrom = slices.Clone(k.AllowFrom)
+	k.Scopes = slices.Clone(k.Scopes)
 	return k
 }
 

@@ -133,19 +133,42 @@ type SessionFilter struct {
 	DeviceID string
 	// LiveAt, when set, keeps only sessions live at that time.
 	LiveAt time.Time
+	// Groups keeps the sessions in that scope (see SessionInScope): nil
+	// keeps all, an empty slice none.
+	Groups []string
 	After  string
 	Limit  int
 }
 
-// Match reports whether s passes the filter's UserID, DeviceID and LiveAt.
-func (f SessionFilter) Match(s Session) bool {
+// Match reports whether s passes the filter's UserID, DeviceID, LiveAt
+// and Groups. deviceGroup is the group of the session's handset, user its
+// user and handsetGroups the groups of the handsets that user is assigned
+// to (see SessionInScope); they are read only when f.Groups is set.
+func (f SessionFilter) Match(s Session, deviceGroup string, user User, handsetGroups []string) bool {
 	if f.UserID != "" && s.UserID != f.UserID {
 		return false
 	}
 	if f.DeviceID != "" && s.DeviceID != f.DeviceID {
 		return false
 	}
-	return f.LiveAt.IsZero() || s.Live(f.LiveAt)
+	if !f.LiveAt.IsZero() && !s.Live(f.LiveAt) {
+		return false
+	}
+	return SessionInScope(s, deviceGroup, user, handsetGroups, f.Groups)
+}
+
+// SessionInScope reports whether s is in the scope groups: its handset, of
+// group deviceGroup, is, or its user (user, assigned to handsets of
+// handsetGroups) is a worker in it (UserInScope). With nil groups every
+// session is in.
+func SessionInScope(s Session, deviceGroup string, user User, handsetGroups, groups []string) bool {
+	if groups == nil {
+		return true
+	}
+	if s.DeviceID != "" && InGroups(deviceGroup, groups) {
+		return true
+	}
+	return user.ID == s.UserID && UserInScope(user, handsetGroups, groups)
 }
 
 // Sessions persists sessions. IDs and family hashes are unique.
@@ -254,6 +277,16 @@ type Event struct {
 	UserAgent string `json:"userAgent,omitempty"`
 	// Detail holds small extra facts, such as the ICC IDs seen.
 	Detail map[string]string `json:"detail,omitempty"`
+	// Groups are the handset groups the event concerns, sorted: in a scope
+	// that holds one of them, the event is in (EventInScope). The store
+	// sets them inside the transaction that writes the event, by
+	// EventGroups: the groups the caller gave, its handset's group, and,
+	// for a worker, the worker's Scopes and their handsets' groups, as they
+	// are then. They never change afterwards: an event about a handset
+	// that later moves to another group stays in the scope of the group it
+	// was in. An event about nothing scoped (a key rotation, an API key, a
+	// manager's own account) has none, and is for unscoped principals only.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // EventFilter selects events for ListEvents. Zero fields match all.
@@ -263,6 +296,9 @@ type EventFilter struct {
 	Action   string
 	UserID   string
 	DeviceID string
+	// Groups keeps the events in that scope (see EventInScope): nil keeps
+	// all, an empty slice none.
+	Groups []string
 	// NewestFirst lists the newest events first. After is then the cursor
 	// going back in time: the page holds the events before it.
 	NewestFirst bool
@@ -287,12 +323,13 @@ func (f EventFilter) Match(e Event) bool {
 	case f.DeviceID != "" && e.DeviceID != f.DeviceID:
 		return false
 	}
-	return true
+	return EventInScope(e, f.Groups)
 }
 
 // Audit persists the audit trail. Events are never changed once written.
 type Audit interface {
-	// AppendEvents stores events (each with a unique ID).
+	// AppendEvents stores events (each with a unique ID), their Groups
+	// set as Event.Groups says.
 	AppendEvents(ctx context.Context, events ...Event) error
 	// ListEvents returns one page of events matching f, in ID order (which
 	// is the order they were made in): oldest first, or newest first with
@@ -392,14 +429,25 @@ func (c EnrollmentCode) Clone() EnrollmentCode {
 	return c
 }
 
+// CodeFilter selects enrollment codes for ListEnrollmentCodes. Zero fields
+// match all.
+type CodeFilter struct {
+	// Groups keeps the codes in that scope (see CodeInScope): nil keeps
+	// all, an empty slice none.
+	Groups []string
+}
+
+// Match reports whether c passes the filter.
+func (f CodeFilter) Match(c EnrollmentCode) bool { return CodeInScope(c, f.Groups) }
+
 // EnrollmentCodes persists enrollment codes. IDs and hashes are unique.
 type EnrollmentCodes interface {
 	// CreateEnrollmentCode stores a new code.
 	CreateEnrollmentCode(ctx context.Context, c EnrollmentCode, opts ...WriteOption) error
 	// GetEnrollmentCode returns a code by ID, or ErrNotFound.
 	GetEnrollmentCode(ctx context.Context, id string) (EnrollmentCode, error)
-	// ListEnrollmentCodes returns every code, oldest first.
-	ListEnrollmentCodes(ctx context.Context) ([]EnrollmentCode, error)
+	// ListEnrollmentCodes returns every code matching f, oldest first.
+	ListEnrollmentCodes(ctx context.Context, f CodeFilter) ([]EnrollmentCode, error)
 	// UpdateEnrollmentCode replaces a code with what fn returns.
 	UpdateEnrollmentCode(ctx context.Context, id string, fn func(EnrollmentCode) (EnrollmentCode, error), opts ...WriteOption) (EnrollmentCode, error)
 	// EnrollWithCode, in one transaction: finds the code whose hash is

@@ -142,6 +142,7 @@ type Store interface {
 	EnrollmentCodes
 	OAuthClients
 	OAuthGrants
+	ScopeChecker
 	// Ping reports whether the store can serve reads.
 	Ping(ctx context.Context) error
 	// Close releases the store. Nothing may be called after it.

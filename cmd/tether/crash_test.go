@@ -236,7 +236,7 @@ func checkCodeUses(t *testing.T, path, codeID string, acknowledged int) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	codes, err := store.ListEnrollmentCodes(t.Context())
+	codes, err := store.ListEnrollmentCodes(t.Context(), storage.CodeFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -648,7 +648,7 @@ func TestEnrollmentCodeCreate(t *testing.T) {
 	}
 	s := openTestStore(t, dir)
 	defer s.Close()
-	codes, err := s.ListEnrollmentCodes(context.Background())
+	codes, err := s.ListEnrollmentCodes(context.Background(), storage.CodeFilter{})
 	if err != nil || len(codes) != 2 || codes[0].MaxUses != 5 || codes[0].Label != "spare" {
 		t.Fatalf("codes: %+v, %v", codes, err)
 	}

@@ -108,6 +108,9 @@ var migrations = []func(tx *bolt.Tx) error{
 		return createBuckets(tx, bucketOAuthClients, bucketOAuthClientReg, bucketAuthCodes,
 			bucketAuthCodeHash, bucketDeviceCodes, bucketDeviceCodeHash, bucketDeviceCodeUserCode)
 	},
+	// 4 → 5: the scope indexes (scopes.go), for the devices and users
+	// there are.
+	migrateScopes,
 }
 
 func createBuckets(tx *bolt.Tx, names ...[]byte) error {

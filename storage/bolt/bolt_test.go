@@ -350,3 +350,63 @@ func TestRestoreRefuses(t *testing.T) {
 		t.Fatalf("restoring over an open store: %v; want ErrLocked", err)
 	}
 }
+
+// TestMigratesScopeIndexes: a store of schema 4, without the scope
+// indexes, gets them filled from its devices and users as it opens.
+func TestMigratesScopeIndexes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tether.db")
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := storagetest.SeedScopes(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range []string{"devices_by_group", "devices_by_assignee", "users_by_group", "events_by_group"} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), binary.BigEndian.AppendUint64(nil, 4))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = bolt.Open(path)
+	if err != nil {
+		t.Fatalf("Open of a schema 4 store: %v", err)
+	}
+	defer s.Close()
+	check(t, s)
+}
+
+func openBench(b *testing.B) *bolt.Store {
+	s, err := bolt.Open(filepath.Join(b.TempDir(), "tether.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// BenchmarkEventGroups: an event's write, about nobody, or about a worker
+// on 0 to 10,000 handsets (docs/scaling.md quotes the figures).
+func BenchmarkEventGroups(b *testing.B) {
+	for _, n := range []int{-1, 0, 10, 1000, 10000} {
+		b.Run(fmt.Sprintf("handsets=%d", n), func(b *testing.B) { storagetest.BenchEventGroups(b, openBench(b), n) })
+	}
+}
+
+// BenchmarkScopedLists: a page of each list, unscoped and scoped, on a
+// store of 20,000 handsets, workers and sessions and 200,000 events.
+func BenchmarkScopedLists(b *testing.B) {
+	storagetest.BenchScopedLists(b, openBench(b), 20000)
+}

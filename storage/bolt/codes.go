@@ -34,8 +34,9 @@ func (s *Store) GetEnrollmentCode(ctx context.Context, id string) (storage.Enrol
 	return c, err
 }
 
-// ListEnrollmentCodes implements storage.EnrollmentCodes.
-func (s *Store) ListEnrollmentCodes(ctx context.Context) ([]storage.EnrollmentCode, error) {
+// ListEnrollmentCodes implements storage.EnrollmentCodes. Codes are few:
+// it reads them all.
+func (s *Store) ListEnrollmentCodes(ctx context.Context, f storage.CodeFilter) ([]storage.EnrollmentCode, error) {
 	codes := []storage.EnrollmentCode{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEnrollCodes).ForEach(func(id, v []byte) error {
@@ -43,7 +44,9 @@ func (s *Store) ListEnrollmentCodes(ctx context.Context) ([]storage.EnrollmentCo
 			if err := json.Unmarshal(v, &c); err != nil {
 				return fmt.Errorf("decode enrollment code %q: %w", id, err)
 			}
-			codes = append(codes, c)
+			if f.Match(c) {
+				codes = append(codes, c)
+			}
 			return nil
 		})
 	})

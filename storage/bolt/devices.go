@@ -41,6 +41,9 @@ func createDevice(tx *bolt.Tx, d storage.Device) error {
 	if err := claim(tx.Bucket(bucketDeviceIMEI), []byte(d.IMEI), d.ID, imeiConflict(d.IMEI)); err != nil {
 		return err
 	}
+	if err := indexDevice(tx, d, true); err != nil {
+		return err
+	}
 	return put(devices, []byte(d.ID), d)
 }
 
@@ -91,13 +94,19 @@ func (s *Store) DeviceNames(ctx context.Context, ids []string) (map[string]stora
 	return out, err
 }
 
-// ListDevices implements storage.Devices.
+// ListDevices implements storage.Devices. A scoped list walks only the
+// devices of its groups (devices_by_group).
 func (s *Store) ListDevices(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
 	var page storage.Page[storage.Device]
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		page, err = list(tx.Bucket(bucketDevices), f.After, f.Limit, f.Match,
-			func(d storage.Device) string { return d.ID })
+		id := func(d storage.Device) string { return d.ID }
+		if f.Groups == nil {
+			page, err = list(tx.Bucket(bucketDevices), f.After, f.Limit, f.Match, id)
+			return err
+		}
+		page, err = listMerged(tx.Bucket(bucketDevices), groupPrefixes(tx.Bucket(bucketDeviceGroup), f.Groups), f.After, f.Limit, false,
+			func(d storage.Device) (bool, error) { return f.Match(d), nil }, id)
 		return err
 	})
 	return page, err
@@ -127,6 +136,9 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Dev
 			if err := idx.Delete([]byte(old.IMEI)); err != nil {
 				return err
 			}
+		}
+		if err := reindexDevice(tx, old, next); err != nil {
+			return err
 		}
 		updated = next.Clone()
 		return put(devices, []byte(id), next)

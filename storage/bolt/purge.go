@@ -132,7 +132,16 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time, batch int) (i
 			ok, err := old(v)
 			return err == nil && !ok
 		},
-		func(tx *bolt.Tx, k, _ []byte) error { return tx.Bucket(bucketEvents).Delete(k) })
+		func(tx *bolt.Tx, k, v []byte) error {
+			var e storage.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode event: %w", err)
+			}
+			if err := indexEvent(tx, e, false); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketEvents).Delete(k)
+		})
 }
 
 // PurgeEnrollmentCodes implements storage.EnrollmentCodes.

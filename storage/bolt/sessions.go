@@ -203,13 +203,53 @@ func (s *Store) GetSessionByFamily(ctx context.Context, familyHash []byte) (stor
 	return sess, err
 }
 
-// ListSessions implements storage.Sessions.
+// ListSessions implements storage.Sessions. A scoped list walks the
+// sessions of the handsets and of the users of its groups
+// (sessions_by_device, sessions_by_user), merged in ID order: a page costs
+// a seek per handset and per user in scope, then a few steps per session.
 func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (storage.Page[storage.Session], error) {
 	var page storage.Page[storage.Session]
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		page, err = list(tx.Bucket(bucketSessions), f.After, f.Limit, f.Match,
-			func(s storage.Session) string { return s.ID })
+		id := func(s storage.Session) string { return s.ID }
+		if f.Groups == nil {
+			page, err = list(tx.Bucket(bucketSessions), f.After, f.Limit,
+				func(s storage.Session) bool { return f.Match(s, "", storage.User{}, nil) }, id)
+			return err
+		}
+		// The handsets in scope, with their groups, and the users who may
+		// be: each one's sessions are a range of an index.
+		var ranges []indexPrefix
+		groupOf := map[string]string{}
+		byDevice, byUser := tx.Bucket(bucketSessionDevice), tx.Bucket(bucketSessionUser)
+		for _, p := range groupPrefixes(tx.Bucket(bucketDeviceGroup), f.Groups) {
+			m := newMerged([]indexPrefix{p}, "", false)
+			for d, ok := m.next(); ok; d, ok = m.next() {
+				groupOf[d] = string(p.prefix[:len(p.prefix)-1])
+				ranges = append(ranges, indexPrefix{byDevice, join(d, "")})
+			}
+		}
+		m := newMerged(groupPrefixes(tx.Bucket(bucketUserGroup), f.Groups), "", false)
+		for u, ok := m.next(); ok; u, ok = m.next() {
+			ranges = append(ranges, indexPrefix{byUser, join(u, "")})
+		}
+		type who struct {
+			u  storage.User
+			hg []string
+		}
+		users := map[string]who{}
+		page, err = listMerged(tx.Bucket(bucketSessions), ranges, f.After, f.Limit, false, func(s storage.Session) (bool, error) {
+			w, ok := users[s.UserID]
+			if !ok {
+				u, err := userOrZero(tx, s.UserID)
+				if err != nil {
+					return false, err
+				}
+				w = who{u, handsetGroups(tx, s.UserID)}
+				users[s.UserID] = w
+			}
+			return f.Match(s, groupOf[s.DeviceID], w.u, w.hg), nil
+		}, id)
 		return err
 	})
 	return page, err

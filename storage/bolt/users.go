@@ -52,6 +52,9 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 			return err
 		}
 		u.Key = seq
+		if err := indexUser(tx, u, true); err != nil {
+			return err
+		}
 		return put(users, []byte(u.ID), u)
 	})
 	if err != nil {
@@ -82,13 +85,19 @@ func (s *Store) GetUserByUsername(ctx context.Context, name string) (storage.Use
 	return u, err
 }
 
-// ListUsers implements storage.Users.
+// ListUsers implements storage.Users. A scoped list walks only the users
+// of its groups (users_by_group).
 func (s *Store) ListUsers(ctx context.Context, f storage.UserFilter) (storage.Page[storage.User], error) {
 	var page storage.Page[storage.User]
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		page, err = list(tx.Bucket(bucketUsers), f.After, f.Limit, f.Match,
-			func(u storage.User) string { return u.ID })
+		id := func(u storage.User) string { return u.ID }
+		if f.Groups == nil {
+			page, err = list(tx.Bucket(bucketUsers), f.After, f.Limit, func(u storage.User) bool { return f.Match(u, nil) }, id)
+			return err
+		}
+		page, err = listMerged(tx.Bucket(bucketUsers), groupPrefixes(tx.Bucket(bucketUserGroup), f.Groups), f.After, f.Limit, false,
+			func(u storage.User) (bool, error) { return f.Match(u, handsetGroups(tx, u.ID)), nil }, id)
 		return err
 	})
 	return page, err
@@ -128,6 +137,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 				return err
 			}
 		}
+		if err := reindexUser(tx, old, next); err != nil {
+			return err
+		}
 		updated = next.Clone()
 		return put(users, []byte(id), next)
 	})
@@ -155,6 +167,9 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 				if err := users.SetSequence(u.Key); err != nil {
 					return err
 				}
+			}
+			if err := indexUser(tx, u, true); err != nil {
+				return err
 			}
 			if err := put(users, []byte(u.ID), u); err != nil {
 				return err

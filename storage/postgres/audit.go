@@ -9,19 +9,41 @@ import (
 	"tether/storage"
 )
 
+// eventGroupsSQL is storage.EventGroups in SQL, on an event's given groups
+// ($7), device ($5) and user ($4), as the rows are in the transaction: the
+// device's group, and the groups the user is in (users.groups: for a
+// worker, their scopes and their handsets' groups; for anyone else none).
+// Two primary key lookups. Sorted as Go sorts them (the "C" collation).
+const eventGroupsSQL = `SELECT coalesce(array_agg(DISTINCT g ORDER BY g), '{}') AS groups FROM (
+		SELECT unnest($7::text[]) COLLATE "C" AS g
+		UNION ALL SELECT grp COLLATE "C" FROM devices WHERE $5 <> '' AND id = $5
+		UNION ALL SELECT unnest(groups) FROM users WHERE $4 <> '' AND id = $4
+	) s WHERE g <> ''`
+
+// appendEvents writes events with their groups (storage.Event.Groups),
+// worked out in the statement that inserts each one: one round trip per
+// event, as before there were groups. The record's JSON gets the groups
+// spliced in as text rather than rebuilt through jsonb, so it stays as Go
+// wrote it (jsonb would refuse a NUL escape that a json column keeps).
 func appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error {
 	for _, e := range events {
 		if e.ID == "" {
 			return errEventID
 		}
+		given := storage.ScopeGroups(e.Groups)
+		e.Groups = nil
 		data, err := json.Marshal(e)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO events (id, at, action, user_id, device_id, data) VALUES ($1, $2, $3, $4, $5, $6)
+		if _, err := tx.Exec(ctx, `WITH eg AS (`+eventGroupsSQL+`)
+			INSERT INTO events (id, at, action, user_id, device_id, groups, data)
+			SELECT $1, $2, $3, $4, $5, eg.groups, CASE WHEN cardinality(eg.groups) = 0 THEN $6::text::json
+				ELSE (left($6::text, -1) || ',"groups":' || array_to_json(eg.groups)::text || '}')::json END
+			FROM eg
 			ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, action = EXCLUDED.action, user_id = EXCLUDED.user_id,
-				device_id = EXCLUDED.device_id, data = EXCLUDED.data`,
-			e.ID, e.Time, e.Action, e.UserID, e.DeviceID, data); err != nil {
+				device_id = EXCLUDED.device_id, groups = EXCLUDED.groups, data = EXCLUDED.data`,
+			e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)); err != nil {
 			return err
 		}
 	}
@@ -33,14 +55,40 @@ func (s *Store) AppendEvents(ctx context.Context, events ...storage.Event) error
 	return s.update(ctx, "append events", func(tx pgx.Tx) error { return appendEvents(ctx, tx, events) })
 }
 
+// LoadEvents implements storage.Loader: events as they are, their groups
+// included, in one transaction.
+func (s *Store) LoadEvents(ctx context.Context, events []storage.Event) error {
+	return s.update(ctx, "load events", func(tx pgx.Tx) error {
+		for _, e := range events {
+			if e.ID == "" {
+				return errEventID
+			}
+			data, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO events (id, at, action, user_id, device_id, groups, data) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+				e.ID, e.Time, e.Action, e.UserID, e.DeviceID, orEmpty(storage.ScopeGroups(e.Groups)), data); err != nil {
+				return unique(err, "events_pkey", &storage.ConflictError{Entity: "event", Field: "id", Value: e.ID})
+			}
+		}
+		return nil
+	})
+}
+
 // ListEvents implements storage.Audit.
 func (s *Store) ListEvents(ctx context.Context, f storage.EventFilter) (storage.Page[storage.Event], error) {
+	groups, none := scope(f.Groups)
+	if none {
+		return storage.Page[storage.Event]{Items: []storage.Event{}}, ctx.Err()
+	}
 	where, args := conditions(
 		cond{"at >= $%d", f.From, !f.From.IsZero()},
 		cond{"at < $%d", f.To, !f.To.IsZero()},
 		cond{"action = $%d", f.Action, f.Action != ""},
 		cond{"user_id = $%d", f.UserID, f.UserID != ""},
 		cond{"device_id = $%d", f.DeviceID, f.DeviceID != ""},
+		cond{"groups && $%d::text[]", groups, groups != nil},
 	)
 	var page storage.Page[storage.Event]
 	err := s.view(ctx, "list events", func(tx pgx.Tx) error {

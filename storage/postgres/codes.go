@@ -26,8 +26,8 @@ func (s *Store) CreateEnrollmentCode(ctx context.Context, c storage.EnrollmentCo
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO enrollment_codes (id, hash, expires_at, revoked_at, data) VALUES ($1, $2, $3, $4, $5)`,
-			c.ID, c.Hash, c.ExpiresAt, orNull(c.RevokedAt), data)
+		_, err = tx.Exec(ctx, `INSERT INTO enrollment_codes (id, hash, expires_at, revoked_at, grp, data) VALUES ($1, $2, $3, $4, $5, $6)`,
+			c.ID, c.Hash, c.ExpiresAt, orNull(c.RevokedAt), c.Group, data)
 		err = unique(err, "enrollment_codes_pkey", &storage.ConflictError{Entity: "enrollment code", Field: "id", Value: c.ID})
 		return unique(err, "enrollment_codes_hash_key", &storage.ConflictError{Entity: "enrollment code", Field: "code", Value: c.ID})
 	})
@@ -38,8 +38,8 @@ func putCode(ctx context.Context, tx pgx.Tx, c storage.EnrollmentCode) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `UPDATE enrollment_codes SET expires_at = $2, revoked_at = $3, data = $4 WHERE id = $1`,
-		c.ID, c.ExpiresAt, orNull(c.RevokedAt), data)
+	_, err = tx.Exec(ctx, `UPDATE enrollment_codes SET expires_at = $2, revoked_at = $3, grp = $4, data = $5 WHERE id = $1`,
+		c.ID, c.ExpiresAt, orNull(c.RevokedAt), c.Group, data)
 	return err
 }
 
@@ -53,11 +53,19 @@ func (s *Store) GetEnrollmentCode(ctx context.Context, id string) (storage.Enrol
 }
 
 // ListEnrollmentCodes implements storage.EnrollmentCodes.
-func (s *Store) ListEnrollmentCodes(ctx context.Context) ([]storage.EnrollmentCode, error) {
+func (s *Store) ListEnrollmentCodes(ctx context.Context, f storage.CodeFilter) ([]storage.EnrollmentCode, error) {
+	groups, none := scope(f.Groups)
+	if none {
+		return []storage.EnrollmentCode{}, ctx.Err()
+	}
 	var codes []storage.EnrollmentCode
 	err := s.read(ctx, "list enrollment codes", func(q querier) error {
 		var err error
-		codes, err = all[storage.EnrollmentCode](ctx, q, `SELECT data FROM enrollment_codes ORDER BY id`)
+		if groups == nil {
+			codes, err = all[storage.EnrollmentCode](ctx, q, `SELECT data FROM enrollment_codes ORDER BY id`)
+		} else {
+			codes, err = all[storage.EnrollmentCode](ctx, q, `SELECT data FROM enrollment_codes WHERE grp = ANY($1) ORDER BY id`, groups)
+		}
 		return err
 	})
 	return codes, err
@@ -105,6 +113,9 @@ func (s *Store) EnrollWithCode(ctx context.Context, hash []byte, enroll func(sto
 			return err
 		}
 		if err := createDevice(ctx, tx, dev); err != nil {
+			return err
+		}
+		if err := refreshGroups(ctx, tx, dev); err != nil {
 			return err
 		}
 		if err := putCode(ctx, tx, next); err != nil {

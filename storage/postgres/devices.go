@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,7 +18,10 @@ func imeiConflict(imei string) *storage.ConflictError {
 // CreateDevice implements storage.Devices.
 func (s *Store) CreateDevice(ctx context.Context, d storage.Device, opts ...storage.WriteOption) error {
 	return s.write(ctx, "create device", opts, func(tx pgx.Tx) error {
-		return createDevice(ctx, tx, d)
+		if err := createDevice(ctx, tx, d); err != nil {
+			return err
+		}
+		return refreshGroups(ctx, tx, d)
 	})
 }
 
@@ -29,7 +33,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []storage.Device, opts ...
 				return err
 			}
 		}
-		return nil
+		return refreshGroups(ctx, tx, ds...)
 	})
 }
 
@@ -38,8 +42,8 @@ func createDevice(ctx context.Context, tx pgx.Tx, d storage.Device) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO devices (id, imei, status, grp, data) VALUES ($1, $2, $3, $4, $5)`,
-		d.ID, d.IMEI, string(d.Status), d.Group, data)
+	_, err = tx.Exec(ctx, `INSERT INTO devices (id, imei, status, grp, assigned_users, data) VALUES ($1, $2, $3, $4, $5, $6)`,
+		d.ID, d.IMEI, string(d.Status), d.Group, orEmpty(d.AssignedUsers), data)
 	err = unique(err, "devices_pkey", &storage.ConflictError{Entity: "device", Field: "id", Value: d.ID})
 	return unique(err, "devices_imei_key", imeiConflict(d.IMEI))
 }
@@ -81,13 +85,19 @@ func (s *Store) DeviceNames(ctx context.Context, ids []string) (map[string]stora
 	return out, err
 }
 
-// ListDevices implements storage.Devices. Status, group and assigned user
-// are filtered by the database, the text search by DeviceFilter.Match.
+// ListDevices implements storage.Devices. Status, group, assigned user
+// and scope are filtered by the database, the text search by
+// DeviceFilter.Match.
 func (s *Store) ListDevices(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
+	groups, none := scope(f.Groups)
+	if none {
+		return storage.Page[storage.Device]{Items: []storage.Device{}}, ctx.Err()
+	}
 	where, args := conditions(
 		cond{"status = $%d", string(f.Status), f.Status != ""},
 		cond{"grp = $%d", f.Group, f.Group != ""},
-		cond{"(data::jsonb -> 'assignedUsers') ? $%d", f.AssignedUser, f.AssignedUser != ""},
+		cond{"assigned_users @> ARRAY[$%d::text]", f.AssignedUser, f.AssignedUser != ""},
+		cond{"grp = ANY($%d)", groups, groups != nil},
 	)
 	var page storage.Page[storage.Device]
 	err := s.view(ctx, "list devices", func(tx pgx.Tx) error {
@@ -118,10 +128,15 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Dev
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE devices SET imei = $2, status = $3, grp = $4, data = $5 WHERE id = $1`,
-			id, next.IMEI, string(next.Status), next.Group, data)
+		_, err = tx.Exec(ctx, `UPDATE devices SET imei = $2, status = $3, grp = $4, assigned_users = $5, data = $6 WHERE id = $1`,
+			id, next.IMEI, string(next.Status), next.Group, orEmpty(next.AssignedUsers), data)
 		if err := unique(err, "devices_imei_key", imeiConflict(next.IMEI)); err != nil {
 			return err
+		}
+		if old.Group != next.Group || !slices.Equal(old.AssignedUsers, next.AssignedUsers) {
+			if err := refreshGroups(ctx, tx, old, next); err != nil {
+				return err
+			}
 		}
 		updated = next.Clone()
 		return nil
@@ -134,6 +149,25 @@ type cond struct {
 	sql string // with one %d for the argument's number
 	arg any
 	on  bool
+}
+
+// scope returns, for a filter's Groups, the groups a query keeps (nil for
+// no restriction), or none when it keeps nothing at all.
+func scope(groups []string) (keep []string, none bool) {
+	if groups == nil {
+		return nil, false
+	}
+	keep = storage.ScopeGroups(groups)
+	return keep, keep == nil
+}
+
+// orEmpty is ss, or an empty array for nil (the array columns are NOT
+// NULL).
+func orEmpty(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
 }
 
 // conditions joins the conditions that are on, numbering their arguments

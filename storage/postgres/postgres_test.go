@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -49,14 +50,14 @@ func TestMigrationFillsSkeletons(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to schema 3, as a database of an older build (undoing schemas 5
-	// and 6 too).
-	for _, sql := range []string{
+	// to 7 too).
+	for _, sql := range append(undoScopes,
 		`ALTER TABLE session_pairs DROP CONSTRAINT session_pairs_pkey`, `ALTER TABLE session_pairs DROP COLUMN client_id`,
 		`ALTER TABLE session_pairs ADD PRIMARY KEY (user_id, device_id)`,
 		`DROP TABLE oauth_clients, auth_codes, device_codes`,
 		`DROP INDEX users_username_skeleton_idx`, `ALTER TABLE users DROP COLUMN username_skeleton`,
 		`DELETE FROM schema_migrations WHERE version >= 4`,
-	} {
+	) {
 		if _, err := s.Pool().Exec(ctx, sql); err != nil {
 			t.Fatal(err)
 		}
@@ -66,6 +67,31 @@ func TestMigrationFillsSkeletons(t *testing.T) {
 	if _, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: "аlice" /* Cyrillic а */, Role: storage.RoleWorker}); !errors.Is(err, storage.ErrConflict) {
 		t.Fatalf("a look-alike of a user from schema 3: %v; want a conflict", err)
 	}
+}
+
+// TestMigrationFillsScopeColumns: a database of schema 6 gets the scope
+// columns filled from its records as it migrates.
+func TestMigrationFillsScopeColumns(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Schema(t)
+	s := open(t, url)
+	check := storagetest.SeedScopes(t, s)
+	for _, sql := range undoScopes {
+		if _, err := s.Pool().Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	check(t, open(t, url))
+}
+
+// undoScopes takes a database back from schema 7 to schema 6.
+var undoScopes = []string{
+	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes, DROP COLUMN groups`,
+	`ALTER TABLE devices DROP COLUMN assigned_users`,
+	`ALTER TABLE enrollment_codes DROP COLUMN grp`,
+	`ALTER TABLE events DROP COLUMN groups`,
+	`DELETE FROM schema_migrations WHERE version >= 7`,
 }
 
 // TestLocker: of two servers on one database, one holds a lock at a time;
@@ -189,4 +215,18 @@ func TestProofLedger(t *testing.T) {
 	if n, err := a.PurgeProofs(ctx, exp.Add(time.Second)); err != nil || n != 1 {
 		t.Fatalf("purge: %d, %v; want 1 (jkt.2)", n, err)
 	}
+}
+
+// BenchmarkEventGroups: an event's write, about nobody, or about a worker
+// on 0 to 10,000 handsets (docs/scaling.md quotes the figures).
+func BenchmarkEventGroups(b *testing.B) {
+	for _, n := range []int{-1, 0, 10, 1000, 10000} {
+		b.Run(fmt.Sprintf("handsets=%d", n), func(b *testing.B) { storagetest.BenchEventGroups(b, open(b, pgtest.Schema(b)), n) })
+	}
+}
+
+// BenchmarkScopedLists: a page of each list, unscoped and scoped, on a
+// store of 20,000 handsets, workers and sessions and 200,000 events.
+func BenchmarkScopedLists(b *testing.B) {
+	storagetest.BenchScopedLists(b, open(b, pgtest.Schema(b)), 20000)
 }

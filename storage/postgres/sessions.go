@@ -204,15 +204,44 @@ func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, wher
 
 // ListSessions implements storage.Sessions.
 func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (storage.Page[storage.Session], error) {
-	where, args := conditions(
-		cond{"user_id = $%d", f.UserID, f.UserID != ""},
-		cond{"device_id = $%d", f.DeviceID, f.DeviceID != ""},
-		cond{"NOT revoked AND ended_at > $%d", f.LiveAt, !f.LiveAt.IsZero()},
-	)
+	groups, none := scope(f.Groups)
+	if none {
+		return storage.Page[storage.Session]{Items: []storage.Session{}}, ctx.Err()
+	}
+	rest := f
+	rest.Groups = nil // the database's
 	var page storage.Page[storage.Session]
 	err := s.view(ctx, "list sessions", func(tx pgx.Tx) error {
+		// storage.SessionInScope: its handset is in scope, or its user is.
+		// The handsets and the workers in scope are read first, and given
+		// to the query as arrays whose size the planner then knows: it
+		// hashes them to filter the sessions in ID order when the scope is
+		// large, and looks its sessions up in the indexes on device_id
+		// and user_id when it is small.
+		var devices, workers []string
+		if groups != nil {
+			err := tx.QueryRow(ctx, `SELECT ARRAY(SELECT id FROM devices WHERE grp = ANY($1)),
+				ARRAY(SELECT id FROM users WHERE groups && $1::text[])`, groups).Scan(&devices, &workers)
+			if err != nil {
+				return err
+			}
+		}
+		where, args := conditions(
+			cond{"user_id = $%d", f.UserID, f.UserID != ""},
+			cond{"device_id = $%d", f.DeviceID, f.DeviceID != ""},
+			cond{"NOT revoked AND ended_at > $%d", f.LiveAt, !f.LiveAt.IsZero()},
+		)
+		if groups != nil {
+			// Arguments are numbered from $2 ($1 is list's cursor).
+			args = append(args, devices, workers)
+			if where != "" {
+				where += " AND "
+			}
+			where += fmt.Sprintf("(device_id = ANY($%d) OR user_id = ANY($%d))", len(args), len(args)+1)
+		}
 		var err error
-		page, err = list(ctx, tx, "sessions", where, args, f.After, f.Limit, f.Match,
+		page, err = list(ctx, tx, "sessions", where, args, f.After, f.Limit,
+			func(s storage.Session) bool { return rest.Match(s, "", storage.User{}, nil) },
 			func(s storage.Session) string { return s.ID })
 		return err
 	})

@@ -41,8 +41,9 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, data) VALUES ($1, $2, $3, $4)`,
-			rec.ID, storage.UsernameKey(rec.Username), storage.UsernameSkeleton(rec.Username), data)
+		_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, role, scopes, groups, data)
+			VALUES ($1, $2, $3, $4, $5, `+memberOf("$1", "$4", "$5")+`, $6)`,
+			rec.ID, storage.UsernameKey(rec.Username), storage.UsernameSkeleton(rec.Username), string(rec.Role), orEmpty(storage.ScopeGroups(rec.Scopes)), data)
 		err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: rec.ID})
 		if err := unique(err, "users_username_key", usernameConflict(rec.Username)); err != nil {
 			return err
@@ -77,12 +78,24 @@ func (s *Store) GetUserByUsername(ctx context.Context, name string) (storage.Use
 	return u, err
 }
 
-// ListUsers implements storage.Users.
+// ListUsers implements storage.Users. Role and scope are filtered by the
+// database, the rest by UserFilter.Match.
 func (s *Store) ListUsers(ctx context.Context, f storage.UserFilter) (storage.Page[storage.User], error) {
+	groups, none := scope(f.Groups)
+	if none {
+		return storage.Page[storage.User]{Items: []storage.User{}}, ctx.Err()
+	}
+	where, args := conditions(
+		cond{"role = $%d", string(f.Role), f.Role != ""},
+		cond{"groups && $%d::text[]", groups, groups != nil},
+	)
+	rest := f
+	rest.Groups = nil // the database's
 	var page storage.Page[storage.User]
 	err := s.view(ctx, "list users", func(tx pgx.Tx) error {
 		var err error
-		page, err = list(ctx, tx, "users", "", nil, f.After, f.Limit, f.Match,
+		page, err = list(ctx, tx, "users", where, args, f.After, f.Limit,
+			func(u storage.User) bool { return rest.Match(u, nil) },
 			func(u storage.User) string { return u.ID })
 		return err
 	})
@@ -108,8 +121,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE users SET username_key = $2, username_skeleton = $3, data = $4 WHERE id = $1`,
-			id, storage.UsernameKey(next.Username), storage.UsernameSkeleton(next.Username), data)
+		_, err = tx.Exec(ctx, `UPDATE users SET username_key = $2, username_skeleton = $3, role = $4, scopes = $5,
+			groups = `+memberOf("$1", "$4", "$5")+`, data = $6 WHERE id = $1`,
+			id, storage.UsernameKey(next.Username), storage.UsernameSkeleton(next.Username), string(next.Role), orEmpty(storage.ScopeGroups(next.Scopes)), data)
 		if err := unique(err, "users_username_key", usernameConflict(next.Username)); err != nil {
 			return err
 		}
@@ -134,8 +148,9 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 			if err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, data) VALUES ($1, $2, $3, $4)`,
-				u.ID, storage.UsernameKey(u.Username), storage.UsernameSkeleton(u.Username), data)
+			_, err = tx.Exec(ctx, `INSERT INTO users (id, username_key, username_skeleton, role, scopes, groups, data)
+				VALUES ($1, $2, $3, $4, $5, `+memberOf("$1", "$4", "$5")+`, $6)`,
+				u.ID, storage.UsernameKey(u.Username), storage.UsernameSkeleton(u.Username), string(u.Role), orEmpty(storage.ScopeGroups(u.Scopes)), data)
 			err = unique(err, "users_pkey", &storage.ConflictError{Entity: "user", Field: "id", Value: u.ID})
 			if err := unique(err, "users_username_key", usernameConflict(u.Username)); err != nil {
 				return err

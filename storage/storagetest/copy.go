@@ -36,6 +36,13 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	k2 := signingKey("EdDSA", now.Add(time.Hour))
 	k3 := signingKey("RS256", now.Add(time.Hour))
 	ev := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "login", Outcome: "success", UserID: u.ID}
+	// Scopes: a worker created into a group, and an event about the
+	// handset, written while it was in north, before it moved to south:
+	// the copy keeps the event's groups as written.
+	scoped := newUser("scoped", storage.RoleWorker)
+	scoped.Scopes = []string{"depot-7"}
+	scoped = mustCreateUser(t, from, scoped)
+	moved := storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "device.update", Outcome: "success", DeviceID: d.ID}
 	registered := newOAuthClient(storage.NewID(storage.PrefixClient))
 	registered.RegistrationHash = randBytes(32)
 	authCode := newAuthCode(registered.ID, u.ID)
@@ -45,6 +52,7 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 		from.CreateAPIKey(ctx, storage.APIKey{ID: storage.NewID(storage.PrefixAPIKey), Role: storage.RoleManager, Hash: randBytes(32), Hint: "tak_1234", CreatedAt: now}),
 		from.CreateEnrollmentCode(ctx, storage.EnrollmentCode{ID: storage.NewID(storage.PrefixCode), Hash: randBytes(32), MaxUses: 3, Uses: 1, ExpiresAt: now.Add(time.Hour), CreatedAt: now}),
 		from.AppendEvents(ctx, ev),
+		from.AppendEvents(ctx, moved),
 		from.CreateOAuthClient(ctx, newOAuthClient(storage.NewID(storage.PrefixClient))),
 		from.CreateOAuthClient(ctx, registered),
 		from.CreateAuthCode(ctx, authCode),
@@ -55,6 +63,12 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 		}
 	}
 
+	if _, err := from.UpdateDevice(ctx, d.ID, func(d storage.Device) (storage.Device, error) {
+		d.Group = "south"
+		return d, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	to, ok := newStore(t).(loader)
 	if !ok {
 		t.Fatal("the store cannot receive a copy: it does not implement storage.Loader")
@@ -63,7 +77,7 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
 	}
-	want := storage.Counts{Devices: 1, Users: 2, APIKeys: 1, Sessions: 2, Events: 1, SigningKeys: 3, EnrollmentCodes: 1, OAuthClients: 2}
+	want := storage.Counts{Devices: 1, Users: 3, APIKeys: 1, Sessions: 2, Events: 2, SigningKeys: 3, EnrollmentCodes: 1, OAuthClients: 2}
 	if counts != want {
 		t.Fatalf("copied %s; want %s", counts, want)
 	}
@@ -71,11 +85,20 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 		t.Fatal("Copy into a store that is not empty succeeded")
 	}
 
+	if page, err := to.ListEvents(ctx, storage.EventFilter{Groups: []string{"north"}}); err != nil || len(page.Items) != 1 || page.Items[0].ID != moved.ID {
+		t.Fatalf("copied events of north: %+v, %v; want the one written while the handset was there", page.Items, err)
+	}
+	if page, err := to.ListDevices(ctx, storage.DeviceFilter{Groups: []string{"south"}}); err != nil || len(page.Items) != 1 {
+		t.Fatalf("copied devices of south: %+v, %v; want the moved one", page.Items, err)
+	}
+	if in, err := to.UserInScope(ctx, scoped.ID, []string{"depot-7"}); err != nil || !in {
+		t.Fatalf("copied scoped worker in its scope: %v, %v", in, err)
+	}
 	if got, err := to.GetUserByUsername(ctx, "BOSS"); err != nil || got.Key != boss.Key || got.PasswordHash != boss.PasswordHash {
 		t.Fatalf("copied user %+v, %v; want key %d", got, err, boss.Key)
 	}
-	if next := mustCreateUser(t, to, newUser("third", storage.RoleWorker)); next.Key != boss.Key+1 {
-		t.Fatalf("first new user after the copy has key %d; want %d", next.Key, boss.Key+1)
+	if next := mustCreateUser(t, to, newUser("fourth", storage.RoleWorker)); next.Key != scoped.Key+1 {
+		t.Fatalf("first new user after the copy has key %d; want %d", next.Key, scoped.Key+1)
 	}
 	if got, err := to.GetSessionByFamily(ctx, ended.FamilyHash); err != nil || got.Key != ended.Key || got.RevokeReason != "logout" {
 		t.Fatalf("copied revoked session %+v, %v", got, err)

@@ -655,7 +655,7 @@ func testEnrollmentCodes(t *testing.T, s storage.Store) {
 	if err != nil || revoked.RevokedAt.IsZero() || revoked.Uses != 2 {
 		t.Fatalf("revoke: %+v, %v", revoked, err)
 	}
-	codes, err := s.ListEnrollmentCodes(ctx)
+	codes, err := s.ListEnrollmentCodes(ctx, storage.CodeFilter{})
 	if err != nil || len(codes) != 1 || codes[0].Label != "van" {
 		t.Fatalf("ListEnrollmentCodes = %+v, %v", codes, err)
 	}
@@ -743,7 +743,7 @@ func testPurges(t *testing.T, s storage.Store) {
 	if err != nil || n != 2 {
 		t.Fatalf("PurgeEnrollmentCodes = %d, %v; want 2", n, err)
 	}
-	list, _ := s.ListEnrollmentCodes(ctx)
+	list, _ := s.ListEnrollmentCodes(ctx, storage.CodeFilter{})
 	if len(list) != 1 || list[0].ID != codes[2].ID {
 		t.Fatalf("codes left: %+v", list)
 	}

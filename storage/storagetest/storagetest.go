@@ -62,6 +62,11 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"DeviceCodeConcurrentApproval", testDeviceCodeConcurrentApproval},
 		{"DeviceCodeUserCodeRace", testDeviceCodeUserCodeRace},
 		{"OAuthGrantsPurge", testOAuthGrantsPurge},
+		{"ScopeFilters", testScopeFilters},
+		{"ScopePaging", testScopePaging},
+		{"EventGroups", testEventGroups},
+		{"ScopeMove", testScopeMove},
+		{"ScopeConcurrent", testScopeConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -775,12 +780,13 @@ func testAPIKeys(t *testing.T, s storage.Store) {
 	k := storage.APIKey{
 		ID: storage.NewID(storage.PrefixAPIKey), Name: "ci", Role: storage.RoleManager,
 		Hash: []byte("0123456789abcdef0123456789abcdef"), Hint: "tak_abcd", CreatedAt: now,
+		Scopes: []string{"north", "depot-7"},
 	}
 	if err := s.CreateAPIKey(ctx, k); err != nil {
 		t.Fatalf("CreateAPIKey: %v", err)
 	}
 	got, err := s.GetAPIKeyByHash(ctx, k.Hash)
-	if err != nil || got.ID != k.ID || got.Role != k.Role || string(got.Hash) != string(k.Hash) {
+	if err != nil || got.ID != k.ID || got.Role != k.Role || string(got.Hash) != string(k.Hash) || !slices.Equal(got.Scopes, k.Scopes) {
 		t.Fatalf("GetAPIKeyByHash = %+v, %v; want %+v", got, err, k)
 	}
 	_, err = s.GetAPIKeyByHash(ctx, []byte("no such hash"))
