@@ -62,6 +62,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"DeviceCodeConcurrentApproval", testDeviceCodeConcurrentApproval},
 		{"DeviceCodeUserCodeRace", testDeviceCodeUserCodeRace},
 		{"OAuthGrantsPurge", testOAuthGrantsPurge},
+		{"UserFactors", testUserFactors},
+		{"RecoveryCodeOnce", testRecoveryCodeOnce},
+		{"SessionAMR", testSessionAMR},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
