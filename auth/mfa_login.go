@@ -391,6 +391,12 @@ func (s *Service) enrollStep(ctx context.Context, st step, code string, ev *stor
 	if err != nil {
 		return storage.User{}, nil, err
 	}
+	switch {
+	case stepSpent(user, st):
+		return storage.User{}, nil, errStepUsed
+	case user.MFA.Confirmed():
+		return storage.User{}, nil, errStepInvalid
+	}
 	return s.confirmTOTP(ctx, user, st.ID, code, "user:"+user.ID, func(u *storage.User) error {
 		if u.MFA.Confirmed() {
 			return errStepInvalid
