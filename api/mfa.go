@@ -258,7 +258,7 @@ func (s *server) regenerateRecoveryCodes(c *fiber.Ctx) error {
 // resetMFA is POST /v1/users/{id}/mfa/reset: an admin removes another
 // account's second factors; its sessions end.
 func (s *server) resetMFA(c *fiber.Ctx) error {
-	n, err := s.Auth.ResetMFA(c.UserContext(), principal(c), param(c, "id"))
+	n, err := s.Users.ResetMFA(c.UserContext(), principal(c), param(c, "id"))
 	if err != nil {
 		return err
 	}

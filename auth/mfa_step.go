@@ -92,10 +92,12 @@ func (st step) request() LoginRequest {
 	return req
 }
 
-// passwordStamp is a short digest of u's password hash: a step made before
-// the password changed does not match it after.
+// passwordStamp is a short digest of when u's password last changed: a
+// step made before the password changed (a reset, a change) does not match
+// it after. (Not of the hash itself: a login may rehash the same password
+// with newer parameters.)
 func passwordStamp(u storage.User) string {
-	h := sha256.Sum256([]byte("tether sign-in step\x00" + u.ID + "\x00" + u.PasswordHash))
+	h := sha256.Sum256([]byte("tether sign-in step\x00" + u.ID + "\x00" + u.PasswordChangedAt.UTC().Format(time.RFC3339Nano)))
 	return base64.RawURLEncoding.EncodeToString(h[:12])
 }
 

@@ -781,16 +781,16 @@ func TestResetMFA(t *testing.T) {
 	}
 	admin := auth.Principal{Kind: auth.KindUser, ID: ada.ID, Role: storage.RoleAdmin}
 	manager := auth.Principal{Kind: auth.KindUser, ID: id.User.ID, Role: storage.RoleManager}
-	if _, err := w.svc.ResetMFA(w.ctx, manager, ada.ID); !errors.Is(err, auth.ErrForbidden) {
+	if _, err := w.users.ResetMFA(w.ctx, manager, ada.ID); !errors.Is(err, auth.ErrForbidden) {
 		t.Fatalf("a manager resetting: %v; want forbidden", err)
 	}
-	if _, err := w.svc.ResetMFA(w.ctx, admin, ada.ID); !errors.Is(err, auth.ErrForbidden) {
+	if _, err := w.users.ResetMFA(w.ctx, admin, ada.ID); !errors.Is(err, auth.ErrForbidden) {
 		t.Fatalf("an admin resetting their own: %v; want forbidden", err)
 	}
-	if _, err := w.svc.ResetMFA(w.ctx, admin, "usr_nobody"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := w.users.ResetMFA(w.ctx, admin, "usr_nobody"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("reset an unknown user: %v; want not found", err)
 	}
-	n, err := w.svc.ResetMFA(w.ctx, admin, id.User.ID)
+	n, err := w.users.ResetMFA(w.ctx, admin, id.User.ID)
 	if err != nil || n != 1 {
 		t.Fatalf("reset: %d, %v; want 1 session ended", n, err)
 	}
@@ -810,7 +810,7 @@ func TestResetMFA(t *testing.T) {
 	}
 	// The operator resets an admin, who enrolls again at sign-in.
 	w.enrollAtSignIn("ada")
-	if _, err := w.svc.ResetMFA(w.ctx, auth.CLI, ada.ID); err != nil {
+	if _, err := w.users.ResetMFA(w.ctx, auth.CLI, ada.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.signIn("ada"); !errors.Is(err, auth.ErrMFAEnrollment) {
@@ -929,5 +929,28 @@ func TestSignInPageSteps(t *testing.T) {
 	}
 	if !slices.Equal(amrs, []string{"pwd,otp", "pwd,otp"}) {
 		t.Fatalf("oauth.sign_in successes' amr %v", amrs)
+	}
+}
+
+// TestStepSurvivesRehash: a login that rehashes the password with newer
+// parameters keeps its second step: only a changed password voids it.
+func TestStepSurvivesRehash(t *testing.T) {
+	w := newWorld(t)
+	older := auth.NewUsers(w.store, auth.NewHasher(auth.Params{Memory: 32, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}), validatorFor(t))
+	u, err := older.Create(w.ctx, auth.CLI, auth.NewUser{Username: "ada", Password: password, Role: storage.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.signIn("ada")
+	tok := interrupted(t, err, auth.ErrMFAEnrollment, "enrollmentToken")
+	if after := mustUser(t, w, "ada"); after.PasswordHash == u.PasswordHash {
+		t.Fatal("the login did not rehash the password")
+	}
+	setup, err := w.svc.BeginEnrollment(w.ctx, tok)
+	if err != nil {
+		t.Fatalf("enroll after a rehash: %v", err)
+	}
+	if _, _, err := w.svc.LoginEnrolled(w.ctx, tok, rfc6238(t, setup.Secret, w.clock.Now())); err != nil {
+		t.Fatalf("confirm after a rehash: %v", err)
 	}
 }
