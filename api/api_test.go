@@ -98,7 +98,8 @@ func (e *env) sendRaw(req *http.Request) (*http.Response, error) {
 	return http.ReadResponse(bufio.NewReader(conn), req)
 }
 
-// newEnv takes options: func(*auth.Config) for the policies,
+// newEnv takes options: func(*auth.Config) for the policies, a
+// *stepClock for the auth service's clock,
 // func(*api.Options) for the server, func(device.Store) device.Store to
 // wrap the store the device service sees, oauthOn to serve OAuth and
 // func(*oauth.Config) to tune it.
@@ -149,6 +150,8 @@ func newEnv(t testing.TB, mutate ...any) *env {
 			devices = f(devices)
 		case auth.Directory:
 			authOpts = append(authOpts, auth.WithDirectory(f))
+		case *stepClock:
+			authOpts = append(authOpts, auth.WithClock(f.Now))
 		case func(*oauth.Config):
 			f(&oauthCfg)
 		case oauthOn:
@@ -739,16 +742,21 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 		introspector        // an introspection (or admin) key
 		manager             // a manager or admin
 		admin               // an admin
+		ownFactors          // a manager's or admin's own access token
 	)
 	need := func(path string) (int, bool) {
 		switch {
-		case slices.Contains([]string{"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/renew", "/v1/enroll", "/v1/enroll/challenge"}, path):
+		case slices.Contains([]string{"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/renew", "/v1/enroll", "/v1/enroll/challenge",
+			"/v1/auth/mfa", "/v1/auth/mfa/enroll", "/v1/auth/mfa/enroll/confirm"}, path):
 			return open, true
 		case path == "/v1/auth/logout" || path == "/v1/auth/me" || path == "/v1/auth/password":
 			return self, true
 		case path == "/v1/auth/introspect":
 			return introspector, true
-		case strings.HasPrefix(path, "/v1/api-keys") || strings.HasPrefix(path, "/v1/admin/") || strings.HasPrefix(path, "/v1/oauth/"):
+		case strings.HasPrefix(path, "/v1/auth/factors") || path == "/v1/auth/recovery-codes":
+			return ownFactors, true
+		case strings.HasPrefix(path, "/v1/api-keys") || strings.HasPrefix(path, "/v1/admin/") || strings.HasPrefix(path, "/v1/oauth/") ||
+			strings.HasSuffix(path, "/mfa/reset"):
 			return admin, true
 		}
 		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes", "/v1/lockouts", "/v1/directory"} {
@@ -781,6 +789,8 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 			return c.role == storage.RoleIntrospect
 		case manager:
 			return c.role == storage.RoleManager
+		case ownFactors:
+			return c.role == storage.RoleManager && c.user
 		}
 		return false
 	}

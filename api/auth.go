@@ -34,9 +34,17 @@ type tokenView struct {
 	SessionID        string     `json:"sessionId"`
 	DeviceID         string     `json:"deviceId,omitempty"`
 	User             *userView  `json:"user,omitempty"`
+
+	// RecoveryCodes come with the tokens of a login that enrolled a first
+	// second factor: shown this once.
+	RecoveryCodes []string `json:"recoveryCodes,omitempty"`
 }
 
 func (s *server) sendGrant(c *fiber.Ctx, g auth.Grant, withUser bool) error {
+	return s.sendGrantWith(c, g, withUser, nil)
+}
+
+func (s *server) sendGrantWith(c *fiber.Ctx, g auth.Grant, withUser bool, codes []string) error {
 	v := tokenView{
 		AccessToken: g.AccessToken,
 		TokenType:   tokenType(g.Session),
@@ -44,6 +52,8 @@ func (s *server) sendGrant(c *fiber.Ctx, g auth.Grant, withUser bool) error {
 		ExpiresIn:   int64(time.Until(g.AccessExpiresAt).Round(time.Second) / time.Second),
 		SessionID:   g.Session.ID,
 		DeviceID:    g.Session.DeviceID,
+
+		RecoveryCodes: codes,
 	}
 	if g.RefreshToken != "" {
 		v.RefreshToken = g.RefreshToken
@@ -86,7 +96,12 @@ func (s *server) login(c *fiber.Ctx) error {
 	}
 	g, err := s.Auth.Login(c.UserContext(), auth.LoginRequest{
 		Username: req.Username, Password: req.Password, Device: req.Device, Persistent: req.Persistent,
+		SecondFactor: true,
 	})
+	if interrupted(err) {
+		// The problem carries the step's token.
+		noStoreSecret(c)
+	}
 	if err != nil {
 		return err
 	}
@@ -219,6 +234,10 @@ type sessionView struct {
 	RevokeReason string    `json:"revokeReason,omitempty"`
 	ClientIP     string    `json:"clientIp,omitempty"`
 	UserAgent    string    `json:"userAgent,omitempty"`
+
+	// AMR is how the person signed in: ["pwd"], ["pwd","otp"] or
+	// ["pwd","recovery"].
+	AMR []string `json:"amr"`
 }
 
 func newSessionView(sess storage.Session, now time.Time) sessionView {
@@ -227,6 +246,7 @@ func newSessionView(sess storage.Session, now time.Time) sessionView {
 		CreatedAt: sess.CreatedAt, LastUsedAt: sess.LastUsedAt, ExpiresAt: sess.ExpiresAt,
 		IdleExpires: sess.LastUsedAt.Add(sess.IdleTimeout), Live: sess.Live(now),
 		RevokedAt: sess.RevokedAt, RevokeReason: sess.RevokeReason, ClientIP: sess.ClientIP, UserAgent: sess.UserAgent,
+		AMR: auth.SessionAMR(sess),
 	}
 }
 
@@ -273,6 +293,9 @@ func (s *server) introspect(c *fiber.Ctx) error {
 	}
 	if cl.Cnf != nil {
 		out["cnf"] = fiber.Map{"jkt": cl.Cnf.JKT}
+	}
+	if len(cl.AMR) > 0 {
+		out["amr"] = cl.AMR
 	}
 	return s.respond(c, fiber.StatusOK, out, xmlNames("introspection", "item"))
 }

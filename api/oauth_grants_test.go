@@ -927,7 +927,8 @@ func TestOAuthPrivateKeyJWT(t *testing.T) {
 // only; RFC 7592 read, update and delete with the registration access
 // token, which opens its own client and no other.
 func TestOAuthDynamicRegistration(t *testing.T) {
-	e := newEnv(t, oauthOn{})
+	clk := &stepClock{}
+	e := newEnv(t, oauthOn{}, clk)
 	meta := map[string]any{"client_name": "Dispatch", "redirect_uris": []string{"https://dispatch.example.com/cb"}, "grant_types": []string{"authorization_code", "refresh_token"}}
 	count := func() int {
 		cs, err := e.store.ListOAuthClients(context.Background())
@@ -954,16 +955,13 @@ func TestOAuthDynamicRegistration(t *testing.T) {
 		t.Fatalf("registration answer %s", r.body)
 	}
 	// An admin's bearer token does too; a manager's does not.
-	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "ada", "password": "correct horse", "role": "admin"}); r.status != 201 {
-		t.Fatalf("admin user: %d %s", r.status, r.body)
-	}
-	login := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "ada", "password": "correct horse"})
-	second := e.do("POST", "/oauth2/register", login.json(t)["accessToken"].(string), meta).json(t)
+	ada := e.enrolledUser(t, clk, "ada", "admin")
+	second := e.do("POST", "/oauth2/register", ada.access(), meta).json(t)
 	if second["registration_access_token"] == nil || second["created_by"] == nil {
 		t.Fatalf("registration with an admin's token: %v", second)
 	}
 	e.do("POST", "/v1/users", e.admin, map[string]any{"username": "mona", "password": "correct horse", "role": "manager"})
-	login = e.do("POST", "/v1/auth/login", "", map[string]any{"username": "mona", "password": "correct horse"})
+	login := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "mona", "password": "correct horse"})
 	wantOAuthError(t, e.do("POST", "/oauth2/register", login.json(t)["accessToken"].(string), meta), 403, "insufficient_scope")
 	path := strings.TrimPrefix(uri, e.url())
 

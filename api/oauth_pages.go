@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"tether"
+	"tether/auth"
 	"tether/oauth"
 )
 
@@ -53,6 +54,34 @@ var pages = template.Must(template.New("page").Parse(`<!doctype html>
 </div>
 </form>
 {{end}}
+{{if .Step}}
+<form method="post" action="{{.Action}}" autocomplete="off">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<input type="hidden" name="step" value="{{.Step}}">
+<input type="hidden" name="step_token" value="{{.StepToken}}">
+<input type="hidden" name="username" value="{{.Username}}">
+{{if .UserCode}}<input type="hidden" name="user_code" value="{{.UserCode}}">{{end}}
+{{if eq .Step "mfa"}}
+<p>Enter the code your authenticator app shows{{if .Username}} for <strong>{{.Username}}</strong>{{end}}, or one of your recovery codes.</p>
+<label>Code<input name="code" id="code" autocomplete="one-time-code" required autofocus autocapitalize="none" spellcheck="false" class="mono" maxlength="32"></label>
+{{end}}
+{{if eq .Step "enroll"}}
+<p>Your account must have a second factor before it signs in. Scan this code with an authenticator app on your phone (such as Google Authenticator, Microsoft Authenticator or FreeOTP), or type the key into it, then enter the six-digit code it shows.</p>
+<div class="qr">{{.QR}}</div>
+<label>Key<input id="secret" value="{{.Secret}}" readonly class="mono"></label>
+<label>Code<input name="code" id="code" autocomplete="one-time-code" inputmode="numeric" required autofocus class="mono" maxlength="16"></label>
+{{end}}
+{{if eq .Step "resume"}}
+<p>Your authenticator app is set up. <strong>Save these recovery codes now</strong>: each signs you in once if you lose your phone, and they are not shown again.</p>
+<ol class="codes mono" id="recovery-codes">{{range .Codes}}<li>{{.}}</li>{{end}}</ol>
+<p><a download="tether-recovery-codes.txt" href="{{.CodesFile}}" id="codes-download">Download them as a text file</a></p>
+{{end}}
+<div class="actions">
+<button type="submit" name="action" value="approve" id="submit">{{if eq .Step "resume"}}I have saved them: continue{{else}}Verify{{end}}</button>
+<button type="submit" name="action" value="deny" class="quiet" formnovalidate id="cancel">{{if .UserCode}}Deny{{else}}Cancel{{end}}</button>
+</div>
+</form>
+{{end}}
 {{if .AskCode}}
 <form method="get" action="{{.Action}}">
 <label>Code shown on the handset<input name="user_code" value="{{.UserCode}}" required autofocus autocapitalize="characters" spellcheck="false" class="mono" placeholder="BCDF-GHJK"></label>
@@ -77,6 +106,16 @@ type htmlPage struct {
 	CSRF     string
 	Username string
 	UserCode string
+
+	// Step is the second step of a sign-in the page asks for: "mfa" (a
+	// code), "enroll" (a new authenticator app: QR and Secret) or
+	// "resume" (the recovery codes, then on), with its token.
+	Step      string
+	StepToken string
+	QR        template.HTML
+	Secret    string
+	Codes     []string
+	CodesFile template.URL
 }
 
 const csrfCookie = "tether_oauth_form"
@@ -233,15 +272,132 @@ func (s *server) authorizeSubmit(c *fiber.Ctx) error {
 	if c.FormValue("action") == "deny" {
 		return c.Redirect(s.OAuth.Deny(a), fiber.StatusSeeOther)
 	}
-	to, err := s.OAuth.SignIn(c.UserContext(), a, c.FormValue("username"), c.FormValue("password"))
+	ctx := c.UserContext()
+	step, token, code := c.FormValue("step"), c.FormValue("step_token"), c.FormValue("code")
+	var (
+		to  string
+		err error
+	)
+	switch step {
+	case "":
+		to, err = s.OAuth.SignIn(ctx, a, c.FormValue("username"), c.FormValue("password"))
+	case "mfa":
+		to, err = s.OAuth.SignInSecondFactor(ctx, a, token, code)
+	case "enroll":
+		var done auth.Enrolled
+		if done, err = s.OAuth.SignInEnrolled(ctx, a, token, code); err == nil {
+			return s.render(c, fiber.StatusOK, s.resumePage(c, again, done), formTarget(a.RedirectURI))
+		}
+	case "resume":
+		to, err = s.OAuth.SignInResume(ctx, a, token)
+	default:
+		err = errUnknownStep
+	}
 	if err != nil {
-		status, msg := s.pageError(c, err)
-		again.Error, again.CSRF = msg, s.csrf(c)
-		return s.render(c, status, again, formTarget(a.RedirectURI))
+		status, page := s.signInAgain(c, again, step, token, err)
+		return s.render(c, status, page, formTarget(a.RedirectURI))
 	}
 	// The cookie has done its work.
 	c.ClearCookie(csrfCookie)
 	return c.Redirect(to, fiber.StatusSeeOther)
+}
+
+var errUnknownStep = tether.NewError(tether.CodeInvalidRequest, "the form is not one of this server's: sign in again")
+
+// signInAgain is the page after a refused sign-in or second step: the
+// second step the sign-in asks for (a code, or a new authenticator app),
+// that step again with what went wrong, or, once the step is over (its
+// token expired or used), the sign-in form.
+func (s *server) signInAgain(c *fiber.Ctx, again htmlPage, step, token string, err error) (int, htmlPage) {
+	var te *tether.Error
+	if errors.As(err, &te) && interrupted(err) {
+		// The password was right: on to the second step.
+		tok, _ := te.Extra["mfaToken"].(string)
+		next := "mfa"
+		if errors.Is(err, auth.ErrMFAEnrollment) {
+			tok, _ = te.Extra["enrollmentToken"].(string)
+			next = "enroll"
+		}
+		return s.stepPage(c, again, next, tok, "")
+	}
+	status, msg := s.pageError(c, err)
+	if step == "" || step == "resume" || stepOver(err) {
+		again.Error, again.CSRF = msg, s.csrf(c)
+		return status, again
+	}
+	status2, page := s.stepPage(c, again, step, token, msg)
+	if page.Step == "" {
+		return status2, page
+	}
+	return status, page
+}
+
+// stepOver reports whether err ends a second step: its token is no longer
+// good, so the person signs in again.
+func stepOver(err error) bool {
+	var te *tether.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	switch te.Code {
+	case tether.CodeTokenInvalid, tether.CodeTokenExpired, tether.CodeTokenAlreadyUsed, tether.CodeAccountDisabled, tether.CodeInvalidRequest:
+		return true
+	}
+	return false
+}
+
+// stepPage is the page of a second step: a code field ("mfa"), or a new
+// authenticator app ("enroll": its QR code and key, shown again as they
+// were). msg says what went wrong with the last try.
+func (s *server) stepPage(c *fiber.Ctx, base htmlPage, step, token, msg string) (int, htmlPage) {
+	p := base
+	p.SignIn, p.Error, p.CSRF = false, msg, s.csrf(c)
+	p.Step, p.StepToken = step, token
+	switch step {
+	case "mfa":
+		p.Title = "Second factor"
+	case "enroll":
+		p.Title = "Set up an authenticator app"
+		setup, err := s.OAuth.BeginEnrollment(c.UserContext(), token)
+		if err == nil {
+			p.QR, err = qrSVG(setup.URI)
+		}
+		if err != nil {
+			status, m := s.pageError(c, err)
+			base.Error, base.CSRF = m, p.CSRF
+			return status, base
+		}
+		p.Secret = setup.Secret
+	}
+	status := fiber.StatusOK
+	if msg != "" {
+		status = fiber.StatusBadRequest
+	}
+	return status, p
+}
+
+// resumePage shows the recovery codes of a factor enrolled at a sign-in
+// page, with the form that goes on.
+func (s *server) resumePage(c *fiber.Ctx, base htmlPage, done auth.Enrolled) htmlPage {
+	p := base
+	p.Title, p.SignIn, p.CSRF = "Recovery codes", false, s.csrf(c)
+	p.Step, p.StepToken, p.Codes = "resume", done.Resume, done.RecoveryCodes
+	p.CodesFile = template.URL("data:text/plain;charset=utf-8," + url.PathEscape(recoveryCodesText(p.Username, done.RecoveryCodes)))
+	return p
+}
+
+// recoveryCodesText is the text file of a person's recovery codes.
+func recoveryCodesText(username string, codes []string) string {
+	var b strings.Builder
+	b.WriteString("Tether recovery codes")
+	if username != "" {
+		b.WriteString(" for " + username)
+	}
+	b.WriteString("\nEach signs you in once, in place of a code from your authenticator app.\n\n")
+	for _, code := range codes {
+		b.WriteString(code + "\n")
+	}
+	return b.String()
 }
 
 // pageError is what a page says about a refused sign-in: the same safe
@@ -329,10 +485,22 @@ func (s *server) deviceSubmit(c *fiber.Ctx) error {
 		c.ClearCookie(csrfCookie)
 		return s.render(c, fiber.StatusOK, htmlPage{Title: "Sign-in denied", Message: "The handset will not be signed in. You can close this page."}, "")
 	}
-	if err := s.OAuth.ApproveDevice(c.UserContext(), code, c.FormValue("username"), c.FormValue("password")); err != nil {
-		status, msg := s.pageError(c, err)
-		again.Error = msg
-		return s.render(c, status, again, "")
+	var err2 error
+	switch step := c.FormValue("step"); step {
+	case "":
+		err2 = s.OAuth.ApproveDevice(c.UserContext(), code, c.FormValue("username"), c.FormValue("password"))
+	case "mfa", "enroll", "resume":
+		var done *auth.Enrolled
+		done, err2 = s.OAuth.ApproveDeviceStep(c.UserContext(), code, oauth.DeviceStep{Kind: step, Token: c.FormValue("step_token"), Code: c.FormValue("code")})
+		if err2 == nil && done != nil {
+			return s.render(c, fiber.StatusOK, s.resumePage(c, again, *done), "")
+		}
+	default:
+		err2 = errUnknownStep
+	}
+	if err2 != nil {
+		status, page := s.signInAgain(c, again, c.FormValue("step"), c.FormValue("step_token"), err2)
+		return s.render(c, status, page, "")
 	}
 	c.ClearCookie(csrfCookie)
 	return s.render(c, fiber.StatusOK, htmlPage{Title: "Handset signed in", Message: "The handset is signing in now. You can close this page."}, "")

@@ -83,7 +83,17 @@ var operations = []op{
 		Keys []auth.JWK `json:"keys"`
 	}{}},
 
-	{method: "POST", path: "/v1/auth/login", summary: "Log in, from a handset (workers) or without one (managers, admins)", tag: "tokens", body: loginRequest{}, okStatus: 200, ok: tokenView{}},
+	{method: "POST", path: "/v1/auth/login", summary: "Log in, from a handset (workers) or without one (managers, admins)", tag: "tokens", body: loginRequest{}, okStatus: 200, ok: tokenView{},
+		description: "A manager or admin with a second factor gets 401 mfa_required, with an mfaToken for POST /v1/auth/mfa; one whose role must have a second factor and has none gets 401 mfa_enrollment_required, with an enrollmentToken for POST /v1/auth/mfa/enroll. Both tokens last minutes and are used once.",
+		more:        map[string]docAnswer{"401": {description: "invalid_credentials, or the second step: mfa_required (mfaToken, methods, expiresAt) or mfa_enrollment_required (enrollmentToken, methods, expiresAt)"}}},
+	{method: "POST", path: "/v1/auth/mfa", summary: "The second step of a login that answered mfa_required: a code of the authenticator app, or a recovery code (each used once; wrong codes count as failed logins)", tag: "tokens", body: mfaRequest{}, okStatus: 200, ok: tokenView{}},
+	{method: "POST", path: "/v1/auth/mfa/enroll", summary: "An account that must have a second factor (mfa_enrollment_required): the secret of a new authenticator app, as text, otpauth URI and QR image", tag: "tokens", body: enrollStepRequest{}, okStatus: 200, ok: totpSetupView{}},
+	{method: "POST", path: "/v1/auth/mfa/enroll/confirm", summary: "Confirm the new authenticator app with its first code: the login's tokens, with the recovery codes (shown once)", tag: "tokens", body: enrollStepRequest{}, okStatus: 200, ok: tokenView{}},
+	{method: "GET", path: "/v1/auth/factors", summary: "The caller's own second factors and recovery codes left", tag: "factors", auth: "own", okStatus: 200, ok: factorsView{}},
+	{method: "POST", path: "/v1/auth/factors/totp", summary: "Begin enrolling (or replacing) an authenticator app: the password while no factor is enrolled, else a code", tag: "factors", auth: "own", body: reauthRequest{}, okStatus: 200, ok: totpSetupView{}},
+	{method: "POST", path: "/v1/auth/factors/totp/confirm", summary: "Confirm the new authenticator app with its first code, from the session that began it (a first factor comes with recovery codes, shown once)", tag: "factors", auth: "own", body: confirmTOTPRequest{}, okStatus: 201, ok: enrolledView{}},
+	{method: "POST", path: "/v1/auth/factors/{id}/remove", summary: "Remove a second factor, with a code (an account whose role must have one keeps its last)", tag: "factors", auth: "own", body: reauthRequest{}, okStatus: 204},
+	{method: "POST", path: "/v1/auth/recovery-codes", summary: "Replace the recovery codes, with a code (the new ones are shown once; the old ones stop working)", tag: "factors", auth: "own", body: reauthRequest{}, okStatus: 200, ok: recoveryCodesView{}},
 	{method: "POST", path: "/v1/auth/refresh", summary: "Trade a refresh token for new tokens (rotates it)", tag: "tokens", body: refreshRequest{}, okStatus: 200, ok: tokenView{}},
 	{method: "POST", path: "/v1/auth/renew", summary: "Renew an access token, expired or not, from its handset", tag: "tokens", body: renewRequest{}, okStatus: 200, ok: tokenView{}},
 	{method: "POST", path: "/v1/auth/logout", summary: "End the caller's session", tag: "tokens", auth: "user", okStatus: 204},
@@ -112,6 +122,9 @@ var operations = []op{
 	{method: "PATCH", path: "/v1/users/{id}", summary: "Edit a user (disabling ends their sessions)", tag: "users", auth: "manager", body: patchUserRequest{}, okStatus: 200, ok: userView{}},
 	{method: "POST", path: "/v1/users/{id}/password", summary: "Reset a user's password (every session of theirs ends)", tag: "users", auth: "manager", body: passwordRequest{}, okStatus: 204},
 	{method: "POST", path: "/v1/users/{id}/logout-all", summary: "End every session of a user", tag: "sessions", auth: "manager", okStatus: 200, ok: struct {
+		Revoked int `json:"revoked"`
+	}{}},
+	{method: "POST", path: "/v1/users/{id}/mfa/reset", summary: "Remove another account's second factors and recovery codes, for a person who lost theirs (audited; every session of theirs ends)", tag: "users", auth: "admin", okStatus: 200, ok: struct {
 		Revoked int `json:"revoked"`
 	}{}},
 
@@ -420,6 +433,9 @@ func buildOpenAPI(version string, withOAuth bool) []byte {
 			op["description"] = joinDesc("Role: "+o.auth+" (or admin). Bearer: an API key or a user's access token.", o.description)
 		case "user":
 			op["security"] = []any{map[string]any{"bearer": []any{}}}
+		case "own":
+			op["security"] = []any{map[string]any{"bearer": []any{}}}
+			op["description"] = joinDesc("A manager's or admin's own access token (not an API key).", o.description)
 		case "introspect":
 			op["security"] = []any{map[string]any{"bearer": []any{}}, map[string]any{"apiKey": []any{}}}
 			op["description"] = "An API key of role introspect or admin."
@@ -449,6 +465,7 @@ func buildOpenAPI(version string, withOAuth bool) []byte {
 		map[string]any{"name": "devices", "description": "Handsets, imports, enrollment codes"},
 		map[string]any{"name": "users", "description": "Accounts"},
 		map[string]any{"name": "sessions", "description": "Who is logged in where"},
+		map[string]any{"name": "factors", "description": "A manager's or admin's own second factors: authenticator apps (TOTP) and recovery codes"},
 		map[string]any{"name": "audit", "description": "The audit trail"},
 		map[string]any{"name": "admin", "description": "API keys, signing keys, backups"},
 		map[string]any{"name": "operations", "description": "Health, metrics, this document"},
@@ -513,6 +530,11 @@ type problemDoc struct {
 	Detail    string              `json:"detail,omitempty"`
 	RequestID string              `json:"requestId,omitempty"`
 	Errors    []tether.FieldError `json:"errors,omitempty"`
+
+	MFAToken        string    `json:"mfaToken,omitempty" doc:"mfa_required: the token of the login's second step, for POST /v1/auth/mfa"`
+	EnrollmentToken string    `json:"enrollmentToken,omitempty" doc:"mfa_enrollment_required: the token with which the account enrolls a second factor (POST /v1/auth/mfa/enroll)"`
+	Methods         []string  `json:"methods,omitempty" doc:"mfa_required: the ways the account can prove its second factor (totp, recovery); mfa_enrollment_required: the kinds it can enroll"`
+	ExpiresAt       time.Time `json:"expiresAt,omitzero" doc:"when the step's token expires"`
 }
 
 func (s *server) openapi(c *fiber.Ctx) error {

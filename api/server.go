@@ -140,6 +140,16 @@ func New(d Deps, o Options) *fiber.App {
 	handset.Post("/logout", s.authenticate, s.requireUser, s.logout)
 	handset.Get("/me", s.authenticate, s.requireUser, s.me)
 	handset.Post("/password", s.authenticate, s.requireUser, s.changePassword)
+	handset.Post("/mfa", s.loginMFA)
+	handset.Post("/mfa/enroll", s.loginEnroll)
+	handset.Post("/mfa/enroll/confirm", s.loginEnrollConfirm)
+	// A manager's or admin's own second factors.
+	factors := []fiber.Handler{s.authenticate, s.require(storage.RoleManager, storage.RoleAdmin), s.requireUser}
+	handset.Get("/factors", append(factors, s.listFactors)...)
+	handset.Post("/factors/totp", append(factors, s.beginTOTP)...)
+	handset.Post("/factors/totp/confirm", append(factors, s.confirmTOTP)...)
+	handset.Post("/factors/:id/remove", append(factors, s.removeFactor)...)
+	handset.Post("/recovery-codes", append(factors, s.regenerateRecoveryCodes)...)
 	handset.Post("/introspect", s.authenticate, s.requireAPIKey, s.require(storage.RoleIntrospect, storage.RoleAdmin), s.introspect)
 	v1.Post("/enroll", s.enroll)
 	v1.Post("/enroll/challenge", s.enrollChallenge)
@@ -161,6 +171,7 @@ func New(d Deps, o Options) *fiber.App {
 	users.Patch("/:id", s.patchUser)
 	users.Post("/:id/password", s.setPassword)
 	users.Post("/:id/logout-all", s.logoutAll)
+	users.Post("/:id/mfa/reset", s.require(storage.RoleAdmin), s.resetMFA)
 
 	sessions := v1.Group("/sessions", managers...)
 	sessions.Get("/", s.listSessions)

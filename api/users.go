@@ -33,6 +33,10 @@ type userView struct {
 	// which owns their names, email, role and password.
 	Source    string                 `json:"source"`
 	Directory *storage.UserDirectory `json:"directory,omitempty"`
+
+	// MFA is what a manager or admin has of second factors; absent for
+	// the other roles.
+	MFA *mfaSummaryView `json:"mfa,omitempty"`
 }
 
 func newUserView(u storage.User) userView {
@@ -45,6 +49,7 @@ func newUserView(u storage.User) userView {
 	if v.Features == nil {
 		v.Features = []string{}
 	}
+	v.MFA = mfaSummary(u)
 	return v
 }
 

@@ -69,7 +69,11 @@ func newCompany(t *testing.T, store storage.Store) *company {
 // service is a server of the company's, sharing its store and directory.
 func (c *company) service(t *testing.T) *auth.Service {
 	t.Helper()
-	svc, err := auth.NewService(c.ctx, auth.DefaultConfig(), c.store, auth.NewHasher(cheap), validatorFor(t),
+	// These tests sign admins in with a password alone: second factors
+	// are mfa_test.go's.
+	cfg := auth.DefaultConfig()
+	cfg.AdminMFA = auth.MFAOptional
+	svc, err := auth.NewService(c.ctx, cfg, c.store, auth.NewHasher(cheap), validatorFor(t),
 		auth.WithClock(c.clock.Now), auth.WithDirectory(c.dir))
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,7 @@ var endedBecause = map[string]string{
 	"refresh_token_reused":      "the session has ended: a refresh token was used twice",
 	"password_reset":            "the session has ended: the password was reset",
 	"password_changed":          "the session has ended: the password was changed",
+	"mfa_reset":                 "the session has ended: an admin reset the account's second factors",
 	"role_changed":              "the session has ended: the user's role changed in the company directory",
 	"directory_disabled":        "the session has ended: the account was disabled in the company directory",
 	"revoked_by_client":         "the session has ended: the app signed out (token revocation or logout)",

@@ -107,6 +107,13 @@ type Config struct {
 	RequireAttestation bool
 	// DPoPNonce makes proofs carry a server nonce (DPoP-Nonce).
 	DPoPNonce bool
+
+	// AdminMFA and ManagerMFA say whether admins and managers must have
+	// a second factor (docs/security.md); TOTPIssuer names the server in
+	// authenticator apps.
+	AdminMFA   MFAPolicy
+	ManagerMFA MFAPolicy
+	TOTPIssuer string
 }
 
 // DefaultConfig is the policy of API.md section 1.
@@ -134,6 +141,9 @@ func DefaultConfig() Config {
 		HashQueue:            64,
 		AuditRetention:       365 * 24 * time.Hour,
 		DeviceProof:          ProofOptional,
+		AdminMFA:             MFARequired,
+		ManagerMFA:           MFAOptional,
+		TOTPIssuer:           "Tether",
 	}
 }
 
@@ -162,6 +172,14 @@ func (c Config) Validate() error {
 	case ProofOff, ProofOptional, ProofRequired:
 	default:
 		errs = append(errs, fmt.Errorf("device proof %q: want off, optional or required", c.DeviceProof))
+	}
+	for role, p := range map[string]MFAPolicy{"admin": c.AdminMFA, "manager": c.ManagerMFA} {
+		if p != MFARequired && p != MFAOptional {
+			errs = append(errs, fmt.Errorf("%s second-factor policy %q: want required or optional", role, p))
+		}
+	}
+	if issuer := strings.TrimSpace(c.TOTPIssuer); issuer == "" || len(issuer) > 64 || strings.Contains(issuer, ":") || !tether.Printable(issuer) {
+		errs = append(errs, fmt.Errorf("TOTP issuer %q: want printable text of 1 to 64 bytes, without a colon", c.TOTPIssuer))
 	}
 	if c.MinAppVersion != "" {
 		if _, err := device.ParseAppVersion(c.MinAppVersion); err != nil {
@@ -363,6 +381,14 @@ type LoginRequest struct {
 	// OAuth code's): a payload naming another handset is refused.
 	BoundDevice string
 	Persistent  bool
+	// SecondFactor says the client can take a second step (a second
+	// factor, or enrolling one): without it, an account that needs one is
+	// refused with ErrMFAUnsupported.
+	SecondFactor bool
+	// AMR is how the person proved who they are, where that was before
+	// this request (an OAuth code redeemed, a second factor): the
+	// session's and its tokens' amr. Empty means a password alone.
+	AMR []string
 }
 
 // Grant is what a successful login, refresh or renewal hands out.
@@ -390,6 +416,14 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (Grant, error) {
 	if err != nil {
 		return Grant{}, fail(err)
 	}
+	if err := s.secondStep(ctx, user, req, &ev); err != nil {
+		if errors.Is(err, ErrMFARequired) || errors.Is(err, ErrMFAEnrollment) {
+			s.rehash(ctx, user, req.Password)
+			return Grant{}, err
+		}
+		return Grant{}, fail(err)
+	}
+	req.AMR = nil
 	grant, err := s.admitAndOpen(ctx, user, req, deviceName, &ev)
 	if err != nil {
 		return Grant{}, fail(err)
@@ -408,6 +442,8 @@ type SignedIn struct {
 	// DeviceName is the device name the request gave instead, or "".
 	DeviceName string
 	At         time.Time
+	// AMR is how the person proved who they are.
+	AMR []string
 }
 
 // SignIn checks a username, password and handset as Login does (the
@@ -425,13 +461,15 @@ func (s *Service) SignIn(ctx context.Context, req LoginRequest) (SignedIn, error
 	if err != nil {
 		return SignedIn{}, fail(err)
 	}
-	dev, events, err := s.admitFor(ctx, user, req, deviceName, &ev)
-	if err != nil {
+	if err := s.secondStep(ctx, user, req, &ev); err != nil {
+		if errors.Is(err, ErrMFARequired) || errors.Is(err, ErrMFAEnrollment) {
+			s.rehash(ctx, user, req.Password)
+			return SignedIn{}, err
+		}
 		return SignedIn{}, fail(err)
 	}
-	s.record(ctx, append(events, withOutcome(ev, "success"))...)
 	s.rehash(ctx, user, req.Password)
-	return SignedIn{User: user, Device: dev, DeviceName: deviceName, At: s.now().UTC()}, nil
+	return s.signedIn(ctx, user, req, deviceName, []string{AMRPassword}, &ev, fail)
 }
 
 // Open issues the tokens of a sign-in made earlier (SignIn) to an OAuth
@@ -568,6 +606,7 @@ func (s *Service) admitAndOpen(ctx context.Context, user storage.User, req Login
 			return Grant{}, err
 		}
 	}
+	amrDetail(ev, amrOf(req))
 	return s.openSession(ctx, user, dev, deviceName, jkt, handsetKey, req, append(events, withOutcome(*ev, "success")))
 }
 
@@ -646,6 +685,11 @@ func (s *Service) guardedCheck(ctx context.Context, username, password string, o
 	user, err := s.checkPassword(ctx, username, password)
 	var terr error
 	switch {
+	case err == nil && s.dueStep(user) != "":
+		// The sign-in is not over: its second step ends it, and only a
+		// right second factor forgets the failures (a stolen password
+		// must not wipe out the codes guessed with it).
+		terr = s.throttle.abandoned(ctx, att)
 	case err == nil:
 		terr = s.throttle.succeeded(ctx, att)
 	case !errors.Is(err, ErrInvalidCredentials):
@@ -920,6 +964,7 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 		sess.DeviceName = deviceName
 	}
 	sess.ClientID, sess.Scope, sess.AuthTime = req.ClientID, req.Scope, req.AuthTime
+	sess.AMR = slices.Clone(amrOf(req))
 	if sess.AuthTime.IsZero() {
 		sess.AuthTime = now
 	}

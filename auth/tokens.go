@@ -35,6 +35,9 @@ type Claims struct {
 	ClientID string `json:"client_id,omitempty"`
 	Scope    string `json:"scope,omitempty"`
 	AuthTime int64  `json:"auth_time,omitempty"`
+	// AMR is how the person signed in (RFC 8176): ["pwd"], or with a
+	// second factor ["pwd","otp"] or ["pwd","recovery"].
+	AMR []string `json:"amr,omitempty"`
 
 	// kid is the id of the key the token was verified with.
 	kid string
@@ -60,6 +63,7 @@ func (s *Service) signAccess(sess storage.Session, role storage.Role, jti string
 		SID:  sess.ID,
 		DID:  sess.DeviceID,
 		Role: role,
+		AMR:  SessionAMR(sess),
 	}
 	if sess.JKT != "" {
 		claims.Cnf = &Confirmation{JKT: sess.JKT}
@@ -72,6 +76,15 @@ func (s *Service) signAccess(sess storage.Session, role storage.Role, jti string
 	claims.Issuer, claims.ClientID, claims.Scope = s.cfg.OAuthIssuer, sess.ClientID, sess.Scope
 	claims.AuthTime = sess.AuthTime.Unix()
 	return s.SignJWT(claims, s.cfg.TokenAlg, map[string]any{"typ": "at+jwt"})
+}
+
+// SessionAMR is how the person behind a session signed in: a session
+// from before Tether kept it was opened with a password.
+func SessionAMR(sess storage.Session) []string {
+	if len(sess.AMR) == 0 {
+		return []string{AMRPassword}
+	}
+	return sess.AMR
 }
 
 // SignJWT signs claims with this server's active key of alg (EdDSA, ES256

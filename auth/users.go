@@ -366,6 +366,46 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	return err
 }
 
+// ResetMFA removes every second factor and recovery code of the user
+// userID, on an admin's word (or the operator's, on the host), for a
+// person who lost theirs; every session of the user ends in the same
+// transaction. At their next sign-in they enroll a new factor where their
+// role must have one. It returns how many sessions ended. An admin resets
+// another account's factors, not their own.
+func (s *Users) ResetMFA(ctx context.Context, by Principal, userID string) (int, error) {
+	if err := by.Require(storage.RoleAdmin); err != nil {
+		return 0, err
+	}
+	if by.Kind == KindUser && by.ID == userID {
+		return 0, errResetOwn
+	}
+	target, err := s.store.GetUser(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	now := s.now().UTC()
+	ev := storage.NewEvent(ctx, now, "user.mfa_reset", "success", by.String())
+	ev.Actor, ev.UserID, ev.Username, ev.Reason = by.String(), target.ID, target.Username, "every factor and recovery code removed; every session ended"
+	factors := 0
+	if target.MFA != nil {
+		factors = len(target.MFA.Factors)
+	}
+	ev.Detail = map[string]string{"factors": fmt.Sprint(factors)}
+	var n int
+	_, err = s.store.UpdateUser(ctx, userID, func(cur storage.User) (storage.User, error) {
+		if cur.MFA != nil {
+			// The completed steps stay: none may be used again.
+			cur.MFA = &storage.UserMFA{Spent: cur.MFA.Spent}
+		}
+		cur.UpdatedAt = now
+		return cur, nil
+	}, storage.WithEvents(ev), storage.WithRevocation(storage.Revocation{UserID: userID, Reason: "mfa_reset", At: now}, &n))
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 func setIf[T any](dst *T, src *T) {
 	if src != nil {
 		*dst = *src

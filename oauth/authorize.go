@@ -226,20 +226,72 @@ func (p *Provider) redirect(a *Authorization, v url.Values) string {
 // for the client. It returns where to send the browser. A wrong password
 // or a refused handset is returned as auth/'s error, for the page to show
 // (the person may try again); it sends nobody anywhere.
+//
+// A manager or admin with a second factor gets auth.ErrMFARequired (its
+// mfaToken for SignInSecondFactor), and one that must enroll one
+// auth.ErrMFAEnrollment (its enrollmentToken for BeginEnrollment and
+// SignInEnrolled): the page asks for the second step.
 func (p *Provider) SignIn(ctx context.Context, a *Authorization, username, password string) (string, error) {
-	in, err := p.auth.SignIn(ctx, auth.LoginRequest{
-		Username: username, Password: password, Device: a.Device, DeviceRef: a.DeviceRef,
-		ClientID: a.Client.ID, Scope: a.Scope, DPoPJKT: a.DPoPJKT,
-	})
+	req := signInRequest(a)
+	req.Username, req.Password = username, password
+	in, err := p.auth.SignIn(ctx, req)
 	if err != nil {
 		return "", err
 	}
+	return p.issueCode(ctx, a, in)
+}
+
+// signInRequest is the sign-in an authorization request asks for: its
+// client, scope and handset; a page takes a second step.
+func signInRequest(a *Authorization) auth.LoginRequest {
+	return auth.LoginRequest{
+		Device: a.Device, DeviceRef: a.DeviceRef, ClientID: a.Client.ID, Scope: a.Scope, DPoPJKT: a.DPoPJKT,
+		SecondFactor: true,
+	}
+}
+
+// SignInSecondFactor is the person's second factor at the sign-in page
+// (after SignIn's auth.ErrMFARequired): the step's token and a code. It
+// returns where to send the browser, with a code whose amr says how.
+func (p *Provider) SignInSecondFactor(ctx context.Context, a *Authorization, token, code string) (string, error) {
+	in, err := p.auth.SignInSecondFactor(ctx, signInRequest(a), token, code)
+	if err != nil {
+		return "", err
+	}
+	return p.issueCode(ctx, a, in)
+}
+
+// BeginEnrollment is the secret of the authenticator app a person whose
+// sign-in answered auth.ErrMFAEnrollment sets up, at the sign-in page.
+func (p *Provider) BeginEnrollment(ctx context.Context, token string) (auth.TOTPSetup, error) {
+	return p.auth.BeginEnrollment(ctx, token)
+}
+
+// SignInEnrolled confirms the new app with its first code: the person is
+// shown the recovery codes, and goes on (SignInResume) once they saved
+// them.
+func (p *Provider) SignInEnrolled(ctx context.Context, a *Authorization, token, code string) (auth.Enrolled, error) {
+	return p.auth.SignInEnrolled(ctx, signInRequest(a), token, code)
+}
+
+// SignInResume finishes a sign-in whose factor SignInEnrolled enrolled.
+func (p *Provider) SignInResume(ctx context.Context, a *Authorization, token string) (string, error) {
+	in, err := p.auth.SignInResume(ctx, signInRequest(a), token)
+	if err != nil {
+		return "", err
+	}
+	return p.issueCode(ctx, a, in)
+}
+
+// issueCode makes the authorization code of a sign-in, and returns where
+// to send the browser with it.
+func (p *Provider) issueCode(ctx context.Context, a *Authorization, in auth.SignedIn) (string, error) {
 	code := newCode()
 	rec := storage.AuthCode{
 		ID: storage.NewID(storage.PrefixAuthCode), Hash: hashSecret(code), ClientID: a.Client.ID,
 		RedirectURI: a.RedirectURI, Scope: a.Scope, Nonce: a.Nonce, CodeChallenge: a.CodeChallenge,
 		DPoPJKT: a.DPoPJKT, UserID: in.User.ID, DeviceName: in.DeviceName,
-		AuthTime: in.At, AMR: []string{"pwd"}, ExpiresAt: in.At.Add(p.cfg.CodeTTL),
+		AuthTime: in.At, AMR: in.AMR, ExpiresAt: in.At.Add(p.cfg.CodeTTL),
 	}
 	if in.Device != nil {
 		rec.DeviceID = in.Device.ID

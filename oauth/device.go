@@ -195,21 +195,78 @@ func (p *Provider) ApproveDevice(ctx context.Context, userCode, username, passwo
 	if err != nil {
 		return err
 	}
-	in, err := p.auth.SignIn(ctx, auth.LoginRequest{
-		Username: username, Password: password, Device: dev, DeviceRef: pending.DeviceRef,
-		ClientID: pending.ClientID, Scope: pending.Scope,
-	})
+	req := deviceSignIn(pending, dev)
+	req.Username, req.Password = username, password
+	in, err := p.auth.SignIn(ctx, req)
 	if err != nil {
 		return err
 	}
-	_, err = p.store.UpdateDeviceCode(ctx, pending.Hash, func(cur storage.DeviceCode) (storage.DeviceCode, error) {
+	return p.approve(ctx, pending, in)
+}
+
+// deviceSignIn is the sign-in a device authorization asks for; the
+// verification page takes a second step.
+func deviceSignIn(pending storage.DeviceCode, dev *device.Payload) auth.LoginRequest {
+	return auth.LoginRequest{
+		Device: dev, DeviceRef: pending.DeviceRef, ClientID: pending.ClientID, Scope: pending.Scope,
+		SecondFactor: true,
+	}
+}
+
+// approve marks a device authorization approved by the person in.
+func (p *Provider) approve(ctx context.Context, pending storage.DeviceCode, in auth.SignedIn) error {
+	_, err := p.store.UpdateDeviceCode(ctx, pending.Hash, func(cur storage.DeviceCode) (storage.DeviceCode, error) {
 		if cur.Status != storage.DeviceCodePending || !p.now().Before(cur.ExpiresAt) {
 			return cur, errUserCode
 		}
-		cur.Status, cur.UserID, cur.AuthTime = storage.DeviceCodeApproved, in.User.ID, in.At
+		cur.Status, cur.UserID, cur.AuthTime, cur.AMR = storage.DeviceCodeApproved, in.User.ID, in.At, in.AMR
 		return cur, nil
 	})
 	return err
+}
+
+// DeviceStep is the second step of an approval at the verification page
+// that auth.ErrMFARequired or auth.ErrMFAEnrollment interrupted: Kind
+// "mfa" (Token an mfaToken, Code a code), "enroll" (Token an
+// enrollmentToken, Code the new app's first code: the answer has the
+// recovery codes, and the approval waits for "resume") or "resume" (Token
+// the resume token).
+type DeviceStep struct {
+	Kind, Token, Code string
+}
+
+// ApproveDeviceStep continues an approval with its second step; for an
+// "enroll" step it returns the recovery codes and the resume token, and
+// approves nothing yet.
+func (p *Provider) ApproveDeviceStep(ctx context.Context, userCode string, st DeviceStep) (*auth.Enrolled, error) {
+	pending, err := p.pendingDevice(ctx, NormalizeUserCode(userCode))
+	if err != nil {
+		return nil, err
+	}
+	dev, err := deviceOf(pending)
+	if err != nil {
+		return nil, err
+	}
+	req := deviceSignIn(pending, dev)
+	var in auth.SignedIn
+	switch st.Kind {
+	case "mfa":
+		in, err = p.auth.SignInSecondFactor(ctx, req, st.Token, st.Code)
+	case "enroll":
+		done, err := p.auth.SignInEnrolled(ctx, req, st.Token, st.Code)
+		if err != nil {
+			return nil, err
+		}
+		return &done, nil
+	case "resume":
+		in, err = p.auth.SignInResume(ctx, req, st.Token)
+	default:
+		return nil, oerr(CodeInvalidRequest, "unknown sign-in step")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nil, p.approve(ctx, pending, in)
 }
 
 // DenyDevice is the person's refusal: the handset's next poll gets
@@ -319,7 +376,7 @@ func (p *Provider) redeemDeviceCode(ctx context.Context, c storage.OAuthClient, 
 		return Tokens{}, err
 	}
 	g, err := p.auth.Open(ctx, rec.UserID, auth.LoginRequest{
-		Device: dev, DeviceRef: rec.DeviceRef, ClientID: c.ID, Scope: rec.Scope, AuthTime: rec.AuthTime,
+		Device: dev, DeviceRef: rec.DeviceRef, ClientID: c.ID, Scope: rec.Scope, AuthTime: rec.AuthTime, AMR: rec.AMR,
 		Persistent: hasScope(rec.Scope, ScopeOfflineAccess),
 	})
 	if err != nil {

@@ -160,7 +160,7 @@ func (p *Provider) redeemCode(ctx context.Context, c storage.OAuthClient, r Toke
 		return Tokens{}, verdict
 	}
 	req := auth.LoginRequest{
-		ClientID: c.ID, Scope: rec.Scope, AuthTime: rec.AuthTime, DPoPJKT: rec.DPoPJKT,
+		ClientID: c.ID, Scope: rec.Scope, AuthTime: rec.AuthTime, DPoPJKT: rec.DPoPJKT, AMR: rec.AMR,
 		Persistent: hasScope(rec.Scope, ScopeOfflineAccess), Device: dev, BoundDevice: rec.DeviceID,
 		DeviceRef: rec.DeviceID,
 	}
@@ -395,7 +395,7 @@ func (p *Provider) idToken(c storage.OAuthClient, g auth.Grant, nonce string) (s
 			ExpiresAt: jwt.NewNumericDate(g.AccessExpiresAt), IssuedAt: jwt.NewNumericDate(now),
 		},
 		AuthTime: g.Session.AuthTime.Unix(), Nonce: nonce, SID: g.Session.ID, AZP: c.ID,
-		AMR: []string{"pwd"}, DID: g.Session.DeviceID, UserClaims: userClaims(g.User, g.Session.Scope),
+		AMR: auth.SessionAMR(g.Session), DID: g.Session.DeviceID, UserClaims: userClaims(g.User, g.Session.Scope),
 	}
 	alg := c.IDTokenAlg
 	if alg == "" {

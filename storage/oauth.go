@@ -149,6 +149,8 @@ type DeviceCode struct {
 	// UserID is who approved (or denied) it.
 	UserID   string    `json:"userId,omitempty"`
 	AuthTime time.Time `json:"authTime,omitzero"`
+	// AMR are how the person who approved it authenticated.
+	AMR []string `json:"amr,omitempty"`
 	// Interval is the polling interval the client must keep, in seconds;
 	// LastPolledAt the last poll, for slow_down.
 	Interval     int       `json:"interval"`
@@ -162,6 +164,7 @@ type DeviceCode struct {
 func (c DeviceCode) Clone() DeviceCode {
 	c.Hash = bytes.Clone(c.Hash)
 	c.Device = bytes.Clone(c.Device)
+	c.AMR = slices.Clone(c.AMR)
 	return c
 }
 

@@ -210,6 +210,9 @@ type User struct {
 	// directory: the directory owns their names, email, role and
 	// password.
 	Directory *UserDirectory `json:"directory,omitempty"`
+
+	// MFA holds the second factors and recovery codes, or nil for none.
+	MFA *UserMFA `json:"mfa,omitempty"`
 }
 
 // UserDirectory is what Tether keeps of a directory user's entry.
@@ -236,6 +239,7 @@ func (u User) Clone() User {
 		d := *u.Directory
 		u.Directory = &d
 	}
+	u.MFA = u.MFA.Clone()
 	return u
 }
 

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"slices"
 	"time"
 
 	"tether"
@@ -40,6 +41,11 @@ type Session struct {
 	// AuthTime is when the person last proved who they are (for the ID
 	// token's auth_time); zero means CreatedAt.
 	AuthTime time.Time `json:"authTime,omitzero"`
+	// AMR are how the person proved who they are at the login (RFC 8176
+	// values: "pwd", "otp", and "recovery" for a recovery code), for the
+	// tokens' amr; empty for a session from before they were kept, which
+	// was a password's.
+	AMR []string `json:"amr,omitempty"`
 
 	CreatedAt  time.Time `json:"createdAt"`
 	LastUsedAt time.Time `json:"lastUsedAt"`
@@ -92,6 +98,7 @@ func (s Session) Clone() Session {
 	s.PrevRefreshHash = bytes.Clone(s.PrevRefreshHash)
 	s.Replay = bytes.Clone(s.Replay)
 	s.RenewReplay = bytes.Clone(s.RenewReplay)
+	s.AMR = slices.Clone(s.AMR)
 	return s
 }
 

@@ -89,6 +89,44 @@ func (c *cli) userAdd(ctx context.Context, args []string) error {
 	})
 }
 
+// userResetMFA removes a user's second factors and recovery codes, for a
+// person who lost theirs (an admin locked out of the console, say): every
+// session of theirs ends; at their next sign-in they enroll a new factor
+// where their role must have one.
+func (c *cli) userResetMFA(ctx context.Context, args []string) error {
+	var sc storeConfig
+	var username string
+	fs := c.flagSet("user reset-mfa")
+	storeFlags(fs, &sc)
+	fs.StringVar(&username, "username", "", "the user whose second factors to remove")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if username == "" {
+		fmt.Fprintln(c.stderr, "tether user reset-mfa: --username is required")
+		return errUsage
+	}
+	return c.withStore(ctx, sc, func(svc *services) error {
+		u, err := svc.store.GetUserByUsername(ctx, username)
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("no user %q", username)
+		}
+		if err != nil {
+			return err
+		}
+		factors := 0
+		if u.MFA != nil {
+			factors = len(u.MFA.Factors)
+		}
+		n, err := svc.users.ResetMFA(ctx, auth.CLI, u.ID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "removed %d second factor(s) and the recovery codes of %s %s; %d session(s) ended\n", factors, u.Role, u.Username, n)
+		return nil
+	})
+}
+
 // password reads a new password: the first line of stdin with
 // --password-stdin, else twice from a terminal prompt. It is never a flag:
 // flags show in the process list and shell history.

@@ -79,6 +79,7 @@ const usage = `Tether: enrollment and authentication for company Android handset
 Usage:
   tether serve [--addr :8080] [--data ./data | --store postgres://…] [flags]
   tether user add --username NAME [--role worker|manager|admin] [--password-stdin] [flags]
+  tether user reset-mfa --username NAME
   tether device add --imei IMEI [--label L] [--group G] [flags]
   tether device import FILE.csv|FILE.xlsx [--dry-run] [--skip-invalid]
   tether apikey create --role manager|admin|introspect|client [--name N]
@@ -136,6 +137,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.serve(ctx, rest)
 	case cmd == "user" && sub == "add":
 		return c.userAdd(ctx, rest[1:])
+	case cmd == "user" && sub == "reset-mfa":
+		return c.userResetMFA(ctx, rest[1:])
 	case cmd == "device" && sub == "add":
 		return c.deviceAdd(ctx, rest[1:])
 	case cmd == "device" && sub == "import":

@@ -283,6 +283,9 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	})
 	fs.BoolVar(&a.RequireAttestation, "require-attestation", a.RequireAttestation, "refuse handset keys without an Android key attestation")
 	fs.BoolVar(&a.DPoPNonce, "dpop-nonce", a.DPoPNonce, "make DPoP proofs carry a server nonce, handed out in the DPoP-Nonce header of every answer")
+	fs.StringVar((*string)(&a.AdminMFA), "admin-mfa", string(a.AdminMFA), "admins' second factor: required (an admin without one enrolls an authenticator app at their next sign-in) or optional (one with a factor proves it at every sign-in)")
+	fs.StringVar((*string)(&a.ManagerMFA), "manager-mfa", string(a.ManagerMFA), "managers' second factor: required or optional, as --admin-mfa")
+	fs.StringVar(&a.TOTPIssuer, "totp-issuer", a.TOTPIssuer, "the name authenticator apps show beside this server's accounts")
 	fs.BoolVar(&a.RotateReauthentication, "token-login-rotate", a.RotateReauthentication, "token-login's TokenLogin rotates the re-authentication token at every use, as a refresh does (a stolen copy used after its owner ends the session, but clients that keep the login's token stop working)")
 }
 

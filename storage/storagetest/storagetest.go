@@ -67,6 +67,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"EventGroups", testEventGroups},
 		{"ScopeMove", testScopeMove},
 		{"ScopeConcurrent", testScopeConcurrent},
+		{"UserFactors", testUserFactors},
+		{"RecoveryCodeOnce", testRecoveryCodeOnce},
+		{"SessionAMR", testSessionAMR},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
