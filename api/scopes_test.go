@@ -1,12 +1,17 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"tether/storage"
 )
 
 // Route classes: who a route is for.
@@ -484,4 +489,333 @@ func wantStatus(t *testing.T, where string, r response, status int, code string)
 		return nil
 	}
 	return p
+}
+
+// TestAdminRoutesRefuseScopedManagers: the admin routes are an admin's
+// alone, whatever scope a manager has.
+func TestAdminRoutesRefuseScopedManagers(t *testing.T) {
+	w := newScopeWorld(t)
+	n := 0
+	for _, rt := range w.e.app.GetRoutes(true) {
+		key := rt.Method + " " + rt.Path
+		if routeClasses[key] != classAdmin {
+			continue
+		}
+		n++
+		path := strings.ReplaceAll(rt.Path, ":id", "x")
+		for _, who := range []string{whoManager, whoScopedA, whoScopedB, whoWorker, whoNone} {
+			r := w.e.do(rt.Method, path, w.creds[who], `{}`, "Content-Type", "application/json")
+			if who == whoNone {
+				wantStatus(t, key+" as "+who, r, 401, "token_invalid")
+			} else {
+				wantStatus(t, key+" as "+who, r, 403, "forbidden")
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d admin routes", n)
+	}
+}
+
+// sendQuiet sends a request from any goroutine and returns its status.
+func (w *scopeWorld) sendQuiet(method, path, secret string, body any) (int, error) {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req := httptest.NewRequest(method, path, bytes.NewReader(data))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := w.e.app.Test(req, -1)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
+}
+
+// TestScopedManagersRace has a manager of A and A2 and a manager of B edit
+// and move handsets at once, each reaching for the other's: the store
+// ends with every handset in its own manager's groups, changed only by
+// them.
+func TestScopedManagersRace(t *testing.T) {
+	w := newScopeWorld(t)
+	r := w.e.do("POST", "/v1/api-keys", w.e.admin, map[string]any{"role": "manager", "scopes": []string{"A", "A2"}})
+	if r.status != 201 {
+		t.Fatalf("key A+A2: %d %s", r.status, r.body)
+	}
+	keyA, keyAID := r.json(t)["key"].(string), r.json(t)["id"].(string)
+	keyB := w.creds[whoScopedB]
+	devA, _ := w.device(t, "A")
+	devB, _ := w.device(t, "B")
+
+	var wg sync.WaitGroup
+	errs := make(chan string, 1000)
+	try := func(method, path, secret string, body any, want int) {
+		status, err := w.sendQuiet(method, path, secret, body)
+		if err != nil || status != want {
+			errs <- fmt.Sprintf("%s %s: %d %v; want %d", method, path, status, err, want)
+		}
+	}
+	for g := 0; g < 8; g++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 15; i++ {
+				group := []string{"A", "A2"}[i%2]
+				try("PATCH", "/v1/devices/"+devA, keyA, map[string]any{"group": group, "label": fmt.Sprintf("a-%d-%d", g, i)}, 200)
+				try("PATCH", "/v1/devices/"+devB, keyA, map[string]any{"group": "A", "label": "taken by A"}, 404)
+				try("POST", "/v1/devices/"+devB+"/suspend", keyA, nil, 404)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 15; i++ {
+				try("PATCH", "/v1/devices/"+devB, keyB, map[string]any{"label": fmt.Sprintf("b-%d-%d", g, i)}, 200)
+				try("PATCH", "/v1/devices/"+devA, keyB, map[string]any{"group": "B", "label": "taken by B"}, 404)
+				try("PATCH", "/v1/devices/"+devA, keyB, map[string]any{"group": "A"}, 403)
+				try("POST", "/v1/devices/"+devA+"/retire", keyB, nil, 404)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	ctx := t.Context()
+	a, err := w.e.store.GetDevice(ctx, devA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.e.store.GetDevice(ctx, devB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (a.Group != "A" && a.Group != "A2") || !strings.HasPrefix(a.Label, "a-") || a.Status != storage.DeviceEnrolled {
+		t.Errorf("handset of A: group %q, label %q, %s", a.Group, a.Label, a.Status)
+	}
+	if b.Group != "B" || !strings.HasPrefix(b.Label, "b-") || b.Status != storage.DeviceEnrolled {
+		t.Errorf("handset of B: group %q, label %q, %s", b.Group, b.Label, b.Status)
+	}
+	page, err := w.e.store.ListEvents(ctx, storage.EventFilter{DeviceID: devA, Limit: storage.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range page.Items {
+		if ev.Action == "device.update" && ev.Actor != "apikey:"+keyAID {
+			t.Errorf("handset of A changed by %s", ev.Actor)
+		}
+	}
+}
+
+// TestScopeRules: what a scoped manager may not do, hostile scopes, and
+// the audit trail's record of who acted within which scope.
+func TestScopeRules(t *testing.T) {
+	w := newScopeWorld(t)
+	e, mgrA, keyB := w.e, w.creds[whoScopedA], w.creds[whoScopedB]
+
+	t.Run("hostile scopes", func(t *testing.T) {
+		many := make([]string, 10_000)
+		for i := range many {
+			many[i] = "a"
+		}
+		workerID, _ := w.worker(t, "A")
+		for _, c := range []struct {
+			name   string
+			scopes any
+			code   string
+			field  string
+		}{
+			{"empty", []string{""}, "validation_failed", "scopes[0]"},
+			{"blank", []string{"A", "  "}, "validation_failed", "scopes[1]"},
+			{"NUL", []string{"a\x00b"}, "validation_failed", "scopes[0]"},
+			{"control", []string{"a\nb"}, "validation_failed", "scopes[0]"},
+			{"long", []string{strings.Repeat("g", 65)}, "validation_failed", "scopes[0]"},
+			{"10k", many, "validation_failed", "scopes"},
+			{"string", "A", "invalid_request", ""},
+			{"numbers", []int{1, 2}, "invalid_request", ""},
+			{"object", map[string]bool{"A": true}, "invalid_request", ""},
+			{"nested", [][]string{{"A"}}, "invalid_request", ""},
+		} {
+			for _, req := range []struct {
+				method, path string
+				body         map[string]any
+			}{
+				{"POST", "/v1/users", map[string]any{"username": "hostile", "password": "correct horse", "role": "manager"}},
+				{"PATCH", "/v1/users/" + workerID, map[string]any{}},
+				{"POST", "/v1/api-keys", map[string]any{"role": "manager"}},
+			} {
+				req.body["scopes"] = c.scopes
+				r := e.do(req.method, req.path, e.admin, req.body)
+				p := wantProblem(t, r, 400, c.code)
+				if c.field != "" {
+					if fieldCodes(t, p)[c.field] == "" {
+						t.Errorf("%s %s, %s: no error for %s: %s", req.method, req.path, c.name, c.field, r.body)
+					}
+				}
+			}
+		}
+		if n := e.userCount(); n > 10 {
+			t.Fatalf("%d users after hostile requests", n)
+		}
+	})
+
+	t.Run("admins are never scoped", func(t *testing.T) {
+		p := wantProblem(t, e.do("POST", "/v1/users", e.admin, map[string]any{"username": "ada2", "password": "correct horse", "role": "admin", "scopes": []string{"A"}}), 400, "validation_failed")
+		if fieldCodes(t, p)["scopes"] != "scopes_admin" {
+			t.Errorf("admin with scopes: %v", p)
+		}
+		r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "mgr-x", "password": "correct horse", "role": "manager", "scopes": []string{"A"}})
+		if r.status != 201 {
+			t.Fatalf("manager: %d %s", r.status, r.body)
+		}
+		id := r.json(t)["id"].(string)
+		p = wantProblem(t, e.do("PATCH", "/v1/users/"+id, e.admin, map[string]any{"role": "admin"}), 400, "validation_failed")
+		if fieldCodes(t, p)["scopes"] != "scopes_admin" {
+			t.Errorf("promoting a scoped manager: %v", p)
+		}
+		if r := e.do("PATCH", "/v1/users/"+id, e.admin, map[string]any{"role": "admin", "scopes": []string{}}); r.status != 200 || r.json(t)["role"] != "admin" {
+			t.Errorf("promoting with the scopes cleared: %d %s", r.status, r.body)
+		}
+		p = wantProblem(t, e.do("POST", "/v1/api-keys", e.admin, map[string]any{"role": "admin", "scopes": []string{"A"}}), 400, "validation_failed")
+		if fieldCodes(t, p)["scopes"] != "scopes_admin" {
+			t.Errorf("admin key with scopes: %v", p)
+		}
+		p = wantProblem(t, e.do("POST", "/v1/api-keys", e.admin, map[string]any{"role": "introspect", "scopes": []string{"A"}}), 400, "validation_failed")
+		if fieldCodes(t, p)["scopes"] != "scopes_role" {
+			t.Errorf("introspection key with scopes: %v", p)
+		}
+	})
+
+	t.Run("a scoped manager cannot widen", func(t *testing.T) {
+		wantProblem(t, e.do("POST", "/v1/users", mgrA, map[string]any{"username": "boss", "password": "correct horse", "role": "manager"}), 403, "forbidden")
+		wantProblem(t, e.do("POST", "/v1/users", mgrA, map[string]any{"username": "w-ab", "password": "correct horse", "scopes": []string{"A", "B"}}), 403, "scope_exceeded")
+		id, _ := w.worker(t, "A")
+		before := w.record(t, "user", id)
+		wantProblem(t, e.do("PATCH", "/v1/users/"+id, mgrA, map[string]any{"scopes": []string{"A", "B"}}), 403, "scope_exceeded")
+		wantProblem(t, e.do("PATCH", "/v1/users/"+id, mgrA, map[string]any{"role": "manager"}), 403, "forbidden")
+		if after := w.record(t, "user", id); after != before {
+			t.Errorf("worker changed:\n%s\n%s", before, after)
+		}
+		// Of a worker in A and B, a manager of A changes the A part only.
+		r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "w-both", "password": "correct horse", "scopes": []string{"A", "B"}})
+		both := r.json(t)["id"].(string)
+		if r := e.do("PATCH", "/v1/users/"+both, mgrA, map[string]any{"scopes": []string{}}); r.status != 200 {
+			t.Fatalf("manager A clears A: %d %s", r.status, r.body)
+		}
+		if got := fmt.Sprint(e.do("GET", "/v1/users/"+both, e.admin, nil).json(t)["scopes"]); got != "[B]" {
+			t.Errorf("scopes after manager A cleared theirs: %s; want [B]", got)
+		}
+		wantProblem(t, e.do("GET", "/v1/users/"+both, mgrA, nil), 404, "not_found")
+		// Handsets stay in scope; others' workers cannot be drawn in.
+		dev, _ := w.device(t, "A")
+		for _, g := range []string{"B", "", "A2"} {
+			wantProblem(t, e.do("PATCH", "/v1/devices/"+dev, mgrA, map[string]any{"group": g}), 403, "scope_exceeded")
+		}
+		_, nameB := w.worker(t, "B")
+		p := wantProblem(t, e.do("PATCH", "/v1/devices/"+dev, mgrA, map[string]any{"assignedUsers": []string{nameB}}), 400, "validation_failed")
+		if fieldCodes(t, p)["assignedUsers[0]"] != "user_unknown" {
+			t.Errorf("assigning a worker of B: %v", p)
+		}
+		p = wantProblem(t, e.do("POST", "/v1/devices", mgrA, map[string]any{"imei": imeiN(w.next()), "assignedUsers": []string{"mgr-a"}}), 400, "validation_failed")
+		if fieldCodes(t, p)["assignedUsers[0]"] != "user_unknown" {
+			t.Errorf("assigning a manager: %v", p)
+		}
+		// The manager's own account is no worker in their scope.
+		me := e.do("GET", "/v1/auth/me", mgrA, nil).json(t)["user"].(map[string]any)
+		if fmt.Sprint(me["scopes"]) != "[A]" {
+			t.Errorf("own scopes: %v", me["scopes"])
+		}
+		wantProblem(t, e.do("GET", "/v1/users/"+me["id"].(string), mgrA, nil), 404, "not_found")
+		wantProblem(t, e.do("PATCH", "/v1/users/"+me["id"].(string), mgrA, map[string]any{"scopes": []string{}}), 404, "not_found")
+		// Failed sign-ins are cleared for a named worker in scope only.
+		wantProblem(t, e.do("DELETE", "/v1/lockouts?address=192.0.2.1", mgrA, nil), 400, "validation_failed")
+		wantProblem(t, e.do("DELETE", "/v1/lockouts?account=nobody", mgrA, nil), 404, "not_found")
+	})
+
+	t.Run("own scopes, and scopes changed take effect", func(t *testing.T) {
+		if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "mgr-u", "password": "correct horse", "role": "manager"}); r.status != 201 {
+			t.Fatal(r.status)
+		}
+		r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "mgr-u", "password": "correct horse"})
+		tok := r.json(t)["accessToken"].(string)
+		id := r.json(t)["user"].(map[string]any)["id"].(string)
+		wantProblem(t, e.do("PATCH", "/v1/users/"+id, tok, map[string]any{"scopes": []string{"A"}}), 403, "forbidden")
+		devB, _ := w.device(t, "B")
+		if r := e.do("GET", "/v1/devices/"+devB, tok, nil); r.status != 200 {
+			t.Fatalf("unscoped: %d", r.status)
+		}
+		if r := e.do("PATCH", "/v1/users/"+id, e.admin, map[string]any{"scopes": []string{"A"}}); r.status != 200 {
+			t.Fatalf("admin scopes a manager: %d %s", r.status, r.body)
+		}
+		wantProblem(t, e.do("GET", "/v1/devices/"+devB, tok, nil), 404, "not_found")
+	})
+
+	t.Run("imports refuse rows out of scope", func(t *testing.T) {
+		a, b, none := imeiN(w.next()), imeiN(w.next()), imeiN(w.next())
+		csv := "imei,group\n" + a + ",A\n" + b + ",B\n" + none + ",\n"
+		p := wantProblem(t, e.do("POST", "/v1/devices/import", mgrA, csv, "Content-Type", "text/csv"), 400, "validation_failed")
+		report := p["report"].(map[string]any)
+		errs := report["errors"].([]any)
+		if len(errs) != 1 || errs[0].(map[string]any)["row"] != float64(3) || errs[0].(map[string]any)["code"] != "group_out_of_scope" {
+			t.Fatalf("report: %v", report)
+		}
+		r := e.do("POST", "/v1/devices/import?skipInvalid=true", mgrA, csv, "Content-Type", "text/csv")
+		if r.status != 200 || r.json(t)["created"] != float64(2) {
+			t.Fatalf("import skipping the row of B: %d %s", r.status, r.body)
+		}
+		for imei, want := range map[string]string{a: "A", none: "A"} {
+			if d, err := e.store.GetDeviceByIMEI(t.Context(), imei); err != nil || d.Group != want {
+				t.Errorf("%s: %q %v; want group %s", imei, d.Group, err, want)
+			}
+		}
+		if _, err := e.store.GetDeviceByIMEI(t.Context(), b); err == nil {
+			t.Error("the row of B was imported")
+		}
+		// The import is in A's audit, not B's.
+		ev := e.do("GET", "/v1/audit?action=device.import", mgrA, nil)
+		if n := len(ev.json(t)["items"].([]any)); n != 1 {
+			t.Errorf("imports in A's audit: %d", n)
+		}
+		if n := len(e.do("GET", "/v1/audit?action=device.import", keyB, nil).json(t)["items"].([]any)); n != 0 {
+			t.Errorf("imports in B's audit: %d", n)
+		}
+	})
+
+	t.Run("the audit trail records the scope and the factor", func(t *testing.T) {
+		r := e.do("POST", "/v1/devices", mgrA, map[string]any{"imei": imeiN(w.next())})
+		if r.status != 201 || r.json(t)["group"] != "A" {
+			t.Fatalf("register without a group: %d %s", r.status, r.body)
+		}
+		idA := r.json(t)["id"].(string)
+		r = e.do("POST", "/v1/devices", keyB, map[string]any{"imei": imeiN(w.next()), "group": "B"})
+		idB := r.json(t)["id"].(string)
+		for _, c := range []struct {
+			id, scopes, amr, groups string
+		}{{idA, "[A]", "[pwd]", "[A]"}, {idB, "[B]", "<nil>", "[B]"}} {
+			items := e.do("GET", "/v1/audit?action=device.register&deviceId="+c.id, e.admin, nil).json(t)["items"].([]any)
+			if len(items) != 1 {
+				t.Fatalf("events: %v", items)
+			}
+			ev := items[0].(map[string]any)
+			if fmt.Sprint(ev["actorScopes"]) != c.scopes || fmt.Sprint(ev["actorAmr"]) != c.amr || fmt.Sprint(ev["groups"]) != c.groups {
+				t.Errorf("event: actorScopes %v, actorAmr %v, groups %v; want %s, %s, %s", ev["actorScopes"], ev["actorAmr"], ev["groups"], c.scopes, c.amr, c.groups)
+			}
+		}
+		// An unscoped admin's key: no scope, no factor.
+		r = e.do("POST", "/v1/enrollment-codes", e.admin, map[string]any{"group": "A"})
+		items := e.do("GET", "/v1/audit?action=enrollment_code.create", mgrA, nil).json(t)["items"].([]any)
+		found := false
+		for _, it := range items {
+			ev := it.(map[string]any)
+			if ev["detail"].(map[string]any)["code"] == r.json(t)["id"] {
+				found = ev["actorScopes"] == nil && ev["actorAmr"] == nil
+			}
+		}
+		if !found {
+			t.Errorf("the admin's code for A is not in A's audit as unscoped: %v", items)
+		}
+	})
 }
