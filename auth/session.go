@@ -232,16 +232,17 @@ func (s *Service) RevokeSession(ctx context.Context, by Principal, id string) er
 // LogoutAll ends every session of a user and returns how many were live.
 // A user outside by's scope is not found.
 func (s *Service) LogoutAll(ctx context.Context, by Principal, userID string) (int, error) {
-	if err := userInScope(ctx, s.store, by, userID); err != nil {
+	handsets, err := userInScope(ctx, s.store, by, userID)
+	if err != nil {
 		return 0, err
 	}
 	ev := s.event(ctx, "user.logout_all", "success")
 	by.stamp(&ev)
 	ev.UserID = userID
 	var n int
-	_, err := s.store.UpdateUser(ctx, userID, func(u storage.User) (storage.User, error) {
-		if by.Scoped() && u.Role != storage.RoleWorker {
-			return u, fmt.Errorf("user %s out of scope: %w", userID, storage.ErrNotFound)
+	_, err = s.store.UpdateUser(ctx, userID, func(u storage.User) (storage.User, error) {
+		if err := recheckScope(by, userID, u, handsets); err != nil {
+			return u, err
 		}
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s ending the sessions of a %s: %w", by, u.Role, ErrForbidden)

@@ -233,7 +233,7 @@ func (s *Service) ClearLockout(ctx context.Context, by Principal, account, addre
 		if err != nil {
 			return 0, err
 		}
-		if err := userInScope(ctx, s.store, by, u.ID); err != nil {
+		if _, err := userInScope(ctx, s.store, by, u.ID); err != nil {
 			return 0, err
 		}
 		userID = u.ID

@@ -267,27 +267,39 @@ func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.U
 // Get returns a user by ID, or storage.ErrNotFound when there is none or
 // it is outside by's scope.
 func (s *Users) Get(ctx context.Context, by Principal, id string) (storage.User, error) {
-	if err := s.inScope(ctx, by, id); err != nil {
+	handsets, err := userInScope(ctx, s.store, by, id)
+	if err != nil {
 		return storage.User{}, err
 	}
-	return s.store.GetUser(ctx, id)
+	u, err := s.store.GetUser(ctx, id)
+	if err != nil {
+		return storage.User{}, err
+	}
+	return u, recheckScope(by, id, u, handsets)
 }
 
-// inScope returns storage.ErrNotFound, as for a missing user, for a user
-// outside by's scope.
-func (s *Users) inScope(ctx context.Context, by Principal, id string) error {
-	return userInScope(ctx, s.store, by, id)
-}
-
-func userInScope(ctx context.Context, store storage.ScopeChecker, by Principal, id string) error {
+// userInScope returns storage.ErrNotFound, as for a missing user, for a
+// user outside by's scope; otherwise the groups of the handsets the user is
+// assigned to, for recheckScope to check the user's record against.
+func userInScope(ctx context.Context, store storage.ScopeChecker, by Principal, id string) ([]string, error) {
 	if !by.Scoped() {
-		return nil
+		return nil, nil
 	}
 	in, err := store.UserInScope(ctx, id, by.Scopes)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !in {
+		return nil, fmt.Errorf("user %s out of scope: %w", id, storage.ErrNotFound)
+	}
+	return store.HandsetGroups(ctx, id)
+}
+
+// recheckScope checks, inside the write that changes it, that the user u
+// is still in by's scope, given the groups of their handsets read before:
+// a worker moved out of scope (or promoted) meanwhile is not found.
+func recheckScope(by Principal, id string, u storage.User, handsets []string) error {
+	if by.Scoped() && !storage.UserInScope(u, handsets, by.Scopes) {
 		return fmt.Errorf("user %s out of scope: %w", id, storage.ErrNotFound)
 	}
 	return nil
@@ -349,7 +361,8 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 			}
 		}
 	}
-	if err := s.inScope(ctx, by, id); err != nil {
+	handsets, err := userInScope(ctx, s.store, by, id)
+	if err != nil {
 		return storage.User{}, err
 	}
 	now := s.now().UTC()
@@ -365,9 +378,8 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 		opts = append(opts, storage.WithRevocation(storage.Revocation{UserID: id, Reason: "account_disabled", At: now}, nil))
 	}
 	return s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
-		if by.Scoped() && u.Role != storage.RoleWorker {
-			// Only workers are in a scope.
-			return u, fmt.Errorf("user %s out of scope: %w", id, storage.ErrNotFound)
+		if err := recheckScope(by, id, u, handsets); err != nil {
+			return u, err
 		}
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s editing a %s: %w", by, u.Role, ErrForbidden)
@@ -447,7 +459,8 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	if verr := passwordPolicy(password); verr != nil {
 		return verr
 	}
-	if err := s.inScope(ctx, by, id); err != nil {
+	handsets, err := userInScope(ctx, s.store, by, id)
+	if err != nil {
 		return err
 	}
 	target, err := s.store.GetUser(ctx, id)
@@ -470,8 +483,8 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	by.stamp(&ev)
 	ev.UserID, ev.Username, ev.Reason = id, target.Username, "reset: every session ended"
 	_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
-		if by.Scoped() && u.Role != storage.RoleWorker {
-			return u, fmt.Errorf("user %s out of scope: %w", id, storage.ErrNotFound)
+		if err := recheckScope(by, id, u, handsets); err != nil {
+			return u, err
 		}
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s setting the password of a %s: %w", by, u.Role, ErrForbidden)
