@@ -21,7 +21,7 @@ type apiKeyView struct {
 	AllowFrom []string `json:"allowFrom,omitempty" xml:"allowFrom>network,omitempty"`
 	// Scopes are the handset groups a manager's key manages; absent for
 	// the whole fleet.
-	Scopes []string `json:"scopes,omitempty" xml:"scopes>group,omitempty"`
+	Scopes []string `json:"scopes,omitempty" xml:"scopes>group,omitempty" doc:"the handset groups a manager's key is limited to; absent: the whole fleet"`
 	// Key is the secret, present only in the answer that creates it.
 	Key string `json:"key,omitempty"`
 }
@@ -34,7 +34,7 @@ type createAPIKeyRequest struct {
 	Role      storage.Role `json:"role"`
 	Name      string       `json:"name"`
 	AllowFrom []string     `json:"allowFrom"`
-	Scopes    []string     `json:"scopes"`
+	Scopes    []string     `json:"scopes" doc:"limit a manager's key to these handset groups (at most 64); none: the whole fleet"`
 }
 
 func (s *server) createAPIKey(c *fiber.Ctx) error {

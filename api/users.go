@@ -35,7 +35,7 @@ type userView struct {
 	Directory *storage.UserDirectory `json:"directory,omitempty"`
 	// Scopes are, for a manager, the handset groups they manage (empty:
 	// the whole fleet), and for a worker the groups they are in.
-	Scopes []string `json:"scopes"`
+	Scopes []string `json:"scopes" doc:"a manager's handset groups (empty: the whole fleet); a worker's groups; an admin has none"`
 
 	// MFA is what a manager or admin has of second factors; absent for
 	// the other roles.
@@ -70,7 +70,7 @@ type createUserRequest struct {
 	ImageURL  string          `json:"imageUrl"`
 	Features  []string        `json:"features"`
 	Profile   json.RawMessage `json:"profile"`
-	Scopes    []string        `json:"scopes"`
+	Scopes    []string        `json:"scopes" doc:"a manager's handset groups (none: the whole fleet) or a worker's groups; a manager limited to groups gives a worker groups of their own only (none: their only group)"`
 }
 
 func (s *server) createUser(c *fiber.Ctx) error {
@@ -147,7 +147,7 @@ type patchUserRequest struct {
 	Features  *[]string        `json:"features"`
 	Profile   *json.RawMessage `json:"profile"`
 	Disabled  *bool            `json:"disabled"`
-	Scopes    *[]string        `json:"scopes"`
+	Scopes    *[]string        `json:"scopes" doc:"replaces the scopes ([] clears them); a manager limited to groups changes only the worker's groups among their own"`
 }
 
 func (s *server) patchUser(c *fiber.Ctx) error {
