@@ -159,7 +159,7 @@ func (k *APIKeys) CreateKey(ctx context.Context, by Principal, spec NewAPIKey) (
 		Scopes:    scopes,
 	}
 	ev := storage.NewEvent(ctx, key.CreatedAt, "apikey.create", "success", "")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.Detail = map[string]string{"key": key.ID, "role": string(role)}
 	if len(scopes) > 0 {
 		ev.Detail["scopes"] = truncate(strings.Join(scopes, " "), 256)
@@ -230,7 +230,7 @@ func (k *APIKeys) List(ctx context.Context) ([]storage.APIKey, error) {
 // Revoke deletes a key; requests with it fail from then on.
 func (k *APIKeys) Revoke(ctx context.Context, by Principal, id string) error {
 	ev := storage.NewEvent(ctx, k.now(), "apikey.revoke", "success", "")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.Detail = map[string]string{"key": id}
 	return k.store.DeleteAPIKey(ctx, id, storage.WithEvents(ev))
 }

@@ -110,7 +110,7 @@ func (s *Service) CreateEnrollmentCode(ctx context.Context, by Principal, req Ne
 		ExpiresAt: now.Add(req.TTL), CreatedAt: now, CreatedBy: by.String(),
 	}
 	ev := s.event(ctx, "enrollment_code.create", "success")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.Detail, ev.Groups = map[string]string{"code": rec.ID}, storage.ScopeGroups([]string{rec.Group})
 	if err := s.store.CreateEnrollmentCode(ctx, rec, storage.WithEvents(ev)); err != nil {
 		return "", storage.EnrollmentCode{}, fmt.Errorf("create enrollment code: %w", err)
@@ -131,7 +131,7 @@ func (s *Service) RevokeEnrollmentCode(ctx context.Context, by Principal, id str
 		return err
 	}
 	ev := s.event(ctx, "enrollment_code.revoke", "success")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.Detail, ev.Groups = map[string]string{"code": id}, storage.ScopeGroups([]string{rec.Group})
 	_, err = s.store.UpdateEnrollmentCode(ctx, id, func(c storage.EnrollmentCode) (storage.EnrollmentCode, error) {
 		if !storage.CodeInScope(c, by.Scopes) {

@@ -97,9 +97,9 @@ func (p Principal) Device() device.Actor {
 	return device.Actor{Name: p.String(), Scopes: p.Scopes, AMR: p.AMR}
 }
 
-// stamp marks an audit event as p's action: p names the actor, and the
+// Stamp marks an audit event as p's action: p names the actor, and the
 // scope it acted in and the factors it signed in with go with it.
-func (p Principal) stamp(ev *storage.Event) {
+func (p Principal) Stamp(ev *storage.Event) {
 	ev.Actor = p.String()
 	ev.ActorScopes = slices.Clone(p.Scopes)
 	ev.ActorAMR = slices.Clone(p.AMR)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"tether/auth"
 	"tether/storage"
@@ -13,8 +14,13 @@ import (
 // TestScopedUsers: a manager limited to groups creates workers into them,
 // sees and edits only the workers in them, and widens nothing.
 func TestScopedUsers(t *testing.T) {
+	t.Run("bolt", func(t *testing.T) { testScopedUsers(t, newStore(t)) })
+	t.Run("postgres", func(t *testing.T) { testScopedUsers(t, pgStore(t)) })
+}
+
+func testScopedUsers(t *testing.T, store storage.Store) {
 	ctx := context.Background()
-	users, store, _ := newUsers(t)
+	users := auth.NewUsers(store, auth.NewHasher(cheap), validatorFor(t))
 	north := auth.Principal{Kind: auth.KindAPIKey, ID: "ak_north", Role: storage.RoleManager, Scopes: []string{"north"}}
 	both := auth.Principal{Kind: auth.KindAPIKey, ID: "ak_both", Role: storage.RoleManager, Scopes: []string{"north", "south"}}
 
@@ -96,5 +102,23 @@ func TestScopedKeys(t *testing.T) {
 	}
 	if p, err := keys.Authenticate(ctx, secret); err != nil || p.Scoped() {
 		t.Fatalf("an unscoped key: %+v, %v", p, err)
+	}
+}
+
+// TestScopedDirectoryStatus: the last directory sync is the fleet's, for
+// unscoped principals only.
+func TestScopedDirectoryStatus(t *testing.T) {
+	ctx := context.Background()
+	w := newWorldOn(t, newStore(t))
+	ev := storage.NewEvent(ctx, time.Now(), "directory.sync", "success", "directory")
+	if err := w.store.AppendEvents(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.LastDirectorySync(ctx, auth.CLI); err != nil {
+		t.Fatalf("unscoped: %v", err)
+	}
+	north := auth.Principal{Kind: auth.KindAPIKey, ID: "ak_north", Role: storage.RoleManager, Scopes: []string{"north"}}
+	if _, err := w.svc.LastDirectorySync(ctx, north); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("scoped: %v; want not found", err)
 	}
 }

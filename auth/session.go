@@ -75,7 +75,8 @@ func (s *Service) authenticate(ctx context.Context, raw string, withProof bool) 
 // Logout ends the caller's session.
 func (s *Service) Logout(ctx context.Context, id Identity) error {
 	ev := s.event(ctx, "logout", "success")
-	ev.Actor, ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.Principal().String(), id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
+	id.Principal().Stamp(&ev)
+	ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
 	_, err := s.store.UpdateSession(ctx, id.Session.ID, func(cur storage.Session) (storage.Session, error) {
 		if !cur.Revoked() {
 			cur.RevokedAt, cur.RevokeReason = s.now().UTC(), "logout"
@@ -113,7 +114,8 @@ func (s *Service) EndSession(ctx context.Context, id, reason string) error {
 // signed in.
 func (s *Service) ChangePassword(ctx context.Context, id Identity, current, next string) error {
 	ev := s.event(ctx, "user.password", "failure")
-	ev.Actor, ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.Principal().String(), id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
+	id.Principal().Stamp(&ev)
+	ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
 	fail := func(err error) error {
 		ev.Reason = reasonOf(err)
 		s.record(ctx, ev)
@@ -218,7 +220,7 @@ func (s *Service) RevokeSession(ctx context.Context, by Principal, id string) er
 		return err
 	}
 	ev := s.event(ctx, "session.revoke", "success")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.UserID, ev.SessionID, ev.DeviceID = sess.UserID, sess.ID, sess.DeviceID
 	_, err = s.store.UpdateSession(ctx, id, func(cur storage.Session) (storage.Session, error) {
 		if !cur.Revoked() {
@@ -237,7 +239,7 @@ func (s *Service) LogoutAll(ctx context.Context, by Principal, userID string) (i
 		return 0, err
 	}
 	ev := s.event(ctx, "user.logout_all", "success")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.UserID = userID
 	var n int
 	_, err = s.store.UpdateUser(ctx, userID, func(u storage.User) (storage.User, error) {
@@ -273,7 +275,7 @@ func (s *Service) RotateKeys(ctx context.Context, by Principal, revoke bool) (ma
 		return nil, err
 	}
 	ev := s.event(ctx, "keys.rotate", "success")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	if revoke {
 		ev.Reason = "old keys revoked"
 		return s.keys.Revoke(ctx, storage.WithEvents(ev))

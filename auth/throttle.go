@@ -246,7 +246,7 @@ func (s *Service) ClearLockout(ctx context.Context, by Principal, account, addre
 		return 0, err
 	}
 	ev := s.event(ctx, "throttle.clear", "success")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.Username, ev.UserID = account, userID
 	ev.Detail = map[string]string{"counters": fmt.Sprint(n)}
 	if address != "" {

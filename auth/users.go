@@ -249,7 +249,7 @@ func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.U
 		UpdatedAt:         now,
 	}
 	ev := storage.NewEvent(ctx, now, "user.create", "success", "")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.UserID, ev.Username = u.ID, u.Username
 	if len(scopes) > 0 {
 		ev.Detail = map[string]string{"scopes": truncate(strings.Join(scopes, " "), 256)}
@@ -367,7 +367,7 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 	}
 	now := s.now().UTC()
 	ev := storage.NewEvent(ctx, now, "user.update", "success", "")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.UserID = id
 	if p.Scopes != nil {
 		ev.Detail = map[string]string{"scopes": truncate(strings.Join(scopes, " "), 256)}
@@ -480,7 +480,7 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	}
 	now := s.now().UTC()
 	ev := storage.NewEvent(ctx, now, "user.password", "success", "")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.UserID, ev.Username, ev.Reason = id, target.Username, "reset: every session ended"
 	_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
 		if err := recheckScope(by, id, u, handsets); err != nil {
@@ -519,7 +519,7 @@ func (s *Users) ResetMFA(ctx context.Context, by Principal, userID string) (int,
 	}
 	now := s.now().UTC()
 	ev := storage.NewEvent(ctx, now, "user.mfa_reset", "success", "")
-	by.stamp(&ev)
+	by.Stamp(&ev)
 	ev.UserID, ev.Username, ev.Reason = target.ID, target.Username, "every factor and recovery code removed; every session ended"
 	factors := 0
 	if target.MFA != nil {
