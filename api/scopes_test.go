@@ -603,6 +603,46 @@ func testScopedManagersRace(t *testing.T, store ...any) {
 	if b.Group != "B" || !strings.HasPrefix(b.Label, "b-") || b.Status != storage.DeviceEnrolled {
 		t.Errorf("handset of B: group %q, label %q, %s", b.Group, b.Label, b.Status)
 	}
+	// A worker of A and of B, edited by both managers at once, and
+	// reached for by a manager of C: each changes their part of its
+	// scopes only, C nothing.
+	r = w.e.do("POST", "/v1/users", w.e.admin, map[string]any{"username": "w-shared", "password": "correct horse", "scopes": []string{"A", "B"}})
+	shared := r.json(t)["id"].(string)
+	r = w.e.do("POST", "/v1/api-keys", w.e.admin, map[string]any{"role": "manager", "scopes": []string{"C"}})
+	keyC := r.json(t)["key"].(string)
+	errs = make(chan string, 1000)
+	for g := 0; g < 4; g++ {
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				try("PATCH", "/v1/users/"+shared, keyA, map[string]any{"scopes": []string{"A"}, "firstName": "A"}, 200)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				try("PATCH", "/v1/users/"+shared, keyB, map[string]any{"scopes": []string{"B"}, "lastName": "B"}, 200)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				try("PATCH", "/v1/users/"+shared, keyC, map[string]any{"scopes": []string{"C"}}, 404)
+				try("POST", "/v1/users/"+shared+"/password", keyC, map[string]any{"password": "taken over by C"}, 404)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	u, err := w.e.db.GetUser(ctx, shared)
+	if err != nil || strings.Join(u.Scopes, ",") != "A,B" || u.FirstName != "A" || u.LastName != "B" {
+		t.Errorf("shared worker: %v %q %q, %v; want scopes A,B", u.Scopes, u.FirstName, u.LastName, err)
+	}
+
 	page, err := w.e.db.ListEvents(ctx, storage.EventFilter{DeviceID: devA, Limit: storage.MaxPageSize})
 	if err != nil {
 		t.Fatal(err)
