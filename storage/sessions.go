@@ -275,19 +275,19 @@ type Event struct {
 	// Reason is the error code of a failure, or a note.
 	Reason string `json:"reason,omitempty"`
 	// Actor names who acted, such as "user:usr_…", "apikey:ak_…" or "cli".
-	Actor string `json:"actor,omitempty"`
+	Actor     string `json:"actor,omitempty"`
+	UserID    string `json:"userId,omitempty"`
+	Username  string `json:"username,omitempty"`
+	DeviceID  string `json:"deviceId,omitempty"`
+	SessionID string `json:"sessionId,omitempty"`
+	ClientIP  string `json:"clientIp,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
 	// ActorScopes are the handset groups the actor was limited to when
 	// they acted (none: the whole fleet); ActorAMR how the actor, a
 	// person, proved who they are at sign-in (RFC 8176 values, such as
 	// "pwd" and "otp"; none for an API key or the CLI).
 	ActorScopes []string `json:"actorScopes,omitempty"`
 	ActorAMR    []string `json:"actorAmr,omitempty"`
-	UserID      string   `json:"userId,omitempty"`
-	Username    string   `json:"username,omitempty"`
-	DeviceID    string   `json:"deviceId,omitempty"`
-	SessionID   string   `json:"sessionId,omitempty"`
-	ClientIP    string   `json:"clientIp,omitempty"`
-	UserAgent   string   `json:"userAgent,omitempty"`
 	// Detail holds small extra facts, such as the ICC IDs seen.
 	Detail map[string]string `json:"detail,omitempty"`
 	// Groups are the handset groups the event concerns, sorted: in a scope
