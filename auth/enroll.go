@@ -81,7 +81,7 @@ func (s *Service) CreateEnrollmentCode(ctx context.Context, by Principal, req Ne
 	}
 	if len([]rune(req.Group)) > device.MaxGroup || !tether.Printable(req.Group) {
 		errs = append(errs, tether.Invalid("group", "group_length", "group must be at most 64 printable characters"))
-	} else if g, err := device.ScopeGroup("group", req.Group, by.Scopes); err != nil {
+	} else if g, err := device.ScopedGroup("group", req.Group, by.Scopes); err != nil {
 		var verr *tether.ValidationError
 		if !errors.As(err, &verr) {
 			return "", storage.EnrollmentCode{}, err

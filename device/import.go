@@ -461,7 +461,7 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, scopes []string,
 			add(ve.Fields[0].Field, ve.Fields[0].Code, ve.Fields[0].Message)
 		}
 	}
-	if g, err := ScopeGroup("group", group, scopes); errors.Is(err, ErrScopeExceeded) {
+	if g, err := ScopedGroup("group", group, scopes); errors.Is(err, ErrScopeExceeded) {
 		add("group", "group_out_of_scope", fmt.Sprintf("group %q is not one of the groups you manage", group))
 	} else if err != nil {
 		add("group", "group_required", "name a group: you manage several")

@@ -60,12 +60,12 @@ func notFound(kind, ref string) error {
 	return fmt.Errorf("%s %s: %w", kind, ref, storage.ErrNotFound)
 }
 
-// ScopeGroup returns the group a scoped actor's new record goes into:
+// ScopedGroup returns the group a scoped actor's new record goes into:
 // group itself, or, when none is given and the scope is a single group,
 // that group. It returns a *tether.ValidationError for field when none is
 // given and the scope has several groups, and ErrScopeExceeded for a group
 // outside the scope. With nil scopes group is returned as it is.
-func ScopeGroup(field, group string, scopes []string) (string, error) {
+func ScopedGroup(field, group string, scopes []string) (string, error) {
 	if scopes == nil {
 		return group, nil
 	}
@@ -154,7 +154,7 @@ func (s *Service) Register(ctx context.Context, by Actor, r Registration) (stora
 	r.Group = strings.TrimSpace(r.Group)
 	r.Notes = strings.TrimSpace(r.Notes)
 	var gerr *tether.ValidationError
-	g, err := ScopeGroup("group", r.Group, by.Scopes)
+	g, err := ScopedGroup("group", r.Group, by.Scopes)
 	switch {
 	case errors.As(err, &gerr):
 	case err != nil:
