@@ -283,7 +283,8 @@ func (s *Service) RotateKeys(ctx context.Context, by Principal, revoke bool) (ma
 	return s.keys.Rotate(ctx, storage.WithEvents(ev))
 }
 
-// Events returns one page of the audit trail, as f selects it.
+// Events returns one page of the whole audit trail, as f selects it, for
+// the operator; what a principal sees is EventsFor.
 func (s *Service) Events(ctx context.Context, f storage.EventFilter) (storage.Page[storage.Event], error) {
 	return s.store.ListEvents(ctx, f)
 }

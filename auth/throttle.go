@@ -203,7 +203,8 @@ func (s *Service) LockoutsFor(ctx context.Context, by Principal, f storage.Attem
 }
 
 // Lockouts returns one page of the throttle's counters, for managers to see
-// who is being held back and from where.
+// who is being held back and from where (what a principal sees is
+// LockoutsFor).
 func (s *Service) Lockouts(ctx context.Context, f storage.AttemptFilter) (storage.Page[storage.Attempts], error) {
 	if f.Account != "" {
 		f.Account = throttleName(f.Account)
