@@ -33,6 +33,7 @@ const (
 	CodeMFAEnrollment        Code = "mfa_enrollment_required"
 	CodeMFAUnsupported       Code = "mfa_unsupported"
 	CodeForbidden            Code = "forbidden"
+	CodeScopeExceeded        Code = "scope_exceeded"
 	CodeAccountDisabled      Code = "account_disabled"
 	CodeDeviceNotEnrolled    Code = "device_not_enrolled"
 	CodeDeviceSuspended      Code = "device_suspended"

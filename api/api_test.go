@@ -28,15 +28,20 @@ import (
 	"tether/oauth"
 	"tether/storage"
 	"tether/storage/bolt"
+	"tether/storage/postgres"
+	"tether/storage/postgres/pgtest"
 )
 
 const bodyLimit = 64 << 10
 
 // env is a whole server on a real bbolt file, with one API key per role.
 type env struct {
-	t          testing.TB
-	app        *fiber.App
-	store      *bolt.Store
+	t     testing.TB
+	app   *fiber.App
+	store *bolt.Store
+	// db is the store the server runs on: store, or a PostgreSQL one
+	// (onPostgres), for which store is nil.
+	db         storage.Store
 	admin      string
 	manager    string
 	introspect string
@@ -54,6 +59,10 @@ type env struct {
 	ln    net.Listener
 	oauth *oauth.Provider
 }
+
+// onPostgres makes newEnv run the server on an empty schema of the
+// PostgreSQL test server (pgtest) instead of a bbolt file.
+type onPostgres struct{}
 
 // oauthOn makes newEnv serve OAuth 2.0 and OpenID Connect: the app's
 // loopback port is chosen first, and its URL is the issuer (and the
@@ -107,11 +116,24 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	t.Helper()
 	metrics := api.NewMetrics()
 	metrics.StatsEvery = 0 // tests read the store's counts fresh
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"), bolt.WithTxObserver(metrics.ObserveTx))
-	if err != nil {
-		t.Fatal(err)
+	var (
+		store *bolt.Store
+		db    storage.Store
+		err   error
+	)
+	if slices.Contains(mutate, any(onPostgres{})) {
+		pg, err := postgres.Open(context.Background(), pgtest.Schema(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db = pg
+	} else {
+		if store, err = bolt.Open(filepath.Join(t.TempDir(), "tether.db"), bolt.WithTxObserver(metrics.ObserveTx)); err != nil {
+			t.Fatal(err)
+		}
+		db = store
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { db.Close() })
 
 	v, err := auth.NewValidator()
 	if err != nil {
@@ -119,11 +141,11 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	}
 	logs := &bytes.Buffer{}
 	logger := slog.New(api.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	keys := auth.NewAPIKeys(store)
+	keys := auth.NewAPIKeys(db)
 	hasher := auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16})
 	cfg := auth.DefaultConfig()
 	opts := api.Options{BodyLimit: bodyLimit}
-	var devices device.Store = store
+	var devices device.Store = db
 	var authOpts []auth.ServiceOption
 	var ln net.Listener
 	issuer := ""
@@ -154,16 +176,16 @@ func newEnv(t testing.TB, mutate ...any) *env {
 			authOpts = append(authOpts, auth.WithClock(f.Now))
 		case func(*oauth.Config):
 			f(&oauthCfg)
-		case oauthOn:
+		case oauthOn, onPostgres:
 		default:
 			t.Fatalf("newEnv option %T", m)
 		}
 	}
-	authSvc, err := auth.NewService(context.Background(), cfg, store, hasher, v, append(authOpts, auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent))...)
+	authSvc, err := auth.NewService(context.Background(), cfg, db, hasher, v, append(authOpts, auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, root: t, store: store, logs: logs, listen: &sync.Once{}, addr: new(string), auth: authSvc, ln: ln}
+	e := &env{t: t, root: t, store: store, db: db, logs: logs, listen: &sync.Once{}, addr: new(string), auth: authSvc, ln: ln}
 	if issuer != "" {
 		ocfg := on.Config
 		if ocfg == (oauth.Config{}) {
@@ -174,14 +196,14 @@ func newEnv(t testing.TB, mutate ...any) *env {
 		if on.Now != nil {
 			oopts = append(oopts, oauth.WithClock(on.Now))
 		}
-		if e.oauth, err = oauth.New(ocfg, authSvc, store, oopts...); err != nil {
+		if e.oauth, err = oauth.New(ocfg, authSvc, db, oopts...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	e.app = api.New(api.Deps{
-		Store:   store,
+		Store:   db,
 		Devices: device.NewService(devices, v),
-		Users:   auth.NewUsers(store, hasher, v),
+		Users:   auth.NewUsers(db, hasher, v),
 		APIKeys: keys,
 		Auth:    authSvc,
 		OAuth:   e.oauth,
@@ -303,7 +325,7 @@ func fieldCodes(t testing.TB, p map[string]any) map[string]string {
 
 func (e *env) deviceCount() int {
 	e.t.Helper()
-	page, err := e.store.ListDevices(context.Background(), storage.DeviceFilter{Limit: storage.MaxPageSize})
+	page, err := e.db.ListDevices(context.Background(), storage.DeviceFilter{Limit: storage.MaxPageSize})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -312,7 +334,7 @@ func (e *env) deviceCount() int {
 
 func (e *env) userCount() int {
 	e.t.Helper()
-	page, err := e.store.ListUsers(context.Background(), storage.UserFilter{Limit: storage.MaxPageSize})
+	page, err := e.db.ListUsers(context.Background(), storage.UserFilter{Limit: storage.MaxPageSize})
 	if err != nil {
 		e.t.Fatal(err)
 	}

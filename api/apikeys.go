@@ -19,18 +19,22 @@ type apiKeyView struct {
 	// AllowFrom are the networks the key is accepted from; absent for
 	// anywhere.
 	AllowFrom []string `json:"allowFrom,omitempty" xml:"allowFrom>network,omitempty"`
+	// Scopes are the handset groups a manager's key manages; absent for
+	// the whole fleet.
+	Scopes []string `json:"scopes,omitempty" xml:"scopes>group,omitempty" doc:"the handset groups a manager's key is limited to; absent: the whole fleet"`
 	// Key is the secret, present only in the answer that creates it.
 	Key string `json:"key,omitempty"`
 }
 
 func newAPIKeyView(k storage.APIKey) apiKeyView {
-	return apiKeyView{ID: k.ID, Name: k.Name, Role: k.Role, Hint: k.Hint, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy, AllowFrom: k.AllowFrom}
+	return apiKeyView{ID: k.ID, Name: k.Name, Role: k.Role, Hint: k.Hint, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy, AllowFrom: k.AllowFrom, Scopes: k.Scopes}
 }
 
 type createAPIKeyRequest struct {
 	Role      storage.Role `json:"role"`
 	Name      string       `json:"name"`
 	AllowFrom []string     `json:"allowFrom"`
+	Scopes    []string     `json:"scopes" doc:"limit a manager's key to these handset groups (at most 64); none: the whole fleet"`
 }
 
 func (s *server) createAPIKey(c *fiber.Ctx) error {
@@ -38,7 +42,7 @@ func (s *server) createAPIKey(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	secret, k, err := s.APIKeys.CreateKey(c.UserContext(), principal(c), auth.NewAPIKey{Role: req.Role, Name: req.Name, AllowFrom: req.AllowFrom})
+	secret, k, err := s.APIKeys.CreateKey(c.UserContext(), principal(c), auth.NewAPIKey{Role: req.Role, Name: req.Name, AllowFrom: req.AllowFrom, Scopes: req.Scopes})
 	if err != nil {
 		return err
 	}

@@ -187,7 +187,7 @@ func (s *server) listLockouts(c *fiber.Ctx) error {
 	f := storage.AttemptFilter{Account: query(c, "account"), Address: query(c, "address")}
 	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Attempts], error) {
 		f.After, f.Limit = after, limit
-		return s.Auth.Lockouts(c.UserContext(), f)
+		return s.Auth.LockoutsFor(c.UserContext(), principal(c), f)
 	})
 	if err != nil {
 		return err
@@ -362,7 +362,7 @@ func (s *server) listSessions(c *fiber.Ctx) error {
 	}
 	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Session], error) {
 		f.After, f.Limit = after, limit
-		return s.Auth.ListSessions(c.UserContext(), f)
+		return s.Auth.ListSessions(c.UserContext(), principal(c), f)
 	})
 	if err != nil {
 		return err
@@ -429,7 +429,7 @@ func (s *server) listEvents(c *fiber.Ctx) error {
 	}
 	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Event], error) {
 		f.After, f.Limit = after, limit
-		return s.Auth.Events(c.UserContext(), f)
+		return s.Auth.EventsFor(c.UserContext(), principal(c), f)
 	})
 	if err != nil {
 		return err
@@ -534,7 +534,7 @@ func (s *server) createCode(c *fiber.Ctx) error {
 }
 
 func (s *server) listCodes(c *fiber.Ctx) error {
-	codes, err := s.Auth.ListEnrollmentCodes(c.UserContext())
+	codes, err := s.Auth.ListEnrollmentCodes(c.UserContext(), principal(c))
 	if err != nil {
 		return err
 	}

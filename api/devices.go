@@ -147,7 +147,7 @@ func (s *server) registerDevice(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	d, err := s.Devices.Register(c.UserContext(), principal(c).String(), device.Registration{
+	d, err := s.Devices.Register(c.UserContext(), principal(c).Device(), device.Registration{
 		Payload: req.Payload, Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes,
 	})
 	if err != nil {
@@ -170,7 +170,7 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 	}
 	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.Device], error) {
 		f.After, f.Limit = after, limit
-		return s.Devices.List(c.UserContext(), f)
+		return s.Devices.List(c.UserContext(), principal(c).Device(), f)
 	})
 	if err != nil {
 		return err
@@ -199,7 +199,7 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 
 // getDevice answers GET /v1/devices/{id}; the id may also be an IMEI.
 func (s *server) getDevice(c *fiber.Ctx) error {
-	d, err := s.Devices.Find(c.UserContext(), param(c, "id"))
+	d, err := s.Devices.Find(c.UserContext(), principal(c).Device(), param(c, "id"))
 	if err != nil {
 		return err
 	}
@@ -235,7 +235,7 @@ func (s *server) patchDevice(c *fiber.Ctx) error {
 	if req.PublicKey.set {
 		patch.PublicKey = &req.PublicKey.raw
 	}
-	d, err := s.Devices.Update(c.UserContext(), principal(c).String(), param(c, "id"), patch)
+	d, err := s.Devices.Update(c.UserContext(), principal(c).Device(), param(c, "id"), patch)
 	if err != nil {
 		return err
 	}
@@ -248,7 +248,7 @@ type transitionRequest struct {
 
 // deviceTransition serves suspend, retire and reinstate. The body, with an
 // optional reason, may be left out.
-func (s *server) deviceTransition(op func(*device.Service, context.Context, string, string, string) (storage.Device, error)) fiber.Handler {
+func (s *server) deviceTransition(op func(*device.Service, context.Context, device.Actor, string, string) (storage.Device, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		var req transitionRequest
 		if len(c.Body()) > 0 {
@@ -256,7 +256,7 @@ func (s *server) deviceTransition(op func(*device.Service, context.Context, stri
 				return err
 			}
 		}
-		d, err := op(s.Devices, c.UserContext(), principal(c).String(), param(c, "id"), req.Reason)
+		d, err := op(s.Devices, c.UserContext(), principal(c).Device(), param(c, "id"), req.Reason)
 		if err != nil {
 			return err
 		}

@@ -62,6 +62,7 @@ var statusOf = map[tether.Code]int{
 	tether.CodeMFAEnrollment:        fiber.StatusUnauthorized,
 	tether.CodeMFAUnsupported:       fiber.StatusForbidden,
 	tether.CodeForbidden:            fiber.StatusForbidden,
+	tether.CodeScopeExceeded:        fiber.StatusForbidden,
 	tether.CodeAccountDisabled:      fiber.StatusForbidden,
 	tether.CodeDeviceNotEnrolled:    fiber.StatusForbidden,
 	tether.CodeDeviceSuspended:      fiber.StatusForbidden,

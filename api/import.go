@@ -81,7 +81,7 @@ func (s *server) importDevices(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	report, err := s.Devices.ImportFile(c.UserContext(), principal(c).String(), r, format, opts)
+	report, err := s.Devices.ImportFile(c.UserContext(), principal(c).Device(), r, format, opts)
 	if errors.Is(err, device.ErrImportInvalid) {
 		return device.ErrImportInvalid.With("report", report)
 	}

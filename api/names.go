@@ -96,7 +96,9 @@ func (n *names) learn(ctx context.Context, userIDs, deviceIDs, actors []string) 
 		}
 	}
 	if needCodes {
-		codes, err := n.s.Auth.ListEnrollmentCodes(ctx)
+		// Names of what a record the caller may see says of its actors:
+		// the codes of the whole fleet are looked in.
+		codes, err := n.s.Auth.ListEnrollmentCodes(ctx, auth.Principal{})
 		if err != nil {
 			return err
 		}

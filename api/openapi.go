@@ -430,7 +430,11 @@ func buildOpenAPI(version string, withOAuth bool) []byte {
 		switch o.auth {
 		case "manager", "admin":
 			op["security"] = []any{map[string]any{"bearer": []any{}}, map[string]any{"apiKey": []any{}}}
-			op["description"] = joinDesc("Role: "+o.auth+" (or admin). Bearer: an API key or a user's access token.", o.description)
+			role := "Role: " + o.auth + " (or admin). Bearer: an API key or a user's access token."
+			if o.auth == "manager" {
+				role += " A manager limited to handset groups (scopes) reaches only what is in them: anything else answers 404 not_found, as a missing record does; naming a group outside them answers 403 scope_exceeded."
+			}
+			op["description"] = joinDesc(role, o.description)
 		case "user":
 			op["security"] = []any{map[string]any{"bearer": []any{}}}
 		case "own":

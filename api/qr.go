@@ -52,7 +52,7 @@ func firstValue(v string) string {
 // caller passes the code it was given; a wrong one is a 404.
 func (s *server) codeQR(c *fiber.Ctx) error {
 	code := query(c, "code")
-	rec, err := s.Auth.EnrollmentCodeFor(c.UserContext(), param(c, "id"), code)
+	rec, err := s.Auth.EnrollmentCodeFor(c.UserContext(), principal(c), param(c, "id"), code)
 	if err != nil {
 		return err
 	}

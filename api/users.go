@@ -33,6 +33,9 @@ type userView struct {
 	// which owns their names, email, role and password.
 	Source    string                 `json:"source"`
 	Directory *storage.UserDirectory `json:"directory,omitempty"`
+	// Scopes are, for a manager, the handset groups they manage (empty:
+	// the whole fleet), and for a worker the groups they are in.
+	Scopes []string `json:"scopes" doc:"a manager's handset groups (empty: the whole fleet); a worker's groups; an admin has none"`
 
 	// MFA is what a manager or admin has of second factors; absent for
 	// the other roles.
@@ -49,6 +52,10 @@ func newUserView(u storage.User) userView {
 	if v.Features == nil {
 		v.Features = []string{}
 	}
+	v.Scopes = u.Scopes
+	if v.Scopes == nil {
+		v.Scopes = []string{}
+	}
 	v.MFA = mfaSummary(u)
 	return v
 }
@@ -63,6 +70,7 @@ type createUserRequest struct {
 	ImageURL  string          `json:"imageUrl"`
 	Features  []string        `json:"features"`
 	Profile   json.RawMessage `json:"profile"`
+	Scopes    []string        `json:"scopes" doc:"a manager's handset groups (none: the whole fleet) or a worker's groups; a manager limited to groups gives a worker groups of their own only (none: their only group)"`
 }
 
 func (s *server) createUser(c *fiber.Ctx) error {
@@ -76,7 +84,7 @@ func (s *server) createUser(c *fiber.Ctx) error {
 	u, err := s.Users.Create(c.UserContext(), principal(c), auth.NewUser{
 		Username: req.Username, Password: req.Password, Role: req.Role, FirstName: req.FirstName,
 		LastName: req.LastName, Email: req.Email, ImageURL: req.ImageURL, Features: req.Features,
-		Profile: req.Profile,
+		Profile: req.Profile, Scopes: req.Scopes,
 	})
 	if err != nil {
 		return err
@@ -110,7 +118,7 @@ func (s *server) listUsers(c *fiber.Ctx) error {
 	}
 	page, err := collect(c, query(c, "cursor"), limit, func(after string, limit int) (storage.Page[storage.User], error) {
 		f.After, f.Limit = after, limit
-		return s.Users.List(c.UserContext(), f)
+		return s.Users.List(c.UserContext(), principal(c), f)
 	})
 	if err != nil {
 		return err
@@ -123,7 +131,7 @@ func (s *server) listUsers(c *fiber.Ctx) error {
 }
 
 func (s *server) getUser(c *fiber.Ctx) error {
-	u, err := s.Users.Get(c.UserContext(), param(c, "id"))
+	u, err := s.Users.Get(c.UserContext(), principal(c), param(c, "id"))
 	if err != nil {
 		return err
 	}
@@ -139,6 +147,7 @@ type patchUserRequest struct {
 	Features  *[]string        `json:"features"`
 	Profile   *json.RawMessage `json:"profile"`
 	Disabled  *bool            `json:"disabled"`
+	Scopes    *[]string        `json:"scopes" doc:"replaces the scopes ([] clears them); a manager limited to groups changes only the worker's groups among their own"`
 }
 
 func (s *server) patchUser(c *fiber.Ctx) error {
@@ -149,6 +158,7 @@ func (s *server) patchUser(c *fiber.Ctx) error {
 	u, err := s.Users.Update(c.UserContext(), principal(c), param(c, "id"), auth.UserPatch{
 		Role: req.Role, FirstName: req.FirstName, LastName: req.LastName, Email: req.Email,
 		ImageURL: req.ImageURL, Features: req.Features, Profile: req.Profile, Disabled: req.Disabled,
+		Scopes: req.Scopes,
 	})
 	if err != nil {
 		return err
@@ -199,7 +209,7 @@ func (s *server) directoryStatus(c *fiber.Ctx) error {
 		v.Up = &up
 	}
 	if v.Configured {
-		ev, err := s.Auth.LastDirectorySync(c.UserContext())
+		ev, err := s.Auth.LastDirectorySync(c.UserContext(), principal(c))
 		switch {
 		case err == nil:
 			n := func(k string) int { i, _ := strconv.Atoi(ev.Detail[k]); return i }

@@ -50,6 +50,9 @@ type NewAPIKey struct {
 	// AllowFrom limits the key to these networks: CIDR prefixes, or single
 	// addresses; empty for anywhere.
 	AllowFrom []string
+	// Scopes limit a manager's key to these handset groups; empty for the
+	// whole fleet. Keys of other roles have none.
+	Scopes []string
 }
 
 // maxAllowFrom bounds a key's networks.
@@ -126,6 +129,16 @@ func (k *APIKeys) CreateKey(ctx context.Context, by Principal, spec NewAPIKey) (
 	if len(name) > 64 || !tether.Printable(name) {
 		return "", storage.APIKey{}, tether.Invalid("name", "name_invalid", "name must be at most 64 printable characters")
 	}
+	scopes, verr := CheckScopes("scopes", spec.Scopes)
+	if verr != nil {
+		return "", storage.APIKey{}, verr
+	}
+	if len(scopes) > 0 && role != storage.RoleManager {
+		if role == storage.RoleAdmin {
+			return "", storage.APIKey{}, errAdminScoped
+		}
+		return "", storage.APIKey{}, tether.Invalid("scopes", "scopes_role", "only a manager's key is limited to groups")
+	}
 	if !by.CanGrant(role) {
 		return "", storage.APIKey{}, fmt.Errorf("%s creating a %s key: %w", by, role, ErrForbidden)
 	}
@@ -143,9 +156,14 @@ func (k *APIKeys) CreateKey(ctx context.Context, by Principal, spec NewAPIKey) (
 		CreatedAt: k.now().UTC(),
 		CreatedBy: by.String(),
 		AllowFrom: nets,
+		Scopes:    scopes,
 	}
-	ev := storage.NewEvent(ctx, key.CreatedAt, "apikey.create", "success", by.String())
+	ev := storage.NewEvent(ctx, key.CreatedAt, "apikey.create", "success", "")
+	by.Stamp(&ev)
 	ev.Detail = map[string]string{"key": key.ID, "role": string(role)}
+	if len(scopes) > 0 {
+		ev.Detail["scopes"] = truncate(strings.Join(scopes, " "), 256)
+	}
 	if len(nets) > 0 {
 		ev.Detail["allowFrom"] = truncate(strings.Join(nets, " "), 256)
 	}
@@ -178,7 +196,11 @@ func (k *APIKeys) Authenticate(ctx context.Context, secret string) (Principal, e
 		// elsewhere learns nothing; the log says why.
 		return Principal{}, fmt.Errorf("%w: key %s used from %s, outside its networks", ErrUnauthenticated, key.ID, tether.OriginOf(ctx).IP)
 	}
-	return Principal{Kind: KindAPIKey, ID: key.ID, Role: key.Role}, nil
+	p := Principal{Kind: KindAPIKey, ID: key.ID, Role: key.Role}
+	if key.Role == storage.RoleManager {
+		p.Scopes = scopesOf(key.Scopes)
+	}
+	return p, nil
 }
 
 // allowedFrom reports whether a request from ip may use a key limited to
@@ -207,7 +229,8 @@ func (k *APIKeys) List(ctx context.Context) ([]storage.APIKey, error) {
 
 // Revoke deletes a key; requests with it fail from then on.
 func (k *APIKeys) Revoke(ctx context.Context, by Principal, id string) error {
-	ev := storage.NewEvent(ctx, k.now(), "apikey.revoke", "success", by.String())
+	ev := storage.NewEvent(ctx, k.now(), "apikey.revoke", "success", "")
+	by.Stamp(&ev)
 	ev.Detail = map[string]string{"key": id}
 	return k.store.DeleteAPIKey(ctx, id, storage.WithEvents(ev))
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"tether/auth"
+	"tether/device"
 	"tether/storage"
 	"tether/storage/bolt"
 )
@@ -262,7 +263,7 @@ func TestStaleTokens(t *testing.T) {
 		{
 			name: "after the handset was retired",
 			setup: func(w *world, _ auth.Grant) string {
-				if _, err := w.devices.Retire(w.ctx, "cli", w.phone.ID, "broken"); err != nil {
+				if _, err := w.devices.Retire(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, "broken"); err != nil {
 					w.t.Fatal(err)
 				}
 				return w.phone.ID

@@ -238,9 +238,10 @@ func (s *Service) RunDirectorySync(ctx context.Context, every time.Duration) {
 }
 
 // LastDirectorySync returns the last directory.sync event, from whichever
-// server ran it, or ErrNotFound before the first.
-func (s *Service) LastDirectorySync(ctx context.Context) (storage.Event, error) {
-	page, err := s.store.ListEvents(ctx, storage.EventFilter{Action: "directory.sync", NewestFirst: true, Limit: 1})
+// server ran it, or ErrNotFound before the first. It is the fleet's, an
+// event of no group: for a scoped manager it is not found either.
+func (s *Service) LastDirectorySync(ctx context.Context, by Principal) (storage.Event, error) {
+	page, err := s.store.ListEvents(ctx, storage.EventFilter{Action: "directory.sync", NewestFirst: true, Limit: 1, Groups: by.Scopes})
 	if err != nil {
 		return storage.Event{}, err
 	}

@@ -272,7 +272,7 @@ func TestDirectorySync(t *testing.T) {
 	if _, err := c.login(c.ctx, "alice", directoryPassword, payload(c.phone.IMEI)); err != nil {
 		t.Fatalf("alice after her password change: %v", err)
 	}
-	last, err := c.svc.LastDirectorySync(c.ctx)
+	last, err := c.svc.LastDirectorySync(c.ctx, auth.CLI)
 	if err != nil || last.Outcome != "success" {
 		t.Fatalf("the last sync: %+v, %v", last, err)
 	}
@@ -304,7 +304,7 @@ func TestDirectorySyncRefusesMassDisabling(t *testing.T) {
 	if users, _ := c.store.ListUsers(c.ctx, storage.UserFilter{Source: storage.SourceDirectory, Disabled: ptr(true)}); len(users.Items) != 0 {
 		t.Fatalf("%d users disabled; want none", len(users.Items))
 	}
-	last, _ := c.svc.LastDirectorySync(c.ctx)
+	last, _ := c.svc.LastDirectorySync(c.ctx, auth.CLI)
 	if last.Outcome != "failure" {
 		t.Fatalf("the refused sync's event: %+v", last)
 	}

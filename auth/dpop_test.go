@@ -125,7 +125,7 @@ func TestStolenCredentialsWithoutTheKey(t *testing.T) {
 			var g auth.Grant
 			if policy == auth.ProofRequired {
 				// Under required the key is enrolled at registration.
-				if _, err := w.devices.Update(w.ctx, "cli", w.phone.ID, device.Patch{PublicKey: ptr(handset.PublicJWK())}); err != nil {
+				if _, err := w.devices.Update(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, device.Patch{PublicKey: ptr(handset.PublicJWK())}); err != nil {
 					t.Fatal(err)
 				}
 				var err error
@@ -263,7 +263,7 @@ func TestKeySwapRefused(t *testing.T) {
 	if !errors.Is(err, auth.ErrProofInvalid) {
 		t.Fatalf("login offering another key: %v; want proof_invalid", err)
 	}
-	if _, err := w.devices.Update(w.ctx, "cli", w.phone.ID, device.Patch{PublicKey: ptr(swapped.PublicJWK())}); err != nil {
+	if _, err := w.devices.Update(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, device.Patch{PublicKey: ptr(swapped.PublicJWK())}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.svc.Refresh(w.prove(k, "POST", "/v1/auth/refresh", ""), g.RefreshToken, w.phone.ID); !errors.Is(err, auth.ErrSessionRevoked) {
@@ -307,7 +307,7 @@ func TestProofPolicies(t *testing.T) {
 		if _, err := w.login("walter", payload(w.phone.IMEI)); err != nil {
 			t.Fatalf("a handset of no group under optional: %v", err)
 		}
-		if _, err := w.devices.Update(w.ctx, "cli", w.phone.ID, device.Patch{Group: ptr("vault")}); err != nil {
+		if _, err := w.devices.Update(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, device.Patch{Group: ptr("vault")}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := w.login("walter", payload(w.phone.IMEI))
@@ -315,7 +315,7 @@ func TestProofPolicies(t *testing.T) {
 		if !errors.As(err, &te) || te.Code != tether.CodeProofRequired {
 			t.Fatalf("a keyless handset of a required group: %v; want proof_required", err)
 		}
-		if _, err := w.devices.Update(w.ctx, "cli", w.phone.ID, device.Patch{Group: ptr("lab")}); err != nil {
+		if _, err := w.devices.Update(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, device.Patch{Group: ptr("lab")}); err != nil {
 			t.Fatal(err)
 		}
 		g, err := w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, Device: w.keyedPayload(newKey(t, "EC"))})

@@ -57,7 +57,10 @@ func normalizeCode(code string) string {
 func codeHash(normalized string) []byte { return sha256Sum("tether enrollment code\x00" + normalized) }
 
 // CreateEnrollmentCode makes a one-time (or n-time) code and returns it
-// with its record. The code is shown once; the store keeps its hash.
+// with its record. The code is shown once; the store keeps its hash. A
+// scoped manager makes codes for a group of their scope only: the group
+// given (ErrScopeExceeded for one outside it), or their only group when
+// none is.
 func (s *Service) CreateEnrollmentCode(ctx context.Context, by Principal, req NewCode) (string, storage.EnrollmentCode, error) {
 	if req.TTL == 0 {
 		req.TTL = DefaultCodeTTL
@@ -78,6 +81,14 @@ func (s *Service) CreateEnrollmentCode(ctx context.Context, by Principal, req Ne
 	}
 	if len([]rune(req.Group)) > device.MaxGroup || !tether.Printable(req.Group) {
 		errs = append(errs, tether.Invalid("group", "group_length", "group must be at most 64 printable characters"))
+	} else if g, err := device.ScopedGroup("group", req.Group, by.Scopes); err != nil {
+		var verr *tether.ValidationError
+		if !errors.As(err, &verr) {
+			return "", storage.EnrollmentCode{}, err
+		}
+		errs = append(errs, verr)
+	} else {
+		req.Group = g
 	}
 	if all := tether.Join(errs...); all != nil {
 		return "", storage.EnrollmentCode{}, all
@@ -99,23 +110,33 @@ func (s *Service) CreateEnrollmentCode(ctx context.Context, by Principal, req Ne
 		ExpiresAt: now.Add(req.TTL), CreatedAt: now, CreatedBy: by.String(),
 	}
 	ev := s.event(ctx, "enrollment_code.create", "success")
-	ev.Actor, ev.Detail = by.String(), map[string]string{"code": rec.ID}
+	by.Stamp(&ev)
+	ev.Detail, ev.Groups = map[string]string{"code": rec.ID}, storage.ScopeGroups([]string{rec.Group})
 	if err := s.store.CreateEnrollmentCode(ctx, rec, storage.WithEvents(ev)); err != nil {
 		return "", storage.EnrollmentCode{}, fmt.Errorf("create enrollment code: %w", err)
 	}
 	return code, rec, nil
 }
 
-// ListEnrollmentCodes returns every code.
-func (s *Service) ListEnrollmentCodes(ctx context.Context) ([]storage.EnrollmentCode, error) {
-	return s.store.ListEnrollmentCodes(ctx, storage.CodeFilter{})
+// ListEnrollmentCodes returns every code in by's scope.
+func (s *Service) ListEnrollmentCodes(ctx context.Context, by Principal) ([]storage.EnrollmentCode, error) {
+	return s.store.ListEnrollmentCodes(ctx, storage.CodeFilter{Groups: by.Scopes})
 }
 
-// RevokeEnrollmentCode stops a code from enrolling any more handsets.
+// RevokeEnrollmentCode stops a code from enrolling any more handsets. A
+// code outside by's scope is not found.
 func (s *Service) RevokeEnrollmentCode(ctx context.Context, by Principal, id string) error {
+	rec, err := s.store.GetEnrollmentCode(ctx, id)
+	if err != nil {
+		return err
+	}
 	ev := s.event(ctx, "enrollment_code.revoke", "success")
-	ev.Actor, ev.Detail = by.String(), map[string]string{"code": id}
-	_, err := s.store.UpdateEnrollmentCode(ctx, id, func(c storage.EnrollmentCode) (storage.EnrollmentCode, error) {
+	by.Stamp(&ev)
+	ev.Detail, ev.Groups = map[string]string{"code": id}, storage.ScopeGroups([]string{rec.Group})
+	_, err = s.store.UpdateEnrollmentCode(ctx, id, func(c storage.EnrollmentCode) (storage.EnrollmentCode, error) {
+		if !storage.CodeInScope(c, by.Scopes) {
+			return c, fmt.Errorf("enrollment code %s out of scope: %w", id, storage.ErrNotFound)
+		}
 		if c.RevokedAt.IsZero() {
 			c.RevokedAt = s.now().UTC()
 		}
@@ -200,12 +221,13 @@ func (s *Service) Enroll(ctx context.Context, code string, p device.Payload) (st
 // EnrollmentCodeFor returns the code record with the given id if code is
 // its code, for showing the code again (as a QR image) to whoever holds it.
 // Any mismatch is ErrNotFound, so ids cannot be probed with wrong codes.
-func (s *Service) EnrollmentCodeFor(ctx context.Context, id, code string) (storage.EnrollmentCode, error) {
+// A code outside by's scope is not found either.
+func (s *Service) EnrollmentCodeFor(ctx context.Context, by Principal, id, code string) (storage.EnrollmentCode, error) {
 	rec, err := s.store.GetEnrollmentCode(ctx, id)
 	if err != nil {
 		return storage.EnrollmentCode{}, err
 	}
-	if subtle.ConstantTimeCompare(rec.Hash, codeHash(normalizeCode(code))) != 1 {
+	if subtle.ConstantTimeCompare(rec.Hash, codeHash(normalizeCode(code))) != 1 || !storage.CodeInScope(rec, by.Scopes) {
 		return storage.EnrollmentCode{}, fmt.Errorf("enrollment code %s: %w", id, storage.ErrNotFound)
 	}
 	return rec, nil

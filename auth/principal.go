@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"slices"
+
 	"tether"
+	"tether/device"
 	"tether/storage"
 )
 
@@ -25,6 +28,13 @@ type Principal struct {
 	// ID is the API key's or the user's ID; empty for the CLI.
 	ID   string
 	Role storage.Role
+	// Scopes are the handset groups a scoped manager (a user or an API
+	// key) manages; nil for the whole fleet. Admins, workers and the CLI
+	// are never scoped. See the scope rules in storage/scopes.go.
+	Scopes []string
+	// AMR is how a user proved who they are at sign-in (RFC 8176 values,
+	// such as ["pwd","otp"]); nil for an API key and the CLI.
+	AMR []string
 }
 
 // CLI is the principal of commands run on the server with the store file.
@@ -62,13 +72,59 @@ func (p Principal) Require(roles ...storage.Role) error {
 }
 
 // CanGrant reports whether p may create, edit or hand out an account or key
-// of role r: admins may grant any role, managers only roles below admin.
+// of role r: admins may grant any role, managers only roles below admin,
+// and a scoped manager only workers (an account that can manage is in no
+// scope).
 func (p Principal) CanGrant(r storage.Role) bool {
 	switch p.Role {
 	case storage.RoleAdmin:
 		return true
 	case storage.RoleManager:
+		if p.Scoped() {
+			return r == storage.RoleWorker
+		}
 		return roleRank[r] < roleRank[storage.RoleAdmin]
 	}
 	return false
+}
+
+// Scoped reports whether p is limited to some handset groups.
+func (p Principal) Scoped() bool { return p.Scopes != nil }
+
+// Device is p as the device rules know it: the name it acts under and the
+// groups it is limited to.
+func (p Principal) Device() device.Actor {
+	return device.Actor{Name: p.String(), Scopes: p.Scopes, AMR: p.AMR}
+}
+
+// Stamp marks an audit event as p's action: p names the actor, and the
+// scope it acted in and the factors it signed in with go with it.
+func (p Principal) Stamp(ev *storage.Event) {
+	ev.Actor = p.String()
+	ev.ActorScopes = slices.Clone(p.Scopes)
+	ev.ActorAMR = slices.Clone(p.AMR)
+}
+
+// principalOf is the principal of a user signed in with amr: a manager
+// carries the scopes of their account; other roles carry none.
+func principalOf(u storage.User, amr []string) Principal {
+	p := Principal{Kind: KindUser, ID: u.ID, Role: u.Role, AMR: slices.Clone(amr)}
+	if u.Role == storage.RoleManager {
+		p.Scopes = scopesOf(u.Scopes)
+	}
+	return p
+}
+
+// scopesOf is a stored list of scopes as a principal holds it: nil for
+// none (the whole fleet), and otherwise the groups that can be in a scope.
+// A stored list with no such group yields an empty, non-nil scope: it
+// holds nothing, rather than everything.
+func scopesOf(stored []string) []string {
+	if len(stored) == 0 {
+		return nil
+	}
+	if g := storage.ScopeGroups(stored); g != nil {
+		return g
+	}
+	return []string{}
 }

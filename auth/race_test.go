@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"tether/auth"
+	"tether/device"
 	"tether/storage"
 )
 
@@ -71,7 +72,7 @@ func TestSuspendedWhileLoggingIn(t *testing.T) {
 	t.Run("suspended after the checks, before the write", func(t *testing.T) {
 		w := newWorld(t)
 		svc := w.racing(func() {
-			if _, err := w.devices.Suspend(w.ctx, "cli", w.phone.ID, "lost"); err != nil {
+			if _, err := w.devices.Suspend(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, "lost"); err != nil {
 				t.Error(err)
 			}
 		})
@@ -89,7 +90,7 @@ func TestSuspendedWhileLoggingIn(t *testing.T) {
 			var err error
 			wg.Go(func() { g, err = w.login("walter", payload(w.phone.IMEI)) })
 			wg.Go(func() {
-				if _, err := w.devices.Suspend(w.ctx, "cli", w.phone.ID, "lost"); err != nil {
+				if _, err := w.devices.Suspend(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, "lost"); err != nil {
 					t.Error(err)
 				}
 			})

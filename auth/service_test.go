@@ -109,7 +109,7 @@ func (w *world) user(name string, role storage.Role) storage.User {
 
 func (w *world) register(imei string) storage.Device {
 	w.t.Helper()
-	d, err := w.devices.Register(w.ctx, "cli", device.Registration{Payload: device.Payload{IMEI: imei, IccIDs: []string{"89445001021983048261"}}})
+	d, err := w.devices.Register(w.ctx, device.Actor{Name: "cli"}, device.Registration{Payload: device.Payload{IMEI: imei, IccIDs: []string{"89445001021983048261"}}})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -257,15 +257,15 @@ func TestLogin(t *testing.T) {
 func TestLoginFailures(t *testing.T) {
 	w := newWorld(t)
 	suspended := w.register("352099001761481")
-	if _, err := w.devices.Suspend(w.ctx, "cli", suspended.ID, "lost"); err != nil {
+	if _, err := w.devices.Suspend(w.ctx, device.Actor{Name: "cli"}, suspended.ID, "lost"); err != nil {
 		t.Fatal(err)
 	}
 	retired := w.register("012345678901237")
-	if _, err := w.devices.Retire(w.ctx, "cli", retired.ID, ""); err != nil {
+	if _, err := w.devices.Retire(w.ctx, device.Actor{Name: "cli"}, retired.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	assigned := w.register("867584030000009")
-	if _, err := w.devices.Update(w.ctx, "cli", assigned.ID, device.Patch{AssignedUsers: &[]string{"maria"}}); err != nil {
+	if _, err := w.devices.Update(w.ctx, device.Actor{Name: "cli"}, assigned.ID, device.Patch{AssignedUsers: &[]string{"maria"}}); err != nil {
 		t.Fatal(err)
 	}
 	disabled := w.user("dora", storage.RoleWorker)
@@ -644,7 +644,7 @@ func TestCutOff(t *testing.T) {
 	t.Run("suspend", func(t *testing.T) {
 		w := newWorld(t)
 		g := w.mustLogin()
-		if _, err := w.devices.Suspend(w.ctx, "cli", w.phone.ID, "lost"); err != nil {
+		if _, err := w.devices.Suspend(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, "lost"); err != nil {
 			t.Fatal(err)
 		}
 		_, err := w.svc.Authenticate(w.ctx, g.AccessToken)
@@ -654,7 +654,7 @@ func TestCutOff(t *testing.T) {
 			t.Fatalf("revoke reason %q", s.RevokeReason)
 		}
 		// Reinstating does not bring the session back.
-		if _, err := w.devices.Reinstate(w.ctx, "cli", w.phone.ID, ""); err != nil {
+		if _, err := w.devices.Reinstate(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, ""); err != nil {
 			t.Fatal(err)
 		}
 		_, err = w.svc.Refresh(w.ctx, g.RefreshToken, w.phone.ID)
@@ -874,7 +874,7 @@ func TestLoginByDeviceRef(t *testing.T) {
 	_, err = w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: w.other.IMEI})
 	wantErr(t, err, auth.ErrAppVersion)
 
-	if _, err := w.devices.Suspend(w.ctx, "cli", w.phone.ID, ""); err != nil {
+	if _, err := w.devices.Suspend(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	_, err = w.svc.Login(w.ctx, auth.LoginRequest{Username: "walter", Password: password, DeviceRef: w.phone.IMEI})

@@ -21,9 +21,10 @@ type Identity struct {
 }
 
 // Principal returns the identity as a principal, with the user's current
-// role (not the one the token was issued with).
+// role and scopes (not those the token was issued with), and the factors
+// the session was signed in with.
 func (id Identity) Principal() Principal {
-	return Principal{Kind: KindUser, ID: id.User.ID, Role: id.User.Role}
+	return principalOf(id.User, SessionAMR(id.Session))
 }
 
 // Authenticate checks an access token for a protected endpoint: the
@@ -74,7 +75,8 @@ func (s *Service) authenticate(ctx context.Context, raw string, withProof bool) 
 // Logout ends the caller's session.
 func (s *Service) Logout(ctx context.Context, id Identity) error {
 	ev := s.event(ctx, "logout", "success")
-	ev.Actor, ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.Principal().String(), id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
+	id.Principal().Stamp(&ev)
+	ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
 	_, err := s.store.UpdateSession(ctx, id.Session.ID, func(cur storage.Session) (storage.Session, error) {
 		if !cur.Revoked() {
 			cur.RevokedAt, cur.RevokeReason = s.now().UTC(), "logout"
@@ -112,7 +114,8 @@ func (s *Service) EndSession(ctx context.Context, id, reason string) error {
 // signed in.
 func (s *Service) ChangePassword(ctx context.Context, id Identity, current, next string) error {
 	ev := s.event(ctx, "user.password", "failure")
-	ev.Actor, ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.Principal().String(), id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
+	id.Principal().Stamp(&ev)
+	ev.UserID, ev.Username, ev.SessionID, ev.DeviceID = id.User.ID, id.User.Username, id.Session.ID, id.Session.DeviceID
 	fail := func(err error) error {
 		ev.Reason = reasonOf(err)
 		s.record(ctx, ev)
@@ -189,14 +192,26 @@ func (s *Service) Introspect(ctx context.Context, raw string) Introspection {
 	return Introspection{Active: true, Claims: id.Claims, Username: id.User.Username, TokenType: TokenTypeOf(id.Claims)}
 }
 
-// ListSessions returns one page of sessions.
-func (s *Service) ListSessions(ctx context.Context, f storage.SessionFilter) (storage.Page[storage.Session], error) {
+// ListSessions returns one page of the sessions in by's scope (whatever
+// f.Groups says).
+func (s *Service) ListSessions(ctx context.Context, by Principal, f storage.SessionFilter) (storage.Page[storage.Session], error) {
+	f.Groups = by.Scopes
 	return s.store.ListSessions(ctx, f)
 }
 
 // RevokeSession ends one session, on a manager's word. by may not end the
-// session of an account of a role it could not grant.
+// session of an account of a role it could not grant; a session outside
+// by's scope is not found.
 func (s *Service) RevokeSession(ctx context.Context, by Principal, id string) error {
+	if by.Scoped() {
+		in, err := s.store.SessionInScope(ctx, id, by.Scopes)
+		if err != nil {
+			return err
+		}
+		if !in {
+			return fmt.Errorf("session %s out of scope: %w", id, storage.ErrNotFound)
+		}
+	}
 	sess, err := s.store.GetSession(ctx, id)
 	if err != nil {
 		return err
@@ -205,7 +220,8 @@ func (s *Service) RevokeSession(ctx context.Context, by Principal, id string) er
 		return err
 	}
 	ev := s.event(ctx, "session.revoke", "success")
-	ev.Actor, ev.UserID, ev.SessionID, ev.DeviceID = by.String(), sess.UserID, sess.ID, sess.DeviceID
+	by.Stamp(&ev)
+	ev.UserID, ev.SessionID, ev.DeviceID = sess.UserID, sess.ID, sess.DeviceID
 	_, err = s.store.UpdateSession(ctx, id, func(cur storage.Session) (storage.Session, error) {
 		if !cur.Revoked() {
 			cur.RevokedAt, cur.RevokeReason = s.now().UTC(), "revoked"
@@ -216,11 +232,20 @@ func (s *Service) RevokeSession(ctx context.Context, by Principal, id string) er
 }
 
 // LogoutAll ends every session of a user and returns how many were live.
+// A user outside by's scope is not found.
 func (s *Service) LogoutAll(ctx context.Context, by Principal, userID string) (int, error) {
+	handsets, err := userInScope(ctx, s.store, by, userID)
+	if err != nil {
+		return 0, err
+	}
 	ev := s.event(ctx, "user.logout_all", "success")
-	ev.Actor, ev.UserID = by.String(), userID
+	by.Stamp(&ev)
+	ev.UserID = userID
 	var n int
-	_, err := s.store.UpdateUser(ctx, userID, func(u storage.User) (storage.User, error) {
+	_, err = s.store.UpdateUser(ctx, userID, func(u storage.User) (storage.User, error) {
+		if err := recheckScope(by, userID, u, handsets); err != nil {
+			return u, err
+		}
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s ending the sessions of a %s: %w", by, u.Role, ErrForbidden)
 		}
@@ -250,7 +275,7 @@ func (s *Service) RotateKeys(ctx context.Context, by Principal, revoke bool) (ma
 		return nil, err
 	}
 	ev := s.event(ctx, "keys.rotate", "success")
-	ev.Actor = by.String()
+	by.Stamp(&ev)
 	if revoke {
 		ev.Reason = "old keys revoked"
 		return s.keys.Revoke(ctx, storage.WithEvents(ev))
@@ -258,8 +283,16 @@ func (s *Service) RotateKeys(ctx context.Context, by Principal, revoke bool) (ma
 	return s.keys.Rotate(ctx, storage.WithEvents(ev))
 }
 
-// Events returns one page of the audit trail.
+// Events returns one page of the whole audit trail, as f selects it, for
+// the operator; what a principal sees is EventsFor.
 func (s *Service) Events(ctx context.Context, f storage.EventFilter) (storage.Page[storage.Event], error) {
+	return s.store.ListEvents(ctx, f)
+}
+
+// EventsFor returns one page of the audit trail in by's scope (whatever
+// f.Groups says): the events whose groups meet it (Event.Groups).
+func (s *Service) EventsFor(ctx context.Context, by Principal, f storage.EventFilter) (storage.Page[storage.Event], error) {
+	f.Groups = by.Scopes
 	return s.store.ListEvents(ctx, f)
 }
 

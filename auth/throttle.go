@@ -192,8 +192,19 @@ func printableName(s string) string {
 	return s
 }
 
+// LockoutsFor is Lockouts as by sees them. The counters are kept by the
+// name typed at sign-in, which may be no account's, and by address: they
+// belong to no group, and a scoped manager sees none.
+func (s *Service) LockoutsFor(ctx context.Context, by Principal, f storage.AttemptFilter) (storage.Page[storage.Attempts], error) {
+	if by.Scoped() {
+		return storage.Page[storage.Attempts]{Items: []storage.Attempts{}}, nil
+	}
+	return s.Lockouts(ctx, f)
+}
+
 // Lockouts returns one page of the throttle's counters, for managers to see
-// who is being held back and from where.
+// who is being held back and from where (what a principal sees is
+// LockoutsFor).
 func (s *Service) Lockouts(ctx context.Context, f storage.AttemptFilter) (storage.Page[storage.Attempts], error) {
 	if f.Account != "" {
 		f.Account = throttleName(f.Account)
@@ -204,13 +215,29 @@ func (s *Service) Lockouts(ctx context.Context, f storage.AttemptFilter) (storag
 
 // ClearLockout forgets an account's failed logins (its own counter and
 // those per address), an address's, or those of an account from one
-// address, on a manager's word, and returns how many counters went.
+// address, on a manager's word, and returns how many counters went. A
+// scoped manager clears only the counters of a worker in their scope, who
+// must be named (an account of no one in scope is not found).
 func (s *Service) ClearLockout(ctx context.Context, by Principal, account, address string) (int, error) {
 	if err := by.Require(storage.RoleManager, storage.RoleAdmin); err != nil {
 		return 0, err
 	}
 	if account == "" && address == "" {
 		return 0, tether.Invalid("account", "account_required", "name an account, an address, or both")
+	}
+	var userID string
+	if by.Scoped() {
+		if account == "" {
+			return 0, tether.Invalid("account", "account_required", "name the worker whose failed sign-ins to forget")
+		}
+		u, err := s.store.GetUserByUsername(ctx, account)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := userInScope(ctx, s.store, by, u.ID); err != nil {
+			return 0, err
+		}
+		userID = u.ID
 	}
 	if account != "" {
 		account = throttleName(account)
@@ -220,7 +247,8 @@ func (s *Service) ClearLockout(ctx context.Context, by Principal, account, addre
 		return 0, err
 	}
 	ev := s.event(ctx, "throttle.clear", "success")
-	ev.Actor, ev.Username = by.String(), account
+	by.Stamp(&ev)
+	ev.Username, ev.UserID = account, userID
 	ev.Detail = map[string]string{"counters": fmt.Sprint(n)}
 	if address != "" {
 		ev.Detail["address"] = address

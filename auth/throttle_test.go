@@ -130,7 +130,7 @@ func TestThrottlePerAddress(t *testing.T) {
 // elsewhere wait; a manager sees the account held back and clears it.
 func TestNoLockoutOfTheOwner(t *testing.T) {
 	w := newWorld(t)
-	if _, err := w.devices.Update(w.ctx, "cli", w.phone.ID, device.Patch{AssignedUsers: &[]string{"walter"}}); err != nil {
+	if _, err := w.devices.Update(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, device.Patch{AssignedUsers: &[]string{"walter"}}); err != nil {
 		t.Fatal(err)
 	}
 	// 30 addresses, 2 guesses each, none of them enough to hold back any
@@ -204,7 +204,7 @@ func TestNoLockoutOfTheOwner(t *testing.T) {
 // with a valid proof of it passes a held-back account.
 func TestNoLockoutOfAKeyedHandset(t *testing.T) {
 	w := newWorld(t)
-	if _, err := w.devices.Update(w.ctx, "cli", w.phone.ID, device.Patch{AssignedUsers: &[]string{"walter"}}); err != nil {
+	if _, err := w.devices.Update(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, device.Patch{AssignedUsers: &[]string{"walter"}}); err != nil {
 		t.Fatal(err)
 	}
 	handset := newKey(t, "EC")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -27,9 +28,17 @@ const (
 	MaxProfileLen = 16 << 10
 )
 
-// Users manages accounts: who they are, their role, their password.
+// UsersStore is the persistence Users needs: the accounts, and whether
+// one is in a scope.
+type UsersStore interface {
+	storage.Users
+	storage.ScopeChecker
+}
+
+// Users manages accounts: who they are, their role, their password, the
+// handset groups they are in or manage.
 type Users struct {
-	store    storage.Users
+	store    UsersStore
 	hasher   *Hasher
 	validate *validator.Validate
 	now      func() time.Time
@@ -45,7 +54,7 @@ func WithUsersClock(now func() time.Time) UsersOption {
 
 // NewUsers returns a Users service. v must have the auth rules registered
 // (RegisterValidations).
-func NewUsers(store storage.Users, hasher *Hasher, v *validator.Validate, opts ...UsersOption) *Users {
+func NewUsers(store UsersStore, hasher *Hasher, v *validator.Validate, opts ...UsersOption) *Users {
 	u := &Users{store: store, hasher: hasher, validate: v, now: time.Now}
 	for _, opt := range opts {
 		opt(u)
@@ -174,15 +183,33 @@ type NewUser struct {
 	ImageURL  string
 	Features  []string
 	Profile   json.RawMessage
+	// Scopes are, for a manager, the handset groups they manage (none:
+	// the whole fleet), and for a worker the groups they are in. Admins
+	// have none.
+	Scopes []string
 }
 
 // Create validates and stores a new account with a hashed password. It
 // returns a *tether.ValidationError naming every bad field, ErrForbidden when
 // by may not grant the role, or a *storage.ConflictError when the username
 // is taken (case-insensitively).
+//
+// A scoped manager creates workers only, into groups of their own scope:
+// the scopes given (ErrScopeExceeded for a group outside theirs) or, when
+// none are, their only group (a manager of several groups must name them).
 func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.User, error) {
 	if nu.Role == "" {
 		nu.Role = storage.RoleWorker
+	}
+	scopes, serr := CheckScopes("scopes", nu.Scopes)
+	if serr == nil && nu.Role == storage.RoleAdmin && len(scopes) > 0 {
+		serr = errAdminScoped
+	}
+	if serr == nil && by.Scoped() && by.CanGrant(nu.Role) {
+		var err error
+		if scopes, err = grantScopes(by, scopes); err != nil && !errors.As(err, &serr) {
+			return storage.User{}, err
+		}
 	}
 	p := profile{
 		Username: nu.Username, Role: string(nu.Role), FirstName: nu.FirstName, LastName: nu.LastName,
@@ -194,7 +221,7 @@ func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.U
 			return storage.User{}, err
 		}
 	}
-	if all := tether.Join(verr, passwordPolicy(nu.Password)); all != nil {
+	if all := tether.Join(verr, passwordPolicy(nu.Password), serr); all != nil {
 		return storage.User{}, all
 	}
 	if !by.CanGrant(nu.Role) {
@@ -215,13 +242,21 @@ func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.U
 		ImageURL:          p.ImageURL,
 		Features:          p.Features,
 		Profile:           p.Profile,
+		Scopes:            scopes,
 		PasswordHash:      hash,
 		PasswordChangedAt: now,
 		CreatedAt:         now,
 		UpdatedAt:         now,
 	}
-	ev := storage.NewEvent(ctx, now, "user.create", "success", by.String())
+	ev := storage.NewEvent(ctx, now, "user.create", "success", "")
+	by.Stamp(&ev)
 	ev.UserID, ev.Username = u.ID, u.Username
+	if len(scopes) > 0 {
+		ev.Detail = map[string]string{"scopes": truncate(strings.Join(scopes, " "), 256)}
+		if u.Role == storage.RoleWorker {
+			ev.Groups = scopes
+		}
+	}
 	created, err := s.store.CreateUser(ctx, u, storage.WithEvents(ev))
 	if err != nil {
 		return storage.User{}, fmt.Errorf("create user: %w", err)
@@ -229,9 +264,45 @@ func (s *Users) Create(ctx context.Context, by Principal, nu NewUser) (storage.U
 	return created, nil
 }
 
-// Get returns a user by ID.
-func (s *Users) Get(ctx context.Context, id string) (storage.User, error) {
-	return s.store.GetUser(ctx, id)
+// Get returns a user by ID, or storage.ErrNotFound when there is none or
+// it is outside by's scope.
+func (s *Users) Get(ctx context.Context, by Principal, id string) (storage.User, error) {
+	handsets, err := userInScope(ctx, s.store, by, id)
+	if err != nil {
+		return storage.User{}, err
+	}
+	u, err := s.store.GetUser(ctx, id)
+	if err != nil {
+		return storage.User{}, err
+	}
+	return u, recheckScope(by, id, u, handsets)
+}
+
+// userInScope returns storage.ErrNotFound, as for a missing user, for a
+// user outside by's scope; otherwise the groups of the handsets the user is
+// assigned to, for recheckScope to check the user's record against.
+func userInScope(ctx context.Context, store storage.ScopeChecker, by Principal, id string) ([]string, error) {
+	if !by.Scoped() {
+		return nil, nil
+	}
+	in, err := store.UserInScope(ctx, id, by.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	if !in {
+		return nil, fmt.Errorf("user %s out of scope: %w", id, storage.ErrNotFound)
+	}
+	return store.HandsetGroups(ctx, id)
+}
+
+// recheckScope checks, inside the write that changes it, that the user u
+// is still in by's scope, given the groups of their handsets read before:
+// a worker moved out of scope (or promoted) meanwhile is not found.
+func recheckScope(by Principal, id string, u storage.User, handsets []string) error {
+	if by.Scoped() && !storage.UserInScope(u, handsets, by.Scopes) {
+		return fmt.Errorf("user %s out of scope: %w", id, storage.ErrNotFound)
+	}
+	return nil
 }
 
 // Usernames returns the usernames of the users with the given ids, in one
@@ -240,8 +311,10 @@ func (s *Users) Usernames(ctx context.Context, ids []string) (map[string]string,
 	return s.store.Usernames(ctx, ids)
 }
 
-// List returns one page of users.
-func (s *Users) List(ctx context.Context, f storage.UserFilter) (storage.Page[storage.User], error) {
+// List returns one page of the users in by's scope (whatever f.Groups
+// says).
+func (s *Users) List(ctx context.Context, by Principal, f storage.UserFilter) (storage.Page[storage.User], error) {
+	f.Groups = by.Scopes
 	if f.Role != "" && f.Role != storage.RoleWorker && f.Role != storage.RoleManager && f.Role != storage.RoleAdmin {
 		return storage.Page[storage.User]{}, tether.Invalid("role", "role_invalid", "role must be worker, manager or admin")
 	}
@@ -260,25 +333,59 @@ type UserPatch struct {
 	// Profile replaces the whole profile object; JSON null clears it.
 	Profile  *json.RawMessage
 	Disabled *bool
+	// Scopes replaces the account's scopes (see NewUser.Scopes); an empty
+	// list clears them. A scoped manager sets, of a worker's, only the
+	// groups of their own scope: the worker's other groups stay.
+	Scopes *[]string
 }
 
 // Update applies a patch. by may not touch an account of a role it could not
-// grant, nor grant one.
+// grant, nor grant one, nor change its own scopes; a scoped manager sees
+// only the workers in their scope (others are not found) and cannot widen
+// anyone's scope beyond their own (ErrScopeExceeded).
 func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch) (storage.User, error) {
 	if p.Role != nil && !by.CanGrant(*p.Role) {
 		return storage.User{}, fmt.Errorf("%s granting %s: %w", by, *p.Role, ErrForbidden)
 	}
+	var scopes []string
+	if p.Scopes != nil {
+		var verr *tether.ValidationError
+		if scopes, verr = CheckScopes("scopes", *p.Scopes); verr != nil {
+			return storage.User{}, verr
+		}
+		if by.Scoped() {
+			for _, g := range scopes {
+				if !storage.InGroups(g, by.Scopes) {
+					return storage.User{}, fmt.Errorf("%s giving %s group %q: %w", by, id, g, ErrScopeExceeded)
+				}
+			}
+		}
+	}
+	handsets, err := userInScope(ctx, s.store, by, id)
+	if err != nil {
+		return storage.User{}, err
+	}
 	now := s.now().UTC()
-	ev := storage.NewEvent(ctx, now, "user.update", "success", by.String())
+	ev := storage.NewEvent(ctx, now, "user.update", "success", "")
+	by.Stamp(&ev)
 	ev.UserID = id
+	if p.Scopes != nil {
+		ev.Detail = map[string]string{"scopes": truncate(strings.Join(scopes, " "), 256)}
+	}
 	opts := []storage.WriteOption{storage.WithEvents(ev)}
 	if p.Disabled != nil && *p.Disabled {
 		// A disabled account loses every session, in the same transaction.
 		opts = append(opts, storage.WithRevocation(storage.Revocation{UserID: id, Reason: "account_disabled", At: now}, nil))
 	}
 	return s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
+		if err := recheckScope(by, id, u, handsets); err != nil {
+			return u, err
+		}
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s editing a %s: %w", by, u.Role, ErrForbidden)
+		}
+		if p.Scopes != nil && by.Kind == KindUser && by.ID == u.ID && !slices.Equal(scopes, storage.ScopeGroups(u.Scopes)) {
+			return u, fmt.Errorf("%s changing its own scopes: %w", by, ErrForbidden)
 		}
 		// What the directory owns is changed there; disabling, features
 		// and the profile are Tether's own.
@@ -309,6 +416,25 @@ func (s *Users) Update(ctx context.Context, by Principal, id string, p UserPatch
 		if err := s.check(&pr); err != nil {
 			return u, err
 		}
+		next := u.Scopes
+		if p.Scopes != nil {
+			next = scopes
+			if by.Scoped() {
+				// The worker's groups outside by's scope are not by's to
+				// change.
+				var keep []string
+				for _, g := range u.Scopes {
+					if !storage.InGroups(g, by.Scopes) {
+						keep = append(keep, g)
+					}
+				}
+				next = storage.ScopeGroups(keep, scopes)
+			}
+		}
+		if storage.Role(pr.Role) == storage.RoleAdmin && len(next) > 0 {
+			return u, errAdminScoped
+		}
+		u.Scopes = next
 		u.Role = storage.Role(pr.Role)
 		u.FirstName, u.LastName, u.Email, u.ImageURL = pr.FirstName, pr.LastName, pr.Email, pr.ImageURL
 		u.Features, u.Profile = pr.Features, pr.Profile
@@ -333,6 +459,10 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 	if verr := passwordPolicy(password); verr != nil {
 		return verr
 	}
+	handsets, err := userInScope(ctx, s.store, by, id)
+	if err != nil {
+		return err
+	}
 	target, err := s.store.GetUser(ctx, id)
 	if err != nil {
 		return err
@@ -349,9 +479,13 @@ func (s *Users) SetPassword(ctx context.Context, by Principal, id, password stri
 		return err
 	}
 	now := s.now().UTC()
-	ev := storage.NewEvent(ctx, now, "user.password", "success", by.String())
+	ev := storage.NewEvent(ctx, now, "user.password", "success", "")
+	by.Stamp(&ev)
 	ev.UserID, ev.Username, ev.Reason = id, target.Username, "reset: every session ended"
 	_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
+		if err := recheckScope(by, id, u, handsets); err != nil {
+			return u, err
+		}
 		if !by.CanGrant(u.Role) {
 			return u, fmt.Errorf("%s setting the password of a %s: %w", by, u.Role, ErrForbidden)
 		}
@@ -384,8 +518,9 @@ func (s *Users) ResetMFA(ctx context.Context, by Principal, userID string) (int,
 		return 0, err
 	}
 	now := s.now().UTC()
-	ev := storage.NewEvent(ctx, now, "user.mfa_reset", "success", by.String())
-	ev.Actor, ev.UserID, ev.Username, ev.Reason = by.String(), target.ID, target.Username, "every factor and recovery code removed; every session ended"
+	ev := storage.NewEvent(ctx, now, "user.mfa_reset", "success", "")
+	by.Stamp(&ev)
+	ev.UserID, ev.Username, ev.Reason = target.ID, target.Username, "every factor and recovery code removed; every session ended"
 	factors := 0
 	if target.MFA != nil {
 		factors = len(target.MFA.Factors)

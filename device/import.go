@@ -350,7 +350,13 @@ func (r ImportRow) blank() bool {
 // error is ErrImportInvalid. With opts.SkipInvalid the valid rows are
 // registered and the invalid ones reported. progress, if not nil, is told
 // how many rows are checked.
-func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, warnings []ImportIssue, opts ImportOptions, progress func(done, total int)) (ImportReport, error) {
+//
+// For a scoped actor a row's group must be one of their scope (a row
+// without one goes into their only group; with several, it must name one)
+// and its assigned users workers in the scope: other rows are invalid rows
+// like any other (group_out_of_scope, group_required, user_unknown).
+func (s *Service) Import(ctx context.Context, by Actor, rows []ImportRow, warnings []ImportIssue, opts ImportOptions, progress func(done, total int)) (ImportReport, error) {
+	actor := by.Name
 	dryRun := opts.DryRun
 	report := ImportReport{DryRun: dryRun, Rows: len(rows), Errors: []ImportIssue{}, Warnings: warnings}
 	if report.Warnings == nil {
@@ -371,7 +377,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 			report.Skipped++
 			continue
 		}
-		issues, d, err := s.importRow(ctx, row, seen, users)
+		issues, d, err := s.importRow(ctx, row, by.Scopes, seen, users)
 		if err != nil {
 			return report, err
 		}
@@ -394,8 +400,12 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 	if dryRun || len(devices) == 0 {
 		return report, nil
 	}
-	ev := storage.NewEvent(ctx, now, "device.import", "success", actor)
+	ev := by.event(ctx, now, "device.import")
 	ev.Detail = map[string]string{"created": fmt.Sprint(len(devices)), "rows": fmt.Sprint(len(rows))}
+	for _, d := range devices {
+		ev.Groups = append(ev.Groups, d.Group)
+	}
+	ev.Groups = storage.ScopeGroups(ev.Groups)
 	if report.Invalid > 0 {
 		ev.Detail["invalid"] = fmt.Sprint(report.Invalid)
 	}
@@ -411,7 +421,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, wa
 // throughout: reading and checking a file of MaxImportRows holds some tens
 // of MiB, so the slots bound what imports hold together. When every slot
 // is taken it fails at once with ErrImportBusy, having read nothing.
-func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, format string, opts ImportOptions) (ImportReport, error) {
+func (s *Service) ImportFile(ctx context.Context, by Actor, file io.Reader, format string, opts ImportOptions) (ImportReport, error) {
 	select {
 	case s.imports <- struct{}{}:
 		defer func() { <-s.imports }()
@@ -422,11 +432,11 @@ func (s *Service) ImportFile(ctx context.Context, actor string, file io.Reader, 
 	if err != nil {
 		return ImportReport{}, err
 	}
-	return s.Import(ctx, actor, rows, warnings, opts, nil)
+	return s.Import(ctx, by, rows, warnings, opts, nil)
 }
 
 // importRow checks one row and returns its device, or its issues.
-func (s *Service) importRow(ctx context.Context, row ImportRow, seen map[string]int, users map[string]string) ([]ImportIssue, storage.Device, error) {
+func (s *Service) importRow(ctx context.Context, row ImportRow, scopes []string, seen map[string]int, users map[string]string) ([]ImportIssue, storage.Device, error) {
 	var issues []ImportIssue
 	add := func(field, code, msg string) {
 		issues = append(issues, ImportIssue{Row: row.Row, Field: field, Code: code, Message: msg})
@@ -451,6 +461,13 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, seen map[string]
 			add(ve.Fields[0].Field, ve.Fields[0].Code, ve.Fields[0].Message)
 		}
 	}
+	if g, err := ScopedGroup("group", group, scopes); errors.Is(err, ErrScopeExceeded) {
+		add("group", "group_out_of_scope", fmt.Sprintf("group %q is not one of the groups you manage", group))
+	} else if err != nil {
+		add("group", "group_required", "name a group: you manage several")
+	} else {
+		group = g
+	}
 	if first, dup := seen[p.IMEI]; dup && p.IMEI != "" {
 		add("imei", "imei_duplicate", fmt.Sprintf("IMEI %s is also in row %d", p.IMEI, first))
 	} else if len(issues) == 0 {
@@ -466,7 +483,7 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, seen map[string]
 	for _, ref := range row.AssignedUsers {
 		id, known := users[ref]
 		if !known {
-			resolved, verr, err := s.resolveUsers(ctx, []string{ref})
+			resolved, verr, err := s.resolveUsers(ctx, []string{ref}, scopes)
 			if err != nil {
 				return nil, storage.Device{}, err
 			}

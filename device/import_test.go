@@ -45,7 +45,7 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	f := newFixture(t)
 	f.user(t, "walter")
 
-	report, err := f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, device.ImportOptions{DryRun: true}, nil)
+	report, err := f.svc.Import(ctx, device.Actor{Name: "cli"}, readFile(t, "fleet-50-bad.csv"), nil, device.ImportOptions{DryRun: true}, nil)
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
 	}
@@ -62,7 +62,7 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	}
 
 	// The same file for real: all or nothing, so nothing.
-	_, err = f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, device.ImportOptions{}, nil)
+	_, err = f.svc.Import(ctx, device.Actor{Name: "cli"}, readFile(t, "fleet-50-bad.csv"), nil, device.ImportOptions{}, nil)
 	if !errors.Is(err, device.ErrImportInvalid) {
 		t.Fatalf("import with bad rows: %v", err)
 	}
@@ -71,7 +71,7 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	}
 
 	var ticks []int
-	report, err = f.svc.Import(ctx, "apikey:ak_1", readFile(t, "fleet-50.csv"), nil, device.ImportOptions{}, func(done, total int) { ticks = append(ticks, done) })
+	report, err = f.svc.Import(ctx, device.Actor{Name: "apikey:ak_1"}, readFile(t, "fleet-50.csv"), nil, device.ImportOptions{}, func(done, total int) { ticks = append(ticks, done) })
 	if err != nil || report.Created != 50 || len(report.Errors) != 0 {
 		t.Fatalf("corrected import: %+v, %v", report, err)
 	}
@@ -91,7 +91,7 @@ func TestImportFiftyWithThreeBad(t *testing.T) {
 	}
 
 	// Importing it again: every row is already registered.
-	report, err = f.svc.Import(ctx, "cli", readFile(t, "fleet-50.csv"), nil, device.ImportOptions{DryRun: true}, nil)
+	report, err = f.svc.Import(ctx, device.Actor{Name: "cli"}, readFile(t, "fleet-50.csv"), nil, device.ImportOptions{DryRun: true}, nil)
 	if err != nil || len(report.Errors) != 50 || report.Errors[0].Code != "imei_taken" {
 		t.Fatalf("second import: %d errors, %v", len(report.Errors), err)
 	}
@@ -352,12 +352,12 @@ func TestImportFileSlots(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reports[i], errs[i] = f.svc.ImportFile(ctx, "cli", r, device.FormatCSV, device.ImportOptions{})
+			reports[i], errs[i] = f.svc.ImportFile(ctx, device.Actor{Name: "cli"}, r, device.FormatCSV, device.ImportOptions{})
 		}()
 		<-r.started
 	}
 	unread := &heldReader{started: make(chan struct{}), release: release, rest: strings.NewReader(csv(9))}
-	_, err := f.svc.ImportFile(ctx, "cli", unread, device.FormatCSV, device.ImportOptions{})
+	_, err := f.svc.ImportFile(ctx, device.Actor{Name: "cli"}, unread, device.FormatCSV, device.ImportOptions{})
 	var terr *tether.Error
 	if !errors.Is(err, device.ErrImportBusy) || !errors.As(err, &terr) || terr.RetryAfter <= 0 {
 		t.Fatalf("a third import: got %v; want ErrImportBusy with a retry time", err)
@@ -374,7 +374,7 @@ func TestImportFileSlots(t *testing.T) {
 			t.Fatalf("import %d: got %+v, %v; want one created", i, reports[i], errs[i])
 		}
 	}
-	report, err := f.svc.ImportFile(ctx, "cli", strings.NewReader(csv(9)), device.FormatCSV, device.ImportOptions{})
+	report, err := f.svc.ImportFile(ctx, device.Actor{Name: "cli"}, strings.NewReader(csv(9)), device.FormatCSV, device.ImportOptions{})
 	if err != nil || report.Created != 1 {
 		t.Fatalf("an import after: got %+v, %v; want one created", report, err)
 	}
@@ -411,7 +411,7 @@ func TestImportRowRules(t *testing.T) {
 		{Row: 7, IMEI: "352099001761481", Notes: strings.Repeat("n", device.MaxNotes+1)},
 		{Row: 8, Notes: "a row with notes alone is not blank"},
 	}
-	report, err := f.svc.Import(ctx, "cli", rows, nil, device.ImportOptions{DryRun: true}, nil)
+	report, err := f.svc.Import(ctx, device.Actor{Name: "cli"}, rows, nil, device.ImportOptions{DryRun: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +437,7 @@ func TestImportSkipInvalid(t *testing.T) {
 	f := newFixture(t)
 	f.user(t, "walter")
 	opts := device.ImportOptions{DryRun: true, SkipInvalid: true}
-	report, err := f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
+	report, err := f.svc.Import(ctx, device.Actor{Name: "cli"}, readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
 	if err != nil || report.Valid != 47 || report.Invalid != 3 || report.Created != 0 || len(report.Errors) != 3 {
 		t.Fatalf("dry run skipping invalid rows: %+v, %v; want 47 valid, 3 invalid, none created", report, err)
 	}
@@ -446,7 +446,7 @@ func TestImportSkipInvalid(t *testing.T) {
 	}
 
 	opts.DryRun = false
-	report, err = f.svc.Import(ctx, "apikey:ak_1", readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
+	report, err = f.svc.Import(ctx, device.Actor{Name: "apikey:ak_1"}, readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
 	if err != nil || report.Valid != 47 || report.Invalid != 3 || report.Created != 47 || len(report.Errors) != 3 {
 		t.Fatalf("import skipping invalid rows: %+v, %v; want 47 created and the 3 invalid rows reported", report, err)
 	}
@@ -468,7 +468,7 @@ func TestImportSkipInvalid(t *testing.T) {
 	}
 
 	// Every row invalid now (all registered): nothing to create, no error.
-	report, err = f.svc.Import(ctx, "cli", readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
+	report, err = f.svc.Import(ctx, device.Actor{Name: "cli"}, readFile(t, "fleet-50-bad.csv"), nil, opts, nil)
 	if err != nil || report.Valid != 0 || report.Invalid != 50 || report.Created != 0 {
 		t.Fatalf("the same file again: %+v, %v; want 50 invalid rows and nothing created", report, err)
 	}
@@ -492,7 +492,7 @@ func BenchmarkImport10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		report, err := f.svc.Import(context.Background(), "bench", rows, warnings, device.ImportOptions{}, nil)
+		report, err := f.svc.Import(context.Background(), device.Actor{Name: "bench"}, rows, warnings, device.ImportOptions{}, nil)
 		if err != nil || report.Created != 10_000 {
 			b.Fatalf("%+v %v", report.Errors[:min(3, len(report.Errors))], err)
 		}

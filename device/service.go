@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -26,6 +27,58 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (storage.User, error)
 	GetUserByUsername(ctx context.Context, name string) (storage.User, error)
 	Usernames(ctx context.Context, ids []string) (map[string]string, error)
+	// UserInScope tells whether a user may be assigned by a scoped
+	// manager (see storage.ScopeChecker).
+	UserInScope(ctx context.Context, id string, groups []string) (bool, error)
+}
+
+// Actor is who asks the device rules for something: the name records and
+// the audit trail give them, the handset groups they are limited to (nil:
+// the whole fleet; see the scope rules in storage/scopes.go), and how they
+// signed in, for the audit trail.
+type Actor struct {
+	Name   string
+	Scopes []string
+	AMR    []string
+}
+
+// event starts an audit event of the actor's.
+func (a Actor) event(ctx context.Context, t time.Time, action string) storage.Event {
+	ev := storage.NewEvent(ctx, t, action, "success", a.Name)
+	ev.ActorScopes, ev.ActorAMR = slices.Clone(a.Scopes), slices.Clone(a.AMR)
+	return ev
+}
+
+// ErrScopeExceeded is returned when a scoped manager names a group outside
+// their scope: a handset's new group, an enrollment code's, a worker's.
+// It is no leak: the caller named the group.
+var ErrScopeExceeded = tether.NewError(tether.CodeScopeExceeded, "that group is outside the groups you manage")
+
+// notFound is the answer for a record outside the caller's scope: the
+// same as for one that does not exist.
+func notFound(kind, ref string) error {
+	return fmt.Errorf("%s %s: %w", kind, ref, storage.ErrNotFound)
+}
+
+// ScopedGroup returns the group a scoped actor's new record goes into:
+// group itself, or, when none is given and the scope is a single group,
+// that group. It returns a *tether.ValidationError for field when none is
+// given and the scope has several groups, and ErrScopeExceeded for a group
+// outside the scope. With nil scopes group is returned as it is.
+func ScopedGroup(field, group string, scopes []string) (string, error) {
+	if scopes == nil {
+		return group, nil
+	}
+	if group == "" {
+		if len(scopes) == 1 {
+			return scopes[0], nil
+		}
+		return "", tether.Invalid(field, field+"_required", "name a group: you manage several")
+	}
+	if !storage.InGroups(group, scopes) {
+		return "", fmt.Errorf("group %q: %w", group, ErrScopeExceeded)
+	}
+	return group, nil
 }
 
 // ErrInvalidTransition is returned for a lifecycle change the device's
@@ -90,12 +143,25 @@ type Registration struct {
 
 // Register validates and stores a new handset. It returns a
 // *tether.ValidationError naming every bad field, or a *storage.ConflictError
-// when the IMEI is already registered.
-func (s *Service) Register(ctx context.Context, actor string, r Registration) (storage.Device, error) {
+// when the IMEI is already registered. A scoped actor registers handsets
+// into a group of their scope: the one given (ErrScopeExceeded for one
+// outside it), or their only group when none is given; a scope of several
+// groups must name one.
+func (s *Service) Register(ctx context.Context, by Actor, r Registration) (storage.Device, error) {
+	actor := by.Name
 	r.Payload.Normalize()
 	r.Label = strings.TrimSpace(r.Label)
 	r.Group = strings.TrimSpace(r.Group)
 	r.Notes = strings.TrimSpace(r.Notes)
+	var gerr *tether.ValidationError
+	g, err := ScopedGroup("group", r.Group, by.Scopes)
+	switch {
+	case errors.As(err, &gerr):
+	case err != nil:
+		return storage.Device{}, err
+	default:
+		r.Group = g
+	}
 
 	var verr *tether.ValidationError
 	if err := Validate(s.validate, r.Payload, "", false); err != nil {
@@ -103,7 +169,7 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 			return storage.Device{}, err
 		}
 	}
-	ids, uerr, err := s.resolveUsers(ctx, r.AssignedUsers)
+	ids, uerr, err := s.resolveUsers(ctx, r.AssignedUsers, by.Scopes)
 	if err != nil {
 		return storage.Device{}, err
 	}
@@ -120,7 +186,7 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 		}
 	}
 	if all := tether.Join(verr, checkText("label", r.Label, MaxLabel), checkText("group", r.Group, MaxGroup),
-		checkText("notes", r.Notes, MaxNotes), uerr, kerr); all != nil {
+		checkText("notes", r.Notes, MaxNotes), uerr, kerr, gerr); all != nil {
 		return storage.Device{}, all
 	}
 
@@ -137,7 +203,7 @@ func (s *Service) Register(ctx context.Context, actor string, r Registration) (s
 		Key:           key,
 	}
 	Apply(&d, r.Payload)
-	ev := storage.NewEvent(ctx, now, "device.register", "success", actor)
+	ev := by.event(ctx, now, "device.register")
 	ev.DeviceID = d.ID
 	if err := s.store.CreateDevice(ctx, d, storage.WithEvents(ev)); err != nil {
 		return storage.Device{}, fmt.Errorf("register device: %w", err)
@@ -169,16 +235,31 @@ func Apply(d *storage.Device, p Payload) {
 
 // Find returns the device a reference names: a device ID ("dev_…") or an
 // IMEI, with or without separators. It returns an error wrapping
-// storage.ErrNotFound when there is none.
-func (s *Service) Find(ctx context.Context, ref string) (storage.Device, error) {
+// storage.ErrNotFound when there is none, or when it is outside the
+// scope of a scoped actor.
+func (s *Service) Find(ctx context.Context, by Actor, ref string) (storage.Device, error) {
+	var (
+		d   storage.Device
+		err error
+	)
 	if strings.HasPrefix(ref, storage.PrefixDevice) {
-		return s.store.GetDevice(ctx, ref)
+		d, err = s.store.GetDevice(ctx, ref)
+	} else {
+		d, err = s.store.GetDeviceByIMEI(ctx, stripSeparators(ref))
 	}
-	return s.store.GetDeviceByIMEI(ctx, stripSeparators(ref))
+	if err != nil {
+		return storage.Device{}, err
+	}
+	if !storage.DeviceInScope(d, by.Scopes) {
+		return storage.Device{}, notFound("device", ref)
+	}
+	return d, nil
 }
 
-// resolve turns a reference (a device id or an IMEI) into a device id.
-func (s *Service) resolve(ctx context.Context, ref string) (string, error) {
+// resolve turns a reference (a device id or an IMEI) into a device id. A
+// device found by IMEI outside scopes is not found, as a missing one; one
+// named by id is checked by the write that follows.
+func (s *Service) resolve(ctx context.Context, ref string, scopes []string) (string, error) {
 	if strings.HasPrefix(ref, storage.PrefixDevice) {
 		return ref, nil
 	}
@@ -186,13 +267,18 @@ func (s *Service) resolve(ctx context.Context, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if !storage.DeviceInScope(d, scopes) {
+		return "", notFound("device", ref)
+	}
 	return d.ID, nil
 }
 
-// List returns one page of devices. f.AssignedUser may be a username or
-// a user ID: a user's handsets are those assigned to them by name (not
-// those any worker may use); a username of no user has none.
-func (s *Service) List(ctx context.Context, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
+// List returns one page of the devices in by's scope (whatever f.Groups
+// says). f.AssignedUser may be a username or a user ID: a user's handsets
+// are those assigned to them by name (not those any worker may use); a
+// username of no user has none.
+func (s *Service) List(ctx context.Context, by Actor, f storage.DeviceFilter) (storage.Page[storage.Device], error) {
+	f.Groups = by.Scopes
 	if f.Status != "" && !f.Status.Valid() {
 		return storage.Page[storage.Device]{}, tether.Invalid("status", "status_invalid",
 			"status must be enrolled, suspended or retired")
@@ -230,9 +316,18 @@ type Patch struct {
 	PublicKey *json.RawMessage
 }
 
-// Update applies a Patch to the device ref names (its id or IMEI).
-func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (storage.Device, error) {
-	id, err := s.resolve(ctx, ref)
+// Update applies a Patch to the device ref names (its id or IMEI). A
+// scoped actor edits only the devices in their scope (others are not
+// found) and moves them only to a group of their scope (ErrScopeExceeded
+// otherwise, before anything is read).
+func (s *Service) Update(ctx context.Context, by Actor, ref string, p Patch) (storage.Device, error) {
+	actor := by.Name
+	if p.Group != nil && by.Scopes != nil {
+		if !storage.InGroups(strings.TrimSpace(*p.Group), by.Scopes) {
+			return storage.Device{}, fmt.Errorf("moving %s to %q: %w", ref, strings.TrimSpace(*p.Group), ErrScopeExceeded)
+		}
+	}
+	id, err := s.resolve(ctx, ref, by.Scopes)
 	if err != nil {
 		return storage.Device{}, err
 	}
@@ -255,7 +350,7 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 	var ids []string
 	if p.AssignedUsers != nil {
 		var uerr *tether.ValidationError
-		ids, uerr, err = s.resolveUsers(ctx, *p.AssignedUsers)
+		ids, uerr, err = s.resolveUsers(ctx, *p.AssignedUsers, by.Scopes)
 		if err != nil {
 			return storage.Device{}, err
 		}
@@ -265,7 +360,7 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 		return storage.Device{}, all
 	}
 	var key *storage.DeviceKey
-	events := []storage.Event{storage.NewEvent(ctx, s.now(), "device.update", "success", actor)}
+	events := []storage.Event{by.event(ctx, s.now(), "device.update")}
 	var opts []storage.WriteOption
 	if p.PublicKey != nil {
 		if string(*p.PublicKey) != "null" {
@@ -274,7 +369,7 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 				return storage.Device{}, err
 			}
 		}
-		ev := storage.NewEvent(ctx, s.now(), "device.key_replaced", "success", actor)
+		ev := by.event(ctx, s.now(), "device.key_replaced")
 		if key == nil {
 			ev.Action = "device.key_cleared"
 		} else {
@@ -287,6 +382,11 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 		events[i].DeviceID = id
 	}
 	return s.store.UpdateDevice(ctx, id, func(d storage.Device) (storage.Device, error) {
+		// Checked in the write itself, so a handset moved out of scope
+		// meanwhile is not changed.
+		if !storage.DeviceInScope(d, by.Scopes) {
+			return d, notFound("device", ref)
+		}
 		if p.PublicKey != nil {
 			d.Key = key
 		}
@@ -310,19 +410,19 @@ func (s *Service) Update(ctx context.Context, actor, ref string, p Patch) (stora
 // Suspend stops a handset from logging in, as when it is lost. Suspending a
 // suspended handset changes nothing; a retired one cannot be suspended.
 // Suspend, Retire and Reinstate take the device's id or IMEI.
-func (s *Service) Suspend(ctx context.Context, actor, id, reason string) (storage.Device, error) {
-	return s.transition(ctx, actor, id, storage.DeviceSuspended, reason)
+func (s *Service) Suspend(ctx context.Context, by Actor, id, reason string) (storage.Device, error) {
+	return s.transition(ctx, by, id, storage.DeviceSuspended, reason)
 }
 
 // Retire takes a handset out of service for good (it can still be
 // reinstated, as when it was retired by mistake).
-func (s *Service) Retire(ctx context.Context, actor, id, reason string) (storage.Device, error) {
-	return s.transition(ctx, actor, id, storage.DeviceRetired, reason)
+func (s *Service) Retire(ctx context.Context, by Actor, id, reason string) (storage.Device, error) {
+	return s.transition(ctx, by, id, storage.DeviceRetired, reason)
 }
 
 // Reinstate returns a suspended or retired handset to service.
-func (s *Service) Reinstate(ctx context.Context, actor, id, reason string) (storage.Device, error) {
-	return s.transition(ctx, actor, id, storage.DeviceEnrolled, reason)
+func (s *Service) Reinstate(ctx context.Context, by Actor, id, reason string) (storage.Device, error) {
+	return s.transition(ctx, by, id, storage.DeviceEnrolled, reason)
 }
 
 // CanTransition reports whether a device in status from may be moved to
@@ -342,12 +442,13 @@ func CanTransition(from, to storage.DeviceStatus) bool {
 	return false
 }
 
-func (s *Service) transition(ctx context.Context, actor, ref string, to storage.DeviceStatus, reason string) (storage.Device, error) {
+func (s *Service) transition(ctx context.Context, by Actor, ref string, to storage.DeviceStatus, reason string) (storage.Device, error) {
+	actor := by.Name
 	reason = strings.TrimSpace(reason)
 	if verr := checkText("reason", reason, MaxReason); verr != nil {
 		return storage.Device{}, verr
 	}
-	id, err := s.resolve(ctx, ref)
+	id, err := s.resolve(ctx, ref, by.Scopes)
 	if err != nil {
 		return storage.Device{}, err
 	}
@@ -355,7 +456,7 @@ func (s *Service) transition(ctx context.Context, actor, ref string, to storage.
 	action := map[storage.DeviceStatus]string{
 		storage.DeviceSuspended: "device.suspend", storage.DeviceRetired: "device.retire", storage.DeviceEnrolled: "device.reinstate",
 	}[to]
-	ev := storage.NewEvent(ctx, now, action, "success", actor)
+	ev := by.event(ctx, now, action)
 	ev.DeviceID, ev.Reason = id, reason
 	opts := []storage.WriteOption{storage.WithEvents(ev)}
 	if to != storage.DeviceEnrolled {
@@ -366,6 +467,9 @@ func (s *Service) transition(ctx context.Context, actor, ref string, to storage.
 		}, nil))
 	}
 	return s.store.UpdateDevice(ctx, id, func(d storage.Device) (storage.Device, error) {
+		if !storage.DeviceInScope(d, by.Scopes) {
+			return d, notFound("device", ref)
+		}
 		if !CanTransition(d.Status, to) {
 			return d, fmt.Errorf("device %s is %s, cannot become %s: %w", d.ID, d.Status, to, ErrInvalidTransition)
 		}
@@ -447,8 +551,11 @@ func (s *Service) LearnUsernames(ctx context.Context, devices []storage.Device, 
 }
 
 // resolveUsers turns usernames or user IDs into user IDs, with a field error
-// for each that names no user. Duplicates are dropped.
-func (s *Service) resolveUsers(ctx context.Context, refs []string) ([]string, *tether.ValidationError, error) {
+// for each that names no user, or, for a scoped actor (scopes not nil), a
+// user outside the scope: a scoped manager cannot draw someone else's
+// worker into their scope by assigning them a handset. Duplicates are
+// dropped.
+func (s *Service) resolveUsers(ctx context.Context, refs []string, scopes []string) ([]string, *tether.ValidationError, error) {
 	if len(refs) > MaxAssignedUsers {
 		return nil, tether.Invalid("assignedUsers", "assigned_users_too_many",
 			fmt.Sprintf("at most %d assigned users", MaxAssignedUsers)), nil
@@ -469,6 +576,12 @@ func (s *Service) resolveUsers(ctx context.Context, refs []string) ([]string, *t
 			u, err = s.store.GetUser(ctx, ref)
 		} else {
 			u, err = s.store.GetUserByUsername(ctx, ref)
+		}
+		if err == nil && scopes != nil {
+			var in bool
+			if in, err = s.store.UserInScope(ctx, u.ID, scopes); err == nil && !in {
+				err = notFound("user", ref)
+			}
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			verr.Fields = append(verr.Fields, tether.FieldError{Field: field, Code: "user_unknown",

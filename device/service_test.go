@@ -53,7 +53,7 @@ func TestRegister(t *testing.T) {
 	f := newFixture(t)
 	alice := f.user(t, "alice")
 
-	d, err := f.svc.Register(ctx, "apikey:ak_1", device.Registration{
+	d, err := f.svc.Register(ctx, device.Actor{Name: "apikey:ak_1"}, device.Registration{
 		Payload:       device.Payload{IMEI: "4901-5420-3237-518"},
 		Label:         "  van 7 ",
 		Group:         "north",
@@ -67,7 +67,7 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("Register = %+v", d)
 	}
 	for _, ref := range []string{d.ID, d.IMEI, "49 0154 2032 37518"} {
-		got, err := f.svc.Find(ctx, ref)
+		got, err := f.svc.Find(ctx, device.Actor{}, ref)
 		if err != nil || got.ID != d.ID {
 			t.Fatalf("Find(%q) = %v, %v; want %s", ref, got.ID, err, d.ID)
 		}
@@ -78,7 +78,7 @@ func TestRegister(t *testing.T) {
 	}
 
 	// The same IMEI again is a conflict.
-	_, err = f.svc.Register(ctx, "apikey:ak_1", device.Registration{Payload: device.Payload{IMEI: "490154203237518"}})
+	_, err = f.svc.Register(ctx, device.Actor{Name: "apikey:ak_1"}, device.Registration{Payload: device.Payload{IMEI: "490154203237518"}})
 	if !errors.Is(err, storage.ErrConflict) {
 		t.Fatalf("second Register: %v; want a conflict", err)
 	}
@@ -87,7 +87,7 @@ func TestRegister(t *testing.T) {
 func TestRegisterNamesEveryBadField(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	_, err := f.svc.Register(ctx, "cli", device.Registration{
+	_, err := f.svc.Register(ctx, device.Actor{Name: "cli"}, device.Registration{
 		Payload:       device.Payload{IMEI: "490154203237519", IccIDs: []string{"79445001021983048261"}},
 		Label:         strings.Repeat("x", 65),
 		Group:         "bad\x07group",
@@ -119,12 +119,12 @@ func TestRegisterNamesEveryBadField(t *testing.T) {
 func TestLifecycle(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	d, err := f.svc.Register(ctx, "cli", device.Registration{Payload: device.Payload{IMEI: "490154203237518"}})
+	d, err := f.svc.Register(ctx, device.Actor{Name: "cli"}, device.Registration{Payload: device.Payload{IMEI: "490154203237518"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
-		op      func(context.Context, string, string, string) (storage.Device, error)
+		op      func(context.Context, device.Actor, string, string) (storage.Device, error)
 		name    string
 		want    storage.DeviceStatus
 		wantErr error
@@ -139,7 +139,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	for i, st := range steps {
 		f.now = f.now.Add(time.Minute)
-		got, err := st.op(ctx, "usr_manager", d.ID, "step "+st.name)
+		got, err := st.op(ctx, device.Actor{Name: "usr_manager"}, d.ID, "step "+st.name)
 		if !errors.Is(err, st.wantErr) {
 			t.Fatalf("%s: error %v; want %v", st.name, err, st.wantErr)
 		}
@@ -162,7 +162,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("status record %q by %q at %v", last.StatusReason, last.StatusChangedBy, last.StatusChangedAt)
 	}
 
-	_, err = f.svc.Suspend(ctx, "usr_manager", "dev_missing", "")
+	_, err = f.svc.Suspend(ctx, device.Actor{Name: "usr_manager"}, "dev_missing", "")
 	if !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("suspend missing: %v; want not found", err)
 	}
@@ -172,18 +172,18 @@ func TestUpdate(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	bob := f.user(t, "bob")
-	d, err := f.svc.Register(ctx, "cli", device.Registration{Payload: device.Payload{IMEI: "490154203237518"}, Label: "old", Group: "g"})
+	d, err := f.svc.Register(ctx, device.Actor{Name: "cli"}, device.Registration{Payload: device.Payload{IMEI: "490154203237518"}, Label: "old", Group: "g"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	label, users := "new", []string{"bob"}
-	got, err := f.svc.Update(ctx, "cli", d.ID, device.Patch{Label: &label, AssignedUsers: &users})
+	got, err := f.svc.Update(ctx, device.Actor{Name: "cli"}, d.ID, device.Patch{Label: &label, AssignedUsers: &users})
 	if err != nil || got.Label != "new" || got.Group != "g" || len(got.AssignedUsers) != 1 || got.AssignedUsers[0] != bob.ID {
 		t.Fatalf("Update = %+v, %v", got, err)
 	}
 
 	bad, unknown := string(make([]byte, 100)), []string{"ghost"}
-	_, err = f.svc.Update(ctx, "cli", d.ID, device.Patch{Group: &bad, AssignedUsers: &unknown})
+	_, err = f.svc.Update(ctx, device.Actor{Name: "cli"}, d.ID, device.Patch{Group: &bad, AssignedUsers: &unknown})
 	var ve *tether.ValidationError
 	if !errors.As(err, &ve) || len(ve.Fields) != 2 {
 		t.Fatalf("bad Update: %v; want two field errors", err)
@@ -199,7 +199,7 @@ func TestUpdate(t *testing.T) {
 func TestNotes(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	d, err := f.svc.Register(ctx, "cli", device.Registration{Payload: device.Payload{IMEI: "490154203237518"}, Notes: "  charger in the glovebox "})
+	d, err := f.svc.Register(ctx, device.Actor{Name: "cli"}, device.Registration{Payload: device.Payload{IMEI: "490154203237518"}, Notes: "  charger in the glovebox "})
 	if err != nil || d.Notes != "charger in the glovebox" {
 		t.Fatalf("Register with notes = %q, %v; want them trimmed", d.Notes, err)
 	}
@@ -215,7 +215,7 @@ func TestNotes(t *testing.T) {
 	} {
 		before, _ := f.store.GetDevice(ctx, d.ID)
 		notes := c.notes
-		got, err := f.svc.Update(ctx, "cli", d.ID, device.Patch{Notes: &notes})
+		got, err := f.svc.Update(ctx, device.Actor{Name: "cli"}, d.ID, device.Patch{Notes: &notes})
 		if code := fieldCode(err); code != c.code || (c.code == "" && err != nil) {
 			t.Fatalf("%s: Update = %v; want code %q", c.name, err, c.code)
 		}
@@ -230,7 +230,7 @@ func TestNotes(t *testing.T) {
 			t.Fatalf("%s: stored notes %q; want %q", c.name, stored.Notes, want)
 		}
 	}
-	if _, err := f.svc.Register(ctx, "cli", device.Registration{Payload: device.Payload{IMEI: "356938035643809"}, Notes: "tab\there"}); fieldCode(err) != "notes_chars" {
+	if _, err := f.svc.Register(ctx, device.Actor{Name: "cli"}, device.Registration{Payload: device.Payload{IMEI: "356938035643809"}, Notes: "tab\there"}); fieldCode(err) != "notes_chars" {
 		t.Fatalf("Register with a tab in the notes: %v; want notes_chars", err)
 	}
 }
@@ -250,7 +250,7 @@ func TestListByAssignedUser(t *testing.T) {
 		{"356938035643809", []string{"alice", "bob"}},
 		{"352099001761481", nil}, // any worker: not listed as anyone's
 	} {
-		d, err := f.svc.Register(ctx, "cli", device.Registration{Payload: device.Payload{IMEI: c.imei}, AssignedUsers: c.users})
+		d, err := f.svc.Register(ctx, device.Actor{Name: "cli"}, device.Registration{Payload: device.Payload{IMEI: c.imei}, AssignedUsers: c.users})
 		if err != nil {
 			t.Fatalf("register %d: %v", i, err)
 		}
@@ -268,7 +268,7 @@ func TestListByAssignedUser(t *testing.T) {
 		{"carol", nil},
 		{"usr_01NOSUCHUSER0000000000000", nil},
 	} {
-		page, err := f.svc.List(ctx, storage.DeviceFilter{AssignedUser: c.ref})
+		page, err := f.svc.List(ctx, device.Actor{}, storage.DeviceFilter{AssignedUser: c.ref})
 		if err != nil {
 			t.Fatalf("%s: List: %v", c.ref, err)
 		}
@@ -284,7 +284,7 @@ func TestListByAssignedUser(t *testing.T) {
 
 func TestListRejectsUnknownStatus(t *testing.T) {
 	f := newFixture(t)
-	_, err := f.svc.List(context.Background(), storage.DeviceFilter{Status: "lost"})
+	_, err := f.svc.List(context.Background(), device.Actor{}, storage.DeviceFilter{Status: "lost"})
 	var ve *tether.ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("List with status lost: %v; want a validation error", err)

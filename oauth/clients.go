@@ -366,7 +366,8 @@ func (p *Provider) CreateClient(ctx context.Context, by auth.Principal, m Metada
 	if dynamic {
 		rat, c.RegistrationHash = newSecret()
 	}
-	ev := p.event(ctx, "oauth.client.create", by.String())
+	ev := p.event(ctx, "oauth.client.create", "")
+	by.Stamp(&ev)
 	ev.Detail = map[string]string{"client": c.ID, "name": truncate(c.Name, 64), "grants": strings.Join(c.GrantTypes, " ")}
 	if err := p.store.CreateOAuthClient(ctx, c, storage.WithEvents(ev)); err != nil {
 		return Client{}, err
@@ -417,17 +418,19 @@ func (p *Provider) UpdateClient(ctx context.Context, by auth.Principal, id strin
 	if err := by.Require(storage.RoleAdmin); err != nil {
 		return Client{}, err
 	}
-	return p.updateClient(ctx, by.String(), id, m)
+	return p.updateClient(ctx, by.Stamp, id, m)
 }
 
-func (p *Provider) updateClient(ctx context.Context, actor, id string, m Metadata) (Client, error) {
+// updateClient updates a client; stamp marks its event as the actor's.
+func (p *Provider) updateClient(ctx context.Context, stamp func(*storage.Event), id string, m Metadata) (Client, error) {
 	next, oe := m.record()
 	if oe != nil {
 		return Client{}, oe
 	}
 	var secret string
 	now := p.now().UTC()
-	ev := p.event(ctx, "oauth.client.update", actor)
+	ev := p.event(ctx, "oauth.client.update", "")
+	stamp(&ev)
 	ev.Detail = map[string]string{"client": id, "name": truncate(next.Name, 64), "grants": strings.Join(next.GrantTypes, " ")}
 	c, err := p.store.UpdateOAuthClient(ctx, id, func(cur storage.OAuthClient) (storage.OAuthClient, error) {
 		next.ID, next.CreatedAt, next.CreatedBy, next.RegistrationHash = cur.ID, cur.CreatedAt, cur.CreatedBy, cur.RegistrationHash
@@ -457,7 +460,8 @@ func (p *Provider) RotateSecret(ctx context.Context, by auth.Principal, id strin
 		return Client{}, err
 	}
 	secret, hash := newSecret()
-	ev := p.event(ctx, "oauth.client.secret", by.String())
+	ev := p.event(ctx, "oauth.client.secret", "")
+	by.Stamp(&ev)
 	ev.Detail = map[string]string{"client": id}
 	c, err := p.store.UpdateOAuthClient(ctx, id, func(cur storage.OAuthClient) (storage.OAuthClient, error) {
 		if !needsSecret(cur) {
@@ -481,7 +485,8 @@ func (p *Provider) DeleteClient(ctx context.Context, by auth.Principal, id strin
 	if err := by.Require(storage.RoleAdmin); err != nil {
 		return err
 	}
-	ev := p.event(ctx, "oauth.client.delete", by.String())
+	ev := p.event(ctx, "oauth.client.delete", "")
+	by.Stamp(&ev)
 	ev.Detail = map[string]string{"client": truncate(id, 64)}
 	return p.store.DeleteOAuthClient(ctx, id, storage.WithEvents(ev))
 }
@@ -515,7 +520,7 @@ func (p *Provider) UpdateRegistration(ctx context.Context, id, token string, m M
 	if _, err := p.registered(ctx, id, token); err != nil {
 		return Client{}, err
 	}
-	return p.updateClient(ctx, "client:"+id, id, m)
+	return p.updateClient(ctx, func(ev *storage.Event) { ev.Actor = "client:" + id }, id, m)
 }
 
 // DeleteRegistration is RFC 7592 section 2.3.

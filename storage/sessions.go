@@ -282,6 +282,12 @@ type Event struct {
 	SessionID string `json:"sessionId,omitempty"`
 	ClientIP  string `json:"clientIp,omitempty"`
 	UserAgent string `json:"userAgent,omitempty"`
+	// ActorScopes are the handset groups the actor was limited to when
+	// they acted (none: the whole fleet); ActorAMR how the actor, a
+	// person, proved who they are at sign-in (RFC 8176 values, such as
+	// "pwd" and "otp"; none for an API key or the CLI).
+	ActorScopes []string `json:"actorScopes,omitempty"`
+	ActorAMR    []string `json:"actorAmr,omitempty"`
 	// Detail holds small extra facts, such as the ICC IDs seen.
 	Detail map[string]string `json:"detail,omitempty"`
 	// Groups are the handset groups the event concerns, sorted: in a scope

@@ -56,6 +56,7 @@ func (c *cli) userAdd(ctx context.Context, args []string) error {
 	var (
 		username, role, first, last, email string
 		passwordStdin                      bool
+		scopes                             listFlag
 	)
 	fs := c.flagSet("user add")
 	storeFlags(fs, &sc)
@@ -64,6 +65,7 @@ func (c *cli) userAdd(ctx context.Context, args []string) error {
 	fs.StringVar(&first, "first-name", "", "first name")
 	fs.StringVar(&last, "last-name", "", "last name")
 	fs.StringVar(&email, "email", "", "email address")
+	fs.Var(&scopes, "scopes", "handset groups, comma-separated or repeated: the groups a manager manages (default: the whole fleet), or a worker is in")
 	fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input (else it is prompted for)")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -79,7 +81,7 @@ func (c *cli) userAdd(ctx context.Context, args []string) error {
 	return c.withStore(ctx, sc, func(svc *services) error {
 		u, err := svc.users.Create(ctx, auth.CLI, auth.NewUser{
 			Username: username, Password: password, Role: storage.Role(role),
-			FirstName: first, LastName: last, Email: email,
+			FirstName: first, LastName: last, Email: email, Scopes: scopes,
 		})
 		if err != nil {
 			return c.report(err)
@@ -188,7 +190,7 @@ func (c *cli) deviceAdd(ctx context.Context, args []string) error {
 		p.IccIDs = iccids
 	}
 	return c.withStore(ctx, sc, func(svc *services) error {
-		d, err := svc.devices.Register(ctx, auth.CLI.String(), device.Registration{
+		d, err := svc.devices.Register(ctx, auth.CLI.Device(), device.Registration{
 			Payload: p, Label: label, Group: group, AssignedUsers: assign,
 		})
 		if err != nil {
@@ -208,6 +210,8 @@ func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&role, "role", "", "role: manager, admin, introspect or client")
 	fs.StringVar(&name, "name", "", "a name to tell the key apart")
 	fs.Var(&nets, "allow-from", "accept the key only from these networks: CIDR prefixes or addresses, comma-separated or repeated (default: anywhere)")
+	var scopes listFlag
+	fs.Var(&scopes, "scopes", "limit a manager's key to these handset groups, comma-separated or repeated (default: the whole fleet)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -219,7 +223,7 @@ func (c *cli) apikeyCreate(ctx context.Context, args []string) error {
 	var key storage.APIKey
 	err := c.withStore(ctx, sc, func(svc *services) error {
 		var err error
-		secret, key, err = svc.apiKeys.CreateKey(ctx, auth.CLI, auth.NewAPIKey{Role: storage.Role(role), Name: name, AllowFrom: nets})
+		secret, key, err = svc.apiKeys.CreateKey(ctx, auth.CLI, auth.NewAPIKey{Role: storage.Role(role), Name: name, AllowFrom: nets, Scopes: scopes})
 		return c.report(err)
 	})
 	if err != nil {
@@ -337,7 +341,7 @@ func (c *cli) deviceImport(ctx context.Context, args []string) error {
 		}
 	}
 	return c.withStore(ctx, sc, func(svc *services) error {
-		report, err := svc.devices.Import(ctx, auth.CLI.String(), rows, warnings, opts, progress)
+		report, err := svc.devices.Import(ctx, auth.CLI.Device(), rows, warnings, opts, progress)
 		for _, w := range report.Warnings {
 			fmt.Fprintf(c.stderr, "warning: row %d: %s\n", w.Row, w.Message)
 		}

@@ -52,7 +52,7 @@ func seedDemo(ctx context.Context, svc *services, a *auth.Service) (demo, error)
 		if i == 0 {
 			r.AssignedUsers = []string{"walter"}
 		}
-		if _, err := svc.devices.Register(ctx, auth.CLI.String(), r); err != nil {
+		if _, err := svc.devices.Register(ctx, auth.CLI.Device(), r); err != nil {
 			return d, fmt.Errorf("demo handset %s: %w", imei, err)
 		}
 	}

@@ -863,3 +863,44 @@ func TestServeTLS(t *testing.T) {
 		t.Fatalf("--tls-cert alone: %d %s", r.code, r.stderr)
 	}
 }
+
+// TestScopesFlags: --scopes on tether user add and tether apikey create,
+// checked as the API checks them.
+func TestScopesFlags(t *testing.T) {
+	dir := t.TempDir()
+	if r := runCLI(t, "correct horse\n", nil, "user", "add", "--data", dir, "--username", "north-boss", "--role", "manager", "--scopes", "north, depot-7", "--password-stdin"); r.code != 0 {
+		t.Fatalf("user add --scopes: exit %d: %s", r.code, r.stderr)
+	}
+	r := runCLI(t, "", nil, "apikey", "create", "--data", dir, "--role", "manager", "--scopes", "north", "--scopes", "depot-7")
+	if r.code != 0 {
+		t.Fatalf("apikey create --scopes: exit %d: %s", r.code, r.stderr)
+	}
+	secret := strings.TrimSpace(r.stdout)
+	for _, bad := range [][]string{
+		{"user", "add", "--username", "ada", "--role", "admin", "--scopes", "north"},
+		{"apikey", "create", "--role", "admin", "--scopes", "north"},
+		{"apikey", "create", "--role", "introspect", "--scopes", "north"},
+	} {
+		r := runCLI(t, "correct horse\n", nil, append(append(bad[:len(bad):len(bad)], "--data", dir), passwordFlag(bad)...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, "scopes") {
+			t.Errorf("%v: exit %d: %s", bad, r.code, r.stderr)
+		}
+	}
+	s := openTestStore(t, dir)
+	defer s.Close()
+	u, err := s.GetUserByUsername(context.Background(), "north-boss")
+	if err != nil || strings.Join(u.Scopes, " ") != "depot-7 north" {
+		t.Fatalf("user scopes %v, %v", u.Scopes, err)
+	}
+	p, err := auth.NewAPIKeys(s).Authenticate(context.Background(), secret)
+	if err != nil || strings.Join(p.Scopes, " ") != "depot-7 north" {
+		t.Fatalf("key principal %+v, %v", p, err)
+	}
+}
+
+func passwordFlag(args []string) []string {
+	if args[0] == "user" {
+		return []string{"--password-stdin"}
+	}
+	return nil
+}

@@ -339,6 +339,9 @@ func testAudit(t *testing.T, s storage.Store) {
 			Action: []string{"login", "refresh"}[i%2], Outcome: "success",
 			UserID: fmt.Sprintf("usr_%d", i%3), DeviceID: "dev_1", Detail: map[string]string{"n": fmt.Sprint(i)},
 		}
+		if i == 3 {
+			e.Actor, e.ActorScopes, e.ActorAMR = "user:usr_m", []string{"depot-7", "north"}, []string{"pwd", "otp"}
+		}
 		all = append(all, e)
 	}
 	if err := s.AppendEvents(ctx, all[:5]...); err != nil {
@@ -352,6 +355,9 @@ func testAudit(t *testing.T, s storage.Store) {
 	page, err := s.ListEvents(ctx, storage.EventFilter{})
 	if err != nil || len(page.Items) != 10 || page.Items[3].Detail["n"] != "3" || !page.Items[9].Time.Equal(all[9].Time) {
 		t.Fatalf("ListEvents = %d events, %v", len(page.Items), err)
+	}
+	if e := page.Items[3]; !slices.Equal(e.ActorScopes, all[3].ActorScopes) || !slices.Equal(e.ActorAMR, all[3].ActorAMR) || page.Items[4].ActorScopes != nil {
+		t.Fatalf("the actor's scopes and factors: %v %v; want %v %v", e.ActorScopes, e.ActorAMR, all[3].ActorScopes, all[3].ActorAMR)
 	}
 	for _, c := range []struct {
 		f    storage.EventFilter
