@@ -111,6 +111,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	// 4 → 5: the scope indexes (scopes.go), for the devices and users
 	// there are.
 	migrateScopes,
+	// 5 → 6: the outbox (outbox.go).
+	func(tx *bolt.Tx) error { return createBuckets(tx, bucketOutbox, bucketSinkLeases) },
 }
 
 func createBuckets(tx *bolt.Tx, names ...[]byte) error {
@@ -126,6 +128,7 @@ func createBuckets(tx *bolt.Tx, names ...[]byte) error {
 type Store struct {
 	db      *bolt.DB
 	observe TxObserver
+	router  storage.EventRouter
 }
 
 // Option configures Open.
@@ -134,6 +137,7 @@ type Option func(*options)
 type options struct {
 	lockWait time.Duration
 	observe  TxObserver
+	router   storage.EventRouter
 }
 
 // WithLockWait sets how long Open waits for another process to release the
@@ -169,7 +173,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// to every lone write).
 	db.MaxBatchDelay = 2 * time.Millisecond
 	db.MaxBatchSize = 64
-	return &Store{db: db, observe: o.observe}, nil
+	return &Store{db: db, observe: o.observe, router: o.router}, nil
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -257,12 +261,12 @@ func (s *Store) write(ctx context.Context, opts []storage.WriteOption, fn func(*
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return applyOptions(tx, o)
+		return s.applyOptions(tx, o)
 	})
 }
 
 // applyOptions makes the extra writes a write method was asked for.
-func applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
+func (s *Store) applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
 	n := 0
 	for _, r := range o.Revoke {
 		revoked, err := revokeSessions(tx, r)
@@ -274,7 +278,7 @@ func applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
 	if o.Revoked != nil {
 		*o.Revoked = n
 	}
-	return appendEvents(tx, o.Events)
+	return s.appendEvents(tx, o.Events)
 }
 
 // get decodes the record under key in bucket into v, or returns ErrNotFound.

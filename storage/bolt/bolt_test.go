@@ -35,6 +35,17 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestOutboxConformance(t *testing.T) {
+	storagetest.RunOutbox(t, func(t *testing.T, router storage.EventRouter) storagetest.OutboxStore {
+		s, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"), bolt.WithEventRouter(router))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 func TestFileMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tether.db")
 	// A file an operator copied in with loose permissions is tightened.

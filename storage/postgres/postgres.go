@@ -53,6 +53,7 @@ const migrationLock = 0x746574686572
 type Store struct {
 	pool    *pgxpool.Pool
 	observe TxObserver
+	router  storage.EventRouter
 }
 
 // TxObserver is told how long each transaction took, and whether it wrote.
@@ -350,12 +351,12 @@ func (s *Store) write(ctx context.Context, op string, opts []storage.WriteOption
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return applyOptions(ctx, tx, o)
+		return s.applyOptions(ctx, tx, o)
 	})
 }
 
 // applyOptions makes the extra writes a write method was asked for.
-func applyOptions(ctx context.Context, tx pgx.Tx, o storage.WriteOptions) error {
+func (s *Store) applyOptions(ctx context.Context, tx pgx.Tx, o storage.WriteOptions) error {
 	n := 0
 	for _, r := range o.Revoke {
 		revoked, err := revokeSessions(ctx, tx, r)
@@ -367,7 +368,7 @@ func applyOptions(ctx context.Context, tx pgx.Tx, o storage.WriteOptions) error 
 	if o.Revoked != nil {
 		*o.Revoked = n
 	}
-	return appendEvents(ctx, tx, o.Events)
+	return s.appendEvents(ctx, tx, o.Events)
 }
 
 // unique returns conflict if err is a unique violation of the named

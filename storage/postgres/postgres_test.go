@@ -30,6 +30,17 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestOutboxConformance(t *testing.T) {
+	storagetest.RunOutbox(t, func(t *testing.T, router storage.EventRouter) storagetest.OutboxStore {
+		s, err := postgres.Open(context.Background(), pgtest.Schema(t), postgres.WithEventRouter(router))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 // TestThrottlesConformance: the login throttle's counters, shared by the
 // instances on one database.
 func TestThrottlesConformance(t *testing.T) {
@@ -85,8 +96,9 @@ func TestMigrationFillsScopeColumns(t *testing.T) {
 	check(t, open(t, url))
 }
 
-// undoScopes takes a database back from schema 7 to schema 6.
+// undoScopes takes a database back from schema 8 to schema 6.
 var undoScopes = []string{
+	`DROP TABLE outbox, sink_leases`,
 	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes, DROP COLUMN groups`,
 	`ALTER TABLE devices DROP COLUMN assigned_users`,
 	`ALTER TABLE enrollment_codes DROP COLUMN grp`,
