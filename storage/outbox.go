@@ -2,16 +2,21 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
 // The outbox: audit events waiting to be pushed to sinks (webhooks, syslog,
-// files; see package events). A store opened with an EventRouter writes,
-// for every audit event it appends, one outbox entry per sink the router
-// names, in the same transaction as the event, and so as the change the
-// event describes: an event that committed is never lost to its sinks, and
-// one that was rolled back is never sent.
+// files; see package events). A store writes, for every audit event it
+// appends, one outbox entry per sink whose EventRoute matches it, in the
+// same transaction as the event, and so as the change the event describes:
+// an event that committed is never lost to its sinks, and one that was
+// rolled back is never sent. The routes are kept in the store itself
+// (SetEventRoutes), so that every process writing to it, a command run on
+// the host as well as the server, queues the same events.
 //
 // Each sink's entries form a queue in the order they were written (Seq).
 // A deliverer reads the head of the queue, pushes it, and acknowledges what
@@ -27,11 +32,65 @@ import (
 // still written in order, since every write to a session holds its row
 // lock until it commits.
 
-// EventRouter names the sinks an audit event goes to, given the event with
-// its Groups set; nil for none. It must be fast and free of side effects:
-// backends call it inside their write transactions, and may call it again
-// when a transaction is retried.
-type EventRouter func(Event) []string
+// EventRoute sends the audit events it matches to a sink. Empty fields
+// match every event.
+type EventRoute struct {
+	Sink string `json:"sink"`
+	// Actions are event actions, each matched exactly or, ending in ".*",
+	// as a prefix: "device.*" matches "device.register".
+	Actions []string `json:"actions,omitempty"`
+	// Outcomes are "success" or "failure".
+	Outcomes []string `json:"outcomes,omitempty"`
+	// Groups keeps the events in that scope (EventInScope): an event about
+	// nothing in a group matches no route with Groups.
+	Groups []string `json:"groups,omitempty"`
+}
+
+// Match reports whether the route takes e, its Groups set.
+func (r EventRoute) Match(e Event) bool {
+	if len(r.Outcomes) > 0 && !slices.Contains(r.Outcomes, e.Outcome) {
+		return false
+	}
+	if len(r.Groups) > 0 && !MeetsGroups(e.Groups, r.Groups) {
+		return false
+	}
+	if len(r.Actions) == 0 {
+		return true
+	}
+	for _, a := range r.Actions {
+		if a == e.Action || strings.HasSuffix(a, ".*") && strings.HasPrefix(e.Action, a[:len(a)-1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidateRoutes reports what is wrong with routes: a sink name that cannot be
+// (ValidSinkName), or named twice.
+func ValidateRoutes(routes []EventRoute) error {
+	seen := make(map[string]bool, len(routes))
+	for _, r := range routes {
+		if !ValidSinkName(r.Sink) {
+			return fmt.Errorf("event routes: sink name %q: want 1 to 63 of a-z, 0-9, '-' and '_'", r.Sink)
+		}
+		if seen[r.Sink] {
+			return fmt.Errorf("event routes: sink %q named twice", r.Sink)
+		}
+		seen[r.Sink] = true
+	}
+	return nil
+}
+
+// RouteEvent returns the sinks of routes that take e.
+func RouteEvent(routes []EventRoute, e Event) []string {
+	var sinks []string
+	for _, r := range routes {
+		if r.Match(e) {
+			sinks = append(sinks, r.Sink)
+		}
+	}
+	return sinks
+}
 
 // OutboxEntry is one audit event waiting for one sink.
 type OutboxEntry struct {
@@ -65,6 +124,13 @@ type OutboxStats struct {
 
 // Outbox holds what the sinks have yet to receive.
 type Outbox interface {
+	// SetEventRoutes replaces the routes by which the store queues the
+	// events it appends from now on (ValidateRoutes must pass), and keeps
+	// them for every process that opens the store later. The queues of
+	// sinks no longer routed to stay as they are.
+	SetEventRoutes(ctx context.Context, routes []EventRoute) error
+	// EventRoutes returns the routes the store queues by.
+	EventRoutes(ctx context.Context) ([]EventRoute, error)
 	// ReadOutbox returns up to limit (see PageLimit) of the oldest entries
 	// waiting for sink, in Seq order. It does not remove them.
 	ReadOutbox(ctx context.Context, sink string, limit int) ([]OutboxEntry, error)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -128,7 +129,8 @@ func createBuckets(tx *bolt.Tx, names ...[]byte) error {
 type Store struct {
 	db      *bolt.DB
 	observe TxObserver
-	router  storage.EventRouter
+	// routes are the event routes (outbox.go), never nil.
+	routes atomic.Pointer[[]storage.EventRoute]
 }
 
 // Option configures Open.
@@ -137,7 +139,6 @@ type Option func(*options)
 type options struct {
 	lockWait time.Duration
 	observe  TxObserver
-	router   storage.EventRouter
 }
 
 // WithLockWait sets how long Open waits for another process to release the
@@ -173,7 +174,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// to every lone write).
 	db.MaxBatchDelay = 2 * time.Millisecond
 	db.MaxBatchSize = 64
-	return &Store{db: db, observe: o.observe, router: o.router}, nil
+	s := &Store{db: db, observe: o.observe}
+	if err := s.loadRoutes(); err != nil {
+		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), db.Close())
+	}
+	return s, nil
 }
 
 // SchemaVersion is the schema version this build writes.

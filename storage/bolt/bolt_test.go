@@ -36,13 +36,24 @@ func TestConformance(t *testing.T) {
 }
 
 func TestOutboxConformance(t *testing.T) {
-	storagetest.RunOutbox(t, func(t *testing.T, router storage.EventRouter) storagetest.OutboxStore {
-		s, err := bolt.Open(filepath.Join(t.TempDir(), "tether.db"), bolt.WithEventRouter(router))
-		if err != nil {
-			t.Fatal(err)
+	storagetest.RunOutbox(t, func(t *testing.T) (storagetest.OutboxStore, func() storagetest.OutboxStore) {
+		path := filepath.Join(t.TempDir(), "tether.db")
+		open := func() *bolt.Store {
+			s, err := bolt.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
 		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		s := open()
+		return s, func() storagetest.OutboxStore {
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = open()
+			return s
+		}
 	})
 }
 

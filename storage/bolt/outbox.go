@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,10 +28,48 @@ var (
 	keyDead          = []byte("dead")
 )
 
-// WithEventRouter makes the store queue every audit event it appends for
-// the sinks router names (storage.Outbox).
-func WithEventRouter(router storage.EventRouter) Option {
-	return func(o *options) { o.router = router }
+// keyEventRoutes holds the routes, in bucketMeta.
+var keyEventRoutes = []byte("event_routes")
+
+// loadRoutes reads the routes kept in the file.
+func (s *Store) loadRoutes() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		var routes []storage.EventRoute
+		if v := tx.Bucket(bucketMeta).Get(keyEventRoutes); v != nil {
+			if err := json.Unmarshal(v, &routes); err != nil {
+				return fmt.Errorf("decode event routes: %w", err)
+			}
+		}
+		s.routes.Store(&routes)
+		return nil
+	})
+}
+
+// SetEventRoutes implements storage.Outbox. The new routes are used once
+// they are kept, by the time it returns.
+func (s *Store) SetEventRoutes(ctx context.Context, routes []storage.EventRoute) error {
+	if err := storage.ValidateRoutes(routes); err != nil {
+		return err
+	}
+	routes = slices.Clone(routes)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := put(tx.Bucket(bucketMeta), keyEventRoutes, routes); err != nil {
+			return err
+		}
+		tx.OnCommit(func() { s.routes.Store(&routes) })
+		return nil
+	})
+}
+
+// EventRoutes implements storage.Outbox.
+func (s *Store) EventRoutes(ctx context.Context) ([]storage.EventRoute, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(*s.routes.Load()), nil
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
@@ -56,15 +95,13 @@ func sinkBuckets(tx *bolt.Tx, sink string, create bool) (sb, queue, dead *bolt.B
 	return sb, sb.Bucket(keyQueue), sb.Bucket(keyDead), nil
 }
 
-// enqueue appends e to the queues of the sinks the router names.
+// enqueue appends e to the queues of the sinks whose routes take it.
 func (s *Store) enqueue(tx *bolt.Tx, e storage.Event) error {
-	if s.router == nil {
+	routes := *s.routes.Load()
+	if len(routes) == 0 {
 		return nil
 	}
-	for _, sink := range s.router(e) {
-		if !storage.ValidSinkName(sink) {
-			return fmt.Errorf("outbox: sink name %q", sink)
-		}
+	for _, sink := range storage.RouteEvent(routes, e) {
 		sb, queue, _, err := sinkBuckets(tx, sink, true)
 		if err != nil {
 			return err

@@ -25,10 +25,11 @@ const eventGroupsSQL = `SELECT coalesce(array_agg(DISTINCT g ORDER BY g), '{}') 
 // event, as before there were groups. The record's JSON gets the groups
 // spliced in as text rather than rebuilt through jsonb, so it stays as Go
 // wrote it (jsonb would refuse a NUL escape that a json column keeps). With
-// an event router, each event newly inserted (not one written again under
-// its ID) is queued for its sinks (outbox.go), its groups as the insert
-// worked them out.
+// event routes, each event newly inserted (not one written again under its
+// ID) is queued for its sinks (outbox.go), its groups as the insert worked
+// them out.
 func (s *Store) appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error {
+	routes := *s.routes.Load()
 	for _, e := range events {
 		if e.ID == "" {
 			return errEventID
@@ -47,7 +48,7 @@ func (s *Store) appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Ev
 			ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, action = EXCLUDED.action, user_id = EXCLUDED.user_id,
 				device_id = EXCLUDED.device_id, groups = EXCLUDED.groups, data = EXCLUDED.data`
 		args := []any{e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)}
-		if s.router == nil {
+		if len(routes) == 0 {
 			if _, err := tx.Exec(ctx, insert, args...); err != nil {
 				return err
 			}
@@ -61,7 +62,7 @@ func (s *Store) appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Ev
 			e.Groups = nil
 		}
 		if inserted {
-			if err := s.enqueue(ctx, tx, e); err != nil {
+			if err := s.enqueue(ctx, tx, e, routes); err != nil {
 				return err
 			}
 		}

@@ -3,7 +3,9 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,23 +19,61 @@ var _ storage.Outbox = (*Store)(nil)
 // The outbox (storage.Outbox), in the outbox and sink_leases tables
 // (migrations/0008_outbox.sql). seq is one sequence for every sink.
 
-// WithEventRouter makes the store queue every audit event it appends for
-// the sinks router names (storage.Outbox).
-func WithEventRouter(router storage.EventRouter) Option {
-	return func(s *Store) { s.router = router }
+// loadRoutes reads the routes kept in the database.
+func (s *Store) loadRoutes(ctx context.Context) error {
+	var routes []storage.EventRoute
+	var data []byte
+	err := s.pool.QueryRow(ctx, `SELECT routes FROM event_routes WHERE id = 1`).Scan(&data)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("postgres: read event routes: %v", err)
+	default:
+		if err := json.Unmarshal(data, &routes); err != nil {
+			return fmt.Errorf("postgres: decode event routes: %w", err)
+		}
+	}
+	s.routes.Store(&routes)
+	return nil
 }
 
-// enqueue writes e's outbox rows, one per sink the router names, in one
-// statement.
-func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, e storage.Event) error {
-	sinks := s.router(e)
+// SetEventRoutes implements storage.Outbox. Other instances on the same
+// database take the new routes when they next start: every instance should
+// run with the same events configuration.
+func (s *Store) SetEventRoutes(ctx context.Context, routes []storage.EventRoute) error {
+	if err := storage.ValidateRoutes(routes); err != nil {
+		return err
+	}
+	routes = slices.Clone(routes)
+	data, err := json.Marshal(routes)
+	if err != nil {
+		return err
+	}
+	err = s.read(ctx, "set event routes", func(q querier) error {
+		_, err := q.Exec(ctx, `INSERT INTO event_routes (id, routes) VALUES (1, $1)
+			ON CONFLICT (id) DO UPDATE SET routes = EXCLUDED.routes`, string(data))
+		return err
+	})
+	if err == nil {
+		s.routes.Store(&routes)
+	}
+	return err
+}
+
+// EventRoutes implements storage.Outbox.
+func (s *Store) EventRoutes(ctx context.Context) ([]storage.EventRoute, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(*s.routes.Load()), nil
+}
+
+// enqueue writes e's outbox rows, one per sink whose route takes it, in
+// one statement.
+func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, e storage.Event, routes []storage.EventRoute) error {
+	sinks := storage.RouteEvent(routes, e)
 	if len(sinks) == 0 {
 		return nil
-	}
-	for _, sink := range sinks {
-		if !storage.ValidSinkName(sink) {
-			return fmt.Errorf("outbox: sink name %q", sink)
-		}
 	}
 	data, err := json.Marshal(e)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,7 +54,8 @@ const migrationLock = 0x746574686572
 type Store struct {
 	pool    *pgxpool.Pool
 	observe TxObserver
-	router  storage.EventRouter
+	// routes are the event routes (outbox.go), never nil.
+	routes atomic.Pointer[[]storage.EventRoute]
 }
 
 // TxObserver is told how long each transaction took, and whether it wrote.
@@ -88,6 +90,10 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connect to %s:%d: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := s.loadRoutes(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}

@@ -31,13 +31,9 @@ func TestConformance(t *testing.T) {
 }
 
 func TestOutboxConformance(t *testing.T) {
-	storagetest.RunOutbox(t, func(t *testing.T, router storage.EventRouter) storagetest.OutboxStore {
-		s, err := postgres.Open(context.Background(), pgtest.Schema(t), postgres.WithEventRouter(router))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+	storagetest.RunOutbox(t, func(t *testing.T) (storagetest.OutboxStore, func() storagetest.OutboxStore) {
+		url := pgtest.Schema(t)
+		return open(t, url), func() storagetest.OutboxStore { return open(t, url) }
 	})
 }
 
@@ -98,7 +94,7 @@ func TestMigrationFillsScopeColumns(t *testing.T) {
 
 // undoScopes takes a database back from schema 8 to schema 6.
 var undoScopes = []string{
-	`DROP TABLE outbox, sink_leases`,
+	`DROP TABLE outbox, sink_leases, event_routes`,
 	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes, DROP COLUMN groups`,
 	`ALTER TABLE devices DROP COLUMN assigned_users`,
 	`ALTER TABLE enrollment_codes DROP COLUMN grp`,

@@ -7,8 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"testing"
+		"testing"
 	"time"
 
 	"tether/storage"
@@ -20,15 +19,19 @@ type OutboxStore interface {
 	storage.Outbox
 }
 
+// NewOutboxStore opens a new, empty store, and returns with it a function
+// that closes it and opens it again.
+type NewOutboxStore func(t *testing.T) (s OutboxStore, reopen func() OutboxStore)
+
 // RunOutbox runs the outbox's conformance tests against stores made by
-// newStore, which opens a new, empty store that queues audit events for
-// the sinks router names.
-func RunOutbox(t *testing.T, newStore func(t *testing.T, router storage.EventRouter) OutboxStore) {
+// newStore.
+func RunOutbox(t *testing.T, newStore NewOutboxStore) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, newStore func(t *testing.T, router storage.EventRouter) OutboxStore)
+		fn   func(t *testing.T, newStore NewOutboxStore)
 	}{
 		{"Routes", testOutboxRoutes},
+		{"RoutesKept", testOutboxRoutesKept},
 		{"RolledBack", testOutboxRolledBack},
 		{"AckAndDeadLetters", testOutboxAckAndDeadLetters},
 		{"Lease", testOutboxLease},
@@ -39,17 +42,23 @@ func RunOutbox(t *testing.T, newStore func(t *testing.T, router storage.EventRou
 	}
 }
 
-// testRouter sends every event to "all", failures to "failures", and events
-// in the group north to "north".
-func testRouter(e storage.Event) []string {
-	sinks := []string{"all"}
-	if e.Outcome == "failure" {
-		sinks = append(sinks, "failures")
+// testRoutes send every event to "all", failures to "failures", events in
+// the group north to "north", and the device actions to "devices".
+var testRoutes = []storage.EventRoute{
+	{Sink: "all"},
+	{Sink: "failures", Outcomes: []string{"failure"}},
+	{Sink: "north", Groups: []string{"north"}},
+	{Sink: "devices", Actions: []string{"device.*"}},
+}
+
+// routed opens a store with testRoutes.
+func routed(t *testing.T, newStore NewOutboxStore) OutboxStore {
+	t.Helper()
+	s, _ := newStore(t)
+	if err := s.SetEventRoutes(context.Background(), testRoutes); err != nil {
+		t.Fatal(err)
 	}
-	if slices.Contains(e.Groups, "north") {
-		sinks = append(sinks, "north")
-	}
-	return sinks
+	return s
 }
 
 func outboxEvent(action, outcome string, at time.Time) storage.Event {
@@ -76,9 +85,9 @@ func actions(entries []storage.OutboxEntry) []string {
 // testOutboxRoutes: events written with a change and on their own are
 // queued for the sinks the router names, in order, with their groups, and
 // once even when an event is written again under its ID.
-func testOutboxRoutes(t *testing.T, newStore func(*testing.T, storage.EventRouter) OutboxStore) {
+func testOutboxRoutes(t *testing.T, newStore NewOutboxStore) {
 	ctx := context.Background()
-	s := newStore(t, testRouter)
+	s := routed(t, newStore)
 	d := newDevice("490154203237518") // group north
 	created := outboxEvent("device.create", "success", now)
 	created.DeviceID = d.ID
@@ -116,6 +125,9 @@ func testOutboxRoutes(t *testing.T, newStore func(*testing.T, storage.EventRoute
 	if got := actions(readAll(t, s, "north")); !slices.Equal(got, []string{"device.create"}) {
 		t.Errorf("north: %v", got)
 	}
+	if got := actions(readAll(t, s, "devices")); !slices.Equal(got, []string{"device.create"}) {
+		t.Errorf("devices: %v", got)
+	}
 	if got := readAll(t, s, "nobody"); len(got) != 0 {
 		t.Errorf("a sink never routed to: %v", got)
 	}
@@ -139,17 +151,10 @@ func testOutboxRoutes(t *testing.T, newStore func(*testing.T, storage.EventRoute
 	}
 }
 
-// testOutboxRolledBack: a write that fails queues nothing, and a router
-// naming a sink that cannot be fails the write whole.
-func testOutboxRolledBack(t *testing.T, newStore func(*testing.T, storage.EventRouter) OutboxStore) {
+// testOutboxRolledBack: a write that fails queues nothing.
+func testOutboxRolledBack(t *testing.T, newStore NewOutboxStore) {
 	ctx := context.Background()
-	var bad atomic.Bool
-	s := newStore(t, func(e storage.Event) []string {
-		if bad.Load() {
-			return []string{"Not A Sink"}
-		}
-		return testRouter(e)
-	})
+	s := routed(t, newStore)
 	d := newDevice("490154203237518")
 	if err := s.CreateDevice(ctx, d); err != nil {
 		t.Fatal(err)
@@ -159,32 +164,71 @@ func testOutboxRolledBack(t *testing.T, newStore func(*testing.T, storage.EventR
 	if err := s.CreateDevice(ctx, twin, storage.WithEvents(e)); !errors.Is(err, storage.ErrConflict) {
 		t.Fatalf("a second IMEI: %v", err)
 	}
-	if got := readAll(t, s, "all"); len(got) != 0 {
-		t.Fatalf("a rolled back write's event was queued: %v", actions(got))
+	for _, sink := range []string{"all", "north", "devices"} {
+		if got := readAll(t, s, sink); len(got) != 0 {
+			t.Errorf("%s: a rolled back write's event was queued: %v", sink, actions(got))
+		}
 	}
-	bad.Store(true)
-	e = outboxEvent("device.create", "success", now)
-	other := newDevice("356938035643809")
-	if err := s.CreateDevice(ctx, other, storage.WithEvents(e)); err == nil {
-		t.Fatal("a write whose event the router sends to a bad sink name succeeded")
+}
+
+// testOutboxRoutesKept: routes survive reopening; bad ones are refused
+// and change nothing; no routes, nothing queued.
+func testOutboxRoutesKept(t *testing.T, newStore NewOutboxStore) {
+	ctx := context.Background()
+	s, reopen := newStore(t)
+	if got, err := s.EventRoutes(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("a new store's routes: %v, %v", got, err)
 	}
-	if _, err := s.GetDevice(ctx, other.ID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("the device of the failed write: %v", err)
+	if err := s.AppendEvents(ctx, outboxEvent("login", "success", now)); err != nil {
+		t.Fatal(err)
 	}
-	page, err := s.ListEvents(ctx, storage.EventFilter{})
+	if err := s.SetEventRoutes(ctx, testRoutes); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]storage.EventRoute{
+		{{Sink: "Upper"}}, {{Sink: ""}}, {{Sink: "a\x00b"}}, {{Sink: strings.Repeat("a", 64)}},
+		{{Sink: "twice"}, {Sink: "twice"}},
+	} {
+		if err := s.SetEventRoutes(ctx, bad); err == nil {
+			t.Errorf("routes %+v accepted", bad)
+		}
+	}
+	s = reopen()
+	got, err := s.EventRoutes(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Items) != 0 {
-		t.Errorf("events of failed writes stored: %d", len(page.Items))
+	if fmt.Sprint(got) != fmt.Sprint(testRoutes) {
+		t.Fatalf("routes after reopening: %+v, want %+v", got, testRoutes)
+	}
+	// Changing what is returned changes nothing kept.
+	got[0].Sink = "changed"
+	if again, _ := s.EventRoutes(ctx); again[0].Sink != "all" {
+		t.Error("EventRoutes returned the store's own slice")
+	}
+	if err := s.AppendEvents(ctx, outboxEvent("login", "success", now.Add(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	// Only the event written after the routes were set is queued.
+	if q := readAll(t, s, "all"); len(q) != 1 || !q[0].Queued.Equal(now.Add(time.Second)) {
+		t.Errorf("queued: %+v", q)
+	}
+	if err := s.SetEventRoutes(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendEvents(ctx, outboxEvent("login", "success", now.Add(2*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	if q := readAll(t, s, "all"); len(q) != 1 {
+		t.Errorf("queued with no routes: %d entries", len(q))
 	}
 }
 
 // testOutboxAckAndDeadLetters: acknowledged entries leave; dead letters
 // leave the queue, page, and come back at its tail when replayed.
-func testOutboxAckAndDeadLetters(t *testing.T, newStore func(*testing.T, storage.EventRouter) OutboxStore) {
+func testOutboxAckAndDeadLetters(t *testing.T, newStore NewOutboxStore) {
 	ctx := context.Background()
-	s := newStore(t, testRouter)
+	s := routed(t, newStore)
 	for i := range 6 {
 		if err := s.AppendEvents(ctx, outboxEvent(fmt.Sprintf("a%d", i), "success", now.Add(time.Duration(i)*time.Second))); err != nil {
 			t.Fatal(err)
@@ -265,9 +309,9 @@ func testOutboxAckAndDeadLetters(t *testing.T, newStore func(*testing.T, storage
 
 // testOutboxLease: one holder at a time; the lease lapses, is renewed by
 // its holder, released only by it, and taken by one of many at once.
-func testOutboxLease(t *testing.T, newStore func(*testing.T, storage.EventRouter) OutboxStore) {
+func testOutboxLease(t *testing.T, newStore NewOutboxStore) {
 	ctx := context.Background()
-	s := newStore(t, testRouter)
+	s := routed(t, newStore)
 	lease := func(holder string, at time.Time) bool {
 		t.Helper()
 		ok, err := s.LeaseSink(ctx, "all", holder, at, at.Add(time.Minute))
@@ -330,9 +374,9 @@ func testOutboxLease(t *testing.T, newStore func(*testing.T, storage.EventRouter
 
 // testOutboxConcurrentOrder: writers at once each see their own events
 // queued in the order they wrote them, every one exactly once.
-func testOutboxConcurrentOrder(t *testing.T, newStore func(*testing.T, storage.EventRouter) OutboxStore) {
+func testOutboxConcurrentOrder(t *testing.T, newStore NewOutboxStore) {
 	ctx := context.Background()
-	s := newStore(t, testRouter)
+	s := routed(t, newStore)
 	const writers, each = 6, 25
 	var wg sync.WaitGroup
 	for w := range writers {

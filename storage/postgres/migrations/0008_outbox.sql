@@ -19,3 +19,9 @@ CREATE TABLE sink_leases (
     holder text NOT NULL,
     until timestamptz NOT NULL
 );
+
+-- The event routes (storage.EventRoute), one row for all of them.
+CREATE TABLE event_routes (
+    id int PRIMARY KEY CHECK (id = 1),
+    routes json NOT NULL
+);
