@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
-		"testing"
+	"testing"
 	"time"
 
 	"tether/storage"
