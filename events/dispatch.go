@@ -49,9 +49,15 @@ type Observer interface {
 	DeadLettered(sink string, n int)
 }
 
+// Store is what a Dispatcher needs of the store.
+type Store interface {
+	storage.Outbox
+	storage.Audit
+}
+
 // Dispatcher delivers each configured sink's queue, one goroutine a sink.
 type Dispatcher struct {
-	store   storage.Outbox
+	store   Store
 	opts    Options
 	source  string
 	runners []*runner
@@ -94,7 +100,7 @@ type SinkStatus struct {
 // New makes the dispatcher of cfg's sinks (cfg checked by Check), and
 // keeps its routes in the store, so that every process writing to the
 // store queues events for these sinks from now on.
-func New(ctx context.Context, store storage.Outbox, cfg Config, opts Options) (*Dispatcher, error) {
+func New(ctx context.Context, store Store, cfg Config, opts Options) (*Dispatcher, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
@@ -104,8 +110,7 @@ func New(ctx context.Context, store storage.Outbox, cfg Config, opts Options) (*
 		d.source = opts.Source
 	}
 	if d.source == "" {
-		host, _ := os.Hostname()
-		d.source = "urn:tether:" + printable(host, 255)
+		d.source = DefaultSource()
 	}
 	for _, s := range cfg.Sinks {
 		sender, err := NewSender(s)
@@ -187,6 +192,45 @@ func (d *Dispatcher) Status(ctx context.Context) ([]SinkStatus, error) {
 	return out, nil
 }
 
+// runner returns the named sink's runner, or an error wrapping
+// storage.ErrNotFound.
+func (d *Dispatcher) runner(name string) (*runner, error) {
+	for _, r := range d.runners {
+		if r.cfg.Name == name {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("sink %q: %w", name, storage.ErrNotFound)
+}
+
+// DeadLetters pages through a configured sink's dead letters, oldest
+// first.
+func (d *Dispatcher) DeadLetters(ctx context.Context, sink, after string, limit int) (storage.Page[storage.DeadLetter], error) {
+	if _, err := d.runner(sink); err != nil {
+		return storage.Page[storage.DeadLetter]{}, err
+	}
+	return d.store.ListDeadLetters(ctx, sink, after, limit)
+}
+
+// Replay puts a configured sink's dead letters with the given Seqs (all of
+// them when seqs is nil) back at the tail of its queue, and records who
+// did it in the audit trail, in the same transaction. It returns how many
+// it put back.
+func (d *Dispatcher) Replay(ctx context.Context, sink string, seqs []uint64, actor string) (int, error) {
+	if _, err := d.runner(sink); err != nil {
+		return 0, err
+	}
+	now := d.opts.Now()
+	e := storage.NewEvent(ctx, now, "events.replay", "success", actor)
+	e.Detail = map[string]string{"sink": sink}
+	if seqs == nil {
+		e.Detail["seqs"] = "all"
+	} else {
+		e.Detail["seqs"] = fmt.Sprint(seqs)
+	}
+	return d.store.ReplayDeadLetters(ctx, sink, seqs, now, storage.WithEvents(e))
+}
+
 // Sinks names the configured sinks.
 func (d *Dispatcher) Sinks() []string {
 	var names []string
@@ -203,24 +247,35 @@ var ErrNoSink = errors.New("no such sink")
 // the named sink directly, and returns what the receiver answered.
 func (d *Dispatcher) Test(ctx context.Context, name string) (string, error) {
 	for _, r := range d.runners {
-		if r.cfg.Name != name {
-			continue
+		if r.cfg.Name == name {
+			return TestSink(ctx, r.cfg, d.source)
 		}
-		e := storage.Event{
-			ID: storage.NewID(storage.PrefixEvent), Time: d.opts.Now().UTC(),
-			Action: "events.test", Outcome: "success", Actor: "cli",
-		}
-		ce := NewCloudEvent(d.source, storage.OutboxEntry{Sink: name, Event: e})
-		// A separate sender, so a test never shares a connection with
-		// the sink's deliveries.
-		sender, err := NewSender(r.cfg)
-		if err != nil {
-			return "", err
-		}
-		defer sender.Close()
-		return sendTest(ctx, sender, ce)
 	}
 	return "", fmt.Errorf("%w %q", ErrNoSink, name)
+}
+
+// TestSink sends a test event (action events.test, kept nowhere) to the
+// sink s describes, on a connection of its own, and returns what the
+// receiver answered: a webhook's status and the start of its body, or
+// where a syslog or file sink put it.
+func TestSink(ctx context.Context, s Sink, source string) (string, error) {
+	e := storage.Event{
+		ID: storage.NewID(storage.PrefixEvent), Time: time.Now().UTC(),
+		Action: "events.test", Outcome: "success", Actor: "cli",
+	}
+	sender, err := NewSender(s)
+	if err != nil {
+		return "", err
+	}
+	defer sender.Close()
+	return sendTest(ctx, sender, NewCloudEvent(source, storage.OutboxEntry{Sink: s.Name, Event: e}))
+}
+
+// DefaultSource is the CloudEvents source without a configured one:
+// urn:tether: and the host's name.
+func DefaultSource() string {
+	host, _ := os.Hostname()
+	return "urn:tether:" + printable(host, 255)
 }
 
 func (d *Dispatcher) run(ctx context.Context, r *runner) {

@@ -147,7 +147,7 @@ type Outbox interface {
 	// ReplayDeadLetters moves the dead letters of sink with the given Seqs
 	// (all of them when seqs is nil) back to the tail of its queue, queued
 	// at, and returns how many it moved.
-	ReplayDeadLetters(ctx context.Context, sink string, seqs []uint64, at time.Time) (int, error)
+	ReplayDeadLetters(ctx context.Context, sink string, seqs []uint64, at time.Time, opts ...WriteOption) (int, error)
 	// OutboxStats describes sink's queue and dead letters.
 	OutboxStats(ctx context.Context, sink string) (OutboxStats, error)
 	// LeaseSink gives holder the right to deliver sink until until, if no

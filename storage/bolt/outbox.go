@@ -226,9 +226,9 @@ func (s *Store) ListDeadLetters(ctx context.Context, sink string, after string, 
 }
 
 // ReplayDeadLetters implements storage.Outbox.
-func (s *Store) ReplayDeadLetters(ctx context.Context, sink string, seqs []uint64, at time.Time) (int, error) {
+func (s *Store) ReplayDeadLetters(ctx context.Context, sink string, seqs []uint64, at time.Time, opts ...storage.WriteOption) (int, error) {
 	var n int
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
 		n = 0
 		sb, queue, dead, err := sinkBuckets(tx, sink, false)
 		if err != nil || sb == nil {

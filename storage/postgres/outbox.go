@@ -195,9 +195,9 @@ func (s *Store) ListDeadLetters(ctx context.Context, sink string, after string, 
 
 // ReplayDeadLetters implements storage.Outbox: the rows come back to the
 // queue with new seqs, in the order they had.
-func (s *Store) ReplayDeadLetters(ctx context.Context, sink string, seqs []uint64, at time.Time) (int, error) {
+func (s *Store) ReplayDeadLetters(ctx context.Context, sink string, seqs []uint64, at time.Time, opts ...storage.WriteOption) (int, error) {
 	var n int
-	err := s.update(ctx, "replay dead letters", func(tx pgx.Tx) error {
+	err := s.write(ctx, "replay dead letters", opts, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE outbox o SET seq = r.seq, dead = false, failed = NULL, reason = NULL, queued = $3
 			FROM (SELECT seq AS old, nextval('outbox_seq_seq') AS seq FROM (
 				SELECT seq FROM outbox WHERE sink = $1 AND dead AND ($2::bigint[] IS NULL OR seq = ANY($2)) ORDER BY seq FOR UPDATE) d) r
