@@ -87,7 +87,9 @@ func (s *server) replayDeadLetters(c *fiber.Ctx) error {
 }
 
 // Delivered implements events.Observer.
-func (m *Metrics) Delivered(sink string, n int) { m.sinkDelivered.WithLabelValues(sink).Add(float64(n)) }
+func (m *Metrics) Delivered(sink string, n int) {
+	m.sinkDelivered.WithLabelValues(sink).Add(float64(n))
+}
 
 // Failed implements events.Observer.
 func (m *Metrics) Failed(sink string) { m.sinkFailed.WithLabelValues(sink).Inc() }
