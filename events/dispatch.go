@@ -280,54 +280,94 @@ func DefaultSource() string {
 
 func (d *Dispatcher) run(ctx context.Context, r *runner) {
 	log := d.opts.Logger.With("sink", r.cfg.Name)
-	name := r.cfg.Name
-	var retryAt time.Time // when the failed head of the queue is tried again
-	failures := 0
-	var lastBacklogCheck time.Time
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		if err := d.store.ReleaseSink(rctx, name, d.opts.Holder); err != nil {
+		if err := d.store.ReleaseSink(rctx, r.cfg.Name, d.opts.Holder); err != nil {
 			log.Warn("events: release the sink's lease", "error", err)
 		}
 	}()
 	for {
-		wait := time.Duration(0)
 		now := d.opts.Now()
-		held, err := d.store.LeaseSink(ctx, name, d.opts.Holder, now, now.Add(d.opts.Lease))
+		held, err := d.store.LeaseSink(ctx, r.cfg.Name, d.opts.Holder, now, now.Add(d.opts.Lease))
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
 			log.Error("events: lease the sink", "error", err)
-			wait = d.opts.Poll
-		case !held:
-			wait = d.opts.Lease / 3
-		case now.Before(retryAt):
-			wait = min(retryAt.Sub(now), d.opts.Lease/3)
-		default:
-			if now.Sub(lastBacklogCheck) >= 10*d.opts.Poll {
-				lastBacklogCheck = now
-				d.trimBacklog(ctx, r, log)
-			}
-			wait, failures = d.deliver(ctx, r, log, failures)
-			if failures > 0 {
-				// Wait for the retry, renewing the lease meanwhile.
-				retryAt = now.Add(wait)
-				wait = min(wait, d.opts.Lease/3)
-			}
-		}
-		r.mu.Lock()
-		r.status.Delivering = held && err == nil
-		r.mu.Unlock()
-		if wait == 0 {
+		case held:
+			d.holding(ctx, r, log)
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, d.opts.Lease/3) {
 			return
-		case <-time.After(wait):
 		}
+	}
+}
+
+// holding delivers r's queue while this instance holds its lease, renewed
+// every third of its term by a heartbeat; when a renewal fails, delivery
+// stops at once, before another instance may take the sink over.
+func (d *Dispatcher) holding(ctx context.Context, r *runner, log *slog.Logger) {
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	r.setDelivering(true)
+	defer r.setDelivering(false)
+	go func() {
+		defer stop()
+		for sleep(hctx, d.opts.Lease/3) {
+			now := d.opts.Now()
+			held, err := d.store.LeaseSink(hctx, r.cfg.Name, d.opts.Holder, now, now.Add(d.opts.Lease))
+			if hctx.Err() != nil {
+				return
+			}
+			if err != nil || !held {
+				log.Warn("events: the sink's lease was lost; delivery stops", "error", err)
+				return
+			}
+		}
+	}()
+	var retryAt, lastBacklogCheck time.Time // when the failed head goes again
+	failures := 0
+	for hctx.Err() == nil {
+		now := d.opts.Now()
+		if now.Before(retryAt) {
+			if !sleep(hctx, retryAt.Sub(now)) {
+				return
+			}
+			continue
+		}
+		if now.Sub(lastBacklogCheck) >= 10*d.opts.Poll {
+			lastBacklogCheck = now
+			d.trimBacklog(hctx, r, log)
+		}
+		var wait time.Duration
+		wait, failures = d.deliver(hctx, r, log, failures)
+		if failures > 0 {
+			retryAt = d.opts.Now().Add(wait)
+			continue
+		}
+		if wait > 0 && !sleep(hctx, wait) {
+			return
+		}
+	}
+}
+
+func (r *runner) setDelivering(on bool) {
+	r.mu.Lock()
+	r.status.Delivering = on
+	r.mu.Unlock()
+}
+
+// sleep waits for d, or until ctx is done; it reports whether ctx is not.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -347,20 +387,18 @@ func (d *Dispatcher) deliver(ctx context.Context, r *runner, log *slog.Logger, f
 	for i, e := range entries {
 		ces[i] = NewCloudEvent(d.source, e)
 	}
-	n, sendErr := r.sender.Send(ctx, ces)
-	now := d.opts.Now()
-	if n > 0 {
-		if err := d.store.AckOutbox(ctx, name, seqs(entries[:n])); err != nil {
-			// They go again: at least once.
-			log.Error("events: acknowledge delivered events", "error", err)
+	// Sent a few at a time, each few acknowledged as it is taken: what a
+	// crash sends twice is at most one chunk.
+	n := 0
+	var sendErr error
+	for n < len(ces) && sendErr == nil {
+		chunk := ces[n:min(n+ackEvery, len(ces))]
+		var k int
+		k, sendErr = r.sender.Send(ctx, chunk)
+		if k > 0 {
+			d.acknowledge(ctx, r, log, entries[n:n+k])
 		}
-		r.mu.Lock()
-		r.status.Delivered += uint64(n)
-		r.status.LastDelivery = now
-		r.mu.Unlock()
-		if d.opts.Observer != nil {
-			d.opts.Observer.Delivered(name, n)
-		}
+		n += k
 	}
 	if sendErr == nil {
 		return 0, 0
@@ -368,6 +406,7 @@ func (d *Dispatcher) deliver(ctx context.Context, r *runner, log *slog.Logger, f
 	if ctx.Err() != nil {
 		return 0, failures
 	}
+	now := d.opts.Now()
 	r.mu.Lock()
 	r.status.Failed++
 	r.status.LastError, r.status.LastErrorAt = sendErr.Error(), now
@@ -403,6 +442,24 @@ func (d *Dispatcher) deliver(ctx context.Context, r *runner, log *slog.Logger, f
 	failures++
 	log.Warn("events: delivery failed; will retry", "error", sendErr.Error(), "attempts", failures)
 	return d.backoff(failures), failures
+}
+
+// ackEvery is how many events are sent between acknowledgements.
+const ackEvery = 16
+
+// acknowledge removes delivered entries from the queue and counts them.
+func (d *Dispatcher) acknowledge(ctx context.Context, r *runner, log *slog.Logger, entries []storage.OutboxEntry) {
+	if err := d.store.AckOutbox(ctx, r.cfg.Name, seqs(entries)); err != nil {
+		// They go again: at least once.
+		log.Error("events: acknowledge delivered events", "error", err)
+	}
+	r.mu.Lock()
+	r.status.Delivered += uint64(len(entries))
+	r.status.LastDelivery = d.opts.Now()
+	r.mu.Unlock()
+	if d.opts.Observer != nil {
+		d.opts.Observer.Delivered(r.cfg.Name, len(entries))
+	}
 }
 
 // backoff is the wait after the nth failure in a row: the base doubled

@@ -166,7 +166,14 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err := os.Chmod(path, fileMode); err != nil {
 		return nil, errors.Join(fmt.Errorf("chmod %s: %w", path, err), db.Close())
 	}
-	if err := db.Update(migrate); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := migrate(tx); err != nil {
+			return err
+		}
+		// One process at a time opens the file: the sinks' leases in it
+		// are a dead process's.
+		return clearLeases(tx)
+	}); err != nil {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), db.Close())
 	}
 	// Group commits: writers that arrive within 2 ms share one commit, up

@@ -295,6 +295,15 @@ func (s *Store) OutboxStats(ctx context.Context, sink string) (storage.OutboxSta
 	return st, err
 }
 
+// clearLeases forgets every sink's lease.
+func clearLeases(tx *bolt.Tx) error {
+	if err := tx.DeleteBucket(bucketSinkLeases); err != nil {
+		return err
+	}
+	_, err := tx.CreateBucket(bucketSinkLeases)
+	return err
+}
+
 type sinkLease struct {
 	Holder string    `json:"holder"`
 	Until  time.Time `json:"until"`
