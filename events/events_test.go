@@ -315,7 +315,7 @@ func TestRefusedEventDeadLetter(t *testing.T) {
 	start(t, d)
 	poison := newEvent("poison", "ses_1")
 	appendEvents(t, s, newEvent("login", "ses_1"), poison, newEvent("logout", "ses_1"))
-	waitFor(t, "two deliveries", func() bool { return len(r.events(t)) == 2 })
+	waitFor(t, "two deliveries acknowledged", func() bool { return len(r.events(t)) == 2 && obs.delivered.Load() == 2 })
 	page, err := s.ListDeadLetters(context.Background(), "hooks", "", 10)
 	if err != nil {
 		t.Fatal(err)
