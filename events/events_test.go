@@ -172,7 +172,10 @@ func TestWebhookSignedAsStandardWebhooks(t *testing.T) {
 	sent[2].DeviceID = "dev_1"
 	sent[2].Detail = map[string]string{"note": "naïve ✓ \"quoted\"\n"}
 	appendEvents(t, s, sent...)
-	waitFor(t, "three deliveries", func() bool { return len(r.events(t)) == 3 })
+	waitFor(t, "three deliveries acknowledged", func() bool {
+		st, _ := d.Status(context.Background())
+		return len(r.events(t)) == 3 && st[0].Pending == 0
+	})
 
 	got := r.events(t)
 	for i, ce := range got {
@@ -282,7 +285,10 @@ func TestReceiverDownThenUp(t *testing.T) {
 		t.Fatalf("while down: %+v", st[0])
 	}
 	r.status.Store(200)
-	waitFor(t, "the backlog to drain", func() bool { return len(r.events(t)) == sessions*each })
+	waitFor(t, "the backlog to drain", func() bool {
+		st, _ := d.Status(context.Background())
+		return len(r.events(t)) == sessions*each && st[0].Pending == 0
+	})
 	last := map[string]string{}
 	seen := map[string]bool{}
 	for _, ce := range r.events(t) {
