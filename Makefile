@@ -12,7 +12,7 @@ VULNDB   ?= $(if $(wildcard ../shared/vulndb/README.md),file://$(abspath ../shar
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test build bench bench-postgres bench-growth fuzz lint vulncheck clean
+.PHONY: help run test build bench bench-postgres bench-events bench-growth fuzz lint vulncheck clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,10 @@ bench-postgres: build ## the load test on PostgreSQL: BENCH_STORE, or a throwawa
 	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
 	bin/tether-bench --server $(BIN) --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --runs $(BENCH_RUNS) --out bench-postgres.json \
 	  --store "$${BENCH_STORE:-$$(.ci/postgres)}"
+
+bench-events: build ## login and renewal with the audit trail pushed to two sinks, against none
+	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench
+	bin/tether-bench --server $(BIN) --events --duration $(BENCH_DURATION) --clients $(BENCH_CLIENTS) --runs $(BENCH_RUNS) --out bench-events.json
 
 bench-growth: build ## renewal on a small store against one with 100,000 handsets and 1,000,000 sessions
 	CGO_ENABLED=0 go build -trimpath -o bin/tether-bench ./cmd/tether-bench

@@ -25,6 +25,7 @@ import (
 	"tether/api"
 	"tether/auth"
 	"tether/device"
+	"tether/events"
 	"tether/oauth"
 	"tether/storage"
 	"tether/storage/bolt"
@@ -151,6 +152,7 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	issuer := ""
 	var oauthCfg oauth.Config
 	var on oauthOn
+	var evCfg *events.Config
 	for _, m := range mutate {
 		if o, ok := m.(oauthOn); ok {
 			on = o
@@ -176,6 +178,8 @@ func newEnv(t testing.TB, mutate ...any) *env {
 			authOpts = append(authOpts, auth.WithClock(f.Now))
 		case func(*oauth.Config):
 			f(&oauthCfg)
+		case events.Config:
+			evCfg = &f
 		case oauthOn, onPostgres:
 		default:
 			t.Fatalf("newEnv option %T", m)
@@ -200,6 +204,18 @@ func newEnv(t testing.TB, mutate ...any) *env {
 			t.Fatal(err)
 		}
 	}
+	var dispatcher *events.Dispatcher
+	if evCfg != nil {
+		if dispatcher, err = events.New(context.Background(), db, *evCfg, events.Options{
+			Poll: 5 * time.Millisecond, BackoffBase: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Observer: metrics,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { dispatcher.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	e.app = api.New(api.Deps{
 		Store:   db,
 		Devices: device.NewService(devices, v),
@@ -209,6 +225,7 @@ func newEnv(t testing.TB, mutate ...any) *env {
 		OAuth:   e.oauth,
 		Logger:  logger,
 		Metrics: metrics,
+		Events:  dispatcher,
 	}, opts)
 	for _, k := range []struct {
 		dst  *string
@@ -781,7 +798,7 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 			strings.HasSuffix(path, "/mfa/reset"):
 			return admin, true
 		}
-		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes", "/v1/lockouts", "/v1/directory"} {
+		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes", "/v1/lockouts", "/v1/directory", "/v1/events"} {
 			if path == p || strings.HasPrefix(path, p+"/") {
 				return manager, true
 			}

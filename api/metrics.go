@@ -29,6 +29,8 @@ type Metrics struct {
 	events   *prometheus.CounterVec
 	tx       *prometheus.HistogramVec
 	syncs    *prometheus.CounterVec
+
+	sinkDelivered, sinkFailed, sinkDead *prometheus.CounterVec
 }
 
 // NewMetrics returns the metrics, with Go runtime and process metrics.
@@ -55,7 +57,16 @@ func NewMetrics() *Metrics {
 	m.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tether_directory_sync_total", Help: "Directory syncs this server ran, by result (success or failure).",
 	}, []string{"result"})
-	m.reg.MustRegister(m.requests, m.latency, m.events, m.tx, m.syncs,
+	m.sinkDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tether_events_delivered_total", Help: "Audit events delivered to each sink by this server.",
+	}, []string{"sink"})
+	m.sinkFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tether_events_delivery_failures_total", Help: "Failed attempts to deliver to each sink (each retried, or given up as a dead letter).",
+	}, []string{"sink"})
+	m.sinkDead = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tether_events_dead_lettered_total", Help: "Events each sink could not take, made dead letters by this server.",
+	}, []string{"sink"})
+	m.reg.MustRegister(m.requests, m.latency, m.events, m.tx, m.syncs, m.sinkDelivered, m.sinkFailed, m.sinkDead,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -135,6 +146,9 @@ func (m *Metrics) register(s *server) {
 			sessions: prometheus.NewDesc("tether_sessions", "Sessions not revoked (expired ones until the sweeper removes them).", nil, nil),
 			size:     prometheus.NewDesc("tether_store_size_bytes", "Size of the store file.", nil, nil),
 		})
+	}
+	if s.Events != nil {
+		m.reg.MustRegister(newSinkStats(m.StatsEvery, s.Events))
 	}
 	if s.Auth != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -131,6 +131,11 @@ var operations = []op{
 	{method: "GET", path: "/v1/sessions", summary: "Who is logged in where", tag: "sessions", auth: "manager", okStatus: 200, ok: page[sessionView]{}, query: []string{"userId", "deviceId", "live", "limit", "cursor"}},
 	{method: "DELETE", path: "/v1/sessions/{id}", summary: "End a session", tag: "sessions", auth: "manager", okStatus: 204},
 	{method: "GET", path: "/v1/audit", summary: "The audit trail, oldest first (or newest first, order=desc)", tag: "audit", auth: "manager", okStatus: 200, ok: page[eventView]{}, query: []string{"from", "to", "action", "userId", "deviceId", "order", "limit", "cursor"}},
+	{method: "GET", path: "/v1/events/sinks", summary: "The sinks the audit trail is pushed to: each one's backlog, oldest waiting event, dead letters, last delivery and last error", tag: "audit", auth: "manager", okStatus: 200, ok: sinksView{}},
+	{method: "GET", path: "/v1/events/sinks/{name}/dead-letters", summary: "A sink's dead letters, oldest first: the events it could not take, and why", tag: "audit", auth: "manager", okStatus: 200, ok: page[deadLetterView]{}, query: []string{"limit", "cursor"}},
+	{method: "POST", path: "/v1/events/sinks/{name}/replay", summary: "Put a sink's dead letters (those named by seqs, or all without a body) back at the end of its queue; audited as events.replay", tag: "audit", auth: "manager", body: replayRequest{}, okStatus: 200, ok: struct {
+		Replayed int `json:"replayed"`
+	}{}},
 	{method: "GET", path: "/v1/directory", summary: "Directory sign-in: configured, answering, and the last sync (when, what it changed)", tag: "users", auth: "manager", okStatus: 200, ok: directoryView{}},
 	{method: "GET", path: "/v1/lockouts", summary: "The login throttle's counters: accounts and addresses with failed logins, and until when each is held back", tag: "users", auth: "manager", okStatus: 200, ok: page[lockoutView]{}, query: []string{"account", "address", "limit", "cursor"}},
 	{method: "DELETE", path: "/v1/lockouts", summary: "Forget failed logins: an account's (from every address), an address's, or the pair's", tag: "users", auth: "manager", okStatus: 200, ok: struct {
@@ -353,6 +358,9 @@ func buildOpenAPI(version string, withOAuth bool) []byte {
 		var params []any
 		if strings.Contains(o.path, "{id}") {
 			params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		if strings.Contains(o.path, "{name}") {
+			params = append(params, map[string]any{"name": "name", "in": "path", "required": true, "description": "the sink's name", "schema": map[string]any{"type": "string"}})
 		}
 		for _, q := range o.query {
 			params = append(params, map[string]any{"name": q, "in": "query", "description": queryDocs[q], "schema": map[string]any{"type": "string"}})

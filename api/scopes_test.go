@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"tether/events"
 	"tether/storage"
 )
 
@@ -53,7 +55,9 @@ var routeClasses = map[string]string{
 	"POST /v1/users/:id/logout-all": classManager,
 	"GET /v1/sessions/":             classManager, "DELETE /v1/sessions/:id": classManager,
 	"GET /v1/audit": classManager, "GET /v1/directory": classManager,
-	"GET /v1/lockouts/": classManager, "DELETE /v1/lockouts/": classManager,
+	"GET /v1/events/sinks/": classManager, "GET /v1/events/sinks/:name/dead-letters": classManager,
+	"POST /v1/events/sinks/:name/replay": classManager,
+	"GET /v1/lockouts/":                  classManager, "DELETE /v1/lockouts/": classManager,
 	"POST /v1/enrollment-codes/": classManager, "GET /v1/enrollment-codes/": classManager,
 	"DELETE /v1/enrollment-codes/:id": classManager, "GET /v1/enrollment-codes/:id/qr.png": classManager,
 
@@ -154,7 +158,10 @@ func (w *scopeWorld) next() int {
 }
 
 func newScopeWorld(t *testing.T, opts ...any) *scopeWorld {
-	e := newEnv(t, append([]any{oauthOn{}}, opts...)...)
+	// A sink the audit trail is pushed to, a file: its routes are for the
+	// unscoped.
+	sink := events.Config{Sinks: []events.Sink{{Name: "file", Type: events.TypeFile, Path: filepath.Join(t.TempDir(), "events.jsonl")}}}
+	e := newEnv(t, append([]any{oauthOn{}, sink}, opts...)...)
 	w := &scopeWorld{e: e, creds: map[string]string{whoAdmin: e.admin, whoManager: e.manager}}
 	// A manager account scoped to A, signed in with a password.
 	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "mgr-a", "password": "correct horse", "role": "manager", "scopes": []string{"A"}}); r.status != 201 {
@@ -275,6 +282,10 @@ const (
 	lists
 	// fleet: the route is about no record of a group.
 	fleet
+	// unscoped: the route is about the whole fleet and for unscoped
+	// principals only; a scoped manager finds nothing there, as out of
+	// scope.
+	unscoped
 )
 
 // object is what a case made, in a group, for its request.
@@ -367,12 +378,15 @@ var scopeCases = map[string]scopeCase{
 	"POST /v1/users/:id/password":   {scope: onRecord, success: 204, make: makeWorker, send: at("POST", "/v1/users/:id/password", map[string]any{"password": "another long password"})},
 	"POST /v1/users/:id/logout-all": {scope: onRecord, success: 200, make: makeSessionUser, send: at("POST", "/v1/users/:id/logout-all", nil)},
 
-	"GET /v1/sessions/":       {scope: lists, success: 200, field: "id", make: makeSession, send: at("GET", "/v1/sessions?limit=1000", nil)},
-	"DELETE /v1/sessions/:id": {scope: onRecord, success: 204, make: makeSession, send: at("DELETE", "/v1/sessions/:id", nil)},
-	"GET /v1/audit":           {scope: lists, success: 200, field: "deviceId", make: makeDevice, send: at("GET", "/v1/audit?action=device.register&deviceId=:id", nil)},
-	"GET /v1/directory":       {scope: fleet, success: 200, make: makeNothing, send: at("GET", "/v1/directory", nil)},
-	"GET /v1/lockouts/":       {scope: fleet, success: 200, make: makeNothing, send: at("GET", "/v1/lockouts", nil)},
-	"DELETE /v1/lockouts/":    {scope: onRecord, success: 200, make: makeWorker, send: at("DELETE", "/v1/lockouts?account=:name", nil)},
+	"GET /v1/sessions/":                       {scope: lists, success: 200, field: "id", make: makeSession, send: at("GET", "/v1/sessions?limit=1000", nil)},
+	"DELETE /v1/sessions/:id":                 {scope: onRecord, success: 204, make: makeSession, send: at("DELETE", "/v1/sessions/:id", nil)},
+	"GET /v1/audit":                           {scope: lists, success: 200, field: "deviceId", make: makeDevice, send: at("GET", "/v1/audit?action=device.register&deviceId=:id", nil)},
+	"GET /v1/events/sinks/":                   {scope: unscoped, success: 200, make: makeNothing, send: at("GET", "/v1/events/sinks", nil)},
+	"GET /v1/events/sinks/:name/dead-letters": {scope: unscoped, success: 200, make: makeNothing, send: at("GET", "/v1/events/sinks/file/dead-letters", nil)},
+	"POST /v1/events/sinks/:name/replay":      {scope: unscoped, success: 200, make: makeNothing, send: at("POST", "/v1/events/sinks/file/replay", nil)},
+	"GET /v1/directory":                       {scope: fleet, success: 200, make: makeNothing, send: at("GET", "/v1/directory", nil)},
+	"GET /v1/lockouts/":                       {scope: fleet, success: 200, make: makeNothing, send: at("GET", "/v1/lockouts", nil)},
+	"DELETE /v1/lockouts/":                    {scope: onRecord, success: 200, make: makeWorker, send: at("DELETE", "/v1/lockouts?account=:name", nil)},
 
 	"POST /v1/enrollment-codes/": {scope: creates, success: 201, outOfScope: 403, make: makeNothing, send: func(w *scopeWorld, secret, g string, o object) response {
 		return w.e.do("POST", "/v1/enrollment-codes", secret, map[string]any{"group": g})
@@ -439,6 +453,12 @@ func testScopesByRoute(t *testing.T, store ...any) {
 					case who == whoWorker:
 						wantStatus(t, where, r, 403, "forbidden")
 					case c.scope == fleet:
+						wantStatus(t, where, r, c.success, "")
+					case c.scope == unscoped && (who == whoScopedA || who == whoScopedB):
+						if p := wantStatus(t, where, r, 404, "not_found"); p != nil && p["detail"] != notFound {
+							t.Errorf("%s: detail %v; want that of a missing record, %v", where, p["detail"], notFound)
+						}
+					case c.scope == unscoped:
 						wantStatus(t, where, r, c.success, "")
 					case c.scope == lists:
 						wantStatus(t, where, r, c.success, "")

@@ -17,6 +17,7 @@ import (
 	"tether"
 	"tether/auth"
 	"tether/device"
+	"tether/events"
 	"tether/oauth"
 	"tether/storage"
 )
@@ -35,6 +36,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// Metrics, if set, is served at /metrics and counts every request.
 	Metrics *Metrics
+	// Events, if set, delivers the audit trail to its sinks; managers see
+	// them and replay their dead letters.
+	Events *events.Dispatcher
 }
 
 // Options tune the HTTP server. Zero fields take the defaults.
@@ -178,6 +182,10 @@ func New(d Deps, o Options) *fiber.App {
 	sessions.Delete("/:id", s.deleteSession)
 
 	v1.Get("/audit", append(managers, s.listEvents)...)
+	sinks := v1.Group("/events/sinks", managers...)
+	sinks.Get("/", s.listSinks)
+	sinks.Get("/:name/dead-letters", s.listDeadLetters)
+	sinks.Post("/:name/replay", s.replayDeadLetters)
 
 	v1.Get("/directory", append(managers, s.directoryStatus)...)
 

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"slices"
 
 	"tether"
@@ -90,6 +91,17 @@ func (p Principal) CanGrant(r storage.Role) bool {
 
 // Scoped reports whether p is limited to some handset groups.
 func (p Principal) Scoped() bool { return p.Scopes != nil }
+
+// RequireFleet refuses a scoped principal what concerns the whole fleet
+// and no group (the sinks the audit trail is pushed to, and their dead
+// letters, which hold every group's events) as a record out of its scope
+// is refused: as if there were none (storage.ErrNotFound).
+func (p Principal) RequireFleet() error {
+	if p.Scoped() {
+		return fmt.Errorf("for unscoped managers and admins: %w", storage.ErrNotFound)
+	}
+	return nil
+}
 
 // Device is p as the device rules know it: the name it acts under and the
 // groups it is limited to.

@@ -143,6 +143,7 @@ type Store interface {
 	OAuthClients
 	OAuthGrants
 	ScopeChecker
+	Outbox
 	// Ping reports whether the store can serve reads.
 	Ping(ctx context.Context) error
 	// Close releases the store. Nothing may be called after it.

@@ -120,9 +120,21 @@ func run() error {
 	flag.IntVar(&cfg.runs, "runs", 3, "runs of each operation compared with a limit (alternating with the limit); medians are reported")
 	flag.StringVar(&cfg.store, "store", "", "a postgres:// URL: measure the server on PostgreSQL (in a schema of its own, dropped at the end) instead of the embedded store")
 	growthRun := flag.Bool("growth", false, "compare renewal on a small store with a large one instead")
+	eventsRun := flag.Bool("events", false, "compare login and renewal on a server pushing its audit trail to two sinks with one pushing it to none instead")
 	devices := flag.Int("devices", 100_000, "handsets in the large store (--growth)")
 	sessions := flag.Int("sessions", 1_000_000, "sessions in the large store (--growth)")
 	flag.Parse()
+	if *eventsRun {
+		r, err := compareSinks(cfg, os.Stdout)
+		if err != nil {
+			return err
+		}
+		data, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(cfg.out, data, 0o644)
+	}
 	if *growthRun {
 		g, err := growth(cfg, *devices, *sessions, os.Stdout)
 		if err != nil {
@@ -414,7 +426,7 @@ func waitReady(base string) error {
 // startServer makes a fresh store with an admin API key and serves it: in
 // a temporary data directory, or, with a database URL, in a new schema of
 // that database.
-func startServer(bin, database string) (*server, error) {
+func startServer(bin, database string, extra ...string) (*server, error) {
 	dir, err := os.MkdirTemp("", "tether-bench-*")
 	if err != nil {
 		return nil, err
@@ -440,7 +452,7 @@ func startServer(bin, database string) (*server, error) {
 		return nil, fmt.Errorf("apikey create: %w", err)
 	}
 	var startup float64
-	s, err := serveExisting(bin, dir, where, strings.TrimSpace(string(out)), &startup)
+	s, err := serveExisting(bin, dir, append(where, extra...), strings.TrimSpace(string(out)), &startup)
 	if s != nil {
 		s.drop = drop
 	}

@@ -93,6 +93,7 @@ Usage:
   tether restore FILE
   tether migrate --from DATA|FILE.db|postgres://… --to DATA|FILE.db|postgres://…
   tether ldap test --username NAME [--password-stdin | --no-password] --ldap-url URL [directory flags]
+  tether events test --sink NAME [--events-config FILE | --webhook-url URL --webhook-secret-file FILE]
   tether version
 
 The commands that use the store take --data (the embedded store's
@@ -165,6 +166,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.migrate(ctx, rest)
 	case cmd == "ldap" && sub == "test":
 		return c.ldapTest(ctx, rest[1:])
+	case cmd == "events" && sub == "test":
+		return c.eventsTest(ctx, rest[1:])
 	case cmd == "version" || cmd == "--version":
 		fmt.Fprintln(c.stdout, version)
 		return nil

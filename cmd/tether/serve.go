@@ -17,6 +17,7 @@ import (
 
 	"tether/api"
 	"tether/auth"
+	"tether/events"
 	"tether/oauth"
 	"tether/storage"
 )
@@ -42,6 +43,7 @@ type serveConfig struct {
 	// attestationRoots is a PEM file replacing Google's attestation roots.
 	attestationRoots string
 	ldap             ldapConfig
+	events           eventsConfig
 }
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -66,6 +68,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.demo, "demo", false, "start on a temporary store with demo users and handsets, and print commands to try (deleted at exit)")
 	authFlags(fs, &cfg.auth)
 	ldapFlags(fs, &cfg.ldap)
+	eventsFlags(fs, &cfg.events)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -90,6 +93,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	master, err := loadMaster(cfg.masterKeyFile)
+	if err != nil {
+		return err
+	}
+	evCfg, err := cfg.events.load()
 	if err != nil {
 		return err
 	}
@@ -166,6 +173,14 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if cfg.publicURL == "" && cfg.auth.DeviceProof != auth.ProofOff {
 		logger.Warn("handset proofs (DPoP) are checked against the URL each request names, its Host header (and X-Forwarded-Host and -Proto from --trusted-proxies): pass --public-url so they are checked against the server's own address")
 	}
+	// The sinks' routes are kept in the store before anything is served,
+	// so every event from now on is queued for them; none configured, none
+	// is (and the queues of sinks dropped from the configuration stay, to
+	// be seen in the console).
+	dispatcher, err := events.New(ctx, store, evCfg, events.Options{Source: cfg.publicURL, Logger: logger, Observer: metrics})
+	if err != nil {
+		return err
+	}
 	var demoSeed demo
 	if cfg.demo {
 		if demoSeed, err = seedDemo(ctx, svc, authSvc); err != nil {
@@ -181,6 +196,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		OAuth:   provider,
 		Logger:  logger,
 		Metrics: metrics,
+		Events:  dispatcher,
 	}, api.Options{
 		BodyLimit:      cfg.bodyLimit,
 		ReadTimeout:    cfg.readTimeout,
@@ -219,6 +235,11 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if dir != nil && cfg.ldap.syncInterval > 0 {
 		go authSvc.RunDirectorySync(sweepCtx, cfg.ldap.syncInterval)
 	}
+	delivered := make(chan struct{})
+	go func() { dispatcher.Run(sweepCtx); close(delivered) }()
+	if sinks := dispatcher.Sinks(); len(sinks) > 0 {
+		logger.Info("pushing the audit trail", "sinks", strings.Join(sinks, ","))
+	}
 
 	select {
 	case err := <-served:
@@ -229,6 +250,10 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err := app.ShutdownWithTimeout(cfg.shutdownTimeout); err != nil {
 		logger.Error("shutdown", "error", err)
 	}
+	// What is still queued is delivered at the next start, by this
+	// instance or another.
+	stopSweeper()
+	<-delivered
 	logger.Info("stopped")
 	return nil
 }

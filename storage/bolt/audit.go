@@ -15,7 +15,9 @@ var errEventID = errors.New("audit event without an id")
 // their Groups set from the records as they are in tx (storage.EventGroups):
 // a read of the event's device, of its user, and of the user's entries in
 // devices_by_assignee (one key per handset assigned to them, none decoded).
-func appendEvents(tx *bolt.Tx, events []storage.Event) error {
+// Each is queued for its sinks (outbox.go), once: an event whose ID is
+// already written is written again but not queued again.
+func (s *Store) appendEvents(tx *bolt.Tx, events []storage.Event) error {
 	for _, e := range events {
 		if e.ID == "" {
 			return errEventID
@@ -24,8 +26,14 @@ func appendEvents(tx *bolt.Tx, events []storage.Event) error {
 		if err != nil {
 			return err
 		}
+		queued := tx.Bucket(bucketEvents).Get([]byte(e.ID)) != nil
 		if err := putEvent(tx, e); err != nil {
 			return err
+		}
+		if !queued {
+			if err := s.enqueue(tx, e); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -65,7 +73,7 @@ func (s *Store) AppendEvents(ctx context.Context, events ...storage.Event) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(func(tx *bolt.Tx) error { return appendEvents(tx, events) })
+	return s.db.Batch(func(tx *bolt.Tx) error { return s.appendEvents(tx, events) })
 }
 
 // ListEvents implements storage.Audit. A scoped list walks only the

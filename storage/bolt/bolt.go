@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -111,6 +112,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	// 4 → 5: the scope indexes (scopes.go), for the devices and users
 	// there are.
 	migrateScopes,
+	// 5 → 6: the outbox (outbox.go).
+	func(tx *bolt.Tx) error { return createBuckets(tx, bucketOutbox, bucketSinkLeases) },
 }
 
 func createBuckets(tx *bolt.Tx, names ...[]byte) error {
@@ -126,6 +129,8 @@ func createBuckets(tx *bolt.Tx, names ...[]byte) error {
 type Store struct {
 	db      *bolt.DB
 	observe TxObserver
+	// routes are the event routes (outbox.go), never nil.
+	routes atomic.Pointer[[]storage.EventRoute]
 }
 
 // Option configures Open.
@@ -161,7 +166,14 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err := os.Chmod(path, fileMode); err != nil {
 		return nil, errors.Join(fmt.Errorf("chmod %s: %w", path, err), db.Close())
 	}
-	if err := db.Update(migrate); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := migrate(tx); err != nil {
+			return err
+		}
+		// One process at a time opens the file: the sinks' leases in it
+		// are a dead process's.
+		return clearLeases(tx)
+	}); err != nil {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), db.Close())
 	}
 	// Group commits: writers that arrive within 2 ms share one commit, up
@@ -169,7 +181,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// to every lone write).
 	db.MaxBatchDelay = 2 * time.Millisecond
 	db.MaxBatchSize = 64
-	return &Store{db: db, observe: o.observe}, nil
+	s := &Store{db: db, observe: o.observe}
+	if err := s.loadRoutes(); err != nil {
+		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), db.Close())
+	}
+	return s, nil
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -257,12 +273,12 @@ func (s *Store) write(ctx context.Context, opts []storage.WriteOption, fn func(*
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return applyOptions(tx, o)
+		return s.applyOptions(tx, o)
 	})
 }
 
 // applyOptions makes the extra writes a write method was asked for.
-func applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
+func (s *Store) applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
 	n := 0
 	for _, r := range o.Revoke {
 		revoked, err := revokeSessions(tx, r)
@@ -274,7 +290,7 @@ func applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
 	if o.Revoked != nil {
 		*o.Revoked = n
 	}
-	return appendEvents(tx, o.Events)
+	return s.appendEvents(tx, o.Events)
 }
 
 // get decodes the record under key in bucket into v, or returns ErrNotFound.

@@ -35,6 +35,28 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestOutboxConformance(t *testing.T) {
+	storagetest.RunOutbox(t, func(t *testing.T) (storagetest.OutboxStore, func() storagetest.OutboxStore) {
+		path := filepath.Join(t.TempDir(), "tether.db")
+		open := func() *bolt.Store {
+			s, err := bolt.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		s := open()
+		return s, func() storagetest.OutboxStore {
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = open()
+			return s
+		}
+	})
+}
+
 func TestFileMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tether.db")
 	// A file an operator copied in with loose permissions is tightened.

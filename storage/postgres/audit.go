@@ -24,8 +24,12 @@ const eventGroupsSQL = `SELECT coalesce(array_agg(DISTINCT g ORDER BY g), '{}') 
 // worked out in the statement that inserts each one: one round trip per
 // event, as before there were groups. The record's JSON gets the groups
 // spliced in as text rather than rebuilt through jsonb, so it stays as Go
-// wrote it (jsonb would refuse a NUL escape that a json column keeps).
-func appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error {
+// wrote it (jsonb would refuse a NUL escape that a json column keeps). With
+// event routes, each event newly inserted (not one written again under its
+// ID) is queued for its sinks (outbox.go), its groups as the insert worked
+// them out.
+func (s *Store) appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error {
+	routes := *s.routes.Load()
 	for _, e := range events {
 		if e.ID == "" {
 			return errEventID
@@ -36,15 +40,31 @@ func appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `WITH eg AS (`+eventGroupsSQL+`)
+		const insert = `WITH eg AS (` + eventGroupsSQL + `)
 			INSERT INTO events (id, at, action, user_id, device_id, groups, data)
 			SELECT $1, $2, $3, $4, $5, eg.groups, CASE WHEN cardinality(eg.groups) = 0 THEN $6::text::json
 				ELSE (left($6::text, -1) || ',"groups":' || array_to_json(eg.groups)::text || '}')::json END
 			FROM eg
 			ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, action = EXCLUDED.action, user_id = EXCLUDED.user_id,
-				device_id = EXCLUDED.device_id, groups = EXCLUDED.groups, data = EXCLUDED.data`,
-			e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)); err != nil {
+				device_id = EXCLUDED.device_id, groups = EXCLUDED.groups, data = EXCLUDED.data`
+		args := []any{e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)}
+		if len(routes) == 0 {
+			if _, err := tx.Exec(ctx, insert, args...); err != nil {
+				return err
+			}
+			continue
+		}
+		var inserted bool
+		if err := tx.QueryRow(ctx, insert+` RETURNING groups, xmax = 0`, args...).Scan(&e.Groups, &inserted); err != nil {
 			return err
+		}
+		if len(e.Groups) == 0 {
+			e.Groups = nil
+		}
+		if inserted {
+			if err := s.enqueue(ctx, tx, e, routes); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -52,7 +72,7 @@ func appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error 
 
 // AppendEvents implements storage.Audit.
 func (s *Store) AppendEvents(ctx context.Context, events ...storage.Event) error {
-	return s.update(ctx, "append events", func(tx pgx.Tx) error { return appendEvents(ctx, tx, events) })
+	return s.update(ctx, "append events", func(tx pgx.Tx) error { return s.appendEvents(ctx, tx, events) })
 }
 
 // LoadEvents implements storage.Loader: events as they are, their groups

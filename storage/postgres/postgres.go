@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,8 @@ const migrationLock = 0x746574686572
 type Store struct {
 	pool    *pgxpool.Pool
 	observe TxObserver
+	// routes are the event routes (outbox.go), never nil.
+	routes atomic.Pointer[[]storage.EventRoute]
 }
 
 // TxObserver is told how long each transaction took, and whether it wrote.
@@ -87,6 +90,10 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connect to %s:%d: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := s.loadRoutes(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -350,12 +357,12 @@ func (s *Store) write(ctx context.Context, op string, opts []storage.WriteOption
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return applyOptions(ctx, tx, o)
+		return s.applyOptions(ctx, tx, o)
 	})
 }
 
 // applyOptions makes the extra writes a write method was asked for.
-func applyOptions(ctx context.Context, tx pgx.Tx, o storage.WriteOptions) error {
+func (s *Store) applyOptions(ctx context.Context, tx pgx.Tx, o storage.WriteOptions) error {
 	n := 0
 	for _, r := range o.Revoke {
 		revoked, err := revokeSessions(ctx, tx, r)
@@ -367,7 +374,7 @@ func applyOptions(ctx context.Context, tx pgx.Tx, o storage.WriteOptions) error 
 	if o.Revoked != nil {
 		*o.Revoked = n
 	}
-	return appendEvents(ctx, tx, o.Events)
+	return s.appendEvents(ctx, tx, o.Events)
 }
 
 // unique returns conflict if err is a unique violation of the named

@@ -30,6 +30,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestOutboxConformance(t *testing.T) {
+	storagetest.RunOutbox(t, func(t *testing.T) (storagetest.OutboxStore, func() storagetest.OutboxStore) {
+		url := pgtest.Schema(t)
+		return open(t, url), func() storagetest.OutboxStore { return open(t, url) }
+	})
+}
+
 // TestThrottlesConformance: the login throttle's counters, shared by the
 // instances on one database.
 func TestThrottlesConformance(t *testing.T) {
@@ -85,8 +92,9 @@ func TestMigrationFillsScopeColumns(t *testing.T) {
 	check(t, open(t, url))
 }
 
-// undoScopes takes a database back from schema 7 to schema 6.
+// undoScopes takes a database back from schema 8 to schema 6.
 var undoScopes = []string{
+	`DROP TABLE outbox, sink_leases, event_routes`,
 	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes, DROP COLUMN groups`,
 	`ALTER TABLE devices DROP COLUMN assigned_users`,
 	`ALTER TABLE enrollment_codes DROP COLUMN grp`,
