@@ -73,6 +73,11 @@ type attempt struct {
 	// pair is the index of the counter per account from this address, or
 	// -1.
 	pair int
+	// at is when the attempt was counted, and prevLast each counter's
+	// LastAt before it: taking the attempt back restores the wait the
+	// counter had, rather than one that starts at the attempt.
+	at       time.Time
+	prevLast []time.Time
 }
 
 // reserve counts an attempt at account from address on every counter that
@@ -110,7 +115,9 @@ func (t *throttle) reserve(ctx context.Context, account, address string, ownHand
 		if wait > 0 {
 			return nil, ErrTooManyAttempts.After(wait)
 		}
+		a.at, a.prevLast = now, make([]time.Time, len(cur))
 		for i := range cur {
+			a.prevLast[i] = cur[i].LastAt
 			cur[i].Failures++
 			cur[i].LastAt = now
 			t.settle(&cur[i], a.free[i])
@@ -157,6 +164,14 @@ func (t *throttle) takeBack(ctx context.Context, a *attempt, forgetPair bool) er
 				cur[i].Failures = 0
 			case cur[i].Failures > 0:
 				cur[i].Failures--
+				// Unless another attempt came since, the counter is as it
+				// was before this one: its wait does not start again now.
+				// (A right password of an account with a second factor is
+				// taken back this way; the code that follows must not wait
+				// for a block the password itself re-armed.)
+				if cur[i].LastAt.Equal(a.at) && i < len(a.prevLast) && !a.prevLast[i].IsZero() {
+					cur[i].LastAt = a.prevLast[i]
+				}
 				t.settle(&cur[i], a.free[i])
 			}
 		}
