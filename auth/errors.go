@@ -17,6 +17,7 @@ var (
 	ErrRenewalWindowPassed = tether.NewError(tether.CodeRenewalWindowPassed, "the token expired too long ago to be renewed: log in again")
 	ErrTokenAlreadyUsed    = tether.NewError(tether.CodeTokenAlreadyUsed, "the token was already renewed, or a newer one was issued: use the newest")
 	ErrSessionRevoked      = tether.NewError(tether.CodeSessionRevoked, "the session has ended: log in again")
+	ErrSessionNeedsFactor  = tether.NewError(tether.CodeSessionRevoked, "the session was opened with a password alone, and this account must now prove a second factor: sign in again")
 	ErrRefreshTokenReused  = tether.NewError(tether.CodeRefreshTokenReused, "the refresh token was already used: the session has been ended")
 	ErrAccountDisabled     = tether.NewError(tether.CodeAccountDisabled, "the account is disabled")
 	ErrDeviceNotEnrolled   = tether.NewError(tether.CodeDeviceNotEnrolled, "the handset is not enrolled")

@@ -44,12 +44,14 @@ func sameDevice(a, b string) bool {
 // admit checks the user and handset read with a session: the user must
 // exist and be enabled, and the handset, if the session has one, exist and
 // be enrolled.
-func admit(b storage.SessionBundle) (storage.User, *storage.Device, error) {
+func (s *Service) admit(b storage.SessionBundle) (storage.User, *storage.Device, error) {
 	switch {
 	case b.User.ID == "":
 		return b.User, nil, ErrSessionRevoked
 	case b.User.Disabled:
 		return b.User, nil, ErrAccountDisabled
+	case s.needsFactor(b.User, b.Session.AMR):
+		return b.User, nil, ErrSessionNeedsFactor
 	case b.Session.DeviceID == "":
 		return b.User, nil, nil
 	case b.Device == nil:
@@ -94,7 +96,7 @@ func (s *Service) usableSession(ctx context.Context, b storage.SessionBundle, de
 	if !sess.Live(now) {
 		return sess, storage.User{}, nil, ErrTokenExpired
 	}
-	user, dev, err := admit(b)
+	user, dev, err := s.admit(b)
 	if err != nil {
 		return sess, user, dev, err
 	}
@@ -281,7 +283,7 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 	if err := s.keyCurrent(ctx, claims, b.NewestKey); err != nil {
 		return fail(err)
 	}
-	user, dev, err := admit(b)
+	user, dev, err := s.admit(b)
 	if err != nil {
 		return fail(err)
 	}
@@ -344,4 +346,21 @@ func reasonOf(err error) string {
 		return string(tether.CodeNotFound)
 	}
 	return string(tether.CodeInternal)
+}
+
+// needsFactor reports whether a session opened with amr may no longer be
+// used by u: u's role must have a second factor (--admin-mfa,
+// --manager-mfa required), and the session was opened without one, before
+// the policy or the role changed. The account signs in again, and is led
+// to its second factor (or to enrolling one).
+func (s *Service) needsFactor(u storage.User, amr []string) bool {
+	if !takesFactors(u.Role) || !s.MFARequiredFor(u.Role) {
+		return false
+	}
+	for _, m := range amr {
+		if m != AMRPassword {
+			return false
+		}
+	}
+	return true
 }

@@ -56,7 +56,7 @@ func (s *Service) authenticate(ctx context.Context, raw string, withProof bool) 
 	if err := s.keyCurrent(ctx, claims, b.NewestKey); err != nil {
 		return Identity{}, err
 	}
-	user, dev, err := admit(b)
+	user, dev, err := s.admit(b)
 	if err != nil {
 		return Identity{}, err
 	}
