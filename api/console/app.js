@@ -150,7 +150,7 @@ async function route() {
     switch (name) {
       case "users": show("users"); await loadUsers(); break;
       case "enroll": show("enroll"); await loadCodes(); break;
-      case "audit": show("audit"); state.auditCursor = ""; await loadAudit(false); break;
+      case "audit": show("audit"); state.auditCursor = ""; await loadAudit(false); await loadSinks(); break;
       case "device": show("device"); await loadDevice(decodeURIComponent(arg || "")); break;
       case "user": show("user"); await loadUser(decodeURIComponent(arg || "")); break;
       case "clients":
@@ -567,6 +567,88 @@ async function loadAudit(more) {
   if (more) body.append(...rows); else body.replaceChildren(...rows);
   state.auditCursor = page.nextCursor || "";
   $("#audit-more").disabled = !page.nextCursor;
+}
+
+// ---- the sinks the audit trail is pushed to ----
+
+// sinkHealth is what a sink's state says, worst first: the word shown and
+// whether it wants a manager's attention.
+function sinkHealth(s) {
+  const waited = s.oldest ? (Date.now() - new Date(s.oldest).getTime()) / 1000 : 0;
+  if (s.overLimit) return { text: "backlog over its limit", bad: true };
+  if (waited > 300) return { text: "falling behind", bad: true };
+  if (s.deadLetters > 0) return { text: "dead letters", bad: true };
+  if (s.lastError && (!s.lastDelivery || new Date(s.lastErrorAt) > new Date(s.lastDelivery))) return { text: "retrying", bad: false };
+  return { text: "healthy", bad: false };
+}
+
+// loadSinks shows the sinks, for unscoped managers and admins: the panel
+// stays hidden when there are none, or for a manager limited to some
+// groups (the server answers 404: the sinks carry every group's events).
+async function loadSinks() {
+  let sinks = [];
+  try { sinks = (await api("GET", "/v1/events/sinks")).sinks; } catch (err) {
+    if (err.status !== 404 && err.status !== 403) throw err;
+  }
+  $("#sinks-panel").hidden = sinks.length === 0;
+  const rows = sinks.map((s) => {
+    const health = sinkHealth(s);
+    const dead = h("button", { type: "button", class: "quiet", "data-sink": s.name }, "Dead letters");
+    dead.disabled = s.deadLetters === 0;
+    dead.addEventListener("click", () => openDeadLetters(s.name));
+    return h("tr", { "data-sink": s.name },
+      h("td", {}, h("strong", {}, s.name), h("div", { class: "muted small" }, s.type)),
+      h("td", { class: "mono small" }, s.target),
+      h("td", {}, h("span", { class: `badge ${health.bad ? "suspended" : "enrolled"}` }, health.text)),
+      h("td", {}, String(s.pending)), h("td", {}, at(s.oldest)), h("td", {}, String(s.deadLetters)),
+      h("td", {}, at(s.lastDelivery)), h("td", { class: "small" }, s.lastError || "—"),
+      h("td", { class: "row-actions" }, dead));
+  });
+  $("#sinks-table tbody").replaceChildren(...rows);
+  const trouble = sinks.filter((s) => sinkHealth(s).bad);
+  const alert = $("#sinks-alert");
+  alert.hidden = trouble.length === 0;
+  alert.textContent = trouble.map((s) => `${s.name}: ${sinkHealth(s).text}` +
+    (s.overLimit ? ` (${s.backlogLimit} events); its oldest were made dead letters` : "")).join(". ");
+  const nav = $("[data-nav=audit]");
+  if (trouble.length) nav.dataset.alert = "true"; else delete nav.dataset.alert;
+}
+
+// openDeadLetters lists a sink's dead letters in a dialog, each with a
+// replay button, and all of them with one.
+async function openDeadLetters(sink, cursor = "") {
+  const dlg = $("#dead-dialog");
+  const errors = $(".errors", dlg);
+  if (!cursor) {
+    errors.textContent = "";
+    $("#dead-title").textContent = `Dead letters of ${sink}`;
+    $("#dead-table tbody").replaceChildren();
+    if (!dlg.open) dlg.showModal();
+  }
+  const replay = async (body, what) => {
+    try {
+      const r = await api("POST", `/v1/events/sinks/${encodeURIComponent(sink)}/replay`, body);
+      flash(`${r.replayed} ${what} of ${sink} replayed.`);
+      dlg.close();
+      await loadSinks();
+    } catch (err) { errors.textContent = problemText(err); }
+  };
+  try {
+    const q = new URLSearchParams({ limit: "100" });
+    if (cursor) q.set("cursor", cursor);
+    const page = await api("GET", `/v1/events/sinks/${encodeURIComponent(sink)}/dead-letters?${q}`);
+    const rows = page.items.map((d) => {
+      const b = h("button", { type: "button", class: "quiet" }, "Replay");
+      b.addEventListener("click", () => replay({ seqs: [d.seq] }, "dead letter"));
+      return h("tr", {}, h("td", {}, at(d.event.time)), h("td", {}, d.event.action), h("td", {}, d.event.outcome),
+        h("td", {}, at(d.failed)), h("td", { class: "small" }, d.reason), h("td", { class: "row-actions" }, b));
+    });
+    $("#dead-table tbody").append(...rows);
+    const more = $("#dead-more");
+    more.hidden = !page.nextCursor;
+    more.onclick = () => openDeadLetters(sink, page.nextCursor);
+    $("#dead-replay-all").onclick = () => replay(undefined, "dead letters");
+  } catch (err) { errors.textContent = problemText(err); }
 }
 
 // ---- OAuth clients (admins) ----
