@@ -979,6 +979,7 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 	if err != nil {
 		return Grant{}, fmt.Errorf("sign access token: %w", err)
 	}
+	sess.AccessHash = accessHash(access)
 	for i := range events {
 		events[i].SessionID = sess.ID
 	}
