@@ -112,9 +112,12 @@ func median(runs []Result) Result {
 
 // Result is one operation's figures.
 type Result struct {
-	Op        string  `json:"op"`
-	Requests  int     `json:"requests"`
-	Errors    int     `json:"errors"`
+	Op       string `json:"op"`
+	Requests int    `json:"requests"`
+	Errors   int    `json:"errors"`
+	// Shed counts requests the server refused at once as busy (503, with
+	// Retry-After): neither completions nor errors.
+	Shed      int     `json:"shed,omitempty"`
 	PerSecond float64 `json:"perSecond"`
 	P50ms     float64 `json:"p50Ms"`
 	P99ms     float64 `json:"p99Ms"`
@@ -298,16 +301,16 @@ func run() error {
 }
 
 func printTable(w io.Writer, r Report) {
-	fmt.Fprintf(w, "%s store, %d CPUs, %d clients, %.0fs per run, %s; one password hash %.0f ms (login limit %.1f/s)\n",
+	fmt.Fprintf(w, "%s store, %d CPUs, %d clients, %.0fs per run, %s; one password hash %.0f ms (login limit: %.1f hashes/s in parallel)\n",
 		r.Store, r.CPUs, r.Clients, r.DurationSec, r.Go, r.HashMs, r.LoginLimit)
 	fmt.Fprintf(w, "operations with a limit: median of %d runs, each after a run of its limit\n\n", r.Runs)
-	fmt.Fprintf(w, "%-42s %10s %9s %9s %9s %7s %8s\n", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "of limit")
+	fmt.Fprintf(w, "%-42s %10s %9s %9s %9s %7s %7s %8s\n", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "shed", "of limit")
 	for _, x := range r.Results {
 		of := ""
 		if x.OfLimit > 0 {
 			of = fmt.Sprintf("%.0f%%", x.OfLimit*100)
 		}
-		fmt.Fprintf(w, "%-42s %10.0f %9.2f %9.2f %9.2f %7d %8s\n", x.Op, x.PerSecond, x.P50ms, x.P99ms, x.P999ms, x.Errors, of)
+		fmt.Fprintf(w, "%-42s %10.0f %9.2f %9.2f %9.2f %7d %7d %8s\n", x.Op, x.PerSecond, x.P50ms, x.P99ms, x.P999ms, x.Errors, x.Shed, of)
 	}
 	fmt.Fprintf(w, "\nserver peak memory (RSS): %.0f MiB\n", float64(r.ServerPeakRSS)/(1<<20))
 }
@@ -369,6 +372,11 @@ func (c *client) send(method, path, auth string, body any, into any, key *dpop.K
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		// Shed: the server said when to come back.
+		secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return shedError{retryAfter: time.Duration(max(secs, 1)) * time.Second}
+	}
 	if resp.StatusCode >= 300 {
 		return fmt.Errorf("%s %s: %d %.200s", method, path, resp.StatusCode, data)
 	}
@@ -378,12 +386,18 @@ func (c *client) send(method, path, auth string, body any, into any, key *dpop.K
 	return nil
 }
 
+// shedError is a request the server shed (503 server_busy): not an
+// error of the run, and not a completion; the client waits as told.
+type shedError struct{ retryAfter time.Duration }
+
+func (e shedError) Error() string { return fmt.Sprintf("shed, retry after %s", e.retryAfter) }
+
 // drive runs fn from every client for the configured time and measures it.
 func drive(cfg config, name, base string, fn func(c *client, i int) error) Result {
 	hc := newHTTP(cfg.clients)
 	var mu sync.Mutex
 	var all []time.Duration
-	var errs atomic.Int64
+	var errs, shed atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(cfg.duration)
 	var wg sync.WaitGroup
@@ -404,6 +418,14 @@ func drive(cfg config, name, base string, fn func(c *client, i int) error) Resul
 				// figure).
 				if end.After(deadline) {
 					break
+				}
+				var shedErr shedError
+				if errors.As(err, &shedErr) {
+					shed.Add(1)
+					// As an app does: come back when told (not past the
+					// window).
+					time.Sleep(min(shedErr.retryAfter, time.Until(deadline)))
+					continue
 				}
 				if err != nil {
 					errs.Add(1)
@@ -430,7 +452,7 @@ func drive(cfg config, name, base string, fn func(c *client, i int) error) Resul
 		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
 	}
 	return Result{
-		Op: name, Requests: len(all), Errors: int(errs.Load()),
+		Op: name, Requests: len(all), Errors: int(errs.Load()), Shed: int(shed.Load()),
 		PerSecond: float64(len(all)) / cfg.duration.Seconds(),
 		P50ms:     q(0.50), P99ms: q(0.99), P999ms: q(0.999),
 	}
