@@ -143,7 +143,13 @@ func newEnv(t testing.TB, mutate ...any) *env {
 	logs := &bytes.Buffer{}
 	logger := slog.New(api.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	keys := auth.NewAPIKeys(db)
-	hasher := auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16})
+	params := auth.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
+	for _, m := range mutate {
+		if p, ok := m.(auth.Params); ok {
+			params = p
+		}
+	}
+	hasher := auth.NewHasher(params)
 	cfg := auth.DefaultConfig()
 	opts := api.Options{BodyLimit: bodyLimit}
 	var devices device.Store = db
@@ -180,6 +186,7 @@ func newEnv(t testing.TB, mutate ...any) *env {
 			f(&oauthCfg)
 		case events.Config:
 			evCfg = &f
+		case auth.Params:
 		case oauthOn, onPostgres:
 		default:
 			t.Fatalf("newEnv option %T", m)

@@ -29,6 +29,7 @@ var (
 	ErrAppVersion          = tether.NewError(tether.CodeAppVersionOld, "the app is too old: update it")
 	ErrOSVersion           = tether.NewError(tether.CodeOSVersionOld, "the Android version is too old")
 	ErrTooManyAttempts     = tether.NewError(tether.CodeTooManyAttempts, "too many attempts: wait and try again")
+	ErrServerBusy          = tether.NewError(tether.CodeServerBusy, "the server is busy checking passwords: try again shortly")
 	ErrEnrollmentCode      = tether.NewError(tether.CodeInvalidCredentials, "the enrollment code is unknown, expired, revoked or used up")
 	ErrSelfEnrollmentOff   = tether.NewError(tether.CodeForbidden, "handsets cannot enroll themselves on this server")
 )

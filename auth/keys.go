@@ -436,6 +436,16 @@ func (k *KeySet) signer(alg string) (kid string, key crypto.Signer, method jwt.S
 
 // verifier returns the algorithm and public key of the key with the given
 // id, reloading once from the store when it is unknown (see reloadEvery).
+// known reports whether kid names a key this server holds and may still
+// verify with, reading nothing: a token of a session that vouches for it
+// is used only while its key is, as its signature would be checked.
+func (k *KeySet) known(kid string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	key, ok := k.keys[kid]
+	return ok && (key.retiredAt.IsZero() || k.now().Sub(key.retiredAt) <= k.life)
+}
+
 func (k *KeySet) verifier(ctx context.Context, kid string) (alg string, pub crypto.PublicKey, ok bool) {
 	k.mu.RLock()
 	key, ok := k.keys[kid]

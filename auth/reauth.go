@@ -66,9 +66,10 @@ func (s *Service) Reauthenticate(ctx context.Context, raw, deviceRef string) (Gr
 		}
 		cur.JKT = sess.JKT
 		cur.AccessJTI, cur.AccessExpiresAt, cur.LastUsedAt = jti, accessExp, now
+		cur.AccessHash = accessHash(access)
 		// The older access tokens are past renewing, retries too, as after
 		// a refresh.
-		cur.PrevAccessJTI, cur.RenewReplay = "", nil
+		cur.PrevAccessJTI, cur.RenewReplay, cur.PrevAccessHash = "", nil, nil
 		return cur, nil
 	}, storage.WithEvents(withOutcome(ev, "success")))
 	if err != nil {

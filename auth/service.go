@@ -93,6 +93,10 @@ type Config struct {
 	// number of CPUs); HashQueue how many more may wait.
 	HashConcurrency int
 	HashQueue       int
+	// HashMaxWait is how long a password check may expect to wait for its
+	// turn (the checks ahead of it, at their measured pace) before it is
+	// refused at once with server_busy (0: the default, one second).
+	HashMaxWait time.Duration
 
 	// AuditRetention is how long audit events are kept (0: for ever).
 	AuditRetention time.Duration
@@ -139,6 +143,7 @@ func DefaultConfig() Config {
 		FailureWindow:        15 * time.Minute,
 		HashConcurrency:      runtime.NumCPU(),
 		HashQueue:            64,
+		HashMaxWait:          time.Second,
 		AuditRetention:       365 * 24 * time.Hour,
 		DeviceProof:          ProofOptional,
 		AdminMFA:             MFARequired,
@@ -199,6 +204,9 @@ func (c Config) Validate() error {
 	}
 	if c.RenewWindow < 0 || c.RefreshReuseGrace < 0 || c.AuditRetention < 0 {
 		errs = append(errs, errors.New("renewal window and refresh reuse grace cannot be negative"))
+	}
+	if c.HashMaxWait < 0 {
+		errs = append(errs, errors.New("login max wait cannot be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -297,6 +305,9 @@ func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Ha
 		address: cfg.AddressFailures, longest: cfg.FailureWindow, now: s.now,
 	}
 	s.gate = newHashGate(max(1, cfg.HashConcurrency), max(0, cfg.HashQueue))
+	if cfg.HashMaxWait > 0 {
+		s.gate.maxWait = cfg.HashMaxWait
+	}
 	s.replays = newReplayCache(maxReplays)
 	if s.roots == nil {
 		s.roots = GoogleRoots()
@@ -678,6 +689,10 @@ func withOutcome(ev storage.Event, outcome string) storage.Event {
 // back if the password was right or never checked. ownHandset says the
 // attempt comes from a handset assigned to the account.
 func (s *Service) guardedCheck(ctx context.Context, username, password string, ownHandset bool) (storage.User, error) {
+	// A check that would wait too long is shed before it costs a write.
+	if err := s.gate.shed(); err != nil {
+		return storage.User{}, err
+	}
 	att, err := s.throttle.reserve(ctx, throttleName(username), tether.OriginOf(ctx).IP, ownHandset)
 	if err != nil {
 		return storage.User{}, err
@@ -979,6 +994,7 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 	if err != nil {
 		return Grant{}, fmt.Errorf("sign access token: %w", err)
 	}
+	sess.AccessHash = accessHash(access)
 	for i := range events {
 		events[i].SessionID = sess.ID
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -409,19 +410,59 @@ func (m *memoryThrottles) PurgeAttempts(ctx context.Context, before time.Time) (
 }
 
 // hashGate bounds how many password hashes run at once (each takes tens of
-// MiB) and how many wait, so a flood of logins cannot exhaust memory.
+// MiB) and how many wait, so a flood of logins cannot exhaust memory; and
+// it sheds load: a password check whose expected wait for a turn is over
+// maxWait is refused at once (ErrServerBusy, with the wait as Retry-After)
+// rather than queued behind seconds of hashing. The expected wait is the
+// checks ahead of it, times the mean time of one (measured: a moving
+// average of the last ones), over the checks that run at once. Throughput
+// stays the machine's hashing capacity: the running slots never idle
+// while checks wait.
 type hashGate struct {
-	run  chan struct{}
-	wait chan struct{}
+	run     chan struct{}
+	wait    chan struct{}
+	maxWait time.Duration
+	// mean is the moving average of a check's time, in nanoseconds; 0
+	// until one has been measured.
+	mean atomic.Int64
 }
+
+// defaultMaxWait is how long a password check may expect to wait for its
+// turn before it is shed: about a second of hashing.
+const defaultMaxWait = time.Second
 
 func newHashGate(running, waiting int) *hashGate {
-	return &hashGate{run: make(chan struct{}, running), wait: make(chan struct{}, running+waiting)}
+	return &hashGate{run: make(chan struct{}, running), wait: make(chan struct{}, running+waiting), maxWait: defaultMaxWait}
 }
 
-// enter waits for a turn. It fails at once with ErrTooManyAttempts when the
-// queue is full, and with the context's error when it is done.
+// expectedWait is how long a check arriving now would wait for a turn.
+func (g *hashGate) expectedWait() time.Duration {
+	ahead := len(g.wait) - cap(g.run) + 1 // checks that start before it
+	mean := g.mean.Load()
+	if ahead <= 0 || mean == 0 {
+		return 0
+	}
+	return time.Duration(int64(ahead) * mean / int64(cap(g.run)))
+}
+
+// shed returns ErrServerBusy when a check arriving now would wait longer
+// than maxWait, and nil otherwise: a cheap look, before anything else is
+// spent on a request that would be shed.
+func (g *hashGate) shed() error {
+	if w := g.expectedWait(); w > g.maxWait {
+		return ErrServerBusy.After(w.Round(time.Second) + time.Second)
+	}
+	return nil
+}
+
+// enter waits for a turn. It fails at once with ErrServerBusy when the
+// expected wait is too long, with ErrTooManyAttempts when the queue is
+// full, and with the context's error when it is done. The returned
+// function ends the turn, and times it.
 func (g *hashGate) enter(ctx context.Context) (func(), error) {
+	if err := g.shed(); err != nil {
+		return nil, err
+	}
 	select {
 	case g.wait <- struct{}{}:
 	default:
@@ -429,10 +470,29 @@ func (g *hashGate) enter(ctx context.Context) (func(), error) {
 	}
 	select {
 	case g.run <- struct{}{}:
-		return func() { <-g.run; <-g.wait }, nil
+		start := time.Now()
+		return func() {
+			g.observe(time.Since(start))
+			<-g.run
+			<-g.wait
+		}, nil
 	case <-ctx.Done():
 		<-g.wait
 		return nil, ctx.Err()
+	}
+}
+
+// observe adds a check's time to the moving average (weight 1/8).
+func (g *hashGate) observe(d time.Duration) {
+	for {
+		old := g.mean.Load()
+		next := int64(d)
+		if old != 0 {
+			next = old + (int64(d)-old)/8
+		}
+		if g.mean.CompareAndSwap(old, next) {
+			return
+		}
 	}
 }
 

@@ -297,6 +297,7 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.IntVar(&a.AccountFailuresTotal, "max-account-failures-total", a.AccountFailuresTotal, "failed passwords for an account from all addresses together before its logins wait, but from a handset assigned to it (0: no limit)")
 	fs.IntVar(&a.AddressFailures, "max-address-failures", a.AddressFailures, "failed passwords (and enrollment codes) from one client address, any account, before its attempts wait (0: no limit)")
 	fs.DurationVar(&a.FailureWindow, "failure-window", a.FailureWindow, "the longest wait after failed logins, and how long failures are remembered past it")
+	fs.DurationVar(&a.HashMaxWait, "login-max-wait", a.HashMaxWait, "how long a login may expect to wait for its password check (the checks ahead, at their measured pace) before it is refused at once with 503 server_busy and Retry-After")
 	fs.DurationVar(&a.AuditRetention, "audit-retention", a.AuditRetention, "how long audit events are kept (0: for ever)")
 	fs.StringVar((*string)(&a.DeviceProof), "device-proof", string(a.DeviceProof), "handset keys: off, optional (a handset with an enrolled key proves every login, refresh and renewal with it) or required (every handset must have one)")
 	fs.Func("device-proof-groups", "per-group --device-proof, as GROUP=POLICY,… (such as vault=required,lab=off)", func(v string) error {
