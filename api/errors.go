@@ -203,7 +203,9 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 		ctx = context.WithValue(ctx, requestIDKey{}, p.RequestID)
 		c.Set(fiber.HeaderXRequestID, p.RequestID)
 	}
-	if p.Status >= 500 {
+	// A 503 is the server refusing more than it can take (a login shed,
+	// the directory down, imports at their limit): a refusal, not a fault.
+	if p.Status >= 500 && p.Status != fiber.StatusServiceUnavailable {
 		s.log.ErrorContext(ctx, "request failed", "error", err.Error(), "path", c.Path())
 	} else {
 		s.log.DebugContext(ctx, "request refused", "code", p.Code, "error", err.Error())

@@ -98,7 +98,11 @@ func (s *server) accessLog(c *fiber.Ctx) error {
 		s.Metrics.observeRequest(route, c.Method(), status, time.Since(start))
 	}
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case status == fiber.StatusServiceUnavailable:
+		// Shed or refused for want of capacity: worth noticing, no fault.
+		level = slog.LevelWarn
+	case status >= 500:
 		level = slog.LevelError
 	}
 	s.log.LogAttrs(c.UserContext(), level, "request",

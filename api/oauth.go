@@ -148,7 +148,7 @@ func (s *server) oauthError(c *fiber.Ctx, err error) error {
 		status = fiber.StatusNotFound
 	}
 	ctx := c.UserContext()
-	if status >= 500 {
+	if status >= 500 && status != fiber.StatusServiceUnavailable {
 		s.log.ErrorContext(ctx, "request failed", "error", err.Error(), "path", c.Path())
 	} else {
 		s.log.DebugContext(ctx, "request refused", "code", oe.Code, "error", err.Error())

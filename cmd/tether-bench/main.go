@@ -386,6 +386,20 @@ func (c *client) send(method, path, auth string, body any, into any, key *dpop.K
 	return nil
 }
 
+// unshed runs fn until the server takes it: a shed attempt waits as
+// told and goes again (a minute at most).
+func unshed(fn func() error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := fn()
+		var shed shedError
+		if !errors.As(err, &shed) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(shed.retryAfter)
+	}
+}
+
 // shedError is a request the server shed (503 server_busy): not an
 // error of the run, and not a completion; the client waits as told.
 type shedError struct{ retryAfter time.Duration }
@@ -653,7 +667,7 @@ func seed(s *server, clients int) (*world, error) {
 				errs <- err
 				return
 			}
-			if err := w.loginAs(c, i); err != nil {
+			if err := unshed(func() error { return w.loginAs(c, i) }); err != nil {
 				errs <- err
 				return
 			}
@@ -670,9 +684,11 @@ func seed(s *server, clients int) (*world, error) {
 			}
 			kc := &client{http: admin.http, base: s.base, key: &k}
 			var t tokens
-			if err := kc.send("POST", "/v1/auth/login", "", map[string]any{
-				"username": name, "password": benchPassword, "persistent": true, "device": payload(imei(100_000 + i)),
-			}, &t, &k); err != nil {
+			if err := unshed(func() error {
+				return kc.send("POST", "/v1/auth/login", "", map[string]any{
+					"username": name, "password": benchPassword, "persistent": true, "device": payload(imei(100_000 + i)),
+				}, &t, &k)
+			}); err != nil {
 				errs <- err
 				return
 			}
@@ -691,10 +707,12 @@ func seed(s *server, clients int) (*world, error) {
 				return
 			}
 			var ot oauthTokens
-			if err := oc.form("/oauth2/token", w.clientID, w.clientSecret, url.Values{
-				"grant_type": {"password"}, "username": {name}, "password": {benchPassword},
-				"scope": {"offline_access"}, "device": {string(dev)},
-			}, &ot); err != nil {
+			if err := unshed(func() error {
+				return oc.form("/oauth2/token", w.clientID, w.clientSecret, url.Values{
+					"grant_type": {"password"}, "username": {name}, "password": {benchPassword},
+					"scope": {"offline_access"}, "device": {string(dev)},
+				}, &ot)
+			}); err != nil {
 				errs <- err
 				return
 			}
@@ -805,6 +823,10 @@ func (c *client) form(path, id, secret string, form url.Values, into any) error 
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return shedError{retryAfter: time.Duration(max(secs, 1)) * time.Second}
 	}
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("POST %s: %d %.200s", path, resp.StatusCode, data)
