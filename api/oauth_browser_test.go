@@ -34,6 +34,7 @@ type pageWatch struct {
 // watch starts recording b's tab.
 func (b *browser) watch() *pageWatch {
 	w := &pageWatch{t: b.t, docs: map[string]network.Headers{}, status: map[string]int64{}}
+	b.w = w
 	chromedp.ListenTarget(b.ctx, func(ev any) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
