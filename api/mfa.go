@@ -154,6 +154,9 @@ type factorsView struct {
 	RecoveryCodesAt time.Time    `json:"recoveryCodesAt,omitzero"`
 	// Required says the person's role must have a second factor.
 	Required bool `json:"required"`
+	// Passkeys says this server takes passkeys (it has a relying party
+	// id).
+	Passkeys bool `json:"passkeys"`
 }
 
 // listFactors is GET /v1/auth/factors.
@@ -162,7 +165,7 @@ func (s *server) listFactors(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	v := factorsView{Factors: make([]factorView, 0, len(st.Factors)), RecoveryCodes: st.RecoveryCodes, RecoveryCodesAt: st.RecoveryCodesAt, Required: st.Required}
+	v := factorsView{Factors: make([]factorView, 0, len(st.Factors)), RecoveryCodes: st.RecoveryCodes, RecoveryCodesAt: st.RecoveryCodesAt, Required: st.Required, Passkeys: s.Auth.PasskeysOn()}
 	for _, f := range st.Factors {
 		v.Factors = append(v.Factors, newFactorView(f))
 	}
