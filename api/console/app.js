@@ -734,6 +734,7 @@ function loginStep(name) {
   $("#login-title").textContent = loginTitles[name];
   if (name === "password") {
     step = null;
+    $("#passkey-step").hidden = true;
     setQR("#enroll-qr", "");
     $("#enroll-secret").value = "";
     $("#mfa-form").reset();
@@ -768,7 +769,13 @@ async function signInPassword(e) {
         step = { token: p.mfaToken, methods: p.methods || [] };
         e.target.reset();
         flash("");
+        const passkey = step.methods.includes("webauthn") && passkeysHere();
+        $("#passkey-step").hidden = !passkey;
+        $("#mfa-text").textContent = step.methods.includes("totp")
+          ? "Enter the code your authenticator app shows, or one of your recovery codes."
+          : "Enter one of your recovery codes.";
         loginStep("mfa");
+        if (passkey) $("#passkey-use").focus();
         return;
       }
       if (p.code === "mfa_enrollment_required") {
@@ -819,6 +826,19 @@ async function signInEnrolled(e) {
   }
 }
 
+// signInPasskey ends a sign-in with a passkey: the browser signs the
+// server's challenge for this sign-in step.
+async function signInPasskey() {
+  try {
+    const o = await api("POST", "/v1/auth/mfa/webauthn", { mfaToken: step.token });
+    const cred = await navigator.credentials.get({ publicKey: requestOptions(o.publicKey) });
+    await signedIn(await api("POST", "/v1/auth/mfa/webauthn/finish", { mfaToken: step.token, credential: credentialJSON(cred) }));
+  } catch (err) {
+    state.access = "";
+    flash(passkeyProblem(err), true);
+  }
+}
+
 // signedIn keeps the tokens of a sign-in and opens the console.
 async function signedIn(tokens) {
   keep(tokens);
@@ -838,6 +858,80 @@ async function enter() {
   $("#who").textContent = `${state.user.username} (${state.user.role})`;
   showRoleItems();
   if (!location.hash || location.hash === "#login") location.hash = "#fleet"; else await route();
+}
+
+// ---- passkeys (WebAuthn) ----
+
+// passkeysHere reports whether this browser can use passkeys here (a
+// secure context: https, or localhost).
+const passkeysHere = () => window.isSecureContext && "PublicKeyCredential" in window && !!navigator.credentials;
+
+function b64u(buf) {
+  let s = "";
+  for (const b of new Uint8Array(buf)) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function unb64u(s) {
+  const t = s.replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(atob(t + "=".repeat((4 - (t.length % 4)) % 4)), (c) => c.charCodeAt(0));
+}
+
+// creationOptions and requestOptions turn the server's WebAuthn options
+// (JSON, binary members in base64url) into what the browser takes.
+function creationOptions(o) {
+  return {
+    ...o,
+    challenge: unb64u(o.challenge),
+    user: { ...o.user, id: unb64u(o.user.id) },
+    excludeCredentials: (o.excludeCredentials || []).map((c) => ({ ...c, id: unb64u(c.id) })),
+  };
+}
+
+function requestOptions(o) {
+  return { ...o, challenge: unb64u(o.challenge), allowCredentials: (o.allowCredentials || []).map((c) => ({ ...c, id: unb64u(c.id) })) };
+}
+
+// credentialJSON is a PublicKeyCredential as the server takes it.
+function credentialJSON(c) {
+  const r = c.response;
+  const out = { id: c.id, rawId: b64u(c.rawId), type: c.type, clientExtensionResults: c.getClientExtensionResults(), response: { clientDataJSON: b64u(r.clientDataJSON) } };
+  if (c.authenticatorAttachment) out.authenticatorAttachment = c.authenticatorAttachment;
+  if (r.attestationObject) {
+    out.response.attestationObject = b64u(r.attestationObject);
+    out.response.transports = r.getTransports ? r.getTransports() : [];
+  } else {
+    out.response.authenticatorData = b64u(r.authenticatorData);
+    out.response.signature = b64u(r.signature);
+    if (r.userHandle) out.response.userHandle = b64u(r.userHandle);
+  }
+  return out;
+}
+
+// passkeyProblem says why a passkey was not used: the browser's refusal
+// (cancelled, timed out, not registered here) or the server's.
+function passkeyProblem(err) {
+  if (err instanceof APIError) return problemText(err);
+  if (err && err.name === "NotAllowedError") return "The passkey was not used: it was cancelled, timed out, or is not one of this account's.";
+  if (err && err.name === "InvalidStateError") return "This passkey is registered already.";
+  return `The browser could not use a passkey: ${(err && err.message) || err}`;
+}
+
+function addPasskey() {
+  forgetSecurity();
+  reauth("Add a passkey: this device's fingerprint, face or screen lock, a phone, or a security key.", async (proof, f) => {
+    const setup = await api("POST", "/v1/auth/factors/webauthn", { ...proof, name: (f.get("name") || "").trim() });
+    let cred;
+    try {
+      cred = await navigator.credentials.create({ publicKey: creationOptions(setup.options.publicKey) });
+    } catch (err) {
+      throw new APIError(0, { detail: passkeyProblem(err) });
+    }
+    const r = await api("POST", "/v1/auth/factors/webauthn/confirm", { credential: credentialJSON(cred) });
+    await loadSecurity();
+    flash("Passkey added.");
+    if (r.recoveryCodes) showOwnCodes(r.recoveryCodes);
+  }, true);
 }
 
 // ---- recovery codes ----
@@ -896,6 +990,11 @@ async function loadSecurity() {
     ? "Recovery codes come with your first second factor."
     : `${n} unused recovery ${n === 1 ? "code" : "codes"} left${st.recoveryCodesAt ? `, made ${when(st.recoveryCodesAt)}` : ""}.${n < 3 ? " Make new ones before you run out." : ""}`;
   $("#recovery-open").hidden = !st.factors.length;
+  $("#passkey-open").hidden = !st.passkeys || !passkeysHere();
+  $("#passkeys-off").hidden = st.passkeys && passkeysHere();
+  $("#passkeys-off").textContent = !st.passkeys
+    ? "Passkeys are off on this server: they need its public address (--public-url)."
+    : "Passkeys work on the console's secure address (https) only.";
 }
 
 // forgetSetup hides a factor being set up, and its secret.
@@ -916,8 +1015,9 @@ function forgetSecurity() {
 // reauth asks for a fresh proof before a change to one's own factors: a
 // code (of a factor or a recovery code) once one has a factor, the
 // password before. action gets it as the request's body.
-function reauth(text, action) {
+function reauth(text, action, named = false) {
   const dlg = openDialog("#reauth-dialog");
+  $("#reauth-name").hidden = !named;
   const withCode = (state.factors || []).length > 0;
   $("#reauth-text").textContent = `${text} ${withCode ? "Confirm with a code from your authenticator app, or a recovery code." : "Confirm with your password."}`;
   $("#reauth-password").hidden = withCode;
@@ -925,7 +1025,7 @@ function reauth(text, action) {
   $("#reauth-password input").required = !withCode;
   $("#reauth-code input").required = withCode;
   $(withCode ? "#reauth-code input" : "#reauth-password input").focus();
-  $("#reauth-form").onsubmit = (e) => submitDialog(e, dlg, (f) => action(withCode ? { code: f.get("code").trim() } : { password: f.get("password") }));
+  $("#reauth-form").onsubmit = (e) => submitDialog(e, dlg, (f) => action(withCode ? { code: f.get("code").trim() } : { password: f.get("password") }, f));
 }
 
 function setupTOTP() {
@@ -990,6 +1090,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#setup-form").addEventListener("submit", confirmTOTP);
   $("#setup-cancel").addEventListener("click", () => { forgetSetup(); $("#totp-open").focus(); });
   $("#recovery-open").addEventListener("click", newRecoveryCodes);
+  $("#passkey-open").addEventListener("click", addPasskey);
+  $("#passkey-use").addEventListener("click", signInPasskey);
   $("#logout").addEventListener("click", async () => {
     try { await api("POST", "/v1/auth/logout"); } catch { /* the session may be gone already */ }
     signedOut("Signed out.");
