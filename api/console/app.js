@@ -1019,7 +1019,8 @@ function reauth(text, action, named = false) {
   const dlg = openDialog("#reauth-dialog");
   $("#reauth-name").hidden = !named;
   const withCode = (state.factors || []).length > 0;
-  $("#reauth-text").textContent = `${text} ${withCode ? "Confirm with a code from your authenticator app, or a recovery code." : "Confirm with your password."}`;
+  const app = (state.factors || []).some((f) => f.kind === "totp");
+  $("#reauth-text").textContent = `${text} ${!withCode ? "Confirm with your password." : app ? "Confirm with a code from your authenticator app, or a recovery code." : "Confirm with one of your recovery codes."}`;
   $("#reauth-password").hidden = withCode;
   $("#reauth-code").hidden = !withCode;
   $("#reauth-password input").required = !withCode;
