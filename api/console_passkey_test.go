@@ -300,8 +300,9 @@ func TestConsolePasskeys(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "signature counter went backwards") {
 		t.Fatal("the counter gone backwards is not logged")
 	}
-	w.expect("status of 401")
-	w.expect("status of 401")
+	if !w.expect("status of 401") {
+		t.Fatal("the browser did not report the refused answer")
+	}
 
 	// The passkey lost: a recovery code signs her in.
 	b.run("lose the authenticator", cdpwebauthn.RemoveVirtualAuthenticator(authenticator))
