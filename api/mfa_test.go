@@ -107,13 +107,6 @@ func (e *env) signIn(t testing.TB, clk *stepClock, a *admin) {
 	a.tokens = r.json(t)
 }
 
-// adminMFA makes newEnv's admins sign in with a password alone, for tests
-// of something else that sign an admin in through a client that cannot
-// take a second step.
-func adminMFA(p auth.MFAPolicy) func(*auth.Config) {
-	return func(c *auth.Config) { c.AdminMFA = p }
-}
-
 // TestLoginWithSecondFactor walks the native API as the console does: an
 // admin is led through enrolling an authenticator app (its QR code holds
 // the otpauth URI), gets recovery codes and tokens with amr

@@ -134,4 +134,6 @@ func TestPasskeyBadInput(t *testing.T) {
 	if u, err := e.store.GetUserByUsername(t.Context(), "ada"); err != nil || u.MFA.Pending != nil || len(u.MFA.Factors) != 1 || u.MFA.Factors[0].Kind != storage.FactorTOTP {
 		t.Fatalf("ada after the bad requests: %+v, %v", u.MFA, err)
 	}
+	// And she signs in with her app as before.
+	e.signIn(t, clk, a)
 }
