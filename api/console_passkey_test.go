@@ -207,6 +207,23 @@ func TestConsolePasskeys(t *testing.T) {
 	}
 	w.clean("signing in with a passkey")
 
+	// A change to her factors, confirmed with the passkey.
+	b.run("new recovery codes, confirmed with the passkey",
+		chromedp.Click(`a[data-nav="security"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#factors-table tr[data-kind="webauthn"]`, chromedp.ByQuery),
+		chromedp.Click("#recovery-open", chromedp.ByQuery),
+		chromedp.WaitVisible("#reauth-passkey", chromedp.ByQuery),
+		chromedp.Click("#reauth-passkey", chromedp.ByQuery),
+		chromedp.WaitVisible("#security-codes [data-codes] li", chromedp.ByQuery),
+	)
+	var fresh []string
+	b.eval(`[...document.querySelectorAll("#security-codes li")].map((li) => li.textContent)`, &fresh)
+	if len(fresh) != 10 || slices.Equal(fresh, codes) {
+		t.Fatalf("new codes after the passkey: %v", fresh)
+	}
+	codes = fresh
+	w.clean("confirming with a passkey")
+
 	// A replayed answer: it completed its step, so the step refuses it, and
 	// a new step's challenge is another.
 	tok := e.mfaToken(t, "maria")
@@ -222,11 +239,56 @@ func TestConsolePasskeys(t *testing.T) {
 		t.Fatal("two sign-in steps have the same challenge")
 	}
 
+	// A passkey challenge to confirm a change is for one change, from the
+	// session that asked for it. (A login without a handset replaces the
+	// account's session without one: B replaces A.)
+	signIn := func() string {
+		t.Helper()
+		tok := e.mfaToken(t, "maria")
+		opts, _ := e.assertionOptions(t, tok)
+		r := e.finish(tok, b.webauthnCall("assert", opts))
+		if r.status != 200 {
+			t.Fatalf("sign in with the passkey: %d %s", r.status, r.body)
+		}
+		return r.json(t)["accessToken"].(string)
+	}
+	challenge := func(access string) (string, json.RawMessage) {
+		t.Helper()
+		r := e.do("POST", "/v1/auth/factors/webauthn/reauth", access, nil)
+		if r.status != 200 || r.header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("reauth challenge: %d %s", r.status, r.body)
+		}
+		opts, _ := json.Marshal(r.json(t)["options"].(map[string]any)["publicKey"])
+		return r.json(t)["passkeyToken"].(string), b.webauthnCall("assert", string(opts))
+	}
+	regenerate := func(access, token string, answer json.RawMessage) response {
+		return e.do("POST", "/v1/auth/recovery-codes", access, map[string]any{"passkeyToken": token, "credential": answer})
+	}
+	tokA, answerA := challenge(signIn())
+	accessB := signIn()
+	p := wantProblem(t, regenerate(accessB, tokA, answerA), 400, "validation_failed")
+	if !strings.Contains(fmt.Sprint(p["errors"]), "passkey_token_invalid") {
+		t.Fatalf("another session's challenge: %v", p)
+	}
+	tokB, answerB := challenge(accessB)
+	r := regenerate(accessB, tokB, answerB)
+	if r.status != 200 {
+		t.Fatalf("the session's own challenge: %d %s", r.status, r.body)
+	}
+	codes = nil
+	for _, c := range r.json(t)["recoveryCodes"].([]any) {
+		codes = append(codes, c.(string))
+	}
+	p = wantProblem(t, regenerate(accessB, tokB, answerB), 400, "validation_failed")
+	if !strings.Contains(fmt.Sprint(p["errors"]), "passkey_token_invalid") {
+		t.Fatalf("the challenge used again: %v", p)
+	}
+
 	// Another account with a passkey in the same authenticator.
 	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "nora", "password": "correct horse", "role": "manager"}); r.status != 201 {
 		t.Fatalf("nora: %d %s", r.status, r.body)
 	}
-	r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "nora", "password": "correct horse"})
+	r = e.do("POST", "/v1/auth/login", "", map[string]any{"username": "nora", "password": "correct horse"})
 	if r.status != 200 {
 		t.Fatalf("nora's login: %d %s", r.status, r.body)
 	}

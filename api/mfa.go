@@ -2,12 +2,14 @@ package api
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	qrcode "github.com/skip2/go-qrcode"
 
+	"tether"
 	"tether/auth"
 	"tether/storage"
 )
@@ -176,15 +178,36 @@ func (s *server) listFactors(c *fiber.Ctx) error {
 type reauthRequest struct {
 	Password string `json:"password"`
 	Code     string `json:"code"`
+	// PasskeyToken and Credential: a passkey's answer to the challenge of
+	// POST /v1/auth/factors/webauthn/reauth, in place of a code.
+	PasskeyToken string          `json:"passkeyToken,omitempty"`
+	Credential   json.RawMessage `json:"credential,omitempty"`
 }
 
-func (r reauthRequest) reauth() auth.Reauth { return auth.Reauth{Password: r.Password, Code: r.Code} }
+func (r reauthRequest) reauth() auth.Reauth {
+	return auth.Reauth{Password: r.Password, Code: r.Code, PasskeyToken: r.PasskeyToken, Passkey: r.Credential}
+}
 
 // readReauth reads the body of a change to one's own factors.
 func readReauth(c *fiber.Ctx) (reauthRequest, error) {
 	var req reauthRequest
-	err := decodeJSON(c, &req)
-	return req, err
+	if err := decodeJSON(c, &req); err != nil {
+		return req, err
+	}
+	return req, req.checkPasskey()
+}
+
+// checkPasskey refuses a passkey answer that is no object, or one without
+// its token.
+func (r reauthRequest) checkPasskey() error {
+	if len(r.Credential) == 0 && r.PasskeyToken == "" {
+		return nil
+	}
+	if r.PasskeyToken == "" {
+		return tether.Invalid("passkeyToken", "passkeyToken_required", "passkeyToken is required with a credential: the token of POST /v1/auth/factors/webauthn/reauth")
+	}
+	_, err := credentialMember(r.Credential)
+	return err
 }
 
 // beginTOTP is POST /v1/auth/factors/totp: a new authenticator app, after

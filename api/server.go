@@ -152,6 +152,7 @@ func New(d Deps, o Options) *fiber.App {
 	handset.Post("/factors/totp/confirm", append(factors, s.confirmTOTP)...)
 	handset.Post("/factors/webauthn", append(factors, s.beginPasskey)...)
 	handset.Post("/factors/webauthn/confirm", append(factors, s.confirmPasskey)...)
+	handset.Post("/factors/webauthn/reauth", append(factors, s.passkeyReauth)...)
 	handset.Post("/factors/:id/remove", append(factors, s.removeFactor)...)
 	handset.Post("/recovery-codes", append(factors, s.regenerateRecoveryCodes)...)
 	handset.Post("/introspect", s.authenticate, s.requireAPIKey, s.require(storage.RoleIntrospect, storage.RoleAdmin), s.introspect)

@@ -9,7 +9,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"tether"
-	"tether/auth"
 	"tether/storage"
 )
 
@@ -76,9 +75,8 @@ func (s *server) loginPasskey(c *fiber.Ctx) error {
 }
 
 type beginPasskeyRequest struct {
-	Password string `json:"password"`
-	Code     string `json:"code"`
-	Name     string `json:"name"`
+	reauthRequest
+	Name string `json:"name"`
 }
 
 // passkeySetupView is a passkey being registered: the options for the
@@ -97,12 +95,41 @@ func (s *server) beginPasskey(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	st, err := s.Auth.BeginPasskey(c.UserContext(), identity(c), auth.Reauth{Password: req.Password, Code: req.Code}, req.Name)
+	if err := req.checkPasskey(); err != nil {
+		return err
+	}
+	st, err := s.Auth.BeginPasskey(c.UserContext(), identity(c), req.reauth(), req.Name)
 	if err != nil {
 		return err
 	}
 	noStoreSecret(c)
 	return c.Status(fiber.StatusOK).JSON(passkeySetupView{FactorID: st.FactorID, Kind: storage.FactorWebAuthn, Options: st.Options, ExpiresAt: st.ExpiresAt})
+}
+
+// passkeyReauthView is a passkey challenge to confirm a change to one's
+// own factors with.
+type passkeyReauthView struct {
+	PasskeyToken string                        `json:"passkeyToken"`
+	PublicKey    *protocol.CredentialAssertion `json:"options"`
+	ExpiresAt    time.Time                     `json:"expiresAt"`
+}
+
+// passkeyReauth is POST /v1/auth/factors/webauthn/reauth: a challenge for
+// the caller's passkey, whose answer confirms one change to their factors
+// (in place of a code), from this session.
+func (s *server) passkeyReauth(c *fiber.Ctx) error {
+	if len(c.Body()) > 0 {
+		var none struct{}
+		if err := decodeJSON(c, &none); err != nil {
+			return err
+		}
+	}
+	r, err := s.Auth.BeginPasskeyReauth(c.UserContext(), identity(c))
+	if err != nil {
+		return err
+	}
+	noStoreSecret(c)
+	return c.Status(fiber.StatusOK).JSON(passkeyReauthView{PasskeyToken: r.Token, PublicKey: r.Options, ExpiresAt: r.ExpiresAt})
 }
 
 type confirmPasskeyRequest struct {
@@ -135,6 +162,11 @@ func (s *server) confirmPasskey(c *fiber.Ctx) error {
 type (
 	passkeyAssertionDoc struct {
 		PublicKey map[string]any `json:"publicKey" doc:"PublicKeyCredentialRequestOptions as JSON: challenge, rpId, allowCredentials, userVerification, timeout"`
+	}
+	passkeyReauthDoc struct {
+		PasskeyToken string              `json:"passkeyToken" doc:"goes back with the answer, as passkeyToken"`
+		Options      passkeyAssertionDoc `json:"options" doc:"for navigator.credentials.get()"`
+		ExpiresAt    time.Time           `json:"expiresAt"`
 	}
 	passkeySetupDoc struct {
 		FactorID string `json:"factorId"`

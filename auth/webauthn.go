@@ -176,7 +176,7 @@ func (s *Service) BeginPasskey(ctx context.Context, id Identity, r Reauth, name 
 	if len(passkeysOf(user)) >= maxPasskeys {
 		return PasskeySetup{}, errTooManyPasskeys
 	}
-	if _, err := s.reauth(ctx, user, r); err != nil {
+	if _, err := s.reauth(ctx, id, user, r); err != nil {
 		return PasskeySetup{}, fail(err)
 	}
 	now := s.now().UTC()
@@ -452,36 +452,138 @@ func (s *Service) provePasskey(ctx context.Context, st step, response []byte, ev
 		if err := spendStep(&cur, st, now); err != nil {
 			return cur, err
 		}
-		cred, err := s.passkeys.ValidateLogin(passkeyUser{cur}, session, parsed)
-		if err != nil {
-			why = err
-			return cur, passkeyWrong()
-		}
-		if cred.Authenticator.CloneWarning {
-			why = errClonedKey
-			return cur, fmt.Errorf("%w%w", passkeyWrong(), errClonedKey)
-		}
-		i := slices.IndexFunc(cur.MFA.Factors, func(f storage.Factor) bool {
-			return f.Kind == storage.FactorWebAuthn && f.WebAuthn != nil && bytes.Equal(f.WebAuthn.ID, cred.ID)
-		})
-		if i < 0 {
-			return cur, passkeyWrong()
-		}
-		f := &cur.MFA.Factors[i]
-		f.WebAuthn.SignCount, f.WebAuthn.UserVerified, f.WebAuthn.BackupState = cred.Authenticator.SignCount, cred.Flags.UserVerified, cred.Flags.BackupState
-		f.LastUsedAt = now
-		method = passkeyAMR(f.WebAuthn.BackupEligible)
-		return cur, nil
+		method, why, err = s.usePasskey(&cur, session, parsed, now)
+		return cur, err
 	})
 	s.settleAttempt(ctx, att, err)
-	switch {
-	case errors.Is(err, errClonedKey):
-		s.log.WarnContext(ctx, "a passkey's signature counter went backwards: it may have been copied; sign-in refused", "user", st.UserID)
-	case why != nil && err != nil:
-		s.log.InfoContext(ctx, "passkey answer refused", "user", st.UserID, "error", why)
-	}
+	s.logRefusal(ctx, st.UserID, why, err)
 	if err != nil {
 		return storage.User{}, nil, err
 	}
 	return user, []string{AMRPassword, method}, nil
+}
+
+// usePasskey checks a passkey's answer against session for cur, in the
+// write that uses it: it must be signed by one of cur's passkeys, over
+// the session's challenge, for this relying party and one of its origins,
+// with a signature counter above the last one seen; the counter and
+// flags are then updated in cur. It returns the amr, and why an answer
+// was refused (for the log).
+func (s *Service) usePasskey(cur *storage.User, session webauthn.SessionData, parsed *protocol.ParsedCredentialAssertionData, now time.Time) (string, error, error) {
+	cred, err := s.passkeys.ValidateLogin(passkeyUser{*cur}, session, parsed)
+	if err != nil {
+		return "", err, passkeyWrong()
+	}
+	if cred.Authenticator.CloneWarning {
+		return "", errClonedKey, fmt.Errorf("%w%w", passkeyWrong(), errClonedKey)
+	}
+	i := slices.IndexFunc(cur.MFA.Factors, func(f storage.Factor) bool {
+		return f.Kind == storage.FactorWebAuthn && f.WebAuthn != nil && bytes.Equal(f.WebAuthn.ID, cred.ID)
+	})
+	if i < 0 {
+		return "", storage.ErrNotFound, passkeyWrong()
+	}
+	f := &cur.MFA.Factors[i]
+	f.WebAuthn.SignCount, f.WebAuthn.UserVerified, f.WebAuthn.BackupState = cred.Authenticator.SignCount, cred.Flags.UserVerified, cred.Flags.BackupState
+	f.LastUsedAt = now
+	return passkeyAMR(f.WebAuthn.BackupEligible), nil, nil
+}
+
+// logRefusal logs why a passkey's answer was refused: a counter gone
+// backwards as a warning.
+func (s *Service) logRefusal(ctx context.Context, userID string, why, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, errClonedKey):
+		s.log.WarnContext(ctx, "a passkey's signature counter went backwards: it may have been copied; refused", "user", userID)
+	case why != nil:
+		s.log.InfoContext(ctx, "passkey answer refused", "user", userID, "error", why)
+	}
+}
+
+// ---- confirming a change to one's own factors ----
+
+// PasskeyReauth is a passkey challenge with which a signed-in person
+// confirms a change to their factors (Reauth.PasskeyToken, Passkey).
+type PasskeyReauth struct {
+	Token     string
+	Options   *protocol.CredentialAssertion
+	ExpiresAt time.Time
+}
+
+var errReauthPasskey = tether.Invalid("passkeyToken", "passkey_token_invalid", "the passkey's challenge is not valid for this session, expired or used: ask for a new one")
+
+// BeginPasskeyReauth makes a passkey challenge for the user behind id to
+// confirm one change to their factors, from this session, within five
+// minutes.
+func (s *Service) BeginPasskeyReauth(ctx context.Context, id Identity) (PasskeyReauth, error) {
+	if s.passkeys == nil {
+		return PasskeyReauth{}, ErrPasskeysOff
+	}
+	user, err := s.ownFactors(ctx, id)
+	if err != nil {
+		return PasskeyReauth{}, err
+	}
+	if len(passkeysOf(user)) == 0 {
+		return PasskeyReauth{}, errNoPasskey
+	}
+	tok, exp, err := s.newStep(ctx, user, stepReauth, mfaStepTTL, step{Session: id.Session.ID})
+	if err != nil {
+		return PasskeyReauth{}, err
+	}
+	st, err := s.readStep(ctx, tok, stepReauth)
+	if err != nil {
+		return PasskeyReauth{}, err
+	}
+	a, _, err := s.assertion(user, st)
+	if err != nil {
+		return PasskeyReauth{}, err
+	}
+	return PasskeyReauth{Token: tok, Options: a, ExpiresAt: exp}, nil
+}
+
+// reauthPasskey checks a passkey's answer to a challenge of
+// BeginPasskeyReauth for id's session, used once, under the login
+// throttle.
+func (s *Service) reauthPasskey(ctx context.Context, id Identity, user storage.User, r Reauth) (storage.User, error) {
+	if s.passkeys == nil {
+		return storage.User{}, ErrPasskeysOff
+	}
+	if len(bytes.TrimSpace(r.Passkey)) == 0 {
+		return storage.User{}, tether.Invalid("credential", "credential_required", "credential is required: the passkey's answer")
+	}
+	st, err := s.readStep(ctx, r.PasskeyToken, stepReauth)
+	if err != nil || st.Session != id.Session.ID || st.UserID != user.ID {
+		return storage.User{}, errReauthPasskey
+	}
+	if len(r.Passkey) > maxPasskeyResponse {
+		return storage.User{}, errPasskeyMalformed
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(r.Passkey)
+	if err != nil {
+		return storage.User{}, errPasskeyMalformed
+	}
+	_, session, err := s.assertion(user, st)
+	if err != nil {
+		return storage.User{}, err
+	}
+	att, err := s.throttle.reserve(ctx, throttleName(user.Username), tether.OriginOf(ctx).IP, false)
+	if err != nil {
+		return storage.User{}, err
+	}
+	now := s.now().UTC()
+	var why error
+	user, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
+		if err := spendStep(&cur, st, now); err != nil {
+			return cur, errReauthPasskey
+		}
+		_, why, err = s.usePasskey(&cur, session, parsed, now)
+		return cur, err
+	})
+	s.settleAttempt(ctx, att, err)
+	s.logRefusal(ctx, st.UserID, why, err)
+	if errors.Is(err, errMFAFailed) {
+		return storage.User{}, fmt.Errorf("%w%w", tether.Invalid("credential", "credential_rejected", "the passkey's answer does not fit this challenge: try again"), errMFAFailed)
+	}
+	return user, err
 }

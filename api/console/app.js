@@ -307,9 +307,15 @@ function openDialog(id) {
 
 async function submitDialog(event, dlg, action) {
   event.preventDefault();
+  await runDialog(dlg, () => action(new FormData(event.target)));
+}
+
+// runDialog runs a dialog's action: the dialog closes when it is done,
+// or says why not.
+async function runDialog(dlg, action) {
   const errors = $(".errors", dlg);
   try {
-    await action(new FormData(event.target));
+    await action();
     dlg.close();
   } catch (err) {
     errors.textContent = problemText(err);
@@ -1020,7 +1026,22 @@ function reauth(text, action, named = false) {
   $("#reauth-name").hidden = !named;
   const withCode = (state.factors || []).length > 0;
   const app = (state.factors || []).some((f) => f.kind === "totp");
-  $("#reauth-text").textContent = `${text} ${!withCode ? "Confirm with your password." : app ? "Confirm with a code from your authenticator app, or a recovery code." : "Confirm with one of your recovery codes."}`;
+  const passkey = withCode && (state.factors || []).some((f) => f.kind === "webauthn") && passkeysHere();
+  const how = !withCode ? "Confirm with your password."
+    : app ? `Confirm with a code from your authenticator app${passkey ? ", your passkey" : ""}, or a recovery code.`
+    : passkey ? "Confirm with your passkey, or one of your recovery codes." : "Confirm with one of your recovery codes.";
+  $("#reauth-text").textContent = `${text} ${how}`;
+  $("#reauth-passkey-row").hidden = !passkey;
+  $("#reauth-passkey").onclick = () => runDialog(dlg, async () => {
+    const o = await api("POST", "/v1/auth/factors/webauthn/reauth");
+    let cred;
+    try {
+      cred = await navigator.credentials.get({ publicKey: requestOptions(o.options.publicKey) });
+    } catch (err) {
+      throw new APIError(0, { detail: passkeyProblem(err) });
+    }
+    await action({ passkeyToken: o.passkeyToken, credential: credentialJSON(cred) }, new FormData($("#reauth-form")));
+  });
   $("#reauth-password").hidden = withCode;
   $("#reauth-code").hidden = !withCode;
   $("#reauth-password input").required = !withCode;
