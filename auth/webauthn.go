@@ -251,6 +251,8 @@ func (s *Service) ConfirmPasskey(ctx context.Context, id Identity, response []by
 	if err := json.Unmarshal(pending.WebAuthn.Ceremony, &session); err != nil {
 		return FactorInfo{}, nil, fail(fmt.Errorf("pending passkey ceremony: %w", err))
 	}
+	// The pending factor's expiry is checked above, on this server's clock.
+	session.Expires = time.Time{}
 	att, err := s.throttle.reserve(ctx, throttleName(user.Username), tether.OriginOf(ctx).IP, false)
 	if err != nil {
 		return FactorInfo{}, nil, err
@@ -341,7 +343,9 @@ func (s *Service) assertion(u storage.User, st step) (*protocol.CredentialAssert
 	if err != nil {
 		return nil, webauthn.SessionData{}, fmt.Errorf("begin passkey sign-in: %w", err)
 	}
-	session.Expires = st.expiresAt()
+	// The step's expiry is checked on this server's clock (readStep), not
+	// the library's.
+	session.Expires = time.Time{}
 	return a, *session, nil
 }
 
