@@ -271,7 +271,16 @@ function confirmAction(text, withReason) {
   $("#confirm-reason").value = "";
   dlg.returnValue = "";
   dlg.showModal();
-  return new Promise((resolve) => dlg.addEventListener("close", () => resolve(dlg.returnValue === "yes" ? $("#confirm-reason").value : null), { once: true }));
+  // The close event comes in a later task: one of the last question may
+  // still be on its way while this one shows, and must not answer it.
+  return new Promise((resolve) => {
+    const closed = () => {
+      if (dlg.open) return;
+      dlg.removeEventListener("close", closed);
+      resolve(dlg.returnValue === "yes" ? $("#confirm-reason").value : null);
+    };
+    dlg.addEventListener("close", closed);
+  });
 }
 
 async function lifecycle(op, label) {
