@@ -264,22 +264,29 @@ function editDevice() {
   });
 }
 
+// confirming answers the question asked last, until its dialog's close
+// event (which comes in a later task) has answered it.
+let confirming = null;
+
 function confirmAction(text, withReason) {
   const dlg = $("#confirm-dialog");
+  // A question asked at once after the last one was answered: that one's
+  // close event is still on its way. Answer it now, from its own dialog,
+  // before this one reuses the dialog.
+  if (confirming) confirming();
   $("#confirm-text").textContent = text;
   $("#confirm-reason-label").hidden = !withReason;
   $("#confirm-reason").value = "";
   dlg.returnValue = "";
   dlg.showModal();
-  // The close event comes in a later task: one of the last question may
-  // still be on its way while this one shows, and must not answer it.
   return new Promise((resolve) => {
-    const closed = () => {
-      if (dlg.open) return;
-      dlg.removeEventListener("close", closed);
+    const answer = () => {
+      dlg.removeEventListener("close", answer);
+      confirming = null;
       resolve(dlg.returnValue === "yes" ? $("#confirm-reason").value : null);
     };
-    dlg.addEventListener("close", closed);
+    confirming = answer;
+    dlg.addEventListener("close", answer);
   });
 }
 
