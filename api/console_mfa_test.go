@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/base64"
+	"fmt"
 	"image/png"
 	"net/url"
 	"os"
@@ -39,11 +41,22 @@ func downloaded(t *testing.T, dir, name string) string {
 	return ""
 }
 
-// qrText decodes the QR code the element sel shows.
+// qrText decodes the QR code the image sel shows, as it loaded it (at its
+// own size: a screenshot's scaling may blur the modules).
 func (b *browser) qrText(sel string) string {
 	b.t.Helper()
-	var shot []byte
-	b.run("screenshot "+sel, chromedp.Screenshot(sel, &shot, chromedp.ByQuery))
+	var ready bool
+	var data string
+	b.run("read the image "+sel,
+		chromedp.Poll(fmt.Sprintf(`(() => { const i = document.querySelector(%q); return i.complete && i.naturalWidth > 0; })()`, sel), &ready),
+		chromedp.Evaluate(fmt.Sprintf(`(() => { const i = document.querySelector(%q); const c = document.createElement("canvas");
+			c.width = i.naturalWidth; c.height = i.naturalHeight; c.getContext("2d").drawImage(i, 0, 0);
+			return c.toDataURL("image/png").split(",")[1]; })()`, sel), &data),
+	)
+	shot, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		b.t.Fatal(err)
+	}
 	img, err := png.Decode(bytes.NewReader(shot))
 	if err != nil {
 		b.t.Fatal(err)

@@ -281,6 +281,8 @@ function confirmAction(text, withReason) {
   dlg.showModal();
   return new Promise((resolve) => {
     const answer = () => {
+      // The last question's close event, come late: this one is open.
+      if (dlg.open) return;
       dlg.removeEventListener("close", answer);
       confirming = null;
       resolve(dlg.returnValue === "yes" ? $("#confirm-reason").value : null);
