@@ -289,6 +289,9 @@ func TestConsoleSecondFactor(t *testing.T) {
 		chromedp.Click("#totp-open", chromedp.ByQuery),
 		chromedp.WaitVisible("#reauth-password input", chromedp.ByQuery),
 	)
+	if got := b.text("#passkeys-off"); !strings.Contains(got, "Passkeys are off on this server") || !strings.Contains(got, "--public-url") {
+		t.Fatalf("without --public-url the page says %q of passkeys", got)
+	}
 	if b.displayed("#reauth-code") || !strings.Contains(b.text("#security-policy"), "optional") {
 		t.Fatal("without a factor, the confirmation asks for a code, or the policy is not optional")
 	}

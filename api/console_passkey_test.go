@@ -386,4 +386,13 @@ func TestConsolePasskeys(t *testing.T) {
 	if r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "maria", "password": "correct horse"}); r.status != 200 {
 		t.Fatalf("after the reset maria's password alone: %d %s", r.status, r.body)
 	}
+
+	// At an address the server takes no passkey answers from, the page
+	// offers none, and says where.
+	b.base = strings.Replace(b.base, "localhost", "127.0.0.1", 1)
+	b.signIn("maria", "correct horse")
+	b.run("Security at another address", chromedp.Click(`a[data-nav="security"]`, chromedp.ByQuery), chromedp.WaitVisible("#passkeys-off", chromedp.ByQuery))
+	if got := b.text("#passkeys-off"); !strings.Contains(got, strings.Replace(b.base, "127.0.0.1", "localhost", 1)+"/console") || b.displayed("#passkey-open") {
+		t.Fatalf("at another address the page says %q (Add a passkey shown: %v)", got, b.displayed("#passkey-open"))
+	}
 }

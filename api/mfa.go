@@ -157,8 +157,9 @@ type factorsView struct {
 	// Required says the person's role must have a second factor.
 	Required bool `json:"required"`
 	// Passkeys says this server takes passkeys (it has a relying party
-	// id).
-	Passkeys bool `json:"passkeys"`
+	// id), from pages at PasskeyOrigins.
+	Passkeys       bool     `json:"passkeys"`
+	PasskeyOrigins []string `json:"passkeyOrigins"`
 }
 
 // listFactors is GET /v1/auth/factors.
@@ -167,7 +168,11 @@ func (s *server) listFactors(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	v := factorsView{Factors: make([]factorView, 0, len(st.Factors)), RecoveryCodes: st.RecoveryCodes, RecoveryCodesAt: st.RecoveryCodesAt, Required: st.Required, Passkeys: s.Auth.PasskeysOn()}
+	v := factorsView{Factors: make([]factorView, 0, len(st.Factors)), RecoveryCodes: st.RecoveryCodes, RecoveryCodesAt: st.RecoveryCodesAt, Required: st.Required,
+		Passkeys: s.Auth.PasskeysOn(), PasskeyOrigins: s.Auth.PasskeyOrigins()}
+	if v.PasskeyOrigins == nil {
+		v.PasskeyOrigins = []string{}
+	}
 	for _, f := range st.Factors {
 		v.Factors = append(v.Factors, newFactorView(f))
 	}

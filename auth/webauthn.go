@@ -91,6 +91,15 @@ func newPasskeys(cfg Config) (*webauthn.WebAuthn, error) {
 // PasskeysOn reports whether this server takes passkeys.
 func (s *Service) PasskeysOn() bool { return s.passkeys != nil }
 
+// PasskeyOrigins are the origins whose passkey answers this server takes
+// (none when passkeys are off).
+func (s *Service) PasskeyOrigins() []string {
+	if s.passkeys == nil {
+		return nil
+	}
+	return slices.Clone(s.cfg.WebAuthnOrigins)
+}
+
 // passkeyUser is a user as the WebAuthn library sees them. The user
 // handle is the user's id: random, and no personal data.
 type passkeyUser struct{ u storage.User }

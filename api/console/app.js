@@ -1014,11 +1014,13 @@ async function loadSecurity() {
     ? "Recovery codes come with your first second factor."
     : `${n} unused recovery ${n === 1 ? "code" : "codes"} left${st.recoveryCodesAt ? `, made ${when(st.recoveryCodesAt)}` : ""}.${n < 3 ? " Make new ones before you run out." : ""}`;
   $("#recovery-open").hidden = !st.factors.length;
-  $("#passkey-open").hidden = !st.passkeys || !passkeysHere();
-  $("#passkeys-off").hidden = st.passkeys && passkeysHere();
+  // A passkey answers the page's origin: elsewhere the server refuses it.
+  const here = st.passkeys && passkeysHere() && st.passkeyOrigins.includes(location.origin);
+  $("#passkey-open").hidden = !here;
+  $("#passkeys-off").hidden = here;
   $("#passkeys-off").textContent = !st.passkeys
     ? "Passkeys are off on this server: they need its public address (--public-url)."
-    : "Passkeys work on the console's secure address (https) only.";
+    : `Passkeys work on the console at ${st.passkeyOrigins.map((o) => `${o}/console`).join(" or ")}${st.passkeyOrigins.some((o) => o.startsWith("http:")) ? "" : " (https)"}.`;
 }
 
 // forgetSetup hides a factor being set up, and its secret.
