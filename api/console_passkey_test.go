@@ -189,6 +189,30 @@ func TestConsolePasskeys(t *testing.T) {
 	}
 	w.clean("adding a passkey")
 
+	// An admin who must have a factor sets up a passkey at her first
+	// sign-in, in place of an app.
+	e.adminUser()
+	b.run("sign out", chromedp.Click("#logout", chromedp.ByQuery), chromedp.WaitVisible("#login-form", chromedp.ByQuery))
+	if at := b.signInPassword("ada", "correct horse"); at != "enroll" || !b.displayed("#enroll-passkey") {
+		t.Fatalf("an admin without a factor signs in to %q (passkey offered: %v)", at, b.displayed("#enroll-passkey"))
+	}
+	b.shoot("console-passkey-enroll.png")
+	b.run("set up a passkey at sign-in",
+		chromedp.Click("#enroll-passkey", chromedp.ByQuery),
+		chromedp.WaitVisible("#login-codes [data-codes] li", chromedp.ByQuery),
+		chromedp.Click("#login-codes [data-done]", chromedp.ByQuery),
+		chromedp.WaitVisible("#fleet-table tbody tr td a", chromedp.ByQuery),
+	)
+	var adaAccess string
+	b.eval(`state.access`, &adaAccess)
+	if amr := unverifiedClaims(t, adaAccess)["amr"]; fmt.Sprint(amr) != "[pwd hwk]" {
+		t.Fatalf("an admin enrolled with a passkey has amr %v", amr)
+	}
+	if f := e.passkeyOf(t, "ada"); f.WebAuthn == nil || len(f.WebAuthn.Ceremony) != 0 {
+		t.Fatalf("ada's passkey: %+v", f)
+	}
+	w.clean("an admin enrolling a passkey")
+
 	// Sign out, and in with the passkey.
 	b.run("sign out", chromedp.Click("#logout", chromedp.ByQuery), chromedp.WaitVisible("#login-form", chromedp.ByQuery))
 	if at := b.signInPassword("maria", "correct horse"); at != "mfa" || !b.displayed("#passkey-use") {

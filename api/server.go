@@ -145,6 +145,8 @@ func New(d Deps, o Options) *fiber.App {
 	handset.Post("/mfa/enroll/confirm", s.loginEnrollConfirm)
 	handset.Post("/mfa/webauthn", s.loginPasskeyOptions)
 	handset.Post("/mfa/webauthn/finish", s.loginPasskey)
+	handset.Post("/mfa/enroll/webauthn", s.loginEnrollPasskey)
+	handset.Post("/mfa/enroll/webauthn/confirm", s.loginEnrollPasskeyConfirm)
 	// A manager's or admin's own second factors.
 	factors := []fiber.Handler{s.authenticate, s.require(storage.RoleManager, storage.RoleAdmin), s.requireUser}
 	handset.Get("/factors", append(factors, s.listFactors)...)

@@ -74,6 +74,55 @@ func (s *server) loginPasskey(c *fiber.Ctx) error {
 	return s.sendGrant(c, g, true)
 }
 
+// loginEnrollPasskey is POST /v1/auth/mfa/enroll/webauthn: for an account
+// that must enroll a second factor (mfa_enrollment_required), the options
+// of a new passkey, in place of an authenticator app.
+func (s *server) loginEnrollPasskey(c *fiber.Ctx) error {
+	var req enrollStepRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := missing(map[string]string{"enrollmentToken": req.EnrollmentToken}); err != nil {
+		return err
+	}
+	if req.Code != "" {
+		return tether.Invalid("code", "code_unexpected", "a passkey takes no code")
+	}
+	st, err := s.Auth.BeginPasskeyEnrollment(c.UserContext(), req.EnrollmentToken)
+	if err != nil {
+		return err
+	}
+	noStoreSecret(c)
+	return c.Status(fiber.StatusOK).JSON(passkeySetupView{FactorID: st.FactorID, Kind: storage.FactorWebAuthn, Options: st.Options, ExpiresAt: st.ExpiresAt})
+}
+
+type enrollPasskeyRequest struct {
+	EnrollmentToken string          `json:"enrollmentToken"`
+	Credential      json.RawMessage `json:"credential"`
+}
+
+// loginEnrollPasskeyConfirm is POST /v1/auth/mfa/enroll/webauthn/confirm:
+// the new passkey registered, the answer is a login's, with the recovery
+// codes.
+func (s *server) loginEnrollPasskeyConfirm(c *fiber.Ctx) error {
+	var req enrollPasskeyRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := missing(map[string]string{"enrollmentToken": req.EnrollmentToken}); err != nil {
+		return err
+	}
+	cred, err := credentialMember(req.Credential)
+	if err != nil {
+		return err
+	}
+	g, codes, err := s.Auth.LoginEnrolledPasskey(c.UserContext(), req.EnrollmentToken, cred)
+	if err != nil {
+		return err
+	}
+	return s.sendGrantWith(c, g, true, codes)
+}
+
 type beginPasskeyRequest struct {
 	reauthRequest
 	Name string `json:"name"`
@@ -186,6 +235,13 @@ type (
 	passkeyFinishDoc struct {
 		MFAToken   string         `json:"mfaToken"`
 		Credential map[string]any `json:"credential" doc:"the PublicKeyCredential navigator.credentials.get() gave, as JSON (PublicKeyCredential.toJSON(): id, rawId, type, response.clientDataJSON, authenticatorData, signature, userHandle in base64url)"`
+	}
+	enrollTokenDoc struct {
+		EnrollmentToken string `json:"enrollmentToken"`
+	}
+	enrollPasskeyDoc struct {
+		EnrollmentToken string         `json:"enrollmentToken"`
+		Credential      map[string]any `json:"credential" doc:"the PublicKeyCredential navigator.credentials.create() gave, as JSON (PublicKeyCredential.toJSON(): id, rawId, type, response.clientDataJSON, attestationObject, transports in base64url)"`
 	}
 	confirmPasskeyDoc struct {
 		Credential map[string]any `json:"credential" doc:"the PublicKeyCredential navigator.credentials.create() gave, as JSON (PublicKeyCredential.toJSON(): id, rawId, type, response.clientDataJSON, attestationObject, transports in base64url)"`

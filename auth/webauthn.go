@@ -188,9 +188,26 @@ func (s *Service) BeginPasskey(ctx context.Context, id Identity, r Reauth, name 
 	if _, err := s.reauth(ctx, id, user, r); err != nil {
 		return PasskeySetup{}, fail(err)
 	}
+	setup, err := s.beginPasskey(ctx, user.ID, id.Session.ID, s.now().Add(pendingTTL).UTC(), name, func(storage.User) error { return nil })
+	if err != nil {
+		return PasskeySetup{}, fail(err)
+	}
+	return setup, nil
+}
+
+// beginPasskey makes a new pending passkey registration for the user
+// userID, for attempt (a session or a sign-in step) until expires, once
+// check accepts the user.
+func (s *Service) beginPasskey(ctx context.Context, userID, attempt string, expires time.Time, name string, check func(storage.User) error) (PasskeySetup, error) {
 	now := s.now().UTC()
 	var setup PasskeySetup
-	_, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
+	_, err := s.store.UpdateUser(ctx, userID, func(cur storage.User) (storage.User, error) {
+		if err := check(cur); err != nil {
+			return cur, err
+		}
+		if !takesFactors(cur.Role) {
+			return cur, fmt.Errorf("a %s registering a passkey: %w", cur.Role, ErrForbidden)
+		}
 		pu := passkeyUser{cur}
 		var exclude []protocol.CredentialDescriptor
 		for _, c := range pu.WebAuthnCredentials() {
@@ -214,18 +231,17 @@ func (s *Service) BeginPasskey(ctx context.Context, id Identity, r Reauth, name 
 			cur.MFA = &storage.UserMFA{}
 		}
 		fid := storage.NewID(storage.PrefixFactor)
-		expires := now.Add(pendingTTL)
 		cur.MFA.Pending = &storage.Factor{
-			ID: fid, Kind: storage.FactorWebAuthn, Name: name, CreatedAt: now, Attempt: id.Session.ID, ExpiresAt: expires,
+			ID: fid, Kind: storage.FactorWebAuthn, Name: name, CreatedAt: now, Attempt: attempt, ExpiresAt: expires,
 			WebAuthn: &storage.WebAuthnCredential{Ceremony: ceremony},
 		}
 		setup = PasskeySetup{FactorID: fid, Options: creation, ExpiresAt: expires}
 		return cur, nil
 	})
-	if err != nil {
-		return PasskeySetup{}, fail(err)
+	if errors.Is(err, storage.ErrNotFound) {
+		return PasskeySetup{}, errStepInvalid
 	}
-	return setup, nil
+	return setup, err
 }
 
 // ConfirmPasskey registers the passkey BeginPasskey began in the same
@@ -243,35 +259,51 @@ func (s *Service) ConfirmPasskey(ctx context.Context, id Identity, response []by
 	if err != nil {
 		return FactorInfo{}, nil, err
 	}
+	_, f, codes, err := s.confirmPasskey(ctx, user, id.Session.ID, response, id.Principal().String(), func(*storage.User) error { return nil })
+	if err != nil {
+		return FactorInfo{}, nil, fail(err)
+	}
+	return f, codes, nil
+}
+
+// confirmPasskey registers the pending passkey of attempt for user with
+// the browser's answer (checked under the login throttle); check accepts
+// the user first, in the write, and may change it (spending a step). A
+// first factor comes with recovery codes (returned, the only time they
+// are seen). The events are written in the same transaction.
+func (s *Service) confirmPasskey(ctx context.Context, user storage.User, attempt string, response []byte, actor string, check func(*storage.User) error) (storage.User, FactorInfo, []string, error) {
+	if len(bytes.TrimSpace(response)) == 0 {
+		return storage.User{}, FactorInfo{}, nil, tether.Invalid("credential", "credential_required", "credential is required: the new passkey")
+	}
 	if len(response) > maxPasskeyResponse {
-		return FactorInfo{}, nil, errPasskeyMalformed
+		return storage.User{}, FactorInfo{}, nil, errPasskeyMalformed
 	}
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(response)
 	if err != nil {
-		return FactorInfo{}, nil, errPasskeyMalformed
+		return storage.User{}, FactorInfo{}, nil, errPasskeyMalformed
 	}
 	m := user.MFA
-	if m == nil || m.Pending == nil || m.Pending.Kind != storage.FactorWebAuthn || m.Pending.Attempt != id.Session.ID ||
+	if m == nil || m.Pending == nil || m.Pending.Kind != storage.FactorWebAuthn || m.Pending.Attempt != attempt ||
 		m.Pending.WebAuthn == nil || !s.now().Before(m.Pending.ExpiresAt) {
-		return FactorInfo{}, nil, fail(errNoPendingPasskey)
+		return storage.User{}, FactorInfo{}, nil, errNoPendingPasskey
 	}
 	pending := m.Pending.Clone()
 	var session webauthn.SessionData
 	if err := json.Unmarshal(pending.WebAuthn.Ceremony, &session); err != nil {
-		return FactorInfo{}, nil, fail(fmt.Errorf("pending passkey ceremony: %w", err))
+		return storage.User{}, FactorInfo{}, nil, fmt.Errorf("pending passkey ceremony: %w", err)
 	}
 	// The pending factor's expiry is checked above, on this server's clock.
 	session.Expires = time.Time{}
 	att, err := s.throttle.reserve(ctx, throttleName(user.Username), tether.OriginOf(ctx).IP, false)
 	if err != nil {
-		return FactorInfo{}, nil, err
+		return storage.User{}, FactorInfo{}, nil, err
 	}
 	cred, err := s.passkeys.CreateCredential(passkeyUser{user}, session, parsed)
 	if err != nil {
 		s.log.InfoContext(ctx, "passkey registration refused", "user", user.ID, "error", err)
 		err = fmt.Errorf("%w%w", errPasskeyRejected, errMFAFailed)
 		s.settleAttempt(ctx, att, err)
-		return FactorInfo{}, nil, fail(err)
+		return storage.User{}, FactorInfo{}, nil, err
 	}
 	now := s.now().UTC()
 	factor := pending
@@ -285,7 +317,6 @@ func (s *Service) ConfirmPasskey(ctx context.Context, id Identity, response []by
 		factor.WebAuthn.Transports = append(factor.WebAuthn.Transports, string(t))
 	}
 	codes, hashes := newRecoveryCodes()
-	actor := id.Principal().String()
 	enrolled := storage.NewEvent(ctx, now, "user.mfa_enrolled", "success", actor)
 	enrolled.UserID, enrolled.Username = user.ID, user.Username
 	enrolled.Detail = map[string]string{"factor": factor.ID, "kind": string(storage.FactorWebAuthn)}
@@ -297,9 +328,12 @@ func (s *Service) ConfirmPasskey(ctx context.Context, id Identity, response []by
 	if newCodes {
 		events = append(events, recovery)
 	}
-	_, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
+	user, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
+		if err := check(&cur); err != nil {
+			return cur, err
+		}
 		m := cur.MFA
-		if m == nil || m.Pending == nil || m.Pending.ID != factor.ID || m.Pending.Attempt != id.Session.ID || !now.Before(m.Pending.ExpiresAt) {
+		if m == nil || m.Pending == nil || m.Pending.ID != factor.ID || m.Pending.Attempt != attempt || !now.Before(m.Pending.ExpiresAt) {
 			return cur, errNoPendingPasskey
 		}
 		if slices.ContainsFunc(passkeysOf(cur), func(f storage.Factor) bool { return bytes.Equal(f.WebAuthn.ID, cred.ID) }) {
@@ -320,13 +354,98 @@ func (s *Service) ConfirmPasskey(ctx context.Context, id Identity, response []by
 	}, storage.WithEvents(events...))
 	s.settleAttempt(ctx, att, err)
 	if err != nil {
-		return FactorInfo{}, nil, fail(err)
+		return storage.User{}, FactorInfo{}, nil, err
 	}
 	s.written(events...)
 	if !newCodes {
 		codes = nil
 	}
-	return factorInfo(factor), codes, nil
+	return user, factorInfo(factor), codes, nil
+}
+
+// ---- enrolling a passkey at sign-in ----
+
+// BeginPasskeyEnrollment starts registering a passkey for the account of
+// an enrollmentToken (ErrMFAEnrollment, a native login), in place of the
+// authenticator app of BeginEnrollment: the options for the browser's
+// navigator.credentials.create().
+func (s *Service) BeginPasskeyEnrollment(ctx context.Context, token string) (PasskeySetup, error) {
+	if s.passkeys == nil {
+		return PasskeySetup{}, ErrPasskeysOff
+	}
+	st, err := s.readStep(ctx, token, stepEnroll)
+	if err == nil && st.Client != "" {
+		err = errStepInvalid
+	}
+	if err != nil {
+		return PasskeySetup{}, err
+	}
+	return s.beginPasskey(ctx, st.UserID, st.ID, st.expiresAt(), "", func(u storage.User) error {
+		switch {
+		case passwordStamp(u) != st.Stamp:
+			return errStepInvalid
+		case stepSpent(u, st):
+			return errStepUsed
+		case u.MFA.Confirmed():
+			return errStepInvalid
+		}
+		return nil
+	})
+}
+
+// LoginEnrolledPasskey is the end of a native login that ErrMFAEnrollment
+// interrupted, with a passkey: its enrollmentToken, after
+// BeginPasskeyEnrollment, and the browser's new credential. The passkey is
+// registered, the account's recovery codes made (returned, shown once)
+// and the session the login asked for opened, with amr ["pwd","hwk"] (or
+// "swk").
+func (s *Service) LoginEnrolledPasskey(ctx context.Context, token string, response []byte) (Grant, []string, error) {
+	ev := s.event(ctx, "login", "failure")
+	fail := s.failStep(ctx, &ev)
+	if s.passkeys == nil {
+		return Grant{}, nil, ErrPasskeysOff
+	}
+	st, err := s.readStep(ctx, token, stepEnroll)
+	if err == nil && st.Client != "" {
+		err = errStepInvalid
+	}
+	if err != nil {
+		return Grant{}, nil, fail(err)
+	}
+	req := st.request()
+	deviceName, err := s.checkLoginRequest(&req)
+	if err != nil {
+		return Grant{}, nil, fail(err)
+	}
+	user, err := s.stepUser(ctx, st, &ev)
+	if err != nil {
+		return Grant{}, nil, fail(err)
+	}
+	switch {
+	case stepSpent(user, st):
+		return Grant{}, nil, fail(errStepUsed)
+	case user.MFA.Confirmed():
+		return Grant{}, nil, fail(errStepInvalid)
+	}
+	user, f, codes, err := s.confirmPasskey(ctx, user, st.ID, response, "user:"+user.ID, func(u *storage.User) error {
+		if u.MFA.Confirmed() {
+			return errStepInvalid
+		}
+		return spendStep(u, st, s.now().UTC())
+	})
+	if err != nil {
+		return Grant{}, nil, fail(err)
+	}
+	method := AMRHardwareKey
+	if pk := passkeysOf(user); len(pk) > 0 && pk[0].ID == f.ID {
+		method = passkeyAMR(pk[0].WebAuthn.BackupEligible)
+	}
+	req.Username, req.AMR = user.Username, []string{AMRPassword, method}
+	g, err := s.admitAndOpen(ctx, user, req, deviceName, &ev)
+	if err != nil {
+		return Grant{}, nil, fail(err)
+	}
+	return g, codes, nil
 }
 
 // ---- sign-in ----

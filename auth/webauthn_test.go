@@ -448,3 +448,50 @@ func TestPasskeysOffWithoutRelyingParty(t *testing.T) {
 		t.Fatal("a relying party id without origins passes")
 	}
 }
+
+// TestPasskeyEnrollmentAtSignIn: an admin who must have a second factor
+// may enroll a passkey at sign-in in place of an app (methods say so): a
+// passkey begun after an app's setup replaces it (the app's code then
+// confirms nothing), a wrong answer leaves the step open, the right one
+// signs in with amr ["pwd","hwk"] and recovery codes, once; the next
+// sign-in asks for the passkey.
+func TestPasskeyEnrollmentAtSignIn(t *testing.T) {
+	w := newWorld(t, passkeys)
+	w.user("ada", storage.RoleAdmin)
+	_, err := w.signIn("ada")
+	var te *tether.Error
+	if !errors.As(err, &te) || !slices.Equal(te.Extra["methods"].([]string), []string{"totp", "webauthn"}) {
+		t.Fatalf("the enrollment: %v; want methods totp, webauthn", err)
+	}
+	tok := interrupted(t, err, auth.ErrMFAEnrollment, "enrollmentToken")
+	app, err := w.svc.BeginEnrollment(w.ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := w.svc.BeginPasskeyEnrollment(w.ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.svc.LoginEnrolled(w.ctx, tok, rfc6238(t, app.Secret, w.clock.Now())); codeOf(err) != tether.CodeConflict {
+		t.Fatalf("the app's code after a passkey was begun: %v; want conflict", err)
+	}
+	k := newSoftKey(t)
+	if _, _, err := w.svc.LoginEnrolledPasskey(w.ctx, tok, k.create(setup.Options, ceremony{origin: "https://evil.test"})); codeOf(err) != "credential_rejected" {
+		t.Fatalf("another origin: %v; want credential_rejected", err)
+	}
+	answer := k.create(setup.Options, ceremony{})
+	g, codes, err := w.svc.LoginEnrolledPasskey(w.ctx, tok, answer)
+	if err != nil || len(codes) != auth.RecoveryCodeCount || !slices.Equal(w.tokenAMR(g), []string{"pwd", "hwk"}) {
+		t.Fatalf("enrolled with a passkey: %v, %d codes, amr %v", err, len(codes), w.tokenAMR(g))
+	}
+	if _, _, err := w.svc.LoginEnrolledPasskey(w.ctx, tok, answer); codeOf(err) != tether.CodeTokenAlreadyUsed {
+		t.Fatalf("the step again: %v; want token_already_used", err)
+	}
+	if _, err := w.svc.BeginPasskeyEnrollment(w.ctx, tok); err == nil {
+		t.Fatal("a spent enrollment step begins a passkey")
+	}
+	tok, opts := w.passkeyStep("ada")
+	if _, err := w.svc.LoginPasskey(w.ctx, tok, k.get(opts, ceremony{})); err != nil {
+		t.Fatalf("the next sign-in with the passkey: %v", err)
+	}
+}

@@ -759,6 +759,7 @@ function loginStep(name) {
   if (name === "password") {
     step = null;
     $("#passkey-step").hidden = true;
+    $("#enroll-passkey-row").hidden = true;
     setQR("#enroll-qr", "");
     $("#enroll-secret").value = "";
     $("#mfa-form").reset();
@@ -803,10 +804,9 @@ async function signInPassword(e) {
         return;
       }
       if (p.code === "mfa_enrollment_required") {
-        const setup = await api("POST", "/v1/auth/mfa/enroll", { enrollmentToken: p.enrollmentToken });
-        step = { token: p.enrollmentToken, methods: [] };
-        $("#enroll-secret").value = setup.secret;
-        setQR("#enroll-qr", setup.qrPng);
+        step = { token: p.enrollmentToken, methods: p.methods || [] };
+        await enrollmentApp();
+        $("#enroll-passkey-row").hidden = !(step.methods.includes("webauthn") && passkeysHere());
         e.target.reset();
         flash("");
         loginStep("enroll");
@@ -847,6 +847,38 @@ async function signInEnrolled(e) {
     state.access = "";
     e.target.reset();
     flash(problemText(err), true);
+  }
+}
+
+// enrollmentApp shows the key of the authenticator app being set up at
+// sign-in (the same one, asked again).
+async function enrollmentApp() {
+  const setup = await api("POST", "/v1/auth/mfa/enroll", { enrollmentToken: step.token });
+  $("#enroll-secret").value = setup.secret;
+  setQR("#enroll-qr", setup.qrPng);
+}
+
+// enrollPasskey sets up a passkey at sign-in, in place of the app; the
+// recovery codes that come with it show once, then the console opens.
+async function enrollPasskey() {
+  try {
+    const setup = await api("POST", "/v1/auth/mfa/enroll/webauthn", { enrollmentToken: step.token });
+    let cred;
+    try {
+      cred = await navigator.credentials.create({ publicKey: creationOptions(setup.options.publicKey) });
+    } catch (err) {
+      // The app's setup gave way to the passkey's: show it again, new.
+      await enrollmentApp().catch(() => {});
+      throw new APIError(0, { detail: passkeyProblem(err) });
+    }
+    const tokens = await api("POST", "/v1/auth/mfa/enroll/webauthn/confirm", { enrollmentToken: step.token, credential: credentialJSON(cred) });
+    keep(tokens);
+    flash("Your passkey is set up.");
+    $("#login-codes").replaceChildren(codesCard(tokens.recoveryCodes, "Continue", () => { $("#login-codes").replaceChildren(); enter(); }));
+    loginStep("codes");
+  } catch (err) {
+    state.access = "";
+    flash(passkeyProblem(err), true);
   }
 }
 
@@ -1134,6 +1166,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#recovery-open").addEventListener("click", newRecoveryCodes);
   $("#passkey-open").addEventListener("click", addPasskey);
   $("#passkey-use").addEventListener("click", signInPasskey);
+  $("#enroll-passkey").addEventListener("click", enrollPasskey);
   $("#logout").addEventListener("click", async () => {
     try { await api("POST", "/v1/auth/logout"); } catch { /* the session may be gone already */ }
     signedOut("Signed out.");
