@@ -146,7 +146,7 @@ func TestLoginWithSecondFactor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := qrreader.NewQRCodeReader().Decode(bmp, nil); err != nil || res.GetText() != uri {
+	if res, err := qrreader.NewQRCodeReader().Decode(bmp, pureQR); err != nil || res.GetText() != uri {
 		t.Fatalf("the QR code holds %v (%v); want %q", res, err, uri)
 	}
 	wantProblem(t, e.do("POST", "/v1/auth/mfa/enroll/confirm", "", map[string]any{"enrollmentToken": tok, "code": "000000"}), 401, "invalid_credentials")
