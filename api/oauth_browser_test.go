@@ -162,6 +162,9 @@ func (b *browser) styled(name string) {
 		Fits   bool   `json:"fits"`
 		Font   string `json:"font"`
 	}
+	// A page just shown may still be loading its stylesheet.
+	var loaded bool
+	b.run("wait for "+name+" to load", chromedp.Poll(`document.readyState === "complete"`, &loaded))
 	b.eval(`(() => { const c = getComputedStyle(document.querySelector(".card"));
 		return { radius: c.borderRadius, font: getComputedStyle(document.body).fontFamily,
 			fits: document.documentElement.scrollWidth <= window.innerWidth }; })()`, &got)
