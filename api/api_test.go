@@ -793,7 +793,8 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 	need := func(path string) (int, bool) {
 		switch {
 		case slices.Contains([]string{"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/renew", "/v1/enroll", "/v1/enroll/challenge",
-			"/v1/auth/mfa", "/v1/auth/mfa/enroll", "/v1/auth/mfa/enroll/confirm"}, path):
+			"/v1/auth/mfa", "/v1/auth/mfa/enroll", "/v1/auth/mfa/enroll/confirm",
+			"/v1/auth/mfa/webauthn", "/v1/auth/mfa/webauthn/finish", "/v1/auth/mfa/enroll/webauthn", "/v1/auth/mfa/enroll/webauthn/confirm"}, path):
 			return open, true
 		case path == "/v1/auth/logout" || path == "/v1/auth/me" || path == "/v1/auth/password":
 			return self, true

@@ -491,7 +491,7 @@ func TestEnrollmentQR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := qrreader.NewQRCodeReader().Decode(bmp, nil)
+	res, err := qrreader.NewQRCodeReader().Decode(bmp, pureQR)
 	if err != nil {
 		t.Fatalf("QR does not decode: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
 
 	"tether/api"
 	"tether/storage"
@@ -94,6 +95,51 @@ type browser struct {
 	t    *testing.T
 	ctx  context.Context
 	base string
+	// apps are the authenticator apps of the accounts that set one up in
+	// this browser, by username.
+	apps map[string]*totpApp
+	// w, when the test watches the page, hears the 401 that asks for a
+	// second factor: signIn takes it as expected.
+	w *pageWatch
+}
+
+// totpApp is an authenticator app: the secret the console showed, and the
+// last TOTP step it gave a code of (a code works once, and the server
+// takes no step at or before the last one used).
+type totpApp struct {
+	secret string
+	last   int64
+}
+
+// code is a code of the app no older than any it gave before: the
+// current step's or, once that was given, the next one's (the server
+// takes one step of clock skew); when both were given it waits for the
+// clock to move on.
+func (a *totpApp) code(t testing.TB) string {
+	t.Helper()
+	for {
+		cur := time.Now().Unix() / 30
+		if s := max(cur, a.last+1); s <= cur+1 {
+			a.last = s
+			code, err := totp.GenerateCode(a.secret, time.Unix(s*30, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return code
+		}
+		time.Sleep(time.Until(time.Unix((cur+1)*30, 0)))
+	}
+}
+
+// code is the next code of the authenticator app username set up in this
+// browser.
+func (b *browser) code(username string) string {
+	b.t.Helper()
+	a := b.apps[username]
+	if a == nil {
+		b.t.Fatalf("%s has set up no authenticator app in this browser", username)
+	}
+	return a.code(b.t)
 }
 
 // newBrowser starts Chromium for e's console, window width by height
@@ -136,7 +182,7 @@ func newBrowser(t *testing.T, e *env, width, height int) *browser {
 	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	return &browser{t: t, ctx: ctx, base: base}
+	return &browser{t: t, ctx: ctx, base: base, apps: map[string]*totpApp{}}
 }
 
 // run runs one step, with its own time limit so a failing one still
@@ -180,17 +226,85 @@ func (b *browser) save(name string, shot []byte) {
 	}
 }
 
-// signIn opens the console and signs in; the fleet shows.
-func (b *browser) signIn(username, password string) {
+// signedInJS is "fleet" once the console shows the fleet after a sign-in,
+// "mfa" or "enroll" at a second step, "error" when it says why not.
+const signedInJS = `(() => {
+	const shown = (sel) => { const el = document.querySelector(sel); return el && !el.hidden; };
+	if (shown("#fleet-view") && document.querySelector("#fleet-table tbody tr td a")) return "fleet";
+	if (shown("#mfa-form")) return "mfa";
+	if (shown("#enroll-step")) return "enroll";
+	if (shown("#flash.bad")) return "error";
+	return "";
+})()`
+
+// signInPassword opens the console and signs in with a password, and
+// returns where that leads: "fleet", "mfa", "enroll" or "error".
+func (b *browser) signInPassword(username, password string) string {
 	b.t.Helper()
+	var at string
 	b.run("sign in as "+username,
 		chromedp.Navigate(b.base+"/console"),
 		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
 		chromedp.SendKeys("#login-form input[name=username]", username, chromedp.ByQuery),
 		chromedp.SendKeys("#login-form input[name=password]", password, chromedp.ByQuery),
 		chromedp.Click("#login-form button[type=submit]", chromedp.ByQuery),
-		chromedp.WaitVisible("#fleet-table tbody tr td a", chromedp.ByQuery),
+		chromedp.Poll(signedInJS, &at, chromedp.WithPollingTimeout(15*time.Second)),
 	)
+	if at == "mfa" || at == "enroll" {
+		b.heard401()
+	}
+	return at
+}
+
+// heard401 takes the 401 of a second step as expected, if the page is
+// watched.
+func (b *browser) heard401() {
+	b.t.Helper()
+	if b.w != nil && !b.w.expect("status of 401") {
+		b.t.Fatal("the browser did not report the 401 that asks for a second factor")
+	}
+}
+
+// enrollAtSignIn sets up an authenticator app at the enrollment step of a
+// sign-in, as a person would with the key the page shows, and returns the
+// recovery codes the page then shows once, before it moves on.
+func (b *browser) enrollAtSignIn(username string) []string {
+	b.t.Helper()
+	var secret string
+	b.eval(`document.querySelector("#enroll-secret").value`, &secret)
+	if secret == "" {
+		b.t.Fatal("the enrollment step shows no key")
+	}
+	b.apps[username] = &totpApp{secret: secret}
+	b.run("confirm the authenticator app",
+		chromedp.SendKeys("#enroll-form input[name=code]", b.code(username), chromedp.ByQuery),
+		chromedp.Click("#enroll-form button[type=submit]", chromedp.ByQuery),
+		chromedp.WaitVisible("#login-codes [data-codes] li", chromedp.ByQuery),
+	)
+	var codes []string
+	b.eval(`[...document.querySelectorAll("#login-codes li")].map((li) => li.textContent)`, &codes)
+	return codes
+}
+
+// signIn opens the console and signs in, with the second factor the
+// account has (its authenticator app in this browser) or, when it must
+// have one, setting one up; the fleet shows.
+func (b *browser) signIn(username, password string) {
+	b.t.Helper()
+	switch at := b.signInPassword(username, password); at {
+	case "fleet":
+		return
+	case "enroll":
+		b.enrollAtSignIn(username)
+		b.run("move on from the recovery codes", chromedp.Click("#login-codes [data-done]", chromedp.ByQuery))
+	case "mfa":
+		b.run("send a code of the app",
+			chromedp.SendKeys("#mfa-form input[name=code]", b.code(username), chromedp.ByQuery),
+			chromedp.Click("#mfa-form button[type=submit]", chromedp.ByQuery))
+	default:
+		b.t.Fatalf("signing in as %s led to %q (flash: %q)", username, at, b.text("#flash"))
+	}
+	b.run("see the fleet", chromedp.WaitVisible("#fleet-table tbody tr td a", chromedp.ByQuery))
 }
 
 // TestConsoleInBrowser drives the console in headless Chromium as a manager

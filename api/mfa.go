@@ -2,12 +2,14 @@ package api
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	qrcode "github.com/skip2/go-qrcode"
 
+	"tether"
 	"tether/auth"
 	"tether/storage"
 )
@@ -154,6 +156,10 @@ type factorsView struct {
 	RecoveryCodesAt time.Time    `json:"recoveryCodesAt,omitzero"`
 	// Required says the person's role must have a second factor.
 	Required bool `json:"required"`
+	// Passkeys says this server takes passkeys (it has a relying party
+	// id), from pages at PasskeyOrigins.
+	Passkeys       bool     `json:"passkeys"`
+	PasskeyOrigins []string `json:"passkeyOrigins"`
 }
 
 // listFactors is GET /v1/auth/factors.
@@ -162,7 +168,11 @@ func (s *server) listFactors(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	v := factorsView{Factors: make([]factorView, 0, len(st.Factors)), RecoveryCodes: st.RecoveryCodes, RecoveryCodesAt: st.RecoveryCodesAt, Required: st.Required}
+	v := factorsView{Factors: make([]factorView, 0, len(st.Factors)), RecoveryCodes: st.RecoveryCodes, RecoveryCodesAt: st.RecoveryCodesAt, Required: st.Required,
+		Passkeys: s.Auth.PasskeysOn(), PasskeyOrigins: s.Auth.PasskeyOrigins()}
+	if v.PasskeyOrigins == nil {
+		v.PasskeyOrigins = []string{}
+	}
 	for _, f := range st.Factors {
 		v.Factors = append(v.Factors, newFactorView(f))
 	}
@@ -173,15 +183,36 @@ func (s *server) listFactors(c *fiber.Ctx) error {
 type reauthRequest struct {
 	Password string `json:"password"`
 	Code     string `json:"code"`
+	// PasskeyToken and Credential: a passkey's answer to the challenge of
+	// POST /v1/auth/factors/webauthn/reauth, in place of a code.
+	PasskeyToken string          `json:"passkeyToken,omitempty"`
+	Credential   json.RawMessage `json:"credential,omitempty"`
 }
 
-func (r reauthRequest) reauth() auth.Reauth { return auth.Reauth{Password: r.Password, Code: r.Code} }
+func (r reauthRequest) reauth() auth.Reauth {
+	return auth.Reauth{Password: r.Password, Code: r.Code, PasskeyToken: r.PasskeyToken, Passkey: r.Credential}
+}
 
 // readReauth reads the body of a change to one's own factors.
 func readReauth(c *fiber.Ctx) (reauthRequest, error) {
 	var req reauthRequest
-	err := decodeJSON(c, &req)
-	return req, err
+	if err := decodeJSON(c, &req); err != nil {
+		return req, err
+	}
+	return req, req.checkPasskey()
+}
+
+// checkPasskey refuses a passkey answer that is no object, or one without
+// its token.
+func (r reauthRequest) checkPasskey() error {
+	if len(r.Credential) == 0 && r.PasskeyToken == "" {
+		return nil
+	}
+	if r.PasskeyToken == "" {
+		return tether.Invalid("passkeyToken", "passkeyToken_required", "passkeyToken is required with a credential: the token of POST /v1/auth/factors/webauthn/reauth")
+	}
+	_, err := credentialMember(r.Credential)
+	return err
 }
 
 // beginTOTP is POST /v1/auth/factors/totp: a new authenticator app, after

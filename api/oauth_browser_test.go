@@ -34,6 +34,7 @@ type pageWatch struct {
 // watch starts recording b's tab.
 func (b *browser) watch() *pageWatch {
 	w := &pageWatch{t: b.t, docs: map[string]network.Headers{}, status: map[string]int64{}}
+	b.w = w
 	chromedp.ListenTarget(b.ctx, func(ev any) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -161,6 +162,9 @@ func (b *browser) styled(name string) {
 		Fits   bool   `json:"fits"`
 		Font   string `json:"font"`
 	}
+	// A page just shown may still be loading its stylesheet.
+	var loaded bool
+	b.run("wait for "+name+" to load", chromedp.Poll(`document.readyState === "complete"`, &loaded))
 	b.eval(`(() => { const c = getComputedStyle(document.querySelector(".card"));
 		return { radius: c.borderRadius, font: getComputedStyle(document.body).fontFamily,
 			fits: document.documentElement.scrollWidth <= window.innerWidth }; })()`, &got)

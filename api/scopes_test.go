@@ -36,13 +36,17 @@ const (
 var routeClasses = map[string]string{
 	"POST /v1/auth/login": classOpen, "POST /v1/auth/refresh": classOpen, "POST /v1/auth/renew": classOpen,
 	"POST /v1/auth/mfa": classOpen, "POST /v1/auth/mfa/enroll": classOpen, "POST /v1/auth/mfa/enroll/confirm": classOpen,
+	"POST /v1/auth/mfa/webauthn": classOpen, "POST /v1/auth/mfa/webauthn/finish": classOpen,
+	"POST /v1/auth/mfa/enroll/webauthn": classOpen, "POST /v1/auth/mfa/enroll/webauthn/confirm": classOpen,
 	"POST /v1/enroll": classOpen, "POST /v1/enroll/challenge": classOpen, "GET /.well-known/jwks.json": classOpen,
 
 	"POST /v1/auth/logout": classSelf, "GET /v1/auth/me": classSelf, "POST /v1/auth/password": classSelf,
 
 	"GET /v1/auth/factors": classFactors, "POST /v1/auth/factors/totp": classFactors,
 	"POST /v1/auth/factors/totp/confirm": classFactors, "POST /v1/auth/factors/:id/remove": classFactors,
-	"POST /v1/auth/recovery-codes": classFactors,
+	"POST /v1/auth/recovery-codes":   classFactors,
+	"POST /v1/auth/factors/webauthn": classFactors, "POST /v1/auth/factors/webauthn/confirm": classFactors,
+	"POST /v1/auth/factors/webauthn/reauth": classFactors,
 
 	"POST /v1/auth/introspect": classIntrospect,
 

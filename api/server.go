@@ -147,11 +147,18 @@ func New(d Deps, o Options) *fiber.App {
 	handset.Post("/mfa", s.loginMFA)
 	handset.Post("/mfa/enroll", s.loginEnroll)
 	handset.Post("/mfa/enroll/confirm", s.loginEnrollConfirm)
+	handset.Post("/mfa/webauthn", s.loginPasskeyOptions)
+	handset.Post("/mfa/webauthn/finish", s.loginPasskey)
+	handset.Post("/mfa/enroll/webauthn", s.loginEnrollPasskey)
+	handset.Post("/mfa/enroll/webauthn/confirm", s.loginEnrollPasskeyConfirm)
 	// A manager's or admin's own second factors.
 	factors := []fiber.Handler{s.authenticate, s.require(storage.RoleManager, storage.RoleAdmin), s.requireUser}
 	handset.Get("/factors", append(factors, s.listFactors)...)
 	handset.Post("/factors/totp", append(factors, s.beginTOTP)...)
 	handset.Post("/factors/totp/confirm", append(factors, s.confirmTOTP)...)
+	handset.Post("/factors/webauthn", append(factors, s.beginPasskey)...)
+	handset.Post("/factors/webauthn/confirm", append(factors, s.confirmPasskey)...)
+	handset.Post("/factors/webauthn/reauth", append(factors, s.passkeyReauth)...)
 	handset.Post("/factors/:id/remove", append(factors, s.removeFactor)...)
 	handset.Post("/recovery-codes", append(factors, s.regenerateRecoveryCodes)...)
 	handset.Post("/introspect", s.authenticate, s.requireAPIKey, s.require(storage.RoleIntrospect, storage.RoleAdmin), s.introspect)

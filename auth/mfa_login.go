@@ -45,6 +45,10 @@ func (s *Service) secondStep(ctx context.Context, user storage.User, req LoginRe
 	if purpose == stepEnroll {
 		ttl, interrupt, member = enrollStepTTL, ErrMFAEnrollment, "enrollmentToken"
 		methods = []string{string(storage.FactorTOTP)}
+		if s.passkeys != nil && req.ClientID == "" {
+			// A native client (the console) may enroll a passkey instead.
+			methods = append(methods, string(storage.FactorWebAuthn))
+		}
 	}
 	tok, exp, err := s.newStep(ctx, user, purpose, ttl, st)
 	if err != nil {
@@ -250,7 +254,7 @@ func (s *Service) beginTOTP(ctx context.Context, userID, attempt string, expires
 		if cur.MFA == nil {
 			cur.MFA = &storage.UserMFA{}
 		}
-		if p := cur.MFA.Pending; p != nil && p.Attempt == attempt && now.Before(p.ExpiresAt) {
+		if p := cur.MFA.Pending; p != nil && p.Kind == storage.FactorTOTP && p.Attempt == attempt && now.Before(p.ExpiresAt) {
 			pending = p.Clone()
 			return cur, errSamePending
 		}
@@ -284,7 +288,7 @@ func (s *Service) confirmTOTP(ctx context.Context, user storage.User, attempt, c
 	if strings.TrimSpace(code) == "" {
 		return storage.User{}, nil, tether.Invalid("code", "code_required", "code is required: the code the authenticator app shows")
 	}
-	if user.MFA == nil || user.MFA.Pending == nil || user.MFA.Pending.Attempt != attempt {
+	if user.MFA == nil || user.MFA.Pending == nil || user.MFA.Pending.Kind != storage.FactorTOTP || user.MFA.Pending.Attempt != attempt {
 		return storage.User{}, nil, errNoPending
 	}
 	pendingID := user.MFA.Pending.ID

@@ -27,6 +27,10 @@ const pendingTTL = 10 * time.Minute
 type Reauth struct {
 	Password string
 	Code     string
+	// PasskeyToken and Passkey: a passkey's answer (a PublicKeyCredential
+	// as JSON) to the challenge of BeginPasskeyReauth, in place of a code.
+	PasskeyToken string
+	Passkey      []byte
 }
 
 var (
@@ -49,10 +53,14 @@ func (s *Service) ownFactors(ctx context.Context, id Identity) (storage.User, er
 	return s.store.GetUser(ctx, id.User.ID)
 }
 
-// reauth checks r for user (fresh from the store): a code of one of their
-// factors, used up, under the login throttle; or, while they have none,
-// their password, under the throttle too.
-func (s *Service) reauth(ctx context.Context, user storage.User, r Reauth) (storage.User, error) {
+// reauth checks r for user (fresh from the store), signed in as id: a
+// code of one of their factors, used up, or a passkey's answer to a
+// challenge made for id's session, under the login throttle; or, while
+// they have none, their password, under the throttle too.
+func (s *Service) reauth(ctx context.Context, id Identity, user storage.User, r Reauth) (storage.User, error) {
+	if user.MFA.Confirmed() && (len(r.Passkey) > 0 || r.PasskeyToken != "") {
+		return s.reauthPasskey(ctx, id, user, r)
+	}
 	if !user.MFA.Confirmed() {
 		if r.Password == "" {
 			return storage.User{}, errReauthPassword
@@ -109,7 +117,7 @@ func (s *Service) BeginTOTP(ctx context.Context, id Identity, r Reauth) (TOTPSet
 	if err != nil {
 		return TOTPSetup{}, err
 	}
-	if _, err := s.reauth(ctx, user, r); err != nil {
+	if _, err := s.reauth(ctx, id, user, r); err != nil {
 		return TOTPSetup{}, fail(err)
 	}
 	return s.beginTOTP(ctx, user.ID, id.Session.ID, s.now().Add(pendingTTL).UTC(), func(storage.User) error { return nil })
@@ -164,7 +172,7 @@ func (s *Service) RemoveFactor(ctx context.Context, id Identity, factorID string
 	if err := removable(user); err != nil {
 		return fail(err)
 	}
-	if user, err = s.reauth(ctx, user, r); err != nil {
+	if user, err = s.reauth(ctx, id, user, r); err != nil {
 		return fail(err)
 	}
 	now := s.now().UTC()
@@ -206,7 +214,7 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, id Identity, r Re
 	if !user.MFA.Confirmed() {
 		return nil, fail(errNoFactor)
 	}
-	if user, err = s.reauth(ctx, user, r); err != nil {
+	if user, err = s.reauth(ctx, id, user, r); err != nil {
 		return nil, fail(err)
 	}
 	codes, hashes := newRecoveryCodes()

@@ -34,6 +34,9 @@ const (
 	// stepResume: finish a sign-in at a sign-in page whose factor was
 	// just enrolled, once the person has saved their recovery codes.
 	stepResume stepPurpose = "resume"
+	// stepReauth: a signed-in person confirms a change to their factors
+	// with a passkey (the passkeyToken).
+	stepReauth stepPurpose = "reauth"
 )
 
 // How long each step waits for the person: a code is at hand; setting up
@@ -72,6 +75,9 @@ type step struct {
 	Login *stepLogin `json:"login,omitempty"`
 	// AMR is how a resumed sign-in was proven.
 	AMR []string `json:"amr,omitempty"`
+	// Session is the session a reauth step was made for, which alone may
+	// use it.
+	Session string `json:"sid,omitempty"`
 }
 
 // stepLogin is the login request a native step continues.

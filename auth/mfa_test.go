@@ -650,13 +650,17 @@ func TestOwnFactors(t *testing.T) {
 	if st, err := w.svc.Factors(w.ctx, id); err != nil || len(st.Factors) != 0 || st.Required {
 		t.Fatalf("factors: %+v, %v", st, err)
 	}
-	for r, want := range map[auth.Reauth]string{
-		{}:                           "password_required",
-		{Password: "wrong password"}: "password_wrong",
-		{Code: "123456"}:             "password_required",
+	for _, c := range []struct {
+		r    auth.Reauth
+		want string
+	}{
+		{auth.Reauth{}, "password_required"},
+		{auth.Reauth{Password: "wrong password"}, "password_wrong"},
+		{auth.Reauth{Code: "123456"}, "password_required"},
+		{auth.Reauth{PasskeyToken: "stp_x", Passkey: []byte(`{}`)}, "password_required"},
 	} {
-		if _, err := w.svc.BeginTOTP(w.ctx, id, r); codeOf(err) != tether.Code(want) {
-			t.Errorf("begin with %+v: %v; want %s", r, err, want)
+		if _, err := w.svc.BeginTOTP(w.ctx, id, c.r); codeOf(err) != tether.Code(c.want) {
+			t.Errorf("begin with %+v: %v; want %s", c.r, err, c.want)
 		}
 	}
 	setup, err := w.svc.BeginTOTP(w.ctx, id, auth.Reauth{Password: password})

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"context"
 	"crypto/subtle"
 	"crypto/x509"
@@ -118,6 +120,12 @@ type Config struct {
 	AdminMFA   MFAPolicy
 	ManagerMFA MFAPolicy
 	TOTPIssuer string
+	// WebAuthnRPID is the relying party id of passkeys (a host name, such
+	// as the host of --public-url); "" turns passkeys off.
+	// WebAuthnOrigins are the origins (scheme://host[:port]) the console
+	// is served at, the only ones whose passkey answers are accepted.
+	WebAuthnRPID    string
+	WebAuthnOrigins []string
 }
 
 // DefaultConfig is the policy of API.md section 1.
@@ -186,6 +194,9 @@ func (c Config) Validate() error {
 	if issuer := strings.TrimSpace(c.TOTPIssuer); issuer == "" || len(issuer) > 64 || strings.Contains(issuer, ":") || !tether.Printable(issuer) {
 		errs = append(errs, fmt.Errorf("TOTP issuer %q: want printable text of 1 to 64 bytes, without a colon", c.TOTPIssuer))
 	}
+	if c.WebAuthnRPID != "" && len(c.WebAuthnOrigins) == 0 {
+		errs = append(errs, fmt.Errorf("passkeys for %q: name the origins the console is served at", c.WebAuthnRPID))
+	}
 	if c.MinAppVersion != "" {
 		if _, err := device.ParseAppVersion(c.MinAppVersion); err != nil {
 			errs = append(errs, fmt.Errorf("minimum app version: %w", err))
@@ -213,7 +224,9 @@ func (c Config) Validate() error {
 
 // Service applies the login, token and session rules.
 type Service struct {
-	cfg      Config
+	cfg Config
+	// passkeys is the WebAuthn relying party, nil when passkeys are off.
+	passkeys *webauthn.WebAuthn
 	minApp   *device.AppVersion
 	store    storage.Store
 	keys     *KeySet
@@ -294,6 +307,9 @@ func NewService(ctx context.Context, cfg Config, store storage.Store, hasher *Ha
 		return nil, err
 	}
 	s.keys = keys
+	if s.passkeys, err = newPasskeys(cfg); err != nil {
+		return nil, err
+	}
 	// Servers sharing a database share the throttle's counters too; a
 	// server with a store of its own keeps them in memory.
 	counters, ok := store.(storage.Throttles)

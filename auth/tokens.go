@@ -37,7 +37,8 @@ type Claims struct {
 	Scope    string `json:"scope,omitempty"`
 	AuthTime int64  `json:"auth_time,omitempty"`
 	// AMR is how the person signed in (RFC 8176): ["pwd"], or with a
-	// second factor ["pwd","otp"] or ["pwd","recovery"].
+	// second factor ["pwd","otp"], ["pwd","recovery"], or with a passkey
+	// ["pwd","hwk"] or ["pwd","swk"].
 	AMR []string `json:"amr,omitempty"`
 
 	// kid is the id of the key the token was verified with.

@@ -12,12 +12,14 @@ const PrefixFactor = "fac_"
 // FactorKind is what kind of second factor a Factor is.
 type FactorKind string
 
-// The kinds of second factor. WebAuthn passkeys will be another kind
-// beside TOTP, with a member of their own in Factor.
+// The kinds of second factor, each with a member of its own in Factor.
 const (
 	// FactorTOTP is an authenticator app's time-based one-time password
 	// (RFC 6238).
 	FactorTOTP FactorKind = "totp"
+	// FactorWebAuthn is a passkey or security key (WebAuthn): a public
+	// key credential of the browser's authenticator.
+	FactorWebAuthn FactorKind = "webauthn"
 )
 
 // UserMFA is what a user proves beyond their password: their second
@@ -54,6 +56,37 @@ type Factor struct {
 	ExpiresAt time.Time `json:"expiresAt,omitzero"`
 	// TOTP is set for a FactorTOTP.
 	TOTP *TOTPSecret `json:"totp,omitempty"`
+	// WebAuthn is set for a FactorWebAuthn.
+	WebAuthn *WebAuthnCredential `json:"webauthn,omitempty"`
+}
+
+// WebAuthnCredential is the public key credential of a FactorWebAuthn, as
+// its registration gave it and its sign-ins updated it. Nothing in it is
+// secret.
+type WebAuthnCredential struct {
+	// ID is the credential id the authenticator chose.
+	ID []byte `json:"id"`
+	// PublicKey is the credential's public key, COSE-encoded.
+	PublicKey       []byte `json:"publicKey"`
+	AttestationType string `json:"attestationType,omitempty"`
+	// AAGUID names the authenticator's model (16 bytes; zero when it
+	// tells none).
+	AAGUID []byte `json:"aaguid,omitempty"`
+	// SignCount is the authenticator's signature counter at the last
+	// sign-in: a later sign-in with a counter not above it (but both 0,
+	// an authenticator that keeps none) is refused as a cloned key.
+	SignCount  uint32   `json:"signCount"`
+	Transports []string `json:"transports,omitempty"`
+	// The authenticator data flags: the person was verified (PIN,
+	// biometrics), the credential may be synced to other devices
+	// (backup eligible), and it is (backed up).
+	UserVerified   bool `json:"userVerified,omitempty"`
+	BackupEligible bool `json:"backupEligible,omitempty"`
+	BackupState    bool `json:"backupState,omitempty"`
+	// Ceremony is set on a pending factor: the registration's challenge
+	// and what it asked for (JSON), checked and dropped by its
+	// confirmation.
+	Ceremony []byte `json:"ceremony,omitempty"`
 }
 
 // TOTPSecret is the shared secret of a TOTP factor.
@@ -111,6 +144,12 @@ func (f Factor) Clone() Factor {
 		t := *f.TOTP
 		t.Secret = bytes.Clone(t.Secret)
 		f.TOTP = &t
+	}
+	if f.WebAuthn != nil {
+		w := *f.WebAuthn
+		w.ID, w.PublicKey, w.AAGUID, w.Ceremony = bytes.Clone(w.ID), bytes.Clone(w.PublicKey), bytes.Clone(w.AAGUID), bytes.Clone(w.Ceremony)
+		w.Transports = slices.Clone(w.Transports)
+		f.WebAuthn = &w
 	}
 	return f
 }

@@ -81,7 +81,9 @@ async function refresh() {
 }
 
 function signedOut(message) {
-  Object.assign(state, { access: "", refresh: "", expiresAt: 0, user: null });
+  Object.assign(state, { access: "", refresh: "", expiresAt: 0, user: null, factors: null });
+  loginStep("password");
+  forgetSecurity();
   $("#top").hidden = true;
   showRoleItems();
   hideSecret();
@@ -123,7 +125,7 @@ function problemText(err) {
 
 // ---- navigation ----
 
-const views = ["login", "fleet", "device", "users", "user", "enroll", "audit", "clients"];
+const views = ["login", "fleet", "device", "users", "user", "enroll", "audit", "security", "clients"];
 // A handset's page belongs to the fleet, a user's to the users.
 const section = { device: "fleet", user: "users" };
 
@@ -146,11 +148,13 @@ async function route() {
   const [name, arg] = location.hash.slice(1).split("/");
   flash("");
   hideSecret();
+  forgetSecurity();
   try {
     switch (name) {
       case "users": show("users"); await loadUsers(); break;
       case "enroll": show("enroll"); await loadCodes(); break;
       case "audit": show("audit"); state.auditCursor = ""; await loadAudit(false); await loadSinks(); break;
+      case "security": show("security"); await loadSecurity(); break;
       case "device": show("device"); await loadDevice(decodeURIComponent(arg || "")); break;
       case "user": show("user"); await loadUser(decodeURIComponent(arg || "")); break;
       case "clients":
@@ -260,14 +264,32 @@ function editDevice() {
   });
 }
 
+// confirming answers the question asked last, until its dialog's close
+// event (which comes in a later task) has answered it.
+let confirming = null;
+
 function confirmAction(text, withReason) {
   const dlg = $("#confirm-dialog");
+  // A question asked at once after the last one was answered: that one's
+  // close event is still on its way. Answer it now, from its own dialog,
+  // before this one reuses the dialog.
+  if (confirming) confirming();
   $("#confirm-text").textContent = text;
   $("#confirm-reason-label").hidden = !withReason;
   $("#confirm-reason").value = "";
   dlg.returnValue = "";
   dlg.showModal();
-  return new Promise((resolve) => dlg.addEventListener("close", () => resolve(dlg.returnValue === "yes" ? $("#confirm-reason").value : null), { once: true }));
+  return new Promise((resolve) => {
+    const answer = () => {
+      // The last question's close event, come late: this one is open.
+      if (dlg.open) return;
+      dlg.removeEventListener("close", answer);
+      confirming = null;
+      resolve(dlg.returnValue === "yes" ? $("#confirm-reason").value : null);
+    };
+    confirming = answer;
+    dlg.addEventListener("close", answer);
+  });
 }
 
 async function lifecycle(op, label) {
@@ -303,9 +325,15 @@ function openDialog(id) {
 
 async function submitDialog(event, dlg, action) {
   event.preventDefault();
+  await runDialog(dlg, () => action(new FormData(event.target)));
+}
+
+// runDialog runs a dialog's action: the dialog closes when it is done,
+// or says why not.
+async function runDialog(dlg, action) {
   const errors = $(".errors", dlg);
   try {
-    await action(new FormData(event.target));
+    await action();
     dlg.close();
   } catch (err) {
     errors.textContent = problemText(err);
@@ -417,10 +445,38 @@ async function loadUsers() {
     h("td", {}, u.role),
     h("td", {}, sourceCell(u)),
     h("td", {}, u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")),
+    h("td", { class: "factors" }, factorCell(u)),
     h("td", { class: "row-actions" },
       h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled) }, u.disabled ? "Enable" : "Disable"),
       fromDirectory(u) ? null : h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
-      h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u) }, "Log out everywhere")))));
+      h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u) }, "Log out everywhere"),
+      resetFactorsButton(u, loadUsers)))));
+}
+
+// factorCell shows the kinds of second factor a manager or admin has;
+// workers take none (their handset is theirs).
+function factorCell(u) {
+  if (!u.mfa) return h("span", { class: "muted" }, "—");
+  if (!u.mfa.factors.length) return h("span", { class: "badge none" }, "none");
+  return [...new Set(u.mfa.factors)].map((k) => h("span", { class: "badge factor", "data-kind": k }, kindShort[k] || k));
+}
+
+// resetFactorsButton is an admin's "Reset second factor" for another
+// account that has one, or null.
+function resetFactorsButton(u, reload) {
+  if (state.user.role !== "admin" || u.id === state.user.id || !u.mfa || !u.mfa.factors.length) return null;
+  return h("button", { type: "button", class: "danger", "data-reset-mfa": u.username, onclick: () => resetFactors(u, reload) }, "Reset second factor");
+}
+
+async function resetFactors(u, reload) {
+  const text = `Reset the second factors of ${u.username}? Their authenticator apps, passkeys and recovery codes stop working, and every session of theirs ends at once. ` +
+    "If their role must have a second factor, they set up a new one at their next sign-in.";
+  if ((await confirmAction(text, false)) === null) return;
+  try {
+    const r = await api("POST", `/v1/users/${encodeURIComponent(u.id)}/mfa/reset`);
+    await reload();
+    flash(`Second factors of ${u.username} reset; ${r.revoked} session(s) ended.`);
+  } catch (err) { flash(problemText(err), true); }
 }
 
 // loadUser shows a user: their account, the handsets assigned to them
@@ -436,6 +492,7 @@ async function loadUser(id) {
   $("#user-details").replaceChildren(...[
     ["Username", u.username], ["Name", [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"], ["Email", u.email || "—"],
     ["Role", u.role], ["State", u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")],
+    ...(u.mfa ? [["Second factor", h("span", { class: "factors" }, factorCell(u))], ["Recovery codes left", String(u.mfa.recoveryCodes)]] : []),
     ["Source", fromDirectory(u)
       ? h("span", {}, sourceCell(u), " ", h("span", { class: "muted" }, "names, email, role and password are managed in the company directory"))
       : "local"],
@@ -447,6 +504,7 @@ async function loadUser(id) {
     h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled, reload) }, u.disabled ? "Enable" : "Disable"),
     fromDirectory(u) ? null : h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
     h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u, reload) }, "Log out everywhere"),
+    resetFactorsButton(u, reload),
   ].filter(Boolean));
   $("#user-devices tbody").replaceChildren(...devices.items.map((d) => h("tr", {},
     h("td", {}, h("a", { href: `#device/${encodeURIComponent(d.id)}`, class: "mono" }, d.imei)),
@@ -765,25 +823,432 @@ async function deleteClient(c) {
   } catch (err) { flash(problemText(err), true); }
 }
 
+// ---- signing in, and its second step ----
+
+// step is the second step of the sign-in under way: the token that
+// continues it, and the methods the account can use.
+let step = null;
+
+const loginSteps = { password: "#login-form", mfa: "#mfa-form", enroll: "#enroll-step", codes: "#login-codes" };
+const loginTitles = { password: "Sign in", mfa: "Second factor", enroll: "Set up a second factor", codes: "Your recovery codes" };
+
+// loginStep shows one step of signing in; back at the password, the step
+// under way and anything it showed are forgotten.
+function loginStep(name) {
+  for (const [k, sel] of Object.entries(loginSteps)) $(sel).hidden = k !== name;
+  $("#login-intro").hidden = name !== "password";
+  $("#login-title").textContent = loginTitles[name];
+  if (name === "password") {
+    step = null;
+    $("#passkey-step").hidden = true;
+    $("#enroll-passkey-row").hidden = true;
+    setQR("#enroll-qr", "");
+    $("#enroll-secret").value = "";
+    $("#mfa-form").reset();
+    $("#enroll-form").reset();
+    $("#login-codes").replaceChildren();
+  }
+  const first = $(`${loginSteps[name]} input:not([readonly]), ${loginSteps[name]} button`);
+  if (first) first.focus();
+}
+
+// setQR shows a PNG (base64, as the server sends it) in the image sel, as
+// a blob URL (the page's CSP allows no data: URL); "" empties it.
+function setQR(sel, png) {
+  const img = $(sel);
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.removeAttribute("src");
+  if (!png) return;
+  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+  img.src = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+}
+
+async function signInPassword(e) {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  try {
+    await signedIn(await api("POST", "/v1/auth/login", { username: f.get("username"), password: f.get("password"), persistent: false }));
+  } catch (err) {
+    state.access = "";
+    const p = err.problem || {};
+    try {
+      if (p.code === "mfa_required") {
+        step = { token: p.mfaToken, methods: p.methods || [] };
+        e.target.reset();
+        flash("");
+        const passkey = step.methods.includes("webauthn") && passkeysHere();
+        $("#passkey-step").hidden = !passkey;
+        $("#mfa-text").textContent = step.methods.includes("totp")
+          ? "Enter the code your authenticator app shows, or one of your recovery codes."
+          : "Enter one of your recovery codes.";
+        loginStep("mfa");
+        if (passkey) $("#passkey-use").focus();
+        return;
+      }
+      if (p.code === "mfa_enrollment_required") {
+        step = { token: p.enrollmentToken, methods: p.methods || [] };
+        await enrollmentApp();
+        $("#enroll-passkey-row").hidden = !(step.methods.includes("webauthn") && passkeysHere());
+        e.target.reset();
+        flash("");
+        loginStep("enroll");
+        return;
+      }
+      flash(problemText(err), true);
+    } catch (err2) { flash(problemText(err2), true); }
+  }
+}
+
+// signInCode ends a sign-in with a code of the account's authenticator
+// app or a recovery code.
+async function signInCode(e) {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  try {
+    await signedIn(await api("POST", "/v1/auth/mfa", { mfaToken: step.token, code: f.get("code").trim() }));
+  } catch (err) {
+    state.access = "";
+    e.target.reset();
+    flash(problemText(err), true);
+  }
+}
+
+// signInEnrolled confirms the authenticator app set up at sign-in with its
+// first code; the recovery codes that come with it show once, then the
+// console opens.
+async function signInEnrolled(e) {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  try {
+    const tokens = await api("POST", "/v1/auth/mfa/enroll/confirm", { enrollmentToken: step.token, code: f.get("code").trim() });
+    keep(tokens);
+    flash("Your authenticator app is set up.");
+    $("#login-codes").replaceChildren(codesCard(tokens.recoveryCodes, "Continue", () => { $("#login-codes").replaceChildren(); enter(); }));
+    loginStep("codes");
+  } catch (err) {
+    state.access = "";
+    e.target.reset();
+    flash(problemText(err), true);
+  }
+}
+
+// enrollmentApp shows the key of the authenticator app being set up at
+// sign-in (the same one, asked again).
+async function enrollmentApp() {
+  const setup = await api("POST", "/v1/auth/mfa/enroll", { enrollmentToken: step.token });
+  $("#enroll-secret").value = setup.secret;
+  setQR("#enroll-qr", setup.qrPng);
+}
+
+// enrollPasskey sets up a passkey at sign-in, in place of the app; the
+// recovery codes that come with it show once, then the console opens.
+async function enrollPasskey() {
+  try {
+    const setup = await api("POST", "/v1/auth/mfa/enroll/webauthn", { enrollmentToken: step.token });
+    let cred;
+    try {
+      cred = await navigator.credentials.create({ publicKey: creationOptions(setup.options.publicKey) });
+    } catch (err) {
+      // The app's setup gave way to the passkey's: show it again, new.
+      await enrollmentApp().catch(() => {});
+      throw new APIError(0, { detail: passkeyProblem(err) });
+    }
+    const tokens = await api("POST", "/v1/auth/mfa/enroll/webauthn/confirm", { enrollmentToken: step.token, credential: credentialJSON(cred) });
+    keep(tokens);
+    flash("Your passkey is set up.");
+    $("#login-codes").replaceChildren(codesCard(tokens.recoveryCodes, "Continue", () => { $("#login-codes").replaceChildren(); enter(); }));
+    loginStep("codes");
+  } catch (err) {
+    state.access = "";
+    flash(passkeyProblem(err), true);
+  }
+}
+
+// signInPasskey ends a sign-in with a passkey: the browser signs the
+// server's challenge for this sign-in step.
+async function signInPasskey() {
+  try {
+    const o = await api("POST", "/v1/auth/mfa/webauthn", { mfaToken: step.token });
+    const cred = await navigator.credentials.get({ publicKey: requestOptions(o.publicKey) });
+    await signedIn(await api("POST", "/v1/auth/mfa/webauthn/finish", { mfaToken: step.token, credential: credentialJSON(cred) }));
+  } catch (err) {
+    state.access = "";
+    flash(passkeyProblem(err), true);
+  }
+}
+
+// signedIn keeps the tokens of a sign-in and opens the console.
+async function signedIn(tokens) {
+  keep(tokens);
+  if (state.user.role === "worker") {
+    await api("POST", "/v1/auth/logout");
+    throw new APIError(403, { detail: "The console is for managers and admins." });
+  }
+  await enter();
+}
+
+// enter opens the console for the person signed in.
+async function enter() {
+  flash("");
+  loginStep("password");
+  $("#login-form").reset();
+  $("#top").hidden = false;
+  $("#who").textContent = `${state.user.username} (${state.user.role})`;
+  showRoleItems();
+  if (!location.hash || location.hash === "#login") location.hash = "#fleet"; else await route();
+}
+
+// ---- passkeys (WebAuthn) ----
+
+// passkeysHere reports whether this browser can use passkeys here (a
+// secure context: https, or localhost).
+const passkeysHere = () => window.isSecureContext && "PublicKeyCredential" in window && !!navigator.credentials;
+
+function b64u(buf) {
+  let s = "";
+  for (const b of new Uint8Array(buf)) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function unb64u(s) {
+  const t = s.replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(atob(t + "=".repeat((4 - (t.length % 4)) % 4)), (c) => c.charCodeAt(0));
+}
+
+// creationOptions and requestOptions turn the server's WebAuthn options
+// (JSON, binary members in base64url) into what the browser takes.
+function creationOptions(o) {
+  return {
+    ...o,
+    challenge: unb64u(o.challenge),
+    user: { ...o.user, id: unb64u(o.user.id) },
+    excludeCredentials: (o.excludeCredentials || []).map((c) => ({ ...c, id: unb64u(c.id) })),
+  };
+}
+
+function requestOptions(o) {
+  return { ...o, challenge: unb64u(o.challenge), allowCredentials: (o.allowCredentials || []).map((c) => ({ ...c, id: unb64u(c.id) })) };
+}
+
+// credentialJSON is a PublicKeyCredential as the server takes it.
+function credentialJSON(c) {
+  const r = c.response;
+  const out = { id: c.id, rawId: b64u(c.rawId), type: c.type, clientExtensionResults: c.getClientExtensionResults(), response: { clientDataJSON: b64u(r.clientDataJSON) } };
+  if (c.authenticatorAttachment) out.authenticatorAttachment = c.authenticatorAttachment;
+  if (r.attestationObject) {
+    out.response.attestationObject = b64u(r.attestationObject);
+    out.response.transports = r.getTransports ? r.getTransports() : [];
+  } else {
+    out.response.authenticatorData = b64u(r.authenticatorData);
+    out.response.signature = b64u(r.signature);
+    if (r.userHandle) out.response.userHandle = b64u(r.userHandle);
+  }
+  return out;
+}
+
+// passkeyProblem says why a passkey was not used: the browser's refusal
+// (cancelled, timed out, not registered here) or the server's.
+function passkeyProblem(err) {
+  if (err instanceof APIError) return problemText(err);
+  if (err && err.name === "NotAllowedError") return "The passkey was not used: it was cancelled, timed out, or is not one of this account's.";
+  if (err && err.name === "InvalidStateError") return "This passkey is registered already.";
+  return `The browser could not use a passkey: ${(err && err.message) || err}`;
+}
+
+function addPasskey() {
+  forgetSecurity();
+  reauth("Add a passkey: this device's fingerprint, face or screen lock, a phone, or a security key.", async (proof, f) => {
+    const setup = await api("POST", "/v1/auth/factors/webauthn", { ...proof, name: (f.get("name") || "").trim() });
+    let cred;
+    try {
+      cred = await navigator.credentials.create({ publicKey: creationOptions(setup.options.publicKey) });
+    } catch (err) {
+      throw new APIError(0, { detail: passkeyProblem(err) });
+    }
+    const r = await api("POST", "/v1/auth/factors/webauthn/confirm", { credential: credentialJSON(cred) });
+    await loadSecurity();
+    flash("Passkey added.");
+    if (r.recoveryCodes) showOwnCodes(r.recoveryCodes);
+  }, true);
+}
+
+// ---- recovery codes ----
+
+// codesCard shows recovery codes, the one time the server tells them,
+// with a download as a text file and a button that moves on.
+function codesCard(codes, doneLabel, done) {
+  const name = `tether-recovery-codes-${state.user.username}.txt`;
+  const text = [
+    `Tether recovery codes for ${state.user.username} (${location.origin}/console)`,
+    `Made ${new Date().toISOString()}. Each code signs you in once, in place of a code from your authenticator app or a passkey.`,
+    "",
+    ...codes,
+    "",
+  ].join("\n");
+  return h("div", { class: "card secret", "data-codes": "" },
+    h("h2", {}, "Recovery codes"),
+    h("p", {}, "If you lose your authenticator app or passkey, each of these codes signs you in once. Keep them somewhere safe, apart from your phone: they are shown only this once."),
+    h("ol", { class: "codes mono" }, codes.map((c) => h("li", {}, c))),
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "quiet", "data-download": "", onclick: () => download(name, text) }, "Download as a text file"),
+      h("button", { type: "button", "data-done": "", onclick: done }, doneLabel)));
+}
+
+// download saves text as a file named name.
+function download(name, text) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+  const a = h("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// ---- security: one's own second factors ----
+
+const kindNames = { totp: "Authenticator app", webauthn: "Passkey" };
+const kindShort = { totp: "app", webauthn: "passkey" };
+
+async function loadSecurity() {
+  const st = await api("GET", "/v1/auth/factors");
+  state.factors = st.factors;
+  $("#security-policy").textContent = st.required
+    ? "Your role must have a second factor: every sign-in asks for it. You can add and replace factors, but not remove your last one."
+    : "A second factor is optional for your role. Once you have one, every sign-in asks for it.";
+  const body = $("#factors-table tbody");
+  body.replaceChildren(...st.factors.map((f) => h("tr", { "data-factor": f.id, "data-kind": f.kind },
+    h("td", {}, kindNames[f.kind] || f.kind, f.name ? h("div", { class: "muted small" }, f.name) : null),
+    h("td", {}, at(f.createdAt)),
+    h("td", {}, at(f.lastUsedAt)),
+    h("td", { class: "row-actions" }, h("button", { type: "button", class: "quiet", onclick: () => removeFactor(f) }, "Remove")))));
+  if (!st.factors.length) body.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No second factor yet: your password alone signs you in.")));
+  $("#totp-open").textContent = st.factors.some((f) => f.kind === "totp") ? "Replace the authenticator app" : "Set up an authenticator app";
+  const n = st.recoveryCodes;
+  $("#recovery-left").textContent = !st.factors.length
+    ? "Recovery codes come with your first second factor."
+    : `${n} unused recovery ${n === 1 ? "code" : "codes"} left${st.recoveryCodesAt ? `, made ${when(st.recoveryCodesAt)}` : ""}.${n < 3 ? " Make new ones before you run out." : ""}`;
+  $("#recovery-open").hidden = !st.factors.length;
+  // A passkey answers the page's origin: elsewhere the server refuses it.
+  const here = st.passkeys && passkeysHere() && st.passkeyOrigins.includes(location.origin);
+  $("#passkey-open").hidden = !here;
+  $("#passkeys-off").hidden = here;
+  $("#passkeys-off").textContent = !st.passkeys
+    ? "Passkeys are off on this server: they need its public address (--public-url)."
+    : `Passkeys work on the console at ${st.passkeyOrigins.map((o) => `${o}/console`).join(" or ")}${st.passkeyOrigins.some((o) => o.startsWith("http:")) ? "" : " (https)"}.`;
+}
+
+// forgetSetup hides a factor being set up, and its secret.
+function forgetSetup() {
+  $("#security-setup").hidden = true;
+  $("#setup-secret").value = "";
+  setQR("#setup-qr", "");
+  $("#setup-form").reset();
+  $("#setup-form .errors").textContent = "";
+}
+
+// forgetSecurity hides every secret the Security page showed.
+function forgetSecurity() {
+  forgetSetup();
+  $("#security-codes").replaceChildren();
+}
+
+// reauth asks for a fresh proof before a change to one's own factors: a
+// code (of a factor or a recovery code) once one has a factor, the
+// password before. action gets it as the request's body.
+function reauth(text, action, named = false) {
+  const dlg = openDialog("#reauth-dialog");
+  $("#reauth-name").hidden = !named;
+  const withCode = (state.factors || []).length > 0;
+  const app = (state.factors || []).some((f) => f.kind === "totp");
+  const passkey = withCode && (state.factors || []).some((f) => f.kind === "webauthn") && passkeysHere();
+  const how = !withCode ? "Confirm with your password."
+    : app ? `Confirm with a code from your authenticator app${passkey ? ", your passkey" : ""}, or a recovery code.`
+    : passkey ? "Confirm with your passkey, or one of your recovery codes." : "Confirm with one of your recovery codes.";
+  $("#reauth-text").textContent = `${text} ${how}`;
+  $("#reauth-passkey-row").hidden = !passkey;
+  $("#reauth-passkey").onclick = () => runDialog(dlg, async () => {
+    const o = await api("POST", "/v1/auth/factors/webauthn/reauth");
+    let cred;
+    try {
+      cred = await navigator.credentials.get({ publicKey: requestOptions(o.options.publicKey) });
+    } catch (err) {
+      throw new APIError(0, { detail: passkeyProblem(err) });
+    }
+    await action({ passkeyToken: o.passkeyToken, credential: credentialJSON(cred) }, new FormData($("#reauth-form")));
+  });
+  $("#reauth-password").hidden = withCode;
+  $("#reauth-code").hidden = !withCode;
+  $("#reauth-password input").required = !withCode;
+  $("#reauth-code input").required = withCode;
+  $(withCode ? "#reauth-code input" : "#reauth-password input").focus();
+  $("#reauth-form").onsubmit = (e) => submitDialog(e, dlg, (f) => action(withCode ? { code: f.get("code").trim() } : { password: f.get("password") }, f));
+}
+
+function setupTOTP() {
+  forgetSecurity();
+  const replace = (state.factors || []).some((f) => f.kind === "totp");
+  reauth(replace ? "A new authenticator app replaces the one you have once its first code is confirmed." : "Set up an authenticator app as a second factor.", async (proof) => {
+    const setup = await api("POST", "/v1/auth/factors/totp", proof);
+    $("#security-setup-title").textContent = replace ? "Replace the authenticator app" : "Set up an authenticator app";
+    $("#setup-secret").value = setup.secret;
+    setQR("#setup-qr", setup.qrPng);
+    $("#security-setup").hidden = false;
+    $("#setup-form input[name=code]").focus();
+  });
+}
+
+async function confirmTOTP(e) {
+  e.preventDefault();
+  const errors = $("#setup-form .errors");
+  try {
+    const r = await api("POST", "/v1/auth/factors/totp/confirm", { code: new FormData(e.target).get("code").trim() });
+    forgetSetup();
+    await loadSecurity();
+    flash("Your authenticator app is set up.");
+    if (r.recoveryCodes) showOwnCodes(r.recoveryCodes);
+  } catch (err) {
+    errors.textContent = problemText(err);
+  }
+}
+
+// showOwnCodes shows new recovery codes on the Security page.
+function showOwnCodes(codes) {
+  $("#security-codes").replaceChildren(codesCard(codes, "Done", () => $("#security-codes").replaceChildren()));
+  $("#security-codes [data-download]").focus();
+}
+
+function removeFactor(f) {
+  forgetSecurity();
+  reauth(`Remove the ${(kindNames[f.kind] || f.kind).toLowerCase()} added ${when(f.createdAt)}? Sign-ins no longer accept it.`, async (proof) => {
+    await api("POST", `/v1/auth/factors/${encodeURIComponent(f.id)}/remove`, proof);
+    await loadSecurity();
+    flash(`${kindNames[f.kind] || f.kind} removed.`);
+  });
+}
+
+function newRecoveryCodes() {
+  forgetSecurity();
+  reauth("New recovery codes replace the ones you have: the old ones stop working.", async (proof) => {
+    const r = await api("POST", "/v1/auth/recovery-codes", proof);
+    await loadSecurity();
+    showOwnCodes(r.recoveryCodes);
+  });
+}
+
 // ---- wiring ----
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("#login-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const f = new FormData(e.target);
-    try {
-      keep(await api("POST", "/v1/auth/login", { username: f.get("username"), password: f.get("password"), persistent: false }));
-      if (state.user.role === "worker") {
-        await api("POST", "/v1/auth/logout");
-        throw new APIError(403, { detail: "The console is for managers and admins." });
-      }
-      e.target.reset();
-      $("#top").hidden = false;
-      $("#who").textContent = `${state.user.username} (${state.user.role})`;
-      showRoleItems();
-      if (!location.hash || location.hash === "#login") location.hash = "#fleet"; else await route();
-    } catch (err) { state.access = ""; flash(problemText(err), true); }
-  });
+  $("#login-form").addEventListener("submit", signInPassword);
+  $("#mfa-form").addEventListener("submit", signInCode);
+  $("#enroll-form").addEventListener("submit", signInEnrolled);
+  for (const b of $$("[data-back]")) b.addEventListener("click", () => { flash(""); loginStep("password"); });
+  $("#totp-open").addEventListener("click", setupTOTP);
+  $("#setup-form").addEventListener("submit", confirmTOTP);
+  $("#setup-cancel").addEventListener("click", () => { forgetSetup(); $("#totp-open").focus(); });
+  $("#recovery-open").addEventListener("click", newRecoveryCodes);
+  $("#passkey-open").addEventListener("click", addPasskey);
+  $("#passkey-use").addEventListener("click", signInPasskey);
+  $("#enroll-passkey").addEventListener("click", enrollPasskey);
   $("#logout").addEventListener("click", async () => {
     try { await api("POST", "/v1/auth/logout"); } catch { /* the session may be gone already */ }
     signedOut("Signed out.");

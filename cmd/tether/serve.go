@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -159,6 +160,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		}
 		cfg.auth.OAuthIssuer = strings.TrimSuffix(cfg.publicURL, "/")
 	}
+	passkeysFromPublicURL(&cfg.auth, cfg.publicURL)
 	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate, authOpts...)
 	if err != nil {
 		return err
@@ -312,6 +314,16 @@ func authFlags(fs *flag.FlagSet, a *auth.Config) {
 	fs.StringVar((*string)(&a.AdminMFA), "admin-mfa", string(a.AdminMFA), "admins' second factor: required (an admin without one enrolls an authenticator app at their next sign-in) or optional (one with a factor proves it at every sign-in)")
 	fs.StringVar((*string)(&a.ManagerMFA), "manager-mfa", string(a.ManagerMFA), "managers' second factor: required or optional, as --admin-mfa")
 	fs.StringVar(&a.TOTPIssuer, "totp-issuer", a.TOTPIssuer, "the name authenticator apps show beside this server's accounts")
+	fs.StringVar(&a.WebAuthnRPID, "webauthn-rp-id", a.WebAuthnRPID, "the relying party id of passkeys: a host name, the console's or a parent domain of it (default: the host of --public-url; without either, passkeys are off)")
+	fs.Func("webauthn-origins", "the origins (scheme://host[:port], comma-separated) the console is served at, the only ones whose passkey answers are accepted (default: the origin of --public-url)", func(v string) error {
+		a.WebAuthnOrigins = nil
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				a.WebAuthnOrigins = append(a.WebAuthnOrigins, strings.TrimSuffix(o, "/"))
+			}
+		}
+		return nil
+	})
 	fs.BoolVar(&a.RotateReauthentication, "token-login-rotate", a.RotateReauthentication, "token-login's TokenLogin rotates the re-authentication token at every use, as a refresh does (a stolen copy used after its owner ends the session, but clients that keep the login's token stop working)")
 }
 
@@ -350,4 +362,20 @@ func parseGroupPolicies(v string) (map[string]auth.DeviceProof, error) {
 		out[group] = auth.DeviceProof(policy)
 	}
 	return out, nil
+}
+
+// passkeysFromPublicURL makes the host and origin of publicURL the
+// relying party id and origin of passkeys, where --webauthn-rp-id and
+// --webauthn-origins name none.
+func passkeysFromPublicURL(a *auth.Config, publicURL string) {
+	u, err := url.Parse(publicURL)
+	if publicURL == "" || err != nil || u.Hostname() == "" {
+		return
+	}
+	if a.WebAuthnRPID == "" {
+		a.WebAuthnRPID = u.Hostname()
+	}
+	if len(a.WebAuthnOrigins) == 0 {
+		a.WebAuthnOrigins = []string{u.Scheme + "://" + u.Host}
+	}
 }

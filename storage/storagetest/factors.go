@@ -13,12 +13,19 @@ import (
 )
 
 // newMFA is a user's second factors as auth/ keeps them: a confirmed TOTP
-// factor, one pending, recovery code hashes and a spent sign-in step.
+// factor and a passkey, one pending, recovery code hashes and a spent
+// sign-in step.
 func newMFA() *storage.UserMFA {
 	return &storage.UserMFA{
 		Factors: []storage.Factor{{
 			ID: storage.NewID(storage.PrefixFactor), Kind: storage.FactorTOTP, Name: "phone", CreatedAt: now,
 			LastUsedAt: now.Add(time.Minute), TOTP: &storage.TOTPSecret{Secret: randBytes(48), Sealed: true, LastStep: 59_373_000},
+		}, {
+			ID: storage.NewID(storage.PrefixFactor), Kind: storage.FactorWebAuthn, Name: "laptop", CreatedAt: now,
+			WebAuthn: &storage.WebAuthnCredential{
+				ID: randBytes(32), PublicKey: randBytes(77), AttestationType: "none", AAGUID: randBytes(16), SignCount: 4_000_000_000,
+				Transports: []string{"internal", "hybrid"}, UserVerified: true, BackupEligible: true, BackupState: true,
+			},
 		}},
 		Pending: &storage.Factor{
 			ID: storage.NewID(storage.PrefixFactor), Kind: storage.FactorTOTP, CreatedAt: now, Attempt: "ses_x",
@@ -43,6 +50,8 @@ func testUserFactors(t *testing.T, s storage.Store) {
 	sameJSON(t, "created user's factors", created.MFA, want)
 	// What the caller handed in and got back are its own.
 	u.MFA.Factors[0].TOTP.Secret[0] ^= 0xff
+	u.MFA.Factors[1].WebAuthn.PublicKey[0] ^= 0xff
+	u.MFA.Factors[1].WebAuthn.Transports[0] = "usb"
 	u.MFA.RecoveryCodes[0][0] ^= 0xff
 	created.MFA.Factors[0].TOTP.Secret[1] ^= 0xff
 	created.MFA.Spent[0].ID = "changed"
@@ -58,6 +67,7 @@ func testUserFactors(t *testing.T, s storage.Store) {
 	}
 	sameJSON(t, "stored factors by username", byName.MFA, want)
 	got.MFA.Pending.TOTP.Secret[0] ^= 0xff
+	got.MFA.Factors[1].WebAuthn.ID[0] ^= 0xff
 	got.MFA.RecoveryCodes[1][0] ^= 0xff
 	again, err := s.GetUser(ctx, u.ID)
 	if err != nil {
@@ -94,7 +104,7 @@ func testUserFactors(t *testing.T, s storage.Store) {
 		cur.MFA.Pending = nil
 		return cur, nil
 	})
-	if err != nil || len(updated.MFA.Factors) != 2 || updated.MFA.Pending != nil {
+	if err != nil || len(updated.MFA.Factors) != 3 || updated.MFA.Pending != nil {
 		t.Fatalf("confirm pending: %+v, %v", updated.MFA, err)
 	}
 	again, err = s.GetUser(ctx, u.ID)
