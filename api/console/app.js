@@ -443,6 +443,7 @@ async function loadUsers() {
     h("td", { class: "mono" }, userLink(u.id, u.username)),
     h("td", {}, [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"),
     h("td", {}, u.role),
+    h("td", {}, scopeText(u)),
     h("td", {}, sourceCell(u)),
     h("td", {}, u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")),
     h("td", { class: "factors" }, factorCell(u)),
@@ -451,6 +452,29 @@ async function loadUsers() {
       fromDirectory(u) ? null : h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
       h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u) }, "Log out everywhere"),
       resetFactorsButton(u, loadUsers)))));
+}
+
+// scopeText says which handset groups a user is limited to: a manager's
+// are what they manage (none, the whole fleet); a worker's, the groups
+// they belong to; an admin is never limited.
+function scopeText(u) {
+  const groups = u.scopes || [];
+  if (u.role === "admin") return h("span", { class: "muted" }, "whole fleet");
+  if (!groups.length) return h("span", { class: "muted" }, u.role === "manager" ? "whole fleet" : "—");
+  return groups.join(", ");
+}
+
+// editScopes changes a user's groups. A manager limited to groups changes
+// only those among their own; the server says what it refuses.
+function editScopes(u, reload) {
+  const dlg = openDialog("#scopes-dialog");
+  $("#scopes-title").textContent = `Groups of ${u.username}`;
+  $("#scopes-form input[name=scopes]").value = (u.scopes || []).join(", ");
+  $("#scopes-form").onsubmit = (e) => submitDialog(e, dlg, async (f) => {
+    await api("PATCH", `/v1/users/${encodeURIComponent(u.id)}`, { scopes: list(f.get("scopes")) });
+    flash(`The groups of ${u.username} are saved.`);
+    await reload();
+  });
 }
 
 // factorCell shows the kinds of second factor a manager or admin has;
@@ -491,7 +515,7 @@ async function loadUser(id) {
   $("#user-title").textContent = `User ${u.username}`;
   $("#user-details").replaceChildren(...[
     ["Username", u.username], ["Name", [u.firstName, u.lastName].filter(Boolean).join(" ") || "—"], ["Email", u.email || "—"],
-    ["Role", u.role], ["State", u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")],
+    ["Role", u.role], ["Groups", scopeText(u)], ["State", u.disabled ? h("span", { class: "badge retired" }, "disabled") : h("span", { class: "badge enrolled" }, "active")],
     ...(u.mfa ? [["Second factor", h("span", { class: "factors" }, factorCell(u))], ["Recovery codes left", String(u.mfa.recoveryCodes)]] : []),
     ["Source", fromDirectory(u)
       ? h("span", {}, sourceCell(u), " ", h("span", { class: "muted" }, "names, email, role and password are managed in the company directory"))
@@ -504,6 +528,7 @@ async function loadUser(id) {
     h("button", { type: "button", class: "quiet", onclick: () => setDisabled(u, !u.disabled, reload) }, u.disabled ? "Enable" : "Disable"),
     fromDirectory(u) ? null : h("button", { type: "button", class: "quiet", onclick: () => resetPassword(u) }, "Reset password"),
     h("button", { type: "button", class: "quiet", onclick: () => logoutAll(u, reload) }, "Log out everywhere"),
+    u.role === "admin" ? null : h("button", { type: "button", class: "quiet", onclick: () => editScopes(u, reload) }, "Edit groups"),
     resetFactorsButton(u, reload),
   ].filter(Boolean));
   $("#user-devices tbody").replaceChildren(...devices.items.map((d) => h("tr", {},
@@ -994,6 +1019,10 @@ async function enter() {
   $("#login-form").reset();
   $("#top").hidden = false;
   $("#who").textContent = `${state.user.username} (${state.user.role})`;
+  // A manager limited to some groups sees which: everything shown is theirs.
+  const scope = state.user.role === "manager" && (state.user.scopes || []).length ? state.user.scopes.join(", ") : "";
+  $("#scope").textContent = scope ? `groups: ${scope}` : "";
+  $("#scope").hidden = !scope;
   showRoleItems();
   if (!location.hash || location.hash === "#login") location.hash = "#fleet"; else await route();
 }
@@ -1276,7 +1305,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#user-open").addEventListener("click", () => {
     const dlg = openDialog("#user-dialog");
     $("#user-form").onsubmit = (e) => submitDialog(e, dlg, async (f) => {
-      const u = await api("POST", "/v1/users", Object.fromEntries(["username", "password", "role", "firstName", "lastName", "email"].map((k) => [k, f.get(k)])));
+      const body = Object.fromEntries(["username", "password", "role", "firstName", "lastName", "email"].map((k) => [k, f.get(k)]));
+      const scopes = list(f.get("scopes"));
+      if (scopes.length) body.scopes = scopes;
+      const u = await api("POST", "/v1/users", body);
       flash(`User ${u.username} created.`);
       await loadUsers();
     });
