@@ -247,7 +247,7 @@ func TestConsoleSecondFactor(t *testing.T) {
 	factorsOf := func(username string) string {
 		t.Helper()
 		var s string
-		b.eval(`[...document.querySelectorAll("#users-table tbody tr")].find((tr) => tr.cells[0].textContent === `+jsString(username)+`).cells[5].textContent`, &s)
+		b.eval(`[...document.querySelectorAll("#users-table tbody tr")].find((tr) => tr.cells[0].textContent === `+jsString(username)+`).cells[6].textContent`, &s)
 		return s
 	}
 	for user, want := range map[string]string{"ada": "app", "grace": "app", "maria": "none", "walter": "—"} {

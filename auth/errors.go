@@ -30,6 +30,7 @@ var (
 	ErrOSVersion           = tether.NewError(tether.CodeOSVersionOld, "the Android version is too old")
 	ErrTooManyAttempts     = tether.NewError(tether.CodeTooManyAttempts, "too many attempts: wait and try again")
 	ErrServerBusy          = tether.NewError(tether.CodeServerBusy, "the server is busy checking passwords: try again shortly")
+	ErrCodesLocked         = tether.NewError(tether.CodeTooManyAttempts, "too many wrong codes in a row: codes from the authenticator app are refused for a while; use a recovery code or a passkey, or ask an admin to reset your second factor")
 	ErrEnrollmentCode      = tether.NewError(tether.CodeInvalidCredentials, "the enrollment code is unknown, expired, revoked or used up")
 	ErrSelfEnrollmentOff   = tether.NewError(tether.CodeForbidden, "handsets cannot enroll themselves on this server")
 )

@@ -326,6 +326,11 @@ func (s *Service) useCode(u storage.User, code string, now time.Time) (storage.U
 	}
 	code = strings.TrimSpace(code)
 	if digits := strings.ReplaceAll(code, " ", ""); len(digits) == 6 && strings.Trim(digits, "0123456789") == "" {
+		if now.Before(m.CodesLockedUntil) {
+			// Refused unchecked, and not counted: a code tried now tells
+			// nothing, right or wrong.
+			return u, "", ErrCodesLocked.After(m.CodesLockedUntil.Sub(now))
+		}
 		for i, f := range m.Factors {
 			if f.Kind != storage.FactorTOTP {
 				continue

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -123,19 +124,89 @@ func (s *Service) proveStep(ctx context.Context, st step, code string, ev *stora
 	}
 	now := s.now().UTC()
 	var method string
+	var wrong error
+	var locked time.Time
 	user, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
+		wrong, locked = nil, time.Time{}
 		if err := spendStep(&cur, st, now); err != nil {
 			return cur, err
 		}
 		next, m, err := s.useCode(cur, code, now)
+		if errors.Is(err, errMFAFailed) {
+			// A wrong code is written down with the step left open (up to
+			// a few), in this same write, so codes fired at once all count.
+			wrong, locked = err, codeFailed(&cur, st, now)
+			return cur, nil
+		}
+		if err != nil {
+			return cur, err
+		}
+		codeRight(next.MFA, st)
 		method = m
-		return next, err
+		return next, nil
 	})
+	if err == nil && wrong != nil {
+		err = wrong
+	}
 	s.settleAttempt(ctx, att, err)
+	if !locked.IsZero() {
+		lock := s.event(ctx, "user.mfa_locked", "failure")
+		lock.UserID, lock.Username, lock.Reason = user.ID, user.Username, "too_many_codes"
+		lock.Detail = map[string]string{"until": locked.Format(time.RFC3339)}
+		s.record(ctx, lock)
+		s.log.WarnContext(ctx, "second factor codes locked after wrong codes in a row", "user", user.ID, "until", locked)
+	}
 	if err != nil {
 		return storage.User{}, nil, err
 	}
 	return user, []string{AMRPassword, method}, nil
+}
+
+// Limits on wrong second-factor codes: a six-digit code is one of a
+// million, and the clock skew takes three, so a password thief must not
+// get many guesses. A sign-in step takes maxStepWrong wrong codes, then
+// is spent (sign in again); maxCodeFailures wrong codes in a row, over
+// every sign-in, lock the account's authenticator-app codes for an hour,
+// then two, four … up to a day (recovery codes and passkeys still serve,
+// and an admin's reset clears it); a right code resets both counts.
+const (
+	maxStepWrong    = 5
+	maxCodeFailures = 10
+	codeLockFirst   = time.Hour
+	codeLockMax     = 24 * time.Hour
+)
+
+// codeFailed writes down a wrong code of step st in u: the step stays open
+// until it has taken maxStepWrong, and the account's count goes up. It
+// returns when the account's codes are locked until, if this one locked
+// them.
+func codeFailed(u *storage.User, st step, now time.Time) time.Time {
+	m := u.MFA
+	m.Spent = slices.DeleteFunc(m.Spent, func(sp storage.SpentStep) bool { return sp.ID == st.ID })
+	m.Tried = slices.DeleteFunc(m.Tried, func(t storage.TriedStep) bool { return !now.Before(t.Until) })
+	i := slices.IndexFunc(m.Tried, func(t storage.TriedStep) bool { return t.ID == st.ID })
+	if i < 0 {
+		m.Tried = append(m.Tried, storage.TriedStep{ID: st.ID, Until: st.expiresAt()})
+		i = len(m.Tried) - 1
+	}
+	m.Tried[i].Wrong++
+	if m.Tried[i].Wrong >= maxStepWrong {
+		m.Tried = slices.Delete(m.Tried, i, i+1)
+		m.Spent = append(m.Spent, storage.SpentStep{ID: st.ID, Until: st.expiresAt()})
+	}
+	m.CodeFailures++
+	if m.CodeFailures < maxCodeFailures {
+		return time.Time{}
+	}
+	d := min(codeLockFirst<<min(m.CodeLocks, 8), codeLockMax)
+	m.CodeFailures, m.CodeLocks, m.CodesLockedUntil = 0, m.CodeLocks+1, now.Add(d)
+	return m.CodesLockedUntil
+}
+
+// codeRight clears the counts of wrong codes once a right one is given.
+func codeRight(m *storage.UserMFA, st step) {
+	m.CodeFailures, m.CodeLocks, m.CodesLockedUntil = 0, 0, time.Time{}
+	m.Tried = slices.DeleteFunc(m.Tried, func(t storage.TriedStep) bool { return t.ID == st.ID })
 }
 
 // settleAttempt ends a throttled attempt at a code: a right one is taken

@@ -98,12 +98,19 @@ func (st step) request() LoginRequest {
 	return req
 }
 
-// passwordStamp is a short digest of when u's password last changed: a
-// step made before the password changed (a reset, a change) does not match
-// it after. (Not of the hash itself: a login may rehash the same password
-// with newer parameters.)
+// passwordStamp is a short digest of when u's password last changed, and
+// of when an admin last reset u's factors: a step made before either (a
+// password reset or change, a factor reset) does not match it after. (Not
+// of the hash itself: a login may rehash the same password with newer
+// parameters.)
 func passwordStamp(u storage.User) string {
-	h := sha256.Sum256([]byte("tether sign-in step\x00" + u.ID + "\x00" + u.PasswordChangedAt.UTC().Format(time.RFC3339Nano)))
+	stamp := u.ID + "\x00" + u.PasswordChangedAt.UTC().Format(time.RFC3339Nano)
+	if u.MFA != nil && !u.MFA.ResetAt.IsZero() {
+		// An admin's reset of the factors voids the steps begun before it
+		// (a resume minted by an enrollment the reset undid among them).
+		stamp += "\x00" + u.MFA.ResetAt.UTC().Format(time.RFC3339Nano)
+	}
+	h := sha256.Sum256([]byte("tether sign-in step\x00" + stamp))
 	return base64.RawURLEncoding.EncodeToString(h[:12])
 }
 

@@ -529,8 +529,9 @@ func (s *Users) ResetMFA(ctx context.Context, by Principal, userID string) (int,
 	var n int
 	_, err = s.store.UpdateUser(ctx, userID, func(cur storage.User) (storage.User, error) {
 		if cur.MFA != nil {
-			// The completed steps stay: none may be used again.
-			cur.MFA = &storage.UserMFA{Spent: cur.MFA.Spent}
+			// The completed steps stay: none may be used again; and every
+			// step begun before the reset is void (passwordStamp).
+			cur.MFA = &storage.UserMFA{Spent: cur.MFA.Spent, ResetAt: now}
 		}
 		cur.UpdatedAt = now
 		return cur, nil

@@ -39,6 +39,27 @@ type UserMFA struct {
 	// Spent are the sign-in steps already completed (the ids of their
 	// tokens), kept until the tokens expire so that none is used twice.
 	Spent []SpentStep `json:"spent,omitempty"`
+	// Tried are the sign-in steps with wrong codes, and how many, kept
+	// until their tokens expire: a step takes a few wrong codes, then is
+	// spent.
+	Tried []TriedStep `json:"tried,omitempty"`
+	// CodeFailures counts wrong codes in a row, over every sign-in, until
+	// a right one. Past a limit, authenticator-app codes are refused until
+	// CodesLockedUntil (recovery codes and passkeys still serve), each lock
+	// twice as long as the one before (CodeLocks, reset by a right code).
+	CodeFailures     int       `json:"codeFailures,omitempty"`
+	CodeLocks        int       `json:"codeLocks,omitempty"`
+	CodesLockedUntil time.Time `json:"codesLockedUntil,omitzero"`
+	// ResetAt is when an admin last reset the factors: sign-in steps begun
+	// before are void.
+	ResetAt time.Time `json:"resetAt,omitzero"`
+}
+
+// TriedStep is a sign-in step that took wrong codes.
+type TriedStep struct {
+	ID    string    `json:"id"`
+	Until time.Time `json:"until"`
+	Wrong int       `json:"wrong"`
 }
 
 // Factor is one second factor of a user.
@@ -135,6 +156,7 @@ func (m *UserMFA) Clone() *UserMFA {
 		}
 	}
 	c.Spent = slices.Clone(m.Spent)
+	c.Tried = slices.Clone(m.Tried)
 	return &c
 }
 
