@@ -255,17 +255,26 @@ func (s *Service) LoginSecondFactor(ctx context.Context, token, code string) (Gr
 	if err != nil {
 		return Grant{}, fail(err)
 	}
+	return s.finishStep(ctx, st, &ev, fail, func() (storage.User, []string, error) {
+		return s.proveStep(ctx, st, code, &ev)
+	})
+}
+
+// finishStep ends a native login at its second step st, proven by prove
+// (a code, a passkey): the login's request checked again, the session
+// opened as Login opens it, with the amr prove gives.
+func (s *Service) finishStep(ctx context.Context, st step, ev *storage.Event, fail func(error) error, prove func() (storage.User, []string, error)) (Grant, error) {
 	req := st.request()
 	deviceName, err := s.checkLoginRequest(&req)
 	if err != nil {
 		return Grant{}, fail(err)
 	}
-	user, amr, err := s.proveStep(ctx, st, code, &ev)
+	user, amr, err := prove()
 	if err != nil {
 		return Grant{}, fail(err)
 	}
 	req.Username, req.AMR = user.Username, amr
-	g, err := s.admitAndOpen(ctx, user, req, deviceName, &ev)
+	g, err := s.admitAndOpen(ctx, user, req, deviceName, ev)
 	if err != nil {
 		return Grant{}, fail(err)
 	}
@@ -480,16 +489,23 @@ func (s *Service) enrollStep(ctx context.Context, st step, code string, ev *stor
 	})
 }
 
+// readPageStep reads a step token of an OAuth sign-in page: a step of the
+// page's own client, and of none other.
+func (s *Service) readPageStep(ctx context.Context, token string, purpose stepPurpose, clientID string) (step, error) {
+	st, err := s.readStep(ctx, token, purpose)
+	if err == nil && (st.Client == "" || st.Client != clientID) {
+		err = errStepInvalid
+	}
+	return st, err
+}
+
 // SignInSecondFactor is the end of a sign-in at an OAuth sign-in page that
 // ErrMFARequired interrupted: as SignIn's end, for req (the page's
 // request, of the same client as the step).
 func (s *Service) SignInSecondFactor(ctx context.Context, req LoginRequest, token, code string) (SignedIn, error) {
 	ev := s.loginEvent(ctx, "oauth.sign_in", req)
 	fail := s.failStep(ctx, &ev)
-	st, err := s.readStep(ctx, token, stepMFA)
-	if err == nil && (st.Client == "" || st.Client != req.ClientID) {
-		err = errStepInvalid
-	}
+	st, err := s.readPageStep(ctx, token, stepMFA, req.ClientID)
 	if err != nil {
 		return SignedIn{}, fail(err)
 	}
@@ -530,10 +546,7 @@ type Enrolled struct {
 func (s *Service) SignInEnrolled(ctx context.Context, req LoginRequest, token, code string) (Enrolled, error) {
 	ev := s.loginEvent(ctx, "oauth.sign_in", req)
 	fail := s.failStep(ctx, &ev)
-	st, err := s.readStep(ctx, token, stepEnroll)
-	if err == nil && (st.Client == "" || st.Client != req.ClientID) {
-		err = errStepInvalid
-	}
+	st, err := s.readPageStep(ctx, token, stepEnroll, req.ClientID)
 	if err != nil {
 		return Enrolled{}, fail(err)
 	}
@@ -553,10 +566,7 @@ func (s *Service) SignInEnrolled(ctx context.Context, req LoginRequest, token, c
 func (s *Service) SignInResume(ctx context.Context, req LoginRequest, token string) (SignedIn, error) {
 	ev := s.loginEvent(ctx, "oauth.sign_in", req)
 	fail := s.failStep(ctx, &ev)
-	st, err := s.readStep(ctx, token, stepResume)
-	if err == nil && (st.Client == "" || st.Client != req.ClientID) {
-		err = errStepInvalid
-	}
+	st, err := s.readPageStep(ctx, token, stepResume, req.ClientID)
 	if err != nil {
 		return SignedIn{}, fail(err)
 	}

@@ -529,21 +529,9 @@ func (s *Service) LoginPasskey(ctx context.Context, token string, response []byt
 	if err != nil {
 		return Grant{}, fail(err)
 	}
-	req := st.request()
-	deviceName, err := s.checkLoginRequest(&req)
-	if err != nil {
-		return Grant{}, fail(err)
-	}
-	user, amr, err := s.provePasskey(ctx, st, response, &ev)
-	if err != nil {
-		return Grant{}, fail(err)
-	}
-	req.Username, req.AMR = user.Username, amr
-	g, err := s.admitAndOpen(ctx, user, req, deviceName, &ev)
-	if err != nil {
-		return Grant{}, fail(err)
-	}
-	return g, nil
+	return s.finishStep(ctx, st, &ev, fail, func() (storage.User, []string, error) {
+		return s.provePasskey(ctx, st, response, &ev)
+	})
 }
 
 // provePasskey checks a passkey's answer to step st under the login
