@@ -44,6 +44,9 @@ var (
 	// skeleton \x00 userID: usernames that look alike (storage.UsernameSkeleton);
 	// several accounts may share one from before the rule.
 	bucketUserSkeleton = []byte("users_by_skeleton")
+	// userID → username: what a page of handsets shows of their users,
+	// without decoding whole user records.
+	bucketUsernameByID = []byte("usernames_by_id")
 	bucketAPIKeys      = []byte("api_keys")
 	bucketAPIKeyHash   = []byte("api_keys_by_hash")
 
@@ -114,6 +117,22 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateScopes,
 	// 5 → 6: the outbox (outbox.go).
 	func(tx *bolt.Tx) error { return createBuckets(tx, bucketOutbox, bucketSinkLeases) },
+	// 6 → 7: usernames by user id, for the users there are.
+	func(tx *bolt.Tx) error {
+		idx, err := tx.CreateBucketIfNotExists(bucketUsernameByID)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketUsers).ForEach(func(id, v []byte) error {
+			var u struct {
+				Username string `json:"username"`
+			}
+			if err := json.Unmarshal(v, &u); err != nil {
+				return fmt.Errorf("decode user %q: %w", id, err)
+			}
+			return idx.Put(id, []byte(u.Username))
+		})
+	},
 }
 
 func createBuckets(tx *bolt.Tx, names ...[]byte) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -408,6 +409,64 @@ func TestMigratesScopeIndexes(t *testing.T) {
 	}
 	defer s.Close()
 	check(t, s)
+}
+
+// TestMigratesUsernameIndex: a store of schema 6, without the index of
+// usernames by id, gets it filled from its users as it opens; renames are
+// kept in it from then on.
+func TestMigratesUsernameIndex(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tether.db")
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, name := range []string{"ada", "grace", "édith"} {
+		u, err := s.CreateUser(ctx, storage.User{ID: storage.NewID(storage.PrefixUser), Username: name, Role: storage.RoleWorker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[u.ID] = name
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("usernames_by_id")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), binary.BigEndian.AppendUint64(nil, 6))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = bolt.Open(path)
+	if err != nil {
+		t.Fatalf("Open of a schema 6 store: %v", err)
+	}
+	defer s.Close()
+	var all []string
+	for id := range ids {
+		all = append(all, id)
+	}
+	got, err := s.Usernames(ctx, append(all, "usr_missing"))
+	if err != nil || !maps.Equal(got, ids) {
+		t.Fatalf("Usernames after the migration: %v, %v; want %v", got, err, ids)
+	}
+	id := all[0]
+	if _, err := s.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) { u.Username = "renamed"; return u, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Usernames(ctx, []string{id}); got[id] != "renamed" {
+		t.Fatalf("after a rename: %v", got)
+	}
 }
 
 func openBench(b *testing.B) *bolt.Store {

@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -53,6 +52,9 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 		}
 		u.Key = seq
 		if err := indexUser(tx, u, true); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUsernameByID).Put([]byte(u.ID), []byte(u.Username)); err != nil {
 			return err
 		}
 		return put(users, []byte(u.ID), u)
@@ -140,6 +142,11 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 		if err := reindexUser(tx, old, next); err != nil {
 			return err
 		}
+		if old.Username != next.Username {
+			if err := tx.Bucket(bucketUsernameByID).Put([]byte(id), []byte(next.Username)); err != nil {
+				return err
+			}
+		}
 		updated = next.Clone()
 		return put(users, []byte(id), next)
 	})
@@ -171,6 +178,9 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 			if err := indexUser(tx, u, true); err != nil {
 				return err
 			}
+			if err := tx.Bucket(bucketUsernameByID).Put([]byte(u.ID), []byte(u.Username)); err != nil {
+				return err
+			}
 			if err := put(users, []byte(u.ID), u); err != nil {
 				return err
 			}
@@ -179,24 +189,16 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 	})
 }
 
-// Usernames implements storage.Users: one read transaction, and only the
-// username of each record decoded.
+// Usernames implements storage.Users: one read transaction, a key lookup
+// a user in the usernames_by_id index, no record decoded.
 func (s *Store) Usernames(ctx context.Context, ids []string) (map[string]string, error) {
 	out := make(map[string]string, len(ids))
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		users := tx.Bucket(bucketUsers)
+		idx := tx.Bucket(bucketUsernameByID)
 		for _, id := range ids {
-			data := users.Get([]byte(id))
-			if data == nil {
-				continue
+			if name := idx.Get([]byte(id)); name != nil {
+				out[id] = string(name)
 			}
-			var u struct {
-				Username string `json:"username"`
-			}
-			if err := json.Unmarshal(data, &u); err != nil {
-				return fmt.Errorf("decode user %q: %w", id, err)
-			}
-			out[id] = u.Username
 		}
 		return nil
 	})
