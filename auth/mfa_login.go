@@ -248,10 +248,7 @@ func (s *Service) stepUser(ctx context.Context, st step, ev *storage.Event) (sto
 func (s *Service) LoginSecondFactor(ctx context.Context, token, code string) (Grant, error) {
 	ev := s.event(ctx, "login", "failure")
 	fail := s.failStep(ctx, &ev)
-	st, err := s.readStep(ctx, token, stepMFA)
-	if err == nil && st.Client != "" {
-		err = errStepInvalid
-	}
+	st, err := s.readNativeStep(ctx, token, stepMFA)
 	if err != nil {
 		return Grant{}, fail(err)
 	}
@@ -445,10 +442,7 @@ func (s *Service) confirmTOTP(ctx context.Context, user storage.User, attempt, c
 func (s *Service) LoginEnrolled(ctx context.Context, token, code string) (Grant, []string, error) {
 	ev := s.event(ctx, "login", "failure")
 	fail := s.failStep(ctx, &ev)
-	st, err := s.readStep(ctx, token, stepEnroll)
-	if err == nil && st.Client != "" {
-		err = errStepInvalid
-	}
+	st, err := s.readNativeStep(ctx, token, stepEnroll)
 	if err != nil {
 		return Grant{}, nil, fail(err)
 	}
@@ -487,6 +481,16 @@ func (s *Service) enrollStep(ctx context.Context, st step, code string, ev *stor
 		}
 		return spendStep(u, st, s.now().UTC())
 	})
+}
+
+// readNativeStep reads a step token of a native login: one of no OAuth
+// client's sign-in page.
+func (s *Service) readNativeStep(ctx context.Context, token string, purpose stepPurpose) (step, error) {
+	st, err := s.readStep(ctx, token, purpose)
+	if err == nil && st.Client != "" {
+		err = errStepInvalid
+	}
+	return st, err
 }
 
 // readPageStep reads a step token of an OAuth sign-in page: a step of the

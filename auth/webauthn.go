@@ -373,10 +373,7 @@ func (s *Service) BeginPasskeyEnrollment(ctx context.Context, token string) (Pas
 	if s.passkeys == nil {
 		return PasskeySetup{}, ErrPasskeysOff
 	}
-	st, err := s.readStep(ctx, token, stepEnroll)
-	if err == nil && st.Client != "" {
-		err = errStepInvalid
-	}
+	st, err := s.readNativeStep(ctx, token, stepEnroll)
 	if err != nil {
 		return PasskeySetup{}, err
 	}
@@ -405,10 +402,7 @@ func (s *Service) LoginEnrolledPasskey(ctx context.Context, token string, respon
 	if s.passkeys == nil {
 		return Grant{}, nil, ErrPasskeysOff
 	}
-	st, err := s.readStep(ctx, token, stepEnroll)
-	if err == nil && st.Client != "" {
-		err = errStepInvalid
-	}
+	st, err := s.readNativeStep(ctx, token, stepEnroll)
 	if err != nil {
 		return Grant{}, nil, fail(err)
 	}
@@ -483,10 +477,7 @@ func (s *Service) stepForPasskey(ctx context.Context, token string) (step, error
 	if s.passkeys == nil {
 		return step{}, ErrPasskeysOff
 	}
-	st, err := s.readStep(ctx, token, stepMFA)
-	if err == nil && st.Client != "" {
-		err = errStepInvalid
-	}
+	st, err := s.readNativeStep(ctx, token, stepMFA)
 	return st, err
 }
 
