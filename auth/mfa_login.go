@@ -289,18 +289,23 @@ func (s *Service) BeginEnrollment(ctx context.Context, token string) (TOTPSetup,
 	if err != nil {
 		return TOTPSetup{}, err
 	}
-	return s.beginTOTP(ctx, st.UserID, st.ID, st.expiresAt(), func(u storage.User) error {
-		switch {
-		case passwordStamp(u) != st.Stamp:
-			return errStepInvalid
-		case stepSpent(u, st):
-			return errStepUsed
-		case u.MFA.Confirmed():
-			// Enrolled meanwhile, elsewhere: sign in with it.
-			return errStepInvalid
-		}
-		return nil
-	})
+	return s.beginTOTP(ctx, st.UserID, st.ID, st.expiresAt(), st.stillEnrolling)
+}
+
+// stillEnrolling reports, for an enrollment step st, whether u may still
+// begin enrolling a factor with it: the step is u's as it is now, not
+// completed, and u has no factor (one enrolled meanwhile, elsewhere, is
+// what u signs in with).
+func (st step) stillEnrolling(u storage.User) error {
+	switch {
+	case passwordStamp(u) != st.Stamp:
+		return errStepInvalid
+	case stepSpent(u, st):
+		return errStepUsed
+	case u.MFA.Confirmed():
+		return errStepInvalid
+	}
+	return nil
 }
 
 // errChangedMeanwhile is a factor changed by another request while this one

@@ -377,17 +377,7 @@ func (s *Service) BeginPasskeyEnrollment(ctx context.Context, token string) (Pas
 	if err != nil {
 		return PasskeySetup{}, err
 	}
-	return s.beginPasskey(ctx, st.UserID, st.ID, st.expiresAt(), "", func(u storage.User) error {
-		switch {
-		case passwordStamp(u) != st.Stamp:
-			return errStepInvalid
-		case stepSpent(u, st):
-			return errStepUsed
-		case u.MFA.Confirmed():
-			return errStepInvalid
-		}
-		return nil
-	})
+	return s.beginPasskey(ctx, st.UserID, st.ID, st.expiresAt(), "", st.stillEnrolling)
 }
 
 // LoginEnrolledPasskey is the end of a native login that ErrMFAEnrollment
