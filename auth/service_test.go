@@ -79,6 +79,9 @@ func newWorldOn(t testing.TB, store storage.Store, mutate ...func(*auth.Config))
 	v := validatorFor(t)
 	clk := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
 	cfg := auth.DefaultConfig()
+	// Checks are not shed for their wait here, however loaded the machine
+	// running the tests (TestHashGateSheds tests the shedding).
+	cfg.HashMaxWait = time.Hour
 	for _, m := range mutate {
 		m(&cfg)
 	}
