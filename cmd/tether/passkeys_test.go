@@ -29,6 +29,9 @@ func TestPasskeyFlags(t *testing.T) {
 		{"origins", []string{"--webauthn-origins", "https://a.example.com, https://b.example.com/"}, map[string]string{"TETHER_WEBAUTHN_RP_ID": "example.com"}, "https://tether.example.com",
 			"example.com", []string{"https://a.example.com", "https://b.example.com"}},
 		{"no public URL", []string{"--webauthn-rp-id=localhost", "--webauthn-origins=http://localhost:8080"}, nil, "", "localhost", []string{"http://localhost:8080"}},
+		// An IP address is no relying party: passkeys stay off, the
+		// server starts.
+		{"public URL of an IP address", nil, nil, "http://127.0.0.1:8080", "", nil},
 	}
 	for _, c := range cases {
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -47,6 +50,12 @@ func TestPasskeyFlags(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 		}
 	}
+	// A server whose public URL is an IP address starts, without passkeys.
+	srv := startServer(t, t.TempDir(), "--public-url", "http://127.0.0.1:8080")
+	if !strings.Contains(srv.stderr.String(), "passkeys are off") {
+		t.Errorf("no word of passkeys being off: %s", srv.stderr)
+	}
+	srv.stop(t)
 	// A relying party id without an origin stops the start.
 	r := runCLI(t, "", nil, "serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--webauthn-rp-id", "tether.example.com")
 	if r.code == 0 || !strings.Contains(r.stderr, `passkeys for "tether.example.com": name the origins`) {

@@ -160,7 +160,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		}
 		cfg.auth.OAuthIssuer = strings.TrimSuffix(cfg.publicURL, "/")
 	}
-	passkeysFromPublicURL(&cfg.auth, cfg.publicURL)
+	if off := passkeysFromPublicURL(&cfg.auth, cfg.publicURL); off != "" {
+		logger.Warn(off)
+	}
 	authSvc, err := auth.NewService(ctx, cfg.auth, store, svc.hasher, svc.validate, authOpts...)
 	if err != nil {
 		return err
@@ -366,16 +368,22 @@ func parseGroupPolicies(v string) (map[string]auth.DeviceProof, error) {
 
 // passkeysFromPublicURL makes the host and origin of publicURL the
 // relying party id and origin of passkeys, where --webauthn-rp-id and
-// --webauthn-origins name none.
-func passkeysFromPublicURL(a *auth.Config, publicURL string) {
+// --webauthn-origins name none. A public URL whose host is an IP address
+// names no relying party (browsers take host names only): passkeys stay
+// off, and it returns why, for the log.
+func passkeysFromPublicURL(a *auth.Config, publicURL string) (off string) {
 	u, err := url.Parse(publicURL)
 	if publicURL == "" || err != nil || u.Hostname() == "" {
-		return
+		return ""
 	}
 	if a.WebAuthnRPID == "" {
+		if net.ParseIP(u.Hostname()) != nil {
+			return "passkeys are off: the host of --public-url is an IP address, and passkeys need a host name (--webauthn-rp-id)"
+		}
 		a.WebAuthnRPID = u.Hostname()
 	}
 	if len(a.WebAuthnOrigins) == 0 {
 		a.WebAuthnOrigins = []string{u.Scheme + "://" + u.Host}
 	}
+	return ""
 }
