@@ -52,10 +52,10 @@ func TestPasskeyFlags(t *testing.T) {
 	}
 	// A server whose public URL is an IP address starts, without passkeys.
 	srv := startServer(t, t.TempDir(), "--public-url", "http://127.0.0.1:8080")
+	srv.stop(t) // its log is read once it has ended
 	if !strings.Contains(srv.stderr.String(), "passkeys are off") {
 		t.Errorf("no word of passkeys being off: %s", srv.stderr)
 	}
-	srv.stop(t)
 	// A relying party id without an origin stops the start.
 	r := runCLI(t, "", nil, "serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--webauthn-rp-id", "tether.example.com")
 	if r.code == 0 || !strings.Contains(r.stderr, `passkeys for "tether.example.com": name the origins`) {
