@@ -257,6 +257,24 @@ func (s *Service) LoginSecondFactor(ctx context.Context, token, code string) (Gr
 	})
 }
 
+// enrollmentEvents are the audit events of u enrolling the factor id of
+// kind, and whether it comes with new recovery codes: a first factor does,
+// and so does one whose account has none left; a replaced factor keeps
+// the codes there are.
+func enrollmentEvents(ctx context.Context, now time.Time, actor string, u storage.User, id string, kind storage.FactorKind) (newCodes bool, events []storage.Event) {
+	enrolled := storage.NewEvent(ctx, now, "user.mfa_enrolled", "success", actor)
+	enrolled.UserID, enrolled.Username = u.ID, u.Username
+	enrolled.Detail = map[string]string{"factor": id, "kind": string(kind)}
+	events = []storage.Event{enrolled}
+	if newCodes = !u.MFA.Confirmed() || len(u.MFA.RecoveryCodes) == 0; newCodes {
+		recovery := storage.NewEvent(ctx, now, "user.recovery_codes", "success", actor)
+		recovery.UserID, recovery.Username = u.ID, u.Username
+		recovery.Detail = map[string]string{"codes": fmt.Sprint(RecoveryCodeCount), "reason": "new factor"}
+		events = append(events, recovery)
+	}
+	return newCodes, events
+}
+
 // finishStep ends a native login at its second step st, proven by prove
 // (a code, a passkey): the login's request checked again, the session
 // opened as Login opens it, with the amr prove gives.
@@ -380,19 +398,7 @@ func (s *Service) confirmTOTP(ctx context.Context, user storage.User, attempt, c
 	}
 	now := s.now().UTC()
 	codes, hashes := newRecoveryCodes()
-	enrolled := storage.NewEvent(ctx, now, "user.mfa_enrolled", "success", actor)
-	enrolled.UserID, enrolled.Username = user.ID, user.Username
-	enrolled.Detail = map[string]string{"factor": pendingID, "kind": string(storage.FactorTOTP)}
-	recovery := storage.NewEvent(ctx, now, "user.recovery_codes", "success", actor)
-	recovery.UserID, recovery.Username = user.ID, user.Username
-	recovery.Detail = map[string]string{"codes": fmt.Sprint(RecoveryCodeCount), "reason": "new factor"}
-	// A first factor comes with recovery codes, and so does one whose
-	// account has none left; a replaced factor keeps the codes there are.
-	newCodes := !user.MFA.Confirmed() || len(user.MFA.RecoveryCodes) == 0
-	events := []storage.Event{enrolled}
-	if newCodes {
-		events = append(events, recovery)
-	}
+	newCodes, events := enrollmentEvents(ctx, now, actor, user, pendingID, storage.FactorTOTP)
 	user, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
 		if err := check(&cur); err != nil {
 			return cur, err

@@ -317,17 +317,7 @@ func (s *Service) confirmPasskey(ctx context.Context, user storage.User, attempt
 		factor.WebAuthn.Transports = append(factor.WebAuthn.Transports, string(t))
 	}
 	codes, hashes := newRecoveryCodes()
-	enrolled := storage.NewEvent(ctx, now, "user.mfa_enrolled", "success", actor)
-	enrolled.UserID, enrolled.Username = user.ID, user.Username
-	enrolled.Detail = map[string]string{"factor": factor.ID, "kind": string(storage.FactorWebAuthn)}
-	recovery := storage.NewEvent(ctx, now, "user.recovery_codes", "success", actor)
-	recovery.UserID, recovery.Username = user.ID, user.Username
-	recovery.Detail = map[string]string{"codes": fmt.Sprint(RecoveryCodeCount), "reason": "new factor"}
-	newCodes := !m.Confirmed() || len(m.RecoveryCodes) == 0
-	events := []storage.Event{enrolled}
-	if newCodes {
-		events = append(events, recovery)
-	}
+	newCodes, events := enrollmentEvents(ctx, now, actor, user, factor.ID, storage.FactorWebAuthn)
 	user, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
 		if err := check(&cur); err != nil {
 			return cur, err
