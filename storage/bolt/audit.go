@@ -18,6 +18,7 @@ var errEventID = errors.New("audit event without an id")
 // Each is queued for its sinks (outbox.go), once: an event whose ID is
 // already written is written again but not queued again.
 func (s *Store) appendEvents(tx *bolt.Tx, events []storage.Event) error {
+	routes := *s.routes.Load()
 	for _, e := range events {
 		if e.ID == "" {
 			return errEventID
@@ -26,12 +27,14 @@ func (s *Store) appendEvents(tx *bolt.Tx, events []storage.Event) error {
 		if err != nil {
 			return err
 		}
-		queued := tx.Bucket(bucketEvents).Get([]byte(e.ID)) != nil
+		// Without routes (no sink configured) there is nothing to queue,
+		// and no lookup to pay for.
+		queue := len(routes) > 0 && tx.Bucket(bucketEvents).Get([]byte(e.ID)) == nil
 		if err := putEvent(tx, e); err != nil {
 			return err
 		}
-		if !queued {
-			if err := s.enqueue(tx, e); err != nil {
+		if queue {
+			if err := enqueue(tx, routes, e); err != nil {
 				return err
 			}
 		}

@@ -96,11 +96,7 @@ func sinkBuckets(tx *bolt.Tx, sink string, create bool) (sb, queue, dead *bolt.B
 }
 
 // enqueue appends e to the queues of the sinks whose routes take it.
-func (s *Store) enqueue(tx *bolt.Tx, e storage.Event) error {
-	routes := *s.routes.Load()
-	if len(routes) == 0 {
-		return nil
-	}
+func enqueue(tx *bolt.Tx, routes []storage.EventRoute, e storage.Event) error {
 	for _, sink := range storage.RouteEvent(routes, e) {
 		sb, queue, _, err := sinkBuckets(tx, sink, true)
 		if err != nil {
