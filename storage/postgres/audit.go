@@ -31,23 +31,10 @@ const eventGroupsSQL = `SELECT coalesce(array_agg(DISTINCT g ORDER BY g), '{}') 
 func (s *Store) appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Event) error {
 	routes := *s.routes.Load()
 	for _, e := range events {
-		if e.ID == "" {
-			return errEventID
-		}
-		given := storage.ScopeGroups(e.Groups)
-		e.Groups = nil
-		data, err := json.Marshal(e)
+		insert, args, err := eventInsert(e)
 		if err != nil {
 			return err
 		}
-		const insert = `WITH eg AS (` + eventGroupsSQL + `)
-			INSERT INTO events (id, at, action, user_id, device_id, groups, data)
-			SELECT $1, $2, $3, $4, $5, eg.groups, CASE WHEN cardinality(eg.groups) = 0 THEN $6::text::json
-				ELSE (left($6::text, -1) || ',"groups":' || array_to_json(eg.groups)::text || '}')::json END
-			FROM eg
-			ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, action = EXCLUDED.action, user_id = EXCLUDED.user_id,
-				device_id = EXCLUDED.device_id, groups = EXCLUDED.groups, data = EXCLUDED.data`
-		args := []any{e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)}
 		if len(routes) == 0 {
 			if _, err := tx.Exec(ctx, insert, args...); err != nil {
 				return err
@@ -68,6 +55,46 @@ func (s *Store) appendEvents(ctx context.Context, tx pgx.Tx, events []storage.Ev
 		}
 	}
 	return nil
+}
+
+// queueEvents is appendEvents for a pipelined transaction: it queues the
+// inserts on b. It cannot queue events for their sinks (which needs the
+// inserts' answers), so it reports false, queueing nothing, when there
+// are event routes.
+func (s *Store) queueEvents(b *pgx.Batch, events []storage.Event) (bool, error) {
+	if len(*s.routes.Load()) > 0 {
+		return false, nil
+	}
+	for _, e := range events {
+		insert, args, err := eventInsert(e)
+		if err != nil {
+			return false, err
+		}
+		b.Queue(insert, args...)
+	}
+	return true, nil
+}
+
+// eventInsert is the statement that writes e with its groups, and its
+// arguments.
+func eventInsert(e storage.Event) (string, []any, error) {
+	if e.ID == "" {
+		return "", nil, errEventID
+	}
+	given := storage.ScopeGroups(e.Groups)
+	e.Groups = nil
+	data, err := json.Marshal(e)
+	if err != nil {
+		return "", nil, err
+	}
+	const insert = `WITH eg AS (` + eventGroupsSQL + `)
+		INSERT INTO events (id, at, action, user_id, device_id, groups, data)
+		SELECT $1, $2, $3, $4, $5, eg.groups, CASE WHEN cardinality(eg.groups) = 0 THEN $6::text::json
+			ELSE (left($6::text, -1) || ',"groups":' || array_to_json(eg.groups)::text || '}')::json END
+		FROM eg
+		ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, action = EXCLUDED.action, user_id = EXCLUDED.user_id,
+			device_id = EXCLUDED.device_id, groups = EXCLUDED.groups, data = EXCLUDED.data`
+	return insert, []any{e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)}, nil
 }
 
 // AppendEvents implements storage.Audit.

@@ -247,6 +247,28 @@ const maxAttempts = 40
 // concurrent one (fn may run more than once, as the storage contract
 // allows). A nil return means committed.
 func (s *Store) update(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+	return s.retrying(ctx, op, func() error {
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+			return mark(fn(tx))
+		})
+	})
+}
+
+// mark wraps an error of Tether's own code (a domain error such as a
+// conflict or a refusal from an update function) in txError, so that
+// retrying passes it through as it is.
+func mark(err error) error {
+	var pgErr *pgconn.PgError
+	if err == nil || errors.As(err, &pgErr) || isDriver(err) {
+		return err
+	}
+	return txError{err}
+}
+
+// retrying runs attempt, one whole transaction, until it commits, fails
+// for a reason of its own, or fails otherwise than by a concurrent
+// transaction getting there first; it reports the time to the observer.
+func (s *Store) retrying(ctx context.Context, op string, attempt func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -256,27 +278,18 @@ func (s *Store) update(ctx context.Context, op string, fn func(tx pgx.Tx) error)
 			s.observe(true, time.Since(start))
 		}
 	}()
-	for attempt := 1; ; attempt++ {
-		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
-			if err := fn(tx); err != nil {
-				var pgErr *pgconn.PgError
-				if errors.As(err, &pgErr) || isDriver(err) {
-					return err
-				}
-				return txError{err}
-			}
-			return nil
-		})
+	for n := 1; ; n++ {
+		err := attempt()
 		var te txError
 		switch {
 		case err == nil:
 			return nil
 		case errors.As(err, &te):
 			return te.err
-		case retryable(err) && attempt < maxAttempts:
+		case retryable(err) && n < maxAttempts:
 			// Back off a little, more each time, with jitter so the
 			// transactions that collided do not collide again.
-			backoff := time.Duration(rand.Int64N(int64(time.Millisecond)<<min(attempt, 5))) + 100*time.Microsecond
+			backoff := time.Duration(rand.Int64N(int64(time.Millisecond)<<min(n, 5))) + 100*time.Microsecond
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -286,6 +299,60 @@ func (s *Store) update(ctx context.Context, op string, fn func(tx pgx.Tx) error)
 		}
 		return driverError(op, err)
 	}
+}
+
+// pipelined runs a SERIALIZABLE transaction of one locked read and the
+// writes that follow from it in two round trips, where update takes one
+// per statement and two more to begin and commit: BEGIN and lock (a
+// query of one row, with FOR UPDATE) go to the database in one batch; then
+// write queues the writes, given the row lock read (nil when there was
+// none), and they go with COMMIT in a second. It is for the hot writes (a
+// session's refresh and renewal), whose writes need no answer from the
+// database to go on. As with update, write may run more than once, and a
+// nil return means committed.
+func (s *Store) pipelined(ctx context.Context, op, lock string, args []any, write func(row []byte, b *pgx.Batch) error) error {
+	return s.retrying(ctx, op, func() error {
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		// A connection left inside a transaction (a failed rollback) is
+		// closed by Release, not handed on.
+		defer conn.Release()
+		var row []byte
+		first := &pgx.Batch{}
+		first.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
+		first.Queue(lock, args...).QueryRow(func(r pgx.Row) error {
+			if err := r.Scan(&row); !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			return nil
+		})
+		if err := conn.SendBatch(ctx, first).Close(); err != nil {
+			return rollback(conn.Conn(), err)
+		}
+		second := &pgx.Batch{}
+		if err := write(row, second); err != nil {
+			return rollback(conn.Conn(), mark(err))
+		}
+		second.Queue(`COMMIT`)
+		if err := conn.SendBatch(ctx, second).Close(); err != nil {
+			return rollback(conn.Conn(), err)
+		}
+		return nil
+	})
+}
+
+// rollback ends the transaction open on conn, if one is, after err, and
+// returns err.
+func rollback(conn *pgx.Conn, err error) error {
+	if conn.IsClosed() || conn.PgConn().TxStatus() == 'I' {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = conn.Exec(ctx, `ROLLBACK`)
+	return err
 }
 
 // read runs fn, whose reads are one statement (one snapshot by itself), on
@@ -314,14 +381,7 @@ func (s *Store) view(ctx context.Context, op string, fn func(tx pgx.Tx) error) e
 	}
 	start := time.Now()
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := fn(tx); err != nil {
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) || isDriver(err) {
-				return err
-			}
-			return txError{err}
-		}
-		return nil
+		return mark(fn(tx))
 	})
 	if s.observe != nil {
 		s.observe(false, time.Since(start))
@@ -495,8 +555,22 @@ func raiseCounter(ctx context.Context, tx pgx.Tx, name string, v uint64) error {
 // a URL whose connections use it, and a function that drops it: a
 // throwaway store for tests and benchmarks.
 func NewSchema(ctx context.Context, base, name string) (string, func() error, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, errors.New("postgres: the URL is malformed")
+	}
+	// One connection, not a pool: the pool's settings are not the
+	// server's parameters.
+	admin := *u
+	aq := admin.Query()
+	for k := range aq {
+		if strings.HasPrefix(k, "pool_") {
+			aq.Del(k)
+		}
+	}
+	admin.RawQuery = aq.Encode()
 	exec := func(sql string) error {
-		conn, err := pgx.Connect(ctx, base)
+		conn, err := pgx.Connect(ctx, admin.String())
 		if err != nil {
 			return driverError("connect", err)
 		}
@@ -507,10 +581,6 @@ func NewSchema(ctx context.Context, base, name string) (string, func() error, er
 	ident := pgx.Identifier{name}.Sanitize()
 	if err := exec("CREATE SCHEMA " + ident); err != nil {
 		return "", nil, err
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		return "", nil, errors.New("postgres: the URL is malformed")
 	}
 	q := u.Query()
 	q.Set("search_path", name)

@@ -120,13 +120,23 @@ func (s *Store) LoadSessions(ctx context.Context, ss []storage.Session) error {
 
 // putSession writes a changed session and the columns derived from it.
 func putSession(ctx context.Context, tx pgx.Tx, sess storage.Session) error {
-	data, err := json.Marshal(sess)
+	query, args, err := sessionUpdate(sess)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `UPDATE sessions SET revoked = $2, ended_at = $3, data = $4 WHERE id = $1`,
-		sess.ID, sess.Revoked(), sess.EndedAt(), data)
+	_, err = tx.Exec(ctx, query, args...)
 	return err
+}
+
+// sessionUpdate is the statement that writes a changed session, and its
+// arguments.
+func sessionUpdate(sess storage.Session) (string, []any, error) {
+	data, err := json.Marshal(sess)
+	if err != nil {
+		return "", nil, err
+	}
+	return `UPDATE sessions SET revoked = $2, ended_at = $3, data = $4 WHERE id = $1`,
+		[]any{sess.ID, sess.Revoked(), sess.EndedAt(), data}, nil
 }
 
 // GetSession implements storage.Sessions.
@@ -248,19 +258,69 @@ func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (stor
 	return page, err
 }
 
-// UpdateSession implements storage.Sessions.
+// UpdateSession implements storage.Sessions. It is a refresh's and a
+// renewal's write, so it takes two round trips (pipelined): the locked
+// read, then the writes and the commit. A change that revokes other
+// sessions too, or events bound for sinks, take the general path
+// (updateSession), whose statements need answers before the next.
 func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), opts ...storage.WriteOption) (storage.Session, error) {
+	o := storage.ApplyOptions(opts)
+	if len(o.Revoke) > 0 {
+		return s.updateSession(ctx, id, fn, opts)
+	}
+	var updated storage.Session
+	err := s.pipelined(ctx, "update session", `SELECT data FROM sessions WHERE id = $1 FOR UPDATE`, []any{id}, func(row []byte, b *pgx.Batch) error {
+		if row == nil {
+			return fmt.Errorf("session %q: %w", id, storage.ErrNotFound)
+		}
+		var old storage.Session
+		if err := json.Unmarshal(row, &old); err != nil {
+			return fmt.Errorf("decode session %q: %w", id, err)
+		}
+		next, err := changeSession(old, fn)
+		if err != nil {
+			return err
+		}
+		if next.Revoked() {
+			b.Queue(releasePairSQL, pairArgs(next)...)
+		}
+		query, args, err := sessionUpdate(next)
+		if err != nil {
+			return err
+		}
+		b.Queue(query, args...)
+		queued, err := s.queueEvents(b, o.Events)
+		if err != nil {
+			return err
+		}
+		if !queued {
+			return errNotPipelined
+		}
+		updated = next.Clone()
+		return nil
+	})
+	if errors.Is(err, errNotPipelined) {
+		return s.updateSession(ctx, id, fn, opts)
+	}
+	if err == nil && o.Revoked != nil {
+		*o.Revoked = 0
+	}
+	return updated, err
+}
+
+// errNotPipelined says a pipelined write found it needs the general path.
+var errNotPipelined = errors.New("not a pipelined write")
+
+// updateSession is UpdateSession one statement at a time.
+func (s *Store) updateSession(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), opts []storage.WriteOption) (storage.Session, error) {
 	var updated storage.Session
 	err := s.write(ctx, "update session", opts, func(tx pgx.Tx) error {
 		var old storage.Session
 		if err := getOne(ctx, tx, &old, fmt.Sprintf("session %q", id), `SELECT data FROM sessions WHERE id = $1 FOR UPDATE`, id); err != nil {
 			return err
 		}
-		next, err := fn(old.Clone())
+		next, err := changeSession(old, fn)
 		if err != nil {
-			return err
-		}
-		if err := storage.CheckSessionUpdate(old, next); err != nil {
 			return err
 		}
 		if next.Revoked() {
@@ -277,12 +337,27 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 	return updated, err
 }
 
+// changeSession runs an update function on a copy of old and checks the
+// change it made.
+func changeSession(old storage.Session, fn func(storage.Session) (storage.Session, error)) (storage.Session, error) {
+	next, err := fn(old.Clone())
+	if err != nil {
+		return next, err
+	}
+	return next, storage.CheckSessionUpdate(old, next)
+}
+
 // releasePair drops the user-and-device entry of a session that ends, if it
 // still points at that session.
 func releasePair(ctx context.Context, tx pgx.Tx, sess storage.Session) error {
-	_, err := tx.Exec(ctx, `DELETE FROM session_pairs WHERE user_id = $1 AND device_id = $2 AND client_id = $3 AND session_id = $4`,
-		sess.UserID, sess.DeviceID, sess.ClientID, sess.ID)
+	_, err := tx.Exec(ctx, releasePairSQL, pairArgs(sess)...)
 	return err
+}
+
+const releasePairSQL = `DELETE FROM session_pairs WHERE user_id = $1 AND device_id = $2 AND client_id = $3 AND session_id = $4`
+
+func pairArgs(sess storage.Session) []any {
+	return []any{sess.UserID, sess.DeviceID, sess.ClientID, sess.ID}
 }
 
 // revokeOne revokes one session unless it is revoked already.
