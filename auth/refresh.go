@@ -191,7 +191,7 @@ func (s *Service) RefreshFor(ctx context.Context, clientID, raw, deviceRef strin
 		default:
 			return cur, errReused
 		}
-	}, storage.WithEvents(withOutcome(ev, "success")))
+	}, storage.WithEvents(withOutcome(ev, "success")), storage.Unchanged(b))
 	switch {
 	case errors.Is(err, errReplay):
 		r, oerr := open(replayKey(raw), last.Replay)
@@ -337,7 +337,7 @@ func (s *Service) Renew(ctx context.Context, raw, deviceRef string) (Grant, erro
 			return cur, errReplay
 		}
 		return cur, ErrTokenAlreadyUsed
-	}, storage.WithEvents(withOutcome(ev, "success")))
+	}, storage.WithEvents(withOutcome(ev, "success")), storage.Unchanged(b))
 	if errors.Is(err, errReplay) {
 		r, oerr := open(renewReplayKey(raw), last.RenewReplay)
 		if oerr != nil {

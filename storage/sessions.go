@@ -141,6 +141,9 @@ type SessionBundle struct {
 	// same instant, so a server can tell, with no read of its own, that
 	// another one rotated (or revoked) the keys it verifies with.
 	NewestKey string
+	// Revision names the stored version of the session read, in a store
+	// that can tell (0 in one that cannot): see Unchanged.
+	Revision uint64
 }
 
 // SessionFilter selects sessions for ListSessions. Zero fields match all.
@@ -243,6 +246,8 @@ type WriteOptions struct {
 	Revoke []Revocation
 	// Revoked receives how many sessions Revoke ended, if not nil.
 	Revoked *int
+	// Read is the session as the caller read it (Unchanged), or nil.
+	Read *SessionBundle
 }
 
 // WriteOption adds to WriteOptions.
@@ -262,6 +267,17 @@ func WithRevocation(r Revocation, count *int) WriteOption {
 			o.Revoked = count
 		}
 	}
+}
+
+// Unchanged tells UpdateSession that the caller read the session moments
+// before, in b, unchanged since as far as it knows: a store may then apply
+// the update function to b.Session without reading the session again,
+// provided the session is still at b.Revision when it writes, and reads it
+// afresh otherwise. The update function sees the session as stored either
+// way; what the option saves, on PostgreSQL, is the locked read, a
+// transaction's begin and commit, and all but one round trip.
+func Unchanged(b SessionBundle) WriteOption {
+	return func(o *WriteOptions) { o.Read = &b }
 }
 
 // ApplyOptions collects write options.

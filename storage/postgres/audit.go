@@ -75,26 +75,42 @@ func (s *Store) queueEvents(b *pgx.Batch, events []storage.Event) (bool, error) 
 	return true, nil
 }
 
-// eventInsert is the statement that writes e with its groups, and its
-// arguments.
+// eventInsert is the statement that writes e with its groups
+// (eventInsertSQL), and its arguments.
 func eventInsert(e storage.Event) (string, []any, error) {
+	args, err := eventArgs(e)
+	return eventInsertSQL, args, err
+}
+
+// eventArgs are the arguments, $1 to $7, of insertEvent's statements.
+func eventArgs(e storage.Event) ([]any, error) {
 	if e.ID == "" {
-		return "", nil, errEventID
+		return nil, errEventID
 	}
 	given := storage.ScopeGroups(e.Groups)
 	e.Groups = nil
 	data, err := json.Marshal(e)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	const insert = `WITH eg AS (` + eventGroupsSQL + `)
-		INSERT INTO events (id, at, action, user_id, device_id, groups, data)
+	return []any{e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)}, nil
+}
+
+// eventInsertSQL writes an event with its groups.
+var eventInsertSQL = `WITH eg AS (` + eventGroupsSQL + `) ` + insertEvent("")
+
+// insertEvent is the INSERT of an event, on eventArgs, from the groups in
+// eg, made only where guard holds (SQL; empty for always).
+func insertEvent(guard string) string {
+	if guard != "" {
+		guard = " WHERE " + guard
+	}
+	return `INSERT INTO events (id, at, action, user_id, device_id, groups, data)
 		SELECT $1, $2, $3, $4, $5, eg.groups, CASE WHEN cardinality(eg.groups) = 0 THEN $6::text::json
 			ELSE (left($6::text, -1) || ',"groups":' || array_to_json(eg.groups)::text || '}')::json END
-		FROM eg
+		FROM eg` + guard + `
 		ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, action = EXCLUDED.action, user_id = EXCLUDED.user_id,
 			device_id = EXCLUDED.device_id, groups = EXCLUDED.groups, data = EXCLUDED.data`
-	return insert, []any{e.ID, e.Time, e.Action, e.UserID, e.DeviceID, string(data), orEmpty(given)}, nil
 }
 
 // AppendEvents implements storage.Audit.

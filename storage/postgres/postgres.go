@@ -54,6 +54,7 @@ const migrationLock = 0x746574686572
 type Store struct {
 	pool    *pgxpool.Pool
 	observe TxObserver
+	tracer  pgx.QueryTracer
 	// routes are the event routes (outbox.go), never nil.
 	routes atomic.Pointer[[]storage.EventRoute]
 }
@@ -69,6 +70,13 @@ func WithTxObserver(f TxObserver) Option {
 	return func(s *Store) { s.observe = f }
 }
 
+// WithQueryTracer sets a pgx tracer on every connection: it sees each
+// statement, and each batch (pgx.BatchTracer) as one, for tracing and
+// for tests that count round trips.
+func WithQueryTracer(t pgx.QueryTracer) Option {
+	return func(s *Store) { s.tracer = t }
+}
+
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string), and brings its schema up to date.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
@@ -77,14 +85,18 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		// The parse error may quote the URL, password and all.
 		return nil, errors.New("postgres: the connection URL is malformed")
 	}
+	s := &Store{}
+	for _, opt := range opts {
+		opt(s)
+	}
+	if s.tracer != nil {
+		cfg.ConnConfig.Tracer = s.tracer
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %v", err)
 	}
-	s := &Store{pool: pool}
-	for _, opt := range opts {
-		opt(s)
-	}
+	s.pool = pool
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s:%d: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -181,10 +182,11 @@ func (s *Store) GetSessionBundleByFamily(ctx context.Context, familyHash []byte)
 func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, where string, arg any) error {
 	var sess, user, dev []byte
 	var newest *string
-	err := q.QueryRow(ctx, `SELECT s.data, u.data, d.data, (SELECT max(id) FROM signing_keys) FROM sessions s
+	var xmin uint32
+	err := q.QueryRow(ctx, `SELECT s.data, s.xmin, u.data, d.data, (SELECT max(id) FROM signing_keys) FROM sessions s
 		LEFT JOIN users u ON u.id = s.user_id
 		LEFT JOIN devices d ON s.device_id <> '' AND d.id = s.device_id
-		WHERE `+where, arg).Scan(&sess, &user, &dev, &newest)
+		WHERE `+where, arg).Scan(&sess, &xmin, &user, &dev, &newest)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
 	}
@@ -194,6 +196,9 @@ func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, wher
 	if err := json.Unmarshal(sess, &b.Session); err != nil {
 		return fmt.Errorf("decode %s: %w", what, err)
 	}
+	// The transaction that wrote this version of the session: every
+	// update writes a new version, and stamps it with its own.
+	b.Revision = uint64(xmin)
 	if newest != nil {
 		b.NewestKey = *newest
 	}
@@ -268,6 +273,9 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 	if len(o.Revoke) > 0 {
 		return s.updateSession(ctx, id, fn, opts)
 	}
+	if updated, done, err := s.updateUnchanged(ctx, id, fn, o); done {
+		return updated, err
+	}
 	var updated storage.Session
 	err := s.pipelined(ctx, "update session", `SELECT data FROM sessions WHERE id = $1 FOR UPDATE`, []any{id}, func(row []byte, b *pgx.Batch) error {
 		if row == nil {
@@ -307,6 +315,66 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 	}
 	return updated, err
 }
+
+// updateUnchanged is UpdateSession in one statement, on the session as the
+// caller read it (storage.Unchanged): the change is made to that version,
+// and written only if the session is still that version (its xmin, the
+// transaction that wrote it, unchanged), with its one event in the same
+// statement. It reports done false, having written nothing, when it
+// cannot tell: no such read was given, the session has changed since, or
+// the update function refused the version read (which may not be the
+// latest); UpdateSession then reads the session, locked, and goes on as
+// if this had not been tried.
+func (s *Store) updateUnchanged(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), o storage.WriteOptions) (storage.Session, bool, error) {
+	read := o.Read
+	if read == nil || read.Revision == 0 || read.Revision > math.MaxUint32 || read.Session.ID != id ||
+		len(o.Events) > 1 || len(*s.routes.Load()) > 0 {
+		return storage.Session{}, false, nil
+	}
+	next, err := changeSession(read.Session.Clone(), fn)
+	if err != nil || next.Revoked() {
+		return storage.Session{}, false, nil
+	}
+	data, err := json.Marshal(next)
+	if err != nil {
+		return storage.Session{}, true, err
+	}
+	query := `UPDATE sessions SET revoked = $1, ended_at = $2, data = $3 WHERE id = $4 AND xmin = $5`
+	args := []any{next.Revoked(), next.EndedAt(), data, next.ID, uint32(read.Revision)}
+	if len(o.Events) == 1 {
+		ev, err := eventArgs(o.Events[0])
+		if err != nil {
+			return storage.Session{}, true, err
+		}
+		query, args = unchangedWithEventSQL, append(ev, args...)
+	}
+	var written int64
+	err = s.retrying(ctx, "update session", func() error {
+		tag, err := s.pool.Exec(ctx, query, args...)
+		written = tag.RowsAffected()
+		if retryable(err) {
+			written, err = 0, nil // the session changed under it
+		}
+		return err
+	})
+	if err != nil || written == 0 {
+		return storage.Session{}, err != nil, err
+	}
+	if o.Revoked != nil {
+		*o.Revoked = 0
+	}
+	return next.Clone(), true, nil
+}
+
+// unchangedWithEventSQL writes a session, if it is unchanged, and its
+// event, in one statement: the event's arguments are $1 to $7
+// (eventArgs), the session's $8 to $12 as in updateUnchanged. Its rows
+// affected are the session's.
+var unchangedWithEventSQL = `WITH s AS (
+		UPDATE sessions SET revoked = $8, ended_at = $9, data = $10 WHERE id = $11 AND xmin = $12 RETURNING 1),
+	eg AS (` + eventGroupsSQL + `),
+	e AS (` + insertEvent(`EXISTS (SELECT FROM s)`) + `)
+	SELECT FROM s`
 
 // errNotPipelined says a pipelined write found it needs the general path.
 var errNotPipelined = errors.New("not a pipelined write")

@@ -788,3 +788,113 @@ func testSessionBundle(t *testing.T, s storage.Store) {
 	_, err = s.GetSessionBundleByFamily(ctx, randBytes(32))
 	wantNotFound(t, err)
 }
+
+// testSessionUpdateUnchanged checks UpdateSession with the session as the
+// caller read it (storage.Unchanged): the update function always works on
+// the session as stored, a stale read changes nothing it should not, of
+// many updates from one read exactly one wins, and each update's event is
+// written with it or not at all.
+func testSessionUpdateUnchanged(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	sess := mustCreateSession(t, s, newSession(u.ID, d.ID))
+	read, err := s.GetSessionBundle(ctx, sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := func() storage.Event {
+		return storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "refresh", Outcome: "success",
+			SessionID: sess.ID, UserID: u.ID, DeviceID: d.ID}
+	}
+	rotate := func(presented []byte) func(storage.Session) (storage.Session, error) {
+		return func(x storage.Session) (storage.Session, error) {
+			if string(x.RefreshHash) != string(presented) {
+				return x, errStale
+			}
+			x.PrevRefreshHash, x.RefreshHash = x.RefreshHash, randBytes(32)
+			return x, nil
+		}
+	}
+
+	// Sixteen rotations of one token, all from the same read: one wins,
+	// and only its event is written.
+	var wins atomic.Int32
+	var won atomic.Value
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			ev := event()
+			_, err := s.UpdateSession(ctx, sess.ID, rotate(read.Session.RefreshHash), storage.WithEvents(ev), storage.Unchanged(read))
+			switch {
+			case err == nil:
+				wins.Add(1)
+				won.Store(ev.ID)
+			case !errors.Is(err, errStale):
+				t.Errorf("UpdateSession: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d concurrent rotations from one read succeeded; want exactly 1", n)
+	}
+	events, err := s.ListEvents(ctx, storage.EventFilter{Action: "refresh"})
+	if err != nil || len(events.Items) != 1 || events.Items[0].ID != won.Load() || !slices.Contains(events.Items[0].Groups, d.Group) {
+		t.Fatalf("events: %+v, %v; want only the winner's, with its handset's group", events.Items, err)
+	}
+
+	// The read is stale now: an update given it still sees the session as
+	// stored, refusals included.
+	cur, err := s.GetSession(ctx, sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.UpdateSession(ctx, sess.ID, rotate(read.Session.RefreshHash), storage.WithEvents(event()), storage.Unchanged(read))
+	if !errors.Is(err, errStale) {
+		t.Fatalf("rotation of a rotated token from a stale read: %v; want it refused", err)
+	}
+	var seen []byte
+	got, err := s.UpdateSession(ctx, sess.ID, func(x storage.Session) (storage.Session, error) {
+		seen = x.RefreshHash
+		return rotate(cur.RefreshHash)(x)
+	}, storage.WithEvents(event()), storage.Unchanged(read))
+	if err != nil || string(seen) != string(cur.RefreshHash) || string(got.PrevRefreshHash) != string(cur.RefreshHash) {
+		t.Fatalf("rotation from a stale read: %v; the function saw %x, want the stored %x", err, seen, cur.RefreshHash)
+	}
+	stored, err := s.GetSession(ctx, sess.ID)
+	if err != nil || string(stored.RefreshHash) != string(got.RefreshHash) {
+		t.Fatalf("stored: %x, %v; want %x", stored.RefreshHash, err, got.RefreshHash)
+	}
+	events, err = s.ListEvents(ctx, storage.EventFilter{Action: "refresh"})
+	if err != nil || len(events.Items) != 2 {
+		t.Fatalf("events: %d, %v; want 2 (the refused rotation wrote none)", len(events.Items), err)
+	}
+
+	// A fresh read: the update is made to it, and what it returns is
+	// what is stored.
+	fresh, err := s.GetSessionBundle(ctx, sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.UpdateSession(ctx, sess.ID, rotate(fresh.Session.RefreshHash), storage.Unchanged(fresh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err = s.GetSession(ctx, sess.ID)
+	if err != nil || string(stored.RefreshHash) != string(got.RefreshHash) || string(stored.PrevRefreshHash) != string(fresh.Session.RefreshHash) {
+		t.Fatalf("stored after a fresh read: %+v, %v", stored, err)
+	}
+	// A read of another session is no read of this one.
+	other := mustCreateSession(t, s, newSession(u.ID, ""))
+	wrong, err := s.GetSessionBundle(ctx, other.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong.Session.ID = sess.ID
+	got, err = s.UpdateSession(ctx, sess.ID, rotate(stored.RefreshHash), storage.Unchanged(wrong))
+	if err != nil || string(got.PrevRefreshHash) != string(stored.RefreshHash) || got.DeviceID != d.ID {
+		t.Fatalf("update given another session's read: %+v, %v", got, err)
+	}
+}
+
+var errStale = errors.New("stale")

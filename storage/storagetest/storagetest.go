@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"SessionReplacesPair", testSessionReplacesPair},
 		{"SessionCheckAborts", testSessionCheckAborts},
 		{"SessionConcurrentRotation", testSessionConcurrentRotation},
+		{"SessionUpdateUnchanged", testSessionUpdateUnchanged},
 		{"RevocationWithWrites", testRevocationWithWrites},
 		{"SessionList", testSessionList},
 		{"Audit", testAudit},

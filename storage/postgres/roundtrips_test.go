@@ -1,0 +1,103 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tether/storage"
+	"tether/storage/postgres"
+	"tether/storage/postgres/pgtest"
+)
+
+// trips counts round trips: each statement sent on its own, and each
+// batch (whose statements travel together) as one.
+type trips struct{ n atomic.Int64 }
+
+func (c *trips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	if ctx.Value(inBatch{}) == nil {
+		c.n.Add(1)
+	}
+	return ctx
+}
+func (c *trips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *trips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.n.Add(1)
+	return context.WithValue(ctx, inBatch{}, true)
+}
+func (c *trips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (c *trips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+type inBatch struct{}
+
+// TestSessionUpdateRoundTrips: a refresh's or a renewal's write is one
+// round trip when the session is as the caller read it, and the locked
+// path (two: the locked read, then the writes and the commit) otherwise,
+// with its event in either. The statements are warmed up first: pgx
+// prepares each new statement once per connection.
+func TestSessionUpdateRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	var count trips
+	s, err := postgres.Open(ctx, pgtest.Schema(t)+"&pool_max_conns=1", postgres.WithQueryTracer(&count))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now().UTC().Truncate(time.Second)
+	dev := storage.Device{ID: storage.NewID(storage.PrefixDevice), IMEI: "490154203237518", Status: storage.DeviceEnrolled, Group: "north", EnrolledAt: now, UpdatedAt: now}
+	if err := s.CreateDevice(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	hash := func() []byte { b := make([]byte, 32); rand.Read(b); return b }
+	sess, err := s.CreateSession(ctx, storage.Session{ID: storage.NewID(storage.PrefixSession), UserID: "usr_x", DeviceID: dev.ID,
+		CreatedAt: now, LastUsedAt: now, IdleTimeout: time.Hour, ExpiresAt: now.Add(time.Hour), FamilyHash: hash(), RefreshHash: hash()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	touch := func(x storage.Session) (storage.Session, error) {
+		x.RefreshHash, x.LastUsedAt = hash(), x.LastUsedAt.Add(time.Second)
+		return x, nil
+	}
+	event := func() storage.WriteOption {
+		return storage.WithEvents(storage.Event{ID: storage.NewID(storage.PrefixEvent), Time: now, Action: "refresh", Outcome: "success", SessionID: sess.ID, DeviceID: dev.ID})
+	}
+	update := func(opts ...storage.WriteOption) int64 {
+		t.Helper()
+		before := count.n.Load()
+		if _, err := s.UpdateSession(ctx, sess.ID, touch, append(opts, event())...); err != nil {
+			t.Fatal(err)
+		}
+		return count.n.Load() - before
+	}
+	read := func() storage.SessionBundle {
+		t.Helper()
+		b, err := s.GetSessionBundle(ctx, sess.ID)
+		if err != nil || b.Revision == 0 {
+			t.Fatalf("bundle: revision %d, %v", b.Revision, err)
+		}
+		return b
+	}
+	for range 2 { // prepare the statements
+		update(storage.Unchanged(read()))
+		update()
+	}
+	if n := update(storage.Unchanged(read())); n != 1 {
+		t.Errorf("update of the session as read: %d round trips; want 1", n)
+	}
+	if n := update(); n != 2 {
+		t.Errorf("update without a read: %d round trips; want 2", n)
+	}
+	stale := read()
+	update()
+	if n := update(storage.Unchanged(stale)); n != 3 {
+		t.Errorf("update from a stale read: %d round trips; want 3 (the refused one, then the locked path)", n)
+	}
+	events, err := s.ListEvents(ctx, storage.EventFilter{Action: "refresh"})
+	if err != nil || len(events.Items) != 8 {
+		t.Fatalf("events: %d, %v; want one per update, 8", len(events.Items), err)
+	}
+}
