@@ -504,8 +504,16 @@ func TestRefreshReusedRightAfterGrace(t *testing.T) {
 	}
 }
 
-func TestConcurrentRefresh(t *testing.T) {
-	w := newWorld(t)
+// onStores runs a test on the embedded store and, where there is one to
+// test against, PostgreSQL: the races below are settled by the store.
+func onStores(t *testing.T, test func(t *testing.T, w *world)) {
+	t.Run("bbolt", func(t *testing.T) { test(t, newWorld(t)) })
+	t.Run("postgres", func(t *testing.T) { test(t, newWorldOn(t, pgStore(t))) })
+}
+
+func TestConcurrentRefresh(t *testing.T) { onStores(t, testConcurrentRefresh) }
+
+func testConcurrentRefresh(t *testing.T, w *world) {
 	g := w.mustLogin()
 	const n = 12
 	results := make([]auth.Grant, n)
@@ -610,8 +618,9 @@ func TestRenewWindow(t *testing.T) {
 // TestConcurrentRenew: of renewals of one token at once, one makes a new
 // token and the others, retries within the grace, get that same token;
 // only one new token ever exists.
-func TestConcurrentRenew(t *testing.T) {
-	w := newWorld(t)
+func TestConcurrentRenew(t *testing.T) { onStores(t, testConcurrentRenew) }
+
+func testConcurrentRenew(t *testing.T, w *world) {
 	g := w.mustLogin()
 	const n = 12
 	var wg sync.WaitGroup
@@ -969,5 +978,54 @@ func TestLoginWithDeviceName(t *testing.T) {
 	// A name that is not printable text is the client's mistake.
 	if _, err := login("maria", "pos\x00"); fieldCode(err, "deviceId") != "device_name_invalid" {
 		t.Fatalf("a name with a NUL: %v", err)
+	}
+}
+
+// TestRefreshRacesSuspension: refreshes and renewals racing a manager
+// suspending the handset either finish before the suspension, whose
+// revocation then ends the session they wrote, or are refused; none
+// leaves a live session or a usable token behind.
+func TestRefreshRacesSuspension(t *testing.T) { onStores(t, testRefreshRacesSuspension) }
+
+func testRefreshRacesSuspension(t *testing.T, w *world) {
+	for round := range 8 {
+		g := w.mustLogin()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var issued []string
+		for i := range 8 {
+			wg.Go(func() {
+				var r auth.Grant
+				var err error
+				if i%2 == 0 {
+					r, err = w.svc.Refresh(w.ctx, g.RefreshToken, w.phone.ID)
+				} else {
+					r, err = w.svc.Renew(w.ctx, g.AccessToken, w.phone.ID)
+				}
+				if err == nil {
+					mu.Lock()
+					issued = append(issued, r.AccessToken)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Go(func() {
+			if _, err := w.devices.Suspend(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, "lost"); err != nil {
+				t.Errorf("suspend: %v", err)
+			}
+		})
+		wg.Wait()
+		s, err := w.store.GetSession(w.ctx, g.Session.ID)
+		if err != nil || !s.Revoked() {
+			t.Fatalf("round %d: the session after the suspension: revoked %v, %v", round, s.Revoked(), err)
+		}
+		for _, tok := range append(issued, g.AccessToken) {
+			if _, err := w.svc.Authenticate(w.ctx, tok); err == nil {
+				t.Fatalf("round %d: a token still authenticates after the suspension", round)
+			}
+		}
+		if _, err := w.devices.Reinstate(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

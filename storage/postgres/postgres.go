@@ -7,7 +7,14 @@
 // columns beside them are the unique rules and the filters the queries
 // use. Every write runs in a SERIALIZABLE transaction, retried when the
 // database reports a serialization failure, so no write is ever a
-// read-then-write race, across instances as within one.
+// read-then-write race, across instances as within one. One write is
+// built otherwise, for it is a refresh's and a renewal's and the hottest
+// there is: UpdateSession (sessions.go) changes one session, which it
+// reads locked (FOR UPDATE) or writes only if it is the version the caller
+// read, so the row lock alone orders it with every other write of that
+// session; it runs at READ COMMITTED, where SERIALIZABLE's bookkeeping
+// failed a third of concurrent refreshes for conflicts they did not have,
+// and takes one or two round trips instead of six.
 package postgres
 
 import (
