@@ -126,6 +126,9 @@ type Result struct {
 	// OfLimit is PerSecond as a fraction of the limit it is compared with.
 	OfLimit float64 `json:"ofLimit,omitempty"`
 	LimitOp string  `json:"limitOp,omitempty"`
+	// OfEmbedded is, on PostgreSQL, PerSecond as a fraction of the same
+	// operation's on the embedded store, in runs alternating with these.
+	OfEmbedded float64 `json:"ofEmbedded,omitempty"`
 }
 
 // Report is what a run writes.
@@ -245,34 +248,53 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// On PostgreSQL, the embedded store is measured beside it, in the
+	// same runs, for the ratio of the two.
+	var embedded *server
+	var we *world
+	if cfg.store != "" {
+		if embedded, err = startServer(cfg.server, ""); err != nil {
+			return err
+		}
+		defer embedded.stop()
+		if we, err = seed(embedded, cfg.clients); err != nil {
+			return err
+		}
+	}
 	ops := []struct {
 		name  string
 		limit string
-		fn    func(c *client, i int) error
+		fn    func(w *world, c *client, i int) error
 	}{
-		{"renew", withStore, w.renew},
-		{"renew with DPoP proof", withStore, w.renewProven},
-		{"refresh", withStore, w.refresh},
-		{"refresh at /oauth2/token", withStore, w.oauthRefresh},
-		{"GET /v1/auth/me", bare, w.me},
-		{"introspect", bare, w.introspect},
-		{"device register", "", w.register},
-		{"device list", "", w.list},
-		{"login", "", w.login},
+		{"renew", withStore, (*world).renew},
+		{"renew with DPoP proof", withStore, (*world).renewProven},
+		{"refresh", withStore, (*world).refresh},
+		{"refresh at /oauth2/token", withStore, (*world).oauthRefresh},
+		{"GET /v1/auth/me", bare, (*world).me},
+		{"introspect", bare, (*world).introspect},
+		{"device register", "", (*world).register},
+		{"device list", "", (*world).list},
+		{"login", "", (*world).login},
+	}
+	on := func(w *world, fn func(w *world, c *client, i int) error) func(c *client, i int) error {
+		return func(c *client, i int) error { return fn(w, c, i) }
 	}
 	limitRuns := map[string][]Result{}
 	for _, op := range ops {
 		if !chosen.MatchString(op.name) {
 			continue
 		}
-		var runs []Result
+		var runs, embeddedRuns []Result
 		for range cfg.runs {
 			if op.limit != "" {
 				l := limits[op.limit]()
 				l.Op = op.limit
 				limitRuns[op.limit] = append(limitRuns[op.limit], l)
 			}
-			runs = append(runs, drive(cfg, op.name, srv.base, op.fn))
+			if embedded != nil && op.limit != "" {
+				embeddedRuns = append(embeddedRuns, drive(cfg, op.name, embedded.base, on(we, op.fn)))
+			}
+			runs = append(runs, drive(cfg, op.name, srv.base, on(w, op.fn)))
 			if op.limit == "" {
 				break // nothing to compare with: one run
 			}
@@ -281,6 +303,11 @@ func run() error {
 		if op.limit != "" {
 			l := median(limitRuns[op.limit][len(limitRuns[op.limit])-len(runs):])
 			r.OfLimit, r.LimitOp = r.PerSecond/l.PerSecond, op.limit
+		}
+		if len(embeddedRuns) > 0 {
+			if e := median(embeddedRuns); e.PerSecond > 0 {
+				r.OfEmbedded = r.PerSecond / e.PerSecond
+			}
 		}
 		if op.name == "login" && report.LoginLimit > 0 {
 			r.OfLimit, r.LimitOp = r.PerSecond/report.LoginLimit, "parallel password hashes"
@@ -313,14 +340,28 @@ func run() error {
 func printTable(w io.Writer, r Report) {
 	fmt.Fprintf(w, "%s store, %d CPUs, %d clients, %.0fs per run, %s; one password hash %.0f ms (login limit: %.1f hashes/s in parallel)\n",
 		r.Store, r.CPUs, r.Clients, r.DurationSec, r.Go, r.HashMs, r.LoginLimit)
-	fmt.Fprintf(w, "operations with a limit: median of %d runs, each after a run of its limit\n\n", r.Runs)
-	fmt.Fprintf(w, "%-42s %10s %9s %9s %9s %7s %7s %8s\n", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "shed", "of limit")
-	for _, x := range r.Results {
-		of := ""
-		if x.OfLimit > 0 {
-			of = fmt.Sprintf("%.0f%%", x.OfLimit*100)
+	if r.Store == "postgres" {
+		fmt.Fprintf(w, "operations with a limit: median of %d runs, each after a run of its limit and one on the embedded store (of bbolt)\n\n", r.Runs)
+	} else {
+		fmt.Fprintf(w, "operations with a limit: median of %d runs, each after a run of its limit\n\n", r.Runs)
+	}
+	percent := func(f float64) string {
+		if f <= 0 {
+			return ""
 		}
-		fmt.Fprintf(w, "%-42s %10.0f %9.2f %9.2f %9.2f %7d %7d %8s\n", x.Op, x.PerSecond, x.P50ms, x.P99ms, x.P999ms, x.Errors, x.Shed, of)
+		return fmt.Sprintf("%.0f%%", f*100)
+	}
+	header := fmt.Sprintf("%-42s %10s %9s %9s %9s %7s %7s %8s", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "shed", "of limit")
+	if r.Store == "postgres" {
+		header += fmt.Sprintf(" %9s", "of bbolt")
+	}
+	fmt.Fprintln(w, header)
+	for _, x := range r.Results {
+		line := fmt.Sprintf("%-42s %10.0f %9.2f %9.2f %9.2f %7d %7d %8s", x.Op, x.PerSecond, x.P50ms, x.P99ms, x.P999ms, x.Errors, x.Shed, percent(x.OfLimit))
+		if r.Store == "postgres" {
+			line += fmt.Sprintf(" %9s", percent(x.OfEmbedded))
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 	fmt.Fprintf(w, "\nserver peak memory (RSS): %.0f MiB\n", float64(r.ServerPeakRSS)/(1<<20))
 }
