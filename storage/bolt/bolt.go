@@ -9,7 +9,6 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -101,7 +100,7 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return tx.Bucket(bucketUsers).ForEach(func(id, v []byte) error {
 			var u storage.User
-			if err := json.Unmarshal(v, &u); err != nil {
+			if err := decode(v, &u); err != nil {
 				return fmt.Errorf("decode user %q: %w", id, err)
 			}
 			return idx.Put(skeletonKey(u.Username, u.ID), nil)
@@ -127,7 +126,7 @@ var migrations = []func(tx *bolt.Tx) error{
 			var u struct {
 				Username string `json:"username"`
 			}
-			if err := json.Unmarshal(v, &u); err != nil {
+			if err := decode(v, &u); err != nil {
 				return fmt.Errorf("decode user %q: %w", id, err)
 			}
 			return idx.Put(id, []byte(u.Username))
@@ -318,14 +317,14 @@ func get(b *bolt.Bucket, kind string, key []byte, v any) error {
 	if data == nil {
 		return fmt.Errorf("%s %q: %w", kind, key, storage.ErrNotFound)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := decode(data, v); err != nil {
 		return fmt.Errorf("decode %s %q: %w", kind, key, err)
 	}
 	return nil
 }
 
 func put(b *bolt.Bucket, key []byte, v any) error {
-	data, err := json.Marshal(v)
+	data, err := encode(v)
 	if err != nil {
 		return err
 	}
@@ -379,7 +378,7 @@ func walk[T any](b *bolt.Bucket, after string, limit int, backwards bool, match 
 	}
 	for ; k != nil; k, v = step() {
 		var rec T
-		if err := json.Unmarshal(v, &rec); err != nil {
+		if err := decode(v, &rec); err != nil {
 			return storage.Page[T]{}, fmt.Errorf("decode %q: %w", k, err)
 		}
 		if !match(rec) {
