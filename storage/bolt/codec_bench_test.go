@@ -15,10 +15,12 @@ type recordCodec struct {
 	unmarshal func([]byte, any) error
 }
 
-// benchCodecs are the codecs BenchmarkCodec measures; files built only with
-// a codec at hand (a GOEXPERIMENT, say) add theirs.
+// benchCodecs are the codecs BenchmarkCodec measures: encoding/json and
+// the store's (codec.go); files built only with a codec at hand (a
+// GOEXPERIMENT, say) add theirs.
 var benchCodecs = []recordCodec{
 	{"encoding-json", json.Marshal, json.Unmarshal},
+	{"codec", encode, decode},
 }
 
 // hostile is text a record may hold that a codec must keep byte for byte:
