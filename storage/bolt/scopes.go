@@ -420,7 +420,7 @@ func (m *merged) Pop() any {
 // further to tell whether there is a next page.
 func listMerged[T any](b *bolt.Bucket, ranges []indexPrefix, after string, limit int, backwards bool, match func(T) (bool, error), id func(T) string) (storage.Page[T], error) {
 	limit = storage.PageLimit(limit)
-	page := storage.Page[T]{Items: []T{}}
+	page := newPage[T](limit)
 	m := newMerged(ranges, after, backwards)
 	for {
 		key, ok := m.next()
@@ -431,19 +431,18 @@ func listMerged[T any](b *bolt.Bucket, ranges []indexPrefix, after string, limit
 		if v == nil {
 			continue // an index entry of a purged record: never, but harmless
 		}
-		var rec T
-		if err := decode(v, &rec); err != nil {
+		rec := nextSlot(&page)
+		if err := decode(v, rec); err != nil {
 			return storage.Page[T]{}, fmt.Errorf("decode %q: %w", key, err)
 		}
-		if ok, err := match(rec); err != nil {
+		if ok, err := match(*rec); err != nil {
 			return storage.Page[T]{}, err
 		} else if !ok {
+			dropSlot(&page)
 			continue
 		}
-		if len(page.Items) == limit {
-			page.Next = id(page.Items[limit-1])
+		if full(&page, limit, id) {
 			return page, nil
 		}
-		page.Items = append(page.Items, rec)
 	}
 }
