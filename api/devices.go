@@ -73,12 +73,33 @@ func keyViewOf(k *storage.DeviceKey) *keyView {
 // deviceView shows a device, with the names n finds (n learns them first,
 // if it does not know them yet).
 func (s *server) deviceView(ctx context.Context, d storage.Device, n *names) (deviceView, error) {
-	if err := n.learn(ctx, nil, nil, []string{d.EnrolledBy, d.StatusChangedBy}); err != nil {
+	if err := n.learnDevices(ctx, []storage.Device{d}); err != nil {
 		return deviceView{}, err
 	}
-	users, err := s.Devices.AssignedUsernames(ctx, d, n.users)
-	if err != nil {
-		return deviceView{}, err
+	return n.deviceView(d), nil
+}
+
+// learnDevices reads the names the views of ds show, in one batch per
+// kind for all of them: the usernames of their assigned users and of
+// their actors, the names of the API keys and codes among those.
+func (n *names) learnDevices(ctx context.Context, ds []storage.Device) error {
+	if err := n.s.Devices.LearnUsernames(ctx, ds, n.users); err != nil {
+		return err
+	}
+	actors := make([]string, 0, 2*len(ds))
+	for _, d := range ds {
+		actors = append(actors, d.EnrolledBy, d.StatusChangedBy)
+	}
+	return n.learn(ctx, nil, nil, actors)
+}
+
+// deviceView shows a device with the names n has learned (learnDevices):
+// it reads nothing.
+func (n *names) deviceView(d storage.Device) deviceView {
+	users := make([]string, 0, len(d.AssignedUsers))
+	for _, id := range d.AssignedUsers {
+		// LearnUsernames shows a user that no longer exists as its id.
+		users = append(users, n.users[id])
 	}
 	v := deviceView{
 		ID: d.ID, IMEI: d.IMEI, HasIccCard: d.HasIccCard, IccIDs: d.IccIDs, AppVersion: d.AppVersion,
@@ -96,7 +117,7 @@ func (s *server) deviceView(ctx context.Context, d storage.Device, n *names) (de
 	if d.Manufacturer != "" || d.Model != "" {
 		v.DeviceInfo = &device.Info{Manufacturer: d.Manufacturer, Model: d.Model}
 	}
-	return v, nil
+	return v
 }
 
 // sendDevice answers with a device.
@@ -175,24 +196,13 @@ func (s *server) listDevices(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := listView[deviceView]{Items: make([]deviceView, 0, len(page.Items)), NextCursor: page.Next}
 	names := s.names()
-	if err := s.Devices.LearnUsernames(c.UserContext(), page.Items, names.users); err != nil {
+	if err := names.learnDevices(c.UserContext(), page.Items); err != nil {
 		return err
 	}
-	actors := make([]string, 0, 2*len(page.Items))
+	out := listView[deviceView]{Items: make([]deviceView, 0, len(page.Items)), NextCursor: page.Next}
 	for _, d := range page.Items {
-		actors = append(actors, d.EnrolledBy, d.StatusChangedBy)
-	}
-	if err := names.learn(c.UserContext(), nil, nil, actors); err != nil {
-		return err
-	}
-	for _, d := range page.Items {
-		v, err := s.deviceView(c.UserContext(), d, names)
-		if err != nil {
-			return err
-		}
-		out.Items = append(out.Items, v)
+		out.Items = append(out.Items, names.deviceView(d))
 	}
 	return s.respond(c, fiber.StatusOK, out, xmlNames("devices", "device"))
 }
