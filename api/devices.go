@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -23,7 +22,7 @@ type deviceView struct {
 	AppVersion      string            `json:"appVersion,omitempty"`
 	Status          string            `json:"status"`
 	StatusReason    string            `json:"statusReason,omitempty"`
-	StatusChangedAt time.Time         `json:"statusChangedAt,omitzero"`
+	StatusChangedAt timestamp         `json:"statusChangedAt,omitzero"`
 	StatusChangedBy string            `json:"statusChangedBy,omitempty"`
 	// StatusChangedByName and EnrolledByName name those actors: a
 	// username, an API key's name.
@@ -32,11 +31,11 @@ type deviceView struct {
 	Group               string    `json:"group"`
 	AssignedUsers       []string  `json:"assignedUsers"`
 	Notes               string    `json:"notes"`
-	EnrolledAt          time.Time `json:"enrolledAt"`
+	EnrolledAt          timestamp `json:"enrolledAt"`
 	EnrolledBy          string    `json:"enrolledBy,omitempty"`
 	EnrolledByName      string    `json:"enrolledByName,omitempty"`
-	LastSeenAt          time.Time `json:"lastSeenAt,omitzero"`
-	UpdatedAt           time.Time `json:"updatedAt"`
+	LastSeenAt          timestamp `json:"lastSeenAt,omitzero"`
+	UpdatedAt           timestamp `json:"updatedAt"`
 	Key                 *keyView  `json:"key,omitempty"`
 }
 
@@ -44,7 +43,7 @@ type deviceView struct {
 type keyView struct {
 	Thumbprint        string    `json:"thumbprint"`
 	Type              string    `json:"type"`
-	EnrolledAt        time.Time `json:"enrolledAt"`
+	EnrolledAt        timestamp `json:"enrolledAt"`
 	EnrolledBy        string    `json:"enrolledBy,omitempty"`
 	Attested          bool      `json:"attested"`
 	SecurityLevel     string    `json:"securityLevel,omitempty"`
@@ -57,7 +56,7 @@ func keyViewOf(k *storage.DeviceKey) *keyView {
 	if k == nil {
 		return nil
 	}
-	v := &keyView{Thumbprint: k.Thumbprint, EnrolledAt: k.EnrolledAt, EnrolledBy: k.EnrolledBy}
+	v := &keyView{Thumbprint: k.Thumbprint, EnrolledAt: timestamp(k.EnrolledAt), EnrolledBy: k.EnrolledBy}
 	v.Type = curveOf(k.JWK) // the key was checked when it was enrolled
 	if a := k.Attestation; a != nil {
 		v.Attested, v.SecurityLevel, v.VerifiedBootState = true, a.SecurityLevel, a.VerifiedBootState
@@ -168,9 +167,9 @@ func (n *names) deviceView(d storage.Device) deviceView {
 	}
 	v := deviceView{
 		ID: d.ID, IMEI: d.IMEI, HasIccCard: d.HasIccCard, IccIDs: d.IccIDs, AppVersion: d.AppVersion,
-		Status: string(d.Status), StatusReason: d.StatusReason, StatusChangedAt: d.StatusChangedAt,
+		Status: string(d.Status), StatusReason: d.StatusReason, StatusChangedAt: timestamp(d.StatusChangedAt),
 		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users, Notes: d.Notes,
-		EnrolledAt: d.EnrolledAt, EnrolledBy: d.EnrolledBy, LastSeenAt: d.LastSeenAt, UpdatedAt: d.UpdatedAt,
+		EnrolledAt: timestamp(d.EnrolledAt), EnrolledBy: d.EnrolledBy, LastSeenAt: timestamp(d.LastSeenAt), UpdatedAt: timestamp(d.UpdatedAt),
 		Key: keyViewOf(d.Key), EnrolledByName: n.actor(d.EnrolledBy), StatusChangedByName: n.actor(d.StatusChangedBy),
 	}
 	if v.IccIDs == nil {
