@@ -114,3 +114,28 @@ func FuzzNegotiate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCurveOf holds curveOf, with its shortcut for plain JWKs, to what
+// json.Unmarshal finds.
+func FuzzCurveOf(f *testing.F) {
+	for _, seed := range []string{
+		`{"crv":"P-256","kty":"EC","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}`,
+		`{"e":"AQAB","kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}`,
+		`{}`, `null`, `[]`, `"crv"`, ` {"crv":"P-256"} `, `{"CRV":"P-384"}`, `{"crv":"P-256","Crv":"P-521"}`,
+		`{"crv":null}`, `{"crv":1}`, `{"crv":"P-256",}`, `{"\u0063rv":"P-256"}`, `{"crv":"P\u002d256"}`,
+		`{"crv":"P-256"}x`, `{"crv":"P-256","crv":"P-384","kty":"EC"}`, `{"crv":"\xff"}`, `{"crv":"P-256"`, `{"a":{"crv":"x"},"crv":"y"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, jwk []byte) {
+		var want struct {
+			Crv string `json:"crv"`
+		}
+		if json.Unmarshal(jwk, &want) != nil {
+			want.Crv = ""
+		}
+		if got := curveOf(jwk); got != want.Crv {
+			t.Fatalf("curveOf(%q) = %q; want %q", jwk, got, want.Crv)
+		}
+	})
+}

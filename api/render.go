@@ -741,3 +741,16 @@ func xlsxValue(n *node) any {
 	}
 	return n.scalar
 }
+
+// timestamp is a time.Time that a view writes as JSON: the same RFC 3339
+// string, and zero for omitzero when the time is, but given to
+// encoding/json as text (MarshalText), which it quotes as it writes it,
+// rather than as JSON (MarshalJSON), which it scans and copies again. A
+// page of handsets has four of them an item.
+type timestamp time.Time
+
+// MarshalText implements encoding.TextMarshaler.
+func (t timestamp) MarshalText() ([]byte, error) { return time.Time(t).MarshalText() }
+
+// IsZero reports whether t is the zero time, as omitzero asks.
+func (t timestamp) IsZero() bool { return time.Time(t).IsZero() }

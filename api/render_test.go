@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/csv"
+	"encoding/json"
 	"encoding/xml"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xuri/excelize/v2"
 )
@@ -156,5 +158,31 @@ func TestRenderXMLAndGzip(t *testing.T) {
 	plain, err := io.ReadAll(zr)
 	if err != nil || !strings.HasPrefix(string(plain), `{"items":[{"id":"a"`) {
 		t.Fatalf("gunzipped %q, %v", plain, err)
+	}
+}
+
+// TestTimestampWritesAsTime holds timestamp to what time.Time writes,
+// omitzero included, and fails where it fails.
+func TestTimestampWritesAsTime(t *testing.T) {
+	type asTime struct {
+		A time.Time `json:"a"`
+		B time.Time `json:"b,omitzero"`
+	}
+	type asTimestamp struct {
+		A timestamp `json:"a"`
+		B timestamp `json:"b,omitzero"`
+	}
+	zone := time.FixedZone("", -(9*3600 + 30*60))
+	for _, at := range []time.Time{
+		{}, time.Date(2026, 11, 30, 9, 41, 7, 123456789, time.UTC), time.Date(2026, 3, 29, 2, 30, 0, 0, zone),
+		time.Now(), time.Unix(0, 0), time.Date(0, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, zone),
+		time.Time{}.In(zone), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600)),
+	} {
+		want, wantErr := json.Marshal(asTime{at, at})
+		got, gotErr := json.Marshal(asTimestamp{timestamp(at), timestamp(at)})
+		if (gotErr == nil) != (wantErr == nil) || string(got) != string(want) {
+			t.Errorf("%v: got %s, %v; want %s, %v", at, got, gotErr, want, wantErr)
+		}
 	}
 }

@@ -521,14 +521,15 @@ func (s *Service) AssignedUsernames(ctx context.Context, d storage.Device, names
 }
 
 // LearnUsernames reads, in one go, the usernames of the users assigned to
-// any of devices into names, for AssignedUsernames to find.
+// any of devices into names, for AssignedUsernames to find. A user that no
+// longer exists gets its ID as its name (as it does when a store error
+// ends the reading).
 func (s *Service) LearnUsernames(ctx context.Context, devices []storage.Device, names map[string]string) error {
 	var ids []string
-	seen := map[string]bool{}
 	for _, d := range devices {
 		for _, id := range d.AssignedUsers {
-			if _, known := names[id]; !known && !seen[id] {
-				seen[id] = true
+			if _, known := names[id]; !known {
+				names[id] = id // until the store says otherwise; asked once
 				ids = append(ids, id)
 			}
 		}
@@ -540,11 +541,7 @@ func (s *Service) LearnUsernames(ctx context.Context, devices []storage.Device, 
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		name, ok := found[id]
-		if !ok {
-			name = id // a user that no longer exists shows as its ID
-		}
+	for id, name := range found {
 		names[id] = name
 	}
 	return nil

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -44,7 +43,7 @@ func (s *Store) ListAPIKeys(ctx context.Context) ([]storage.APIKey, error) {
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAPIKeys).ForEach(func(id, v []byte) error {
 			var k storage.APIKey
-			if err := json.Unmarshal(v, &k); err != nil {
+			if err := decode(v, &k); err != nil {
 				return fmt.Errorf("decode api key %q: %w", id, err)
 			}
 			keys = append(keys, k)

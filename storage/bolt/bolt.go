@@ -9,7 +9,6 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -101,7 +100,7 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return tx.Bucket(bucketUsers).ForEach(func(id, v []byte) error {
 			var u storage.User
-			if err := json.Unmarshal(v, &u); err != nil {
+			if err := decode(v, &u); err != nil {
 				return fmt.Errorf("decode user %q: %w", id, err)
 			}
 			return idx.Put(skeletonKey(u.Username, u.ID), nil)
@@ -127,7 +126,7 @@ var migrations = []func(tx *bolt.Tx) error{
 			var u struct {
 				Username string `json:"username"`
 			}
-			if err := json.Unmarshal(v, &u); err != nil {
+			if err := decode(v, &u); err != nil {
 				return fmt.Errorf("decode user %q: %w", id, err)
 			}
 			return idx.Put(id, []byte(u.Username))
@@ -318,14 +317,14 @@ func get(b *bolt.Bucket, kind string, key []byte, v any) error {
 	if data == nil {
 		return fmt.Errorf("%s %q: %w", kind, key, storage.ErrNotFound)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := decode(data, v); err != nil {
 		return fmt.Errorf("decode %s %q: %w", kind, key, err)
 	}
 	return nil
 }
 
 func put(b *bolt.Bucket, key []byte, v any) error {
-	data, err := json.Marshal(v)
+	data, err := encode(v)
 	if err != nil {
 		return err
 	}
@@ -351,7 +350,7 @@ func list[T any](b *bolt.Bucket, after string, limit int, match func(T) bool, id
 // the cursor naming the key to go on below.
 func walk[T any](b *bolt.Bucket, after string, limit int, backwards bool, match func(T) bool, id func(T) string) (storage.Page[T], error) {
 	limit = storage.PageLimit(limit)
-	page := storage.Page[T]{Items: []T{}}
+	page := newPage[T](limit)
 	c := b.Cursor()
 	step := c.Next
 	if backwards {
@@ -378,18 +377,55 @@ func walk[T any](b *bolt.Bucket, after string, limit int, backwards bool, match 
 		}
 	}
 	for ; k != nil; k, v = step() {
-		var rec T
-		if err := json.Unmarshal(v, &rec); err != nil {
+		rec := nextSlot(&page)
+		if err := decode(v, rec); err != nil {
 			return storage.Page[T]{}, fmt.Errorf("decode %q: %w", k, err)
 		}
-		if !match(rec) {
+		if !match(*rec) {
+			dropSlot(&page)
 			continue
 		}
-		if len(page.Items) == limit {
-			page.Next = id(page.Items[limit-1])
+		if full(&page, limit, id) {
 			break
 		}
-		page.Items = append(page.Items, rec)
 	}
 	return page, nil
+}
+
+// A page is filled in place: each record is decoded into a slot after the
+// page's items (nextSlot), not into a variable copied there, and the slot
+// is dropped again if the record is not wanted (dropSlot). The items have
+// room for a default page and the record after it, the one that tells
+// whether there is a next page (full).
+
+// newPage returns an empty page with room for limit items and one more,
+// up to a default page's.
+func newPage[T any](limit int) storage.Page[T] {
+	return storage.Page[T]{Items: make([]T, 0, min(limit, storage.DefaultPageSize)+1)}
+}
+
+// nextSlot appends a zero item to p and returns it.
+func nextSlot[T any](p *storage.Page[T]) *T {
+	var zero T
+	p.Items = append(p.Items, zero)
+	return &p.Items[len(p.Items)-1]
+}
+
+// dropSlot removes p's last item, and clears it so that nothing past the
+// end of the items keeps memory alive.
+func dropSlot[T any](p *storage.Page[T]) {
+	var zero T
+	p.Items[len(p.Items)-1] = zero
+	p.Items = p.Items[:len(p.Items)-1]
+}
+
+// full reports whether p has gone past limit items: then the item past it
+// is dropped and p's cursor set, to the last item kept.
+func full[T any](p *storage.Page[T], limit int, id func(T) string) bool {
+	if len(p.Items) <= limit {
+		return false
+	}
+	dropSlot(p)
+	p.Next = id(p.Items[limit-1])
+	return true
 }

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,7 +40,7 @@ func (s *Store) ListEnrollmentCodes(ctx context.Context, f storage.CodeFilter) (
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEnrollCodes).ForEach(func(id, v []byte) error {
 			var c storage.EnrollmentCode
-			if err := json.Unmarshal(v, &c); err != nil {
+			if err := decode(v, &c); err != nil {
 				return fmt.Errorf("decode enrollment code %q: %w", id, err)
 			}
 			if f.Match(c) {

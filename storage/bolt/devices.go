@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -84,7 +83,7 @@ func (s *Store) DeviceNames(ctx context.Context, ids []string) (map[string]stora
 				IMEI  string `json:"imei"`
 				Label string `json:"label"`
 			}
-			if err := json.Unmarshal(data, &d); err != nil {
+			if err := decode(data, &d); err != nil {
 				return fmt.Errorf("decode device %q: %w", id, err)
 			}
 			out[id] = storage.DeviceName{IMEI: d.IMEI, Label: d.Label}

@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -48,7 +47,7 @@ func (s *Store) ListOAuthClients(ctx context.Context) ([]storage.OAuthClient, er
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketOAuthClients).ForEach(func(id, v []byte) error {
 			var c storage.OAuthClient
-			if err := json.Unmarshal(v, &c); err != nil {
+			if err := decode(v, &c); err != nil {
 				return fmt.Errorf("decode oauth client %q: %w", id, err)
 			}
 			clients = append(clients, c)
@@ -247,7 +246,7 @@ func (s *Store) PurgeOAuthGrants(ctx context.Context, before time.Time) (int, er
 		var c struct {
 			ExpiresAt time.Time `json:"expiresAt"`
 		}
-		if err := json.Unmarshal(v, &c); err != nil {
+		if err := decode(v, &c); err != nil {
 			return false, fmt.Errorf("decode code: %w", err)
 		}
 		return c.ExpiresAt.Before(before), nil
@@ -255,7 +254,7 @@ func (s *Store) PurgeOAuthGrants(ctx context.Context, before time.Time) (int, er
 	auth, err := s.purge(ctx, bucketAuthCodes, 0, func(_, v []byte) (bool, error) { return expired(v) }, nil,
 		func(tx *bolt.Tx, k, v []byte) error {
 			var c storage.AuthCode
-			if err := json.Unmarshal(v, &c); err != nil {
+			if err := decode(v, &c); err != nil {
 				return fmt.Errorf("decode authorization code %q: %w", k, err)
 			}
 			if err := tx.Bucket(bucketAuthCodeHash).Delete(c.Hash); err != nil {
@@ -269,7 +268,7 @@ func (s *Store) PurgeOAuthGrants(ctx context.Context, before time.Time) (int, er
 	device, err := s.purge(ctx, bucketDeviceCodes, 0, func(_, v []byte) (bool, error) { return expired(v) }, nil,
 		func(tx *bolt.Tx, k, v []byte) error {
 			var c storage.DeviceCode
-			if err := json.Unmarshal(v, &c); err != nil {
+			if err := decode(v, &c); err != nil {
 				return fmt.Errorf("decode device code %q: %w", k, err)
 			}
 			if err := tx.Bucket(bucketDeviceCodeHash).Delete(c.Hash); err != nil {

@@ -3,7 +3,6 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -36,7 +35,7 @@ func (s *Store) loadRoutes() error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		var routes []storage.EventRoute
 		if v := tx.Bucket(bucketMeta).Get(keyEventRoutes); v != nil {
-			if err := json.Unmarshal(v, &routes); err != nil {
+			if err := decode(v, &routes); err != nil {
 				return fmt.Errorf("decode event routes: %w", err)
 			}
 		}
@@ -125,7 +124,7 @@ func (s *Store) ReadOutbox(ctx context.Context, sink string, limit int) ([]stora
 		c := queue.Cursor()
 		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
 			var e storage.OutboxEntry
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decode(v, &e); err != nil {
 				return fmt.Errorf("decode outbox entry %x: %w", k, err)
 			}
 			out = append(out, e)
@@ -171,7 +170,7 @@ func (s *Store) DeadLetter(ctx context.Context, sink string, seqs []uint64, at t
 				continue
 			}
 			var d storage.DeadLetter
-			if err := json.Unmarshal(v, &d.OutboxEntry); err != nil {
+			if err := decode(v, &d.OutboxEntry); err != nil {
 				return fmt.Errorf("decode outbox entry %d: %w", seq, err)
 			}
 			d.Failed, d.Reason = at, reason
@@ -211,7 +210,7 @@ func (s *Store) ListDeadLetters(ctx context.Context, sink string, after string, 
 				break
 			}
 			var d storage.DeadLetter
-			if err := json.Unmarshal(v, &d); err != nil {
+			if err := decode(v, &d); err != nil {
 				return fmt.Errorf("decode dead letter %x: %w", k, err)
 			}
 			page.Items = append(page.Items, d)
@@ -246,7 +245,7 @@ func (s *Store) ReplayDeadLetters(ctx context.Context, sink string, seqs []uint6
 				continue
 			}
 			var d storage.DeadLetter
-			if err := json.Unmarshal(v, &d); err != nil {
+			if err := decode(v, &d); err != nil {
 				return fmt.Errorf("decode dead letter %d: %w", old, err)
 			}
 			seq, err := sb.NextSequence()
@@ -281,7 +280,7 @@ func (s *Store) OutboxStats(ctx context.Context, sink string) (storage.OutboxSta
 		st.Dead = dead.Stats().KeyN
 		if _, v := queue.Cursor().First(); v != nil {
 			var e storage.OutboxEntry
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decode(v, &e); err != nil {
 				return fmt.Errorf("decode outbox entry: %w", err)
 			}
 			st.Oldest = e.Queued
@@ -313,7 +312,7 @@ func (s *Store) LeaseSink(ctx context.Context, sink, holder string, now, until t
 		b := tx.Bucket(bucketSinkLeases)
 		if v := b.Get([]byte(sink)); v != nil {
 			var l sinkLease
-			if err := json.Unmarshal(v, &l); err != nil {
+			if err := decode(v, &l); err != nil {
 				return fmt.Errorf("decode lease of %q: %w", sink, err)
 			}
 			if l.Holder != holder && now.Before(l.Until) {
@@ -335,7 +334,7 @@ func (s *Store) ReleaseSink(ctx context.Context, sink, holder string) error {
 			return nil
 		}
 		var l sinkLease
-		if err := json.Unmarshal(v, &l); err != nil {
+		if err := decode(v, &l); err != nil {
 			return fmt.Errorf("decode lease of %q: %w", sink, err)
 		}
 		if l.Holder != holder {

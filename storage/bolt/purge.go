@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -86,7 +85,7 @@ func (s *Store) purge(ctx context.Context, bucket []byte, batch int, doomed func
 func (s *Store) PurgeSessions(ctx context.Context, endedBefore time.Time, batch int) (int, error) {
 	decode := func(v []byte) (storage.Session, error) {
 		var sess storage.Session
-		return sess, json.Unmarshal(v, &sess)
+		return sess, decode(v, &sess)
 	}
 	return s.purge(ctx, bucketSessions, batch, func(_, v []byte) (bool, error) {
 		sess, err := decode(v)
@@ -122,7 +121,7 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time, batch int) (i
 		var e struct {
 			Time time.Time `json:"time"`
 		}
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decode(v, &e); err != nil {
 			return false, fmt.Errorf("decode event: %w", err)
 		}
 		return e.Time.Before(before), nil
@@ -134,7 +133,7 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time, batch int) (i
 		},
 		func(tx *bolt.Tx, k, v []byte) error {
 			var e storage.Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decode(v, &e); err != nil {
 				return fmt.Errorf("decode event: %w", err)
 			}
 			if err := indexEvent(tx, e, false); err != nil {
@@ -148,7 +147,7 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time, batch int) (i
 func (s *Store) PurgeEnrollmentCodes(ctx context.Context, before time.Time, batch int) (int, error) {
 	decode := func(v []byte) (storage.EnrollmentCode, error) {
 		var c storage.EnrollmentCode
-		return c, json.Unmarshal(v, &c)
+		return c, decode(v, &c)
 	}
 	return s.purge(ctx, bucketEnrollCodes, batch, func(_, v []byte) (bool, error) {
 		c, err := decode(v)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,7 +43,7 @@ func migrateScopes(tx *bolt.Tx) error {
 	}
 	if err := tx.Bucket(bucketDevices).ForEach(func(id, v []byte) error {
 		var d storage.Device
-		if err := json.Unmarshal(v, &d); err != nil {
+		if err := decode(v, &d); err != nil {
 			return fmt.Errorf("decode device %q: %w", id, err)
 		}
 		return indexDevice(tx, d, true)
@@ -53,7 +52,7 @@ func migrateScopes(tx *bolt.Tx) error {
 	}
 	return tx.Bucket(bucketUsers).ForEach(func(id, v []byte) error {
 		var u storage.User
-		if err := json.Unmarshal(v, &u); err != nil {
+		if err := decode(v, &u); err != nil {
 			return fmt.Errorf("decode user %q: %w", id, err)
 		}
 		return indexUser(tx, u, true)
@@ -189,7 +188,7 @@ func deviceGroup(tx *bolt.Tx, id string) (string, error) {
 	var d struct {
 		Group string `json:"group"`
 	}
-	if err := json.Unmarshal(data, &d); err != nil {
+	if err := decode(data, &d); err != nil {
 		return "", fmt.Errorf("decode device %q: %w", id, err)
 	}
 	return d.Group, nil
@@ -421,7 +420,7 @@ func (m *merged) Pop() any {
 // further to tell whether there is a next page.
 func listMerged[T any](b *bolt.Bucket, ranges []indexPrefix, after string, limit int, backwards bool, match func(T) (bool, error), id func(T) string) (storage.Page[T], error) {
 	limit = storage.PageLimit(limit)
-	page := storage.Page[T]{Items: []T{}}
+	page := newPage[T](limit)
 	m := newMerged(ranges, after, backwards)
 	for {
 		key, ok := m.next()
@@ -432,19 +431,18 @@ func listMerged[T any](b *bolt.Bucket, ranges []indexPrefix, after string, limit
 		if v == nil {
 			continue // an index entry of a purged record: never, but harmless
 		}
-		var rec T
-		if err := json.Unmarshal(v, &rec); err != nil {
+		rec := nextSlot(&page)
+		if err := decode(v, rec); err != nil {
 			return storage.Page[T]{}, fmt.Errorf("decode %q: %w", key, err)
 		}
-		if ok, err := match(rec); err != nil {
+		if ok, err := match(*rec); err != nil {
 			return storage.Page[T]{}, err
 		} else if !ok {
+			dropSlot(&page)
 			continue
 		}
-		if len(page.Items) == limit {
-			page.Next = id(page.Items[limit-1])
+		if full(&page, limit, id) {
 			return page, nil
 		}
-		page.Items = append(page.Items, rec)
 	}
 }

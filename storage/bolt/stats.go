@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"time"
 
@@ -25,7 +24,7 @@ func (s *Store) Stats(ctx context.Context) (storage.Stats, error) {
 			var d struct {
 				Status storage.DeviceStatus `json:"status"`
 			}
-			if err := json.Unmarshal(v, &d); err != nil {
+			if err := decode(v, &d); err != nil {
 				return err
 			}
 			st.DevicesByStatus[d.Status]++
