@@ -7,6 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // CreateAPIKey implements storage.APIKeys.
@@ -43,7 +44,7 @@ func (s *Store) ListAPIKeys(ctx context.Context) ([]storage.APIKey, error) {
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAPIKeys).ForEach(func(id, v []byte) error {
 			var k storage.APIKey
-			if err := decode(v, &k); err != nil {
+			if err := codec.Decode(v, &k); err != nil {
 				return fmt.Errorf("decode api key %q: %w", id, err)
 			}
 			keys = append(keys, k)

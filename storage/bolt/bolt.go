@@ -20,6 +20,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 var (
@@ -100,7 +101,7 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return tx.Bucket(bucketUsers).ForEach(func(id, v []byte) error {
 			var u storage.User
-			if err := decode(v, &u); err != nil {
+			if err := codec.Decode(v, &u); err != nil {
 				return fmt.Errorf("decode user %q: %w", id, err)
 			}
 			return idx.Put(skeletonKey(u.Username, u.ID), nil)
@@ -126,7 +127,7 @@ var migrations = []func(tx *bolt.Tx) error{
 			var u struct {
 				Username string `json:"username"`
 			}
-			if err := decode(v, &u); err != nil {
+			if err := codec.Decode(v, &u); err != nil {
 				return fmt.Errorf("decode user %q: %w", id, err)
 			}
 			return idx.Put(id, []byte(u.Username))
@@ -317,14 +318,14 @@ func get(b *bolt.Bucket, kind string, key []byte, v any) error {
 	if data == nil {
 		return fmt.Errorf("%s %q: %w", kind, key, storage.ErrNotFound)
 	}
-	if err := decode(data, v); err != nil {
+	if err := codec.Decode(data, v); err != nil {
 		return fmt.Errorf("decode %s %q: %w", kind, key, err)
 	}
 	return nil
 }
 
 func put(b *bolt.Bucket, key []byte, v any) error {
-	data, err := encode(v)
+	data, err := codec.Encode(v)
 	if err != nil {
 		return err
 	}
@@ -378,7 +379,7 @@ func walk[T any](b *bolt.Bucket, after string, limit int, backwards bool, match 
 	}
 	for ; k != nil; k, v = step() {
 		rec := nextSlot(&page)
-		if err := decode(v, rec); err != nil {
+		if err := codec.Decode(v, rec); err != nil {
 			return storage.Page[T]{}, fmt.Errorf("decode %q: %w", k, err)
 		}
 		if !match(*rec) {

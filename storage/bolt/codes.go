@@ -7,6 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // CreateEnrollmentCode implements storage.EnrollmentCodes.
@@ -40,7 +41,7 @@ func (s *Store) ListEnrollmentCodes(ctx context.Context, f storage.CodeFilter) (
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEnrollCodes).ForEach(func(id, v []byte) error {
 			var c storage.EnrollmentCode
-			if err := decode(v, &c); err != nil {
+			if err := codec.Decode(v, &c); err != nil {
 				return fmt.Errorf("decode enrollment code %q: %w", id, err)
 			}
 			if f.Match(c) {

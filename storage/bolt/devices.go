@@ -7,6 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 func imeiConflict(imei string) *storage.ConflictError {
@@ -83,7 +84,7 @@ func (s *Store) DeviceNames(ctx context.Context, ids []string) (map[string]stora
 				IMEI  string `json:"imei"`
 				Label string `json:"label"`
 			}
-			if err := decode(data, &d); err != nil {
+			if err := codec.Decode(data, &d); err != nil {
 				return fmt.Errorf("decode device %q: %w", id, err)
 			}
 			out[id] = storage.DeviceName{IMEI: d.IMEI, Label: d.Label}

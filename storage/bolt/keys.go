@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // ListSigningKeys implements storage.SigningKeys.
@@ -16,7 +17,7 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, erro
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSigningKeys).ForEach(func(id, v []byte) error {
 			var k storage.SigningKey
-			if err := decode(v, &k); err != nil {
+			if err := codec.Decode(v, &k); err != nil {
 				return fmt.Errorf("decode signing key %q: %w", id, err)
 			}
 			keys = append(keys, k)
@@ -33,7 +34,7 @@ func (s *Store) AddMissingSigningKeys(ctx context.Context, next []storage.Signin
 		active := map[string]bool{}
 		err := b.ForEach(func(id, v []byte) error {
 			var k storage.SigningKey
-			if err := decode(v, &k); err != nil {
+			if err := codec.Decode(v, &k); err != nil {
 				return fmt.Errorf("decode signing key %q: %w", id, err)
 			}
 			if k.RetiredAt.IsZero() {
@@ -74,7 +75,7 @@ func (s *Store) RotateSigningKeys(ctx context.Context, next []storage.SigningKey
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			var old storage.SigningKey
-			if err := decode(v, &old); err != nil {
+			if err := codec.Decode(v, &old); err != nil {
 				return fmt.Errorf("decode signing key %q: %w", k, err)
 			}
 			if at, ok := retireAt[old.Algorithm()]; ok && old.RetiredAt.IsZero() {

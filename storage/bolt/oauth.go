@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 func registrationConflict(id string) *storage.ConflictError {
@@ -47,7 +48,7 @@ func (s *Store) ListOAuthClients(ctx context.Context) ([]storage.OAuthClient, er
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketOAuthClients).ForEach(func(id, v []byte) error {
 			var c storage.OAuthClient
-			if err := decode(v, &c); err != nil {
+			if err := codec.Decode(v, &c); err != nil {
 				return fmt.Errorf("decode oauth client %q: %w", id, err)
 			}
 			clients = append(clients, c)
@@ -246,7 +247,7 @@ func (s *Store) PurgeOAuthGrants(ctx context.Context, before time.Time) (int, er
 		var c struct {
 			ExpiresAt time.Time `json:"expiresAt"`
 		}
-		if err := decode(v, &c); err != nil {
+		if err := codec.Decode(v, &c); err != nil {
 			return false, fmt.Errorf("decode code: %w", err)
 		}
 		return c.ExpiresAt.Before(before), nil
@@ -254,7 +255,7 @@ func (s *Store) PurgeOAuthGrants(ctx context.Context, before time.Time) (int, er
 	auth, err := s.purge(ctx, bucketAuthCodes, 0, func(_, v []byte) (bool, error) { return expired(v) }, nil,
 		func(tx *bolt.Tx, k, v []byte) error {
 			var c storage.AuthCode
-			if err := decode(v, &c); err != nil {
+			if err := codec.Decode(v, &c); err != nil {
 				return fmt.Errorf("decode authorization code %q: %w", k, err)
 			}
 			if err := tx.Bucket(bucketAuthCodeHash).Delete(c.Hash); err != nil {
@@ -268,7 +269,7 @@ func (s *Store) PurgeOAuthGrants(ctx context.Context, before time.Time) (int, er
 	device, err := s.purge(ctx, bucketDeviceCodes, 0, func(_, v []byte) (bool, error) { return expired(v) }, nil,
 		func(tx *bolt.Tx, k, v []byte) error {
 			var c storage.DeviceCode
-			if err := decode(v, &c); err != nil {
+			if err := codec.Decode(v, &c); err != nil {
 				return fmt.Errorf("decode device code %q: %w", k, err)
 			}
 			if err := tx.Bucket(bucketDeviceCodeHash).Delete(c.Hash); err != nil {

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 var _ storage.Outbox = (*Store)(nil)
@@ -35,7 +36,7 @@ func (s *Store) loadRoutes() error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		var routes []storage.EventRoute
 		if v := tx.Bucket(bucketMeta).Get(keyEventRoutes); v != nil {
-			if err := decode(v, &routes); err != nil {
+			if err := codec.Decode(v, &routes); err != nil {
 				return fmt.Errorf("decode event routes: %w", err)
 			}
 		}
@@ -124,7 +125,7 @@ func (s *Store) ReadOutbox(ctx context.Context, sink string, limit int) ([]stora
 		c := queue.Cursor()
 		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
 			var e storage.OutboxEntry
-			if err := decode(v, &e); err != nil {
+			if err := codec.Decode(v, &e); err != nil {
 				return fmt.Errorf("decode outbox entry %x: %w", k, err)
 			}
 			out = append(out, e)
@@ -170,7 +171,7 @@ func (s *Store) DeadLetter(ctx context.Context, sink string, seqs []uint64, at t
 				continue
 			}
 			var d storage.DeadLetter
-			if err := decode(v, &d.OutboxEntry); err != nil {
+			if err := codec.Decode(v, &d.OutboxEntry); err != nil {
 				return fmt.Errorf("decode outbox entry %d: %w", seq, err)
 			}
 			d.Failed, d.Reason = at, reason
@@ -210,7 +211,7 @@ func (s *Store) ListDeadLetters(ctx context.Context, sink string, after string, 
 				break
 			}
 			var d storage.DeadLetter
-			if err := decode(v, &d); err != nil {
+			if err := codec.Decode(v, &d); err != nil {
 				return fmt.Errorf("decode dead letter %x: %w", k, err)
 			}
 			page.Items = append(page.Items, d)
@@ -245,7 +246,7 @@ func (s *Store) ReplayDeadLetters(ctx context.Context, sink string, seqs []uint6
 				continue
 			}
 			var d storage.DeadLetter
-			if err := decode(v, &d); err != nil {
+			if err := codec.Decode(v, &d); err != nil {
 				return fmt.Errorf("decode dead letter %d: %w", old, err)
 			}
 			seq, err := sb.NextSequence()
@@ -280,7 +281,7 @@ func (s *Store) OutboxStats(ctx context.Context, sink string) (storage.OutboxSta
 		st.Dead = dead.Stats().KeyN
 		if _, v := queue.Cursor().First(); v != nil {
 			var e storage.OutboxEntry
-			if err := decode(v, &e); err != nil {
+			if err := codec.Decode(v, &e); err != nil {
 				return fmt.Errorf("decode outbox entry: %w", err)
 			}
 			st.Oldest = e.Queued
@@ -312,7 +313,7 @@ func (s *Store) LeaseSink(ctx context.Context, sink, holder string, now, until t
 		b := tx.Bucket(bucketSinkLeases)
 		if v := b.Get([]byte(sink)); v != nil {
 			var l sinkLease
-			if err := decode(v, &l); err != nil {
+			if err := codec.Decode(v, &l); err != nil {
 				return fmt.Errorf("decode lease of %q: %w", sink, err)
 			}
 			if l.Holder != holder && now.Before(l.Until) {
@@ -334,7 +335,7 @@ func (s *Store) ReleaseSink(ctx context.Context, sink, holder string) error {
 			return nil
 		}
 		var l sinkLease
-		if err := decode(v, &l); err != nil {
+		if err := codec.Decode(v, &l); err != nil {
 			return fmt.Errorf("decode lease of %q: %w", sink, err)
 		}
 		if l.Holder != holder {

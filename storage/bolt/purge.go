@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // purge deletes, batch by batch, the records of bucket that doomed picks.
@@ -85,7 +86,7 @@ func (s *Store) purge(ctx context.Context, bucket []byte, batch int, doomed func
 func (s *Store) PurgeSessions(ctx context.Context, endedBefore time.Time, batch int) (int, error) {
 	decode := func(v []byte) (storage.Session, error) {
 		var sess storage.Session
-		return sess, decode(v, &sess)
+		return sess, codec.Decode(v, &sess)
 	}
 	return s.purge(ctx, bucketSessions, batch, func(_, v []byte) (bool, error) {
 		sess, err := decode(v)
@@ -121,7 +122,7 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time, batch int) (i
 		var e struct {
 			Time time.Time `json:"time"`
 		}
-		if err := decode(v, &e); err != nil {
+		if err := codec.Decode(v, &e); err != nil {
 			return false, fmt.Errorf("decode event: %w", err)
 		}
 		return e.Time.Before(before), nil
@@ -133,7 +134,7 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time, batch int) (i
 		},
 		func(tx *bolt.Tx, k, v []byte) error {
 			var e storage.Event
-			if err := decode(v, &e); err != nil {
+			if err := codec.Decode(v, &e); err != nil {
 				return fmt.Errorf("decode event: %w", err)
 			}
 			if err := indexEvent(tx, e, false); err != nil {
@@ -147,7 +148,7 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time, batch int) (i
 func (s *Store) PurgeEnrollmentCodes(ctx context.Context, before time.Time, batch int) (int, error) {
 	decode := func(v []byte) (storage.EnrollmentCode, error) {
 		var c storage.EnrollmentCode
-		return c, decode(v, &c)
+		return c, codec.Decode(v, &c)
 	}
 	return s.purge(ctx, bucketEnrollCodes, batch, func(_, v []byte) (bool, error) {
 		c, err := decode(v)

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // The scope indexes (schema 5). A scope is a set of handset groups (see
@@ -43,7 +44,7 @@ func migrateScopes(tx *bolt.Tx) error {
 	}
 	if err := tx.Bucket(bucketDevices).ForEach(func(id, v []byte) error {
 		var d storage.Device
-		if err := decode(v, &d); err != nil {
+		if err := codec.Decode(v, &d); err != nil {
 			return fmt.Errorf("decode device %q: %w", id, err)
 		}
 		return indexDevice(tx, d, true)
@@ -52,7 +53,7 @@ func migrateScopes(tx *bolt.Tx) error {
 	}
 	return tx.Bucket(bucketUsers).ForEach(func(id, v []byte) error {
 		var u storage.User
-		if err := decode(v, &u); err != nil {
+		if err := codec.Decode(v, &u); err != nil {
 			return fmt.Errorf("decode user %q: %w", id, err)
 		}
 		return indexUser(tx, u, true)
@@ -188,7 +189,7 @@ func deviceGroup(tx *bolt.Tx, id string) (string, error) {
 	var d struct {
 		Group string `json:"group"`
 	}
-	if err := decode(data, &d); err != nil {
+	if err := codec.Decode(data, &d); err != nil {
 		return "", fmt.Errorf("decode device %q: %w", id, err)
 	}
 	return d.Group, nil
@@ -432,7 +433,7 @@ func listMerged[T any](b *bolt.Bucket, ranges []indexPrefix, after string, limit
 			continue // an index entry of a purged record: never, but harmless
 		}
 		rec := nextSlot(&page)
-		if err := decode(v, rec); err != nil {
+		if err := codec.Decode(v, rec); err != nil {
 			return storage.Page[T]{}, fmt.Errorf("decode %q: %w", key, err)
 		}
 		if ok, err := match(*rec); err != nil {

@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 var _ storage.Statser = (*Store)(nil)
@@ -24,7 +25,7 @@ func (s *Store) Stats(ctx context.Context) (storage.Stats, error) {
 			var d struct {
 				Status storage.DeviceStatus `json:"status"`
 			}
-			if err := decode(v, &d); err != nil {
+			if err := codec.Decode(v, &d); err != nil {
 				return err
 			}
 			st.DevicesByStatus[d.Status]++

@@ -2,18 +2,18 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // CreateAPIKey implements storage.APIKeys.
 func (s *Store) CreateAPIKey(ctx context.Context, k storage.APIKey, opts ...storage.WriteOption) error {
 	return s.write(ctx, "create api key", opts, func(tx pgx.Tx) error {
-		data, err := json.Marshal(k)
+		data, err := codec.Encode(k)
 		if err != nil {
 			return err
 		}

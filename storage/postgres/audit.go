@@ -2,11 +2,11 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // eventGroupsSQL is storage.EventGroups in SQL, on an event's given groups
@@ -89,7 +89,7 @@ func eventArgs(e storage.Event) ([]any, error) {
 	}
 	given := storage.ScopeGroups(e.Groups)
 	e.Groups = nil
-	data, err := json.Marshal(e)
+	data, err := codec.Encode(e)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func (s *Store) LoadEvents(ctx context.Context, events []storage.Event) error {
 			if e.ID == "" {
 				return errEventID
 			}
-			data, err := json.Marshal(e)
+			data, err := codec.Encode(e)
 			if err != nil {
 				return err
 			}

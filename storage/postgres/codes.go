@@ -2,13 +2,13 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // orNull is t, or NULL for the zero time.
@@ -22,7 +22,7 @@ func orNull(t time.Time) any {
 // CreateEnrollmentCode implements storage.EnrollmentCodes.
 func (s *Store) CreateEnrollmentCode(ctx context.Context, c storage.EnrollmentCode, opts ...storage.WriteOption) error {
 	return s.write(ctx, "create enrollment code", opts, func(tx pgx.Tx) error {
-		data, err := json.Marshal(c)
+		data, err := codec.Encode(c)
 		if err != nil {
 			return err
 		}
@@ -34,7 +34,7 @@ func (s *Store) CreateEnrollmentCode(ctx context.Context, c storage.EnrollmentCo
 }
 
 func putCode(ctx context.Context, tx pgx.Tx, c storage.EnrollmentCode) error {
-	data, err := json.Marshal(c)
+	data, err := codec.Encode(c)
 	if err != nil {
 		return err
 	}

@@ -2,13 +2,13 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 func imeiConflict(imei string) *storage.ConflictError {
@@ -38,7 +38,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []storage.Device, opts ...
 }
 
 func createDevice(ctx context.Context, tx pgx.Tx, d storage.Device) error {
-	data, err := json.Marshal(d)
+	data, err := codec.Encode(d)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(storage.Dev
 		if err := storage.CheckDeviceUpdate(old, next); err != nil {
 			return err
 		}
-		data, err := json.Marshal(next)
+		data, err := codec.Encode(next)
 		if err != nil {
 			return err
 		}

@@ -2,13 +2,13 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // ListSigningKeys implements storage.SigningKeys.
@@ -102,7 +102,7 @@ func (s *Store) RevokeSigningKeys(ctx context.Context, next []storage.SigningKey
 }
 
 func insertKey(ctx context.Context, tx pgx.Tx, k storage.SigningKey) error {
-	data, err := json.Marshal(k)
+	data, err := codec.Encode(k)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func insertKey(ctx context.Context, tx pgx.Tx, k storage.SigningKey) error {
 }
 
 func putKey(ctx context.Context, tx pgx.Tx, k storage.SigningKey) error {
-	data, err := json.Marshal(k)
+	data, err := codec.Encode(k)
 	if err != nil {
 		return err
 	}

@@ -2,13 +2,13 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // orNullBytes is b, or NULL for an empty b.
@@ -26,7 +26,7 @@ func registrationConflict(id string) *storage.ConflictError {
 // CreateOAuthClient implements storage.OAuthClients.
 func (s *Store) CreateOAuthClient(ctx context.Context, c storage.OAuthClient, opts ...storage.WriteOption) error {
 	return s.write(ctx, "create oauth client", opts, func(tx pgx.Tx) error {
-		data, err := json.Marshal(c)
+		data, err := codec.Encode(c)
 		if err != nil {
 			return err
 		}
@@ -72,7 +72,7 @@ func (s *Store) UpdateOAuthClient(ctx context.Context, id string, fn func(storag
 		if err := storage.CheckOAuthClientUpdate(old, next); err != nil {
 			return err
 		}
-		data, err := json.Marshal(next)
+		data, err := codec.Encode(next)
 		if err != nil {
 			return err
 		}
@@ -104,7 +104,7 @@ func (s *Store) DeleteOAuthClient(ctx context.Context, id string, opts ...storag
 // CreateAuthCode implements storage.OAuthGrants.
 func (s *Store) CreateAuthCode(ctx context.Context, c storage.AuthCode, opts ...storage.WriteOption) error {
 	return s.write(ctx, "create authorization code", opts, func(tx pgx.Tx) error {
-		data, err := json.Marshal(c)
+		data, err := codec.Encode(c)
 		if err != nil {
 			return err
 		}
@@ -132,7 +132,7 @@ func (s *Store) UpdateAuthCode(ctx context.Context, hash []byte, fn func(storage
 		if err := storage.CheckAuthCodeUpdate(old, next); err != nil {
 			return err
 		}
-		data, err := json.Marshal(next)
+		data, err := codec.Encode(next)
 		if err != nil {
 			return err
 		}
@@ -152,7 +152,7 @@ func (s *Store) UpdateAuthCode(ctx context.Context, hash []byte, fn func(storage
 // then finds the other.
 func (s *Store) CreateDeviceCode(ctx context.Context, c storage.DeviceCode, opts ...storage.WriteOption) error {
 	return s.write(ctx, "create device code", opts, func(tx pgx.Tx) error {
-		data, err := json.Marshal(c)
+		data, err := codec.Encode(c)
 		if err != nil {
 			return err
 		}
@@ -188,7 +188,7 @@ func updateDeviceCode(ctx context.Context, tx pgx.Tx, fn func(storage.DeviceCode
 	if err := storage.CheckDeviceCodeUpdate(old, next); err != nil {
 		return storage.DeviceCode{}, err
 	}
-	data, err := json.Marshal(next)
+	data, err := codec.Encode(next)
 	if err != nil {
 		return storage.DeviceCode{}, err
 	}

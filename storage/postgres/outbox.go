@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 var _ storage.Outbox = (*Store)(nil)
@@ -29,7 +29,7 @@ func (s *Store) loadRoutes(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("postgres: read event routes: %v", err)
 	default:
-		if err := json.Unmarshal(data, &routes); err != nil {
+		if err := codec.Decode(data, &routes); err != nil {
 			return fmt.Errorf("postgres: decode event routes: %w", err)
 		}
 	}
@@ -45,7 +45,7 @@ func (s *Store) SetEventRoutes(ctx context.Context, routes []storage.EventRoute)
 		return err
 	}
 	routes = slices.Clone(routes)
-	data, err := json.Marshal(routes)
+	data, err := codec.Encode(routes)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, e storage.Event, routes 
 	if len(sinks) == 0 {
 		return nil
 	}
-	data, err := json.Marshal(e)
+	data, err := codec.Encode(e)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func scanEntry(rows pgx.Rows) (storage.OutboxEntry, error) {
 		return e, err
 	}
 	e.Seq = uint64(seq)
-	if err := json.Unmarshal(data, &e.Event); err != nil {
+	if err := codec.Decode(data, &e.Event); err != nil {
 		return e, fmt.Errorf("decode outbox entry %d: %w", seq, err)
 	}
 	return e, nil
@@ -179,7 +179,7 @@ func (s *Store) ListDeadLetters(ctx context.Context, sink string, after string, 
 				return err
 			}
 			d.Seq = uint64(seq)
-			if err := json.Unmarshal(data, &d.Event); err != nil {
+			if err := codec.Decode(data, &d.Event); err != nil {
 				return fmt.Errorf("decode dead letter %d: %w", seq, err)
 			}
 			page.Items = append(page.Items, d)

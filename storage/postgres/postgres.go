@@ -20,12 +20,12 @@ package postgres
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +37,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 var (
@@ -92,6 +93,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		// The parse error may quote the URL, password and all.
 		return nil, errors.New("postgres: the connection URL is malformed")
 	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = defaultMaxConns()
+	}
 	s := &Store{}
 	for _, opt := range opts {
 		opt(s)
@@ -117,6 +121,18 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// defaultMaxConns is the pool's size unless the URL says (pool_max_conns):
+// 16, or two per CPU where that is more. A request holds a connection only
+// while it talks to the database, mostly waiting on it, so a pool of one
+// per CPU (pgx's default) left the database idle while requests queued:
+// on two cores, refreshes ran 26% of the embedded store's rate with 4
+// connections, 29% with 8 and 33% with 16 (make bench-postgres,
+// docs/performance.md). Every instance's pool counts against the
+// database's max_connections (100 unless configured).
+func defaultMaxConns() int32 {
+	return int32(max(16, 2*runtime.NumCPU()))
 }
 
 // migrations returns the embedded migrations in order.
@@ -477,7 +493,7 @@ func getOne(ctx context.Context, q querier, v any, what string, query string, ar
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := codec.Decode(data, v); err != nil {
 		return fmt.Errorf("decode %s: %w", what, err)
 	}
 	return nil
@@ -497,7 +513,7 @@ func all[T any](ctx context.Context, q querier, query string, args ...any) ([]T,
 			return nil, err
 		}
 		var v T
-		if err := json.Unmarshal(data, &v); err != nil {
+		if err := codec.Decode(data, &v); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("decode: %w", err)
 		}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"crypto/rand"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,5 +100,27 @@ func TestSessionUpdateRoundTrips(t *testing.T) {
 	events, err := s.ListEvents(ctx, storage.EventFilter{Action: "refresh"})
 	if err != nil || len(events.Items) != 8 {
 		t.Fatalf("events: %d, %v; want one per update, 8", len(events.Items), err)
+	}
+}
+
+// TestPoolSize: the pool holds 16 connections (or two per CPU) unless the
+// URL says otherwise.
+func TestPoolSize(t *testing.T) {
+	url := pgtest.Schema(t)
+	s, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, want := s.Pool().Config().MaxConns, int32(max(16, 2*runtime.NumCPU())); got != want {
+		t.Errorf("default pool: %d connections; want %d", got, want)
+	}
+	s2, err := postgres.Open(context.Background(), url+"&pool_max_conns=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := s2.Pool().Config().MaxConns; got != 3 {
+		t.Errorf("pool_max_conns=3: %d connections", got)
 	}
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // Scopes (storage's scope rules) are kept in columns beside the records
@@ -75,7 +75,7 @@ func (s *Store) UserInScope(ctx context.Context, id string, groups []string) (bo
 			return err
 		}
 		var u storage.User
-		if err := json.Unmarshal(data, &u); err != nil {
+		if err := codec.Decode(data, &u); err != nil {
 			return fmt.Errorf("decode user %q: %w", id, err)
 		}
 		// The groups a worker is in hold their handsets' groups: what the
@@ -106,12 +106,12 @@ func (s *Store) SessionInScope(ctx context.Context, id string, groups []string) 
 			return err
 		}
 		var ss storage.Session
-		if err := json.Unmarshal(sess, &ss); err != nil {
+		if err := codec.Decode(sess, &ss); err != nil {
 			return fmt.Errorf("decode session %q: %w", id, err)
 		}
 		var u storage.User
 		if user != nil {
-			if err := json.Unmarshal(user, &u); err != nil {
+			if err := codec.Decode(user, &u); err != nil {
 				return fmt.Errorf("decode user: %w", err)
 			}
 		}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 // CreateSession implements storage.Sessions. The user and device are read
@@ -64,7 +64,7 @@ func createSession(ctx context.Context, tx pgx.Tx, sess storage.Session, check f
 		return sess, err
 	}
 	sess.Key = key
-	data, err := json.Marshal(sess)
+	data, err := codec.Encode(sess)
 	if err != nil {
 		return sess, err
 	}
@@ -96,7 +96,7 @@ func (s *Store) LoadSessions(ctx context.Context, ss []storage.Session) error {
 				sess.Key = key
 			}
 			top = max(top, sess.Key)
-			data, err := json.Marshal(sess)
+			data, err := codec.Encode(sess)
 			if err != nil {
 				return err
 			}
@@ -132,7 +132,7 @@ func putSession(ctx context.Context, tx pgx.Tx, sess storage.Session) error {
 // sessionUpdate is the statement that writes a changed session, and its
 // arguments.
 func sessionUpdate(sess storage.Session) (string, []any, error) {
-	data, err := json.Marshal(sess)
+	data, err := codec.Encode(sess)
 	if err != nil {
 		return "", nil, err
 	}
@@ -193,7 +193,7 @@ func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, wher
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(sess, &b.Session); err != nil {
+	if err := codec.Decode(sess, &b.Session); err != nil {
 		return fmt.Errorf("decode %s: %w", what, err)
 	}
 	// The transaction that wrote this version of the session: every
@@ -203,13 +203,13 @@ func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, wher
 		b.NewestKey = *newest
 	}
 	if user != nil {
-		if err := json.Unmarshal(user, &b.User); err != nil {
+		if err := codec.Decode(user, &b.User); err != nil {
 			return fmt.Errorf("decode user: %w", err)
 		}
 	}
 	if dev != nil {
 		var d storage.Device
-		if err := json.Unmarshal(dev, &d); err != nil {
+		if err := codec.Decode(dev, &d); err != nil {
 			return fmt.Errorf("decode device: %w", err)
 		}
 		b.Device = &d
@@ -282,7 +282,7 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 			return fmt.Errorf("session %q: %w", id, storage.ErrNotFound)
 		}
 		var old storage.Session
-		if err := json.Unmarshal(row, &old); err != nil {
+		if err := codec.Decode(row, &old); err != nil {
 			return fmt.Errorf("decode session %q: %w", id, err)
 		}
 		next, err := changeSession(old, fn)
@@ -335,7 +335,7 @@ func (s *Store) updateUnchanged(ctx context.Context, id string, fn func(storage.
 	if err != nil || next.Revoked() {
 		return storage.Session{}, false, nil
 	}
-	data, err := json.Marshal(next)
+	data, err := codec.Encode(next)
 	if err != nil {
 		return storage.Session{}, true, err
 	}

@@ -2,12 +2,12 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
 	"tether/storage"
+	"tether/storage/internal/codec"
 )
 
 func usernameConflict(name string) *storage.ConflictError {
@@ -37,7 +37,7 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User, opts ...storage.
 		}
 		rec := u
 		rec.Key = key
-		data, err := json.Marshal(rec)
+		data, err := codec.Encode(rec)
 		if err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 		if err := storage.CheckUserUpdate(old, next); err != nil {
 			return err
 		}
-		data, err := json.Marshal(next)
+		data, err := codec.Encode(next)
 		if err != nil {
 			return err
 		}
@@ -144,7 +144,7 @@ func (s *Store) LoadUsers(ctx context.Context, us []storage.User) error {
 	return s.update(ctx, "load users", func(tx pgx.Tx) error {
 		var top uint64
 		for _, u := range us {
-			data, err := json.Marshal(u)
+			data, err := codec.Encode(u)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,6 @@
 //go:build goexperiment.jsonv2
 
-package bolt
+package codec
 
 import (
 	jsonv1 "encoding/json"

@@ -1,4 +1,4 @@
-package bolt
+package codec
 
 import (
 	"bytes"
@@ -78,7 +78,7 @@ func TestCodecWritesWhatEncodingJSONWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := encode(rec)
+		got, err := Encode(rec)
 		if err != nil {
 			t.Fatalf("%d: encode: %v", i, err)
 		}
@@ -99,14 +99,14 @@ func TestCodecReadsWhatEncodingJSONWrote(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := freshOf(rec)
-		if err := decode(data, got); err != nil {
+		if err := Decode(data, got); err != nil {
 			t.Fatalf("%d %T: decode: %v", i, rec, err)
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%d %T: got\n%+v\nwant\n%+v", i, rec, got, want)
 		}
 		// What it wrote, encoding/json reads back as the record.
-		again, err := encode(got)
+		again, err := Encode(got)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +143,7 @@ func TestCodecDecodesAsEncodingJSON(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			want, got := tc.into(), tc.into()
 			wantErr := json.Unmarshal([]byte(tc.data), want)
-			gotErr := decode([]byte(tc.data), got)
+			gotErr := Decode([]byte(tc.data), got)
 			if (gotErr == nil) != (wantErr == nil) {
 				t.Fatalf("got error %v; want %v", gotErr, wantErr)
 			}
@@ -163,7 +163,7 @@ func TestCodecCopiesOut(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := freshOf(rec)
-		if err := decode(data, got); err != nil {
+		if err := Decode(data, got); err != nil {
 			t.Fatal(err)
 		}
 		want := freshOf(rec)
@@ -183,18 +183,23 @@ func TestCodecRejectsWhatEncodingJSONRejects(t *testing.T) {
 	for _, data := range []string{``, `{`, `{"id":"a"`, `{"id":1}`, `{"id":"a"} x`, `[]`, `{"key":-1}`, `{"familyHash":"!!"}`, `{"createdAt":"yesterday"}`, "{\"id\":\"\x00\"}"} {
 		var want, got storage.Session
 		wantErr := json.Unmarshal([]byte(data), &want)
-		gotErr := decode([]byte(data), &got)
+		gotErr := Decode([]byte(data), &got)
 		if (gotErr == nil) != (wantErr == nil) {
 			t.Errorf("%q: got error %v; want %v", data, gotErr, wantErr)
 		}
 	}
 }
 
-// storedKinds are the types bbolt stores, each a zero value.
+// storedKinds are the types the stores keep, each a zero value (the last
+// is the shape of bbolt's sink lease).
 var storedKinds = []any{
 	storage.Device{}, storage.User{}, storage.Session{}, storage.APIKey{}, storage.Event{},
 	storage.EnrollmentCode{}, storage.SigningKey{}, storage.OAuthClient{}, storage.AuthCode{},
-	storage.DeviceCode{}, []storage.EventRoute{}, storage.OutboxEntry{}, storage.DeadLetter{}, sinkLease{},
+	storage.DeviceCode{}, []storage.EventRoute{}, storage.OutboxEntry{}, storage.DeadLetter{},
+	struct {
+		Holder string    `json:"holder"`
+		Until  time.Time `json:"until"`
+	}{},
 }
 
 // filled returns a value of t with every field set, hostile where it is
@@ -262,7 +267,7 @@ func TestCodecEveryStoredKind(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", typ, err)
 			}
-			got, err := encode(rec)
+			got, err := Encode(rec)
 			if err != nil {
 				t.Fatalf("%s: encode: %v", typ, err)
 			}
@@ -273,7 +278,7 @@ func TestCodecEveryStoredKind(t *testing.T) {
 			if err := json.Unmarshal(want, wantRec); err != nil {
 				t.Fatal(err)
 			}
-			if err := decode(want, gotRec); err != nil {
+			if err := Decode(want, gotRec); err != nil {
 				t.Fatalf("%s: decode: %v", typ, err)
 			}
 			if !reflect.DeepEqual(gotRec, wantRec) {

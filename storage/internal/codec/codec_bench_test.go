@@ -1,4 +1,4 @@
-package bolt
+package codec
 
 import (
 	"encoding/json"
@@ -16,11 +16,11 @@ type recordCodec struct {
 }
 
 // benchCodecs are the codecs BenchmarkCodec measures: encoding/json and
-// the store's (codec.go); files built only with a codec at hand (a
+// the stores' (codec.go); files built only with a codec at hand (a
 // GOEXPERIMENT, say) add theirs.
 var benchCodecs = []recordCodec{
 	{"encoding-json", json.Marshal, json.Unmarshal},
-	{"codec", encode, decode},
+	{"codec", Encode, Decode},
 }
 
 // hostile is text a record may hold that a codec must keep byte for byte:
@@ -93,7 +93,7 @@ func sampleRecords() (storage.Device, storage.User, storage.Session) {
 	return d, u, s
 }
 
-// BenchmarkCodec decodes and encodes each kind of record as bbolt stores
+// BenchmarkCodec decodes and encodes each kind of record as the stores keep
 // it, with each codec: what choosing the stored records' codec rests on.
 func BenchmarkCodec(b *testing.B) {
 	d, u, s := sampleRecords()
