@@ -449,10 +449,8 @@ func (g *hashGate) expectedWait() time.Duration {
 // than maxWait, and nil otherwise: a cheap look, before anything else is
 // spent on a request that would be shed. Its Retry-After is when the
 // queue is expected to have room again (the wait past maxWait, at least a
-// second): told the whole wait instead, the clients shed together came
-// back together after the queue had drained, and the hashing idled
-// between (logins at 63% of the machine's hash throughput in 3-second
-// runs of make bench, against 9x% told this).
+// second), not the whole wait: a client told that would come back to an
+// empty queue, the hashing idle meanwhile.
 func (g *hashGate) shed() error {
 	if w := g.expectedWait(); w > g.maxWait {
 		return ErrServerBusy.After(max(time.Second, w-g.maxWait))
