@@ -87,6 +87,139 @@ func decodeBody(c *fiber.Ctx, v any, strict bool) error {
 // same member. A body that is not valid JSON is left to the decoder that
 // follows, which says what is wrong with it.
 func refuseRepeatedMembers(body []byte) error {
+	if repeated, ok := plainRepeats(body); ok && !repeated {
+		return nil
+	}
+	return findRepeatedMembers(body)
+}
+
+// plainRepeats is refuseRepeatedMembers' quick look, for the bodies apps
+// send: it walks the JSON without decoding it and reports whether an
+// object names a member twice, ok only when every member name is plain
+// ASCII without escapes (their folded forms are then their upper case)
+// and the body is well formed as far as the walk can tell. Otherwise, or
+// when it finds a name repeated, findRepeatedMembers has the last word and
+// says what is wrong.
+func plainRepeats(body []byte) (repeated, ok bool) {
+	// names holds the member names of every object open, innermost
+	// last; start where each object's begin (-1 for an array).
+	var names [][]byte
+	var start []int
+	i, n := 0, len(body)
+	space := func() {
+		for i < n && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+			i++
+		}
+	}
+	// str moves past the string at body[i], and reports whether it was
+	// plain (no escape, no byte past ASCII).
+	str := func() (plain, ok bool) {
+		plain = true
+		for i++; i < n; i++ {
+			switch c := body[i]; {
+			case c == '"':
+				i++
+				return plain, true
+			case c == '\\':
+				plain = false
+				i++
+			case c < 0x20:
+				return false, false
+			case c >= 0x80:
+				plain = false
+			}
+		}
+		return false, false
+	}
+	expectValue := true
+	for {
+		space()
+		if i == n {
+			return false, len(start) == 0 && !expectValue
+		}
+		inObject := len(start) > 0 && start[len(start)-1] >= 0
+		switch c := body[i]; {
+		case expectValue && c == '{':
+			start = append(start, len(names))
+			i++
+			space()
+			if i < n && body[i] == '}' {
+				i++
+				start = start[:len(start)-1]
+				expectValue = false
+				continue
+			}
+			if i == n || body[i] != '"' {
+				return false, false
+			}
+			fallthrough
+		case !expectValue && inObject && c == ',':
+			if c == ',' {
+				i++
+				space()
+			}
+			from := i
+			if plain, ok := str(); !ok || !plain {
+				return false, false
+			}
+			name := body[from+1 : i-1]
+			first := start[len(start)-1]
+			if len(names)-first >= 64 {
+				return false, false // a long object: the map of the slow path
+			}
+			for _, seen := range names[first:] {
+				if bytes.EqualFold(seen, name) {
+					return true, true
+				}
+			}
+			names = append(names, name)
+			space()
+			if i == n || body[i] != ':' {
+				return false, false
+			}
+			i++
+			expectValue = true
+		case expectValue && c == '[':
+			start = append(start, -1)
+			i++
+			space()
+			if i < n && body[i] == ']' {
+				i++
+				start = start[:len(start)-1]
+				expectValue = false
+			}
+		case !expectValue && !inObject && len(start) > 0 && c == ',':
+			i++
+			expectValue = true
+		case !expectValue && len(start) > 0 && (c == '}' && inObject || c == ']' && !inObject):
+			if inObject {
+				names = names[:start[len(start)-1]]
+			}
+			start = start[:len(start)-1]
+			i++
+		case expectValue && c == '"':
+			if _, ok := str(); !ok {
+				return false, false
+			}
+			expectValue = false
+		case expectValue && (c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f' || c == 'n'):
+			for i < n && (body[i] == '-' || body[i] == '+' || body[i] == '.' || body[i] >= '0' && body[i] <= '9' || body[i] >= 'a' && body[i] <= 'z' || body[i] == 'E') {
+				i++
+			}
+			expectValue = false
+		default:
+			return false, false
+		}
+		if !expectValue && len(start) == 0 {
+			space()
+			return false, i == n
+		}
+	}
+}
+
+// findRepeatedMembers is refuseRepeatedMembers the thorough way: every
+// name decoded and folded as encoding/json folds it.
+func findRepeatedMembers(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber() // no number is out of range; the walk goes on past it
 	type open struct {

@@ -139,3 +139,23 @@ func FuzzCurveOf(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRepeatedMembers holds refuseRepeatedMembers, with its quick look at
+// plain bodies, to the thorough walk: the same answer for every body.
+func FuzzRepeatedMembers(f *testing.F) {
+	for _, seed := range []string{
+		`{"accessToken":"eyJ.x.y","deviceId":"dev_1"}`, `{"a":1,"A":2}`, `{"a":{"b":1,"b":2}}`, `{"a":{"b":1},"a":2}`,
+		`{"a":[{"x":1},{"x":2}],"b":[1,2,{"c":true,"C":null}]}`, `{"s":1,"ſ":2}`, `{"k":1,"\u212a":2}`, `{"k":1,"K":2}`,
+		`{"a\u0062":1,"ab":2}`, `{"a":"\"}","a":1}`, `{}`, `[]`, `[{}]`, `"x"`, `1`, `-1.5e+3`, `true`, `null`, `{} {}`,
+		`{"a":1,}`, `{"a" 1}`, `{"a":1 "a":2}`, `{"a":tru,"a":1}`, `{"a":1,"a":x}`, `[1,,2]`, `{"a":[1,2}`, ` { "a" : 1 , "A" : 2 } `,
+		`{"é":1,"É":2}`, "{\"a\":\"\x01\"}", `{"a":1}x`, `{"":1,"":2}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, want := refuseRepeatedMembers(body), findRepeatedMembers(body)
+		if (got == nil) != (want == nil) || got != nil && got.Error() != want.Error() {
+			t.Fatalf("%q: %v; the thorough walk says %v", body, got, want)
+		}
+	})
+}
