@@ -12,9 +12,12 @@
 // there is: UpdateSession (sessions.go) changes one session, which it
 // reads locked (FOR UPDATE) or writes only if it is the version the caller
 // read, so the row lock alone orders it with every other write of that
-// session; it runs at READ COMMITTED, where SERIALIZABLE's bookkeeping
-// failed a third of concurrent refreshes for conflicts they did not have,
-// and takes one or two round trips instead of six.
+// session. It runs at READ COMMITTED (one statement at the database's
+// default, a serialization failure there sending it the locked way),
+// where SERIALIZABLE's bookkeeping failed a third of concurrent refreshes
+// for conflicts they did not have, and takes one or two round trips
+// instead of six; one that revokes other sessions too is an ordinary
+// write.
 package postgres
 
 import (

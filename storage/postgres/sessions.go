@@ -264,10 +264,13 @@ func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (stor
 }
 
 // UpdateSession implements storage.Sessions. It is a refresh's and a
-// renewal's write, so it takes two round trips (pipelined): the locked
-// read, then the writes and the commit. A change that revokes other
-// sessions too, or events bound for sinks, take the general path
-// (updateSession), whose statements need answers before the next.
+// renewal's write, made in as few round trips as the change allows: one
+// statement when the caller read the session moments before
+// (storage.Unchanged) and it has not changed since (updateUnchanged);
+// else two, pipelined: the locked read, then the writes and the commit. A
+// change that revokes other sessions too, or events bound for sinks, take
+// the general path (updateSession), whose statements need answers before
+// the next.
 func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), opts ...storage.WriteOption) (storage.Session, error) {
 	o := storage.ApplyOptions(opts)
 	if len(o.Revoke) > 0 {
@@ -321,17 +324,18 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Se
 // and written only if the session is still that version (its xmin, the
 // transaction that wrote it, unchanged), with its one event in the same
 // statement. It reports done false, having written nothing, when it
-// cannot tell: no such read was given, the session has changed since, or
-// the update function refused the version read (which may not be the
-// latest); UpdateSession then reads the session, locked, and goes on as
-// if this had not been tried.
+// cannot tell: no such read was given, the session has changed since, the
+// update function refused the version read (which may not be the latest),
+// or the change revokes the session (which frees its pair too);
+// UpdateSession then reads the session, locked, and goes on as if this had
+// not been tried.
 func (s *Store) updateUnchanged(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), o storage.WriteOptions) (storage.Session, bool, error) {
 	read := o.Read
 	if read == nil || read.Revision == 0 || read.Revision > math.MaxUint32 || read.Session.ID != id ||
 		len(o.Events) > 1 || len(*s.routes.Load()) > 0 {
 		return storage.Session{}, false, nil
 	}
-	next, err := changeSession(read.Session.Clone(), fn)
+	next, err := changeSession(read.Session, fn)
 	if err != nil || next.Revoked() {
 		return storage.Session{}, false, nil
 	}
