@@ -47,7 +47,7 @@ func benchmarkRefusal(b *testing.B, username string) {
 
 // benchmarkKeys is a service on a fresh store and an access token of alg
 // for a session it does not need to read.
-func benchmarkKeys(b *testing.B, alg string) (*Service, storage.Session) {
+func benchmarkKeys(b testing.TB, alg string) (*Service, storage.Session) {
 	store, err := bolt.Open(filepath.Join(b.TempDir(), "tether.db"))
 	if err != nil {
 		b.Fatal(err)

@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"tether/internal/codec"
 	"tether/storage"
 )
 
@@ -217,16 +219,42 @@ func readAccess(raw string) (*Claims, error) {
 	if len(raw) == 0 || len(raw) > 4096 {
 		return nil, ErrTokenInvalid
 	}
-	var claims Claims
-	tok, _, err := jwt.NewParser(jwt.WithValidMethods(Algorithms())).ParseUnverified(raw, &claims)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
+	// A JWS in compact form, read as jwt's ParseUnverified reads it, with
+	// the stores' codec (a quarter of the time).
+	header, rest, ok := strings.Cut(raw, ".")
+	payload, _, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 {
+		return nil, fmt.Errorf("%w: not a signed token", ErrTokenInvalid)
 	}
-	claims.kid, _ = tok.Header["kid"].(string)
+	var h struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}
+	var claims Claims
+	if err := decodeSegment(header, &h); err != nil {
+		return nil, fmt.Errorf("%w: header: %w", ErrTokenInvalid, err)
+	}
+	if !slices.Contains(Algorithms(), h.Alg) {
+		return nil, fmt.Errorf("%w: algorithm %q", ErrTokenInvalid, h.Alg)
+	}
+	if err := decodeSegment(payload, &claims); err != nil {
+		return nil, fmt.Errorf("%w: claims: %w", ErrTokenInvalid, err)
+	}
+	claims.kid = h.Kid
 	if claims.SID == "" {
 		return nil, fmt.Errorf("%w: no sid", ErrTokenInvalid)
 	}
 	return &claims, nil
+}
+
+// decodeSegment decodes one base64url segment of a compact JWS (unpadded,
+// as jwt reads it) as JSON into v.
+func decodeSegment(seg string, v any) error {
+	data, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return err
+	}
+	return codec.Decode(data, v)
 }
 
 // keyOf is the key a token's kid names, if it is one of ours and the

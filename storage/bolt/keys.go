@@ -7,8 +7,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"tether/internal/codec"
 	"tether/storage"
-	"tether/storage/internal/codec"
 )
 
 // ListSigningKeys implements storage.SigningKeys.

@@ -9,8 +9,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"tether/internal/codec"
 	"tether/storage"
-	"tether/storage/internal/codec"
 )
 
 func registrationConflict(id string) *storage.ConflictError {

@@ -8,8 +8,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"tether/internal/codec"
 	"tether/storage"
-	"tether/storage/internal/codec"
 )
 
 // purge deletes, batch by batch, the records of bucket that doomed picks.

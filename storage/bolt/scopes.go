@@ -10,8 +10,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"tether/internal/codec"
 	"tether/storage"
-	"tether/storage/internal/codec"
 )
 
 // The scope indexes (schema 5). A scope is a set of handset groups (see

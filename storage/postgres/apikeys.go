@@ -6,8 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"tether/internal/codec"
 	"tether/storage"
-	"tether/storage/internal/codec"
 )
 
 // CreateAPIKey implements storage.APIKeys.
