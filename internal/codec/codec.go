@@ -1,12 +1,14 @@
-// Package codec is how Tether reads and writes the JSON it keeps for
-// itself: both stores' records, and the claims of its own tokens read back
-// before the session vouches for them. It writes the bytes encoding/json
+// Package codec is how Tether reads and writes the JSON it writes itself:
+// both stores' records, its answers, and the claims of its own tokens read
+// back before the session vouches for them. It writes the bytes encoding/json
 // writes, by goccy/go-json, which reads and writes them in a fifth to a
 // third of the time (BenchmarkCodec), and is the one place that names the
 // codec. The tests hold it to encoding/json's bytes, hostile strings,
 // omitzero and all, both ways, so a store written by one build reads the
 // same in another with no migration; a codec that could not keep to those
-// bytes would need one. What clients send is not read with it.
+// bytes would need one. The API writes its answers with it too, each
+// answer its tests provoke checked against encoding/json's bytes
+// (api/render_check_test.go); what clients send is not read with it.
 package codec
 
 import "github.com/goccy/go-json"
