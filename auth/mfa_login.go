@@ -275,6 +275,50 @@ func enrollmentEvents(ctx context.Context, now time.Time, actor string, u storag
 	return newCodes, events
 }
 
+// enrollPending makes the pending factor pendingID (of attempt) one of
+// user's factors, in one write with the enrollment's events and, with a
+// first factor or when none are left, new recovery codes: returned, the
+// only time they are seen. check accepts the user first (and may change
+// it); a pending factor gone or expired is noPending; place returns the
+// factors the user has with the new one, or refuses it. The throttle's
+// reservation att is settled by how the write ended.
+func (s *Service) enrollPending(ctx context.Context, user storage.User, att *attempt, now time.Time, pendingID, attempt, actor string,
+	kind storage.FactorKind, noPending error, check func(*storage.User) error, place func(m *storage.UserMFA) ([]storage.Factor, error)) (storage.User, []string, error) {
+	codes, hashes := newRecoveryCodes()
+	newCodes, events := enrollmentEvents(ctx, now, actor, user, pendingID, kind)
+	user, err := s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
+		if err := check(&cur); err != nil {
+			return cur, err
+		}
+		m := cur.MFA
+		if m == nil || m.Pending == nil || m.Pending.ID != pendingID || m.Pending.Attempt != attempt || !now.Before(m.Pending.ExpiresAt) {
+			return cur, noPending
+		}
+		factors, err := place(m)
+		if err != nil {
+			return cur, err
+		}
+		if newCodes != (!m.Confirmed() || len(m.RecoveryCodes) == 0) {
+			return cur, errChangedMeanwhile
+		}
+		m.Factors, m.Pending = factors, nil
+		if newCodes {
+			m.RecoveryCodes, m.RecoveryCodesAt = hashes, now
+		}
+		cur.UpdatedAt = now
+		return cur, nil
+	}, storage.WithEvents(events...))
+	s.settleAttempt(ctx, att, err)
+	if err != nil {
+		return storage.User{}, nil, err
+	}
+	s.written(events...)
+	if !newCodes {
+		codes = nil
+	}
+	return user, codes, nil
+}
+
 // finishStep ends a native login at its second step st, proven by prove
 // (a code, a passkey): the login's request checked again, the session
 // opened as Login opens it, with the amr prove gives.
@@ -397,24 +441,15 @@ func (s *Service) confirmTOTP(ctx context.Context, user storage.User, attempt, c
 		return storage.User{}, nil, err
 	}
 	now := s.now().UTC()
-	codes, hashes := newRecoveryCodes()
-	newCodes, events := enrollmentEvents(ctx, now, actor, user, pendingID, storage.FactorTOTP)
-	user, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
-		if err := check(&cur); err != nil {
-			return cur, err
-		}
-		m := cur.MFA
-		if m == nil || m.Pending == nil || m.Pending.ID != pendingID || m.Pending.Attempt != attempt || !now.Before(m.Pending.ExpiresAt) {
-			return cur, errNoPending
-		}
+	return s.enrollPending(ctx, user, att, now, pendingID, attempt, actor, storage.FactorTOTP, errNoPending, check, func(m *storage.UserMFA) ([]storage.Factor, error) {
 		p := *m.Pending
-		secret, err := s.totpSecret(cur.ID, p)
+		secret, err := s.totpSecret(user.ID, p)
 		if err != nil {
-			return cur, err
+			return nil, err
 		}
 		stepAt, ok := matchTOTP(secret, strings.ReplaceAll(strings.TrimSpace(code), " ", ""), now, 0)
 		if !ok {
-			return cur, wrongCode()
+			return nil, wrongCode()
 		}
 		p.Attempt, p.ExpiresAt, p.LastUsedAt = "", time.Time{}, now
 		p.TOTP.LastStep = stepAt
@@ -424,25 +459,8 @@ func (s *Service) confirmTOTP(ctx context.Context, user storage.User, attempt, c
 				kept = append(kept, f)
 			}
 		}
-		if newCodes != (!m.Confirmed() || len(m.RecoveryCodes) == 0) {
-			return cur, errChangedMeanwhile
-		}
-		m.Factors, m.Pending = append(kept, p), nil
-		if newCodes {
-			m.RecoveryCodes, m.RecoveryCodesAt = hashes, now
-		}
-		cur.UpdatedAt = now
-		return cur, nil
-	}, storage.WithEvents(events...))
-	s.settleAttempt(ctx, att, err)
-	if err != nil {
-		return storage.User{}, nil, err
-	}
-	s.written(events...)
-	if !newCodes {
-		return user, nil, nil
-	}
-	return user, codes, nil
+		return append(kept, p), nil
+	})
 }
 
 // LoginEnrolled is the end of a native login that ErrMFAEnrollment

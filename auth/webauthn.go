@@ -316,39 +316,19 @@ func (s *Service) confirmPasskey(ctx context.Context, user storage.User, attempt
 	for _, t := range cred.Transport {
 		factor.WebAuthn.Transports = append(factor.WebAuthn.Transports, string(t))
 	}
-	codes, hashes := newRecoveryCodes()
-	newCodes, events := enrollmentEvents(ctx, now, actor, user, factor.ID, storage.FactorWebAuthn)
-	user, err = s.store.UpdateUser(ctx, user.ID, func(cur storage.User) (storage.User, error) {
-		if err := check(&cur); err != nil {
-			return cur, err
-		}
-		m := cur.MFA
-		if m == nil || m.Pending == nil || m.Pending.ID != factor.ID || m.Pending.Attempt != attempt || !now.Before(m.Pending.ExpiresAt) {
-			return cur, errNoPendingPasskey
-		}
-		if slices.ContainsFunc(passkeysOf(cur), func(f storage.Factor) bool { return bytes.Equal(f.WebAuthn.ID, cred.ID) }) {
-			return cur, errPasskeyTaken
-		}
-		if len(passkeysOf(cur)) >= maxPasskeys {
-			return cur, errTooManyPasskeys
-		}
-		if newCodes != (!m.Confirmed() || len(m.RecoveryCodes) == 0) {
-			return cur, errChangedMeanwhile
-		}
-		m.Factors, m.Pending = append(m.Factors, factor.Clone()), nil
-		if newCodes {
-			m.RecoveryCodes, m.RecoveryCodesAt = hashes, now
-		}
-		cur.UpdatedAt = now
-		return cur, nil
-	}, storage.WithEvents(events...))
-	s.settleAttempt(ctx, att, err)
+	user, codes, err := s.enrollPending(ctx, user, att, now, factor.ID, attempt, actor, storage.FactorWebAuthn, errNoPendingPasskey, check,
+		func(m *storage.UserMFA) ([]storage.Factor, error) {
+			passkeys := passkeysOf(storage.User{MFA: m})
+			if slices.ContainsFunc(passkeys, func(f storage.Factor) bool { return bytes.Equal(f.WebAuthn.ID, cred.ID) }) {
+				return nil, errPasskeyTaken
+			}
+			if len(passkeys) >= maxPasskeys {
+				return nil, errTooManyPasskeys
+			}
+			return append(m.Factors, factor.Clone()), nil
+		})
 	if err != nil {
 		return storage.User{}, FactorInfo{}, nil, err
-	}
-	s.written(events...)
-	if !newCodes {
-		codes = nil
 	}
 	return user, factorInfo(factor), codes, nil
 }
