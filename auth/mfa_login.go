@@ -475,19 +475,14 @@ func (s *Service) LoginEnrolled(ctx context.Context, token, code string) (Grant,
 	if err != nil {
 		return Grant{}, nil, fail(err)
 	}
-	req := st.request()
-	deviceName, err := s.checkLoginRequest(&req)
+	var codes []string
+	g, err := s.finishStep(ctx, st, &ev, fail, func() (storage.User, []string, error) {
+		user, made, err := s.enrollStep(ctx, st, code, &ev)
+		codes = made
+		return user, []string{AMRPassword, AMROTP}, err
+	})
 	if err != nil {
-		return Grant{}, nil, fail(err)
-	}
-	user, codes, err := s.enrollStep(ctx, st, code, &ev)
-	if err != nil {
-		return Grant{}, nil, fail(err)
-	}
-	req.Username, req.AMR = user.Username, []string{AMRPassword, AMROTP}
-	g, err := s.admitAndOpen(ctx, user, req, deviceName, &ev)
-	if err != nil {
-		return Grant{}, nil, fail(err)
+		return Grant{}, nil, err
 	}
 	return g, codes, nil
 }

@@ -366,38 +366,36 @@ func (s *Service) LoginEnrolledPasskey(ctx context.Context, token string, respon
 	if err != nil {
 		return Grant{}, nil, fail(err)
 	}
-	req := st.request()
-	deviceName, err := s.checkLoginRequest(&req)
-	if err != nil {
-		return Grant{}, nil, fail(err)
-	}
-	user, err := s.stepUser(ctx, st, &ev)
-	if err != nil {
-		return Grant{}, nil, fail(err)
-	}
-	switch {
-	case stepSpent(user, st):
-		return Grant{}, nil, fail(errStepUsed)
-	case user.MFA.Confirmed():
-		return Grant{}, nil, fail(errStepInvalid)
-	}
-	user, f, codes, err := s.confirmPasskey(ctx, user, st.ID, response, "user:"+user.ID, func(u *storage.User) error {
-		if u.MFA.Confirmed() {
-			return errStepInvalid
+	var codes []string
+	g, err := s.finishStep(ctx, st, &ev, fail, func() (storage.User, []string, error) {
+		user, err := s.stepUser(ctx, st, &ev)
+		if err != nil {
+			return storage.User{}, nil, err
 		}
-		return spendStep(u, st, s.now().UTC())
+		switch {
+		case stepSpent(user, st):
+			return storage.User{}, nil, errStepUsed
+		case user.MFA.Confirmed():
+			return storage.User{}, nil, errStepInvalid
+		}
+		user, f, made, err := s.confirmPasskey(ctx, user, st.ID, response, "user:"+user.ID, func(u *storage.User) error {
+			if u.MFA.Confirmed() {
+				return errStepInvalid
+			}
+			return spendStep(u, st, s.now().UTC())
+		})
+		if err != nil {
+			return storage.User{}, nil, err
+		}
+		codes = made
+		method := AMRHardwareKey
+		if pk := passkeysOf(user); len(pk) > 0 && pk[0].ID == f.ID {
+			method = passkeyAMR(pk[0].WebAuthn.BackupEligible)
+		}
+		return user, []string{AMRPassword, method}, nil
 	})
 	if err != nil {
-		return Grant{}, nil, fail(err)
-	}
-	method := AMRHardwareKey
-	if pk := passkeysOf(user); len(pk) > 0 && pk[0].ID == f.ID {
-		method = passkeyAMR(pk[0].WebAuthn.BackupEligible)
-	}
-	req.Username, req.AMR = user.Username, []string{AMRPassword, method}
-	g, err := s.admitAndOpen(ctx, user, req, deviceName, &ev)
-	if err != nil {
-		return Grant{}, nil, fail(err)
+		return Grant{}, nil, err
 	}
 	return g, codes, nil
 }
