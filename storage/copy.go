@@ -22,12 +22,12 @@ type Loader interface {
 // Counts is how many records of each kind a store holds. The codes of
 // OAuth grants in progress are not counted: they are not copied.
 type Counts struct {
-	Devices, Users, APIKeys, Sessions, Events, SigningKeys, EnrollmentCodes, OAuthClients int
+	Devices, Groups, Users, APIKeys, Sessions, Events, SigningKeys, EnrollmentCodes, OAuthClients int
 }
 
 func (c Counts) String() string {
-	return fmt.Sprintf("%d devices, %d users, %d API keys, %d sessions, %d audit events, %d signing keys, %d enrollment codes, %d OAuth clients",
-		c.Devices, c.Users, c.APIKeys, c.Sessions, c.Events, c.SigningKeys, c.EnrollmentCodes, c.OAuthClients)
+	return fmt.Sprintf("%d devices, %d group settings, %d users, %d API keys, %d sessions, %d audit events, %d signing keys, %d enrollment codes, %d OAuth clients",
+		c.Devices, c.Groups, c.Users, c.APIKeys, c.Sessions, c.Events, c.SigningKeys, c.EnrollmentCodes, c.OAuthClients)
 }
 
 // copyBatch is how many records each write of Copy carries.
@@ -74,6 +74,18 @@ func Copy(ctx context.Context, from Store, to interface {
 			}, func(d Device) string { return d.ID }, func(ctx context.Context, ds []Device) error {
 				return to.CreateDevices(ctx, ds)
 			})
+		}},
+		{"group settings", func() error {
+			groups, err := from.ListGroups(ctx)
+			if err != nil {
+				return err
+			}
+			for _, g := range groups {
+				if _, err := to.UpdateGroup(ctx, g.Name, func(Group) (Group, error) { return g, nil }); err != nil {
+					return err
+				}
+			}
+			return nil
 		}},
 		{"API keys", func() error {
 			keys, err := from.ListAPIKeys(ctx)
@@ -217,6 +229,10 @@ func Count(ctx context.Context, s Store) (Counts, error) {
 	if err != nil {
 		return c, err
 	}
-	c.APIKeys, c.SigningKeys, c.EnrollmentCodes, c.OAuthClients = len(keys), len(signing), len(codes), len(clients)
+	groups, err := s.ListGroups(ctx)
+	if err != nil {
+		return c, err
+	}
+	c.APIKeys, c.SigningKeys, c.EnrollmentCodes, c.OAuthClients, c.Groups = len(keys), len(signing), len(codes), len(clients), len(groups)
 	return c, nil
 }

@@ -48,7 +48,11 @@ type Device struct {
 
 	Label string `json:"label,omitempty"`
 	Group string `json:"group,omitempty"`
-	// AssignedUsers holds user IDs. Empty means any worker may use it.
+	// Mode is the handset's own mode, or ModeGroup (empty) to follow its
+	// group's: see ModeOf.
+	Mode DeviceMode `json:"mode,omitempty"`
+	// AssignedUsers holds user IDs. Empty means any worker may use it. A
+	// shared handset ignores it: see Group.Roster.
 	AssignedUsers []string `json:"assignedUsers,omitempty"`
 	// Notes is what managers write about the handset, free text.
 	Notes string `json:"notes,omitempty"`

@@ -94,6 +94,15 @@ type Session struct {
 	RevokedAt    time.Time `json:"revokedAt,omitzero"`
 	RevokeReason string    `json:"revokeReason,omitempty"`
 
+	// ShiftEnd is, for a session on a shared handset of a group with
+	// shifts, the end of the shift it was opened in, and ShiftGrace the
+	// group's grace then: ExpiresAt is no later than their sum, the
+	// session's deadline. UnreturnedAt is when the server noted the
+	// session reached its deadline unended (see Unreturned).
+	ShiftEnd     time.Time     `json:"shiftEnd,omitzero"`
+	ShiftGrace   time.Duration `json:"shiftGrace,omitempty"`
+	UnreturnedAt time.Time     `json:"unreturnedAt,omitzero"`
+
 	ClientIP  string `json:"clientIp,omitempty"`
 	UserAgent string `json:"userAgent,omitempty"`
 }
@@ -130,6 +139,24 @@ func (s Session) EndedAt() time.Time {
 // Live reports whether the session is neither revoked nor expired at t.
 func (s Session) Live(t time.Time) bool {
 	return !s.Revoked() && t.Before(s.ExpiresAt) && t.Before(s.LastUsedAt.Add(s.IdleTimeout))
+}
+
+// ShiftDeadline is when a session of a shift must end (ShiftEnd plus
+// ShiftGrace), or the zero time for a session without a shift.
+func (s Session) ShiftDeadline() time.Time {
+	if s.ShiftEnd.IsZero() {
+		return time.Time{}
+	}
+	return s.ShiftEnd.Add(s.ShiftGrace)
+}
+
+// Unreturned reports whether a session of a shift ran to its deadline at
+// t: nobody ended it (no handover, no end of shift, no logout) and it was
+// in use until the deadline cut it off, so its handset was not handed
+// back.
+func (s Session) Unreturned(t time.Time) bool {
+	deadline := s.ShiftDeadline()
+	return !deadline.IsZero() && !s.Revoked() && !t.Before(deadline) && !s.EndedAt().Before(deadline)
 }
 
 // SessionBundle is a session with its user and device, read together.
@@ -230,10 +257,22 @@ type Revocation struct {
 	UserID   string
 	DeviceID string
 	// Except is the id of a session to leave live, such as the one that
-	// asked for the others to end; empty for none.
-	Except string
-	Reason string
-	At     time.Time
+	// asked for the others to end; empty for none. ExceptUser, when set,
+	// leaves that user's sessions live too.
+	Except     string
+	ExceptUser string
+	Reason     string
+	At         time.Time
+	// Audit, when set, is called with each session as it is revoked, and
+	// the event it returns is appended in the same transaction. It may be
+	// called more than once for a session (a retried transaction) and
+	// must have no side effects.
+	Audit func(Session) Event
+}
+
+// Spares reports whether r leaves the session s live.
+func (r Revocation) Spares(s Session) bool {
+	return s.Revoked() || s.ID == r.Except || (r.ExceptUser != "" && s.UserID == r.ExceptUser)
 }
 
 // WriteOptions are extra writes made in the same transaction as a write

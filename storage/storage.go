@@ -134,6 +134,7 @@ type APIKeys interface {
 // Store is every interface a backend implements, plus its lifecycle.
 type Store interface {
 	Devices
+	Groups
 	Users
 	APIKeys
 	Sessions

@@ -47,6 +47,7 @@ var (
 	// userID → username: what a page of handsets shows of their users,
 	// without decoding whole user records.
 	bucketUsernameByID = []byte("usernames_by_id")
+	bucketGroups       = []byte("groups")
 	bucketAPIKeys      = []byte("api_keys")
 	bucketAPIKeyHash   = []byte("api_keys_by_hash")
 
@@ -133,6 +134,8 @@ var migrations = []func(tx *bolt.Tx) error{
 			return idx.Put(id, []byte(u.Username))
 		})
 	},
+	// 7 → 8: group settings (groups.go).
+	func(tx *bolt.Tx) error { return createBuckets(tx, bucketGroups) },
 }
 
 func createBuckets(tx *bolt.Tx, names ...[]byte) error {
@@ -299,17 +302,23 @@ func (s *Store) write(ctx context.Context, opts []storage.WriteOption, fn func(*
 // applyOptions makes the extra writes a write method was asked for.
 func (s *Store) applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
 	n := 0
+	events := o.Events
 	for _, r := range o.Revoke {
 		revoked, err := revokeSessions(tx, r)
 		if err != nil {
 			return err
 		}
-		n += revoked
+		n += len(revoked)
+		if r.Audit != nil {
+			for _, sess := range revoked {
+				events = append(events, r.Audit(sess))
+			}
+		}
 	}
 	if o.Revoked != nil {
 		*o.Revoked = n
 	}
-	return s.appendEvents(tx, o.Events)
+	return s.appendEvents(tx, events)
 }
 
 // get decodes the record under key in bucket into v, or returns ErrNotFound.

@@ -310,9 +310,9 @@ func revokeOne(tx *bolt.Tx, id, reason string, at time.Time) error {
 	return put(sessions, []byte(id), sess)
 }
 
-// revokeSessions revokes every unrevoked session of r's user or device and
-// returns how many it revoked.
-func revokeSessions(tx *bolt.Tx, r storage.Revocation) (int, error) {
+// revokeSessions revokes every session of r's user or device that r does
+// not spare, and returns them as revoked.
+func revokeSessions(tx *bolt.Tx, r storage.Revocation) ([]storage.Session, error) {
 	var idx *bolt.Bucket
 	var owner string
 	switch {
@@ -321,7 +321,7 @@ func revokeSessions(tx *bolt.Tx, r storage.Revocation) (int, error) {
 	case r.DeviceID != "":
 		idx, owner = tx.Bucket(bucketSessionDevice), r.DeviceID
 	default:
-		return 0, errors.New("revocation names neither a user nor a device")
+		return nil, errors.New("revocation names neither a user nor a device")
 	}
 	prefix := []byte(owner + "\x00")
 	var ids []string
@@ -330,19 +330,20 @@ func revokeSessions(tx *bolt.Tx, r storage.Revocation) (int, error) {
 		ids = append(ids, string(k[len(prefix):]))
 	}
 	sessions := tx.Bucket(bucketSessions)
-	n := 0
+	var revoked []storage.Session
 	for _, id := range ids {
 		var sess storage.Session
 		if err := get(sessions, "session", []byte(id), &sess); err != nil {
-			return n, err
+			return revoked, err
 		}
-		if sess.Revoked() || id == r.Except {
+		if r.Spares(sess) {
 			continue
 		}
 		if err := revokeOne(tx, id, r.Reason, r.At); err != nil {
-			return n, err
+			return revoked, err
 		}
-		n++
+		sess.RevokedAt, sess.RevokeReason = r.At, r.Reason
+		revoked = append(revoked, sess)
 	}
-	return n, nil
+	return revoked, nil
 }

@@ -462,17 +462,23 @@ func (s *Store) write(ctx context.Context, op string, opts []storage.WriteOption
 // applyOptions makes the extra writes a write method was asked for.
 func (s *Store) applyOptions(ctx context.Context, tx pgx.Tx, o storage.WriteOptions) error {
 	n := 0
+	events := o.Events
 	for _, r := range o.Revoke {
 		revoked, err := revokeSessions(ctx, tx, r)
 		if err != nil {
 			return err
 		}
-		n += revoked
+		n += len(revoked)
+		if r.Audit != nil {
+			for _, sess := range revoked {
+				events = append(events, r.Audit(sess))
+			}
+		}
 	}
 	if o.Revoked != nil {
 		*o.Revoked = n
 	}
-	return s.appendEvents(ctx, tx, o.Events)
+	return s.appendEvents(ctx, tx, events)
 }
 
 // unique returns conflict if err is a unique violation of the named

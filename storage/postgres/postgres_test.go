@@ -92,8 +92,9 @@ func TestMigrationFillsScopeColumns(t *testing.T) {
 	check(t, open(t, url))
 }
 
-// undoScopes takes a database back from schema 8 to schema 6.
+// undoScopes takes a database back from schema 9 to schema 6.
 var undoScopes = []string{
+	`DROP TABLE groups`,
 	`DROP TABLE outbox, sink_leases, event_routes`,
 	`ALTER TABLE users DROP COLUMN role, DROP COLUMN scopes, DROP COLUMN groups`,
 	`ALTER TABLE devices DROP COLUMN assigned_users`,

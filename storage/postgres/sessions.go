@@ -448,9 +448,9 @@ func revokeOne(ctx context.Context, tx pgx.Tx, id, reason string, at time.Time) 
 	return putSession(ctx, tx, sess)
 }
 
-// revokeSessions revokes every unrevoked session of r's user or device and
-// returns how many it revoked.
-func revokeSessions(ctx context.Context, tx pgx.Tx, r storage.Revocation) (int, error) {
+// revokeSessions revokes every session of r's user or device that r does
+// not spare, and returns them as revoked.
+func revokeSessions(ctx context.Context, tx pgx.Tx, r storage.Revocation) ([]storage.Session, error) {
 	var column, owner string
 	switch {
 	case r.UserID != "":
@@ -458,21 +458,26 @@ func revokeSessions(ctx context.Context, tx pgx.Tx, r storage.Revocation) (int, 
 	case r.DeviceID != "":
 		column, owner = "device_id", r.DeviceID
 	default:
-		return 0, errors.New("revocation names neither a user nor a device")
+		return nil, errors.New("revocation names neither a user nor a device")
 	}
-	doomed, err := all[storage.Session](ctx, tx,
+	found, err := all[storage.Session](ctx, tx,
 		`SELECT data FROM sessions WHERE `+column+` = $1 AND NOT revoked AND id <> $2 ORDER BY id FOR UPDATE`, owner, r.Except)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	for _, sess := range doomed {
+	var revoked []storage.Session
+	for _, sess := range found {
+		if r.Spares(sess) {
+			continue
+		}
 		sess.RevokedAt, sess.RevokeReason = r.At, r.Reason
 		if err := releasePair(ctx, tx, sess); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if err := putSession(ctx, tx, sess); err != nil {
-			return 0, err
+			return nil, err
 		}
+		revoked = append(revoked, sess)
 	}
-	return len(doomed), nil
+	return revoked, nil
 }

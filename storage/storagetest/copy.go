@@ -57,6 +57,7 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 		from.CreateOAuthClient(ctx, registered),
 		from.CreateAuthCode(ctx, authCode),
 		from.CreateDeviceCode(ctx, deviceCode),
+		putGroup(ctx, from, sharedGroup("rack-1")),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -77,7 +78,7 @@ func testCopy(t *testing.T, newStore func(*testing.T) storage.Store) {
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
 	}
-	want := storage.Counts{Devices: 1, Users: 3, APIKeys: 1, Sessions: 2, Events: 2, SigningKeys: 3, EnrollmentCodes: 1, OAuthClients: 2}
+	want := storage.Counts{Devices: 1, Groups: 1, Users: 3, APIKeys: 1, Sessions: 2, Events: 2, SigningKeys: 3, EnrollmentCodes: 1, OAuthClients: 2}
 	if counts != want {
 		t.Fatalf("copied %s; want %s", counts, want)
 	}

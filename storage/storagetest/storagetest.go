@@ -71,6 +71,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"UserFactors", testUserFactors},
 		{"RecoveryCodeOnce", testRecoveryCodeOnce},
 		{"SessionAMR", testSessionAMR},
+		{"Groups", testGroups},
+		{"GroupConcurrentUpdates", testGroupConcurrentUpdates},
+		{"Handover", testHandover},
+		{"HandoverRace", testHandoverRace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
