@@ -115,7 +115,7 @@ func toOAuthError(err error) (*oauth.Error, int) {
 			code = oauth.CodeInvalidClientMetadata
 		}
 		return &oauth.Error{Code: code, Description: desc, Err: err}, status
-	case p.Code == tether.CodeTokenInvalid || p.Code == tether.CodeTokenExpired || p.Code == tether.CodeSessionRevoked ||
+	case p.Code == tether.CodeTokenInvalid || p.Code == tether.CodeTokenExpired || p.Code == tether.CodeSessionRevoked || p.Code == tether.CodeSessionEndedByHandover ||
 		p.Code == tether.CodeAccountDisabled || p.Code == tether.CodeDeviceSuspended || p.Code == tether.CodeDeviceRetired ||
 		p.Code == tether.CodeDeviceNotEnrolled:
 		return &oauth.Error{Code: oauth.CodeInvalidToken, Description: p.Detail, Err: err}, fiber.StatusUnauthorized

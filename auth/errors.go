@@ -17,6 +17,7 @@ var (
 	ErrRenewalWindowPassed = tether.NewError(tether.CodeRenewalWindowPassed, "the token expired too long ago to be renewed: log in again")
 	ErrTokenAlreadyUsed    = tether.NewError(tether.CodeTokenAlreadyUsed, "the token was already renewed, or a newer one was issued: use the newest")
 	ErrSessionRevoked      = tether.NewError(tether.CodeSessionRevoked, "the session has ended: log in again")
+	ErrEndedByHandover     = tether.NewError(tether.CodeSessionEndedByHandover, "the session has ended: another worker signed in on this shared handset")
 	ErrSessionNeedsFactor  = tether.NewError(tether.CodeSessionRevoked, "the session was opened with a password alone, and this account must now prove a second factor: sign in again")
 	ErrRefreshTokenReused  = tether.NewError(tether.CodeRefreshTokenReused, "the refresh token was already used: the session has been ended")
 	ErrAccountDisabled     = tether.NewError(tether.CodeAccountDisabled, "the account is disabled")
@@ -24,6 +25,7 @@ var (
 	ErrDeviceSuspended     = tether.NewError(tether.CodeDeviceSuspended, "the handset is suspended")
 	ErrDeviceRetired       = tether.NewError(tether.CodeDeviceRetired, "the handset is retired")
 	ErrDeviceNotAssigned   = tether.NewError(tether.CodeDeviceNotAssigned, "the handset is not assigned to this user")
+	ErrNotInGroup          = tether.NewError(tether.CodeDeviceNotAssigned, "the handset is shared within a group this user is not in")
 	ErrDeviceMismatch      = tether.NewError(tether.CodeDeviceMismatch, "the token belongs to another handset")
 	ErrSimChanged          = tether.NewError(tether.CodeSimChanged, "the SIM cards differ from the ones enrolled with this handset")
 	ErrAppVersion          = tether.NewError(tether.CodeAppVersionOld, "the app is too old: update it")
@@ -54,14 +56,21 @@ var endedBecause = map[string]string{
 	"directory_disabled":        "the session has ended: the account was disabled in the company directory",
 	"revoked_by_client":         "the session has ended: the app signed out (token revocation or logout)",
 	"authorization_code_reused": "the session has ended: its authorization code was presented twice",
+	reasonShiftEnded:            "the session has ended: the worker ended their shift",
 }
 
 // sessionEnded is ErrSessionRevoked for a session that is not live at now,
 // saying why where that is known: the reason it was revoked for, or that
-// it expired (unused too long, or past its lifetime).
+// it expired (unused too long, past its lifetime, or its shift over);
+// ErrEndedByHandover, with its own code, for one another worker's login
+// on its shared handset ended.
 func sessionEnded(sess storage.Session, now time.Time) error {
 	reason, msg := sess.RevokeReason, endedBecause[sess.RevokeReason]
 	switch {
+	case sess.Revoked() && reason == reasonHandover:
+		return ErrEndedByHandover.With("reason", reason)
+	case sess.Unreturned(now) && !now.Before(sess.ExpiresAt):
+		reason, msg = "shift_over", "the session has ended: its shift is over, log in again for the next one"
 	case sess.Revoked() && msg == "":
 		return ErrSessionRevoked.With("reason", "revoked")
 	case sess.Revoked():

@@ -94,6 +94,9 @@ func (s *Service) usableSession(ctx context.Context, b storage.SessionBundle, de
 		return sess, storage.User{}, nil, sessionEnded(sess, now)
 	}
 	if !sess.Live(now) {
+		if sess.Unreturned(now) {
+			return sess, storage.User{}, nil, sessionEnded(sess, now)
+		}
 		return sess, storage.User{}, nil, ErrTokenExpired
 	}
 	user, dev, err := s.admit(b)

@@ -866,7 +866,7 @@ func (s *Service) admitDevice(ctx context.Context, user storage.User, p device.P
 	case err != nil:
 		return storage.Device{}, nil, err
 	}
-	if err := admissible(user, d); err != nil {
+	if _, err := s.admissible(ctx, user, d); err != nil {
 		return d, nil, err
 	}
 	simChanged := len(d.IccIDs) > 0 && !sameSet(d.IccIDs, p.IccIDs)
@@ -895,16 +895,50 @@ func (s *Service) admitDevice(ctx context.Context, user storage.User, p device.P
 	return d, events, nil
 }
 
-// admissible checks that a handset may be used by a user: enrolled, and
-// assigned to them if it has assigned users.
-func admissible(user storage.User, d storage.Device) error {
+// admissible checks that a handset may be used by a user: enrolled, and,
+// for a personal handset, assigned to them if it has assigned users; for a
+// shared one, the user in its group or on the group's roster (see
+// mayPickUp). It returns the handset's group settings.
+func (s *Service) admissible(ctx context.Context, user storage.User, d storage.Device) (storage.Group, error) {
 	if err := deviceStatusError(d.Status); err != nil {
-		return err
+		return storage.Group{}, err
+	}
+	g, err := s.groupOf(ctx, d)
+	if err != nil {
+		return g, err
+	}
+	if storage.ModeOf(d, g) == storage.ModeShared {
+		return g, mayPickUp(user, d, g)
 	}
 	if len(d.AssignedUsers) > 0 && !slices.Contains(d.AssignedUsers, user.ID) {
-		return ErrDeviceNotAssigned
+		return g, ErrDeviceNotAssigned
 	}
-	return nil
+	return g, nil
+}
+
+// groupOf returns the settings of a handset's group: the zero settings
+// (with the name) for a group that has none, or a handset in no group.
+func (s *Service) groupOf(ctx context.Context, d storage.Device) (storage.Group, error) {
+	if d.Group == "" {
+		return storage.Group{}, nil
+	}
+	g, err := s.store.GetGroup(ctx, d.Group)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Group{Name: d.Group}, nil
+	}
+	return g, err
+}
+
+// mayPickUp says whether user may pick up the shared handset d of group
+// g: a handset in no group is anyone's; one in a group is for the users
+// in that group (whose scopes hold it, or who have no scopes, being the
+// whole fleet's) and those on the group's roster. Its assigned users play
+// no part.
+func mayPickUp(user storage.User, d storage.Device, g storage.Group) error {
+	if d.Group == "" || len(user.Scopes) == 0 || slices.Contains(user.Scopes, d.Group) || slices.Contains(g.Roster, user.ID) {
+		return nil
+	}
+	return ErrNotInGroup
 }
 
 // admitDeviceRef applies the handset rules to a login that names an
@@ -923,7 +957,7 @@ func (s *Service) admitDeviceRef(ctx context.Context, user storage.User, ref str
 	if err != nil {
 		return storage.Device{}, err
 	}
-	if err := admissible(user, d); err != nil {
+	if _, err := s.admissible(ctx, user, d); err != nil {
 		return d, err
 	}
 	if d.OSAPI != 0 && d.OSAPI < s.cfg.MinOSAPI {
@@ -999,6 +1033,16 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 	if sess.AuthTime.IsZero() {
 		sess.AuthTime = now
 	}
+	var (
+		use   sharedUse
+		share []storage.WriteOption
+	)
+	if dev != nil {
+		var err error
+		if share, err = s.share(ctx, user, *dev, &sess, &use); err != nil {
+			return Grant{}, err
+		}
+	}
 	sess.AccessExpiresAt = minTime(now.Add(s.cfg.AccessTTL), sess.ExpiresAt)
 	// Sign with the store's newest key, not one another server revoked: a
 	// login reads no session that would tell (a read of a few keys, next
@@ -1030,12 +1074,19 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 		if handsetKey != "" && (d.Key == nil || d.Key.Thumbprint != handsetKey) {
 			return proofError("the handset's key was replaced during the login")
 		}
+		// The handset's own mode decided whether the login hands it over.
+		if d.Mode != dev.Mode {
+			return ErrModeChanged
+		}
 		return nil
-	}, storage.WithEvents(events...))
+	}, append(share, storage.WithEvents(events...))...)
 	if err != nil {
 		return Grant{}, err
 	}
 	s.written(events...)
+	for range use.handed {
+		s.written(storage.Event{Action: "device.handover", Outcome: "success"})
+	}
 	return Grant{
 		AccessToken: access, AccessExpiresAt: sess.AccessExpiresAt,
 		RefreshToken: refresh.raw, RefreshExpiresAt: refreshExpiry(sess, now),
