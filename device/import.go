@@ -45,7 +45,7 @@ const importRetry = 2 * time.Second
 var importColumns = map[string]string{
 	"imei": "imei", "iccids": "iccIds", "iccid": "iccIds", "label": "label",
 	"group": "group", "assignedusers": "assignedUsers", "users": "assignedUsers",
-	"notes": "notes", "note": "notes",
+	"notes": "notes", "note": "notes", "mode": "mode",
 }
 
 // ImportRow is one data row of an import file.
@@ -58,6 +58,8 @@ type ImportRow struct {
 	Group         string
 	AssignedUsers []string
 	Notes         string
+	// Mode is "personal", "shared", or "group" or empty: the group's.
+	Mode string
 }
 
 // ImportIssue is one problem of an import: of a row and field, or of the
@@ -204,7 +206,7 @@ func (rd *importReader) add(rec []string) error {
 	rd.rows = append(rd.rows, ImportRow{
 		Row: n, IMEI: cell("imei"), IccIDs: list(cell("iccIds")),
 		Label: cell("label"), Group: cell("group"), AssignedUsers: list(cell("assignedUsers")),
-		Notes: cell("notes"),
+		Notes: cell("notes"), Mode: cell("mode"),
 	})
 	return nil
 }
@@ -340,7 +342,7 @@ func (b *csvBounds) Read(p []byte) (int, error) {
 }
 
 func (r ImportRow) blank() bool {
-	return r.IMEI == "" && len(r.IccIDs) == 0 && r.Label == "" && r.Group == "" && len(r.AssignedUsers) == 0 && r.Notes == ""
+	return r.IMEI == "" && len(r.IccIDs) == 0 && r.Label == "" && r.Group == "" && len(r.AssignedUsers) == 0 && r.Notes == "" && r.Mode == ""
 }
 
 // Import checks every row of an import and, unless opts.DryRun, registers
@@ -468,6 +470,13 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, scopes []string,
 	} else {
 		group = g
 	}
+	var mode storage.DeviceMode
+	if m := strings.TrimSpace(row.Mode); m != "" {
+		var ve *tether.ValidationError
+		if mode, ve = ParseMode("mode", strings.ToLower(m)); ve != nil {
+			add("mode", ve.Fields[0].Code, ve.Fields[0].Message)
+		}
+	}
 	if first, dup := seen[p.IMEI]; dup && p.IMEI != "" {
 		add("imei", "imei_duplicate", fmt.Sprintf("IMEI %s is also in row %d", p.IMEI, first))
 	} else if len(issues) == 0 {
@@ -506,7 +515,7 @@ func (s *Service) importRow(ctx context.Context, row ImportRow, scopes []string,
 	if len(issues) > 0 {
 		return issues, storage.Device{}, nil
 	}
-	d := storage.Device{Label: label, Group: group, AssignedUsers: ids, Notes: notes}
+	d := storage.Device{Label: label, Group: group, Mode: mode, AssignedUsers: ids, Notes: notes}
 	Apply(&d, p)
 	return nil, d, nil
 }

@@ -22,6 +22,7 @@ import (
 // Store is the persistence the device service needs.
 type Store interface {
 	storage.Devices
+	storage.Groups
 	// GetUser and GetUserByUsername resolve assigned users; Usernames
 	// names them.
 	GetUser(ctx context.Context, id string) (storage.User, error)
@@ -139,6 +140,8 @@ type Registration struct {
 	AssignedUsers []string
 	// Notes is free text about the handset, on one line.
 	Notes string
+	// Mode is "personal", "shared", or "group" or empty: its group's.
+	Mode string
 }
 
 // Register validates and stores a new handset. It returns a
@@ -185,8 +188,13 @@ func (s *Service) Register(ctx context.Context, by Actor, r Registration) (stora
 			return storage.Device{}, err
 		}
 	}
+	var mode storage.DeviceMode
+	var merr *tether.ValidationError
+	if r.Mode != "" {
+		mode, merr = ParseMode("mode", r.Mode)
+	}
 	if all := tether.Join(verr, checkText("label", r.Label, MaxLabel), checkText("group", r.Group, MaxGroup),
-		checkText("notes", r.Notes, MaxNotes), uerr, kerr, gerr); all != nil {
+		checkText("notes", r.Notes, MaxNotes), uerr, kerr, gerr, merr); all != nil {
 		return storage.Device{}, all
 	}
 
@@ -195,6 +203,7 @@ func (s *Service) Register(ctx context.Context, by Actor, r Registration) (stora
 		Status:        storage.DeviceEnrolled,
 		Label:         r.Label,
 		Group:         r.Group,
+		Mode:          mode,
 		AssignedUsers: ids,
 		Notes:         r.Notes,
 		EnrolledAt:    now,
@@ -309,6 +318,8 @@ type Patch struct {
 	Group         *string
 	AssignedUsers *[]string
 	Notes         *string
+	// Mode is "personal", "shared" or "group" (its group's).
+	Mode *string
 	// PublicKey replaces the handset's key with this public JWK, or, as
 	// JSON null, removes it (the handset may then enroll a new one at its
 	// next login). Either way its sessions end: they were bound to the old
@@ -346,6 +357,12 @@ func (s *Service) Update(ctx context.Context, by Actor, ref string, p Patch) (st
 		v := strings.TrimSpace(*p.Notes)
 		p.Notes = &v
 		errs = append(errs, checkText("notes", v, MaxNotes))
+	}
+	var mode storage.DeviceMode
+	if p.Mode != nil {
+		var merr *tether.ValidationError
+		mode, merr = ParseMode("mode", *p.Mode)
+		errs = append(errs, merr)
 	}
 	var ids []string
 	if p.AssignedUsers != nil {
@@ -401,6 +418,9 @@ func (s *Service) Update(ctx context.Context, by Actor, ref string, p Patch) (st
 		}
 		if p.Notes != nil {
 			d.Notes = *p.Notes
+		}
+		if p.Mode != nil {
+			d.Mode = mode
 		}
 		d.UpdatedAt = s.now().UTC()
 		return d, nil
@@ -553,16 +573,24 @@ func (s *Service) LearnUsernames(ctx context.Context, devices []storage.Device, 
 // worker into their scope by assigning them a handset. Duplicates are
 // dropped.
 func (s *Service) resolveUsers(ctx context.Context, refs []string, scopes []string) ([]string, *tether.ValidationError, error) {
+	return s.resolveUsersOf(ctx, "assignedUsers", refs, scopes)
+}
+
+// resolveUsersOf is resolveUsers for the list named field.
+func (s *Service) resolveUsersOf(ctx context.Context, field string, refs []string, scopes []string) ([]string, *tether.ValidationError, error) {
 	if len(refs) > MaxAssignedUsers {
-		return nil, tether.Invalid("assignedUsers", "assigned_users_too_many",
-			fmt.Sprintf("at most %d assigned users", MaxAssignedUsers)), nil
+		code := "assigned_users_too_many"
+		if field != "assignedUsers" {
+			code = field + "_too_many"
+		}
+		return nil, tether.Invalid(field, code, fmt.Sprintf("at most %d users", MaxAssignedUsers)), nil
 	}
 	var ids []string
 	verr := &tether.ValidationError{}
 	seen := map[string]bool{}
 	for i, ref := range refs {
 		ref = strings.TrimSpace(ref)
-		field := fmt.Sprintf("assignedUsers[%d]", i)
+		field := fmt.Sprintf("%s[%d]", field, i)
 		if ref == "" || len(ref) > 256 {
 			verr.Fields = append(verr.Fields, tether.FieldError{Field: field, Code: "user_unknown", Message: "no such user"})
 			continue
