@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -26,17 +27,21 @@ type deviceView struct {
 	StatusChangedBy string            `json:"statusChangedBy,omitempty"`
 	// StatusChangedByName and EnrolledByName name those actors: a
 	// username, an API key's name.
-	StatusChangedByName string    `json:"statusChangedByName,omitempty"`
-	Label               string    `json:"label"`
-	Group               string    `json:"group"`
-	AssignedUsers       []string  `json:"assignedUsers"`
-	Notes               string    `json:"notes"`
-	EnrolledAt          timestamp `json:"enrolledAt"`
-	EnrolledBy          string    `json:"enrolledBy,omitempty"`
-	EnrolledByName      string    `json:"enrolledByName,omitempty"`
-	LastSeenAt          timestamp `json:"lastSeenAt,omitzero"`
-	UpdatedAt           timestamp `json:"updatedAt"`
-	Key                 *keyView  `json:"key,omitempty"`
+	StatusChangedByName string `json:"statusChangedByName,omitempty"`
+	Label               string `json:"label"`
+	Group               string `json:"group"`
+	// Mode is the mode that applies, "personal" or "shared", and
+	// ModeSource where it comes from: "handset" (its own) or "group".
+	Mode           string    `json:"mode"`
+	ModeSource     string    `json:"modeSource"`
+	AssignedUsers  []string  `json:"assignedUsers"`
+	Notes          string    `json:"notes"`
+	EnrolledAt     timestamp `json:"enrolledAt"`
+	EnrolledBy     string    `json:"enrolledBy,omitempty"`
+	EnrolledByName string    `json:"enrolledByName,omitempty"`
+	LastSeenAt     timestamp `json:"lastSeenAt,omitzero"`
+	UpdatedAt      timestamp `json:"updatedAt"`
+	Key            *keyView  `json:"key,omitempty"`
 }
 
 // keyView shows a handset's enrolled key and what its attestation showed.
@@ -150,6 +155,11 @@ func (n *names) learnDevices(ctx context.Context, ds []storage.Device) error {
 	if err := n.s.Devices.LearnUsernames(ctx, ds, n.users); err != nil {
 		return err
 	}
+	modes, err := n.s.Devices.Modes(ctx, ds)
+	if err != nil {
+		return err
+	}
+	maps.Copy(n.modes, modes)
 	actors := make([]string, 0, 2*len(ds))
 	for _, d := range ds {
 		actors = append(actors, d.EnrolledBy, d.StatusChangedBy)
@@ -171,6 +181,10 @@ func (n *names) deviceView(d storage.Device) deviceView {
 		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users, Notes: d.Notes,
 		EnrolledAt: timestamp(d.EnrolledAt), EnrolledBy: d.EnrolledBy, LastSeenAt: timestamp(d.LastSeenAt), UpdatedAt: timestamp(d.UpdatedAt),
 		Key: keyViewOf(d.Key), EnrolledByName: n.actor(d.EnrolledBy), StatusChangedByName: n.actor(d.StatusChangedBy),
+		Mode: string(n.modes[d.ID]), ModeSource: "group",
+	}
+	if d.Mode.Valid() {
+		v.ModeSource = "handset"
 	}
 	if v.IccIDs == nil {
 		v.IccIDs = []string{}
@@ -225,6 +239,7 @@ type registerDeviceRequest struct {
 	Group         string   `json:"group"`
 	AssignedUsers []string `json:"assignedUsers"`
 	Notes         string   `json:"notes"`
+	Mode          string   `json:"mode"`
 }
 
 func (s *server) registerDevice(c *fiber.Ctx) error {
@@ -233,7 +248,7 @@ func (s *server) registerDevice(c *fiber.Ctx) error {
 		return err
 	}
 	d, err := s.Devices.Register(c.UserContext(), principal(c).Device(), device.Registration{
-		Payload: req.Payload, Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes,
+		Payload: req.Payload, Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes, Mode: req.Mode,
 	})
 	if err != nil {
 		return err
@@ -285,6 +300,7 @@ type patchDeviceRequest struct {
 	Group         *string     `json:"group"`
 	AssignedUsers *[]string   `json:"assignedUsers"`
 	Notes         *string     `json:"notes"`
+	Mode          *string     `json:"mode"`
 	PublicKey     optionalRaw `json:"publicKey,omitempty"`
 }
 
@@ -305,7 +321,7 @@ func (s *server) patchDevice(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	patch := device.Patch{Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes}
+	patch := device.Patch{Label: req.Label, Group: req.Group, AssignedUsers: req.AssignedUsers, Notes: req.Notes, Mode: req.Mode}
 	if req.PublicKey.set {
 		patch.PublicKey = &req.PublicKey.raw
 	}

@@ -23,10 +23,12 @@ type names struct {
 	// is read the first time an actor needs one.
 	keys  map[string]string
 	codes map[string]string
+	// modes holds the modes of the handsets learned, by id.
+	modes map[string]storage.DeviceMode
 }
 
 func (s *server) names() *names {
-	return &names{s: s, users: map[string]string{}, asked: map[string]bool{}, devices: map[string]storage.DeviceName{}}
+	return &names{s: s, users: map[string]string{}, asked: map[string]bool{}, devices: map[string]storage.DeviceName{}, modes: map[string]storage.DeviceMode{}}
 }
 
 // Actors other than principals: a handset that enrolled itself with a code

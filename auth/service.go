@@ -257,6 +257,11 @@ type Service struct {
 	dirUp atomic.Int32
 	// syncing lets one directory sync run at a time in this process.
 	syncing sync.Mutex
+
+	// suspender, when set, suspends the shared handsets not handed back
+	// (WithSuspender); unreturned is how many the last shift watch found.
+	suspender  Suspender
+	unreturned atomic.Int64
 }
 
 // ServiceOption configures a Service.

@@ -10,6 +10,7 @@ import (
 
 	"tether"
 	"tether/auth"
+	"tether/device"
 	"tether/storage"
 	"tether/storage/postgres"
 	"tether/storage/postgres/pgtest"
@@ -307,5 +308,116 @@ func TestEndShift(t *testing.T) {
 	wantCode(t, err, tether.CodeSessionRevoked, "shift_ended")
 	if page, _ := w.store.ListEvents(w.ctx, storage.EventFilter{Action: "shift.end"}); len(page.Items) != 1 {
 		t.Fatalf("%d shift.end events after ending twice; want 1", len(page.Items))
+	}
+}
+
+func TestRackAndShiftWatch(t *testing.T) {
+	w := newWorld(t)
+	svc, err := auth.NewService(w.ctx, w.svc.Config(), w.store, auth.NewHasher(cheap), validatorFor(t),
+		auth.WithClock(w.clock.Now), auth.WithSuspender(w.devices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.svc = svc
+	w.share(storage.Group{Mode: storage.ModeShared, SuspendUnreturnedAfter: time.Hour,
+		Shifts: &storage.ShiftSchedule{TimeZone: "UTC", Boundaries: []string{"14:00"}, Grace: 10 * time.Minute}})
+	rack := func(by auth.Principal) []auth.Slot {
+		t.Helper()
+		slots, err := w.svc.Rack(w.ctx, by, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slots
+	}
+	state := func() (string, *auth.Holder) {
+		t.Helper()
+		slots := rack(auth.CLI)
+		if len(slots) != 1 || slots[0].Device.ID != w.phone.ID {
+			t.Fatalf("rack %+v; want the one shared handset", slots)
+		}
+		return slots[0].State, slots[0].Holder
+	}
+	if s, h := state(); s != auth.RackFree || h != nil {
+		t.Fatalf("before any login: %s, %+v; want free", s, h)
+	}
+	w.mustLogin()
+	s, h := state()
+	if s != auth.RackInUse || h == nil || h.Username != "walter" || !h.Since.Equal(w.clock.Now()) ||
+		!h.ShiftEnd.Equal(time.Date(2026, 6, 1, 14, 0, 0, 0, time.UTC)) || !h.Deadline.Equal(h.ShiftEnd.Add(10*time.Minute)) {
+		t.Fatalf("in use: %s, %+v", s, h)
+	}
+	if other := rack(auth.Principal{Role: storage.RoleManager, Scopes: []string{"north"}}); len(other) != 0 {
+		t.Fatalf("a manager of another group sees %+v", other)
+	}
+	w.clock.Advance(5*time.Hour + time.Minute) // 14:01
+	if s, _ := state(); s != auth.RackOverdue {
+		t.Fatalf("past the shift's end: %s; want overdue", s)
+	}
+	if r, err := w.svc.WatchShifts(w.ctx); err != nil || r != (auth.ShiftReport{}) {
+		t.Fatalf("watch within the grace: %+v, %v; want nothing", r, err)
+	}
+	w.clock.Advance(10 * time.Minute) // 14:11: past the deadline
+	if s, h := state(); s != auth.RackUnreturned || h.Username != "walter" {
+		t.Fatalf("past the deadline: %s, %+v; want unreturned by walter", s, h)
+	}
+	// Watches at once note it once.
+	var wg sync.WaitGroup
+	reports := make([]auth.ShiftReport, 4)
+	for i := range reports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if reports[i], err = w.svc.WatchShifts(w.ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	noted := 0
+	for _, r := range reports {
+		noted += r.Noted
+		if r.Unreturned != 1 || r.Suspended != 0 {
+			t.Fatalf("watch report %+v; want 1 unreturned, none suspended yet", r)
+		}
+	}
+	page, _ := w.store.ListEvents(w.ctx, storage.EventFilter{Action: "device.unreturned"})
+	if noted != 1 || len(page.Items) != 1 || page.Items[0].UserID != w.worker.ID || page.Items[0].Detail["deadline"] != "2026-06-01T14:10:00Z" {
+		t.Fatalf("noted %d times, events %+v; want once, walter's", noted, page.Items)
+	}
+	if w.svc.Unreturned() != 1 {
+		t.Fatalf("Unreturned() = %d; want 1", w.svc.Unreturned())
+	}
+	// An hour past the deadline the group's setting suspends it.
+	w.clock.Advance(time.Hour)
+	r, err := w.svc.WatchShifts(w.ctx)
+	if err != nil || r.Suspended != 1 {
+		t.Fatalf("watch an hour past the deadline: %+v, %v; want the handset suspended", r, err)
+	}
+	d, _ := w.store.GetDevice(w.ctx, w.phone.ID)
+	if d.Status != storage.DeviceSuspended || d.StatusChangedBy != auth.ShiftActor {
+		t.Fatalf("handset after the watch: %s by %s", d.Status, d.StatusChangedBy)
+	}
+	if s, _ := state(); s != "suspended" {
+		t.Fatalf("rack state of the suspended handset: %s", s)
+	}
+	if r, _ := w.svc.WatchShifts(w.ctx); r.Suspended != 0 || w.svc.Unreturned() != 0 {
+		t.Fatalf("a second watch: %+v, gauge %d; want nothing more", r, w.svc.Unreturned())
+	}
+	// Reinstated, the next worker picks it up; ending the shift frees it.
+	if _, err := w.devices.Reinstate(w.ctx, device.Actor{Name: "cli"}, w.phone.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(12 * time.Hour)
+	g := w.mustLogin()
+	id, err := w.svc.Authenticate(w.ctx, g.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.EndShift(w.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if s, h := state(); s != auth.RackFree || h != nil {
+		t.Fatalf("after the end of the shift: %s, %+v; want free", s, h)
 	}
 }

@@ -241,6 +241,10 @@ type Sessions interface {
 	GetSessionBundleByFamily(ctx context.Context, familyHash []byte) (SessionBundle, error)
 	// ListSessions returns one page of sessions matching f, in ID order.
 	ListSessions(ctx context.Context, f SessionFilter) (Page[Session], error)
+	// LatestSessions returns, in one read, the session most recently
+	// opened (by CreatedAt, then ID) on each of the given handsets, live
+	// or not, by device ID; handsets without one are left out.
+	LatestSessions(ctx context.Context, deviceIDs []string) (map[string]Session, error)
 	// UpdateSession replaces the session with what fn returns (see the
 	// package contract), and runs the write options in the same
 	// transaction. Changing the ID, Key, user, device or family is an error.
@@ -268,6 +272,15 @@ type Revocation struct {
 	// called more than once for a session (a retried transaction) and
 	// must have no side effects.
 	Audit func(Session) Event
+}
+
+// Later reports whether a was opened after b (by CreatedAt, then ID): the
+// order of LatestSessions.
+func Later(a, b Session) bool {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c > 0
+	}
+	return a.ID > b.ID
 }
 
 // Spares reports whether r leaves the session s live.

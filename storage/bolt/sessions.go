@@ -347,3 +347,26 @@ func revokeSessions(tx *bolt.Tx, r storage.Revocation) ([]storage.Session, error
 	}
 	return revoked, nil
 }
+
+// LatestSessions implements storage.Sessions.
+func (s *Store) LatestSessions(ctx context.Context, deviceIDs []string) (map[string]storage.Session, error) {
+	latest := make(map[string]storage.Session, len(deviceIDs))
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		sessions, byDevice := tx.Bucket(bucketSessions), tx.Bucket(bucketSessionDevice)
+		for _, d := range deviceIDs {
+			prefix := []byte(d + "\x00")
+			c := byDevice.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				var sess storage.Session
+				if err := get(sessions, "session", k[len(prefix):], &sess); err != nil {
+					return err
+				}
+				if cur, ok := latest[d]; !ok || storage.Later(sess, cur) {
+					latest[d] = sess
+				}
+			}
+		}
+		return nil
+	})
+	return latest, err
+}

@@ -481,3 +481,24 @@ func revokeSessions(ctx context.Context, tx pgx.Tx, r storage.Revocation) ([]sto
 	}
 	return revoked, nil
 }
+
+// LatestSessions implements storage.Sessions.
+func (s *Store) LatestSessions(ctx context.Context, deviceIDs []string) (map[string]storage.Session, error) {
+	latest := make(map[string]storage.Session, len(deviceIDs))
+	if len(deviceIDs) == 0 {
+		return latest, nil
+	}
+	err := s.read(ctx, "latest sessions", func(q querier) error {
+		found, err := all[storage.Session](ctx, q, `SELECT data FROM sessions WHERE device_id = ANY($1)`, deviceIDs)
+		if err != nil {
+			return err
+		}
+		for _, sess := range found {
+			if cur, ok := latest[sess.DeviceID]; !ok || storage.Later(sess, cur) {
+				latest[sess.DeviceID] = sess
+			}
+		}
+		return nil
+	})
+	return latest, err
+}

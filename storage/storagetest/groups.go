@@ -269,3 +269,34 @@ func testHandoverRace(t *testing.T, s storage.Store) {
 	}
 	wantEvents(t, s, "device.handover", workers-1)
 }
+
+func testLatestSessions(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	u, d := fixtures(t, s)
+	other := mustCreateUser(t, s, newUser("other", storage.RoleWorker))
+	d2 := mustCreateDevice(t, s, newDevice("356938035643809"))
+	d3 := mustCreateDevice(t, s, newDevice("352099001761481"))
+	first := newSession(u.ID, d.ID)
+	mustCreateSession(t, s, first)
+	second := newSession(other.ID, d.ID)
+	second.CreatedAt = now.Add(time.Hour)
+	second = mustCreateSession(t, s, second)
+	// The newest ended: still the latest.
+	if _, err := s.UpdateSession(ctx, second.ID, func(x storage.Session) (storage.Session, error) {
+		x.RevokedAt, x.RevokeReason = now.Add(2*time.Hour), "handover"
+		return x, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	onD2 := mustCreateSession(t, s, newSession(u.ID, d2.ID))
+	latest, err := s.LatestSessions(ctx, []string{d.ID, d2.ID, d3.ID, "dev_missing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(latest) != 2 || latest[d.ID].ID != second.ID || !latest[d.ID].Revoked() || latest[d2.ID].ID != onD2.ID {
+		t.Fatalf("LatestSessions = %+v; want the second session on %s (revoked) and the one on %s", latest, d.ID, d2.ID)
+	}
+	if none, err := s.LatestSessions(ctx, nil); err != nil || len(none) != 0 {
+		t.Fatalf("LatestSessions(nil) = %v, %v", none, err)
+	}
+}

@@ -75,6 +75,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"GroupConcurrentUpdates", testGroupConcurrentUpdates},
 		{"Handover", testHandover},
 		{"HandoverRace", testHandoverRace},
+		{"LatestSessions", testLatestSessions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
