@@ -804,7 +804,7 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 			"/v1/auth/mfa", "/v1/auth/mfa/enroll", "/v1/auth/mfa/enroll/confirm",
 			"/v1/auth/mfa/webauthn", "/v1/auth/mfa/webauthn/finish", "/v1/auth/mfa/enroll/webauthn", "/v1/auth/mfa/enroll/webauthn/confirm"}, path):
 			return open, true
-		case path == "/v1/auth/logout" || path == "/v1/auth/me" || path == "/v1/auth/password":
+		case path == "/v1/auth/logout" || path == "/v1/auth/me" || path == "/v1/auth/password" || path == "/v1/auth/end-shift":
 			return self, true
 		case path == "/v1/auth/introspect":
 			return introspector, true
@@ -814,7 +814,7 @@ func TestEveryRouteChecksItsRole(t *testing.T) {
 			strings.HasSuffix(path, "/mfa/reset"):
 			return admin, true
 		}
-		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes", "/v1/lockouts", "/v1/directory", "/v1/events"} {
+		for _, p := range []string{"/v1/devices", "/v1/users", "/v1/sessions", "/v1/audit", "/v1/enrollment-codes", "/v1/lockouts", "/v1/directory", "/v1/events", "/v1/groups", "/v1/rack"} {
 			if path == p || strings.HasPrefix(path, p+"/") {
 				return manager, true
 			}

@@ -108,6 +108,7 @@ var operations = []op{
 	{method: "POST", path: "/v1/auth/refresh", summary: "Trade a refresh token for new tokens (rotates it)", tag: "tokens", body: refreshRequest{}, okStatus: 200, ok: tokenView{}},
 	{method: "POST", path: "/v1/auth/renew", summary: "Renew an access token, expired or not, from its handset", tag: "tokens", body: renewRequest{}, okStatus: 200, ok: tokenView{}},
 	{method: "POST", path: "/v1/auth/logout", summary: "End the caller's session", tag: "tokens", auth: "user", okStatus: 204},
+	{method: "POST", path: "/v1/auth/end-shift", summary: "End the caller's shift on a shared handset: the session ends (reason shift_ended) and the handset is handed back", tag: "tokens", auth: "user", okStatus: 204},
 	{method: "GET", path: "/v1/auth/me", summary: "The caller's user, handset and session", tag: "tokens", auth: "user", okStatus: 200, ok: struct {
 		User    userView    `json:"user"`
 		Device  *deviceView `json:"device,omitempty"`
@@ -122,10 +123,16 @@ var operations = []op{
 	{method: "GET", path: "/v1/devices", summary: "List handsets (CSV and XLSX export whole)", tag: "devices", auth: "manager", okStatus: 200, ok: page[deviceView]{}, query: []string{"status", "group", "q", "assignedUser", "limit", "cursor"}},
 	{method: "POST", path: "/v1/devices/import", summary: "Import handsets from CSV or XLSX: all or nothing, or (skipInvalid) the valid rows", tag: "devices", auth: "manager", body: "text/csv", okStatus: 200, ok: device.ImportReport{}, query: []string{"dryRun", "skipInvalid"}},
 	{method: "GET", path: "/v1/devices/{id}", summary: "A handset, by id or IMEI", tag: "devices", auth: "manager", okStatus: 200, ok: deviceView{}},
-	{method: "PATCH", path: "/v1/devices/{id}", summary: "Edit a handset's label, group, assigned users, notes, or replace (publicKey: a JWK) or clear (null) its key, ending its sessions", tag: "devices", auth: "manager", body: patchDeviceRequest{}, okStatus: 200, ok: deviceView{}},
+	{method: "PATCH", path: "/v1/devices/{id}", summary: "Edit a handset's label, group, mode (personal, shared, or group: its group's), assigned users, notes, or replace (publicKey: a JWK) or clear (null) its key, ending its sessions", tag: "devices", auth: "manager", body: patchDeviceRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/suspend", summary: "Suspend a handset (its sessions end)", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/retire", summary: "Retire a handset (its sessions end)", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/reinstate", summary: "Reinstate a handset", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
+
+	{method: "GET", path: "/v1/groups", summary: "The settings of the handset groups that have some: mode, roster, shifts", tag: "groups", auth: "manager", okStatus: 200, ok: page[groupView]{}},
+	{method: "GET", path: "/v1/groups/{name}", summary: "A group's settings (a group without any has the defaults: personal handsets, no shifts)", tag: "groups", auth: "manager", okStatus: 200, ok: groupView{}},
+	{method: "PUT", path: "/v1/groups/{name}", summary: "Replace a group's settings: the mode of its handsets without one of their own, the roster who may pick up its shared handsets besides its workers, its shifts, when to suspend a handset not handed back", tag: "groups", auth: "manager", body: putGroupRequest{}, okStatus: 200, ok: groupView{}},
+	{method: "DELETE", path: "/v1/groups/{name}", summary: "Remove a group's settings (its handsets stay in it)", tag: "groups", auth: "manager", okStatus: 204},
+	{method: "GET", path: "/v1/rack", summary: "Who holds which shared handset now: free, in_use, overdue (past shift end), unreturned (past the deadline, never handed back); CSV and XLSX too", tag: "groups", auth: "manager", okStatus: 200, ok: page[rackView]{}, query: []string{"group"}},
 
 	{method: "POST", path: "/v1/users", summary: "Create a user", tag: "users", auth: "manager", body: createUserRequest{}, okStatus: 201, ok: userView{}},
 	{method: "GET", path: "/v1/users", summary: "List users", tag: "users", auth: "manager", okStatus: 200, ok: page[userView]{}, query: []string{"role", "disabled", "source", "q", "limit", "cursor"}},
@@ -486,6 +493,7 @@ func buildOpenAPI(version string, withOAuth bool) []byte {
 	tags := []any{
 		map[string]any{"name": "tokens", "description": "Login, refresh, renewal, logout"},
 		map[string]any{"name": "devices", "description": "Handsets, imports, enrollment codes"},
+		map[string]any{"name": "groups", "description": "Handset groups: shared handsets, shifts, the rack of who holds which handset"},
 		map[string]any{"name": "users", "description": "Accounts"},
 		map[string]any{"name": "sessions", "description": "Who is logged in where"},
 		map[string]any{"name": "factors", "description": "A manager's or admin's own second factors: authenticator apps (TOTP) and recovery codes"},

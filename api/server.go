@@ -142,6 +142,7 @@ func New(d Deps, o Options) *fiber.App {
 	handset.Post("/refresh", s.refresh)
 	handset.Post("/renew", s.renew)
 	handset.Post("/logout", s.authenticate, s.requireUser, s.logout)
+	handset.Post("/end-shift", s.authenticate, s.requireUser, s.endShift)
 	handset.Get("/me", s.authenticate, s.requireUser, s.me)
 	handset.Post("/password", s.authenticate, s.requireUser, s.changePassword)
 	handset.Post("/mfa", s.loginMFA)
@@ -174,6 +175,13 @@ func New(d Deps, o Options) *fiber.App {
 	devices.Post("/:id/suspend", s.deviceTransition((*device.Service).Suspend))
 	devices.Post("/:id/retire", s.deviceTransition((*device.Service).Retire))
 	devices.Post("/:id/reinstate", s.deviceTransition((*device.Service).Reinstate))
+
+	groups := v1.Group("/groups", managers...)
+	groups.Get("/", s.listGroups)
+	groups.Get("/:name", s.getGroup)
+	groups.Put("/:name", s.putGroup)
+	groups.Delete("/:name", s.deleteGroup)
+	v1.Get("/rack", append(managers, s.rack)...)
 
 	users := v1.Group("/users", managers...)
 	users.Post("/", s.createUser)
