@@ -2,10 +2,12 @@ package api
 
 import (
 	"context"
+	"net/url"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"tether"
 	"tether/device"
 	"tether/storage"
 )
@@ -81,10 +83,24 @@ func (s *server) listGroups(c *fiber.Ctx) error {
 	return s.respond(c, fiber.StatusOK, listView[groupView]{Items: views}, xmlNames("groups", "group"))
 }
 
+// groupName is the {name} of a group's path, unescaped: group names may
+// hold spaces and any other printable text.
+func groupName(c *fiber.Ctx) (string, error) {
+	name, err := url.PathUnescape(param(c, "name"))
+	if err != nil {
+		return "", tether.Invalid("name", "name_invalid", "the group's name is not escaped properly")
+	}
+	return name, nil
+}
+
 // getGroup is GET /v1/groups/{name}: a group without settings has the
 // defaults.
 func (s *server) getGroup(c *fiber.Ctx) error {
-	g, err := s.Devices.GetGroup(c.UserContext(), principal(c).Device(), param(c, "name"))
+	name, err := groupName(c)
+	if err != nil {
+		return err
+	}
+	g, err := s.Devices.GetGroup(c.UserContext(), principal(c).Device(), name)
 	if err != nil {
 		return err
 	}
@@ -109,6 +125,10 @@ type putGroupRequest struct {
 // putGroup is PUT /v1/groups/{name}: the group's settings replaced by
 // the body's (a member left out takes its default).
 func (s *server) putGroup(c *fiber.Ctx) error {
+	name, err := groupName(c)
+	if err != nil {
+		return err
+	}
 	var req putGroupRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
@@ -120,7 +140,7 @@ func (s *server) putGroup(c *fiber.Ctx) error {
 	if req.Shifts != nil {
 		set.Shifts = &storage.ShiftSchedule{TimeZone: req.Shifts.TimeZone, Boundaries: req.Shifts.Boundaries, Grace: minutes(req.Shifts.GraceMinutes)}
 	}
-	g, err := s.Devices.SetGroup(c.UserContext(), principal(c).Device(), param(c, "name"), set)
+	g, err := s.Devices.SetGroup(c.UserContext(), principal(c).Device(), name, set)
 	if err != nil {
 		return err
 	}
@@ -142,7 +162,11 @@ func minutes(n int) time.Duration {
 
 // deleteGroup is DELETE /v1/groups/{name}.
 func (s *server) deleteGroup(c *fiber.Ctx) error {
-	if err := s.Devices.DeleteGroup(c.UserContext(), principal(c).Device(), param(c, "name")); err != nil {
+	name, err := groupName(c)
+	if err != nil {
+		return err
+	}
+	if err := s.Devices.DeleteGroup(c.UserContext(), principal(c).Device(), name); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)

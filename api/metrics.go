@@ -154,6 +154,9 @@ func (m *Metrics) register(s *server) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tether_password_hash_queue", Help: "Password hashes running or waiting.",
 		}, func() float64 { return float64(s.Auth.HashQueueDepth()) }))
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tether_handsets_unreturned", Help: "Shared handsets whose last worker's session ran to its shift's deadline without a handover, at the last shift watch.",
+		}, func() float64 { return float64(s.Auth.Unreturned()) }))
 		if s.Auth.HasDirectory() {
 			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "tether_directory_up", Help: "1 when the company directory answered the last time it was asked, else 0.",

@@ -40,6 +40,7 @@ type serveConfig struct {
 	tlsKey          string
 	trustedProxies  string
 	sweepEvery      time.Duration
+	shiftWatchEvery time.Duration
 	masterKeyFile   string
 	// attestationRoots is a PEM file replacing Google's attestation roots.
 	attestationRoots string
@@ -66,6 +67,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.attestationRoots, "attestation-roots", "", "a PEM file of the roots handset key attestations must end at (default: Google's, built in)")
 	fs.StringVar(&cfg.masterKeyFile, "master-key-file", "", "a file of 32 random bytes that seals the token signing keys in the store (AES-256-GCM)")
 	fs.DurationVar(&cfg.sweepEvery, "sweep-interval", 10*time.Minute, "how often ended sessions, dead enrollment codes and old audit events are removed")
+	fs.DurationVar(&cfg.shiftWatchEvery, "shift-watch-interval", time.Minute, "how often shared handsets are checked for ones not handed back at the end of a shift (0: never)")
 	fs.BoolVar(&cfg.demo, "demo", false, "start on a temporary store with demo users and handsets, and print commands to try (deleted at exit)")
 	authFlags(fs, &cfg.auth)
 	ldapFlags(fs, &cfg.ldap)
@@ -129,7 +131,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	authOpts := []auth.ServiceOption{auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent), auth.WithMasterKey(master)}
+	authOpts := []auth.ServiceOption{auth.WithLogger(logger), auth.WithObserver(metrics.ObserveEvent), auth.WithMasterKey(master), auth.WithSuspender(svc.devices)}
 	if cfg.attestationRoots != "" {
 		data, err := os.ReadFile(cfg.attestationRoots)
 		if err != nil {
@@ -238,6 +240,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	if dir != nil && cfg.ldap.syncInterval > 0 {
 		go authSvc.RunDirectorySync(sweepCtx, cfg.ldap.syncInterval)
+	}
+	if cfg.shiftWatchEvery > 0 {
+		go authSvc.RunShiftWatch(sweepCtx, cfg.shiftWatchEvery)
 	}
 	delivered := make(chan struct{})
 	go func() { dispatcher.Run(sweepCtx); close(delivered) }()
