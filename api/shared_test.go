@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"fmt"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/xuri/excelize/v2"
 )
@@ -315,5 +317,45 @@ func TestHandoverRaceHTTP(t *testing.T) {
 				t.Fatalf("%d tokens work, %d sessions live; want 1 and 1", live, len(sessions))
 			}
 		})
+	}
+}
+
+// TestUnreturnedEverywhere: a shared handset whose worker's shift ran out
+// without a handover shows as unreturned in the rack, the audit trail and
+// the metrics, and its app is told why its session ended.
+func TestUnreturnedEverywhere(t *testing.T) {
+	clock := &stepClock{at: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	e := newEnv(t, clock)
+	phone, _ := e.fleet()
+	e.shareRack(phone, map[string]any{"timeZone": "UTC", "boundaries": []string{"14:00"}, "graceMinutes": 10})
+	walter := e.loginOn("walter", "490154203237518")
+	if exp := walter["refreshExpiresAt"]; exp != "2026-06-01T14:10:00Z" {
+		t.Fatalf("refresh token of a shift until %v; want the deadline 2026-06-01T14:10:00Z", exp)
+	}
+	clock.mu.Lock()
+	clock.off = 5*time.Hour + 11*time.Minute // 14:11
+	clock.mu.Unlock()
+	p := wantProblem(t, e.do("POST", "/v1/auth/refresh", "", map[string]any{"refreshToken": walter["refreshToken"], "deviceId": phone}), 401, "session_revoked")
+	if p["reason"] != "shift_over" {
+		t.Fatalf("refresh past the deadline: %v; want reason shift_over", p)
+	}
+	if r, err := e.auth.WatchShifts(context.Background()); err != nil || r.Noted != 1 || r.Unreturned != 1 {
+		t.Fatalf("shift watch: %+v, %v", r, err)
+	}
+	slot := e.do("GET", "/v1/rack", e.manager, nil).json(t)["items"].([]any)[0].(map[string]any)
+	if slot["state"] != "unreturned" || slot["username"] != "walter" || slot["deadline"] != "2026-06-01T14:10:00Z" || slot["shiftEnd"] != "2026-06-01T14:00:00Z" {
+		t.Fatalf("rack slot %v", slot)
+	}
+	if items := e.do("GET", "/v1/audit?action=device.unreturned", e.manager, nil).json(t)["items"].([]any); len(items) != 1 {
+		t.Fatalf("device.unreturned events %v", items)
+	}
+	body := e.do("GET", "/metrics", "", nil).body
+	for series, want := range map[string]float64{
+		"tether_handsets_unreturned": 1,
+		`tether_auth_events_total{action="device.unreturned",outcome="success",reason=""}`: 1,
+	} {
+		if got := metric(t, body, series); got != want {
+			t.Errorf("%s = %v; want %v", series, got, want)
+		}
 	}
 }
