@@ -350,6 +350,13 @@ func TestUnreturnedEverywhere(t *testing.T) {
 		t.Fatalf("device.unreturned events %v", items)
 	}
 	body := e.do("GET", "/metrics", "", nil).body
+	// A manager who finds it ends the session: the handset is free.
+	if r := e.do("DELETE", "/v1/sessions/"+walter["sessionId"].(string), e.manager, nil); r.status != 204 {
+		t.Fatalf("DELETE session: %d %s", r.status, r.body)
+	}
+	if slot := e.do("GET", "/v1/rack", e.manager, nil).json(t)["items"].([]any)[0].(map[string]any); slot["state"] != "free" {
+		t.Fatalf("rack after the manager ended the unreturned session: %v", slot)
+	}
 	for series, want := range map[string]float64{
 		"tether_handsets_unreturned": 1,
 		`tether_auth_events_total{action="device.unreturned",outcome="success",reason=""}`: 1,
