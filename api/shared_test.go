@@ -366,3 +366,27 @@ func TestUnreturnedEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// TestOAuthHandsOver: the OAuth token endpoint hands a shared handset over
+// as the native login does, both ways, and a client whose session was
+// handed over hears it as invalid_grant at its refresh.
+func TestOAuthHandsOver(t *testing.T) {
+	e := newEnv(t, oauthOn{})
+	phone, _ := e.fleet()
+	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "anna", "password": "correct horse", "role": "worker"}); r.status != 201 {
+		t.Fatal(r.status, string(r.body))
+	}
+	e.shareRack(phone, nil)
+	field, _ := e.oauthClient(map[string]any{"token_endpoint_auth_method": "none", "grant_types": []string{"password", "refresh_token"}})
+	walter := e.loginOn("walter", "490154203237518")
+	anna := wantTokens(t, e.tokenReq(vals("grant_type", "password", "client_id", field, "username", "anna", "password", "correct horse",
+		"device", devicePayload(phoneIMEI), "scope", "openid offline_access")))
+	wantProblem(t, e.do("GET", "/v1/auth/me", walter["accessToken"].(string), nil), 401, "session_ended_by_handover")
+	// Back to walter, natively: anna's OAuth session ends.
+	e.loginOn("walter", "490154203237518")
+	wantProblem(t, e.do("GET", "/v1/auth/me", anna["access_token"].(string), nil), 401, "session_ended_by_handover")
+	d := wantOAuthError(t, e.tokenReq(vals("grant_type", "refresh_token", "client_id", field, "refresh_token", anna["refresh_token"].(string))), 400, "invalid_grant")
+	if !strings.Contains(fmt.Sprint(d["error_description"]), "another worker") {
+		t.Fatalf("refresh of a handed-over session: %v; want it said", d)
+	}
+}
