@@ -168,14 +168,15 @@ func readTerminalPassword() ([]byte, error) { return term.ReadPassword(int(os.St
 func (c *cli) deviceAdd(ctx context.Context, args []string) error {
 	var sc storeConfig
 	var (
-		imei, label, group string
-		iccids, assign     listFlag
+		imei, label, group, mode string
+		iccids, assign           listFlag
 	)
 	fs := c.flagSet("device add")
 	storeFlags(fs, &sc)
 	fs.StringVar(&imei, "imei", "", "the handset's IMEI (15 digits)")
 	fs.StringVar(&label, "label", "", "a label, such as the van it rides in")
 	fs.StringVar(&group, "group", "", "a group, such as a depot")
+	fs.StringVar(&mode, "mode", "", "personal, shared, or group (default: its group's)")
 	fs.Var(&iccids, "iccid", "ICC ID of a SIM in the handset (comma-separated or repeated)")
 	fs.Var(&assign, "assign", "username allowed to use the handset (comma-separated or repeated; none: any worker)")
 	if err := c.parse(fs, args); err != nil {
@@ -191,7 +192,7 @@ func (c *cli) deviceAdd(ctx context.Context, args []string) error {
 	}
 	return c.withStore(ctx, sc, func(svc *services) error {
 		d, err := svc.devices.Register(ctx, auth.CLI.Device(), device.Registration{
-			Payload: p, Label: label, Group: group, AssignedUsers: assign,
+			Payload: p, Label: label, Group: group, AssignedUsers: assign, Mode: mode,
 		})
 		if err != nil {
 			return c.report(err)

@@ -183,15 +183,15 @@ func TestUserAdd(t *testing.T) {
 
 func TestDeviceAdd(t *testing.T) {
 	dir := t.TempDir()
-	r := runCLI(t, "", nil, "device", "add", "--data", dir, "--imei", "490154203237518", "--label", "van 7", "--iccid", "89445001021983048261")
+	r := runCLI(t, "", nil, "device", "add", "--data", dir, "--imei", "490154203237518", "--label", "van 7", "--iccid", "89445001021983048261", "--mode", "shared")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	r = runCLI(t, "", nil, "device", "add", "--data", dir, "--imei", "490154203237519", "--iccid", "79445001021983048261", "--assign", "ghost")
+	r = runCLI(t, "", nil, "device", "add", "--data", dir, "--imei", "490154203237519", "--iccid", "79445001021983048261", "--assign", "ghost", "--mode", "borrowed")
 	if r.code != 1 {
 		t.Fatalf("bad device: exit %d", r.code)
 	}
-	for _, want := range []string{"imei_checksum", "iccid_prefix", "user_unknown"} {
+	for _, want := range []string{"imei_checksum", "iccid_prefix", "user_unknown", "mode_invalid"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %s: %s", want, r.stderr)
 		}
@@ -199,7 +199,7 @@ func TestDeviceAdd(t *testing.T) {
 	s := openTestStore(t, dir)
 	defer s.Close()
 	page, err := s.ListDevices(context.Background(), storage.DeviceFilter{})
-	if err != nil || len(page.Items) != 1 || page.Items[0].Label != "van 7" || len(page.Items[0].IccIDs) != 1 {
+	if err != nil || len(page.Items) != 1 || page.Items[0].Label != "van 7" || len(page.Items[0].IccIDs) != 1 || page.Items[0].Mode != storage.ModeShared {
 		t.Fatalf("devices: %+v, %v", page.Items, err)
 	}
 }
