@@ -33,7 +33,10 @@ type tokenView struct {
 	RefreshExpiresAt *time.Time `json:"refreshExpiresAt,omitempty"`
 	SessionID        string     `json:"sessionId"`
 	DeviceID         string     `json:"deviceId,omitempty"`
-	User             *userView  `json:"user,omitempty"`
+	// ShiftEnd is, on a shared handset of a group with shifts, the end of
+	// the session's shift (it ends at that plus the grace).
+	ShiftEnd *time.Time `json:"shiftEnd,omitempty"`
+	User     *userView  `json:"user,omitempty"`
 
 	// RecoveryCodes come with the tokens of a login that enrolled a first
 	// second factor: shown this once.
@@ -58,6 +61,9 @@ func (s *server) sendGrantWith(c *fiber.Ctx, g auth.Grant, withUser bool, codes 
 	if g.RefreshToken != "" {
 		v.RefreshToken = g.RefreshToken
 		v.RefreshExpiresAt = &g.RefreshExpiresAt
+	}
+	if !g.Session.ShiftEnd.IsZero() {
+		v.ShiftEnd = &g.Session.ShiftEnd
 	}
 	if withUser {
 		u := newUserView(g.User)
@@ -234,6 +240,9 @@ type sessionView struct {
 	RevokeReason string    `json:"revokeReason,omitempty"`
 	ClientIP     string    `json:"clientIp,omitempty"`
 	UserAgent    string    `json:"userAgent,omitempty"`
+	// ShiftEnd is the end of the session's shift, on a shared handset of
+	// a group with shifts.
+	ShiftEnd time.Time `json:"shiftEnd,omitzero"`
 
 	// AMR is how the person signed in: ["pwd"], ["pwd","otp"] or
 	// ["pwd","recovery"].
@@ -246,7 +255,7 @@ func newSessionView(sess storage.Session, now time.Time) sessionView {
 		CreatedAt: sess.CreatedAt, LastUsedAt: sess.LastUsedAt, ExpiresAt: sess.ExpiresAt,
 		IdleExpires: sess.LastUsedAt.Add(sess.IdleTimeout), Live: sess.Live(now),
 		RevokedAt: sess.RevokedAt, RevokeReason: sess.RevokeReason, ClientIP: sess.ClientIP, UserAgent: sess.UserAgent,
-		AMR: auth.SessionAMR(sess),
+		AMR: auth.SessionAMR(sess), ShiftEnd: sess.ShiftEnd,
 	}
 }
 

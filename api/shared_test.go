@@ -329,8 +329,12 @@ func TestUnreturnedEverywhere(t *testing.T) {
 	phone, _ := e.fleet()
 	e.shareRack(phone, map[string]any{"timeZone": "UTC", "boundaries": []string{"14:00"}, "graceMinutes": 10})
 	walter := e.loginOn("walter", "490154203237518")
-	if exp := walter["refreshExpiresAt"]; exp != "2026-06-01T14:10:00Z" {
-		t.Fatalf("refresh token of a shift until %v; want the deadline 2026-06-01T14:10:00Z", exp)
+	if exp := walter["refreshExpiresAt"]; exp != "2026-06-01T14:10:00Z" || walter["shiftEnd"] != "2026-06-01T14:00:00Z" {
+		t.Fatalf("refresh token of a shift until %v, shift end %v; want the deadline 2026-06-01T14:10:00Z, 14:00", exp, walter["shiftEnd"])
+	}
+	me := e.do("GET", "/v1/auth/me", walter["accessToken"].(string), nil).json(t)
+	if me["session"].(map[string]any)["shiftEnd"] != "2026-06-01T14:00:00Z" {
+		t.Fatalf("/v1/auth/me session %v; want its shift end", me["session"])
 	}
 	clock.mu.Lock()
 	clock.off = 5*time.Hour + 11*time.Minute // 14:11
