@@ -41,6 +41,7 @@ var routeClasses = map[string]string{
 	"POST /v1/enroll": classOpen, "POST /v1/enroll/challenge": classOpen, "GET /.well-known/jwks.json": classOpen,
 
 	"POST /v1/auth/logout": classSelf, "GET /v1/auth/me": classSelf, "POST /v1/auth/password": classSelf,
+	"POST /v1/auth/end-shift": classSelf,
 
 	"GET /v1/auth/factors": classFactors, "POST /v1/auth/factors/totp": classFactors,
 	"POST /v1/auth/factors/totp/confirm": classFactors, "POST /v1/auth/factors/:id/remove": classFactors,
@@ -58,6 +59,8 @@ var routeClasses = map[string]string{
 	"PATCH /v1/users/:id": classManager, "POST /v1/users/:id/password": classManager,
 	"POST /v1/users/:id/logout-all": classManager,
 	"GET /v1/sessions/":             classManager, "DELETE /v1/sessions/:id": classManager,
+	"GET /v1/groups/": classManager, "GET /v1/groups/:name": classManager, "PUT /v1/groups/:name": classManager,
+	"DELETE /v1/groups/:name": classManager, "GET /v1/rack": classManager,
 	"GET /v1/audit": classManager, "GET /v1/directory": classManager,
 	"GET /v1/events/sinks/": classManager, "GET /v1/events/sinks/:name/dead-letters": classManager,
 	"POST /v1/events/sinks/:name/replay": classManager,
@@ -260,6 +263,8 @@ func (w *scopeWorld) record(t *testing.T, kind, id string) string {
 		v, err = w.e.db.GetSession(ctx, id)
 	case "code":
 		v, err = w.e.db.GetEnrollmentCode(ctx, id)
+	case "group":
+		v, err = w.e.db.GetGroup(ctx, id)
 	default:
 		return ""
 	}
@@ -352,6 +357,35 @@ func makeCode(t *testing.T, w *scopeWorld, g string) object {
 
 func makeNothing(t *testing.T, w *scopeWorld, g string) object { return object{} }
 
+// groupNamed is group g's name, or, for no group, a fresh group of no
+// one's scope.
+func groupNamed(w *scopeWorld, g string) string {
+	if g == "" {
+		return fmt.Sprintf("free-%d", w.next())
+	}
+	return g
+}
+
+// makeGroup gives group g (a fresh group of no one's scope for none)
+// settings.
+func makeGroup(t *testing.T, w *scopeWorld, g string) object {
+	name := groupNamed(w, g)
+	if r := w.e.do("PUT", "/v1/groups/"+name, w.e.admin, map[string]any{"mode": "shared"}); r.status != 200 {
+		t.Fatalf("group: %d %s", r.status, r.body)
+	}
+	return object{"group", name, name}
+}
+
+// makeSharedDevice registers a shared handset in group g.
+func makeSharedDevice(t *testing.T, w *scopeWorld, g string) object {
+	imei := imeiN(w.next())
+	r := w.e.do("POST", "/v1/devices", w.e.admin, map[string]any{"imei": imei, "group": g, "mode": "shared"})
+	if r.status != 201 {
+		t.Fatalf("device: %d %s", r.status, r.body)
+	}
+	return object{"device", r.json(t)["id"].(string), imei}
+}
+
 // at sends method to path+suffix, with the object's id in place of :id.
 func at(method, path string, body any, headers ...string) func(w *scopeWorld, secret, g string, o object) response {
 	return func(w *scopeWorld, secret, g string, o object) response {
@@ -394,6 +428,22 @@ var scopeCases = map[string]scopeCase{
 
 	"POST /v1/enrollment-codes/": {scope: creates, success: 201, outOfScope: 403, make: makeNothing, send: func(w *scopeWorld, secret, g string, o object) response {
 		return w.e.do("POST", "/v1/enrollment-codes", secret, map[string]any{"group": g})
+	}},
+	"GET /v1/groups/":         {scope: lists, success: 200, field: "name", make: makeGroup, send: at("GET", "/v1/groups", nil)},
+	"GET /v1/groups/:name":    {scope: onRecord, success: 200, make: makeGroup, send: at("GET", "/v1/groups/:id", nil)},
+	"DELETE /v1/groups/:name": {scope: onRecord, success: 204, make: makeGroup, send: at("DELETE", "/v1/groups/:id", nil)},
+	"GET /v1/rack":            {scope: lists, success: 200, field: "deviceId", make: makeSharedDevice, send: at("GET", "/v1/rack", nil)},
+	"PUT /v1/groups/:name": {scope: creates, success: 200, outOfScope: 403, make: makeNothing, send: func(w *scopeWorld, secret, g string, o object) response {
+		// No group is, for a scoped manager, their only group, as a
+		// creating route takes it.
+		name := groupNamed(w, g)
+		switch {
+		case g == "" && secret == w.creds[whoScopedA]:
+			name = "A"
+		case g == "" && secret == w.creds[whoScopedB]:
+			name = "B"
+		}
+		return w.e.do("PUT", "/v1/groups/"+name, secret, map[string]any{"mode": "shared", "shifts": map[string]any{"timeZone": "UTC", "boundaries": []string{"06:00"}}})
 	}},
 	"GET /v1/enrollment-codes/":           {scope: lists, success: 200, field: "id", make: makeCode, send: at("GET", "/v1/enrollment-codes", nil)},
 	"DELETE /v1/enrollment-codes/:id":     {scope: onRecord, success: 204, make: makeCode, send: at("DELETE", "/v1/enrollment-codes/:id", nil)},

@@ -151,8 +151,12 @@ func TestGroupsScoped(t *testing.T) {
 		t.Fatalf("own group: %d %s", r.status, r.body)
 	}
 	wantProblem(t, e.do("PUT", "/v1/groups/south", north, map[string]any{"mode": "shared"}), 403, "scope_exceeded")
-	if r := e.do("PUT", "/v1/groups/south", e.manager, map[string]any{"mode": "shared"}); r.status != 200 {
+	if r := e.do("PUT", "/v1/groups/south", e.manager, map[string]any{"mode": "personal", "suspendUnreturnedAfterMinutes": 5}); r.status != 200 {
 		t.Fatal(r.status, string(r.body))
+	}
+	wantProblem(t, e.do("PUT", "/v1/groups/south", north, map[string]any{"mode": "shared"}), 403, "scope_exceeded")
+	if g := e.do("GET", "/v1/groups/south", e.manager, nil).json(t); g["mode"] != "personal" || g["suspendUnreturnedAfterMinutes"] != float64(5) {
+		t.Fatalf("a refused PUT of another's group changed it: %v", g)
 	}
 	wantProblem(t, e.do("GET", "/v1/groups/south", north, nil), 404, "not_found")
 	wantProblem(t, e.do("DELETE", "/v1/groups/south", north, nil), 404, "not_found")

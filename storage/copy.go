@@ -26,8 +26,8 @@ type Counts struct {
 }
 
 func (c Counts) String() string {
-	return fmt.Sprintf("%d devices, %d group settings, %d users, %d API keys, %d sessions, %d audit events, %d signing keys, %d enrollment codes, %d OAuth clients",
-		c.Devices, c.Groups, c.Users, c.APIKeys, c.Sessions, c.Events, c.SigningKeys, c.EnrollmentCodes, c.OAuthClients)
+	return fmt.Sprintf("%d devices, %d users, %d API keys, %d sessions, %d audit events, %d signing keys, %d enrollment codes, %d OAuth clients, %d group settings",
+		c.Devices, c.Users, c.APIKeys, c.Sessions, c.Events, c.SigningKeys, c.EnrollmentCodes, c.OAuthClients, c.Groups)
 }
 
 // copyBatch is how many records each write of Copy carries.
