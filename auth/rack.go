@@ -49,13 +49,18 @@ type Holder struct {
 // empty), in ID order, each with its state and holder at the time of the
 // call.
 func (s *Service) Rack(ctx context.Context, by Principal, group string) ([]Slot, error) {
-	now := s.now().UTC()
 	groups, err := s.groupSettings(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return s.rack(ctx, by.Scopes, group, groups)
+}
+
+// rack is Rack with the groups' settings read.
+func (s *Service) rack(ctx context.Context, scopes []string, group string, groups map[string]storage.Group) ([]Slot, error) {
+	now := s.now().UTC()
 	var shared []storage.Device
-	f := storage.DeviceFilter{Group: group, Groups: by.Scopes, Limit: storage.MaxPageSize}
+	f := storage.DeviceFilter{Group: group, Groups: scopes, Limit: storage.MaxPageSize}
 	for {
 		page, err := s.store.ListDevices(ctx, f)
 		if err != nil {
@@ -158,13 +163,33 @@ type ShiftReport struct {
 	Unreturned, Noted, Suspended int
 }
 
-// WatchShifts looks at every shared handset once: a session that ran to
-// its shift's deadline unended is noted, once, with a device.unreturned
-// event (in the transaction that marks the session), and, where its
-// group says so, the handset is suspended that long after the deadline.
-// Of servers sharing a store, one watches at a time.
+// WatchShifts looks at every shared handset once and counts those not
+// handed back (Unreturned); each of those is noted, once, with a
+// device.unreturned event (in the transaction that marks its session),
+// and, where its group says so, suspended that long after its deadline.
+// Of servers sharing a store, every one counts, and one at a time notes
+// and suspends.
 func (s *Service) WatchShifts(ctx context.Context) (ShiftReport, error) {
 	var r ShiftReport
+	groups, err := s.groupSettings(ctx)
+	if err != nil {
+		return r, err
+	}
+	slots, err := s.rack(ctx, nil, "", groups)
+	if err != nil {
+		return r, err
+	}
+	unreturned := slots[:0]
+	for _, slot := range slots {
+		if slot.State == RackUnreturned {
+			unreturned = append(unreturned, slot)
+		}
+	}
+	r.Unreturned = len(unreturned)
+	s.unreturned.Store(int64(r.Unreturned))
+	if len(unreturned) == 0 {
+		return r, nil
+	}
 	if l, ok := s.store.(storage.Locker); ok {
 		unlock, held, err := l.TryLock(ctx, "shift-watch")
 		if err != nil || !held {
@@ -172,21 +197,9 @@ func (s *Service) WatchShifts(ctx context.Context) (ShiftReport, error) {
 		}
 		defer unlock()
 	}
-	groups, err := s.groupSettings(ctx)
-	if err != nil {
-		return r, err
-	}
-	slots, err := s.Rack(ctx, Principal{}, "")
-	if err != nil {
-		return r, err
-	}
 	now := s.now().UTC()
-	for _, slot := range slots {
+	for _, slot := range unreturned {
 		h := slot.Holder
-		if slot.State != RackUnreturned {
-			continue
-		}
-		r.Unreturned++
 		noted, err := s.noteUnreturned(ctx, slot)
 		if err != nil {
 			return r, err
@@ -207,7 +220,6 @@ func (s *Service) WatchShifts(ctx context.Context) (ShiftReport, error) {
 		}
 		r.Suspended++
 	}
-	s.unreturned.Store(int64(r.Unreturned))
 	return r, nil
 }
 

@@ -23,10 +23,9 @@ const (
 // handset's mode: the client tries again, under the new mode.
 var ErrModeChanged = tether.NewError(tether.CodeConflict, "the handset's mode changed during the login: try again")
 
-// sharedUse is what share found: the handset's mode at the login, and
-// how many sessions its handover ended.
+// sharedUse is what share found: how many sessions the login's handover
+// ended.
 type sharedUse struct {
-	mode   storage.DeviceMode
 	handed int
 }
 
@@ -40,8 +39,7 @@ func (s *Service) share(ctx context.Context, user storage.User, dev storage.Devi
 	if err != nil {
 		return nil, err
 	}
-	use.mode = storage.ModeOf(dev, g)
-	if use.mode != storage.ModeShared {
+	if storage.ModeOf(dev, g) != storage.ModeShared {
 		return nil, nil
 	}
 	if g.Shifts != nil {
