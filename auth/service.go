@@ -871,7 +871,7 @@ func (s *Service) admitDevice(ctx context.Context, user storage.User, p device.P
 	case err != nil:
 		return storage.Device{}, nil, err
 	}
-	if _, err := s.admissible(ctx, user, d); err != nil {
+	if err := s.admissible(ctx, user, d); err != nil {
 		return d, nil, err
 	}
 	simChanged := len(d.IccIDs) > 0 && !sameSet(d.IccIDs, p.IccIDs)
@@ -903,22 +903,22 @@ func (s *Service) admitDevice(ctx context.Context, user storage.User, p device.P
 // admissible checks that a handset may be used by a user: enrolled, and,
 // for a personal handset, assigned to them if it has assigned users; for a
 // shared one, the user in its group or on the group's roster (see
-// mayPickUp). It returns the handset's group settings.
-func (s *Service) admissible(ctx context.Context, user storage.User, d storage.Device) (storage.Group, error) {
+// mayPickUp).
+func (s *Service) admissible(ctx context.Context, user storage.User, d storage.Device) error {
 	if err := deviceStatusError(d.Status); err != nil {
-		return storage.Group{}, err
+		return err
 	}
 	g, err := s.groupOf(ctx, d)
 	if err != nil {
-		return g, err
+		return err
 	}
 	if storage.ModeOf(d, g) == storage.ModeShared {
-		return g, mayPickUp(user, d, g)
+		return mayPickUp(user, d, g)
 	}
 	if len(d.AssignedUsers) > 0 && !slices.Contains(d.AssignedUsers, user.ID) {
-		return g, ErrDeviceNotAssigned
+		return ErrDeviceNotAssigned
 	}
-	return g, nil
+	return nil
 }
 
 // groupOf returns the settings of a handset's group: the zero settings
@@ -962,7 +962,7 @@ func (s *Service) admitDeviceRef(ctx context.Context, user storage.User, ref str
 	if err != nil {
 		return storage.Device{}, err
 	}
-	if _, err := s.admissible(ctx, user, d); err != nil {
+	if err := s.admissible(ctx, user, d); err != nil {
 		return d, err
 	}
 	if d.OSAPI != 0 && d.OSAPI < s.cfg.MinOSAPI {
