@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -192,5 +193,28 @@ func TestConsoleRack(t *testing.T) {
 	b.eval(`!document.querySelector("#group-remove").disabled`, &removable)
 	if removable {
 		t.Fatal("Remove settings is still enabled for a group without settings")
+	}
+
+	// A manager of group north alone is offered north, not rack-1.
+	if r := e.do("POST", "/v1/users", e.admin, map[string]any{"username": "nils", "password": "correct horse", "role": "manager", "scopes": []string{"north"}}); r.status != 201 {
+		t.Fatal(r.status, string(r.body))
+	}
+	// signIn waits for the fleet, which he does not see first.
+	b.run("nils signs in",
+		chromedp.Click("#logout", chromedp.ByQuery),
+		chromedp.WaitVisible("#login-form", chromedp.ByQuery),
+		chromedp.SendKeys("#login-form input[name=username]", "nils", chromedp.ByQuery),
+		chromedp.SendKeys("#login-form input[name=password]", "correct horse", chromedp.ByQuery),
+		chromedp.Click("#login-form button[type=submit]", chromedp.ByQuery),
+		// The page still links to rack-1, which is not his.
+		chromedp.WaitVisible(`//p[@id="group-pick"][contains(., "no group rack-1 among those you manage")]`),
+		chromedp.Click(`a[data-nav="racks"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#group-pick", chromedp.ByQuery),
+	)
+	var offered []string
+	b.run("read the groups offered to nils", chromedp.Poll(`(() => { const v = [...document.querySelectorAll("#rack-group option")].map((o) => o.value);
+		return document.querySelector("#group-pick").textContent.startsWith("Choose") && !v.includes("rack-1") && v; })()`, &offered, chromedp.WithPollingTimeout(5*time.Second)))
+	if fmt.Sprint(offered) != "[ north]" {
+		t.Fatalf("nils is offered the groups %q; want all of his (\"\") and north", offered)
 	}
 }

@@ -482,6 +482,9 @@ const rackPath = () => `/v1/rack${state.rackGroup ? `?group=${encodeURIComponent
 async function loadRacks(group) {
   state.rackGroup = group;
   const [groups, devices] = await Promise.all([api("GET", "/v1/groups"), api("GET", "/v1/devices?limit=1000")]);
+  // Another group was chosen meanwhile (arrow keys on the list): its
+  // answer shows, not this one's.
+  if (state.rackGroup !== group) return;
   const names = new Set([...groups.items.map((g) => g.name), ...devices.items.map((d) => d.group)]);
   if (state.user.role === "manager") for (const g of state.user.scopes || []) names.add(g);
   if (group) names.add(group);
@@ -527,11 +530,24 @@ function exportRack(kind) {
 async function loadGroup(name) {
   const form = $("#group-form");
   clearFieldErrors(form);
-  $("#group-pick").hidden = !!name;
+  const pick = $("#group-pick");
+  pick.textContent = "Choose a group above to see and change its settings.";
+  pick.hidden = !!name;
   form.hidden = !name;
   $("#group-settings-title").textContent = name ? `Settings of group ${name}` : "Group settings";
   if (!name) return;
-  showGroup(await api("GET", `/v1/groups/${encodeURIComponent(name)}`));
+  let g;
+  try {
+    g = await api("GET", `/v1/groups/${encodeURIComponent(name)}`);
+  } catch (err) {
+    // A link to a group outside a scoped manager's own.
+    if (err.status !== 404) throw err;
+    form.hidden = true;
+    pick.textContent = `There is no group ${name} among those you manage.`;
+    pick.hidden = false;
+    return;
+  }
+  showGroup(g);
 }
 
 // showGroup fills the settings form with a group's settings, as the
