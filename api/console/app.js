@@ -125,7 +125,7 @@ function problemText(err) {
 
 // ---- navigation ----
 
-const views = ["login", "fleet", "device", "users", "user", "enroll", "audit", "security", "clients"];
+const views = ["login", "fleet", "racks", "device", "users", "user", "enroll", "audit", "security", "clients"];
 // A handset's page belongs to the fleet, a user's to the users.
 const section = { device: "fleet", user: "users" };
 
@@ -152,6 +152,7 @@ async function route() {
   try {
     switch (name) {
       case "users": show("users"); await loadUsers(); break;
+      case "racks": show("racks"); await loadRacks(decodeURIComponent(arg || "")); break;
       case "enroll": show("enroll"); await loadCodes(); break;
       case "audit": show("audit"); state.auditCursor = ""; await loadAudit(false); await loadSinks(); break;
       case "security": show("security"); await loadSecurity(); break;
@@ -188,13 +189,14 @@ async function loadFleet() {
     h("td", {}, h("a", { href: `#device/${encodeURIComponent(d.id)}`, class: "mono" }, d.imei)),
     h("td", {}, d.label || "—"),
     h("td", {}, d.group || "—"),
+    h("td", { class: "nowrap" }, modeText(d)),
     h("td", {}, badge(d.status)),
     h("td", {}, when(d.lastSeenAt)),
     h("td", {}, d.osVersion ? `${d.osVersion.name} (API ${d.osVersion.api})` : "—"),
     h("td", {}, d.appVersion || "—"),
     h("td", {}, d.assignedUsers.length ? d.assignedUsers.join(", ") : "any worker"),
   )));
-  if (!page.items.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No handsets match.")));
+  if (!page.items.length) body.append(h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No handsets match.")));
   state.cursors[state.page + 1] = page.nextCursor || null;
   $("#fleet-prev").disabled = state.page === 0;
   $("#fleet-next").disabled = !page.nextCursor;
@@ -207,6 +209,7 @@ async function loadDevice(id) {
   $("#device-title").textContent = `Handset ${d.imei}`;
   const rows = [
     ["Status", badge(d.status)], ["Id", d.id], ["IMEI", d.imei], ["Label", d.label || "—"], ["Group", d.group || "—"],
+    ["Mode", modeDetail(d)],
     ["SIMs", d.iccIds.length ? d.iccIds.join(", ") : "—"],
     ["Android", d.osVersion ? `${d.osVersion.name} (API ${d.osVersion.api})` : "—"],
     ["Model", d.deviceInfo ? `${d.deviceInfo.manufacturer} ${d.deviceInfo.model}` : "—"],
@@ -245,7 +248,26 @@ async function loadDevice(id) {
     h("td", {}, e.actor ? actorText(e.actor, e.actorName) : e.username || "—"), h("td", {}, e.clientIp || "—"))));
 }
 
-// editDevice edits a handset's label, group, assigned users and notes.
+// modeText is a handset's mode and where it comes from: "shared (group)"
+// follows its group's settings, "shared (handset)" is its own.
+function modeText(d) {
+  if (!d.mode) return "—";
+  const group = d.modeSource === "group";
+  return h("span", { "data-mode": d.mode, "data-mode-source": d.modeSource, title: group ? "its group's mode" : "set on this handset" },
+    `${d.mode} (${group ? "group" : "handset"})`);
+}
+
+// modeDetail says the same at length, for a handset's page.
+function modeDetail(d) {
+  if (!d.mode) return "—";
+  const how = d.modeSource === "group"
+    ? d.group ? `from its group ${d.group}` : "the default of handsets in no group"
+    : "set on this handset";
+  return h("span", { "data-mode": d.mode, "data-mode-source": d.modeSource }, `${d.mode}, ${how}`);
+}
+
+// editDevice edits a handset's label, group, assigned users, notes and
+// mode.
 function editDevice() {
   const d = state.device;
   const dlg = openDialog("#device-dialog");
@@ -255,9 +277,10 @@ function editDevice() {
   form.elements.group.value = d.group;
   form.elements.assignedUsers.value = d.assignedUsers.join(", ");
   form.elements.notes.value = d.notes;
+  form.elements.mode.value = d.modeSource === "handset" ? d.mode : "group";
   form.onsubmit = (e) => submitDialog(e, dlg, async (f) => {
     await api("PATCH", `/v1/devices/${encodeURIComponent(d.id)}`, {
-      label: f.get("label"), group: f.get("group"), assignedUsers: list(f.get("assignedUsers")), notes: f.get("notes"),
+      label: f.get("label"), group: f.get("group"), assignedUsers: list(f.get("assignedUsers")), notes: f.get("notes"), mode: f.get("mode"),
     });
     flash(`Handset ${d.imei} saved.`);
     await loadDevice(d.id);
@@ -401,17 +424,272 @@ async function runImport(dryRun, skipInvalid = false) {
 
 // ---- exports ----
 
-async function exportList(path, kind) {
+// exportList downloads the list at path as CSV or XLSX (kind), saved as
+// name.kind (by default, the path's last part).
+async function exportList(path, kind, name = path.split("/").pop()) {
   const accept = kind === "csv" ? "text/csv" : "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
   try {
     const resp = await api("GET", path, undefined, { accept, raw: true });
     const url = URL.createObjectURL(await resp.blob());
-    const a = h("a", { href: url, download: `${path.split("/").pop()}.${kind}` });
+    const a = h("a", { href: url, download: `${name}.${kind}` });
     document.body.append(a);
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
   } catch (err) { flash(problemText(err), true); }
+}
+
+// ---- racks of shared handsets, and their groups' settings ----
+
+// rackStates names each state of a shared handset in words, with a mark
+// that tells them apart without their colour.
+const rackStates = {
+  free: { text: "free", mark: "○" },
+  in_use: { text: "in use", mark: "●" },
+  overdue: { text: "overdue", mark: "!" },
+  unreturned: { text: "not returned", mark: "✕" },
+  suspended: { text: "suspended", mark: "‖" },
+  retired: { text: "retired", mark: "–" },
+};
+
+function rackBadge(st) {
+  const s = rackStates[st] || { text: st, mark: "" };
+  return h("span", { class: `badge rack ${st}`, "data-state": st }, h("span", { class: "mark", "aria-hidden": "true" }, s.mark), s.text);
+}
+
+// shortWhen is a time as an element, to the minute in the reader's own
+// time zone, with the exact instant in its datetime.
+const shortWhen = (iso) => (iso
+  ? h("time", { datetime: iso, title: when(iso) }, new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }))
+  : "—");
+
+// relative says how far a time is from now: "in 2 h 5 min", "12 min ago".
+function relative(iso) {
+  const ms = new Date(iso).getTime() - Date.now();
+  const min = Math.round(Math.abs(ms) / 60_000);
+  const span = min < 1 ? "less than a minute" : min < 60 ? `${min} min` : `${Math.floor(min / 60)} h${min % 60 ? ` ${min % 60} min` : ""}`;
+  return ms > 0 ? `in ${span}` : `${span} ago`;
+}
+
+// timeCell shows a time and how far it is from now, beneath.
+const timeCell = (iso) => (iso ? [shortWhen(iso), h("div", { class: "muted small" }, relative(iso))] : "—");
+
+const rackPath = () => `/v1/rack${state.rackGroup ? `?group=${encodeURIComponent(state.rackGroup)}` : ""}`;
+
+// loadRacks shows the racks of one group ("" for all), and that group's
+// settings. The groups to choose from are those with settings, those the
+// handsets are in, and a scoped manager's own.
+async function loadRacks(group) {
+  state.rackGroup = group;
+  const [groups, devices] = await Promise.all([api("GET", "/v1/groups"), api("GET", "/v1/devices?limit=1000")]);
+  // Another group was chosen meanwhile (arrow keys on the list): its
+  // answer shows, not this one's.
+  if (state.rackGroup !== group) return;
+  const names = new Set([...groups.items.map((g) => g.name), ...devices.items.map((d) => d.group)]);
+  if (state.user.role === "manager") for (const g of state.user.scopes || []) names.add(g);
+  if (group) names.add(group);
+  names.delete("");
+  const withSettings = new Set(groups.items.map((g) => g.name));
+  const select = $("#rack-group");
+  select.replaceChildren(h("option", { value: "" }, "All groups"),
+    ...[...names].sort((a, b) => a.localeCompare(b)).map((n) => h("option", { value: n }, withSettings.has(n) ? n : `${n} (no settings)`)));
+  select.value = group;
+  await Promise.all([loadRack(), loadGroup(group)]);
+}
+
+// loadRack shows who holds which shared handset now.
+async function loadRack() {
+  const page = await api("GET", rackPath());
+  const body = $("#rack-table tbody");
+  body.replaceChildren(...page.items.map((s) => h("tr", { "data-device": s.deviceId, "data-state": s.state, class: `rack-${s.state}` },
+    h("td", {}, handsetCell(s.deviceId, s.imei, s.label)),
+    h("td", {}, s.group || "—"),
+    h("td", {}, rackBadge(s.state)),
+    h("td", { class: "holder" }, s.userId ? userLink(s.userId, s.username) : "—"),
+    h("td", {}, timeCell(s.since)),
+    h("td", {}, timeCell(s.shiftEnd)),
+    h("td", {}, timeCell(s.deadline)))));
+  if (!page.items.length) {
+    body.append(h("tr", {}, h("td", { colspan: 7, class: "muted" },
+      "No shared handsets here. Make a group's handsets shared in its settings below, or one handset shared from its page.")));
+  }
+  const counts = {};
+  for (const s of page.items) counts[s.state] = (counts[s.state] || 0) + 1;
+  const n = page.items.length;
+  const parts = Object.keys(rackStates).filter((k) => counts[k]).map((k) => `${counts[k]} ${rackStates[k].text}`);
+  $("#rack-caption").textContent = state.rackGroup ? `Shared handsets of group ${state.rackGroup}` : "Shared handsets of every group";
+  $("#rack-summary").textContent = `${n} shared ${n === 1 ? "handset" : "handsets"}${parts.length ? `: ${parts.join(", ")}` : ""}. As of ${new Date().toLocaleTimeString([], { timeStyle: "short" })}.`;
+}
+
+function exportRack(kind) {
+  const name = `rack-${state.rackGroup || "all"}`.replace(/[^\p{L}\p{N}._-]+/gu, "-");
+  return exportList(rackPath(), kind, name);
+}
+
+// loadGroup shows the settings of a group, or asks to choose one.
+async function loadGroup(name) {
+  const form = $("#group-form");
+  clearFieldErrors(form);
+  const pick = $("#group-pick");
+  pick.textContent = "Choose a group above to see and change its settings.";
+  pick.hidden = !!name;
+  form.hidden = !name;
+  $("#group-settings-title").textContent = name ? `Settings of group ${name}` : "Group settings";
+  if (!name) return;
+  let g;
+  try {
+    g = await api("GET", `/v1/groups/${encodeURIComponent(name)}`);
+  } catch (err) {
+    // A link to a group outside a scoped manager's own.
+    if (err.status !== 404) throw err;
+    form.hidden = true;
+    pick.textContent = `There is no group ${name} among those you manage.`;
+    pick.hidden = false;
+    return;
+  }
+  showGroup(g);
+}
+
+// showGroup fills the settings form with a group's settings, as the
+// server answered them.
+function showGroup(g) {
+  state.group = g;
+  const f = $("#group-form").elements;
+  f.mode.value = g.mode;
+  f.roster.value = g.roster.join(", ");
+  f.suspendUnreturnedAfterMinutes.value = String(g.suspendUnreturnedAfterMinutes);
+  f.hasShifts.checked = !!g.shifts;
+  f.timeZone.value = g.shifts ? g.shifts.timeZone : "";
+  f.boundaries.value = g.shifts ? g.shifts.boundaries.join(", ") : "";
+  f.graceMinutes.value = g.shifts ? String(g.shifts.graceMinutes) : "15";
+  shiftsShown();
+  const by = g.updatedBy && state.user && g.updatedBy === `user:${state.user.id}` ? "you" : actorText(g.updatedBy, g.updatedByName);
+  $("#group-about").textContent = g.updatedAt
+    ? `Last changed ${when(g.updatedAt)} by ${by}. Sessions already open keep the shift they began in; the next sign-in follows these settings.`
+    : "This group has no settings of its own: its handsets are personal and it has no shifts. Saving gives it some.";
+  $("#group-remove").disabled = !g.updatedAt;
+}
+
+// shiftsShown turns the shift fields on or off with their checkbox; a
+// group without shifts sends none.
+function shiftsShown() {
+  const on = $("#group-has-shifts").checked;
+  $("#group-shifts").classList.toggle("off", !on);
+  for (const el of $$("#group-shifts input")) el.disabled = !on;
+  if (on && !$("#group-form").elements.timeZone.value) {
+    $("#group-form").elements.timeZone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  }
+}
+
+// wholeMinutes reads a number of minutes from a form field: a whole
+// number, "" being 0; anything else is an error of that field.
+function wholeMinutes(value, field, errs) {
+  const v = (value || "").trim();
+  if (v === "") return 0;
+  if (!/^\d+$/.test(v)) {
+    errs.push({ field, code: "not_whole", message: "a whole number of minutes" });
+    return 0;
+  }
+  return Number(v);
+}
+
+async function saveGroup(e) {
+  e.preventDefault();
+  const form = e.target;
+  const g = state.group;
+  const f = new FormData(form);
+  clearFieldErrors(form);
+  const local = [];
+  const body = {
+    mode: f.get("mode"),
+    roster: (f.get("roster") || "").split(/[,\n]/).map((x) => x.trim()).filter(Boolean),
+    shifts: null,
+    suspendUnreturnedAfterMinutes: wholeMinutes(f.get("suspendUnreturnedAfterMinutes"), "suspendUnreturnedAfterMinutes", local),
+  };
+  if (f.get("hasShifts")) {
+    body.shifts = {
+      timeZone: (f.get("timeZone") || "").trim(),
+      boundaries: (f.get("boundaries") || "").split(/[\s,;]+/).filter(Boolean),
+      graceMinutes: wholeMinutes(f.get("graceMinutes"), "shifts.graceMinutes", local),
+    };
+  }
+  if (local.length) {
+    showFieldErrors(form, new APIError(400, { detail: "The settings were not saved", errors: local }), body);
+    return;
+  }
+  const button = $("#group-save");
+  button.disabled = true;
+  try {
+    showGroup(await api("PUT", `/v1/groups/${encodeURIComponent(g.name)}`, body));
+    flash(`The settings of group ${g.name} are saved.`);
+    const option = $$("#rack-group option").find((o) => o.value === g.name);
+    if (option) option.textContent = g.name;
+    await loadRack();
+  } catch (err) {
+    showFieldErrors(form, err, body);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function removeGroup() {
+  const g = state.group;
+  const text = `Remove the settings of group ${g.name}? Its handsets stay in the group; from their next sign-in they follow the defaults ` +
+    "(personal, no shifts), but for those with a mode of their own.";
+  if ((await confirmAction(text, false)) === null) return;
+  try {
+    await api("DELETE", `/v1/groups/${encodeURIComponent(g.name)}`);
+    flash(`The settings of group ${g.name} are removed.`);
+    await loadRacks(g.name);
+  } catch (err) { flash(problemText(err), true); }
+}
+
+// ---- errors beside the fields they are about ----
+
+// fieldAliases are the names a server's error may give a field, other
+// than the one its form knows it by.
+const fieldAliases = { "shifts.grace": "shifts.graceMinutes" };
+
+function clearFieldErrors(form) {
+  for (const el of $$(".field-error", form)) el.textContent = "";
+  for (const el of $$("[aria-invalid]", form)) el.removeAttribute("aria-invalid");
+  const errors = $(".errors", form);
+  if (errors) errors.textContent = "";
+}
+
+// showFieldErrors shows a problem's field errors beside their fields (an
+// element with data-field, in the field's wrapper), marking the fields
+// invalid, and the rest in the form's .errors. body is what was sent:
+// an error about one item of a list ("roster[1]") names the item.
+function showFieldErrors(form, err, body = {}) {
+  const fields = (err.problem && err.problem.errors) || [];
+  const left = [];
+  let first = null;
+  for (const fe of fields) {
+    const m = /^(.*)\[(\d+)\]$/.exec(fe.field || "");
+    const name = fieldAliases[m ? m[1] : fe.field] || (m ? m[1] : fe.field);
+    const slot = $$("[data-field]", form).find((el) => el.dataset.field === name);
+    if (!slot) { left.push(`${fe.field}: ${fe.message}`); continue; }
+    let item = "";
+    if (m) {
+      const value = name.split(".").reduce((o, k) => (o ? o[k] : undefined), body);
+      const v = value ? value[Number(m[2])] : undefined;
+      // The server's message may name the item itself.
+      item = v === undefined ? `item ${Number(m[2]) + 1}: ` : fe.message.includes(String(v)) ? "" : `${v}: `;
+    }
+    slot.append(h("span", { class: "line" }, item + fe.message));
+    const input = $("input, select, textarea", slot.closest(".field"));
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      first = first || input;
+    }
+  }
+  const errors = $(".errors", form);
+  errors.textContent = fields.length
+    ? `Not saved: ${fields.length === 1 ? "the field marked above needs" : "the fields marked above need"} fixing.${left.length ? ` ${left.join("; ")}` : ""}`
+    : problemText(err);
+  if (first) first.focus();
+  else errors.scrollIntoView({ block: "nearest" });
 }
 
 // ---- users ----
@@ -1291,12 +1569,23 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#register-open").addEventListener("click", () => {
     const dlg = openDialog("#register-dialog");
     $("#register-form").onsubmit = (e) => submitDialog(e, dlg, async (f) => {
-      const d = await api("POST", "/v1/devices", { imei: f.get("imei"), label: f.get("label"), group: f.get("group"), assignedUsers: list(f.get("assignedUsers")) });
+      const d = await api("POST", "/v1/devices", {
+        imei: f.get("imei"), label: f.get("label"), group: f.get("group"), assignedUsers: list(f.get("assignedUsers")), mode: f.get("mode"),
+      });
       flash(`Handset ${d.imei} registered.`);
       await loadFleet();
     });
   });
   $("#import-open").addEventListener("click", () => { openDialog("#import-dialog"); resetImport(); });
+
+  $("#rack-group").addEventListener("change", (e) => { location.hash = e.target.value ? `#racks/${encodeURIComponent(e.target.value)}` : "#racks"; });
+  $("#rack-filter").addEventListener("submit", (e) => e.preventDefault());
+  $("#rack-refresh").addEventListener("click", () => loadRack().catch((err) => flash(problemText(err), true)));
+  $("#rack-csv").addEventListener("click", () => exportRack("csv"));
+  $("#rack-xlsx").addEventListener("click", () => exportRack("xlsx"));
+  $("#group-form").addEventListener("submit", saveGroup);
+  $("#group-remove").addEventListener("click", removeGroup);
+  $("#group-has-shifts").addEventListener("change", shiftsShown);
   $("#import-form input[type=file]").addEventListener("change", resetImport);
   $("#import-dry").addEventListener("click", () => runImport(true));
   $("#import-commit").addEventListener("click", () => runImport(false));
