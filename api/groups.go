@@ -25,6 +25,8 @@ type groupView struct {
 	SuspendUnreturnedAfterMinutes int         `json:"suspendUnreturnedAfterMinutes"`
 	UpdatedAt                     timestamp   `json:"updatedAt,omitzero"`
 	UpdatedBy                     string      `json:"updatedBy,omitempty"`
+	// UpdatedByName names that actor, as audit events do.
+	UpdatedByName string `json:"updatedByName,omitempty"`
 }
 
 // shiftsView is a shift schedule as the API shows and takes it.
@@ -36,12 +38,13 @@ type shiftsView struct {
 
 // groupViews shows groups, their rosters by username.
 func (s *server) groupViews(ctx context.Context, gs []storage.Group) ([]groupView, error) {
-	var ids []string
+	var ids, actors []string
 	for _, g := range gs {
 		ids = append(ids, g.Roster...)
+		actors = append(actors, g.UpdatedBy)
 	}
 	n := s.names()
-	if err := n.learn(ctx, ids, nil, nil); err != nil {
+	if err := n.learn(ctx, ids, nil, actors); err != nil {
 		return nil, err
 	}
 	out := make([]groupView, 0, len(gs))
@@ -49,7 +52,7 @@ func (s *server) groupViews(ctx context.Context, gs []storage.Group) ([]groupVie
 		v := groupView{
 			Name: g.Name, Mode: string(storage.ModePersonal), Roster: make([]string, 0, len(g.Roster)),
 			SuspendUnreturnedAfterMinutes: int(g.SuspendUnreturnedAfter / time.Minute),
-			UpdatedAt:                     timestamp(g.UpdatedAt), UpdatedBy: g.UpdatedBy,
+			UpdatedAt:                     timestamp(g.UpdatedAt), UpdatedBy: g.UpdatedBy, UpdatedByName: n.actor(g.UpdatedBy),
 		}
 		if g.Mode.Valid() {
 			v.Mode = string(g.Mode)

@@ -57,7 +57,7 @@ func TestGroupsAPI(t *testing.T) {
 	g := r.json(t)
 	shifts := g["shifts"].(map[string]any)
 	if g["name"] != "rack-1" || g["mode"] != "shared" || fmt.Sprint(g["roster"]) != "[nora]" || g["suspendUnreturnedAfterMinutes"] != float64(90) ||
-		shifts["timeZone"] != "Europe/Berlin" || shifts["graceMinutes"] != float64(15) || g["updatedBy"] == "" {
+		shifts["timeZone"] != "Europe/Berlin" || shifts["graceMinutes"] != float64(15) || g["updatedBy"] == "" || g["updatedByName"] != "manager" {
 		t.Fatalf("PUT answer %s", r.body)
 	}
 	if r := e.do("GET", "/v1/groups/rack-1", e.manager, nil); r.status != 200 || !bytes.Equal(r.body, e.do("GET", "/v1/groups/rack-1", e.manager, nil).body) {

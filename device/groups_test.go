@@ -44,7 +44,7 @@ func TestSetGroup(t *testing.T) {
 		Shifts:                 &storage.ShiftSchedule{TimeZone: "Mars/Base", Boundaries: []string{"25:00"}, Grace: -1},
 		SuspendUnreturnedAfter: -time.Minute,
 	})
-	want := []string{"mode", "roster[0]", "shifts.timeZone", "shifts.boundaries[0]", "shifts.grace", "suspendUnreturnedAfterMinutes"}
+	want := []string{"mode", "roster[0]", "shifts.timeZone", "shifts.boundaries[0]", "shifts.graceMinutes", "suspendUnreturnedAfterMinutes"}
 	if got := fields(err); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("fields %v; want %v (%v)", got, want, err)
 	}

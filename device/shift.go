@@ -55,8 +55,8 @@ func CheckShifts(s storage.ShiftSchedule) error {
 			}
 		}
 	}
-	if s.Grace < 0 || s.Grace > MaxGrace {
-		errs = append(errs, tether.Invalid("shifts.grace", "grace", fmt.Sprintf("from 0 to %s", MaxGrace)))
+	if s.Grace < 0 || s.Grace > MaxGrace || s.Grace%time.Minute != 0 {
+		errs = append(errs, tether.Invalid("shifts.graceMinutes", "grace", fmt.Sprintf("whole minutes from 0 to %d", int(MaxGrace/time.Minute))))
 	}
 	if all := tether.Join(errs...); all != nil {
 		return all

@@ -86,8 +86,8 @@ func TestCheckShifts(t *testing.T) {
 		{"seconds", func(s *storage.ShiftSchedule) { s.Boundaries = []string{"06:00:00"} }, "shifts.boundaries[0]"},
 		{"out of order", func(s *storage.ShiftSchedule) { s.Boundaries = []string{"14:00", "06:00"} }, "shifts.boundaries[1]"},
 		{"twice", func(s *storage.ShiftSchedule) { s.Boundaries = []string{"06:00", "06:00"} }, "shifts.boundaries[1]"},
-		{"negative grace", func(s *storage.ShiftSchedule) { s.Grace = -time.Minute }, "shifts.grace"},
-		{"grace too long", func(s *storage.ShiftSchedule) { s.Grace = MaxGrace + time.Second }, "shifts.grace"},
+		{"negative grace", func(s *storage.ShiftSchedule) { s.Grace = -time.Minute }, "shifts.graceMinutes"},
+		{"grace too long", func(s *storage.ShiftSchedule) { s.Grace = MaxGrace + time.Second }, "shifts.graceMinutes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

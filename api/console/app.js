@@ -646,10 +646,6 @@ async function removeGroup() {
 
 // ---- errors beside the fields they are about ----
 
-// fieldAliases are the names a server's error may give a field, other
-// than the one its form knows it by.
-const fieldAliases = { "shifts.grace": "shifts.graceMinutes" };
-
 function clearFieldErrors(form) {
   for (const el of $$(".field-error", form)) el.textContent = "";
   for (const el of $$("[aria-invalid]", form)) el.removeAttribute("aria-invalid");
@@ -667,7 +663,7 @@ function showFieldErrors(form, err, body = {}) {
   let first = null;
   for (const fe of fields) {
     const m = /^(.*)\[(\d+)\]$/.exec(fe.field || "");
-    const name = fieldAliases[m ? m[1] : fe.field] || (m ? m[1] : fe.field);
+    const name = m ? m[1] : fe.field;
     const slot = $$("[data-field]", form).find((el) => el.dataset.field === name);
     if (!slot) { left.push(`${fe.field}: ${fe.message}`); continue; }
     let item = "";
