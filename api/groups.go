@@ -15,6 +15,9 @@ import (
 // groupView is a group's settings as the API shows them.
 type groupView struct {
 	Name string `json:"name"`
+	// HasSettings says whether a manager gave the group settings; a group
+	// without them, one handsets are in, has the defaults.
+	HasSettings bool `json:"hasSettings"`
 	// Mode is the mode of the group's handsets that have none of their
 	// own: "personal" or "shared".
 	Mode string `json:"mode"`
@@ -50,7 +53,7 @@ func (s *server) groupViews(ctx context.Context, gs []storage.Group) ([]groupVie
 	out := make([]groupView, 0, len(gs))
 	for _, g := range gs {
 		v := groupView{
-			Name: g.Name, Mode: string(storage.ModePersonal), Roster: make([]string, 0, len(g.Roster)),
+			Name: g.Name, HasSettings: !g.UpdatedAt.IsZero(), Mode: string(storage.ModePersonal), Roster: make([]string, 0, len(g.Roster)),
 			SuspendUnreturnedAfterMinutes: int(g.SuspendUnreturnedAfter / time.Minute),
 			UpdatedAt:                     timestamp(g.UpdatedAt), UpdatedBy: g.UpdatedBy, UpdatedByName: n.actor(g.UpdatedBy),
 		}
@@ -72,8 +75,8 @@ func (s *server) groupViews(ctx context.Context, gs []storage.Group) ([]groupVie
 	return out, nil
 }
 
-// listGroups is GET /v1/groups: the settings of the groups in the
-// caller's scope that have some.
+// listGroups is GET /v1/groups: the groups in the caller's scope, those
+// with settings and those handsets are in.
 func (s *server) listGroups(c *fiber.Ctx) error {
 	gs, err := s.Devices.Groups(c.UserContext(), principal(c).Device())
 	if err != nil {

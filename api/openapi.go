@@ -128,7 +128,7 @@ var operations = []op{
 	{method: "POST", path: "/v1/devices/{id}/retire", summary: "Retire a handset (its sessions end)", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 	{method: "POST", path: "/v1/devices/{id}/reinstate", summary: "Reinstate a handset", tag: "devices", auth: "manager", body: transitionRequest{}, okStatus: 200, ok: deviceView{}},
 
-	{method: "GET", path: "/v1/groups", summary: "The settings of the handset groups that have some: mode, roster, shifts", tag: "groups", auth: "manager", okStatus: 200, ok: page[groupView]{}},
+	{method: "GET", path: "/v1/groups", summary: "The handset groups, those with settings (mode, roster, shifts) and those handsets are in (hasSettings false: the defaults)", tag: "groups", auth: "manager", okStatus: 200, ok: page[groupView]{}},
 	{method: "GET", path: "/v1/groups/{name}", summary: "A group's settings (a group without any has the defaults: personal handsets, no shifts)", tag: "groups", auth: "manager", okStatus: 200, ok: groupView{}},
 	{method: "PUT", path: "/v1/groups/{name}", summary: "Replace a group's settings: the mode of its handsets without one of their own, the roster who may pick up its shared handsets besides its workers, its shifts, when to suspend a handset not handed back", tag: "groups", auth: "manager", body: putGroupRequest{}, okStatus: 200, ok: groupView{}},
 	{method: "DELETE", path: "/v1/groups/{name}", summary: "Remove a group's settings (its handsets stay in it)", tag: "groups", auth: "manager", okStatus: 204},

@@ -67,11 +67,21 @@ func TestGroupsAPI(t *testing.T) {
 	if r := e.do("PUT", "/v1/groups/North%20Depot", e.manager, map[string]any{"mode": "shared"}); r.status != 200 || r.json(t)["name"] != "North Depot" {
 		t.Fatalf("PUT a name with a space: %d %s", r.status, r.body)
 	}
-	if r := e.do("GET", "/v1/groups/north", e.manager, nil); r.status != 200 || r.json(t)["mode"] != "personal" || r.json(t)["shifts"] != nil {
+	if r := e.do("GET", "/v1/groups/north", e.manager, nil); r.status != 200 || r.json(t)["mode"] != "personal" || r.json(t)["shifts"] != nil || r.json(t)["hasSettings"] != false {
 		t.Fatalf("GET a group without settings: %d %s", r.status, r.body)
 	}
-	if r := e.do("GET", "/v1/groups", e.manager, nil); r.status != 200 || len(r.json(t)["items"].([]any)) != 2 {
-		t.Fatalf("GET list: %d %s", r.status, r.body)
+	// The list: the groups with settings and those handsets are in.
+	if r := e.do("PATCH", "/v1/devices/490154203237518", e.manager, map[string]any{"group": "depot 7"}); r.status != 200 {
+		t.Fatal(r.status, string(r.body))
+	}
+	r = e.do("GET", "/v1/groups", e.manager, nil)
+	var listed []string
+	for _, it := range r.json(t)["items"].([]any) {
+		g := it.(map[string]any)
+		listed = append(listed, fmt.Sprint(g["name"], " ", g["hasSettings"]))
+	}
+	if r.status != 200 || strings.Join(listed, "|") != "North Depot true|depot 7 false|rack-1 true" {
+		t.Fatalf("GET list: %d %q", r.status, listed)
 	}
 	audit := e.do("GET", "/v1/audit?action=group.update", e.manager, nil)
 	if items := audit.json(t)["items"].([]any); len(items) != 2 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,17 +78,31 @@ func (s *Service) GetGroup(ctx context.Context, by Actor, name string) (storage.
 	return g, err
 }
 
-// Groups returns the settings of the groups in by's scope that have some,
-// in name order.
+// Groups returns the groups in by's scope, in name order: those with
+// settings and those handsets are in, the latter with the zero settings
+// (with the name) when they have none.
 func (s *Service) Groups(ctx context.Context, by Actor) ([]storage.Group, error) {
 	all, err := s.store.ListGroups(ctx)
 	if err != nil {
 		return nil, err
 	}
-	groups := all[:0]
+	names, err := s.store.DeviceGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]storage.Group, len(all)+len(names))
 	for _, g := range all {
-		if by.Scopes == nil || storage.InGroups(g.Name, by.Scopes) {
-			groups = append(groups, g)
+		byName[g.Name] = g
+	}
+	for _, n := range names {
+		if _, ok := byName[n]; !ok {
+			byName[n] = storage.Group{Name: n}
+		}
+	}
+	groups := make([]storage.Group, 0, len(byName))
+	for _, n := range slices.Sorted(maps.Keys(byName)) {
+		if by.Scopes == nil || storage.InGroups(n, by.Scopes) {
+			groups = append(groups, byName[n])
 		}
 	}
 	return groups, nil

@@ -75,7 +75,16 @@ func TestSetGroup(t *testing.T) {
 	if err != nil || len(groups) != 1 || groups[0].Name != "north" {
 		t.Fatalf("a scoped manager's groups: %+v, %v", groups, err)
 	}
-	if all, _ := f.svc.Groups(ctx, cli); len(all) != 2 {
+	// Groups handsets are in are groups too, with the zero settings.
+	if _, err := f.svc.Register(ctx, cli, device.Registration{Payload: device.Payload{IMEI: "490154203237518"}, Group: "depot 7"}); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := f.svc.Groups(ctx, cli)
+	var names []string
+	for _, g := range all {
+		names = append(names, g.Name)
+	}
+	if strings.Join(names, "|") != "depot 7|north|rack-1" || all[0].Mode != "" || all[0].UpdatedAt.IsZero() == false {
 		t.Fatalf("all groups: %+v", all)
 	}
 	if err := f.svc.DeleteGroup(ctx, cli, "rack-1"); err != nil {

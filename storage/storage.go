@@ -89,6 +89,9 @@ type Devices interface {
 	DeviceNames(ctx context.Context, ids []string) (map[string]DeviceName, error)
 	// ListDevices returns one page of the devices matching f, in ID order.
 	ListDevices(ctx context.Context, f DeviceFilter) (Page[Device], error)
+	// DeviceGroups returns the groups the devices are in, each once, in
+	// byte order (no empty one).
+	DeviceGroups(ctx context.Context) ([]string, error)
 	// UpdateDevice replaces the device with what fn returns (see the package
 	// contract). Changing the ID is an error; changing the IMEI to one that
 	// is taken is a *ConflictError.

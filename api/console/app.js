@@ -478,18 +478,18 @@ const rackPath = () => `/v1/rack${state.rackGroup ? `?group=${encodeURIComponent
 
 // loadRacks shows the racks of one group ("" for all), and that group's
 // settings. The groups to choose from are those with settings, those the
-// handsets are in, and a scoped manager's own.
+// handsets are in (both listed by /v1/groups), and a scoped manager's own.
 async function loadRacks(group) {
   state.rackGroup = group;
-  const [groups, devices] = await Promise.all([api("GET", "/v1/groups"), api("GET", "/v1/devices?limit=1000")]);
+  const groups = await api("GET", "/v1/groups");
   // Another group was chosen meanwhile (arrow keys on the list): its
   // answer shows, not this one's.
   if (state.rackGroup !== group) return;
-  const names = new Set([...groups.items.map((g) => g.name), ...devices.items.map((d) => d.group)]);
+  const names = new Set(groups.items.map((g) => g.name));
   if (state.user.role === "manager") for (const g of state.user.scopes || []) names.add(g);
   if (group) names.add(group);
   names.delete("");
-  const withSettings = new Set(groups.items.map((g) => g.name));
+  const withSettings = new Set(groups.items.filter((g) => g.hasSettings).map((g) => g.name));
   const select = $("#rack-group");
   select.replaceChildren(h("option", { value: "" }, "All groups"),
     ...[...names].sort((a, b) => a.localeCompare(b)).map((n) => h("option", { value: n }, withSettings.has(n) ? n : `${n} (no settings)`)));
@@ -564,10 +564,10 @@ function showGroup(g) {
   f.graceMinutes.value = g.shifts ? String(g.shifts.graceMinutes) : "15";
   shiftsShown();
   const by = g.updatedBy && state.user && g.updatedBy === `user:${state.user.id}` ? "you" : actorText(g.updatedBy, g.updatedByName);
-  $("#group-about").textContent = g.updatedAt
+  $("#group-about").textContent = g.hasSettings
     ? `Last changed ${when(g.updatedAt)} by ${by}. Sessions already open keep the shift they began in; the next sign-in follows these settings.`
     : "This group has no settings of its own: its handsets are personal and it has no shifts. Saving gives it some.";
-  $("#group-remove").disabled = !g.updatedAt;
+  $("#group-remove").disabled = !g.hasSettings;
 }
 
 // shiftsShown turns the shift fields on or off with their checkbox; a

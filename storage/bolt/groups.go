@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -68,4 +69,24 @@ func (s *Store) DeleteGroup(ctx context.Context, name string, opts ...storage.Wr
 		}
 		return groups.Delete([]byte(name))
 	})
+}
+
+// DeviceGroups implements storage.Devices, from the devices_by_group
+// index: one seek per group.
+func (s *Store) DeviceGroups(ctx context.Context) ([]string, error) {
+	groups := []string{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDeviceGroup).Cursor()
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				return fmt.Errorf("devices_by_group key %q without a device", k)
+			}
+			g := string(k[:i])
+			groups = append(groups, g)
+			k, _ = c.Seek(append([]byte(g), 1))
+		}
+		return nil
+	})
+	return groups, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -73,4 +74,23 @@ func (s *Store) DeleteGroup(ctx context.Context, name string, opts ...storage.Wr
 		}
 		return nil
 	})
+}
+
+// DeviceGroups implements storage.Devices.
+func (s *Store) DeviceGroups(ctx context.Context) ([]string, error) {
+	groups := []string{}
+	err := s.read(ctx, "device groups", func(q querier) error {
+		rows, err := q.Query(ctx, `SELECT DISTINCT grp FROM devices WHERE grp <> ''`)
+		if err != nil {
+			return err
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		slices.Sort(names)
+		groups = names
+		return nil
+	})
+	return groups, err
 }

@@ -300,3 +300,30 @@ func testLatestSessions(t *testing.T, s storage.Store) {
 		t.Fatalf("LatestSessions(nil) = %v, %v", none, err)
 	}
 }
+
+func testDeviceGroups(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	if groups, err := s.DeviceGroups(ctx); err != nil || len(groups) != 0 {
+		t.Fatalf("DeviceGroups of an empty store = %v, %v", groups, err)
+	}
+	var last storage.Device
+	for i, g := range []string{"b", "a", "a", "", "Z", "a b"} {
+		d := newDevice(fmt.Sprintf("35%013d", i))
+		d.Group = g
+		last = mustCreateDevice(t, s, d)
+	}
+	check := func(want ...string) {
+		t.Helper()
+		if got, err := s.DeviceGroups(ctx); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("DeviceGroups = %q, %v; want %q", got, err, want)
+		}
+	}
+	check("Z", "a", "a b", "b")
+	if _, err := s.UpdateDevice(ctx, last.ID, func(d storage.Device) (storage.Device, error) {
+		d.Group = "c"
+		return d, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("Z", "a", "b", "c")
+}

@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Handover", testHandover},
 		{"HandoverRace", testHandoverRace},
 		{"LatestSessions", testLatestSessions},
+		{"DeviceGroups", testDeviceGroups},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
