@@ -216,25 +216,16 @@ var errNotDirectory = errors.New("not a directory user any more")
 // RunDirectorySync syncs every interval until ctx is done. A failed sync is
 // logged; the next one tries again.
 func (s *Service) RunDirectorySync(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	runEvery(ctx, every, func() {
 		r, err := s.SyncDirectory(ctx)
-		if ctx.Err() != nil {
-			return
-		}
 		switch {
+		case ctx.Err() != nil:
 		case err != nil:
 			s.log.Error("directory sync failed", "error", err, "checked", r.Checked)
 		case r.Updated+r.Disabled+r.Enabled > 0:
 			s.log.Info("directory synced", "checked", r.Checked, "updated", r.Updated, "disabled", r.Disabled, "enabled", r.Enabled)
 		}
-	}
+	})
 }
 
 // LastDirectorySync returns the last directory.sync event, from whichever

@@ -261,14 +261,7 @@ func nameOr(name, id string) string {
 // RunShiftWatch watches the shared handsets every interval until ctx is
 // done.
 func (s *Service) RunShiftWatch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	runEvery(ctx, every, func() {
 		r, err := s.WatchShifts(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -276,5 +269,5 @@ func (s *Service) RunShiftWatch(ctx context.Context, every time.Duration) {
 		case r.Noted+r.Suspended > 0:
 			s.log.Info("shared handsets not handed back", "unreturned", r.Unreturned, "noted", r.Noted, "suspended", r.Suspended)
 		}
-	}
+	})
 }

@@ -68,14 +68,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 
 // RunSweeper sweeps every interval until ctx is done.
 func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	runEvery(ctx, every, func() {
 		start := time.Now()
 		r, err := s.Sweep(ctx)
 		switch {
@@ -84,5 +77,20 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 		case r.Sessions+r.Codes+r.Events > 0:
 			s.log.Info("swept", "sessions", r.Sessions, "enrollment_codes", r.Codes, "audit_events", r.Events, "took", time.Since(start))
 		}
+	})
+}
+
+// runEvery runs job every interval until ctx is done (a job under way
+// when it is done finishes first).
+func runEvery(ctx context.Context, every time.Duration, job func()) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		job()
 	}
 }
