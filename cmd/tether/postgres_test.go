@@ -344,3 +344,58 @@ func TestDefencesAcrossInstances(t *testing.T) {
 		t.Fatalf("a token from before the reset on B: %d %v; want 401 session_revoked", code, m)
 	}
 }
+
+// TestSharedHandsetTwoInstances: workers log in on one shared handset at
+// the same instant through two servers on one database: exactly one
+// session remains, and every other app hears it was handed over.
+func TestSharedHandsetTwoInstances(t *testing.T) {
+	url, admin := pgSite(t)
+	if r := runCLI(t, "", nil, "device", "add", "--store", url, "--imei", "490154203237518", "--mode", "shared"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	a := startServer(t, t.TempDir(), "--store", url, "--login-max-wait", "1h")
+	b := startServer(t, t.TempDir(), "--store", url, "--login-max-wait", "1h")
+	onA, onB := "http://"+a.addr, "http://"+b.addr
+	const workers = 8
+	for i := range workers {
+		if code, m := request(t, "POST", onA+"/v1/users", admin, fmt.Sprintf(`{"username":"racer%d","password":"correct horse"}`, i)); code != 201 {
+			t.Fatalf("user: %d %v", code, m)
+		}
+	}
+	payload := `{"imei":"490154203237518","hasIccCard":true,"iccIds":["89445001021983048261"],"osVersion":{"api":34,"name":"14"},` +
+		`"deviceInfo":{"manufacturer":"samsung","model":"SM-G991B"},"appVersion":"3.2.1"}`
+	tokens := make([]string, workers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() {
+			<-start
+			base := []string{onA, onB}[i%2]
+			code, m := request(t, "POST", base+"/v1/auth/login", "", fmt.Sprintf(`{"username":"racer%d","password":"correct horse","device":%s}`, i, payload))
+			if code != 200 {
+				t.Errorf("login %d: %d %v", i, code, m)
+				return
+			}
+			tokens[i] = m["accessToken"].(string)
+		})
+	}
+	close(start)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	live := 0
+	for i, tok := range tokens {
+		code, m := request(t, "GET", []string{onB, onA}[i%2]+"/v1/auth/me", tok, "")
+		switch {
+		case code == 200:
+			live++
+		case code != 401 || m["code"] != "session_ended_by_handover":
+			t.Fatalf("racer%d's token: %d %v; want 200 or session_ended_by_handover", i, code, m)
+		}
+	}
+	code, sessions := request(t, "GET", onA+"/v1/sessions", admin, "")
+	if code != 200 || live != 1 || len(sessions["items"].([]any)) != 1 {
+		t.Fatalf("after %d logins at once through two servers: %d tokens work, sessions %d %v; want one", workers, live, code, sessions)
+	}
+}
