@@ -124,3 +124,51 @@ func TestPoolSize(t *testing.T) {
 		t.Errorf("pool_max_conns=3: %d connections", got)
 	}
 }
+
+// TestSessionUpdatesInPlace: a session used again and again is updated in
+// place (HOT), leaving its five indexes alone: what changes at each use
+// is no indexed column (ended_at holds the hour the session ends by), and
+// the table leaves room on its pages for the new version.
+func TestSessionUpdatesInPlace(t *testing.T) {
+	ctx := context.Background()
+	// One connection: the statistics it flushes are all there are.
+	s, err := postgres.Open(ctx, pgtest.Schema(t)+"&pool_max_conns=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	// Mid-hour, so the uses below stay within one.
+	now := time.Now().UTC().Truncate(time.Hour).Add(20 * time.Minute)
+	hash := func() []byte { b := make([]byte, 32); rand.Read(b); return b }
+	var ids []string
+	for range 20 {
+		sess, err := s.CreateSession(ctx, storage.Session{ID: storage.NewID(storage.PrefixSession), UserID: storage.NewID(storage.PrefixUser), DeviceID: "",
+			CreatedAt: now, LastUsedAt: now, IdleTimeout: 24 * time.Hour, ExpiresAt: now.Add(90 * 24 * time.Hour), FamilyHash: hash(), RefreshHash: hash()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sess.ID)
+	}
+	const uses = 10
+	for i := range uses {
+		for _, id := range ids {
+			if _, err := s.UpdateSession(ctx, id, func(x storage.Session) (storage.Session, error) {
+				x.RefreshHash, x.LastUsedAt = hash(), now.Add(time.Duration(i+1)*time.Second)
+				return x, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var updates, hot int64
+	if _, err := s.Pool().Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+		t.Skipf("this PostgreSQL cannot flush its statistics on demand: %v", err)
+	}
+	if err := s.Pool().QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+		WHERE relid = 'sessions'::regclass`).Scan(&updates, &hot); err != nil {
+		t.Fatal(err)
+	}
+	if updates != int64(len(ids)*uses) || hot < updates*9/10 {
+		t.Fatalf("%d of %d updates of sessions in place; want at least nine in ten", hot, updates)
+	}
+}
