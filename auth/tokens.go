@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -377,7 +376,7 @@ func renewReplayKey(presented string) []byte {
 }
 
 func seal(key []byte, v replay) ([]byte, error) {
-	plain, err := json.Marshal(v)
+	plain, err := codec.Encode(v)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +402,7 @@ func open(key, sealed []byte) (replay, error) {
 		return replay{}, err
 	}
 	var v replay
-	err = json.Unmarshal(plain, &v)
+	err = codec.Decode(plain, &v)
 	return v, err
 }
 
