@@ -487,8 +487,20 @@ func (s *Service) LoginEnrolled(ctx context.Context, token, code string) (Grant,
 	return g, codes, nil
 }
 
-// enrollStep confirms the factor an enroll step began.
+// enrollStep confirms the authenticator app an enroll step began.
 func (s *Service) enrollStep(ctx context.Context, st step, code string, ev *storage.Event) (storage.User, []string, error) {
+	user, guard, err := s.enrollingUser(ctx, st, ev)
+	if err != nil {
+		return storage.User{}, nil, err
+	}
+	return s.confirmTOTP(ctx, user, st.ID, code, "user:"+user.ID, guard)
+}
+
+// enrollingUser reads the user of an enroll step, refusing a step already
+// used or an account that has a factor by now, and returns the guard the
+// factor's write runs: the same refusal on the user as written, and the
+// step spent in that write.
+func (s *Service) enrollingUser(ctx context.Context, st step, ev *storage.Event) (storage.User, func(*storage.User) error, error) {
 	user, err := s.stepUser(ctx, st, ev)
 	if err != nil {
 		return storage.User{}, nil, err
@@ -499,12 +511,12 @@ func (s *Service) enrollStep(ctx context.Context, st step, code string, ev *stor
 	case user.MFA.Confirmed():
 		return storage.User{}, nil, errStepInvalid
 	}
-	return s.confirmTOTP(ctx, user, st.ID, code, "user:"+user.ID, func(u *storage.User) error {
+	return user, func(u *storage.User) error {
 		if u.MFA.Confirmed() {
 			return errStepInvalid
 		}
 		return spendStep(u, st, s.now().UTC())
-	})
+	}, nil
 }
 
 // readNativeStep reads a step token of a native login: one of no OAuth

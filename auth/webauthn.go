@@ -368,22 +368,11 @@ func (s *Service) LoginEnrolledPasskey(ctx context.Context, token string, respon
 	}
 	var codes []string
 	g, err := s.finishStep(ctx, st, &ev, fail, func() (storage.User, []string, error) {
-		user, err := s.stepUser(ctx, st, &ev)
+		user, guard, err := s.enrollingUser(ctx, st, &ev)
 		if err != nil {
 			return storage.User{}, nil, err
 		}
-		switch {
-		case stepSpent(user, st):
-			return storage.User{}, nil, errStepUsed
-		case user.MFA.Confirmed():
-			return storage.User{}, nil, errStepInvalid
-		}
-		user, f, made, err := s.confirmPasskey(ctx, user, st.ID, response, "user:"+user.ID, func(u *storage.User) error {
-			if u.MFA.Confirmed() {
-				return errStepInvalid
-			}
-			return spendStep(u, st, s.now().UTC())
-		})
+		user, f, made, err := s.confirmPasskey(ctx, user, st.ID, response, "user:"+user.ID, guard)
 		if err != nil {
 			return storage.User{}, nil, err
 		}
