@@ -230,13 +230,11 @@ func (s *Service) noteUnreturned(ctx context.Context, slot Slot) (bool, error) {
 	ev := s.event(ctx, "device.unreturned", "success")
 	ev.Actor, ev.UserID, ev.Username, ev.DeviceID, ev.SessionID = ShiftActor, h.UserID, h.Username, slot.Device.ID, h.SessionID
 	ev.Detail = map[string]string{"shiftEnd": h.ShiftEnd.Format(time.RFC3339), "deadline": h.Deadline.Format(time.RFC3339)}
-	noted := false
 	_, err := s.store.UpdateSession(ctx, h.SessionID, func(cur storage.Session) (storage.Session, error) {
 		if !cur.UnreturnedAt.IsZero() {
 			return cur, errNoted
 		}
 		cur.UnreturnedAt = s.now().UTC()
-		noted = true
 		return cur, nil
 	}, storage.WithEvents(ev))
 	switch {
@@ -246,7 +244,7 @@ func (s *Service) noteUnreturned(ctx context.Context, slot Slot) (bool, error) {
 		return false, err
 	}
 	s.written(ev)
-	return noted, nil
+	return true, nil
 }
 
 var errNoted = errors.New("already noted")

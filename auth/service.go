@@ -1039,12 +1039,12 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 		sess.AuthTime = now
 	}
 	var (
-		use   sharedUse
-		share []storage.WriteOption
+		handed int
+		share  []storage.WriteOption
 	)
 	if dev != nil {
 		var err error
-		if share, err = s.share(ctx, user, *dev, &sess, &use); err != nil {
+		if share, err = s.share(ctx, user, *dev, &sess, &handed); err != nil {
 			return Grant{}, err
 		}
 	}
@@ -1089,7 +1089,7 @@ func (s *Service) openSession(ctx context.Context, user storage.User, dev *stora
 		return Grant{}, err
 	}
 	s.written(events...)
-	for range use.handed {
+	for range handed {
 		s.written(storage.Event{Action: "device.handover", Outcome: "success"})
 	}
 	return Grant{

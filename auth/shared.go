@@ -23,18 +23,13 @@ const (
 // handset's mode: the client tries again, under the new mode.
 var ErrModeChanged = tether.NewError(tether.CodeConflict, "the handset's mode changed during the login: try again")
 
-// sharedUse is what share found: how many sessions the login's handover
-// ended.
-type sharedUse struct {
-	handed int
-}
-
 // share prepares sess, about to be opened on dev for user, for the
 // handset's mode: on a shared handset, the session is cut to its shift
 // (where the group has shifts) and returned options hand the handset over
 // in the session's own transaction, ending every other user's session on
-// it, each with a device.handover event.
-func (s *Service) share(ctx context.Context, user storage.User, dev storage.Device, sess *storage.Session, use *sharedUse) ([]storage.WriteOption, error) {
+// it, each with a device.handover event; handed receives how many it
+// ended.
+func (s *Service) share(ctx context.Context, user storage.User, dev storage.Device, sess *storage.Session, handed *int) ([]storage.WriteOption, error) {
 	g, err := s.groupOf(ctx, dev)
 	if err != nil {
 		return nil, err
@@ -67,7 +62,7 @@ func (s *Service) share(ctx context.Context, user storage.User, dev storage.Devi
 			return ev
 		},
 	}
-	return []storage.WriteOption{storage.WithRevocation(r, &use.handed)}, nil
+	return []storage.WriteOption{storage.WithRevocation(r, handed)}, nil
 }
 
 // EndShift ends the caller's session on a handset at the end of their

@@ -339,10 +339,13 @@ func revokeSessions(tx *bolt.Tx, r storage.Revocation) ([]storage.Session, error
 		if r.Spares(sess) {
 			continue
 		}
-		if err := revokeOne(tx, id, r.Reason, r.At); err != nil {
+		sess.RevokedAt, sess.RevokeReason = r.At, r.Reason
+		if err := releasePair(tx, sess); err != nil {
 			return revoked, err
 		}
-		sess.RevokedAt, sess.RevokeReason = r.At, r.Reason
+		if err := put(sessions, []byte(id), sess); err != nil {
+			return revoked, err
+		}
 		revoked = append(revoked, sess)
 	}
 	return revoked, nil
