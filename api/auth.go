@@ -33,10 +33,10 @@ type tokenView struct {
 	RefreshExpiresAt *time.Time `json:"refreshExpiresAt,omitempty"`
 	SessionID        string     `json:"sessionId"`
 	DeviceID         string     `json:"deviceId,omitempty"`
+	User             *userView  `json:"user,omitempty"`
 	// ShiftEnd is, on a shared handset of a group with shifts, the end of
 	// the session's shift (it ends at that plus the grace).
 	ShiftEnd *time.Time `json:"shiftEnd,omitempty"`
-	User     *userView  `json:"user,omitempty"`
 
 	// RecoveryCodes come with the tokens of a login that enrolled a first
 	// second factor: shown this once.

@@ -27,21 +27,19 @@ type deviceView struct {
 	StatusChangedBy string            `json:"statusChangedBy,omitempty"`
 	// StatusChangedByName and EnrolledByName name those actors: a
 	// username, an API key's name.
-	StatusChangedByName string `json:"statusChangedByName,omitempty"`
-	Label               string `json:"label"`
-	Group               string `json:"group"`
-	// Mode is the mode that applies, "personal" or "shared", and
-	// ModeSource where it comes from: "handset" (its own) or "group".
-	Mode           string    `json:"mode"`
-	ModeSource     string    `json:"modeSource"`
-	AssignedUsers  []string  `json:"assignedUsers"`
-	Notes          string    `json:"notes"`
-	EnrolledAt     timestamp `json:"enrolledAt"`
-	EnrolledBy     string    `json:"enrolledBy,omitempty"`
-	EnrolledByName string    `json:"enrolledByName,omitempty"`
-	LastSeenAt     timestamp `json:"lastSeenAt,omitzero"`
-	UpdatedAt      timestamp `json:"updatedAt"`
-	Key            *keyView  `json:"key,omitempty"`
+	StatusChangedByName string    `json:"statusChangedByName,omitempty"`
+	Label               string    `json:"label"`
+	Group               string    `json:"group"`
+	Mode                string    `json:"mode"`       // the mode that applies: "personal" or "shared"
+	ModeSource          string    `json:"modeSource"` // where it comes from: "handset" (its own) or "group"
+	AssignedUsers       []string  `json:"assignedUsers"`
+	Notes               string    `json:"notes"`
+	EnrolledAt          timestamp `json:"enrolledAt"`
+	EnrolledBy          string    `json:"enrolledBy,omitempty"`
+	EnrolledByName      string    `json:"enrolledByName,omitempty"`
+	LastSeenAt          timestamp `json:"lastSeenAt,omitzero"`
+	UpdatedAt           timestamp `json:"updatedAt"`
+	Key                 *keyView  `json:"key,omitempty"`
 }
 
 // keyView shows a handset's enrolled key and what its attestation showed.
