@@ -579,11 +579,10 @@ func (s *Service) resolveUsers(ctx context.Context, refs []string, scopes []stri
 // resolveUsersOf is resolveUsers for the list named field.
 func (s *Service) resolveUsersOf(ctx context.Context, field string, refs []string, scopes []string) ([]string, *tether.ValidationError, error) {
 	if len(refs) > MaxAssignedUsers {
-		code := "assigned_users_too_many"
-		if field != "assignedUsers" {
-			code = field + "_too_many"
+		if field == "assignedUsers" {
+			return nil, tether.Invalid(field, "assigned_users_too_many", fmt.Sprintf("at most %d assigned users", MaxAssignedUsers)), nil
 		}
-		return nil, tether.Invalid(field, code, fmt.Sprintf("at most %d users", MaxAssignedUsers)), nil
+		return nil, tether.Invalid(field, field+"_too_many", fmt.Sprintf("at most %d users", MaxAssignedUsers)), nil
 	}
 	var ids []string
 	verr := &tether.ValidationError{}
