@@ -31,6 +31,9 @@ func invalidRequest(format string, args ...any) error {
 
 // isJSON reports whether a Content-Type names JSON.
 func isJSON(contentType string) bool {
+	if contentType == fiber.MIMEApplicationJSON || contentType == fiber.MIMEApplicationJSONCharsetUTF8 {
+		return true // what nearly every client sends, without parsing
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return false

@@ -109,15 +109,34 @@ func (s *Service) SignJWT(claims jwt.Claims, alg string, header map[string]any) 
 	if kid == "" {
 		return "", fmt.Errorf("%w: %q", ErrUnsupportedAlgorithm, alg)
 	}
-	tok := jwt.NewWithClaims(method, claims)
+	h := map[string]any{"alg": method.Alg(), "typ": "JWT"}
 	for name, v := range header {
 		if name == "alg" || name == "kid" {
 			return "", fmt.Errorf("sign token: the %q header is the key's", name)
 		}
-		tok.Header[name] = v
+		h[name] = v
 	}
-	tok.Header["kid"] = kid
-	return tok.SignedString(key)
+	h["kid"] = kid
+	// What jwt.Token.SignedString does, with the codec the stores use for
+	// JSON (about twice as fast as encoding/json, which a renewal felt).
+	hj, err := codec.Encode(h)
+	if err != nil {
+		return "", fmt.Errorf("sign token: header: %w", err)
+	}
+	cj, err := codec.Encode(claims)
+	if err != nil {
+		return "", fmt.Errorf("sign token: claims: %w", err)
+	}
+	enc := base64.RawURLEncoding
+	signing := make([]byte, 0, enc.EncodedLen(len(hj))+enc.EncodedLen(len(cj))+1)
+	signing = enc.AppendEncode(signing, hj)
+	signing = append(signing, '.')
+	signing = enc.AppendEncode(signing, cj)
+	sig, err := method.Sign(string(signing), key)
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return string(signing) + "." + enc.EncodeToString(sig), nil
 }
 
 // parseAccess verifies an access token's signature and claims. With

@@ -171,6 +171,10 @@ type SessionBundle struct {
 	// Revision names the stored version of the session read, in a store
 	// that can tell (0 in one that cannot): see Unchanged.
 	Revision uint64
+	// Stored is the session's record as read, in a store that tells a
+	// changed session by its bytes (nil in one that does not): see
+	// Unchanged.
+	Stored []byte
 }
 
 // SessionFilter selects sessions for ListSessions. Zero fields match all.
@@ -324,10 +328,12 @@ func WithRevocation(r Revocation, count *int) WriteOption {
 // Unchanged tells UpdateSession that the caller read the session moments
 // before, in b, unchanged since as far as it knows: a store may then apply
 // the update function to b.Session without reading the session again,
-// provided the session is still at b.Revision when it writes, and reads it
-// afresh otherwise. The update function sees the session as stored either
-// way; what the option saves, on PostgreSQL, is the locked read, a
-// transaction's begin and commit, and all but one round trip.
+// provided the session is still at b.Revision (or, in bbolt, still
+// b.Stored, byte for byte) when it writes, and reads it afresh otherwise.
+// The update function sees the session as stored either way; what the
+// option saves, on PostgreSQL, is the locked read, a transaction's begin
+// and commit, and all but one round trip; in bbolt, decoding the session
+// again inside the write, which holds the store's one writer.
 func Unchanged(b SessionBundle) WriteOption {
 	return func(o *WriteOptions) { o.Read = &b }
 }

@@ -129,6 +129,12 @@ type Result struct {
 	// OfEmbedded is, on PostgreSQL, PerSecond as a fraction of the same
 	// operation's on the embedded store, in runs alternating with these.
 	OfEmbedded float64 `json:"ofEmbedded,omitempty"`
+	// CPUPerRequestUs is the CPU time the serving process (Tether, or
+	// the limit's server) spent in the run, per request counted, in
+	// microseconds: what one request costs the server, whatever share of
+	// the cores the load generator beside it took. A database's own CPU
+	// is not in it. Zero where /proc cannot tell.
+	CPUPerRequestUs float64 `json:"cpuPerRequestUs,omitempty"`
 }
 
 // Report is what a run writes.
@@ -238,8 +244,8 @@ func run() error {
 		hashes = "parallel password hashes"
 	)
 	limits := map[string]func() Result{
-		withStore: func() Result { return limitResults(cfg, limit.base) },
-		bare:      func() Result { return limitResults(cfg, limit.base+"?store=none") },
+		withStore: func() Result { return limit.measure(cfg, "") },
+		bare:      func() Result { return limit.measure(cfg, "?store=none") },
 	}
 
 	srv, err := startServer(cfg.server, cfg.store)
@@ -306,7 +312,7 @@ func run() error {
 			if embedded != nil && op.limit != "" {
 				embeddedRuns = append(embeddedRuns, drive(cfg, op.name, embedded.base, on(we, op.fn)))
 			}
-			runs = append(runs, drive(cfg, op.name, srv.base, on(w, op.fn)))
+			runs = append(runs, withCPU(srv.cmd, func() Result { return drive(cfg, op.name, srv.base, on(w, op.fn)) }))
 			if op.limit == "" {
 				break // nothing to compare with: one run
 			}
@@ -363,19 +369,24 @@ func printTable(w io.Writer, r Report) {
 		}
 		return fmt.Sprintf("%.0f%%", f*100)
 	}
-	header := fmt.Sprintf("%-42s %10s %9s %9s %9s %7s %7s %8s", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "shed", "of limit")
+	header := fmt.Sprintf("%-42s %10s %9s %9s %9s %7s %7s %8s %8s", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "shed", "CPU µs", "of limit")
 	if r.Store == "postgres" {
 		header += fmt.Sprintf(" %9s", "of bbolt")
 	}
 	fmt.Fprintln(w, header)
 	for _, x := range r.Results {
-		line := fmt.Sprintf("%-42s %10.0f %9.2f %9.2f %9.2f %7d %7d %8s", x.Op, x.PerSecond, x.P50ms, x.P99ms, x.P999ms, x.Errors, x.Shed, percent(x.OfLimit))
+		cpu := ""
+		if x.CPUPerRequestUs > 0 {
+			cpu = fmt.Sprintf("%.0f", x.CPUPerRequestUs)
+		}
+		line := fmt.Sprintf("%-42s %10.0f %9.2f %9.2f %9.2f %7d %7d %8s %8s", x.Op, x.PerSecond, x.P50ms, x.P99ms, x.P999ms, x.Errors, x.Shed, cpu, percent(x.OfLimit))
 		if r.Store == "postgres" {
 			line += fmt.Sprintf(" %9s", percent(x.OfEmbedded))
 		}
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
-	fmt.Fprintf(w, "\nserver peak memory (RSS): %.0f MiB\n", float64(r.ServerPeakRSS)/(1<<20))
+	fmt.Fprintf(w, "\nCPU µs: the serving process's CPU time per request (Tether's, or the limit's; not the database's)\n")
+	fmt.Fprintf(w, "server peak memory (RSS): %.0f MiB\n", float64(r.ServerPeakRSS)/(1<<20))
 }
 
 // client is one keep-alive connection's worth of state.
@@ -653,6 +664,44 @@ func peakRSS(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// withCPU runs a measurement and adds to its result the CPU time the
+// process cmd runs spent in it, per request counted.
+func withCPU(cmd *exec.Cmd, run func() Result) Result {
+	before, ok := cpuTime(cmd.Process.Pid)
+	r := run()
+	after, ok2 := cpuTime(cmd.Process.Pid)
+	if ok && ok2 && r.Requests > 0 {
+		r.CPUPerRequestUs = float64((after - before).Microseconds()) / float64(r.Requests)
+	}
+	return r
+}
+
+// cpuTime is the CPU time (user and system) process pid has used, from
+// /proc/pid/stat: false where there is none.
+func cpuTime(pid int) (time.Duration, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The fields after the command's name, which is in parentheses and
+	// may hold spaces: state is the first, utime and stime the 12th and
+	// 13th, in clock ticks of 1/100 s (USER_HZ on Linux).
+	i := bytes.LastIndex(data, []byte(") "))
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(data[i+2:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, true
 }
 
 // imei makes the n-th valid IMEI of the run.
@@ -970,6 +1019,12 @@ func (l *limitServer) stop() {
 }
 
 // limitResults drives the limit handler with the renewal's request.
+// measure drives the limit's server (query: "" or "?store=none"), and
+// counts its CPU time.
+func (l *limitServer) measure(cfg config, query string) Result {
+	return withCPU(l.cmd, func() Result { return limitResults(cfg, l.base+query) })
+}
+
 func limitResults(cfg config, url string) Result {
 	var tok atomic.Value
 	c := &client{http: newHTTP(1), base: strings.Split(url, "?")[0]}

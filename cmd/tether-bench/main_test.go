@@ -1,7 +1,10 @@
 package main
 
 import (
+	"os"
+	"runtime"
 	"testing"
+	"time"
 
 	"tether"
 	"tether/device"
@@ -31,4 +34,36 @@ func TestMedian(t *testing.T) {
 	if runs[0].PerSecond != 300 {
 		t.Fatal("median reordered its argument")
 	}
+}
+
+// TestCPUTime: the CPU time read from /proc grows as this process works,
+// by no more than the cores could give it, and a process that does not
+// exist has none.
+func TestCPUTime(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	pid := os.Getpid()
+	start, ok := cpuTime(pid)
+	if !ok {
+		t.Fatal("no CPU time for this process")
+	}
+	began := time.Now()
+	var sink uint64
+	for now := start; now-start < 100*time.Millisecond; now, _ = cpuTime(pid) {
+		if time.Since(began) > 10*time.Second {
+			t.Fatalf("CPU time grew by %v in 10 s of work", now-start)
+		}
+		for i := range 1_000_000 {
+			sink += uint64(i) * uint64(i)
+		}
+	}
+	end, _ := cpuTime(pid)
+	if wall := time.Since(began); end-start > time.Duration(runtime.NumCPU())*wall+20*time.Millisecond {
+		t.Fatalf("CPU time grew by %v in %v of wall time on %d cores", end-start, wall, runtime.NumCPU())
+	}
+	if _, ok := cpuTime(1 << 30); ok {
+		t.Fatal("CPU time for a process that does not exist")
+	}
+	_ = sink
 }

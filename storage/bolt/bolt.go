@@ -323,14 +323,21 @@ func (s *Store) applyOptions(tx *bolt.Tx, o storage.WriteOptions) error {
 
 // get decodes the record under key in bucket into v, or returns ErrNotFound.
 func get(b *bolt.Bucket, kind string, key []byte, v any) error {
+	_, err := getData(b, kind, key, v)
+	return err
+}
+
+// getData is get, returning the record's bytes too (valid only in the
+// transaction).
+func getData(b *bolt.Bucket, kind string, key []byte, v any) ([]byte, error) {
 	data := b.Get(key)
 	if data == nil {
-		return fmt.Errorf("%s %q: %w", kind, key, storage.ErrNotFound)
+		return nil, fmt.Errorf("%s %q: %w", kind, key, storage.ErrNotFound)
 	}
 	if err := codec.Decode(data, v); err != nil {
-		return fmt.Errorf("decode %s %q: %w", kind, key, err)
+		return nil, fmt.Errorf("decode %s %q: %w", kind, key, err)
 	}
-	return nil
+	return data, nil
 }
 
 func put(b *bolt.Bucket, key []byte, v any) error {

@@ -170,9 +170,11 @@ func (s *Store) GetSessionBundleByFamily(ctx context.Context, familyHash []byte)
 
 // bundle reads a session, its user and its device in tx.
 func bundle(tx *bolt.Tx, id []byte, b *storage.SessionBundle) error {
-	if err := get(tx.Bucket(bucketSessions), "session", id, &b.Session); err != nil {
+	data, err := getData(tx.Bucket(bucketSessions), "session", id, &b.Session)
+	if err != nil {
 		return err
 	}
+	b.Stored = bytes.Clone(data)
 	b.NewestKey = newestKey(tx)
 	if err := get(tx.Bucket(bucketUsers), "user", []byte(b.Session.UserID), &b.User); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
@@ -258,10 +260,15 @@ func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (stor
 // UpdateSession implements storage.Sessions.
 func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), opts ...storage.WriteOption) (storage.Session, error) {
 	var updated storage.Session
+	read := storage.ApplyOptions(opts).Read
 	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
 		sessions := tx.Bucket(bucketSessions)
 		var old storage.Session
-		if err := get(sessions, "session", []byte(id), &old); err != nil {
+		if read != nil && read.Session.ID == id && read.Stored != nil && bytes.Equal(sessions.Get([]byte(id)), read.Stored) {
+			// The session as the caller read it (storage.Unchanged) is
+			// the one stored: no need to decode it again.
+			old = read.Session
+		} else if err := get(sessions, "session", []byte(id), &old); err != nil {
 			return err
 		}
 		next, err := fn(old.Clone())
