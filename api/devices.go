@@ -59,7 +59,7 @@ func keyViewOf(k *storage.DeviceKey) *keyView {
 	if k == nil {
 		return nil
 	}
-	v := &keyView{Thumbprint: k.Thumbprint, EnrolledAt: timestamp(k.EnrolledAt), EnrolledBy: k.EnrolledBy}
+	v := &keyView{Thumbprint: k.Thumbprint, EnrolledAt: stamp(k.EnrolledAt), EnrolledBy: k.EnrolledBy}
 	v.Type = curveOf(k.JWK) // the key was checked when it was enrolled
 	if a := k.Attestation; a != nil {
 		v.Attested, v.SecurityLevel, v.VerifiedBootState = true, a.SecurityLevel, a.VerifiedBootState
@@ -175,9 +175,9 @@ func (n *names) deviceView(d storage.Device) deviceView {
 	}
 	v := deviceView{
 		ID: d.ID, IMEI: d.IMEI, HasIccCard: d.HasIccCard, IccIDs: d.IccIDs, AppVersion: d.AppVersion,
-		Status: string(d.Status), StatusReason: d.StatusReason, StatusChangedAt: timestamp(d.StatusChangedAt),
+		Status: string(d.Status), StatusReason: d.StatusReason, StatusChangedAt: stamp(d.StatusChangedAt),
 		StatusChangedBy: d.StatusChangedBy, Label: d.Label, Group: d.Group, AssignedUsers: users, Notes: d.Notes,
-		EnrolledAt: timestamp(d.EnrolledAt), EnrolledBy: d.EnrolledBy, LastSeenAt: timestamp(d.LastSeenAt), UpdatedAt: timestamp(d.UpdatedAt),
+		EnrolledAt: stamp(d.EnrolledAt), EnrolledBy: d.EnrolledBy, LastSeenAt: stamp(d.LastSeenAt), UpdatedAt: stamp(d.UpdatedAt),
 		Key: keyViewOf(d.Key), EnrolledByName: n.actor(d.EnrolledBy), StatusChangedByName: n.actor(d.StatusChangedBy),
 		Mode: string(n.modes[d.ID]), ModeSource: "group",
 	}

@@ -55,7 +55,7 @@ func (s *server) groupViews(ctx context.Context, gs []storage.Group) ([]groupVie
 		v := groupView{
 			Name: g.Name, HasSettings: !g.UpdatedAt.IsZero(), Mode: string(storage.ModePersonal), Roster: make([]string, 0, len(g.Roster)),
 			SuspendUnreturnedAfterMinutes: int(g.SuspendUnreturnedAfter / time.Minute),
-			UpdatedAt:                     timestamp(g.UpdatedAt), UpdatedBy: g.UpdatedBy, UpdatedByName: n.actor(g.UpdatedBy),
+			UpdatedAt:                     stamp(g.UpdatedAt), UpdatedBy: g.UpdatedBy, UpdatedByName: n.actor(g.UpdatedBy),
 		}
 		if g.Mode.Valid() {
 			v.Mode = string(g.Mode)
@@ -206,7 +206,7 @@ func (s *server) rack(c *fiber.Ctx) error {
 		v := rackView{DeviceID: sl.Device.ID, IMEI: sl.Device.IMEI, Label: sl.Device.Label, Group: sl.Device.Group, State: sl.State}
 		if h := sl.Holder; h != nil {
 			v.UserID, v.Username, v.SessionID = h.UserID, h.Username, h.SessionID
-			v.Since, v.ShiftEnd, v.Deadline = timestamp(h.Since), timestamp(h.ShiftEnd), timestamp(h.Deadline)
+			v.Since, v.ShiftEnd, v.Deadline = stamp(h.Since), stamp(h.ShiftEnd), stamp(h.Deadline)
 		}
 		out.Items = append(out.Items, v)
 	}

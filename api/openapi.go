@@ -207,7 +207,7 @@ func (s *schemas) of(t reflect.Type) map[string]any {
 		t = t.Elem()
 	}
 	switch {
-	case t == reflect.TypeOf(time.Time{}), t == reflect.TypeOf(timestamp{}):
+	case t == reflect.TypeOf(time.Time{}), t == reflect.TypeOf(timestamp("")):
 		return map[string]any{"type": "string", "format": "date-time"}
 	case t == reflect.TypeOf(json.RawMessage{}), t == reflect.TypeOf(optionalRaw{}):
 		return map[string]any{}

@@ -753,15 +753,26 @@ func xlsxValue(n *node) any {
 	return n.scalar
 }
 
-// timestamp is a time.Time that a view writes as JSON: the same RFC 3339
-// string, and zero for omitzero when the time is, but given to
-// encoding/json as text (MarshalText), which it quotes as it writes it,
-// rather than as JSON (MarshalJSON), which it scans and copies again. A
-// page of handsets has four of them an item.
-type timestamp time.Time
+// timestamp is a time as a view writes it: the RFC 3339 string
+// encoding/json writes for a time.Time, made when the view is (stamp), so
+// the encoder writes a plain string instead of calling a method on each of
+// the four times of every handset in a page. The zero time is still
+// written as time.Time writes it, and left out by omitzero.
+type timestamp string
 
-// MarshalText implements encoding.TextMarshaler.
-func (t timestamp) MarshalText() ([]byte, error) { return time.Time(t).MarshalText() }
+// zeroStamp is the zero time.Time, as it is written.
+const zeroStamp = timestamp("0001-01-01T00:00:00Z")
+
+// stamp is t as a view writes it. Where no store's time goes, it differs
+// from encoding/json: the zero time is zeroStamp in any zone, and a time
+// outside the years 0 to 9999, which encoding/json refuses to write, is
+// written as Go formats it.
+func stamp(t time.Time) timestamp {
+	if t.IsZero() {
+		return zeroStamp
+	}
+	return timestamp(t.AppendFormat(make([]byte, 0, len(time.RFC3339Nano)), time.RFC3339Nano))
+}
 
 // IsZero reports whether t is the zero time, as omitzero asks.
-func (t timestamp) IsZero() bool { return time.Time(t).IsZero() }
+func (t timestamp) IsZero() bool { return t == zeroStamp || t == "" }

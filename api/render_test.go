@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/xuri/excelize/v2"
+
+	"tether/internal/codec"
 )
 
 func TestNegotiate(t *testing.T) {
@@ -162,7 +164,9 @@ func TestRenderXMLAndGzip(t *testing.T) {
 }
 
 // TestTimestampWritesAsTime holds timestamp to what time.Time writes,
-// omitzero included, and fails where it fails.
+// omitzero included, for every time a store can hold; the zero time in
+// another zone is written as the zero time, and a year encoding/json
+// refuses is written as Go formats it.
 func TestTimestampWritesAsTime(t *testing.T) {
 	type asTime struct {
 		A time.Time `json:"a"`
@@ -176,13 +180,22 @@ func TestTimestampWritesAsTime(t *testing.T) {
 	for _, at := range []time.Time{
 		{}, time.Date(2026, 11, 30, 9, 41, 7, 123456789, time.UTC), time.Date(2026, 3, 29, 2, 30, 0, 0, zone),
 		time.Now(), time.Unix(0, 0), time.Date(0, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, zone),
-		time.Time{}.In(zone), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600)),
+		time.Date(2026, 12, 4, 0, 0, 0, 0, time.FixedZone("", 14*3600)), time.Date(2026, 12, 4, 1, 2, 3, 4000, time.Local),
 	} {
 		want, wantErr := json.Marshal(asTime{at, at})
-		got, gotErr := json.Marshal(asTimestamp{timestamp(at), timestamp(at)})
-		if (gotErr == nil) != (wantErr == nil) || string(got) != string(want) {
-			t.Errorf("%v: got %s, %v; want %s, %v", at, got, gotErr, want, wantErr)
+		for _, enc := range []func(any) ([]byte, error){json.Marshal, codec.Encode} {
+			got, gotErr := enc(asTimestamp{stamp(at), stamp(at)})
+			if gotErr != nil || wantErr != nil || string(got) != string(want) {
+				t.Errorf("%v: got %s, %v; want %s, %v", at, got, gotErr, want, wantErr)
+			}
+		}
+	}
+	for at, want := range map[time.Time]string{
+		time.Time{}.In(zone):                         `{"a":"0001-01-01T00:00:00Z"}`,
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC): `{"a":"10000-01-01T00:00:00Z","b":"10000-01-01T00:00:00Z"}`,
+	} {
+		if got, err := codec.Encode(asTimestamp{stamp(at), stamp(at)}); err != nil || string(got) != want {
+			t.Errorf("%v: got %s, %v; want %s", at, got, err, want)
 		}
 	}
 }

@@ -195,17 +195,23 @@ func deviceGroup(tx *bolt.Tx, id string) (string, error) {
 	return d.Group, nil
 }
 
-// userOrZero returns the user with the given ID, or the zero User for none
-// or a missing one.
-func userOrZero(tx *bolt.Tx, id string) (storage.User, error) {
-	var u storage.User
+// scopeUser returns what the scope rules read of the user with the given
+// ID, its ID, role and scopes (the rest zero), or the zero User for none
+// or a missing one. It decodes only those: every audit event written
+// calls it, inside the store's one writer.
+func scopeUser(tx *bolt.Tx, id string) (storage.User, error) {
 	if id == "" {
-		return u, nil
+		return storage.User{}, nil
+	}
+	var u struct {
+		ID     string       `json:"id"`
+		Role   storage.Role `json:"role"`
+		Scopes []string     `json:"scopes"`
 	}
 	if err := get(tx.Bucket(bucketUsers), "user", []byte(id), &u); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return u, err
+		return storage.User{}, err
 	}
-	return u, nil
+	return storage.User{ID: u.ID, Role: u.Role, Scopes: u.Scopes}, nil
 }
 
 // eventGroups sets e.Groups by storage.EventGroups from the records as
@@ -215,7 +221,7 @@ func eventGroups(tx *bolt.Tx, e storage.Event) (storage.Event, error) {
 	if err != nil {
 		return e, err
 	}
-	u, err := userOrZero(tx, e.UserID)
+	u, err := scopeUser(tx, e.UserID)
 	if err != nil {
 		return e, err
 	}
@@ -258,7 +264,7 @@ func (s *Store) SessionInScope(ctx context.Context, id string, groups []string) 
 		if err != nil {
 			return err
 		}
-		u, err := userOrZero(tx, sess.UserID)
+		u, err := scopeUser(tx, sess.UserID)
 		if err != nil {
 			return err
 		}

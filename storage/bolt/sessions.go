@@ -243,7 +243,7 @@ func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (stor
 		page, err = listMerged(tx.Bucket(bucketSessions), ranges, f.After, f.Limit, false, func(s storage.Session) (bool, error) {
 			w, ok := users[s.UserID]
 			if !ok {
-				u, err := userOrZero(tx, s.UserID)
+				u, err := scopeUser(tx, s.UserID)
 				if err != nil {
 					return false, err
 				}
