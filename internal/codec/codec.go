@@ -11,10 +11,28 @@
 // (api/render_check_test.go); what clients send is not read with it.
 package codec
 
-import "github.com/goccy/go-json"
+import (
+	"bytes"
+
+	"github.com/goccy/go-json"
+)
 
 // Encode writes v as encoding/json would.
 func Encode(v any) ([]byte, error) { return json.Marshal(v) }
+
+// EncodeTo appends to buf what Encode returns for v, without the new slice
+// Encode makes for it: an answer of a page of handsets (some 35 KB) is
+// written into a buffer that is used again, rather than into a fresh
+// large allocation. On an error buf is as it was.
+func EncodeTo(buf *bytes.Buffer, v any) error {
+	n := buf.Len()
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
+		buf.Truncate(n)
+		return err
+	}
+	buf.Truncate(buf.Len() - 1) // the Encoder's newline
+	return nil
+}
 
 // Decode reads data into v as encoding/json would, and copies out what it
 // keeps (strings, raw JSON, bytes): data may be bbolt's, valid only in its

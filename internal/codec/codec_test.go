@@ -85,6 +85,16 @@ func TestCodecWritesWhatEncodingJSONWrites(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("%d %T: got\n%s\nwant\n%s", i, rec, got, want)
 		}
+		// EncodeTo appends the same bytes.
+		buf := bytes.NewBufferString("before")
+		if err := EncodeTo(buf, rec); err != nil || buf.String() != "before"+string(want) {
+			t.Errorf("%d %T: EncodeTo wrote\n%s, %v\nwant\nbefore%s", i, rec, buf, err, want)
+		}
+	}
+	// A value it cannot write leaves the buffer as it was.
+	buf := bytes.NewBufferString("before")
+	if err := EncodeTo(buf, map[string]any{"a": make(chan int)}); err == nil || buf.String() != "before" {
+		t.Errorf("EncodeTo of a channel: %v, buffer %q", err, buf)
 	}
 }
 
