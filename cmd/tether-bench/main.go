@@ -135,6 +135,10 @@ type Result struct {
 	// the cores the load generator beside it took. A database's own CPU
 	// is not in it. Zero where /proc cannot tell.
 	CPUPerRequestUs float64 `json:"cpuPerRequestUs,omitempty"`
+	// DBCPUPerRequestUs is, on PostgreSQL, the CPU time of every process
+	// named postgres on this machine in the run, per request counted: the
+	// database's share, where it runs beside the server.
+	DBCPUPerRequestUs float64 `json:"dbCpuPerRequestUs,omitempty"`
 }
 
 // Report is what a run writes.
@@ -312,7 +316,12 @@ func run() error {
 			if embedded != nil && op.limit != "" {
 				embeddedRuns = append(embeddedRuns, drive(cfg, op.name, embedded.base, on(we, op.fn)))
 			}
-			runs = append(runs, withCPU(srv.cmd, func() Result { return drive(cfg, op.name, srv.base, on(w, op.fn)) }))
+			runs = append(runs, withCPU(srv.cmd, func() Result {
+				if embedded == nil {
+					return drive(cfg, op.name, srv.base, on(w, op.fn))
+				}
+				return withDBCPU(func() Result { return drive(cfg, op.name, srv.base, on(w, op.fn)) })
+			}))
 			if op.limit == "" {
 				break // nothing to compare with: one run
 			}
@@ -371,7 +380,7 @@ func printTable(w io.Writer, r Report) {
 	}
 	header := fmt.Sprintf("%-42s %10s %9s %9s %9s %7s %7s %8s %8s", "operation", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "shed", "CPU µs", "of limit")
 	if r.Store == "postgres" {
-		header += fmt.Sprintf(" %9s", "of bbolt")
+		header += fmt.Sprintf(" %9s %9s", "of bbolt", "DB CPU µs")
 	}
 	fmt.Fprintln(w, header)
 	for _, x := range r.Results {
@@ -381,11 +390,18 @@ func printTable(w io.Writer, r Report) {
 		}
 		line := fmt.Sprintf("%-42s %10.0f %9.2f %9.2f %9.2f %7d %7d %8s %8s", x.Op, x.PerSecond, x.P50ms, x.P99ms, x.P999ms, x.Errors, x.Shed, cpu, percent(x.OfLimit))
 		if r.Store == "postgres" {
-			line += fmt.Sprintf(" %9s", percent(x.OfEmbedded))
+			db := ""
+			if x.DBCPUPerRequestUs > 0 {
+				db = fmt.Sprintf("%.0f", x.DBCPUPerRequestUs)
+			}
+			line += fmt.Sprintf(" %9s %9s", percent(x.OfEmbedded), db)
 		}
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 	fmt.Fprintf(w, "\nCPU µs: the serving process's CPU time per request (Tether's, or the limit's; not the database's)\n")
+	if r.Store == "postgres" {
+		fmt.Fprintf(w, "DB CPU µs: the CPU time of this machine's postgres processes per request\n")
+	}
 	fmt.Fprintf(w, "server peak memory (RSS): %.0f MiB\n", float64(r.ServerPeakRSS)/(1<<20))
 }
 
@@ -676,6 +692,37 @@ func withCPU(cmd *exec.Cmd, run func() Result) Result {
 		r.CPUPerRequestUs = float64((after - before).Microseconds()) / float64(r.Requests)
 	}
 	return r
+}
+
+// withDBCPU runs a measurement and adds to its result the CPU time the
+// processes named postgres spent in it, per request counted.
+func withDBCPU(run func() Result) Result {
+	before := commandCPU("postgres")
+	r := run()
+	if after := commandCPU("postgres"); r.Requests > 0 && after > before {
+		r.DBCPUPerRequestUs = float64((after - before).Microseconds()) / float64(r.Requests)
+	}
+	return r
+}
+
+// commandCPU is the CPU time the processes running the command name have
+// used, from /proc: zero where there is none.
+func commandCPU(name string) time.Duration {
+	dirs, _ := os.ReadDir("/proc")
+	var total time.Duration
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile("/proc/" + d.Name() + "/comm"); err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		if t, ok := cpuTime(pid); ok {
+			total += t
+		}
+	}
+	return total
 }
 
 // cpuTime is the CPU time (user and system) process pid has used, from

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,4 +67,26 @@ func TestCPUTime(t *testing.T) {
 		t.Fatal("CPU time for a process that does not exist")
 	}
 	_ = sink
+}
+
+// TestCommandCPU: the CPU time of the processes running a command counts
+// this one's, and a command nothing runs has none.
+func TestCommandCPU(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, ok := cpuTime(os.Getpid())
+	if !ok {
+		t.Fatalf("this process's CPU time: %v, %v", own, ok)
+	}
+	if all := commandCPU(strings.TrimSpace(string(comm))); all < own {
+		t.Fatalf("processes named %q used %v; this one alone %v", comm, all, own)
+	}
+	if none := commandCPU("no-such-command-here"); none != 0 {
+		t.Fatalf("a command nothing runs used %v", none)
+	}
 }
