@@ -168,7 +168,7 @@ const maxPooledAnswer = 1 << 20
 // sendJSON answers v as JSON, written into a buffer used again and copied
 // into the response: a page of 50 handsets is some 35 KB, and a fresh
 // slice of that size for every page (what codec.Encode returns) cost the
-// device list 15% of its CPU under load (docs/performance.md).
+// device list about 17% of its CPU under load (docs/performance.md).
 func sendJSON(c *fiber.Ctx, status int, contentType string, v any) error {
 	buf := answerBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
