@@ -32,6 +32,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +69,12 @@ type Store struct {
 	tracer  pgx.QueryTracer
 	// routes are the event routes (outbox.go), never nil.
 	routes atomic.Pointer[[]storage.EventRoute]
+	// bundlesByID and bundlesByFamily gather session-bundle reads
+	// (bundles.go); closing stop ends their readers.
+	bundlesByID     *bundleReads[string]
+	bundlesByFamily *bundleReads[[]byte]
+	stop            chan struct{}
+	closeOnce       sync.Once
 }
 
 // TxObserver is told how long each transaction took, and whether it wrote.
@@ -123,6 +130,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	s.stop = make(chan struct{})
+	s.bundlesByID = newBundleReads[string](s, bundlesSQL("id", "text"), s.stop)
+	s.bundlesByFamily = newBundleReads[[]byte](s, bundlesSQL("family_hash", "bytea"), s.stop)
 	return s, nil
 }
 
@@ -236,6 +246,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close closes every connection.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
 	s.pool.Close()
 	return nil
 }

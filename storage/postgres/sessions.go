@@ -159,62 +159,19 @@ func (s *Store) GetSessionByFamily(ctx context.Context, familyHash []byte) (stor
 }
 
 // GetSessionBundle implements storage.Sessions: the session, its user and
-// its device in one statement.
+// its device in one statement, which other reads waiting may share
+// (bundles.go).
 func (s *Store) GetSessionBundle(ctx context.Context, id string) (storage.SessionBundle, error) {
 	var b storage.SessionBundle
-	err := s.read(ctx, "get session", func(q querier) error {
-		return bundle(ctx, q, &b, fmt.Sprintf("session %q", id), `s.id = $1`, id)
-	})
+	err := s.bundlesByID.get(ctx, id, &b, fmt.Sprintf("session %q", id))
 	return b, err
 }
 
 // GetSessionBundleByFamily implements storage.Sessions.
 func (s *Store) GetSessionBundleByFamily(ctx context.Context, familyHash []byte) (storage.SessionBundle, error) {
 	var b storage.SessionBundle
-	err := s.read(ctx, "get session", func(q querier) error {
-		return bundle(ctx, q, &b, "session family", `s.family_hash = $1`, familyHash)
-	})
+	err := s.bundlesByFamily.get(ctx, familyHash, &b, "session family")
 	return b, err
-}
-
-// bundle reads the session where says, its user and its device, in one
-// statement (one snapshot).
-func bundle(ctx context.Context, q querier, b *storage.SessionBundle, what, where string, arg any) error {
-	var sess, user, dev []byte
-	var newest *string
-	var xmin uint32
-	err := q.QueryRow(ctx, `SELECT s.data, s.xmin, u.data, d.data, (SELECT max(id) FROM signing_keys) FROM sessions s
-		LEFT JOIN users u ON u.id = s.user_id
-		LEFT JOIN devices d ON s.device_id <> '' AND d.id = s.device_id
-		WHERE `+where, arg).Scan(&sess, &xmin, &user, &dev, &newest)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
-	}
-	if err != nil {
-		return err
-	}
-	if err := codec.Decode(sess, &b.Session); err != nil {
-		return fmt.Errorf("decode %s: %w", what, err)
-	}
-	// The transaction that wrote this version of the session: every
-	// update writes a new version, and stamps it with its own.
-	b.Revision = uint64(xmin)
-	if newest != nil {
-		b.NewestKey = *newest
-	}
-	if user != nil {
-		if err := codec.Decode(user, &b.User); err != nil {
-			return fmt.Errorf("decode user: %w", err)
-		}
-	}
-	if dev != nil {
-		var d storage.Device
-		if err := codec.Decode(dev, &d); err != nil {
-			return fmt.Errorf("decode device: %w", err)
-		}
-		b.Device = &d
-	}
-	return nil
 }
 
 // ListSessions implements storage.Sessions.
