@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"tether/internal/codec"
 	"tether/storage"
@@ -92,6 +96,11 @@ func (r *bundleReads[K]) get(ctx context.Context, key K, b *storage.SessionBundl
 	if err := ctx.Err(); err != nil {
 		return driverError("get session", err)
 	}
+	if !storable(key) {
+		// No stored key holds it, and the database would refuse the
+		// whole statement for it, failing every read beside it.
+		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
+	}
 	read := &bundleRead[K]{key: key, done: make(chan struct{})}
 	select {
 	case r.queue <- read:
@@ -114,6 +123,14 @@ func (r *bundleReads[K]) get(ctx context.Context, key K, b *storage.SessionBundl
 		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
 	}
 	return decodeBundle(b, read.row, what)
+}
+
+// storable reports whether a text key could be stored at all: PostgreSQL
+// refuses NUL and invalid UTF-8 in text. (Session IDs reach here from
+// tokens not yet verified.)
+func storable[K bundleKey](key K) bool {
+	str, ok := any(key).(string)
+	return !ok || (utf8.ValidString(str) && !strings.ContainsRune(str, 0))
 }
 
 // serve sends the reads waiting, a statement at a time, until stop.
@@ -140,16 +157,41 @@ func (r *bundleReads[K]) serve() {
 }
 
 // send reads batch's bundles with one statement, and answers each read.
+// Should the database refuse the statement, each read is tried on its
+// own, so that what fails one read (a key it will not take) fails no
+// other; a lost connection or a timeout fails them all, as it would have
+// failed each.
 func (r *bundleReads[K]) send(batch []*bundleRead[K]) {
+	refused, err := r.fetch(batch)
+	if len(batch) > 1 && refused {
+		for _, read := range batch {
+			read.row, read.found = bundleRow{}, false
+			_, read.err = r.fetch([]*bundleRead[K]{read})
+			close(read.done)
+		}
+		return
+	}
+	for _, read := range batch {
+		read.err = err
+		close(read.done)
+	}
+}
+
+// fetch reads batch's bundles with one statement into its reads, and
+// says whether the database refused the statement (rather than the
+// connection or the time failing it).
+func (r *bundleReads[K]) fetch(batch []*bundleRead[K]) (refused bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), bundleBatchTimeout)
 	defer cancel()
 	keys := make([]K, len(batch))
 	for i, read := range batch {
 		keys[i] = read.key
 	}
-	err := r.s.read(ctx, "get session", func(q querier) error {
+	err = r.s.read(ctx, "get session", func(q querier) error {
 		rows, err := q.Query(ctx, r.query, keys)
 		if err != nil {
+			var pgErr *pgconn.PgError
+			refused = errors.As(err, &pgErr)
 			return err
 		}
 		defer rows.Close()
@@ -164,14 +206,17 @@ func (r *bundleReads[K]) send(batch []*bundleRead[K]) {
 			}
 			batch[ord-1].row, batch[ord-1].found = row, true
 		}
-		return rows.Err()
+		err = rows.Err()
+		var pgErr *pgconn.PgError
+		refused = errors.As(err, &pgErr)
+		return err
 	})
-	for _, read := range batch {
-		if err != nil {
-			read.found, read.err = false, err
+	if err != nil {
+		for _, read := range batch {
+			read.found = false
 		}
-		close(read.done)
 	}
+	return refused, err
 }
 
 // decodeBundle decodes a bundle's row into b (what names it in errors).

@@ -67,7 +67,7 @@ func TestBundleReadsGathered(t *testing.T) {
 	before := count.n.Load()
 	const rounds = 5
 	var wg sync.WaitGroup
-	errs := make(chan error, 4*n*rounds)
+	errs := make(chan error, 8*n*rounds)
 	for range rounds {
 		for _, sess := range sessions {
 			wg.Go(func() {
@@ -90,6 +90,15 @@ func TestBundleReadsGathered(t *testing.T) {
 			wg.Go(func() {
 				if _, err := s.GetSessionBundleByFamily(ctx, hash()); !errors.Is(err, storage.ErrNotFound) {
 					errs <- fmt.Errorf("missing by family: %v; want ErrNotFound", err)
+				}
+			})
+			// IDs from tokens not yet verified, which the database
+			// would refuse, fail only their own read.
+			wg.Go(func() {
+				for _, id := range []string{"ses_\x00", "ses_\xff\xfe", sess.ID + "\x00"} {
+					if _, err := s.GetSessionBundle(ctx, id); !errors.Is(err, storage.ErrNotFound) {
+						errs <- fmt.Errorf("hostile ID %q: %v; want ErrNotFound", id, err)
+					}
 				}
 			})
 		}
@@ -125,5 +134,51 @@ func TestBundleReadsGathered(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("read on a closed store still waiting after 10 s")
+	}
+}
+
+// TestBundleReadRefusedAlone: when the database refuses a gathered
+// statement for one read's sake, each read is tried again on its own:
+// that read fails, and every other read beside it gets its bundle.
+func TestBundleReadRefusedAlone(t *testing.T) {
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now().UTC().Truncate(time.Second)
+	hash := func() []byte { b := make([]byte, 32); rand.Read(b); return b }
+	var ids []string
+	for range 20 {
+		sess, err := s.CreateSession(ctx, storage.Session{ID: storage.NewID(storage.PrefixSession), UserID: "usr_x",
+			CreatedAt: now, LastUsedAt: now, IdleTimeout: time.Hour, ExpiresAt: now.Add(time.Hour), FamilyHash: hash(), RefreshHash: hash()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sess.ID)
+	}
+	// A statement with "ses_boom" among its keys divides by zero.
+	read := postgres.GatheredReads(s, `WHERE 1 / (CASE WHEN k.key = 'ses_boom' THEN 0 ELSE 1 END) = 1`)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100*len(ids))
+	for range 5 {
+		wg.Go(func() {
+			if _, err := read(ctx, "ses_boom"); err == nil {
+				errs <- errors.New("the refused read succeeded")
+			}
+		})
+		for _, id := range ids {
+			wg.Go(func() {
+				if b, err := read(ctx, id); err != nil || b.Session.ID != id {
+					errs <- fmt.Errorf("read of %s beside a refused one: %s, %v", id, b.Session.ID, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
