@@ -290,7 +290,12 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 
 // write runs fn and then the write options in one transaction.
 func (s *Store) write(ctx context.Context, opts []storage.WriteOption, fn func(*bolt.Tx) error) error {
-	o := storage.ApplyOptions(opts)
+	return s.writeWith(ctx, storage.ApplyOptions(opts), fn)
+}
+
+// writeWith is write, for a caller that has applied its options already
+// (and reads them itself).
+func (s *Store) writeWith(ctx context.Context, o storage.WriteOptions, fn func(*bolt.Tx) error) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		if err := fn(tx); err != nil {
 			return err

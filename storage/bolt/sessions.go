@@ -260,8 +260,9 @@ func (s *Store) ListSessions(ctx context.Context, f storage.SessionFilter) (stor
 // UpdateSession implements storage.Sessions.
 func (s *Store) UpdateSession(ctx context.Context, id string, fn func(storage.Session) (storage.Session, error), opts ...storage.WriteOption) (storage.Session, error) {
 	var updated storage.Session
-	read := storage.ApplyOptions(opts).Read
-	err := s.write(ctx, opts, func(tx *bolt.Tx) error {
+	o := storage.ApplyOptions(opts)
+	read := o.Read
+	err := s.writeWith(ctx, o, func(tx *bolt.Tx) error {
 		sessions := tx.Bucket(bucketSessions)
 		var old storage.Session
 		if read != nil && read.Session.ID == id && read.Stored != nil && bytes.Equal(sessions.Get([]byte(id)), read.Stored) {
