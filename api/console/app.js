@@ -248,6 +248,14 @@ async function loadDevice(id) {
     h("td", {}, e.actor ? actorText(e.actor, e.actorName) : e.username || "—"), h("td", {}, e.clientIp || "—"))));
 }
 
+// handsetModes are the modes a handset can be given, as its forms offer
+// them (the register and edit dialogs' [data-handset-modes] selects).
+const handsetModes = [
+  ["group", "Its group's: as the group's settings say"],
+  ["personal", "Personal: its assigned users, or any worker"],
+  ["shared", "Shared: picked up for a shift by a worker of its group"],
+];
+
 // modeText is a handset's mode and where it comes from: "shared (group)"
 // follows its group's settings, "shared (handset)" is its own.
 function modeText(d) {
@@ -1541,6 +1549,7 @@ function newRecoveryCodes() {
 // ---- wiring ----
 
 document.addEventListener("DOMContentLoaded", () => {
+  for (const sel of $$("select[data-handset-modes]")) sel.append(...handsetModes.map(([value, text]) => h("option", { value }, text)));
   $("#login-form").addEventListener("submit", signInPassword);
   $("#mfa-form").addEventListener("submit", signInCode);
   $("#enroll-form").addEventListener("submit", signInEnrolled);
